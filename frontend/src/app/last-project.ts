@@ -1,0 +1,22 @@
+import { useEffect, useState } from "react";
+
+const KEY = "tinyforge.lastProject";
+
+/** The project opened last, so Datasets/Train/Services stay one click away from team pages. */
+export function useLastProject(current: number | null): number | null {
+  const [last, setLast] = useState<number | null>(() => {
+    const raw = window.localStorage.getItem(KEY);
+    return raw && /^\d+$/.test(raw) ? Number(raw) : null;
+  });
+  useEffect(() => {
+    if (current !== null && current !== last) {
+      window.localStorage.setItem(KEY, String(current));
+      setLast(current);
+    }
+  }, [current, last]);
+  return last;
+}
+
+export function forgetLastProject(): void {
+  window.localStorage.removeItem(KEY);
+}

@@ -1,0 +1,22 @@
+import { useMutation, useQueryClient } from "@tanstack/react-query";
+import { apiFetch } from "../../../api/client";
+import type { Project } from "../../../api/types";
+import { projectsKey } from "./list-projects";
+
+export interface CreateProjectInput {
+  team: number;
+  name: string;
+  description: string;
+}
+
+export function createProject(input: CreateProjectInput): Promise<Project> {
+  return apiFetch<Project>("/api/v1/projects/", { method: "POST", json: input });
+}
+
+export function useCreateProject() {
+  const queryClient = useQueryClient();
+  return useMutation({
+    mutationFn: createProject,
+    onSuccess: (_project, input) => queryClient.invalidateQueries({ queryKey: projectsKey(input.team) }),
+  });
+}

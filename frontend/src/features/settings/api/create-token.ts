@@ -1,0 +1,23 @@
+import { useMutation, useQueryClient } from "@tanstack/react-query";
+import { apiFetch } from "../../../api/client";
+import type { CreatedApiToken, Scope } from "../../../api/types";
+import { tokensKey } from "./list-tokens";
+
+export interface CreateTokenInput {
+  team: number;
+  name: string;
+  scopes: Scope[];
+  expires_at: string | null;
+}
+
+export function createToken(input: CreateTokenInput): Promise<CreatedApiToken> {
+  return apiFetch<CreatedApiToken>("/api/v1/tokens/", { method: "POST", json: input });
+}
+
+export function useCreateToken() {
+  const queryClient = useQueryClient();
+  return useMutation({
+    mutationFn: createToken,
+    onSuccess: (_token, input) => queryClient.invalidateQueries({ queryKey: tokensKey(input.team) }),
+  });
+}
