@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-python venv clean
+.PHONY: demo test test-python venv clean frontend frontend-test browser
 
 # The virtualenv is rebuilt only when the pinned dependencies change.
 $(STAMP): backend/pyproject.toml
@@ -18,10 +18,28 @@ $(STAMP): backend/pyproject.toml
 
 venv: $(STAMP)
 
-demo: venv
+# The dashboard: npm ci from the committed lock, rebuilt when the lock changes.
+FRONTEND_STAMP := frontend/node_modules/.installed
+$(FRONTEND_STAMP): frontend/package-lock.json
+	cd frontend && npm ci --no-audit --no-fund
+	touch $@
+
+frontend: $(FRONTEND_STAMP)
+	cd frontend && npm run build
+
+frontend-test: $(FRONTEND_STAMP)
+	cd frontend && npm test
+
+# Browser journeys drive Debian's Chromium; Playwright never downloads a browser.
+browser:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi; }
+
+demo: venv frontend
 	$(BIN)/tinyforge demo
 
-test: venv
+test: venv frontend frontend-test browser
 	$(BIN)/pytest
 
 clean:
