@@ -70,3 +70,100 @@ export interface AuditEvent {
   details: Record<string, unknown>;
   created_at: string;
 }
+
+export interface Dataset {
+  id: number;
+  project: number;
+  name: string;
+  description: string;
+  created_at: string;
+  updated_at?: string;
+  version_count?: number;
+  latest_version?: DatasetVersion | null;
+}
+
+export type DatasetVersionStatus = "pending" | "ingesting" | "validating" | "ready" | "failed";
+
+export interface InvalidRow {
+  line: number;
+  field?: string | null;
+  reason: string;
+}
+
+export interface ValidationReport {
+  total_rows?: number;
+  valid_rows?: number;
+  invalid_rows?: number | InvalidRow[];
+  invalid?: InvalidRow[];
+  errors?: InvalidRow[];
+  duplicates?: number;
+  empty_outputs?: number;
+  too_long?: number;
+  rows_over_context?: number;
+  [key: string]: unknown;
+}
+
+export interface TokenHistogram {
+  /** Bucket edges (n + 1) and counts (n), or explicit buckets. */
+  edges?: number[];
+  counts?: number[];
+  buckets?: { start: number; end: number; count: number }[];
+}
+
+export interface DatasetVersion {
+  id: number;
+  dataset: number;
+  number: number;
+  note: string;
+  status: DatasetVersionStatus;
+  source_kind: string;
+  source_config?: Record<string, unknown>;
+  sha256: string;
+  size_bytes: number | null;
+  row_count: number | null;
+  stats: { token_histogram?: TokenHistogram; token_lengths?: TokenHistogram; [key: string]: unknown };
+  validation_report: ValidationReport;
+  error: string;
+  progress: number;
+  progress_message: string;
+  created_at: string;
+  started_at?: string | null;
+  finished_at?: string | null;
+}
+
+/** One stretch of a rendered row: trained = the loss counts these tokens. */
+export interface PreviewSegment {
+  text: string;
+  trained: boolean;
+}
+
+export interface PreviewRow {
+  line: number;
+  row: Record<string, unknown>;
+  rendered?: string;
+  segments?: PreviewSegment[];
+  token_count?: number;
+  trained_token_count?: number;
+}
+
+export interface VersionPreview {
+  count?: number;
+  base_model?: string;
+  results: PreviewRow[];
+  next?: string | null;
+  previous?: string | null;
+}
+
+export interface DataConnection {
+  id: number;
+  project: number;
+  name: string;
+  kind: "sql" | "google";
+  options: Record<string, unknown>;
+  created_at: string;
+}
+
+export interface QueryPreview {
+  columns: string[];
+  rows: unknown[][] | Record<string, unknown>[];
+}

@@ -1,4 +1,7 @@
 import { createBrowserRouter, Navigate } from "react-router";
+import { DatasetPage } from "../features/datasets/components/DatasetPage";
+import { DatasetsPage } from "../features/datasets/components/DatasetsPage";
+import { VersionPage } from "../features/datasets/components/VersionPage";
 import { LoginPage } from "../features/auth/components/LoginPage";
 import { ProjectOverviewPage } from "../features/projects/components/ProjectOverviewPage";
 import { ProjectsPage } from "../features/projects/components/ProjectsPage";
@@ -17,6 +20,9 @@ export const routes = [
       { index: true, element: <Navigate to="/projects" replace /> },
       { path: "projects", element: <ProjectsPage /> },
       { path: "projects/:projectId", element: <ProjectOverviewPage /> },
+      { path: "projects/:projectId/datasets", element: <DatasetsPage /> },
+      { path: "projects/:projectId/datasets/:datasetId", element: <DatasetPage /> },
+      { path: "projects/:projectId/datasets/:datasetId/versions/:versionId", element: <VersionPage /> },
       { path: "settings", element: <SettingsPage /> },
       { path: "*", element: <NotFoundPage /> },
     ],

@@ -1,0 +1,47 @@
+import { useMutation, useQueryClient } from "@tanstack/react-query";
+import { apiFetch } from "../../../api/client";
+import type { DatasetVersion, QueryPreview } from "../../../api/types";
+import { versionsKey } from "./list-versions";
+
+export interface ColumnMapping {
+  instruction: string;
+  input: string;
+  output: string;
+  metadata: string[];
+}
+
+export function testConnection(connectionId: number): Promise<{ ok: boolean; message?: string }> {
+  return apiFetch(`/api/v1/connections/${connectionId}/test/`, { method: "POST" });
+}
+
+export function previewQuery({ connectionId, query }: { connectionId: number; query: string }): Promise<QueryPreview> {
+  return apiFetch<QueryPreview>(`/api/v1/connections/${connectionId}/preview/`, { method: "POST", json: { query, limit: 20 } });
+}
+
+export interface SqlImportInput {
+  datasetId: number;
+  connection: number;
+  query: string;
+  mapping: ColumnMapping;
+  note: string;
+}
+
+export function importSql({ datasetId, ...body }: SqlImportInput): Promise<DatasetVersion> {
+  return apiFetch<DatasetVersion>(`/api/v1/datasets/${datasetId}/import-sql/`, { method: "POST", json: body });
+}
+
+export function useTestConnection() {
+  return useMutation({ mutationFn: testConnection });
+}
+
+export function usePreviewQuery() {
+  return useMutation({ mutationFn: previewQuery });
+}
+
+export function useImportSql() {
+  const queryClient = useQueryClient();
+  return useMutation({
+    mutationFn: importSql,
+    onSuccess: (_v, input) => queryClient.invalidateQueries({ queryKey: versionsKey(input.datasetId) }),
+  });
+}

@@ -1,0 +1,31 @@
+import { useMutation, useQueryClient } from "@tanstack/react-query";
+import { uploadWithProgress, type UploadProgress } from "../../../api/client";
+import type { DatasetVersion } from "../../../api/types";
+import { versionsKey } from "./list-versions";
+
+export interface UploadInput {
+  datasetId: number;
+  files: File[];
+  note: string;
+  /** Recipe for plain documents: "chunks", "sections" or "qa". */
+  recipe: string;
+  onProgress: (progress: UploadProgress) => void;
+  signal?: AbortSignal;
+}
+
+/** Uploads files as one new version of the dataset; ingestion continues as a job. */
+export function uploadFiles({ datasetId, files, note, recipe, onProgress, signal }: UploadInput): Promise<DatasetVersion> {
+  const form = new FormData();
+  files.forEach((file) => form.append("files", file, file.name));
+  if (note) form.append("note", note);
+  if (recipe) form.append("recipe", recipe);
+  return uploadWithProgress<DatasetVersion>(`/api/v1/datasets/${datasetId}/upload/`, form, onProgress, signal);
+}
+
+export function useUploadFiles() {
+  const queryClient = useQueryClient();
+  return useMutation({
+    mutationFn: uploadFiles,
+    onSuccess: (_v, input) => queryClient.invalidateQueries({ queryKey: versionsKey(input.datasetId) }),
+  });
+}

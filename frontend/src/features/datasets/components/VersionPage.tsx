@@ -1,0 +1,176 @@
+import { useState } from "react";
+import { Link, useParams } from "react-router";
+import { StatusBadge } from "../../../components/Badge";
+import { Button } from "../../../components/Button";
+import { Card, PageHeader, Stat } from "../../../components/Card";
+import { ProgressBar } from "../../../components/ProgressBar";
+import { EmptyState, ErrorState, LoadingState, QueryState } from "../../../components/States";
+import { formatBytes, formatDateTime, formatNumber } from "../../../lib/format";
+import { useProjectId } from "../../projects/use-project-id";
+import { BASE_MODEL_PRESETS } from "../../training/presets";
+import { useDataset } from "../api/get-dataset";
+import { useVersion, versionDownloadUrl } from "../api/get-version";
+import { useVersionPreview } from "../api/get-version-preview";
+import { invalidCountOf, invalidRowsOf, isVersionBusy } from "../version-status";
+import { RenderedRow } from "./RenderedRow";
+import { TokenHistogramChart } from "./TokenHistogramChart";
+
+function PreviewCard({ versionId }: { versionId: number }) {
+  const [baseModel, setBaseModel] = useState(BASE_MODEL_PRESETS[0]!.value);
+  const [page, setPage] = useState(1);
+  const preview = useVersionPreview({ versionId, baseModel, page }, true);
+  return (
+    <Card
+      title="Rows as the model sees them"
+      actions={
+        <label className="row small">
+          <span>Template of</span>
+          <select className="select" style={{ width: "auto" }} value={baseModel} onChange={(e) => { setBaseModel(e.target.value); setPage(1); }}>
+            {BASE_MODEL_PRESETS.map((p) => (
+              <option key={p.value} value={p.value}>
+                {p.label}
+              </option>
+            ))}
+          </select>
+        </label>
+      }
+    >
+      <p className="small muted" style={{ marginTop: 0 }}>
+        <mark className="trained" style={{ background: "var(--trained-bg)", color: "var(--trained-text)" }}>Highlighted</mark> text is what the loss is computed on.
+      </p>
+      <QueryState query={preview} isEmpty={(d) => d.results.length === 0} empty={<EmptyState title="No rows to preview" />}>
+        {(data) => (
+          <div className="stack">
+            {data.results.map((row) => (
+              <div key={row.line} className="stack-sm">
+                <div className="row small muted">
+                  <span>Line {row.line}</span>
+                  {row.token_count !== undefined ? <span>· {row.token_count} tokens</span> : null}
+                  {row.trained_token_count !== undefined ? <span>· {row.trained_token_count} trained on</span> : null}
+                </div>
+                <RenderedRow row={row} />
+              </div>
+            ))}
+            <div className="row">
+              <Button size="sm" disabled={page === 1 || preview.isFetching} onClick={() => setPage(page - 1)}>
+                Previous
+              </Button>
+              <span className="small">Page {page}</span>
+              <Button size="sm" disabled={!data.next || preview.isFetching} onClick={() => setPage(page + 1)}>
+                Next
+              </Button>
+            </div>
+          </div>
+        )}
+      </QueryState>
+    </Card>
+  );
+}
+
+export function VersionPage() {
+  const projectId = useProjectId();
+  const params = useParams();
+  const datasetId = Number(params.datasetId);
+  const versionId = Number(params.versionId);
+  const dataset = useDataset(datasetId);
+  const version = useVersion(versionId);
+  if (version.isPending) return <LoadingState label="Loading version…" />;
+  if (version.isError) return <ErrorState error={version.error} onRetry={() => void version.refetch()} />;
+  const v = version.data;
+  const report = v.validation_report ?? {};
+  const invalidRows = invalidRowsOf(report);
+  const busy = isVersionBusy(v.status);
+  const histogram = v.stats?.token_histogram ?? v.stats?.token_lengths;
+  return (
+    <>
+      <PageHeader
+        breadcrumbs={
+          <>
+            <Link to={`/projects/${projectId}/datasets`}>Datasets</Link> / <Link to={`/projects/${projectId}/datasets/${datasetId}`}>{dataset.data?.name ?? "…"}</Link>
+          </>
+        }
+        title={
+          <span className="row">
+            Version {v.number} <StatusBadge status={v.status} />
+          </span>
+        }
+        description={v.note || `Imported ${formatDateTime(v.created_at)} from ${v.source_kind.replace(/_/g, " ")}`}
+        actions={
+          v.status === "ready" ? (
+            <>
+              <a className="btn" href={versionDownloadUrl(v.id)} download>
+                Download JSONL
+              </a>
+              <Link className="btn btn-primary" to={`/projects/${projectId}/runs/new?version=${v.id}`}>
+                Train on this version
+              </Link>
+            </>
+          ) : null
+        }
+      />
+      <div className="stack">
+        {busy ? (
+          <Card>
+            <div className="stack-sm" aria-live="polite">
+              <strong>{v.progress_message || `Status: ${v.status}`}</strong>
+              <ProgressBar value={v.progress} label="Import progress" />
+            </div>
+          </Card>
+        ) : null}
+        {v.status === "failed" ? (
+          <div className="alert alert-error" role="alert">
+            <strong>Import failed.</strong> {v.error}
+          </div>
+        ) : null}
+        <Card title="Validation report">
+          <div className="grid-cards" style={{ gridTemplateColumns: "repeat(auto-fill, minmax(130px, 1fr))" }}>
+            <Stat label="Rows" value={formatNumber(v.row_count ?? report.total_rows)} />
+            <Stat label="Valid rows" value={formatNumber(report.valid_rows)} />
+            <Stat label="Invalid rows" value={formatNumber(invalidCountOf(report))} />
+            <Stat label="Duplicates" value={formatNumber(report.duplicates)} />
+            <Stat label="Empty outputs" value={formatNumber(report.empty_outputs)} />
+            <Stat label="Over context" value={formatNumber(report.too_long ?? report.rows_over_context)} />
+            <Stat label="Size" value={formatBytes(v.size_bytes)} />
+          </div>
+          {v.sha256 ? (
+            <p className="small muted" style={{ marginBottom: 0 }}>
+              sha256 <code>{v.sha256}</code>
+            </p>
+          ) : null}
+        </Card>
+        {invalidRows.length ? (
+          <Card title={`Invalid rows (${invalidRows.length})`} bodyClassName="">
+            <div className="table-wrap" style={{ maxHeight: 320 }}>
+              <table className="table">
+                <thead>
+                  <tr>
+                    <th className="num">Line</th>
+                    <th>Field</th>
+                    <th>Reason</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {invalidRows.map((r, i) => (
+                    <tr key={`${r.line}-${i}`}>
+                      <td className="num">{r.line}</td>
+                      <td>
+                        <code>{r.field ?? "—"}</code>
+                      </td>
+                      <td>{r.reason}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          </Card>
+        ) : v.status === "ready" ? (
+          <div className="alert alert-success">Every row is valid.</div>
+        ) : null}
+        <Card title="Token lengths">
+          <TokenHistogramChart histogram={histogram} />
+        </Card>
+        {v.status === "ready" ? <PreviewCard versionId={v.id} /> : null}
+      </div>
+    </>
+  );
+}
