@@ -1,0 +1,154 @@
+"""Structured records -> dataset rows: a user's field mapping, or a detected common shape.
+
+Shapes recognised without a mapping: alpaca (instruction / input / output), messages (OpenAI
+chat), sharegpt (conversations of from / value), prompt / completion, question / answer
+(with an optional context). Fields that the shape does not use go to the row's metadata, so
+nothing read from the source is dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tinyforge.connectors.records import Row, SourceError
+
+_SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                   "chatgpt": "assistant", "model": "assistant", "bard": "assistant", "bing": "assistant",
+                   "system": "system"}
+
+
+@dataclass(frozen=True)
+class FieldMapping:
+    """Which source field fills which part of an instruction row.
+
+    `metadata=None` keeps every field not mapped elsewhere; a list keeps only those fields.
+    """
+
+    instruction: str
+    output: str
+    input: str | None = None
+    metadata: list[str] | None = None
+    shape: str = "mapping"
+
+    @classmethod
+    def parse(cls, pairs: dict[str, Any]) -> FieldMapping:
+        """From {"instruction": "question", "output": "answer", "input": ..., "metadata": [...]}."""
+        unknown = set(pairs) - {"instruction", "input", "output", "metadata"}
+        if unknown:
+            raise SourceError("mapping", f"unknown target field(s) {sorted(unknown)}; "
+                                         "map to instruction, input, output or metadata")
+        missing = [k for k in ("instruction", "output") if not pairs.get(k)]
+        if missing:
+            raise SourceError("mapping", f"the mapping needs a source field for {' and '.join(missing)}")
+        metadata = pairs.get("metadata")
+        if isinstance(metadata, str):
+            metadata = [m.strip() for m in metadata.split(",") if m.strip()]
+        return cls(pairs["instruction"], pairs["output"], pairs.get("input") or None, metadata)
+
+
+@dataclass
+class RowMapper:
+    """Turns Rows into dataset rows; detects the shape from the first row when no mapping is given."""
+
+    mapping: FieldMapping | None = None
+    shape: str | None = field(default=None, init=False)
+
+    def __call__(self, row: Row) -> dict[str, Any]:
+        fields = row.fields
+        if self.shape is None:
+            self.shape = self.mapping.shape if self.mapping else detect_shape(fields)
+            if self.shape is None:
+                raise SourceError(row.source, f"cannot tell which fields hold the prompt and the answer "
+                                              f"(fields: {', '.join(sorted(fields)) or 'none'}); give a mapping "
+                                              "such as instruction=question output=answer", row.location)
+        if self.shape == "messages":
+            example = {"messages": [_message(m, row, "messages") for m in _list(fields, "messages", row)]}
+            used = {"messages"}
+        elif self.shape == "sharegpt":
+            example = {"messages": [_sharegpt_message(m, row) for m in _list(fields, "conversations", row)]}
+            used = {"conversations"}
+        else:
+            mapping = self.mapping or _SHAPE_MAPPINGS[self.shape]
+            example = {"instruction": _text(fields, mapping.instruction, row, required=True)}
+            used = {mapping.instruction, mapping.output}
+            if mapping.input and _text(fields, mapping.input, row, required=False):
+                example["input"] = _text(fields, mapping.input, row, required=False)
+            if mapping.input:
+                used.add(mapping.input)
+            example["output"] = _text(fields, mapping.output, row, required=True)
+            if mapping.metadata is not None:
+                missing = [m for m in mapping.metadata if m not in fields]
+                if missing:
+                    raise SourceError(row.source, f"metadata field {missing[0]!r} is missing", row.location)
+                used |= set(fields) - set(mapping.metadata)
+        metadata = dict(fields.get("metadata") or {}) if isinstance(fields.get("metadata"), dict) else {}
+        metadata.update({k: v for k, v in fields.items() if k not in used and k != "metadata"})
+        metadata.update(source=row.source, location=row.location)
+        example["metadata"] = metadata
+        return example
+
+
+_SHAPE_MAPPINGS = {
+    "alpaca": FieldMapping("instruction", "output", "input", shape="alpaca"),
+    "prompt_completion": FieldMapping("prompt", "completion", shape="prompt_completion"),
+    "question_answer": FieldMapping("question", "answer", "context", shape="question_answer"),
+}
+
+
+def detect_shape(fields: dict[str, Any]) -> str | None:
+    """The common dataset shape these fields follow, or None."""
+    if isinstance(fields.get("messages"), list):
+        return "messages"
+    if isinstance(fields.get("conversations"), list):
+        return "sharegpt"
+    for shape, mapping in _SHAPE_MAPPINGS.items():
+        if mapping.instruction in fields and mapping.output in fields:
+            return shape
+    return None
+
+
+def _text(fields: dict[str, Any], name: str, row: Row, required: bool) -> str:
+    if name not in fields:
+        if required:
+            raise SourceError(row.source, f"field {name!r} is missing (fields: {', '.join(sorted(fields))})",
+                              row.location)
+        return ""
+    value = fields[name]
+    if value is None:
+        value = ""
+    elif isinstance(value, (dict, list)):
+        raise SourceError(row.source, f"field {name!r} holds a {type(value).__name__}, expected text", row.location)
+    value = str(value)
+    if "\x00" in value:
+        raise SourceError(row.source, f"field {name!r} contains a NUL character", row.location)
+    return value
+
+
+def _list(fields: dict[str, Any], name: str, row: Row) -> list:
+    value = fields.get(name)
+    if not isinstance(value, list) or not value:
+        raise SourceError(row.source, f"field {name!r} must be a non-empty list of messages", row.location)
+    return value
+
+
+def _message(message: Any, row: Row, name: str) -> dict[str, str]:
+    if not isinstance(message, dict) or "role" not in message or "content" not in message:
+        raise SourceError(row.source, f"each item of {name!r} needs a role and a content", row.location)
+    content = message["content"]
+    if not isinstance(content, str):
+        raise SourceError(row.source, f"a message content in {name!r} is a {type(content).__name__}, "
+                                      "expected text", row.location)
+    if "\x00" in content:
+        raise SourceError(row.source, f"a message in {name!r} contains a NUL character", row.location)
+    return {"role": message["role"], "content": content}
+
+
+def _sharegpt_message(message: Any, row: Row) -> dict[str, str]:
+    if not isinstance(message, dict) or "from" not in message or "value" not in message:
+        raise SourceError(row.source, "each item of 'conversations' needs 'from' and 'value'", row.location)
+    role = _SHAREGPT_ROLES.get(str(message["from"]).lower())
+    if role is None:
+        raise SourceError(row.source, f"unknown speaker {message['from']!r} in 'conversations' "
+                                      f"(known: {', '.join(sorted(_SHAREGPT_ROLES))})", row.location)
+    return _message({"role": role, "content": message["value"]}, row, "conversations")

@@ -1,0 +1,235 @@
+"""The ingest pipeline: a source -> a validated JSONL dataset file, with a report.
+
+    report = ingest(FileSource("manual.pdf"), IngestOptions(recipe="sections"), "out.jsonl", progress)
+
+Documents are chunked and turned into rows by a recipe; structured records are mapped field by
+field. Then, for every row: scrubbing (optional), duplicate removal, validation against the row
+schema (tinyforge.ml.schema), and a write. The file appears at `out_path` only when the whole
+source was read: it is written beside it and renamed at the end, so a failed import never
+leaves a half file where a dataset version is expected. `progress` is called a few times a
+second with an IngestProgress; the CLI draws a bar with it, a worker stores it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from tinyforge.connectors.chunking import chunk_blocks
+from tinyforge.connectors.cleaning import Deduplicator, Scrubber, example_text
+from tinyforge.connectors.mapping import FieldMapping, RowMapper
+from tinyforge.connectors.recipes import QAOptions, Recipe
+from tinyforge.connectors.records import Block, Row, Source, SourceError
+from tinyforge.errors import TinyforgeError
+from tinyforge.ml.schema import MAX_ROW_BYTES, parse_row, validate_file
+
+MAX_LISTED_SKIPS = 1000
+
+
+@dataclass
+class IngestOptions:
+    """How records become rows. Each field says what it does; defaults suit most imports."""
+
+    mapping: dict[str, Any] | None = None  # structured: {"instruction": field, "output": field, ...}; None = detect
+    recipe: str = "text"  # documents: "text", "sections" or "qa"
+    chunk_chars: int = 2000  # documents: largest chunk, in characters
+    overlap_chars: int = 200  # documents: characters of context repeated from the previous chunk
+    qa: QAOptions | None = None  # the model for the "qa" recipe
+    dedup: bool = True  # drop exact duplicates (case and whitespace folded)
+    near_dedup: bool | None = None  # drop near duplicates; None = on for documents, off for structured
+    near_threshold: float = 0.85  # estimated Jaccard similarity of word 3-grams above which rows are near duplicates
+    scrub_emails: bool = False  # replace e-mail addresses with [EMAIL]
+    scrub_phones: bool = False  # replace phone numbers with [PHONE]
+    skip_bad_records: bool = False  # False: the first bad record stops the import; True: skip and list it
+
+    def __post_init__(self) -> None:
+        if not 0.5 <= self.near_threshold <= 1.0:
+            raise TinyforgeError("the near-duplicate threshold must be between 0.5 and 1.0")
+
+
+@dataclass
+class IngestProgress:
+    stage: str  # "reading" | "validating" | "done"
+    records_read: int
+    examples_written: int
+    fraction: float | None  # of the source read, when the source can tell
+
+
+@dataclass
+class IngestReport:
+    """What an import did, with counts a user can check against the source."""
+
+    source: str
+    kind: str
+    output: str = ""
+    sha256: str = ""
+    shape: str | None = None  # structured: the detected or given shape
+    recipe: str | None = None  # documents: the recipe used
+    records_read: int = 0
+    chunks: int = 0
+    examples_written: int = 0
+    skipped_count: int = 0
+    skipped: list[dict[str, str]] = field(default_factory=list)  # {"source", "location", "reason"}
+    exact_duplicates: int = 0
+    near_duplicates: int = 0
+    near_dedup: bool = False
+    emails_scrubbed: int = 0
+    phones_scrubbed: int = 0
+    chunks_without_heading: int = 0
+    qa_failed_chunks: int = 0
+    qa_failures: list[dict[str, str]] = field(default_factory=list)
+    truncated_at_row_limit: bool = False
+    seconds: float = 0.0
+    validation: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        parts = [f"{self.examples_written} examples from {self.records_read} records of {self.source}"]
+        for label, count in (("skipped", self.skipped_count), ("exact duplicates", self.exact_duplicates),
+                             ("near duplicates", self.near_duplicates), ("e-mails scrubbed", self.emails_scrubbed),
+                             ("phones scrubbed", self.phones_scrubbed), ("chunks without heading", self.chunks_without_heading),
+                             ("chunks the model failed on", self.qa_failed_chunks)):
+            if count:
+                parts.append(f"{count} {label}")
+        if self.truncated_at_row_limit:
+            parts.append("stopped at the row limit")
+        return ", ".join(parts)
+
+
+ProgressCallback = Callable[[IngestProgress], None]
+
+
+def ingest(source: Source, options: IngestOptions, out_path: str | os.PathLike,
+           progress: ProgressCallback | None = None) -> IngestReport:
+    """Read `source`, write its examples to `out_path` as JSONL, and report what happened.
+
+    Raises TinyforgeError (a SourceError naming the source and record where one is at fault)
+    when the source cannot be read, a record is bad and skipping was not asked for, or no
+    example came out. Nothing is left at `out_path` then.
+    """
+    started = time.monotonic()
+    out = Path(out_path)
+    partial = out.with_name(out.name + ".partial")
+    documents = source.kind == "document"
+    report = IngestReport(source=source.name, kind=source.kind, output=str(out),
+                          recipe=options.recipe if documents else None)
+    recipe = Recipe(options.recipe, qa=options.qa) if documents else None
+    mapper = None if documents else RowMapper(FieldMapping.parse(options.mapping) if options.mapping else None)
+    report.near_dedup = documents if options.near_dedup is None else options.near_dedup
+    dedup = Deduplicator(exact=options.dedup, near=report.near_dedup, threshold=options.near_threshold)
+    scrubber = Scrubber(options.scrub_emails, options.scrub_phones)
+    digest = hashlib.sha256()
+    last_report = 0.0
+
+    def tell(stage: str, force: bool = False) -> None:
+        nonlocal last_report
+        now = time.monotonic()
+        if progress and (force or now - last_report >= 0.25):
+            last_report = now
+            progress(IngestProgress(stage, report.records_read, report.examples_written, source.progress()))
+
+    def skip(where_source: str, location: str, reason: str) -> None:
+        report.skipped_count += 1
+        if len(report.skipped) < MAX_LISTED_SKIPS:
+            report.skipped.append({"source": where_source, "location": location, "reason": reason})
+
+    def examples() -> Iterator[tuple[str, str, dict[str, Any]]]:
+        """(source, location, row) for every example, before cleaning."""
+        if documents:
+            def counted_blocks() -> Iterator[Block]:
+                for block in source.records():
+                    report.records_read += 1
+                    yield block
+                    tell("reading")
+
+            for chunk in chunk_blocks(counted_blocks(), options.chunk_chars, options.overlap_chars):
+                report.chunks += 1
+                for example in recipe.examples(chunk):
+                    yield chunk.source, chunk.location, example
+            return
+        for row in source.records():
+            report.records_read += 1
+            try:
+                example = mapper(row)
+            except SourceError as exc:
+                if not options.skip_bad_records or mapper.shape is None:
+                    raise
+                skip(row.source, row.location, exc.problem)
+                continue
+            yield row.source, row.location, example
+            tell("reading")
+
+    try:
+        with open(partial, "wb") as sink:
+            for where_source, location, example in examples():
+                if scrubber.active:
+                    example = scrubber.example(example)
+                line = json.dumps(example, ensure_ascii=False, default=str).encode() + b"\n"
+                problem = None
+                if len(line) > MAX_ROW_BYTES:
+                    problem = f"the example is {len(line)} bytes, over the {MAX_ROW_BYTES}-byte row limit"
+                else:
+                    try:
+                        parse_row(example)
+                    except (ValidationError, ValueError) as exc:
+                        problem = _describe(exc)
+                if problem:
+                    if not options.skip_bad_records:
+                        raise SourceError(where_source, f"cannot become a dataset row: {problem}", location)
+                    skip(where_source, location, problem)
+                    continue
+                if dedup.is_duplicate(example_text(example)):
+                    continue
+                sink.write(line)
+                digest.update(line)
+                report.examples_written += 1
+        report.shape = mapper.shape if mapper else None
+        report.exact_duplicates, report.near_duplicates = dedup.exact_duplicates, dedup.near_duplicates
+        report.emails_scrubbed, report.phones_scrubbed = scrubber.emails_scrubbed, scrubber.phones_scrubbed
+        report.truncated_at_row_limit = bool(getattr(source, "truncated", False))
+        if recipe:
+            report.chunks_without_heading = recipe.chunks_without_heading
+            if recipe.generator:
+                report.qa_failed_chunks = recipe.generator.failed_chunks
+                report.qa_failures = recipe.generator.failures
+        if report.examples_written == 0:
+            raise TinyforgeError(f"{source.name}: no examples came out of {report.records_read} records"
+                                 + _why_nothing(report))
+        tell("validating", force=True)
+        report.validation = validate_file(partial).to_dict()
+        os.replace(partial, out)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    report.sha256 = digest.hexdigest()
+    report.seconds = round(time.monotonic() - started, 3)
+    tell("done", force=True)
+    return report
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'row'}: {e['msg']}" for e in exc.errors())
+    return str(exc)
+
+
+def _why_nothing(report: IngestReport) -> str:
+    if report.skipped_count:
+        return f" ({report.skipped_count} skipped; first: {report.skipped[0]['location']}: {report.skipped[0]['reason']})"
+    if report.chunks_without_heading:
+        return " (the sections recipe needs headings, and the document has none: try the text recipe)"
+    if report.qa_failed_chunks:
+        return f" (the model failed on every chunk; first: {report.qa_failures[0]['reason']})"
+    if report.records_read == 0:
+        return " (the source is empty)"
+    return ""
