@@ -1,0 +1,131 @@
+"""Turning tokenized examples into batches: packed sequences or length-grouped padded batches.
+
+Packed: examples are bin-packed (first-fit decreasing) into sequences of at most
+`max_seq_length` tokens. Position ids restart at 0 for each example and the attention mask is
+left out, which makes transformers build a block-diagonal causal mask from the position ids
+(`masking_utils.find_packed_sequence_indices`; flash-attention kernels use the same position ids
+as variable-length boundaries), so no token attends across an example boundary. The first token
+of each example gets no label, exactly as in an unpadded batch, where the first token is never
+predicted. Packing pays on a GPU; on a CPU the block-diagonal mask costs quadratic attention over
+the whole pack, so length-grouped batches are usually faster there.
+
+Length-grouped: examples are shuffled, cut into mega-batches of 50 batches, sorted by length
+inside each, and padded only to the longest example of their own batch, so little compute goes
+to padding (the sampler idea of transformers' `group_by_length`).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+
+from tinyforge.ml.formatting import IGNORE_INDEX, TokenizedExample
+
+MEGABATCH_FACTOR = 50
+
+# A batch plan: a list of rows, each row the indices of the examples laid out in it.
+BatchPlan = list[list[int]]
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor
+    labels: torch.Tensor
+    attention_mask: torch.Tensor | None  # None for packed batches (see module docstring)
+    position_ids: torch.Tensor
+    real_tokens: int  # tokens of real examples, padding excluded
+    trained_tokens: int  # tokens that carry a label
+
+    def to(self, device) -> Batch:
+        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
+        return Batch(move(self.input_ids), move(self.labels), move(self.attention_mask),
+                     move(self.position_ids), self.real_tokens, self.trained_tokens)
+
+
+def pack_examples(lengths: list[int], max_seq_length: int) -> list[list[int]]:
+    """First-fit decreasing bin packing; returns the example indices of each packed sequence."""
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    bins: list[list[int]] = []
+    room: list[int] = []
+    for i in order:
+        for b, free in enumerate(room):
+            if lengths[i] <= free:
+                bins[b].append(i)
+                room[b] -= lengths[i]
+                break
+        else:
+            bins.append([i])
+            room.append(max_seq_length - lengths[i])
+    return bins
+
+
+def plan_epoch(lengths: list[int], *, packing: bool, batch_size: int, max_seq_length: int,
+               seed: int, epoch: int) -> list[BatchPlan]:
+    """The batches of one epoch, deterministic in (seed, epoch)."""
+    rng = random.Random(seed * 1_000_003 + epoch)
+    if packing:
+        rows = pack_examples(lengths, max_seq_length)
+        rng.shuffle(rows)
+        return [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    megabatch = batch_size * MEGABATCH_FACTOR
+    batches: list[BatchPlan] = []
+    for start in range(0, len(order), megabatch):
+        chunk = sorted(order[start:start + megabatch], key=lambda i: -lengths[i])
+        batches.extend([[i] for i in chunk[j:j + batch_size]] for j in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(examples: list[TokenizedExample], plan: BatchPlan, pad_token_id: int) -> Batch:
+    """Tensors for one batch; rows are right-padded to the longest row of the batch."""
+    packed = any(len(row) > 1 for row in plan)
+    rows_ids, rows_labels, rows_pos = [], [], []
+    for row in plan:
+        ids: list[int] = []
+        labels: list[int] = []
+        pos: list[int] = []
+        for index in row:
+            ex = examples[index]
+            ids.extend(ex.input_ids)
+            labels.append(IGNORE_INDEX)
+            labels.extend(ex.labels[1:])
+            pos.extend(range(len(ex.input_ids)))
+        rows_ids.append(ids)
+        rows_labels.append(labels)
+        rows_pos.append(pos)
+    width = max(len(r) for r in rows_ids)
+    input_ids = torch.full((len(plan), width), pad_token_id, dtype=torch.long)
+    labels = torch.full((len(plan), width), IGNORE_INDEX, dtype=torch.long)
+    attention = torch.zeros((len(plan), width), dtype=torch.long)
+    position_ids = torch.zeros((len(plan), width), dtype=torch.long)
+    for r, (ids, labs, pos) in enumerate(zip(rows_ids, rows_labels, rows_pos)):
+        n = len(ids)
+        input_ids[r, :n] = torch.tensor(ids)
+        labels[r, :n] = torch.tensor(labs)
+        attention[r, :n] = 1
+        position_ids[r, :n] = torch.tensor(pos)
+        if n < width:
+            # Padding continues the positions so it reads as part of the last example (never as a
+            # new packed one) and is masked out by its labels.
+            position_ids[r, n:] = torch.arange(pos[-1] + 1, pos[-1] + 1 + width - n)
+    real = int(attention.sum())
+    trained = int((labels != IGNORE_INDEX).sum())
+    full_rows = bool(attention.all())
+    # A packed batch relies on the position ids for its mask; padding in it needs no mask since
+    # pad tokens come last and causal attention never lets a real token see them.
+    mask = None if (packed or full_rows) else attention
+    return Batch(input_ids, labels, mask, position_ids, real, trained)
+
+
+def padding_share(lengths: list[int], batches: list[BatchPlan]) -> float:
+    """Share of the tokens computed that are padding, over a list of batches."""
+    real = total = 0
+    for plan in batches:
+        row_lengths = [sum(lengths[i] for i in row) for row in plan]
+        real += sum(row_lengths)
+        total += max(row_lengths) * len(plan)
+    return 0.0 if total == 0 else 1.0 - real / total

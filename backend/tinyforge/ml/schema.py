@@ -1,0 +1,283 @@
+"""Dataset rows and their validation.
+
+A dataset is a JSONL file, one row per line, in one of two forms:
+
+- instruction form: {"instruction": str, "input": str (optional), "output": str, "metadata": {...} (optional)}
+- chat form: {"messages": [{"role": "system"|"user"|"assistant", "content": str}, ...], "metadata": {...}}
+
+`validate_file` reads the file as a stream (a large file never sits in memory) and reports every
+problem with its line number and field instead of stopping at the first one. Training uses
+`read_rows`, which yields only the rows that validate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+
+from tinyforge.errors import TinyforgeError
+
+# A row this large is almost always a whole document pasted into one field; tokenizing it would
+# take seconds and it could never fit a small model's context, so it is refused up front.
+MAX_ROW_BYTES = 1_000_000
+# The report lists at most this many rows per kind of problem; the counts are always complete.
+MAX_LISTED = 1000
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class InstructionRow(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    instruction: str = Field(min_length=1)
+    input: str | None = None
+    output: str
+    metadata: dict[str, Any] | None = None
+
+    @field_validator("instruction")
+    @classmethod
+    def instruction_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("instruction is blank")
+        return value
+
+    def to_messages(self) -> list[dict[str, str]]:
+        prompt = self.instruction if not self.input else f"{self.instruction}\n\n{self.input}"
+        return [{"role": "user", "content": prompt}, {"role": "assistant", "content": self.output}]
+
+    def output_text(self) -> str:
+        return self.output
+
+
+class ChatRow(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    messages: list[Message] = Field(min_length=1)
+    metadata: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def has_an_answer(self) -> ChatRow:
+        if not any(m.role == "assistant" for m in self.messages):
+            raise ValueError("messages has no assistant message, so there is nothing to learn")
+        if self.messages[0].role == "assistant":
+            raise ValueError("messages starts with an assistant message; start with a system or user message")
+        return self
+
+    def to_messages(self) -> list[dict[str, str]]:
+        return [m.model_dump() for m in self.messages]
+
+    def output_text(self) -> str:
+        return "".join(m.content for m in self.messages if m.role == "assistant")
+
+
+Row = Union[InstructionRow, ChatRow]
+_row_adapter: TypeAdapter[Row] = TypeAdapter(Row)
+
+
+def parse_row(data: Any) -> Row:
+    """Validate one decoded JSON value as a row; raises pydantic's ValidationError."""
+    if isinstance(data, dict) and "messages" in data:
+        return ChatRow.model_validate(data)
+    if isinstance(data, dict):
+        return InstructionRow.model_validate(data)
+    raise ValueError(f"a row must be a JSON object, got {type(data).__name__}")
+
+
+@dataclass
+class RowProblem:
+    line: int
+    field: str
+    reason: str
+
+
+@dataclass
+class ValidationReport:
+    """What `validate_file` found. Counts are complete; the lists hold the first MAX_LISTED of each."""
+
+    path: str
+    total_rows: int = 0
+    valid_rows: int = 0
+    invalid_count: int = 0
+    invalid: list[RowProblem] = field(default_factory=list)
+    duplicate_count: int = 0
+    duplicates: list[dict[str, int]] = field(default_factory=list)  # {"line", "duplicate_of"}
+    empty_output_count: int = 0
+    empty_outputs: list[int] = field(default_factory=list)
+    over_context_count: int = 0
+    over_context: list[dict[str, int]] = field(default_factory=list)  # {"line", "tokens"}
+    max_seq_length: int | None = None
+    token_lengths: list[int] = field(default_factory=list)  # of valid rows, when a tokenizer was given
+
+    @property
+    def ok(self) -> bool:
+        """True when training can use this file: at least one valid row that fits the context."""
+        return self.usable_rows > 0
+
+    @property
+    def usable_rows(self) -> int:
+        return self.valid_rows - self.over_context_count
+
+    def summary(self) -> str:
+        parts = [f"{self.valid_rows} valid of {self.total_rows} rows"]
+        if self.invalid_count:
+            parts.append(f"{self.invalid_count} invalid")
+        if self.duplicate_count:
+            parts.append(f"{self.duplicate_count} exact duplicates")
+        if self.empty_output_count:
+            parts.append(f"{self.empty_output_count} with an empty output")
+        if self.over_context_count:
+            parts.append(f"{self.over_context_count} longer than {self.max_seq_length} tokens")
+        return ", ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ok"] = self.ok
+        data["usable_rows"] = self.usable_rows
+        data["summary"] = self.summary()
+        return data
+
+
+def _iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            yield number, raw
+
+
+def _describe(error: ValidationError) -> list[tuple[str, str]]:
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"] if not str(p).startswith("function-after")) or "row"
+        message = item["msg"]
+        if item["type"] == "missing":
+            message = "required field is missing"
+        elif item["type"] == "extra_forbidden":
+            message = "unknown field"
+        elif item["type"].endswith("_type"):
+            message = f"{message} (got {type(item.get('input')).__name__})"
+        problems.append((where, message))
+    return problems
+
+
+def _decode_line(number: int, raw: bytes) -> tuple[Any, RowProblem | None]:
+    """Return (decoded JSON value, None) or (None, the problem)."""
+    if len(raw) > MAX_ROW_BYTES:
+        return None, RowProblem(
+            number, "row",
+            f"row is {len(raw) / 1e6:.1f} MB; rows over {MAX_ROW_BYTES / 1e6:.0f} MB are refused "
+            "(split long documents into several examples)",
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, RowProblem(number, "row", f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})")
+    try:
+        return json.loads(text), None
+    except json.JSONDecodeError as exc:
+        return None, RowProblem(number, "row", f"not valid JSON: {exc.msg} at column {exc.colno}")
+
+
+def iter_parsed(path: str | Path) -> Iterator[tuple[int, Row | None, list[RowProblem]]]:
+    """Yield (line number, row or None, problems) for each non-blank line of a JSONL file."""
+    path = Path(path)
+    if not path.is_file():
+        raise TinyforgeError(f"{path}: no such file")
+    for number, raw in _iter_lines(path):
+        if not raw.strip():
+            continue
+        data, problem = _decode_line(number, raw)
+        if problem:
+            yield number, None, [problem]
+            continue
+        try:
+            yield number, parse_row(data), []
+        except ValidationError as exc:
+            yield number, None, [RowProblem(number, f, r) for f, r in _describe(exc)]
+        except ValueError as exc:
+            yield number, None, [RowProblem(number, "row", str(exc))]
+
+
+def _fingerprint(row: Row) -> bytes:
+    # Metadata is not part of what the model sees, so two rows differing only there are duplicates.
+    canonical = json.dumps(row.to_messages(), sort_keys=True, ensure_ascii=False)
+    return hashlib.blake2b(canonical.encode(), digest_size=16).digest()
+
+
+def validate_file(path: str | Path, tokenizer=None, max_seq_length: int | None = None) -> ValidationReport:
+    """Check every row of a JSONL dataset; with a tokenizer, also measure token lengths.
+
+    Memory stays small whatever the file size: lines are read one at a time and only a 16-byte
+    fingerprint per row is kept to find duplicates.
+    """
+    report = ValidationReport(path=str(path), max_seq_length=max_seq_length)
+    seen: dict[bytes, int] = {}
+    for number, row, problems in iter_parsed(path):
+        report.total_rows += 1
+        if row is None:
+            report.invalid_count += 1
+            if len(report.invalid) < MAX_LISTED:
+                report.invalid.extend(problems[: MAX_LISTED - len(report.invalid)])
+            continue
+        report.valid_rows += 1
+        key = _fingerprint(row)
+        if key in seen:
+            report.duplicate_count += 1
+            if len(report.duplicates) < MAX_LISTED:
+                report.duplicates.append({"line": number, "duplicate_of": seen[key]})
+        else:
+            seen[key] = number
+        if not row.output_text().strip():
+            report.empty_output_count += 1
+            if len(report.empty_outputs) < MAX_LISTED:
+                report.empty_outputs.append(number)
+        if tokenizer is not None:
+            from tinyforge.ml.formatting import count_tokens
+
+            length = count_tokens(tokenizer, row)
+            report.token_lengths.append(length)
+            if max_seq_length is not None and length > max_seq_length:
+                report.over_context_count += 1
+                if len(report.over_context) < MAX_LISTED:
+                    report.over_context.append({"line": number, "tokens": length})
+    return report
+
+
+def read_rows(path: str | Path) -> list[tuple[int, Row]]:
+    """The valid rows of a dataset with their line numbers; raises when there are none.
+
+    Invalid rows are skipped here: `validate_file` is where they are reported.
+    """
+    rows = [(number, row) for number, row, _ in iter_parsed(path) if row is not None]
+    if not rows:
+        report = validate_file(path)
+        if report.total_rows == 0:
+            raise TinyforgeError(f"{path}: the file is empty; it needs JSONL rows with instruction/output or messages")
+        first = report.invalid[0]
+        raise TinyforgeError(
+            f"{path}: no valid rows ({report.invalid_count} invalid); first problem: "
+            f"line {first.line}, {first.field}: {first.reason}"
+        )
+    return rows
+
+
+def format_problems(report: ValidationReport, limit: int = 20) -> str:
+    """Human-readable lines for the CLI."""
+    lines = [f"{report.path}: {report.summary()}"]
+    for p in report.invalid[:limit]:
+        lines.append(f"  line {p.line}: {p.field}: {p.reason}")
+    if report.invalid_count > limit:
+        lines.append(f"  ... and {report.invalid_count - limit} more invalid rows")
+    for d in report.duplicates[:limit]:
+        lines.append(f"  line {d['line']}: duplicate of line {d['duplicate_of']}")
+    for n in report.empty_outputs[:limit]:
+        lines.append(f"  line {n}: output is empty")
+    for o in report.over_context[:limit]:
+        lines.append(f"  line {o['line']}: {o['tokens']} tokens, over max_seq_length {report.max_seq_length}")
+    return "\n".join(lines)
