@@ -249,6 +249,7 @@ def test_it_refuses_to_start_when_a_variable_is_missing(tmp_path, dashboard_dir)
         ("GET", "/api/schema/", "web"),
         ("GET", "/admin/login/", "web"),
         ("GET", "/static/admin/css/base.css", "web"),
+        ("GET", "/django-rq/queues/", "web"),
         ("POST", "/v1/files", "web"),
         ("GET", "/v1/files/file-1/content", "web"),
         ("POST", "/v1/fine_tuning/jobs", "web"),
