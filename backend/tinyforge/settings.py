@@ -80,6 +80,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "tinyforge.core.middleware.ApiBodyLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -185,7 +186,7 @@ DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "tinyforge.accounts.authentication.BearerTokenAuthentication",
-        "tinyforge.accounts.authentication.CsrfSessionAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["tinyforge.core.permissions.TeamRolePermission"],
     "DEFAULT_PAGINATION_CLASS": "tinyforge.core.pagination.PageNumberPagination",
@@ -241,6 +242,7 @@ INVITATION_VALID_DAYS = env_int("TINYFORGE_INVITATION_DAYS", 7, minimum=1)
 # Sessions and CSRF for the single-page app: the app reads the csrftoken cookie and sends it
 # back as X-CSRFToken, so that cookie must stay readable by JavaScript.
 CSRF_COOKIE_HTTPONLY = False
+CSRF_FAILURE_VIEW = "tinyforge.core.errors.csrf_failure"
 CSRF_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_HTTPONLY = True

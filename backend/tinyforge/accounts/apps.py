@@ -5,3 +5,6 @@ class AccountsConfig(AppConfig):
     name = "tinyforge.accounts"
     label = "accounts"
     verbose_name = "Teams, members and API tokens"
+
+    def ready(self) -> None:
+        from tinyforge.accounts import schema  # noqa: F401  (registers the token scheme with drf-spectacular)

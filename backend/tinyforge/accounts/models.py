@@ -93,6 +93,10 @@ class Invitation(TeamOwnedModel):
         return token, _hash_secret(token)
 
     @staticmethod
+    def hash_secret(token: str) -> str:
+        return _hash_secret(token)
+
+    @staticmethod
     def default_expiry():
         return timezone.now() + timedelta(days=settings.INVITATION_VALID_DAYS)
 

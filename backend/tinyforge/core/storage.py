@@ -112,5 +112,9 @@ def deployment_key(project_id: int, deployment_id: int) -> str:
     return f"projects/{project_id}/deployments/{deployment_id}"
 
 
+def export_folder_key(project_id: int, export_id: int) -> str:
+    return f"projects/{project_id}/exports/{export_id}"
+
+
 def export_key(project_id: int, export_id: int, filename: str) -> str:
-    return f"projects/{project_id}/exports/{export_id}/{filename}"
+    return f"{export_folder_key(project_id, export_id)}/{filename}"

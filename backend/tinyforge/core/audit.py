@@ -1,0 +1,43 @@
+"""The audit log: who created, changed, started, cancelled, deployed or deleted what, and when."""
+
+from __future__ import annotations
+
+from tinyforge.core.access import team_id_of, token_of
+from tinyforge.core.models import AuditEvent
+
+
+def audit(request, action: str, target, *, changes: dict | None = None, team_id: int | None = None,
+          project_id: int | None = None) -> AuditEvent:
+    """Record `action` on `target` by the caller of `request` (None for the platform itself)."""
+    user = getattr(request, "user", None) if request is not None else None
+    if user is not None and not user.is_authenticated:
+        user = None
+    if project_id is None:
+        project_id = _project_id_of(target)
+    return AuditEvent.all_teams.create(
+        team_id=team_id if team_id is not None else team_id_of(target),
+        project_id=project_id,
+        actor=user,
+        actor_token=token_of(request) if request is not None else None,
+        action=action,
+        target_type=target._meta.model_name,
+        target_id=str(target.pk),
+        target_repr=str(target)[:200],
+        changes=changes or {},
+        ip_address=_client_ip(request),
+    )
+
+
+def _project_id_of(target) -> int | None:
+    if target._meta.model_name == "project":
+        return target.pk
+    project_id = getattr(target, "project_id", None)
+    return project_id if isinstance(project_id, int) else None
+
+
+def _client_ip(request) -> str | None:
+    if request is None:
+        return None
+    from tinyforge.accounts.backends import client_ip_address
+
+    return client_ip_address(getattr(request, "_request", request))

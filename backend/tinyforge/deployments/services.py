@@ -1,0 +1,114 @@
+"""Deployments and exports. The jobs (deployments/jobs.py: `deploy(deployment_id)`,
+`export(export_id)`) prepare the files; they are enqueued on commit."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import transaction
+from rest_framework import exceptions
+
+from tinyforge.core import storage
+from tinyforge.core.audit import audit
+from tinyforge.core.errors import Conflict
+from tinyforge.core.events import record_event
+from tinyforge.core.jobs import enqueue
+from tinyforge.deployments import lifecycle
+from tinyforge.deployments.models import Deployment, DeploymentStatus, Export
+from tinyforge.training.models import Checkpoint, RunStatus, TrainingRun
+
+DEPLOY_JOB = "tinyforge.deployments.jobs.deploy"
+EXPORT_JOB = "tinyforge.deployments.jobs.export"
+
+
+def _require_model(run: TrainingRun, checkpoint: Checkpoint | None, what: str) -> None:
+    """A run can be deployed or exported once it has a model: its final output or a checkpoint."""
+    if checkpoint is not None:
+        return
+    if run.status == RunStatus.SUCCEEDED:
+        return
+    if run.checkpoints.exists() and run.status in (RunStatus.CANCELLED, RunStatus.FAILED):
+        return
+    raise Conflict(f"Run {run.name} is {run.status} and has no checkpoint; there is nothing to {what}.")
+
+
+def default_checkpoint(run: TrainingRun) -> Checkpoint | None:
+    """The best checkpoint, else the latest; None for a succeeded run means its final model."""
+    return run.checkpoints.filter(is_best=True).order_by("-step").first() or (
+        None if run.status == RunStatus.SUCCEEDED else run.checkpoints.order_by("-step").first()
+    )
+
+
+@transaction.atomic
+def create_deployment(request, *, run: TrainingRun, name: str, checkpoint: Checkpoint | None, runtime: str,
+                      merge_adapter: bool) -> Deployment:
+    _require_model(run, checkpoint, "deploy")
+    if Deployment.all_teams.filter(team_id=run.project.team_id, name=name).exists():
+        raise exceptions.ValidationError({"name": [f"The team already has a deployment named {name}."]})
+    deployment = Deployment.all_teams.create(
+        team_id=run.project.team_id, project_id=run.project_id, run=run, name=name,
+        checkpoint=checkpoint or default_checkpoint(run), runtime=runtime, merge_adapter=merge_adapter,
+        created_by=getattr(request, "user", None),
+    )
+    _enqueue_deploy(deployment)
+    audit(request, "deployed", deployment, changes={"run": run.pk, "runtime": runtime})
+    return deployment
+
+
+def _enqueue_deploy(deployment: Deployment) -> None:
+    deployment.job_id = f"deploy-{deployment.pk}-{uuid.uuid4().hex[:8]}"
+    Deployment.all_teams.filter(pk=deployment.pk).update(job_id=deployment.job_id)
+    record_event(project_id=deployment.project_id, deployment_id=deployment.pk, source="platform",
+                 message=f"deployment {deployment.name} queued ({deployment.runtime})")
+    enqueue("deploy", DEPLOY_JOB, deployment.pk, job_id=deployment.job_id)
+
+
+def stop_deployment(request, deployment: Deployment) -> Deployment:
+    if deployment.status != DeploymentStatus.STOPPED:
+        lifecycle.mark_deployment_stopped(deployment.pk)
+        record_event(project_id=deployment.project_id, deployment_id=deployment.pk, source="platform",
+                     message=f"deployment {deployment.name} stopped")
+        audit(request, "undeployed", deployment)
+    deployment.refresh_from_db()
+    return deployment
+
+
+@transaction.atomic
+def restart_deployment(request, deployment: Deployment) -> Deployment:
+    lifecycle.mark_deployment_pending(deployment.pk)
+    _enqueue_deploy(deployment)
+    audit(request, "deployed", deployment, changes={"restart": True})
+    deployment.refresh_from_db()
+    return deployment
+
+
+def delete_deployment(request, deployment: Deployment) -> None:
+    audit(request, "deleted", deployment, changes={"name": deployment.name})
+    key = storage.deployment_key(deployment.project_id, deployment.pk)
+    deployment.delete()
+    transaction.on_commit(lambda: storage.delete(key))
+
+
+@transaction.atomic
+def create_export(request, *, run: TrainingRun, checkpoint: Checkpoint | None, format: str, quantize: str) -> Export:
+    _require_model(run, checkpoint, "export")
+    if quantize != "none" and format not in ("onnx", "bundle"):
+        raise exceptions.ValidationError({"quantize": ["int8 applies to ONNX exports and bundles only."]})
+    export = Export.all_teams.create(
+        project_id=run.project_id, run=run, checkpoint=checkpoint or default_checkpoint(run), format=format,
+        quantize=quantize, created_by=getattr(request, "user", None),
+    )
+    export.job_id = f"export-{export.pk}"
+    export.save(update_fields=["job_id"])
+    record_event(project_id=run.project_id, export_id=export.pk, run_id=run.pk, source="platform",
+                 message=f"{export.get_format_display()} export queued")
+    audit(request, "exported", export, changes={"format": format, "quantize": quantize})
+    enqueue("deploy", EXPORT_JOB, export.pk, job_id=export.job_id)
+    return export
+
+
+def delete_export(request, export: Export) -> None:
+    audit(request, "deleted", export)
+    key = storage.export_folder_key(export.project_id, export.pk)
+    export.delete()
+    transaction.on_commit(lambda: storage.delete(key))

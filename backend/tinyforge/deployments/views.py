@@ -1,0 +1,116 @@
+from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import mixins, status
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from tinyforge.accounts.models import Role
+from tinyforge.core import storage
+from tinyforge.core.access import require_role
+from tinyforge.core.api import TeamScopedViewSet
+from tinyforge.core.audit import audit
+from tinyforge.core.errors import Conflict
+from tinyforge.core.schema import OBJECT_ERRORS, READ_ERRORS, WRITE_ERRORS, errors
+from tinyforge.deployments import services
+from tinyforge.deployments.filters import DeploymentFilter, ExportFilter
+from tinyforge.deployments.models import Deployment, Export, ExportStatus
+from tinyforge.deployments.serializers import DeploymentSerializer, ExportSerializer
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Deployments (filter by project, run, status)",
+                       responses={200: DeploymentSerializer(many=True), **READ_ERRORS}),
+    retrieve=extend_schema(summary="One deployment with its request statistics",
+                           responses={200: DeploymentSerializer, **OBJECT_ERRORS}),
+    partial_update=extend_schema(summary="Rename a deployment (its OpenAI model id)",
+                                 responses={200: DeploymentSerializer, **WRITE_ERRORS}),
+    destroy=extend_schema(summary="Undeploy and delete", responses={204: None, **OBJECT_ERRORS}),
+)
+class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+                        mixins.UpdateModelMixin, mixins.DestroyModelMixin, TeamScopedViewSet):
+    model = Deployment
+    serializer_class = DeploymentSerializer
+    select_related = ("run", "project")
+    filterset_class = DeploymentFilter
+    ordering_fields = ["created_at", "name", "status", "request_count"]
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    @extend_schema(summary="Deploy a run (its best checkpoint unless one is chosen)",
+                   responses={201: DeploymentSerializer, **errors(400, 401, 403, 404, 409)})
+    def create(self, request):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        fields = serializer.validated_data
+        run = fields["run"]
+        require_role(request, run.project.team_id, Role.MEMBER, action="deploy models")
+        deployment = services.create_deployment(
+            request, run=run, name=fields["name"], checkpoint=fields.get("checkpoint"),
+            runtime=fields.get("runtime", "pytorch"), merge_adapter=fields.get("merge_adapter", False),
+        )
+        return Response(self.get_serializer(deployment).data, status=status.HTTP_201_CREATED)
+
+    def perform_update(self, serializer):
+        name = serializer.validated_data.get("name")
+        instance = serializer.instance
+        if name and Deployment.all_teams.filter(team_id=instance.team_id, name=name).exclude(pk=instance.pk).exists():
+            from rest_framework.exceptions import ValidationError
+
+            raise ValidationError({"name": [f"The team already has a deployment named {name}."]})
+        deployment = serializer.save()
+        audit(self.request, "updated", deployment, changes=serializer.validated_data)
+
+    def perform_destroy(self, instance):
+        services.delete_deployment(self.request, instance)
+
+    @extend_schema(request=None, responses={200: DeploymentSerializer, **errors(401, 403, 404, 409)},
+                   summary="Undeploy: the inference service drops it; the record stays")
+    @action(detail=True, methods=["post"])
+    def stop(self, request, pk=None):
+        return Response(self.get_serializer(services.stop_deployment(request, self.get_object())).data)
+
+    @extend_schema(request=None, responses={200: DeploymentSerializer, **errors(401, 403, 404, 409)},
+                   summary="Deploy a stopped or failed deployment again")
+    @action(detail=True, methods=["post"])
+    def start(self, request, pk=None):
+        return Response(self.get_serializer(services.restart_deployment(request, self.get_object())).data)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Exports (filter by project, run, status, format)",
+                       responses={200: ExportSerializer(many=True), **READ_ERRORS}),
+    retrieve=extend_schema(summary="One export with its verification numbers", responses={200: ExportSerializer, **OBJECT_ERRORS}),
+    destroy=extend_schema(summary="Delete an export and its file", responses={204: None, **OBJECT_ERRORS}),
+)
+class ExportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+                    mixins.DestroyModelMixin, TeamScopedViewSet):
+    model = Export
+    serializer_class = ExportSerializer
+    select_related = ("run", "project")
+    filterset_class = ExportFilter
+    ordering_fields = ["created_at", "format", "status"]
+
+    @extend_schema(summary="Export a run's model (HF folder, ONNX, bundle)",
+                   responses={201: ExportSerializer, **errors(400, 401, 403, 404, 409)})
+    def create(self, request):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        fields = serializer.validated_data
+        run = fields["run"]
+        require_role(request, run.project.team_id, Role.MEMBER, action="export models")
+        export = services.create_export(request, run=run, checkpoint=fields.get("checkpoint"),
+                                        format=fields["format"], quantize=fields.get("quantize", "none"))
+        return Response(self.get_serializer(export).data, status=status.HTTP_201_CREATED)
+
+    def perform_destroy(self, instance):
+        services.delete_export(self.request, instance)
+
+    @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY, **errors(401, 403, 404, 409)},
+                   summary="Download the export (zip)")
+    @action(detail=True, methods=["get"])
+    def download(self, request, pk=None):
+        export = self.get_object()
+        if export.status != ExportStatus.SUCCEEDED or not export.storage_key:
+            raise Conflict(f"The export is {export.status}; only succeeded exports can be downloaded.")
+        path = storage.path(export.storage_key)
+        return FileResponse(path.open("rb"), as_attachment=True, filename=path.name)

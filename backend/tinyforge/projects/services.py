@@ -1,0 +1,13 @@
+from tinyforge.core.audit import audit
+from tinyforge.projects.models import Project
+
+
+def create_project(request, *, team, name: str, description: str = "") -> Project:
+    project = Project.all_teams.create(team=team, name=name, description=description, created_by=request.user)
+    audit(request, "created", project)
+    return project
+
+
+def delete_project(request, project: Project) -> None:
+    audit(request, "deleted", project, changes={"name": project.name}, project_id=None)
+    project.delete()
