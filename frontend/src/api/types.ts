@@ -167,3 +167,79 @@ export interface QueryPreview {
   columns: string[];
   rows: unknown[][] | Record<string, unknown>[];
 }
+
+export type RunStatus = "queued" | "running" | "succeeded" | "failed" | "cancelled";
+
+export interface EvalSample {
+  prompt: string;
+  expected: string;
+  generated: string;
+  exact_match?: boolean;
+  rouge_l?: number;
+}
+
+export interface TrainingRun {
+  id: number;
+  project: number;
+  name: string;
+  dataset_version: number;
+  validation_version?: number | null;
+  base_model: string;
+  method: "lora" | "full";
+  config: Record<string, unknown>;
+  status: RunStatus;
+  attempt: number;
+  progress_step: number;
+  progress_total: number | null;
+  eta_seconds: number | null;
+  tokens_per_second: number | null;
+  queue_position?: number | null;
+  started_at: string | null;
+  finished_at: string | null;
+  error: string;
+  cancel_requested?: boolean;
+  summary_metrics: Record<string, number>;
+  eval_results: { samples?: EvalSample[]; eval_loss?: number; perplexity?: number; exact_match?: number; rouge_l?: number; [key: string]: unknown };
+  best_checkpoint?: number | null;
+  created_at: string;
+  created_by?: string | null;
+}
+
+export interface RunMetric {
+  id: number;
+  step: number;
+  name: string;
+  value: number;
+  attempt?: number;
+}
+
+export interface ProjectEvent {
+  id: number;
+  created_at: string;
+  level: "debug" | "info" | "warning" | "error";
+  source: string;
+  message: string;
+  project?: number;
+  run?: number | null;
+  dataset_version?: number | null;
+  deployment?: number | null;
+  export?: number | null;
+  data?: Record<string, unknown>;
+}
+
+export interface Checkpoint {
+  id: number;
+  run: number;
+  attempt: number;
+  step: number;
+  eval_loss: number | null;
+  is_best: boolean;
+  created_at: string;
+}
+
+export interface RunEstimate {
+  steps?: number;
+  tokens?: number;
+  seconds?: number;
+  basis?: string;
+}

@@ -2,6 +2,10 @@ import { createBrowserRouter, Navigate } from "react-router";
 import { DatasetPage } from "../features/datasets/components/DatasetPage";
 import { DatasetsPage } from "../features/datasets/components/DatasetsPage";
 import { VersionPage } from "../features/datasets/components/VersionPage";
+import { ComparePage } from "../features/training/components/ComparePage";
+import { NewRunPage } from "../features/training/components/NewRunPage";
+import { RunPage } from "../features/training/components/RunPage";
+import { RunsPage } from "../features/training/components/RunsPage";
 import { LoginPage } from "../features/auth/components/LoginPage";
 import { ProjectOverviewPage } from "../features/projects/components/ProjectOverviewPage";
 import { ProjectsPage } from "../features/projects/components/ProjectsPage";
@@ -23,6 +27,10 @@ export const routes = [
       { path: "projects/:projectId/datasets", element: <DatasetsPage /> },
       { path: "projects/:projectId/datasets/:datasetId", element: <DatasetPage /> },
       { path: "projects/:projectId/datasets/:datasetId/versions/:versionId", element: <VersionPage /> },
+      { path: "projects/:projectId/runs", element: <RunsPage /> },
+      { path: "projects/:projectId/runs/new", element: <NewRunPage /> },
+      { path: "projects/:projectId/runs/compare", element: <ComparePage /> },
+      { path: "projects/:projectId/runs/:runId", element: <RunPage /> },
       { path: "settings", element: <SettingsPage /> },
       { path: "*", element: <NotFoundPage /> },
     ],

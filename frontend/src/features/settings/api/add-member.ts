@@ -12,8 +12,10 @@ export interface AddMemberInput {
 }
 
 /** Creates the account (or adds an existing one by username) to the team. */
-export function addMember({ teamId, ...body }: AddMemberInput): Promise<Membership> {
-  return apiFetch<Membership>(`/api/v1/teams/${teamId}/members/`, { method: "POST", json: body });
+export function addMember({ teamId, username, email, password, role }: AddMemberInput): Promise<Membership> {
+  // Without a password the server adds an existing account; with one it creates the account.
+  const body = { team: teamId, username, email, role, ...(password ? { password } : {}) };
+  return apiFetch<Membership>("/api/v1/memberships/", { method: "POST", json: body });
 }
 
 export function useAddMember() {

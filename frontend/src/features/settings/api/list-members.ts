@@ -5,7 +5,7 @@ import type { Membership } from "../../../api/types";
 export const membersKey = (teamId: number) => ["members", { teamId }] as const;
 
 export function listMembers(teamId: number): Promise<Page<Membership> | Membership[]> {
-  return apiFetch<Page<Membership> | Membership[]>(`/api/v1/teams/${teamId}/members/`, { query: { page_size: 200 } });
+  return apiFetch<Page<Membership> | Membership[]>("/api/v1/memberships/", { query: { team: teamId, page_size: 200 } });
 }
 
 export const membersQueryOptions = (teamId: number) =>

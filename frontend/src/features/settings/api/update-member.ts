@@ -3,12 +3,12 @@ import { apiFetch } from "../../../api/client";
 import type { Membership, Role } from "../../../api/types";
 import { membersKey } from "./list-members";
 
-export function updateMemberRole({ teamId, membershipId, role }: { teamId: number; membershipId: number; role: Role }): Promise<Membership> {
-  return apiFetch<Membership>(`/api/v1/teams/${teamId}/members/${membershipId}/`, { method: "PATCH", json: { role } });
+export function updateMemberRole({ membershipId, role }: { teamId: number; membershipId: number; role: Role }): Promise<Membership> {
+  return apiFetch<Membership>(`/api/v1/memberships/${membershipId}/`, { method: "PATCH", json: { role } });
 }
 
-export function removeMember({ teamId, membershipId }: { teamId: number; membershipId: number }): Promise<void> {
-  return apiFetch<void>(`/api/v1/teams/${teamId}/members/${membershipId}/`, { method: "DELETE" });
+export function removeMember({ membershipId }: { teamId: number; membershipId: number }): Promise<void> {
+  return apiFetch<void>(`/api/v1/memberships/${membershipId}/`, { method: "DELETE" });
 }
 
 export function useUpdateMemberRole() {

@@ -1,0 +1,17 @@
+import { queryOptions, useQuery } from "@tanstack/react-query";
+import { apiFetch, type Page } from "../../../api/client";
+import type { DatasetVersion } from "../../../api/types";
+
+export const projectVersionsKey = (projectId: number) => ["dataset-versions", { projectId }] as const;
+
+/** Every version in the project: what the new-run form offers to train on. */
+export function listProjectVersions(projectId: number): Promise<Page<DatasetVersion>> {
+  return apiFetch<Page<DatasetVersion>>("/api/v1/dataset-versions/", { query: { project: projectId, page_size: 200 } });
+}
+
+export const projectVersionsQueryOptions = (projectId: number) =>
+  queryOptions({ queryKey: projectVersionsKey(projectId), queryFn: () => listProjectVersions(projectId) });
+
+export function useProjectVersions(projectId: number) {
+  return useQuery(projectVersionsQueryOptions(projectId));
+}

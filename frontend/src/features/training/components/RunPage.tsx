@@ -1,0 +1,209 @@
+import { useEffect, useRef } from "react";
+import { Link, useParams } from "react-router";
+import type { ProjectEvent } from "../../../api/types";
+import { Badge, StatusBadge } from "../../../components/Badge";
+import { Button } from "../../../components/Button";
+import { Card, PageHeader, Stat } from "../../../components/Card";
+import { ProgressBar } from "../../../components/ProgressBar";
+import { EmptyState, ErrorState, InlineError, LoadingState, QueryState } from "../../../components/States";
+import { formatDateTime, formatDuration, formatMetric, formatNumber, formatTime } from "../../../lib/format";
+import { useProjectId } from "../../projects/use-project-id";
+import { useCurrentTeam } from "../../teams/current-team";
+import { useRun } from "../api/get-run";
+import { useCheckpoints } from "../api/list-checkpoints";
+import { useRunEvents } from "../api/list-run-events";
+import { useRunMetrics } from "../api/list-run-metrics";
+import { useCancelRun, useResumeRun } from "../api/run-actions";
+import { curveRows, isRunActive, latestValue, runProgress } from "../run-status";
+import { MetricChart } from "./MetricChart";
+
+export function EventLines({ events, follow }: { events: ProjectEvent[]; follow: boolean }) {
+  const ref = useRef<HTMLDivElement>(null);
+  useEffect(() => {
+    // Keep the newest line in view while following, like `tail -f`.
+    if (follow && ref.current) ref.current.scrollTop = ref.current.scrollHeight;
+  }, [events.length, follow]);
+  return (
+    <div className="log-view" ref={ref} style={{ height: 260, minHeight: 0 }} role="log" aria-live="off" tabIndex={0}>
+      {events.map((e) => (
+        <div key={e.id} className={`log-line log-level-${e.level}`}>
+          <span className="muted">{formatTime(e.created_at)}</span>
+          <span>{e.level}</span>
+          <span className="muted">{e.source}</span>
+          <span className="msg">{e.message}</span>
+        </div>
+      ))}
+    </div>
+  );
+}
+
+export function RunPage() {
+  const projectId = useProjectId();
+  const runId = Number(useParams().runId);
+  const run = useRun(runId);
+  const live = run.data ? isRunActive(run.data.status) : false;
+  const metrics = useRunMetrics(runId, live);
+  const events = useRunEvents(runId, live);
+  const checkpoints = useCheckpoints(runId, live);
+  const cancel = useCancelRun();
+  const resume = useResumeRun();
+  const { canWrite } = useCurrentTeam();
+
+  if (run.isPending) return <LoadingState label="Loading run…" />;
+  if (run.isError) return <ErrorState error={run.error} onRetry={() => void run.refetch()} />;
+  const r = run.data;
+  const points = metrics.data?.items ?? [];
+  const lossRows = curveRows(points, ["loss", "eval_loss"]);
+  const lrRows = curveRows(points, ["learning_rate"]);
+  const speedRows = curveRows(points, ["tokens_per_second"]);
+  const elapsed = r.started_at ? ((r.finished_at ? new Date(r.finished_at).getTime() : Date.now()) - new Date(r.started_at).getTime()) / 1000 : null;
+  const samples = r.eval_results?.samples ?? [];
+  const canResume = (r.status === "failed" || r.status === "cancelled") && (checkpoints.data?.length ?? 0) > 0;
+
+  return (
+    <>
+      <PageHeader
+        breadcrumbs={<Link to={`/projects/${projectId}/runs`}>Training runs</Link>}
+        title={
+          <span className="row">
+            {r.name} <StatusBadge status={r.status} />
+          </span>
+        }
+        description={`${r.base_model} · ${r.method === "lora" ? "LoRA" : "full fine-tune"} · attempt ${r.attempt} · created ${formatDateTime(r.created_at)}`}
+        actions={
+          canWrite ? (
+            <>
+              {live ? (
+                <Button variant="danger" busy={cancel.isPending} disabled={r.cancel_requested} onClick={() => cancel.mutate(r.id)}>
+                  {r.cancel_requested ? "Cancelling…" : "Cancel run"}
+                </Button>
+              ) : null}
+              {canResume ? (
+                <Button busy={resume.isPending} onClick={() => resume.mutate(r.id)}>
+                  Resume from last checkpoint
+                </Button>
+              ) : null}
+              {r.status === "succeeded" ? (
+                <Link className="btn btn-primary" to={`/projects/${projectId}/services?deploy=${r.id}`}>
+                  Deploy
+                </Link>
+              ) : null}
+            </>
+          ) : null
+        }
+      />
+      <div className="stack">
+        <InlineError error={cancel.error ?? resume.error} />
+        {r.status === "failed" && r.error ? (
+          <div className="alert alert-error" role="alert">
+            <strong>The run failed.</strong> <span className="mono">{r.error.split("\n").slice(-3).join(" ")}</span>
+          </div>
+        ) : null}
+        <Card>
+          <div className="stack">
+            <ProgressBar value={runProgress(r)} label="Training progress" />
+            <div className="grid-cards" style={{ gridTemplateColumns: "repeat(auto-fill, minmax(130px, 1fr))" }}>
+              <Stat label="Step" value={`${formatNumber(r.progress_step)}${r.progress_total ? ` / ${formatNumber(r.progress_total)}` : ""}`} />
+              <Stat label="ETA" value={r.status === "running" ? formatDuration(r.eta_seconds) : r.status === "queued" ? (r.queue_position ? `#${r.queue_position} in queue` : "queued") : "—"} />
+              <Stat label="Elapsed" value={formatDuration(elapsed)} />
+              <Stat label="Tokens / s" value={formatNumber(r.tokens_per_second ?? latestValue(points, "tokens_per_second"), 0)} />
+              <Stat label="Train loss" value={formatMetric(latestValue(points, "loss"))} />
+              <Stat label="Eval loss" value={formatMetric(latestValue(points, "eval_loss") ?? r.summary_metrics?.eval_loss)} />
+              {r.eval_results?.perplexity !== undefined ? <Stat label="Perplexity" value={formatMetric(r.eval_results.perplexity)} /> : null}
+            </div>
+          </div>
+        </Card>
+        <div className="grid-2">
+          <Card title="Loss">
+            <MetricChart
+              title="Loss"
+              rows={lossRows}
+              series={[
+                { key: "loss", label: "train loss", color: "var(--chart-1)" },
+                { key: "eval_loss", label: "eval loss", color: "var(--chart-2)" },
+              ]}
+            />
+          </Card>
+          <Card title="Learning rate">
+            <MetricChart title="Learning rate" rows={lrRows} series={[{ key: "learning_rate", label: "learning rate", color: "var(--chart-3)" }]} />
+          </Card>
+        </div>
+        <div className="grid-2">
+          <Card title="Throughput">
+            <MetricChart title="Throughput" rows={speedRows} series={[{ key: "tokens_per_second", label: "tokens/s", color: "var(--chart-5)" }]} height={180} />
+          </Card>
+          <Card title="Checkpoints" bodyClassName="">
+            <QueryState query={checkpoints} isEmpty={(d) => d.length === 0} empty={<EmptyState title="No checkpoints yet" />}>
+              {(data) => (
+                <div className="table-wrap" style={{ maxHeight: 240 }}>
+                  <table className="table">
+                    <thead>
+                      <tr>
+                        <th className="num">Step</th>
+                        <th className="num">Eval loss</th>
+                        <th>Attempt</th>
+                        <th>Saved</th>
+                      </tr>
+                    </thead>
+                    <tbody>
+                      {data.map((c) => (
+                        <tr key={c.id}>
+                          <td className="num">
+                            {c.step} {c.is_best ? <Badge tone="success">best</Badge> : null}
+                          </td>
+                          <td className="num">{formatMetric(c.eval_loss)}</td>
+                          <td>{c.attempt}</td>
+                          <td className="nowrap">{formatTime(c.created_at)}</td>
+                        </tr>
+                      ))}
+                    </tbody>
+                  </table>
+                </div>
+              )}
+            </QueryState>
+          </Card>
+        </div>
+        <Card title={`Evaluation samples${samples.length ? ` (${samples.length})` : ""}`} bodyClassName="">
+          {samples.length === 0 ? (
+            <EmptyState title="No evaluation samples yet">Generated after training, from held-out prompts.</EmptyState>
+          ) : (
+            <div className="table-wrap">
+              <table className="table">
+                <thead>
+                  <tr>
+                    <th>Prompt</th>
+                    <th>Expected</th>
+                    <th>Generated</th>
+                    <th className="num">ROUGE-L</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {samples.map((s, i) => (
+                    <tr key={i}>
+                      <td style={{ maxWidth: 280, whiteSpace: "pre-wrap" }}>{s.prompt}</td>
+                      <td style={{ maxWidth: 280, whiteSpace: "pre-wrap" }}>{s.expected}</td>
+                      <td style={{ maxWidth: 280, whiteSpace: "pre-wrap" }}>
+                        {s.generated} {s.exact_match ? <Badge tone="success">exact</Badge> : null}
+                      </td>
+                      <td className="num">{formatMetric(s.rouge_l)}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          )}
+        </Card>
+        <div className="grid-2">
+          <Card title="Log">
+            {events.isError ? <InlineError error={events.error} /> : events.isPending ? <LoadingState /> : <EventLines events={events.data.items} follow={live} />}
+          </Card>
+          <Card title="Configuration">
+            <pre className="mono small" style={{ margin: 0, maxHeight: 300, overflow: "auto" }}>
+              {JSON.stringify(r.config, null, 2)}
+            </pre>
+          </Card>
+        </div>
+      </div>
+    </>
+  );
+}
