@@ -3,8 +3,13 @@ pinned versions of gunicorn, django-rq and the tinyforge CLI really accept."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shlex
+import shutil
+import subprocess
+import sys
 import tomllib
 
 import pytest
@@ -19,8 +24,6 @@ def resolved_base(stage) -> str:
 
 
 def exec_form(argument: str) -> list[str]:
-    import json
-
     command = json.loads(argument)
     assert isinstance(command, list), f"use the exec form (a JSON list), not {argument}"
     return command
@@ -151,3 +154,33 @@ def test_the_worker_command_is_accepted_by_django_rq():
     options = parser.parse_args(command[3:])
     assert options.with_scheduler is True
     assert options.args == ["ingest", "train", "deploy", "default"]
+
+
+def test_the_web_images_collectstatic_step_runs_with_the_current_settings(tmp_path):
+    """The web target's RUN ... collectstatic, run as the build runs it: no database, no Redis,
+    a throwaway key. Paths inside the image are mapped into tmp_path."""
+    (run,) = [run for run in STAGES["web"].values("RUN") if "collectstatic" in run]
+    words = shell_commands(run)[0]
+    assignments = [word for word in words if re.fullmatch(r"[A-Z_]+=\S*", word)]
+    command = words[len(assignments):]
+    assert command == ["python", "manage.py", "collectstatic", "--noinput"]
+
+    image_paths = {"/app/static": tmp_path / "static", "/app/frontend": tmp_path / "frontend"}
+    env = {name: value for name, value in os.environ.items() if name not in {"DATABASE_URL", "REDIS_URL"}}
+    for stage in reversed(stage_chain(STAGES, "web")):
+        env.update(stage.env())
+    for assignment in assignments:
+        name, _, value = assignment.partition("=")
+        env[name] = value
+    env["TINYFORGE_DATA_DIR"] = str(tmp_path / "data")
+    for name, value in list(env.items()):
+        if value in image_paths:
+            env[name] = str(image_paths[value])
+    shutil.copy(REPO / "backend" / "manage.py", tmp_path / "manage.py")
+
+    result = subprocess.run([sys.executable, *command[1:]], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "static" / "admin" / "css" / "base.css").is_file()
+    assert (tmp_path / "static" / "rest_framework").is_dir()
+    # The throwaway key was used; no generated key file is left for the image layer to keep.
+    assert not (tmp_path / "data" / "secret_key").exists()
