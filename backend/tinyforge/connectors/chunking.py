@@ -2,7 +2,7 @@
 
 A chunk never crosses a heading: each section (the blocks under one heading path) is packed
 paragraph by paragraph up to `max_chars`, and the next chunk of the same section starts with
-the last `overlap_chars` of paragraphs of the previous one. A paragraph longer than a chunk is
+the last `overlap_chars` characters of the previous one (cut at a space). A paragraph longer than a chunk is
 cut at sentence ends (or spaces) rather than mid-word. Sizes are in characters (about four
 per token for English).
 """
@@ -89,17 +89,16 @@ def chunk_blocks(blocks: Iterable[Block], max_chars: int = 2000, overlap_chars: 
             section, parts, size, part = key, [], 0, 0
         if block.kind == "heading":
             continue
-        for piece in _pieces(block.text, max_chars):
+        # Pieces leave room for the overlap, so that a long paragraph still gets its context.
+        for piece in _pieces(block.text, max_chars - overlap_chars):
             if parts and size + 2 + len(piece) > max_chars:
-                yield emit()
-                # Carry the tail paragraphs of the previous chunk over, as context.
-                kept, kept_size = [], 0
-                for text, page in reversed(parts):
-                    if kept_size + len(text) + 2 > overlap_chars or kept_size + len(text) + len(piece) + 4 > max_chars:
-                        break
-                    kept.insert(0, (text, page))
-                    kept_size += len(text) + 2
-                parts, size = kept, kept_size
+                chunk = emit()
+                yield chunk
+                # The next chunk starts with the end of this one (cut at a space), as context.
+                tail = chunk.text[len(chunk.text) - overlap_chars:] if overlap_chars else ""
+                tail = tail[tail.find(" ") + 1:] if " " in tail else tail
+                parts = [(tail.strip(), parts[-1][1])] if tail.strip() else []
+                size = len(tail) + 2 if parts else 0
             if not parts:
                 location = block.location
             parts.append((piece, block.page))
