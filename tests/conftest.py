@@ -14,3 +14,37 @@ def tiny_model_dir(tmp_path_factory):
     Read-only for tests: copy it before changing anything inside.
     """
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tinyforge_data_dir(tmp_path_factory):
+    """The platform's files (uploads, dataset versions, checkpoints, exports) go to a fresh
+    folder for the test session, never to the demo's data directory."""
+    from django.conf import settings
+
+    path = tmp_path_factory.mktemp("tinyforge-data")
+    settings.TINYFORGE_DATA_DIR = path
+    return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def redis_url(tinyforge_data_dir):
+    """The Redis the RQ queues use: REDIS_URL when set (CI), else an embedded redis-server
+    started for this session and stopped after it."""
+    import os
+
+    from django.conf import settings
+
+    configured = os.environ.get("REDIS_URL")
+    if configured:
+        yield configured
+        return
+    from tinyforge.core.embedded_redis import EmbeddedRedis
+    from tinyforge.core.env import embedded_redis_socket
+
+    server = EmbeddedRedis(embedded_redis_socket(tinyforge_data_dir), tinyforge_data_dir).start()
+    for queue in settings.RQ_QUEUES.values():
+        queue["URL"] = server.url
+    settings.RQ_REDIS_URL = server.url
+    yield server.url
+    server.stop()

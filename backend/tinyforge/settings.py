@@ -168,6 +168,7 @@ _default_frontend = (_repo / "frontend" / "dist") if _repo else (TINYFORGE_DATA_
 FRONTEND_DIR = Path(env_str("TINYFORGE_FRONTEND_DIR", str(_default_frontend))).expanduser().resolve()
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("TINYFORGE_STATIC_ROOT", str(TINYFORGE_DATA_DIR.parent / "static"))).expanduser().resolve()
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # `tinyforge demo` and the image fill it with collectstatic
 WHITENOISE_ROOT = FRONTEND_DIR if FRONTEND_DIR.is_dir() else None
 WHITENOISE_INDEX_FILE = True
 STORAGES = {

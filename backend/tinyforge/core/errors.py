@@ -20,6 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
 from tinyforge.core.lifecycle import InvalidTransition
+from tinyforge.core.storage import MissingFile
 from tinyforge.errors import TinyforgeError
 
 logger = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ def _code_of(exc: exceptions.APIException) -> str:
 
 
 def api_exception_handler(exc, context):
-    if isinstance(exc, InvalidTransition):
+    if isinstance(exc, (InvalidTransition, MissingFile)):
         exc = Conflict(str(exc))
     elif isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge(str(exc) or PayloadTooLarge.default_detail)

@@ -39,6 +39,18 @@ def key_of(file_path: Path) -> str:
     return relative.as_posix()
 
 
+class MissingFile(FileNotFoundError):
+    """A record points at a file that is gone from the data directory."""
+
+
+def open_for_download(key: str):
+    """The file of a key opened for reading; MissingFile (409 in the API) when it is gone."""
+    try:
+        return path(key).open("rb")
+    except (FileNotFoundError, IsADirectoryError):
+        raise MissingFile(f"the file of this record is missing from the data directory ({key})") from None
+
+
 def exists(key: str) -> bool:
     return path(key).exists()
 

@@ -111,7 +111,7 @@ class DatasetVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mi
         if version.status != DatasetVersionStatus.READY:
             raise Conflict(f"Version {version.number} is {version.status}; only ready versions can be downloaded.")
         filename = f"{version.dataset.name}-v{version.number}.jsonl"
-        return FileResponse(storage.path(version.storage_key).open("rb"), as_attachment=True, filename=filename,
+        return FileResponse(storage.open_for_download(version.storage_key), as_attachment=True, filename=filename,
                             content_type="application/x-ndjson")
 
 

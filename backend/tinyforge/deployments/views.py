@@ -112,5 +112,5 @@ class ExportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
         export = self.get_object()
         if export.status != ExportStatus.SUCCEEDED or not export.storage_key:
             raise Conflict(f"The export is {export.status}; only succeeded exports can be downloaded.")
-        path = storage.path(export.storage_key)
-        return FileResponse(path.open("rb"), as_attachment=True, filename=path.name)
+        return FileResponse(storage.open_for_download(export.storage_key), as_attachment=True,
+                            filename=storage.path(export.storage_key).name)
