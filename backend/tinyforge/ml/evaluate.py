@@ -1,0 +1,131 @@
+"""Evaluation: held-out loss and perplexity, and greedy answers scored against expected outputs.
+
+Exact match compares whitespace-normalised text; ROUGE-L is the F-measure of the longest common
+subsequence (Google's rouge_score, with stemming). Results are written as eval_results.json
+beside the model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tinyforge.errors import TinyforgeError
+from tinyforge.ml.formatting import TokenizedExample, expected_reply, prompt_messages, tokenize_row
+from tinyforge.ml.loss import loss_sum
+from tinyforge.ml.packing import collate
+from tinyforge.ml.schema import Row
+
+RESULTS_FILE = "eval_results.json"
+
+
+@torch.no_grad()
+def eval_loss(model, examples: list[TokenizedExample], *, batch_size: int, pad_token_id: int,
+              device, autocast_dtype=None) -> float:
+    """Mean loss per labelled token over `examples` (batched by length, no shuffling)."""
+    was_training = model.training
+    model.eval()
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i]))
+    total = torch.zeros((), dtype=torch.float64)
+    count = 0
+    try:
+        for start in range(0, len(order), batch_size):
+            batch = collate(examples, [[i] for i in order[start:start + batch_size]], pad_token_id).to(device)
+            with torch.autocast(device_type=torch.device(device).type, dtype=autocast_dtype,
+                                enabled=autocast_dtype is not None):
+                s, n = loss_sum(model, batch)
+            total += s.double().cpu()
+            count += n
+    finally:
+        model.train(was_training)
+    if count == 0:
+        raise TinyforgeError("the validation rows have no output tokens to evaluate")
+    return float(total / count)
+
+
+def perplexity(loss: float) -> float:
+    return math.exp(min(loss, 50.0))
+
+
+@torch.no_grad()
+def generate_replies(model, tokenizer, conversations: list[list[dict[str, str]]], *,
+                     max_new_tokens: int = 128, batch_size: int = 8) -> list[str]:
+    """Greedy replies, batched with left padding."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    previous_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    replies: list[str] = []
+    try:
+        for start in range(0, len(conversations), batch_size):
+            texts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
+                     for c in conversations[start:start + batch_size]]
+            encoded = tokenizer(texts, add_special_tokens=False, return_tensors="pt", padding=True).to(device)
+            output = model.generate(**encoded, max_new_tokens=max_new_tokens, do_sample=False,
+                                    pad_token_id=tokenizer.pad_token_id)
+            new_tokens = output[:, encoded["input_ids"].shape[1]:]
+            replies.extend(tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+    finally:
+        tokenizer.padding_side = previous_side
+        model.train(was_training)
+    return [r.strip() for r in replies]
+
+
+def _normalise(text: str) -> str:
+    return " ".join(text.split()).lower()
+
+
+def score_replies(predictions: list[str], references: list[str]) -> dict[str, Any]:
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    exact = [float(_normalise(p) == _normalise(r)) for p, r in zip(predictions, references)]
+    rouge = [scorer.score(r, p)["rougeL"].fmeasure for p, r in zip(predictions, references)]
+    n = max(len(predictions), 1)
+    return {"exact_match": sum(exact) / n, "rouge_l": sum(rouge) / n, "per_sample": list(zip(exact, rouge))}
+
+
+def generation_metrics(model, tokenizer, rows: list[Row], *, max_new_tokens: int) -> dict[str, Any]:
+    conversations = [prompt_messages(row) for row in rows]
+    expected = [expected_reply(row) for row in rows]
+    replies = generate_replies(model, tokenizer, conversations, max_new_tokens=max_new_tokens)
+    scores = score_replies(replies, expected)
+    samples = [{"prompt": c[-1]["content"], "expected": e, "generated": g, "exact_match": s[0], "rouge_l": s[1]}
+               for c, e, g, s in zip(conversations, expected, replies, scores["per_sample"])]
+    return {"exact_match": scores["exact_match"], "rouge_l": scores["rouge_l"], "samples": samples}
+
+
+def write_results(folder: str | Path, results: dict[str, Any]) -> Path:
+    path = Path(folder) / RESULTS_FILE
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    return path
+
+
+def evaluate_folder(model_dir: str | Path, data_path: str | Path, *, max_generations: int = 8,
+                    max_new_tokens: int = 128, batch_size: int = 8, max_seq_length: int | None = None) -> dict[str, Any]:
+    """Evaluate a saved model folder on a JSONL file (the `tinyforge eval` command)."""
+    from tinyforge.ml.models import load_model_folder
+    from tinyforge.ml.schema import read_rows
+
+    model, tokenizer = load_model_folder(model_dir)
+    info_path = Path(model_dir) / "tinyforge.json"
+    if max_seq_length is None and info_path.is_file():
+        max_seq_length = json.loads(info_path.read_text()).get("max_seq_length")
+    rows = [row for _, row in read_rows(data_path)]
+    examples = [tokenize_row(tokenizer, row) for row in rows]
+    keep = [i for i, ex in enumerate(examples) if max_seq_length is None or len(ex) <= max_seq_length]
+    if not keep:
+        raise TinyforgeError(f"{data_path}: every row is longer than the model's context ({max_seq_length} tokens)")
+    loss = eval_loss(model, [examples[i] for i in keep], batch_size=batch_size,
+                     pad_token_id=tokenizer.pad_token_id, device=next(model.parameters()).device)
+    results: dict[str, Any] = {"eval_loss": loss, "perplexity": perplexity(loss), "rows": len(keep),
+                               "data": str(data_path)}
+    if max_generations:
+        results.update(generation_metrics(model, tokenizer, [rows[i] for i in keep[:max_generations]],
+                                          max_new_tokens=max_new_tokens))
+    return results

@@ -1,0 +1,713 @@
+"""The training loop: `train(config, dataset, out_dir, callbacks) -> TrainResult`.
+
+setup (data, model, optimizer) -> fit (steps, evaluation, checkpoints) -> final evaluation ->
+save the model folder. Progress goes to callbacks (`TrainerCallback`); the loop does not know
+whether it feeds a progress bar or a database.
+
+Output layout of `out_dir`:
+    <model folder files>            written at the end (see tinyforge.ml.artifacts)
+    eval_results.json               loss, perplexity, generations with exact match and ROUGE-L
+    checkpoints/checkpoint-000120/  self-describing: a loadable model folder plus trainer_state.json,
+                                    optimizer.pt, scheduler.pt, rng_state.pt
+
+The step is the unit of everything: the batches of step s are a pure function of (seed, s), so a
+run resumed from a checkpoint at step s replays exactly the batches an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import shutil
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from tinyforge.errors import TinyforgeError
+from tinyforge.ml.config import TrainConfig
+
+CHECKPOINTS_DIR = "checkpoints"
+STATE_FILE = "trainer_state.json"
+
+
+@dataclass
+class Progress:
+    """What callbacks receive after every optimizer step (and after each evaluation)."""
+
+    step: int
+    total_steps: int
+    epoch: float
+    loss: float | None
+    eval_loss: float | None  # the latest evaluation's, None before the first
+    learning_rate: float
+    grad_norm: float | None
+    tokens_per_second: float  # non-padding tokens processed per second of training
+    elapsed_s: float
+    eta_s: float | None
+
+
+@dataclass
+class TrainResult:
+    status: str  # "completed", "early_stopped" or "cancelled"
+    output_dir: Path
+    steps: int
+    total_steps: int
+    losses: list[dict[str, float]] = field(default_factory=list)  # {"step", "loss", "learning_rate", ...}
+    evals: list[dict[str, float]] = field(default_factory=list)  # {"step", "eval_loss"}
+    final_eval_loss: float | None = None
+    best_checkpoint: Path | None = None
+    last_checkpoint: Path | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    train_tokens_per_second: float = 0.0
+    padding_share: float = 0.0
+    elapsed_s: float = 0.0
+
+
+class TrainerCallback:
+    """Base class for progress receivers; override what you need. Every method is optional.
+
+    Exceptions raised by a callback stop training (they are the caller's errors, not ours).
+    """
+
+    def on_start(self, info: dict[str, Any]) -> None:
+        """Once, before the first step: total_steps, examples, packing, device, resumed_from..."""
+
+    def on_step(self, progress: Progress) -> None:
+        """After every optimizer step."""
+
+    def on_evaluate(self, progress: Progress) -> None:
+        """After each evaluation; progress.eval_loss is the new value."""
+
+    def on_checkpoint(self, path: Path, step: int, eval_loss: float | None, is_best: bool) -> None:
+        """After a checkpoint folder was written completely."""
+
+    def on_log(self, message: str) -> None:
+        """A human-readable line (warnings, skipped rows, phase changes)."""
+
+    def on_end(self, result: TrainResult) -> None:
+        """Once, after the model folder was written (or after cancellation)."""
+
+    def should_stop(self) -> bool:
+        """Polled after every step; True cancels the run after saving a checkpoint."""
+        return False
+
+
+class _Callbacks:
+    def __init__(self, callbacks: Iterable[TrainerCallback]):
+        self.items = list(callbacks)
+
+    def __getattr__(self, name):
+        def call(*args, **kwargs):
+            for cb in self.items:
+                getattr(cb, name)(*args, **kwargs)
+        return call
+
+    def stop_requested(self) -> bool:
+        return any(cb.should_stop() for cb in self.items)
+
+
+@contextlib.contextmanager
+def _sigterm_requests_stop():
+    """While training, SIGTERM asks for a clean stop (checkpoint saved) instead of killing us."""
+    flag = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, lambda *_: flag.set())
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+
+
+@dataclass
+class _Data:
+    train: list  # TokenizedExample
+    validation: list
+    validation_rows: list  # schema rows, for generations
+    skipped_long: int
+
+
+def _load_rows(dataset):
+    from tinyforge.ml.schema import parse_row, read_rows
+
+    if isinstance(dataset, (str, Path)):
+        return [row for _, row in read_rows(dataset)]
+    rows = [r if hasattr(r, "to_messages") else parse_row(r) for r in dataset]
+    if not rows:
+        raise TinyforgeError("the dataset has no rows")
+    return rows
+
+
+def _prepare_data(config: TrainConfig, tokenizer, dataset, validation, log) -> _Data:
+    from tinyforge.ml.formatting import tokenize_row
+
+    rows = _load_rows(dataset)
+    if validation is not None:
+        train_rows, val_rows = rows, _load_rows(validation)
+    elif config.validation_split > 0:
+        if len(rows) < 2:
+            raise TinyforgeError(
+                f"only {len(rows)} valid row: too few to hold out a validation split; add rows, "
+                "give a separate validation file, or set validation_split to 0"
+            )
+        order = list(range(len(rows)))
+        random.Random(config.seed).shuffle(order)
+        n_val = min(max(1, round(len(rows) * config.validation_split)), len(rows) - 1)
+        val_rows = [rows[i] for i in sorted(order[:n_val])]
+        train_rows = [rows[i] for i in sorted(order[n_val:])]
+    else:
+        train_rows, val_rows = rows, []
+
+    def tokenize(selection, what):
+        examples, kept, longest = [], [], 0
+        for row in selection:
+            ex = tokenize_row(tokenizer, row, config.train_on_prompt)
+            if len(ex) <= config.max_seq_length:
+                examples.append(ex)
+                kept.append(row)
+            else:
+                longest = max(longest, len(ex))
+        skipped = len(selection) - len(examples)
+        if selection and not examples:
+            raise TinyforgeError(
+                f"every {what} row is longer than max_seq_length={config.max_seq_length} tokens "
+                f"(up to {longest}); raise max_seq_length or shorten the rows"
+            )
+        if skipped:
+            log(f"skipped {skipped} {what} rows longer than max_seq_length={config.max_seq_length} tokens")
+        return examples, kept, skipped
+
+    train_examples, _, skipped_train = tokenize(train_rows, "training")
+    val_examples, val_kept, skipped_val = tokenize(val_rows, "validation")
+    return _Data(train_examples, val_examples, val_kept, skipped_train + skipped_val)
+
+
+# ---------------------------------------------------------------------------------------------
+# model
+
+
+def _pick_device(config: TrainConfig):
+    import torch
+
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise TinyforgeError("device cuda was requested but no CUDA GPU is available")
+    return "cuda" if config.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
+
+
+def _pick_precision(config: TrainConfig, device: str) -> str:
+    import torch
+
+    if config.precision == "bf16":
+        if device == "cuda" and not torch.cuda.is_bf16_supported():
+            raise TinyforgeError("precision bf16 was requested but this GPU does not support bfloat16")
+        return "bf16"
+    if config.precision == "auto" and device == "cuda" and torch.cuda.is_bf16_supported():
+        return "bf16"
+    # On a CPU, bf16 autocast is slower than fp32 unless the CPU has AMX; auto keeps fp32 there.
+    return "fp32"
+
+
+def _build_model(config: TrainConfig, base_path: Path, tokenizer, added_tokens: list[int]):
+    import torch
+    from transformers import set_seed
+
+    from tinyforge.ml.models import load_base_model, lora_target_modules
+
+    model = load_base_model(base_path, torch.float32)
+    if model.get_input_embeddings().num_embeddings < len(tokenizer):
+        model.resize_token_embeddings(len(tokenizer))
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.config.use_cache = False
+    if config.method == "full":
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    targets = lora_target_modules(model, config.lora_target_modules)
+    lora = LoraConfig(
+        r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+        target_modules=targets, task_type="CAUSAL_LM",
+        # Tokens added for the default chat template need trained embeddings saved with the adapter.
+        trainable_token_indices=added_tokens or None,
+    )
+    set_seed(config.seed)  # the adapter's initial weights depend on it
+    return get_peft_model(model, lora)
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoints
+
+
+def _rng_state() -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    import numpy as np
+    import torch
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def list_checkpoints(out_dir: str | Path) -> list[Path]:
+    """Complete checkpoint folders of a run, oldest first."""
+    folder = Path(out_dir) / CHECKPOINTS_DIR
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if p.is_dir() and p.name.startswith("checkpoint-")
+             and not p.name.endswith((".partial", ".old")) and (p / STATE_FILE).is_file()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def find_checkpoint(out_dir: str | Path, which: str = "latest") -> Path | None:
+    """The latest or best ("best") checkpoint of a run, or None."""
+    checkpoints = list_checkpoints(out_dir)
+    if not checkpoints:
+        return None
+    if which == "best":
+        scored = [(json.loads((p / STATE_FILE).read_text()).get("eval_loss"), p) for p in checkpoints]
+        scored = [(s, p) for s, p in scored if s is not None]
+        if scored:
+            return min(scored, key=lambda sp: sp[0])[1]
+    return checkpoints[-1]
+
+
+# ---------------------------------------------------------------------------------------------
+# the run
+
+
+class _Run:
+    def __init__(self, config: TrainConfig, dataset, out_dir, callbacks, validation, resume_from):
+        self.config = config
+        self.dataset = dataset
+        self.out_dir = Path(out_dir)
+        self.cb = _Callbacks(callbacks)
+        self.validation = validation
+        self.resume_from = resume_from
+
+    # ---- setup
+    def setup(self) -> None:
+        import torch
+        from accelerate import Accelerator
+        from transformers import get_scheduler, set_seed
+
+        from tinyforge.ml.formatting import ensure_chat_template
+        from tinyforge.ml.models import load_tokenizer, resolve_base_model
+        from tinyforge.ml.packing import padding_share, plan_epoch
+
+        config = self.config
+        set_seed(config.seed)
+        self.base_path = resolve_base_model(config.base_model)
+        self.tokenizer = load_tokenizer(self.base_path)
+        before = len(self.tokenizer)
+        self.default_template = ensure_chat_template(self.tokenizer)
+        added = list(range(before, len(self.tokenizer)))
+        if self.default_template:
+            self.cb.on_log("the base model has no chat template; using TinyForge's default ChatML template")
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.data = _prepare_data(config, self.tokenizer, self.dataset, self.validation, self.cb.on_log)
+
+        device = _pick_device(config)
+        self.precision = _pick_precision(config, device)
+        self.accelerator = Accelerator(cpu=device == "cpu", mixed_precision="bf16" if self.precision == "bf16" else "no")
+        self.device = self.accelerator.device
+        self.packing = config.packing == "on" or (config.packing == "auto" and self.device.type == "cuda")
+
+        model = _build_model(config, self.base_path, self.tokenizer, added)
+        decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2]
+        no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim < 2]
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=config.learning_rate,
+        )
+        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
+
+        self.lengths = [len(ex) for ex in self.data.train]
+        first_plan = plan_epoch(self.lengths, packing=self.packing, batch_size=config.batch_size,
+                                max_seq_length=config.max_seq_length, seed=config.seed, epoch=0)
+        self.padding_share = padding_share(self.lengths, first_plan)
+        world = self.accelerator.num_processes
+        local_batches = len(first_plan) // world
+        if local_batches == 0:
+            raise TinyforgeError(f"{len(self.data.train)} training rows make fewer batches than the {world} processes")
+        self.steps_per_epoch = max(1, local_batches // config.gradient_accumulation_steps)
+        self.total_steps = config.max_steps or math.ceil(config.epochs * self.steps_per_epoch)
+        warmup = int(config.warmup_ratio * self.total_steps)
+        self.scheduler = get_scheduler(config.lr_schedule, self.optimizer, num_warmup_steps=warmup,
+                                       num_training_steps=self.total_steps)
+
+        self.step = 0
+        self.history: list[dict[str, float]] = []
+        self.evals: list[dict[str, float]] = []
+        self.best_eval: float | None = None
+        self.best_step: int | None = None
+        self.evals_without_improvement = 0
+        self.elapsed_before = 0.0
+        self.tokens_before = 0
+        self.resumed_from = None
+        if self.resume_from:
+            self._restore(self._resolve_resume(self.resume_from))
+        self.session_start_step = self.step
+        self.autocast_dtype = torch.bfloat16 if self.precision == "bf16" else None
+
+    def _resolve_resume(self, resume_from) -> Path:
+        if str(resume_from) in ("latest", "best"):
+            found = find_checkpoint(self.out_dir, str(resume_from))
+            if found is None:
+                raise TinyforgeError(f"no checkpoint to resume from in {self.out_dir / CHECKPOINTS_DIR}")
+            return found
+        path = Path(resume_from)
+        if not (path / STATE_FILE).is_file():
+            raise TinyforgeError(f"{path} is not a checkpoint folder (no {STATE_FILE})")
+        return path
+
+    def _restore(self, checkpoint: Path) -> None:
+        import torch
+        from safetensors.torch import load_file
+
+        state = json.loads((checkpoint / STATE_FILE).read_text())
+        if state["config"] != self.config.to_dict():
+            changed = sorted(k for k, v in state["config"].items() if self.config.to_dict().get(k) != v)
+            self.cb.on_log(f"resuming with a config that differs from the checkpoint's in: {', '.join(changed)}")
+        model = self.accelerator.unwrap_model(self.model)
+        if self.config.method == "lora":
+            from peft import set_peft_model_state_dict
+
+            set_peft_model_state_dict(model, load_file(checkpoint / "adapter_model.safetensors"))
+        else:
+            weights = load_file(checkpoint / "model.safetensors")
+            missing, unexpected = model.load_state_dict(weights, strict=False)
+            # Tied output weights are saved once; anything else missing means a different model.
+            if unexpected or [m for m in missing if "lm_head" not in m]:
+                raise TinyforgeError(f"checkpoint {checkpoint} does not match base model {self.config.base_model}")
+        self.optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=False))
+        self.scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", weights_only=False))
+        _set_rng_state(torch.load(checkpoint / "rng_state.pt", weights_only=False))
+        self.step = state["step"]
+        self.history = state["history"]
+        self.evals = state["evals"]
+        self.best_eval = state["best_eval_loss"]
+        self.best_step = state["best_step"]
+        self.evals_without_improvement = state["evals_without_improvement"]
+        self.elapsed_before = state["elapsed_s"]
+        self.tokens_before = state["tokens"]
+        self.resumed_from = checkpoint
+        if self.step >= self.total_steps:
+            self.cb.on_log(f"checkpoint {checkpoint.name} is already at the last step ({self.step})")
+
+    # ---- fit
+    def batches_for_step(self, step: int):
+        from tinyforge.ml.packing import collate, plan_epoch
+
+        config = self.config
+        epoch, index = divmod(step, self.steps_per_epoch)
+        plan = plan_epoch(self.lengths, packing=self.packing, batch_size=config.batch_size,
+                          max_seq_length=config.max_seq_length, seed=config.seed, epoch=epoch)
+        world, rank = self.accelerator.num_processes, self.accelerator.process_index
+        local = plan[rank::world]
+        accum = config.gradient_accumulation_steps
+        micro = local[index * accum:(index + 1) * accum]
+        pad = self.tokenizer.pad_token_id
+        return [collate(self.data.train, p, pad) for p in micro]
+
+    def train_step(self, step: int) -> tuple[float, float | None, int]:
+        import torch
+
+        from tinyforge.ml.loss import loss_sum
+
+        batches = self.batches_for_step(step)
+        step_tokens = sum(b.trained_tokens for b in batches)
+        total = 0.0
+        for i, batch in enumerate(batches):
+            batch = batch.to(self.device)
+            sync = contextlib.nullcontext() if i == len(batches) - 1 else self.accelerator.no_sync(self.model)
+            with sync, self.accelerator.autocast():
+                s, _ = loss_sum(self.model, batch)
+                loss = s / max(step_tokens, 1)
+            self.accelerator.backward(loss)
+            total += float(s.detach())
+        max_norm = self.config.max_grad_norm or float("inf")
+        grad_norm = self.accelerator.clip_grad_norm_(self.trainable, max_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_value = total / max(step_tokens, 1)
+        if not math.isfinite(loss_value):
+            raise TinyforgeError(f"the loss became {loss_value} at step {step + 1}; lower the learning rate")
+        norm = float(grad_norm) if grad_norm is not None and math.isfinite(float(grad_norm)) else None
+        return loss_value, norm, sum(b.real_tokens for b in batches)
+
+    def evaluate(self) -> float | None:
+        from tinyforge.ml.evaluate import eval_loss
+
+        if not self.data.validation:
+            return None
+        return eval_loss(self.model, self.data.validation, batch_size=self.config.batch_size,
+                         pad_token_id=self.tokenizer.pad_token_id, device=self.device,
+                         autocast_dtype=self.autocast_dtype)
+
+    def fit(self) -> str:
+        config = self.config
+        self.started = time.monotonic()
+        self.train_seconds = 0.0
+        self.tokens = 0
+        self.cb.on_start({
+            "total_steps": self.total_steps, "start_step": self.step, "steps_per_epoch": self.steps_per_epoch,
+            "train_examples": len(self.data.train), "validation_examples": len(self.data.validation),
+            "skipped_rows": self.data.skipped_long, "packing": self.packing,
+            "padding_share": self.padding_share, "device": str(self.device), "precision": self.precision,
+            "trainable_parameters": sum(p.numel() for p in self.trainable),
+            "resumed_from": str(self.resumed_from) if self.resumed_from else None,
+        })
+        eval_every = config.eval_steps or self.steps_per_epoch
+        save_every = config.save_steps or self.steps_per_epoch
+        status = "completed"
+        saved_at = self.step if self.resumed_from else None
+        with _sigterm_requests_stop() as sigterm:
+            self.model.train()
+            while self.step < self.total_steps:
+                tick = time.perf_counter()
+                loss, grad_norm, real_tokens = self.train_step(self.step)
+                self.train_seconds += time.perf_counter() - tick
+                self.tokens += real_tokens
+                self.step += 1
+                lr = self.scheduler.get_last_lr()[0]
+                self.history.append({"step": self.step, "epoch": self.step / self.steps_per_epoch,
+                                     "loss": loss, "learning_rate": lr, "grad_norm": grad_norm})
+                self.cb.on_step(self._progress(loss, lr, grad_norm))
+                last = self.step == self.total_steps
+                if self.step % eval_every == 0 or last:
+                    eval_value = self.evaluate()
+                    if eval_value is not None:
+                        self._record_eval(eval_value)
+                        self.cb.on_evaluate(self._progress(loss, lr, grad_norm))
+                stop = self.cb.stop_requested() or sigterm.is_set()
+                patience_out = (config.early_stopping_patience
+                                and self.evals_without_improvement >= config.early_stopping_patience)
+                if self.step % save_every == 0 or last or stop or patience_out:
+                    self.save_checkpoint()
+                    saved_at = self.step
+                if stop:
+                    self.cb.on_log(f"stopped at step {self.step} on request; checkpoint saved")
+                    status = "cancelled"
+                    break
+                if patience_out:
+                    self.cb.on_log(f"early stopping at step {self.step}: eval loss did not improve for "
+                                   f"{config.early_stopping_patience} evaluations")
+                    status = "early_stopped"
+                    break
+        if saved_at != self.step and status == "completed":
+            self.save_checkpoint()
+        return status
+
+    def _record_eval(self, value: float) -> None:
+        self.evals.append({"step": self.step, "eval_loss": value})
+        threshold = self.config.early_stopping_threshold
+        if self.best_eval is None or value < self.best_eval - threshold:
+            self.best_eval, self.best_step = value, self.step
+            self.evals_without_improvement = 0
+        else:
+            self.evals_without_improvement += 1
+
+    def _progress(self, loss, lr, grad_norm) -> Progress:
+        per_step = self.train_seconds / max(1, self.step - self.session_start_step)
+        return Progress(
+            step=self.step, total_steps=self.total_steps, epoch=self.step / self.steps_per_epoch,
+            loss=loss, eval_loss=self.evals[-1]["eval_loss"] if self.evals else None, learning_rate=lr,
+            grad_norm=grad_norm, tokens_per_second=self.tokens / self.train_seconds if self.train_seconds else 0.0,
+            elapsed_s=time.monotonic() - self.started, eta_s=per_step * (self.total_steps - self.step),
+        )
+
+    # ---- saving
+    def _info(self, **extra) -> dict[str, Any]:
+        from tinyforge.ml.artifacts import model_info
+
+        return model_info(base_model=self.config.base_model, base_model_path=str(self.base_path),
+                          method=self.config.method, max_seq_length=self.config.max_seq_length,
+                          config=self.config.to_dict(), default_chat_template=self.default_template, **extra)
+
+    def _generation_config(self):
+        from transformers import GenerationConfig
+
+        try:
+            generation = GenerationConfig.from_pretrained(self.base_path)
+        except OSError:
+            generation = GenerationConfig()
+        end_of_turn = self.tokenizer.convert_tokens_to_ids("<|im_end|>") if self.default_template else None
+        eos = generation.eos_token_id if generation.eos_token_id is not None else self.tokenizer.eos_token_id
+        eos_ids = eos if isinstance(eos, list) else [eos] if eos is not None else []
+        if end_of_turn is not None and end_of_turn not in eos_ids:
+            eos_ids.append(end_of_turn)
+        generation.eos_token_id = eos_ids[0] if len(eos_ids) == 1 else eos_ids
+        generation.pad_token_id = self.tokenizer.pad_token_id
+        return generation
+
+    def save_checkpoint(self) -> Path:
+        import torch
+
+        from tinyforge.ml.artifacts import save_weights, write_atomically, write_info
+
+        eval_loss = self.evals[-1]["eval_loss"] if self.evals and self.evals[-1]["step"] == self.step else None
+        target = self.out_dir / CHECKPOINTS_DIR / f"checkpoint-{self.step:06d}"
+        model = self.accelerator.unwrap_model(self.model)
+        state = {
+            "step": self.step, "total_steps": self.total_steps, "epoch": self.step / self.steps_per_epoch,
+            "eval_loss": eval_loss, "best_eval_loss": self.best_eval, "best_step": self.best_step,
+            "evals_without_improvement": self.evals_without_improvement, "history": self.history,
+            "evals": self.evals, "elapsed_s": self.elapsed_before + time.monotonic() - self.started,
+            "tokens": self.tokens_before + self.tokens, "config": self.config.to_dict(),
+        }
+
+        def fill(folder: Path) -> None:
+            save_weights(model, self.tokenizer, folder, self._generation_config())
+            torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
+            torch.save(self.scheduler.state_dict(), folder / "scheduler.pt")
+            torch.save(_rng_state(), folder / "rng_state.pt")
+            write_info(folder, self._info(step=self.step, eval_loss=eval_loss, checkpoint=True))
+            (folder / STATE_FILE).write_text(json.dumps(state, indent=2))
+
+        if self.accelerator.is_main_process:
+            write_atomically(target, fill, f"the checkpoint at step {self.step}")
+            self._prune_checkpoints()
+            is_best = self.best_step == self.step and eval_loss is not None
+            self.cb.on_checkpoint(target, self.step, eval_loss, is_best)
+        self.accelerator.wait_for_everyone()
+        return target
+
+    def _prune_checkpoints(self) -> None:
+        checkpoints = list_checkpoints(self.out_dir)
+        keep = set(checkpoints[-self.config.keep_checkpoints:])
+        if self.best_step is not None:
+            keep |= {p for p in checkpoints if int(p.name.split("-")[1]) == self.best_step}
+        for path in checkpoints:
+            if path not in keep:
+                shutil.rmtree(path, ignore_errors=True)
+
+    def final_metrics(self) -> dict[str, Any]:
+        from tinyforge.ml.evaluate import generation_metrics, perplexity
+
+        metrics: dict[str, Any] = {
+            "steps": self.step, "train_loss": self.history[-1]["loss"] if self.history else None,
+            "train_tokens_per_second": self.tokens / self.train_seconds if self.train_seconds else None,
+            "padding_share": self.padding_share, "train_examples": len(self.data.train),
+            "validation_examples": len(self.data.validation),
+        }
+        if self.evals:
+            metrics["eval_loss"] = self.evals[-1]["eval_loss"]
+            metrics["perplexity"] = perplexity(metrics["eval_loss"])
+            metrics["best_eval_loss"] = self.best_eval
+            metrics["best_step"] = self.best_step
+        n = min(self.config.eval_generations, len(self.data.validation_rows))
+        if n and self.accelerator.is_main_process:
+            self.cb.on_log(f"generating answers for {n} validation prompts")
+            model = self.accelerator.unwrap_model(self.model)
+            model.config.use_cache = True
+            metrics.update(generation_metrics(model, self.tokenizer, self.data.validation_rows[:n],
+                                              max_new_tokens=self.config.max_new_tokens))
+        return metrics
+
+    def save_model(self, metrics: dict[str, Any]) -> None:
+        """Write the final model folder into out_dir (its checkpoints/ subfolder is left alone)."""
+        from tinyforge.ml.artifacts import INFO_FILE, model_card, save_weights, write_atomically, write_info
+        from tinyforge.ml.evaluate import RESULTS_FILE
+        from tinyforge.ml.models import preset_info
+
+        model = self.accelerator.unwrap_model(self.model)
+        merged = self.config.method == "lora" and self.config.merge_adapter
+        if merged:
+            model = model.merge_and_unload()
+        library = "peft" if self.config.method == "lora" and not merged else "transformers"
+        preset = preset_info(self.config.base_model)
+        info = self._info(step=self.step, eval_loss=metrics.get("eval_loss"), merged=merged, metrics={
+            k: v for k, v in metrics.items() if k != "samples"})
+        dataset_name = Path(self.dataset).name if isinstance(self.dataset, (str, Path)) else "in-memory rows"
+        card = model_card(info, metrics, license=preset.license if preset else "other",
+                          base_model_id=preset.hf_id if preset else self.config.base_model,
+                          dataset_name=dataset_name, library=library)
+
+        def fill(folder: Path) -> None:
+            save_weights(model, self.tokenizer, folder, self._generation_config())
+            (folder / "README.md").write_text(card)
+            (folder / RESULTS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+            write_info(folder, info)
+
+        staging_root = self.out_dir / ".final"
+        write_atomically(staging_root, fill, "the final model")
+        # Move the finished files into out_dir; tinyforge.json goes last, so its presence means
+        # the folder is complete. Files of a previous final model that this one lacks are removed.
+        previous = self.out_dir / INFO_FILE
+        if previous.exists():
+            previous.unlink()
+        for stale in ("model.safetensors", "adapter_model.safetensors", "adapter_config.json", "config.json"):
+            if (self.out_dir / stale).exists() and not (staging_root / stale).exists():
+                (self.out_dir / stale).unlink()
+        for path in sorted(staging_root.iterdir(), key=lambda p: p.name == INFO_FILE):
+            path.replace(self.out_dir / path.name)
+        staging_root.rmdir()
+
+
+def train(config: TrainConfig, dataset, out_dir: str | Path, callbacks: Sequence[TrainerCallback] = (), *,
+          validation=None, resume_from: str | Path | None = None) -> TrainResult:
+    """Fine-tune `config.base_model` on `dataset` and write the model folder to `out_dir`.
+
+    dataset / validation: a JSONL path, or a list of rows (dicts or schema rows). Without a
+        validation set, `config.validation_split` of the rows is held out (seeded).
+    callbacks: TrainerCallback instances; `should_stop()` returning True cancels after saving a
+        checkpoint (so does SIGTERM when called from the main thread).
+    resume_from: a checkpoint folder, or "latest" / "best" to pick one in out_dir/checkpoints.
+        The run continues the same loss curve as if it had never stopped.
+
+    Returns a TrainResult; status "cancelled" leaves no final model folder, only checkpoints.
+    Raises TinyforgeError for anything the user can fix (bad data, unknown model, full disk).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run = _Run(config, dataset, out_dir, callbacks, validation, resume_from)
+    run.setup()
+    status = run.fit()
+    metrics: dict[str, Any] = {}
+    if status != "cancelled":
+        metrics = run.final_metrics()
+        if run.accelerator.is_main_process:
+            run.save_model(metrics)
+        run.accelerator.wait_for_everyone()
+    checkpoints = list_checkpoints(out_dir)
+    result = TrainResult(
+        status=status, output_dir=out_dir, steps=run.step, total_steps=run.total_steps,
+        losses=run.history, evals=run.evals, final_eval_loss=run.evals[-1]["eval_loss"] if run.evals else None,
+        best_checkpoint=find_checkpoint(out_dir, "best"), last_checkpoint=checkpoints[-1] if checkpoints else None,
+        metrics=metrics, train_tokens_per_second=run.tokens / run.train_seconds if run.train_seconds else 0.0,
+        padding_share=run.padding_share, elapsed_s=time.monotonic() - run.started,
+    )
+    run.cb.on_end(result)
+    return result
+
+
+def result_summary(result: TrainResult) -> dict[str, Any]:
+    data = asdict(result)
+    for key in ("output_dir", "best_checkpoint", "last_checkpoint"):
+        data[key] = str(data[key]) if data[key] is not None else None
+    return data
