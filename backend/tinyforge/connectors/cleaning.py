@@ -43,8 +43,11 @@ class Deduplicator:
         self.exact, self.near, self.threshold = exact, near, threshold
         self.rows_per_band = permutations // bands
         rng = np.random.default_rng(20240611)  # fixed: the same input always keeps the same rows
-        self._a = rng.integers(1, 1 << 31, size=permutations, dtype=np.uint64)
-        self._b = rng.integers(0, 1 << 31, size=permutations, dtype=np.uint64)
+        # Multipliers over the whole field, as in datasketch: small ones barely wrap modulo the
+        # prime, so every "permutation" would pick nearly the same minimum. The uint64 product
+        # overflows on purpose; it is still a fine hash.
+        self._a = rng.integers(1, int(_MERSENNE), size=permutations, dtype=np.uint64)
+        self._b = rng.integers(0, int(_MERSENNE), size=permutations, dtype=np.uint64)
         self._digests: set[int] = set()
         self._buckets: dict[tuple[int, bytes], int] = {}
         self._signatures: list[np.ndarray] = []
@@ -75,9 +78,12 @@ class Deduplicator:
         return False
 
     def _signature(self, words: list[str]) -> np.ndarray:
-        shingles = {" ".join(words[i:i + 3]) for i in range(max(len(words) - 2, 1))}
-        hashes = np.fromiter((zlib.crc32(s.encode()) for s in shingles), dtype=np.uint64, count=len(shingles))
-        permuted = (np.outer(self._a, hashes) + self._b[:, None]) % _MERSENNE
+        # Hash words once, then combine three neighbours: one crc32 per word, not per 3-gram.
+        word_hashes = np.fromiter(map(zlib.crc32, map(str.encode, words)), dtype=np.uint64, count=len(words))
+        hashes = np.unique((word_hashes[:-2] * np.uint64(0x9E3779B1) ^ word_hashes[1:-1] * np.uint64(0x85EBCA77)
+                            ^ word_hashes[2:]) & np.uint64(0xFFFFFFFF))
+        with np.errstate(over="ignore"):
+            permuted = (np.outer(self._a, hashes) + self._b[:, None]) % _MERSENNE
         return permuted.min(axis=1).astype(np.uint32)
 
 
