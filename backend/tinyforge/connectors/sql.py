@@ -84,7 +84,7 @@ class SqlSource:
     def test_connection(self) -> ConnectionCheck:
         """Connect, check the query runs, and return the server version and column names."""
         with self._session() as session:
-            columns, _ = session.first_batch(self.sql(), 1)
+            columns, _ = next(session.stream(self.sql(), 1), ([], []))
             return ConnectionCheck(self.dialect, session.server_version, columns)
 
     def sql(self) -> str:
@@ -161,9 +161,6 @@ class _SqliteSession:
         self.deadline = 0.0
         self.connection.set_progress_handler(lambda: int(time.monotonic() > self.deadline), 10_000)
 
-    def first_batch(self, sql: str, n: int) -> tuple[list[str], list[tuple]]:
-        return next(self.stream(sql, n), ([], []))
-
     def stream(self, sql: str, size: int) -> Iterator[tuple[list[str], list[tuple]]]:
         self.deadline = time.monotonic() + self.timeout
         cursor = self.connection.execute(sql)
@@ -200,9 +197,6 @@ class _PostgresSession:
             options=f"-c default_transaction_read_only=on -c statement_timeout={int(self.timeout * 1000)}")
         self.connection.read_only = True
         self.server_version = "PostgreSQL " + str(self.connection.info.parameter_status("server_version"))
-
-    def first_batch(self, sql: str, n: int):
-        return next(self.stream(sql, n), ([], []))
 
     def stream(self, sql: str, size: int):
         # A named cursor is a server-side cursor: each fetchmany() is one FETCH of `size` rows.
@@ -256,9 +250,6 @@ class _MysqlSession:
                 cursor.execute(f"SET SESSION sql_select_limit = {int(limit) + 1}")
             cursor.execute("SET SESSION TRANSACTION READ ONLY")
             cursor.execute("START TRANSACTION READ ONLY")
-
-    def first_batch(self, sql: str, n: int):
-        return next(self.stream(sql, n), ([], []))
 
     def stream(self, sql: str, size: int):
         with self.connection.cursor() as cursor:
