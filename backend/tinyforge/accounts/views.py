@@ -39,6 +39,12 @@ ERRORS = {400: OpenApiResponse(description="Invalid input (error body)"),
           404: OpenApiResponse(description="No such object in your teams")}
 
 
+class InvalidCredentials(exceptions.APIException):
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = "Wrong user name, e-mail or password."
+    default_code = "invalid_credentials"
+
+
 def enforce_csrf(request) -> None:
     """Django's CSRF check for views that accept anonymous callers (DRF only checks signed-in ones)."""
 
@@ -101,9 +107,9 @@ class LoginView(APIView):
         if getattr(request._request, "axes_locked_out", False):
             return lockout_response(request._request)
         if user is None:
-            raise exceptions.AuthenticationFailed("Wrong user name, e-mail or password.")
+            raise InvalidCredentials()
         login(request._request, user)
-        request._request.user = user
+        request.user = user
         return Response(me_payload(request))
 
 

@@ -13,7 +13,7 @@ from django.core.exceptions import ObjectDoesNotExist, PermissionDenied as Djang
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
-from django.db.models import ProtectedError
+from django.db.models import ProtectedError, RestrictedError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -99,8 +99,9 @@ def api_exception_handler(exc, context):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
-    elif isinstance(exc, ProtectedError):
-        names = sorted({o._meta.verbose_name_plural for o in exc.protected_objects})
+    elif isinstance(exc, (ProtectedError, RestrictedError)):
+        blocking = getattr(exc, "protected_objects", None) or getattr(exc, "restricted_objects", ())
+        names = sorted({str(o._meta.verbose_name_plural) for o in blocking})
         exc = Conflict(f"Still in use by {', '.join(names)}; delete those first.")
     elif isinstance(exc, IntegrityError):
         logger.info("integrity error answered with 409: %s", exc)

@@ -75,8 +75,4 @@ class DataConnectionSerializer(StrictModelSerializer):
     def validate_credentials(self, value):
         if not isinstance(value, dict) or not value:
             raise serializers.ValidationError("Must be a non-empty JSON object.")
-        from tinyforge.core.api import _has_nul
-
-        if _has_nul(value):
-            raise serializers.ValidationError("Null characters are not allowed.")
         return value

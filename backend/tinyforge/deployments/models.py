@@ -32,9 +32,9 @@ class Deployment(TeamOwnedModel):
     team = models.ForeignKey("accounts.Team", on_delete=models.CASCADE, related_name="deployments")
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="deployments")
     name = models.CharField(max_length=100, validators=[model_id_validator], help_text="The OpenAI model id")
-    run = models.ForeignKey("training.TrainingRun", on_delete=models.PROTECT, related_name="deployments")
+    run = models.ForeignKey("training.TrainingRun", on_delete=models.RESTRICT, related_name="deployments")
     checkpoint = models.ForeignKey(
-        "training.Checkpoint", null=True, blank=True, on_delete=models.PROTECT, related_name="deployments",
+        "training.Checkpoint", null=True, blank=True, on_delete=models.RESTRICT, related_name="deployments",
         help_text="Empty: the run's final model",
     )
     runtime = models.CharField(max_length=16, choices=Runtime.choices, default=Runtime.PYTORCH)

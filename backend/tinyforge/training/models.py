@@ -25,9 +25,9 @@ class Method(models.TextChoices):
 class TrainingRun(TeamOwnedModel):
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="runs")
     name = models.CharField(max_length=100)
-    dataset_version = models.ForeignKey("datasets.DatasetVersion", on_delete=models.PROTECT, related_name="runs")
+    dataset_version = models.ForeignKey("datasets.DatasetVersion", on_delete=models.RESTRICT, related_name="runs")
     validation_version = models.ForeignKey(
-        "datasets.DatasetVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="validation_runs"
+        "datasets.DatasetVersion", null=True, blank=True, on_delete=models.RESTRICT, related_name="validation_runs"
     )
     base_model = models.CharField(max_length=500, help_text="A preset name, a Hugging Face id or a local folder")
     method = models.CharField(max_length=8, choices=Method.choices, default=Method.LORA)
