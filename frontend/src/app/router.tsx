@@ -6,6 +6,9 @@ import { ComparePage } from "../features/training/components/ComparePage";
 import { NewRunPage } from "../features/training/components/NewRunPage";
 import { RunPage } from "../features/training/components/RunPage";
 import { RunsPage } from "../features/training/components/RunsPage";
+import { LogsPage } from "../features/logs/components/LogsPage";
+import { PlaygroundPage } from "../features/playground/components/PlaygroundPage";
+import { ServicesPage } from "../features/services/components/ServicesPage";
 import { LoginPage } from "../features/auth/components/LoginPage";
 import { ProjectOverviewPage } from "../features/projects/components/ProjectOverviewPage";
 import { ProjectsPage } from "../features/projects/components/ProjectsPage";
@@ -31,6 +34,9 @@ export const routes = [
       { path: "projects/:projectId/runs/new", element: <NewRunPage /> },
       { path: "projects/:projectId/runs/compare", element: <ComparePage /> },
       { path: "projects/:projectId/runs/:runId", element: <RunPage /> },
+      { path: "projects/:projectId/services", element: <ServicesPage /> },
+      { path: "playground", element: <PlaygroundPage /> },
+      { path: "logs", element: <LogsPage /> },
       { path: "settings", element: <SettingsPage /> },
       { path: "*", element: <NotFoundPage /> },
     ],

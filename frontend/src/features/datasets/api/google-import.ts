@@ -12,8 +12,11 @@ export interface GoogleImportInput {
   note: string;
 }
 
-export function importGoogleDocs({ datasetId, ...body }: GoogleImportInput): Promise<DatasetVersion> {
-  return apiFetch<DatasetVersion>(`/api/v1/datasets/${datasetId}/import-google/`, { method: "POST", json: body });
+export function importGoogleDocs({ datasetId, connection, note, ...source }: GoogleImportInput): Promise<DatasetVersion> {
+  return apiFetch<DatasetVersion>("/api/v1/dataset-versions/", {
+    method: "POST",
+    json: { dataset: datasetId, source_kind: "google_docs", connection, source_config: source, note },
+  });
 }
 
 export function useImportGoogleDocs() {

@@ -26,8 +26,12 @@ export interface SqlImportInput {
   note: string;
 }
 
-export function importSql({ datasetId, ...body }: SqlImportInput): Promise<DatasetVersion> {
-  return apiFetch<DatasetVersion>(`/api/v1/datasets/${datasetId}/import-sql/`, { method: "POST", json: body });
+/** A SQL import is a new version whose source is the connection plus the query and mapping. */
+export function importSql({ datasetId, connection, query, mapping, note }: SqlImportInput): Promise<DatasetVersion> {
+  return apiFetch<DatasetVersion>("/api/v1/dataset-versions/", {
+    method: "POST",
+    json: { dataset: datasetId, source_kind: "sql", connection, source_config: { query, mapping }, note },
+  });
 }
 
 export function useTestConnection() {

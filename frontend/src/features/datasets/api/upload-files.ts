@@ -18,7 +18,7 @@ export function uploadFiles({ datasetId, files, note, recipe, onProgress, signal
   const form = new FormData();
   files.forEach((file) => form.append("files", file, file.name));
   if (note) form.append("note", note);
-  if (recipe) form.append("recipe", recipe);
+  form.append("options", JSON.stringify({ recipe }));
   return uploadWithProgress<DatasetVersion>(`/api/v1/datasets/${datasetId}/upload/`, form, onProgress, signal);
 }
 

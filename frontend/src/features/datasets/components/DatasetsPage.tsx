@@ -13,6 +13,7 @@ import { useProjectId } from "../../projects/use-project-id";
 import { useCurrentTeam } from "../../teams/current-team";
 import { useCreateDataset } from "../api/create-dataset";
 import { useDatasets } from "../api/list-datasets";
+import { useProjectVersions } from "../api/list-project-versions";
 
 function CreateDatasetForm({ projectId, onCreated }: { projectId: number; onCreated: (id: number) => void }) {
   const create = useCreateDataset();
@@ -44,6 +45,8 @@ export function DatasetsPage() {
   const projectId = useProjectId();
   const project = useProject(projectId);
   const datasets = useDatasets(projectId);
+  const versions = useProjectVersions(projectId);
+  const versionById = new Map(resultsOf(versions.data).map((v) => [v.id, v]));
   const { canWrite } = useCurrentTeam();
   const [creating, setCreating] = useState(false);
   const navigate = useNavigate();
@@ -79,25 +82,28 @@ export function DatasetsPage() {
                   </tr>
                 </thead>
                 <tbody>
-                  {resultsOf(data).map((d) => (
+                  {resultsOf(data).map((d) => {
+                    const latest = d.latest_version ? versionById.get(d.latest_version) : undefined;
+                    return (
                     <tr key={d.id}>
                       <td>
                         <Link to={`${d.id}`}>{d.name}</Link>
                         {d.description ? <div className="small muted">{d.description}</div> : null}
                       </td>
                       <td>
-                        {d.latest_version ? (
+                        {latest ? (
                           <span className="row">
-                            v{d.latest_version.number} <StatusBadge status={d.latest_version.status} />
+                            v{latest.number} <StatusBadge status={latest.status} />
                           </span>
                         ) : (
                           <span className="muted">no versions</span>
                         )}
                       </td>
-                      <td className="num">{formatNumber(d.latest_version?.row_count)}</td>
-                      <td className="nowrap">{formatRelative(d.updated_at ?? d.created_at)}</td>
+                      <td className="num">{formatNumber(latest?.row_count)}</td>
+                      <td className="nowrap">{formatRelative(d.updated_at)}</td>
                     </tr>
-                  ))}
+                    );
+                  })}
                 </tbody>
               </table>
             </div>

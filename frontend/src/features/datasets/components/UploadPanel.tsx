@@ -103,7 +103,7 @@ export function UploadPanel({ datasetId }: { datasetId: number }) {
         </ul>
       ) : null}
       <div className="form-grid">
-        <Field label="Documents become" errors={fieldError(upload.error, "recipe")} help={RECIPES.find((r) => r.value === recipe)?.help}>
+        <Field label="Documents become" errors={fieldError(upload.error, "options")} help={RECIPES.find((r) => r.value === recipe)?.help}>
           <select className="select" value={recipe} onChange={(e) => setRecipe(e.target.value)}>
             {RECIPES.map((r) => (
               <option key={r.value} value={r.value}>
@@ -125,7 +125,7 @@ export function UploadPanel({ datasetId }: { datasetId: number }) {
         </div>
       ) : null}
       {fieldError(upload.error, "files") ? <InlineError error={new Error(fieldError(upload.error, "files")!.join(" "))} /> : null}
-      <InlineError error={errorBesideButton(upload.error, ["recipe", "note", "files"])} />
+      <InlineError error={errorBesideButton(upload.error, ["options", "note", "files"])} />
       <div className="form-actions">
         <Button variant="primary" disabled={!files.length} busy={upload.isPending} onClick={start}>
           Upload {files.length ? `${files.length} file${files.length > 1 ? "s" : ""} (${formatBytes(total)})` : ""}

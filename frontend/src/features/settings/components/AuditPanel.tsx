@@ -49,15 +49,15 @@ export function AuditPanel() {
                   {data.results.map((e) => (
                     <tr key={e.id}>
                       <td className="nowrap">{formatDateTime(e.created_at)}</td>
-                      <td>{e.actor ?? "system"}</td>
+                      <td>{e.actor || e.actor_token || "system"}</td>
                       <td>
                         <code>{e.action}</code>
                       </td>
                       <td>
-                        {e.target_type} {e.target_repr ?? e.target_id ?? ""}
+                        {e.target_type} {e.target_repr || e.target_id}
                       </td>
                       <td className="small muted mono" style={{ maxWidth: 380, overflowWrap: "anywhere" }}>
-                        {Object.keys(e.details ?? {}).length ? JSON.stringify(e.details) : ""}
+                        {Object.keys(e.changes ?? {}).length ? JSON.stringify(e.changes) : ""}
                       </td>
                     </tr>
                   ))}

@@ -26,7 +26,7 @@ const EXPIRY_CHOICES = [
   { value: "never", label: "Never" },
 ];
 
-function tokenStatus(token: { revoked_at: string | null; expires_at: string | null }): string {
+function tokenStatus(token: { revoked_at: string | null; expires_at?: string | null }): string {
   if (token.revoked_at) return "revoked";
   if (token.expires_at && new Date(token.expires_at).getTime() < Date.now()) return "expired";
   return "active";

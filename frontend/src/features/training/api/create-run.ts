@@ -9,9 +9,8 @@ export interface CreateRunInput {
   dataset_version: number;
   base_model: string;
   method: "lora" | "full";
-  preset: string;
-  /** Only the values the user changed; the preset supplies the rest. */
-  hyperparameters: Record<string, unknown>;
+  /** {"preset": ..., plus only the hyperparameters the user changed; the preset supplies the rest}. */
+  config: Record<string, unknown>;
 }
 
 export function createRun(input: CreateRunInput): Promise<TrainingRun> {

@@ -1,11 +1,12 @@
 import { queryOptions, useQuery } from "@tanstack/react-query";
-import { apiFetch, resultsOf, type Page } from "../../../api/client";
+import { apiFetch, type Page } from "../../../api/client";
 import type { Checkpoint } from "../../../api/types";
 
-export const checkpointsKey = (runId: number) => ["runs", "checkpoints", runId] as const;
+export const checkpointsKey = (runId: number) => ["checkpoints", { runId }] as const;
 
 export async function listCheckpoints(runId: number): Promise<Checkpoint[]> {
-  return resultsOf(await apiFetch<Page<Checkpoint> | Checkpoint[]>(`/api/v1/runs/${runId}/checkpoints/`));
+  const page = await apiFetch<Page<Checkpoint>>("/api/v1/checkpoints/", { query: { run: runId, ordering: "step", page_size: 500 } });
+  return page.results;
 }
 
 export const checkpointsQueryOptions = (runId: number, live: boolean) =>

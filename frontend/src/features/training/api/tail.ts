@@ -1,5 +1,6 @@
 import { useQuery, useQueryClient, type QueryKey } from "@tanstack/react-query";
-import { apiFetch, resultsOf, type Page, type RequestOptions } from "../../../api/client";
+import { apiFetch, type RequestOptions } from "../../../api/client";
+import type { CursorPage } from "../../../api/types";
 
 export interface Tail<T> {
   items: T[];
@@ -32,17 +33,17 @@ export function useTail<T extends { id: number }>({
     queryKey,
     queryFn: async ({ signal }) => {
       const previous = queryClient.getQueryData<Tail<T>>(queryKey);
-      const cursor = previous?.cursor ?? 0;
+      let cursor = previous?.cursor ?? 0;
       const fresh: T[] = [];
-      // Drain every page of what is new (the first load of a finished run may span pages).
-      for (let page = 1; page <= 50; page += 1) {
-        const data = await apiFetch<Page<T> | T[]>(path, { query: { ...query, after: cursor || undefined, page_size: 500, page }, signal });
-        fresh.push(...resultsOf(data));
-        if (Array.isArray(data) || !data.next) break;
+      // Drain what is new (the first load of a finished run may take several pages).
+      for (let page = 0; page < 50; page += 1) {
+        const data = await apiFetch<CursorPage<T>>(path, { query: { ...query, after: cursor || undefined, limit: 1000 }, signal });
+        fresh.push(...data.results);
+        cursor = Math.max(cursor, data.next_after ?? 0, ...data.results.map((i) => i.id));
+        if (!data.has_more) break;
       }
       if (!fresh.length && previous) return previous;
-      const items = [...(previous?.items ?? []), ...fresh].slice(-limit);
-      return { items, cursor: fresh.length ? Math.max(cursor, ...fresh.map((i) => i.id)) : cursor };
+      return { items: [...(previous?.items ?? []), ...fresh].slice(-limit), cursor };
     },
     refetchInterval: live ? interval : false,
     staleTime: live ? 0 : Infinity,

@@ -15,7 +15,7 @@ import { ADVANCED_FIELDS, BASE_MODEL_PRESETS, TRAINING_PRESETS, type Hyperparame
 
 /** Reasons for a hyperparameter, whichever nesting the server used for its field name. */
 function hyperparameterErrors(error: unknown, name: string): string[] | undefined {
-  return fieldError(error, name) ?? fieldError(error, `hyperparameters.${name}`) ?? fieldError(error, `config.${name}`);
+  return fieldError(error, `config.${name}`) ?? fieldError(error, name);
 }
 
 function parseValue(field: HyperparameterField, raw: string): unknown {
@@ -66,8 +66,7 @@ export function NewRunPage() {
     dataset_version: selectedVersion ?? 0,
     base_model: baseModel,
     method,
-    preset,
-    hyperparameters,
+    config: { preset, ...hyperparameters },
   };
   const estimate = useRunEstimate(input, selectedVersion !== null && Boolean(baseModel));
 
@@ -172,7 +171,7 @@ export function NewRunPage() {
                 ))}
               </div>
               <span className="field-help">{TRAINING_PRESETS[preset]?.help}</span>
-              {fieldError(create.error, "preset") ? <span className="field-error">{fieldError(create.error, "preset")!.join(" ")}</span> : null}
+              {fieldError(create.error, "config.preset") ? <span className="field-error">{fieldError(create.error, "config.preset")!.join(" ")}</span> : null}
             </div>
             <details open={advancedErrors || undefined}>
               <summary style={{ cursor: "pointer", fontWeight: 600 }}>Advanced hyperparameters</summary>
@@ -227,7 +226,7 @@ export function NewRunPage() {
                 <span className="muted">No estimate: {estimate.error.message}</span>
               ) : null}
             </div>
-            <InlineError error={errorBesideButton(create.error, ["name", "dataset_version", "base_model", "method", "preset", ...shownFields.flatMap((f) => [f.name, `hyperparameters.${f.name}`, `config.${f.name}`])])} />
+            <InlineError error={errorBesideButton(create.error, ["name", "dataset_version", "base_model", "method", "preset", "config.preset", ...shownFields.flatMap((f) => [f.name, `config.${f.name}`])])} />
             <div className="form-actions">
               <Button type="submit" variant="primary" busy={create.isPending} disabled={selectedVersion === null || !baseModel}>
                 Start training

@@ -1,0 +1,33 @@
+import { apiResponse } from "../../../api/client";
+import { chunkText, readServerSentEvents } from "../../../lib/sse";
+import type { ChatTurn } from "../../services/snippets";
+
+export interface ChatRequest {
+  deploymentId: number;
+  messages: ChatTurn[];
+  temperature: number;
+  max_tokens: number;
+}
+
+/** The Playground API: an OpenAI chat completion streamed over the signed-in session. */
+export function playgroundChatPath(deploymentId: number): string {
+  return `/api/v1/deployments/${deploymentId}/chat/`;
+}
+
+/**
+ * Streams the assistant's reply, calling onText with each new piece. Aborting the signal stops
+ * the request, and the server stops generating when the client goes away.
+ */
+export async function streamChat({ deploymentId, ...body }: ChatRequest, onText: (text: string) => void, signal: AbortSignal): Promise<void> {
+  const response = await apiResponse(playgroundChatPath(deploymentId), {
+    method: "POST",
+    json: { ...body, stream: true },
+    signal,
+    headers: { Accept: "text/event-stream" },
+  });
+  if (!response.body) throw new Error("The browser gave no response stream.");
+  for await (const data of readServerSentEvents(response.body, signal)) {
+    const text = chunkText(data);
+    if (text) onText(text);
+  }
+}

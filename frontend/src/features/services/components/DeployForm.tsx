@@ -1,0 +1,87 @@
+import { useState, type FormEvent } from "react";
+import { errorBesideButton, fieldError, resultsOf } from "../../../api/client";
+import type { Runtime } from "../../../api/types";
+import { Button } from "../../../components/Button";
+import { Field } from "../../../components/Field";
+import { InlineError } from "../../../components/States";
+import { formatMetric } from "../../../lib/format";
+import { useCheckpoints } from "../../training/api/list-checkpoints";
+import { useRuns } from "../../training/api/list-runs";
+import { useCreateDeployment } from "../api/create-deployment";
+
+/** A model id clients can type: the run name lower-cased, with only URL-safe characters. */
+export function suggestModelName(runName: string): string {
+  return runName.toLowerCase().replace(/[^a-z0-9._:-]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 100) || "model";
+}
+
+export function DeployForm({ projectId, initialRun, onDone }: { projectId: number; initialRun: number | null; onDone: () => void }) {
+  const runs = useRuns(projectId);
+  const succeeded = resultsOf(runs.data).filter((r) => r.status === "succeeded");
+  const [runId, setRunId] = useState<number | null>(initialRun);
+  const run = succeeded.find((r) => r.id === runId) ?? succeeded[0];
+  const checkpoints = useCheckpoints(run?.id ?? 0, false);
+  const [checkpoint, setCheckpoint] = useState<string>("");
+  const [runtime, setRuntime] = useState<Runtime>("pytorch");
+  const [merge, setMerge] = useState(false);
+  const [name, setName] = useState("");
+  const create = useCreateDeployment();
+  const modelName = name || (run ? suggestModelName(run.name) : "");
+  const submit = (event: FormEvent) => {
+    event.preventDefault();
+    if (!run) return;
+    create.mutate(
+      { name: modelName, run: run.id, checkpoint: checkpoint ? Number(checkpoint) : null, runtime, merge_adapter: merge },
+      { onSuccess: onDone },
+    );
+  };
+  if (!runs.isPending && succeeded.length === 0) {
+    return <p className="muted">No succeeded run to deploy yet. Train one first.</p>;
+  }
+  return (
+    <form className="stack" onSubmit={submit} noValidate aria-label="Deploy a run">
+      <div className="form-grid">
+        <Field label="Run" errors={fieldError(create.error, "run")}>
+          <select className="select" value={run?.id ?? ""} onChange={(e) => { setRunId(Number(e.target.value)); setCheckpoint(""); }}>
+            {succeeded.map((r) => (
+              <option key={r.id} value={r.id}>
+                {r.name}
+              </option>
+            ))}
+          </select>
+        </Field>
+        <Field label="Checkpoint" errors={fieldError(create.error, "checkpoint")} help="Default: the best checkpoint (lowest eval loss), else the final model.">
+          <select className="select" value={checkpoint} onChange={(e) => setCheckpoint(e.target.value)}>
+            <option value="">Best (default)</option>
+            {(checkpoints.data ?? []).map((c) => (
+              <option key={c.id} value={c.id}>
+                step {c.step} · eval loss {formatMetric(c.eval_loss)}
+                {c.is_best ? " · best" : ""}
+              </option>
+            ))}
+          </select>
+        </Field>
+        <Field label="Model name" errors={fieldError(create.error, "name")} help="The model id clients pass to the API.">
+          <input className="input mono" value={modelName} onChange={(e) => setName(e.target.value)} />
+        </Field>
+        <Field label="Runtime" errors={fieldError(create.error, "runtime")}>
+          <select className="select" value={runtime} onChange={(e) => setRuntime(e.target.value as Runtime)}>
+            <option value="pytorch">PyTorch</option>
+            <option value="onnx">ONNX Runtime</option>
+          </select>
+        </Field>
+      </div>
+      {run?.method === "lora" ? (
+        <label className="checkbox">
+          <input type="checkbox" checked={merge} onChange={(e) => setMerge(e.target.checked)} />
+          Merge the LoRA adapter into the base weights (faster per request; shares no base memory)
+        </label>
+      ) : null}
+      <InlineError error={errorBesideButton(create.error, ["run", "checkpoint", "name", "runtime"])} />
+      <div className="form-actions">
+        <Button type="submit" variant="primary" busy={create.isPending} disabled={!run || !modelName}>
+          Deploy
+        </Button>
+      </div>
+    </form>
+  );
+}

@@ -1,0 +1,149 @@
+import { useState, type FormEvent } from "react";
+import { errorBesideButton, fieldError, resultsOf } from "../../../api/client";
+import type { ExportFormat } from "../../../api/types";
+import { StatusBadge } from "../../../components/Badge";
+import { Button } from "../../../components/Button";
+import { Card } from "../../../components/Card";
+import { Field } from "../../../components/Field";
+import { ProgressBar } from "../../../components/ProgressBar";
+import { EmptyState, InlineError, QueryState } from "../../../components/States";
+import { formatBytes, formatRelative } from "../../../lib/format";
+import { useCurrentTeam } from "../../teams/current-team";
+import { useRuns } from "../../training/api/list-runs";
+import { exportDownloadUrl, useCreateExport, useDeleteExport, useExports } from "../api/exports";
+
+const FORMATS: { value: ExportFormat; label: string }[] = [
+  { value: "hf", label: "Hugging Face folder (adapter or full)" },
+  { value: "hf_merged", label: "Hugging Face folder, adapter merged" },
+  { value: "onnx", label: "ONNX (verified against PyTorch)" },
+  { value: "bundle", label: "Standalone inference bundle (Dockerfile + server)" },
+];
+
+function verificationSummary(verification: Record<string, unknown>): string {
+  const parts: string[] = [];
+  for (const [key, value] of Object.entries(verification ?? {})) {
+    if (typeof value === "number" || typeof value === "boolean" || typeof value === "string") parts.push(`${key.replace(/_/g, " ")}: ${String(value)}`);
+  }
+  return parts.slice(0, 5).join(" · ");
+}
+
+function NewExportForm({ projectId }: { projectId: number }) {
+  const runs = useRuns(projectId);
+  const succeeded = resultsOf(runs.data).filter((r) => r.status === "succeeded");
+  const [run, setRun] = useState<string>("");
+  const [format, setFormat] = useState<ExportFormat>("hf");
+  const [quantize, setQuantize] = useState<"none" | "int8">("none");
+  const create = useCreateExport();
+  const runId = run ? Number(run) : succeeded[0]?.id;
+  const submit = (event: FormEvent) => {
+    event.preventDefault();
+    if (runId) create.mutate({ run: runId, checkpoint: null, format, quantize: format === "onnx" ? quantize : "none" });
+  };
+  if (!succeeded.length) return <p className="muted small">Exports need a succeeded run.</p>;
+  return (
+    <form className="stack" onSubmit={submit} noValidate aria-label="New export">
+      <div className="form-grid">
+        <Field label="Run" errors={fieldError(create.error, "run")}>
+          <select className="select" value={runId ?? ""} onChange={(e) => setRun(e.target.value)}>
+            {succeeded.map((r) => (
+              <option key={r.id} value={r.id}>
+                {r.name}
+              </option>
+            ))}
+          </select>
+        </Field>
+        <Field label="Format" errors={fieldError(create.error, "format")}>
+          <select className="select" value={format} onChange={(e) => setFormat(e.target.value as ExportFormat)}>
+            {FORMATS.map((f) => (
+              <option key={f.value} value={f.value}>
+                {f.label}
+              </option>
+            ))}
+          </select>
+        </Field>
+        {format === "onnx" ? (
+          <Field label="Quantization" errors={fieldError(create.error, "quantize")} help="int8 is smaller and faster; its loss change is measured and shown.">
+            <select className="select" value={quantize} onChange={(e) => setQuantize(e.target.value as "none" | "int8")}>
+              <option value="none">None (fp32)</option>
+              <option value="int8">int8 (dynamic)</option>
+            </select>
+          </Field>
+        ) : null}
+      </div>
+      <InlineError error={errorBesideButton(create.error, ["run", "format", "quantize"])} />
+      <div className="form-actions">
+        <Button type="submit" busy={create.isPending}>
+          Export
+        </Button>
+      </div>
+    </form>
+  );
+}
+
+export function ExportsCard({ projectId }: { projectId: number }) {
+  const exports = useExports(projectId);
+  const runs = useRuns(projectId);
+  const remove = useDeleteExport();
+  const { canWrite } = useCurrentTeam();
+  const runName = (id: number) => resultsOf(runs.data).find((r) => r.id === id)?.name ?? `run ${id}`;
+  return (
+    <Card title="Exports">
+      <div className="stack">
+        {canWrite ? <NewExportForm projectId={projectId} /> : null}
+        <QueryState query={exports} isEmpty={(d) => resultsOf(d).length === 0} empty={<EmptyState title="No exports yet" />}>
+          {(data) => (
+            <div className="table-wrap">
+              <table className="table">
+                <thead>
+                  <tr>
+                    <th>Run</th>
+                    <th>Format</th>
+                    <th>Status</th>
+                    <th>Verification</th>
+                    <th className="num">Size</th>
+                    <th>Created</th>
+                    <th>
+                      <span className="visually-hidden">Actions</span>
+                    </th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {resultsOf(data).map((e) => (
+                    <tr key={e.id}>
+                      <td>{runName(e.run)}</td>
+                      <td>
+                        {e.format}
+                        {e.quantize !== "none" ? ` · ${e.quantize}` : ""}
+                      </td>
+                      <td>
+                        <StatusBadge status={e.status} />
+                        {e.status === "running" || e.status === "pending" ? <ProgressBar value={e.progress} label={`Export ${e.id} progress`} /> : null}
+                        {e.status === "failed" && e.error ? <div className="small" style={{ color: "var(--danger)" }}>{e.error}</div> : null}
+                      </td>
+                      <td className="small muted">{verificationSummary(e.verification)}</td>
+                      <td className="num">{formatBytes(e.size_bytes)}</td>
+                      <td className="nowrap">{formatRelative(e.created_at)}</td>
+                      <td className="nowrap">
+                        {e.status === "succeeded" ? (
+                          <a className="btn btn-sm" href={exportDownloadUrl(e.id)} download>
+                            Download
+                          </a>
+                        ) : null}{" "}
+                        {canWrite ? (
+                          <Button size="sm" variant="ghost" aria-label={`Delete export ${e.id}`} onClick={() => remove.mutate(e.id)}>
+                            ✕
+                          </Button>
+                        ) : null}
+                      </td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          )}
+        </QueryState>
+        <InlineError error={remove.error} />
+      </div>
+    </Card>
+  );
+}

@@ -1,0 +1,205 @@
+"""Browser journeys against the real platform, started by the test: a migrated database of its
+own, the web server serving the built dashboard, an RQ worker, and Debian's Chromium driven by
+Playwright (never a downloaded browser).
+
+The web and worker run as subprocesses with their own data directory, so the journey sees
+exactly what a user of `make demo` sees. Screenshots of every page go to
+test-artifacts/e2e/<journey>/ (the path is printed).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from urllib.parse import urlsplit, urlunsplit
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from e2e.browser import PASSWORD, REPO, Screenshots
+
+BACKEND = REPO / "backend"
+FRONTEND_DIST = REPO / "frontend" / "dist"
+ARTIFACTS = REPO / "test-artifacts" / "e2e"
+CHROMIUM = Path(os.environ.get("TINYFORGE_CHROMIUM", "/usr/bin/chromium"))
+
+SEED = """
+from tinyforge.accounts.models import Membership, Role, Team
+from django.contrib.auth import get_user_model
+User = get_user_model()
+from tinyforge.projects.models import Project
+team = Team.all_teams.create(name="Acme", slug="acme")
+for username, role in (("alice", Role.OWNER), ("vic", Role.VIEWER)):
+    user = User.objects.create_user(username=username, email=f"{username}@example.com", password=%r)
+    Membership.all_teams.create(team=team, user=user, role=role)
+Project.all_teams.create(team=team, name="Acme launch", description="Seeded for the viewer's journey")
+""" % PASSWORD
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _own_postgres_database(url: str):
+    """A database of this test run's own on the server DATABASE_URL points at (other helpers
+    and test runs share that server). Returns its URL and a function that drops it."""
+    import psycopg
+
+    name = f"tinyforge_e2e_{uuid.uuid4().hex[:10]}"
+    parts = urlsplit(url.replace("postgres://", "postgresql://", 1))
+    server = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}")), drop
+
+
+@dataclass
+class Platform:
+    url: str
+    env: dict
+    data_dir: Path
+    processes: list = field(default_factory=list)
+
+    def manage(self, *args: str, timeout: int = 300) -> str:
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=BACKEND, env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result.stdout
+
+    def log_tail(self) -> str:
+        out = []
+        for name in ("web.log", "worker.log"):
+            path = self.data_dir / name
+            if path.exists():
+                out.append(f"--- {name} ---\n" + "\n".join(path.read_text(errors="replace").splitlines()[-40:]))
+        return "\n".join(out)
+
+
+def _wait_for_http(url: str, process: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the web server exited with {process.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"the web server did not answer {url} within {timeout}s:\n{log.read_text(errors='replace')[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def platform(tmp_path_factory) -> Platform:
+    if not (FRONTEND_DIST / "index.html").is_file():
+        pytest.fail("The dashboard is not built: run `make frontend` (make test does) before the browser journeys.")
+    data_dir = tmp_path_factory.mktemp("platform") / "data"
+    data_dir.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env.update(
+        TINYFORGE_DATA_DIR=str(data_dir),
+        TINYFORGE_FRONTEND_DIR=str(FRONTEND_DIST),
+        TINYFORGE_MODEL_CACHE=os.environ.get("TINYFORGE_MODEL_CACHE", str(Path.home() / ".cache" / "tinyforge" / "models")),
+        DJANGO_SETTINGS_MODULE="tinyforge.settings",
+        PYTHONUNBUFFERED="1",
+    )
+    cleanups = []
+    database_url = os.environ.get("DATABASE_URL", "")
+    if database_url.startswith(("postgres://", "postgresql://")):
+        env["DATABASE_URL"], drop = _own_postgres_database(database_url)
+        cleanups.append(drop)
+    else:
+        env.pop("DATABASE_URL", None)  # SQLite in the data directory
+    embedded = None
+    if os.environ.get("REDIS_URL"):
+        # A database number of our own on the shared server, so no other test run's worker
+        # picks up this journey's jobs.
+        env["REDIS_URL"] = re.sub(r"/\d+$", "", os.environ["REDIS_URL"].split("?")[0]) + "/13"
+    else:
+        from tinyforge.core.embedded_redis import EmbeddedRedis
+
+        from tinyforge.core.env import embedded_redis_socket
+
+        # The same socket the web server and the worker derive from TINYFORGE_DATA_DIR.
+        embedded = EmbeddedRedis(embedded_redis_socket(data_dir), data_dir)
+        embedded.start()
+    port = _free_port()
+    platform = Platform(url=f"http://127.0.0.1:{port}", env=env, data_dir=data_dir)
+    try:
+        platform.manage("migrate", "--noinput")
+        platform.manage("shell", "-c", SEED)
+        if embedded is None:
+            import redis  # a leftover queue from an earlier run must not leak in
+
+            redis.Redis.from_url(env["REDIS_URL"]).flushdb()
+        web_log = data_dir / "web.log"
+        web = subprocess.Popen(
+            [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
+            cwd=BACKEND, env=env, stdout=web_log.open("w"), stderr=subprocess.STDOUT,
+        )
+        platform.processes.append(web)
+        worker_log = data_dir / "worker.log"
+        worker = subprocess.Popen(
+            [sys.executable, "manage.py", "rqworker", "--with-scheduler", "ingest", "train", "deploy", "default"],
+            cwd=BACKEND, env=env, stdout=worker_log.open("w"), stderr=subprocess.STDOUT,
+        )
+        platform.processes.append(worker)
+        _wait_for_http(f"{platform.url}/api/v1/health/", web, web_log)
+        yield platform
+    finally:
+        for process in reversed(platform.processes):
+            process.terminate()
+        for process in platform.processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        if embedded is not None:
+            embedded.stop()
+        for cleanup in cleanups:
+            cleanup()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (`make browser`, or apt-get install chromium).")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-dev-shm-usage"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def journey(request, browser, platform, capsys):
+    """A fresh browser context (no cookies) with a screenshot recorder for this test."""
+    context = browser.new_context(viewport={"width": 1366, "height": 860}, base_url=platform.url)
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    console_errors: list[str] = []
+    page.on("pageerror", lambda error: console_errors.append(str(error)))
+    folder = ARTIFACTS / request.node.name
+    shots = Screenshots(page, folder)
+    with capsys.disabled():
+        print(f"\n[e2e] screenshots of {request.node.name}: {folder}")
+    yield page, shots
+    context.close()
+    assert not console_errors, f"JavaScript errors in the page: {console_errors}"
