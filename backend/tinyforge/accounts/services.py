@@ -157,3 +157,25 @@ def revoke_token(request, token: ApiToken) -> None:
 
 
 ALL_SCOPES = [choice for choice, _ in Scope.choices]
+
+
+@transaction.atomic
+def ensure_user_with_team(*, username: str, email: str, password: str | None, team_name: str,
+                          superuser: bool = False) -> tuple[object, Team, bool]:
+    """The user (created with `password` if missing) as owner of `team_name` (created if
+    missing). Returns (user, team, whether the user was created). Used by `tinyforge demo` and
+    `manage.py createadmin`; running it again changes nothing."""
+    user = User._default_manager.filter(username=username).first()
+    created = user is None
+    if created:
+        if not password:
+            raise ValueError(f"user {username} does not exist and no password was given")
+        if superuser:
+            user = User._default_manager.create_superuser(username=username, email=email, password=password)
+        else:
+            user = User._default_manager.create_user(username=username, email=email, password=password)
+    team = Team.all_teams.filter(name=team_name).order_by("pk").first()
+    if team is None:
+        team = Team.all_teams.create(name=team_name, slug=unique_team_slug(team_name))
+    Membership.all_teams.get_or_create(team=team, user=user, defaults={"role": Role.OWNER})
+    return user, team, created

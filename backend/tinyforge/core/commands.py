@@ -1,5 +1,189 @@
-"""`tinyforge` subcommands of this area; see tinyforge/cli.py."""
+"""`tinyforge demo`: the whole product on one machine, on embedded defaults.
+
+Migrates, makes sure a demo team, user and project exist (printing the login), starts the
+embedded Redis when REDIS_URL is unset, then the child processes listed in `demo_processes`
+(RQ worker, web server, ...), prints the URL and stops everything it started on Ctrl-C or
+SIGTERM. A second run reuses the database, the login and a Redis that is still running.
+Django is imported inside the handler so `tinyforge --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from tinyforge.errors import TinyforgeError
+
+DEMO_USERNAME = "demo"
+DEMO_TEAM = "Demo team"
+DEMO_PROJECT = "Demo project"
+STOP_GRACE_SECONDS = 15
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    process: subprocess.Popen | None = None
 
 
 def register(subparsers) -> None:
     """Add this area's subcommands to the `tinyforge` parser."""
+    demo = subparsers.add_parser(
+        "demo", help="run the whole platform locally (web, worker, embedded Redis)",
+        description="Bring up TinyForgeAI on this machine with SQLite and an embedded Redis, and print the URL and login.",
+    )
+    demo.add_argument("--host", default="127.0.0.1", help="address the web server listens on")
+    demo.add_argument("--port", type=int, default=8000, help="port of the web server")
+    demo.add_argument("--workers", type=int, default=1, help="RQ worker processes (each runs one job at a time)")
+    demo.set_defaults(func=run_demo)
+
+
+def demo_processes(args, python: str) -> list[Child]:
+    """Everything `tinyforge demo` runs beside itself. Add the inference service here."""
+    children = [
+        Child("web", [python, "-m", "gunicorn", "tinyforge.wsgi:application", "--bind", f"{args.host}:{args.port}",
+                      "--workers", "2", "--threads", "8", "--timeout", "120", "--access-logfile", "-"]),
+    ]
+    for n in range(args.workers):
+        children.append(Child(f"worker-{n + 1}", [python, "-m", "django", "rqworker", "--with-scheduler",
+                                                  "ingest", "train", "deploy", "default"]))
+    return children
+
+
+def _port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _ensure_demo_data(settings) -> tuple[str, str | None]:
+    """The demo login (user name, password or None when it was set before this tool kept it)."""
+    from tinyforge.accounts.services import ensure_user_with_team
+    from tinyforge.projects.models import Project
+
+    password_file = settings.TINYFORGE_DATA_DIR / "demo_password"
+    password = password_file.read_text().strip() if password_file.exists() else None
+    if password is None:
+        password = secrets.token_urlsafe(12)
+    user, team, created = ensure_user_with_team(
+        username=DEMO_USERNAME, email="demo@example.com", password=password, team_name=DEMO_TEAM
+    )
+    if created:
+        password_file.touch(mode=0o600)
+        password_file.write_text(password)
+    elif not password_file.exists():
+        password = None
+    Project.all_teams.get_or_create(team=team, name=DEMO_PROJECT, defaults={"created_by": user})
+    return user.username, password
+
+
+def _stop(children: list[Child]) -> None:
+    for child in children:
+        if child.process and child.process.poll() is None:
+            os.killpg(child.process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    for child in children:
+        if child.process is None:
+            continue
+        try:
+            child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(child.process.pid, signal.SIGKILL)
+            child.process.wait()
+
+
+def run_demo(args) -> int:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tinyforge.settings")
+    try:
+        import django
+
+        django.setup()
+    except Exception as exc:  # a bad setting: say which, no traceback
+        raise TinyforgeError(f"cannot load the settings: {exc}") from exc
+    from django.conf import settings
+    from django.core.management import call_command
+
+    from tinyforge.core.embedded_redis import EmbeddedRedis
+
+    if not _port_is_free(args.host, args.port):
+        raise TinyforgeError(f"port {args.port} on {args.host} is in use: stop what runs there or pass --port")
+    print(f"data directory: {settings.TINYFORGE_DATA_DIR}")
+    call_command("migrate", interactive=False, verbosity=0)
+    call_command("collectstatic", interactive=False, verbosity=0)
+    username, password = _ensure_demo_data(settings)
+
+    redis = None
+    env = dict(os.environ, TINYFORGE_DATA_DIR=str(settings.TINYFORGE_DATA_DIR),
+               DJANGO_SETTINGS_MODULE=os.environ["DJANGO_SETTINGS_MODULE"], PYTHONUNBUFFERED="1")
+    if settings.REDIS_URL:
+        env["REDIS_URL"] = settings.REDIS_URL
+    else:
+        redis = EmbeddedRedis(settings.EMBEDDED_REDIS_SOCKET, settings.TINYFORGE_DATA_DIR).start()
+        env["REDIS_URL"] = redis.url
+
+    children = demo_processes(args, sys.executable)
+    stopping = False
+
+    def request_stop(signum, frame):
+        nonlocal stopping
+        stopping = True
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    status = 0
+    try:
+        for child in children:
+            # Own process group: Ctrl-C reaches us once, and we stop each child and its workers.
+            child.process = subprocess.Popen(child.argv, env=env, start_new_session=True)
+        if not _wait_for_web(args, children):
+            status = 1
+        else:
+            host = "localhost" if args.host in ("127.0.0.1", "0.0.0.0") else args.host
+            print("\nTinyForgeAI is running.")
+            print(f"  dashboard and API: http://{host}:{args.port}/   (API docs: /api/docs/)")
+            shown = password if password else "(unchanged; reset with `backend/manage.py changepassword demo`)"
+            print(f"  sign in as:        {username} / {shown}")
+            print("Press Ctrl-C to stop everything this command started.\n", flush=True)
+        while not stopping and status == 0:
+            for child in children:
+                if child.process.poll() is not None:
+                    print(f"tinyforge demo: {child.name} exited with status {child.process.returncode}; stopping",
+                          file=sys.stderr)
+                    status = 1
+            time.sleep(0.5)
+    finally:
+        print("stopping...", flush=True)
+        _stop(children)
+        if redis is not None:
+            redis.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return status
+
+
+def _wait_for_web(args, children: list[Child], timeout: float = 60.0) -> bool:
+    import httpx
+
+    url = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}/api/v1/health/"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(c.process.poll() is not None for c in children):
+            return False
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    print(f"tinyforge demo: the web server did not answer {url} within {timeout:.0f}s", file=sys.stderr)
+    return False
