@@ -35,7 +35,7 @@ class TrainConfig:
     method: str = _f("lora", "lora (train small adapter matrices) or full (train every weight)", choices=METHODS)
     epochs: float = _f(3.0, "passes over the training data (ignored when max_steps is set)")
     max_steps: int | None = _f(None, "stop after this many optimizer steps (overrides epochs)")
-    learning_rate: float | None = _f(None, "peak learning rate; default 2e-4 for lora, 2e-5 for full")
+    learning_rate: float | None = _f(None, "peak learning rate after warmup")
     lr_schedule: str = _f("cosine", "learning-rate decay after warmup", choices=SCHEDULES)
     warmup_ratio: float = _f(0.05, "share of the steps spent warming the learning rate up from 0")
     batch_size: int = _f(8, "examples (or packed sequences) per forward pass")

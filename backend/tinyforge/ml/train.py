@@ -24,6 +24,7 @@ import shutil
 import signal
 import threading
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -242,7 +243,10 @@ def _build_model(config: TrainConfig, base_path: Path, tokenizer, added_tokens: 
         trainable_token_indices=added_tokens or None,
     )
     set_seed(config.seed)  # the adapter's initial weights depend on it
-    return get_peft_model(model, lora)
+    with warnings.catch_warnings():
+        # PEFT calls a transformers method deprecated in 5.x; nothing for our users to act on.
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, lora)
 
 
 # ---------------------------------------------------------------------------------------------
