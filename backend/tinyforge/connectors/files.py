@@ -303,13 +303,13 @@ class FileSource:
 
     def _pdf_blocks(self) -> Iterator[Block]:
         any_text = False
-        for number, count, text in iter_pdf_pages(self.path, self.name, self.pdf_limits):
-            self._fraction = number / max(count, 1)
-            for paragraph in re.split(r"\n\s*\n", text):
+        for count, page in iter_pdf_pages(self.path, self.name, self.pdf_limits):
+            self._fraction = page.page / max(count, 1)
+            for paragraph in re.split(r"\n\s*\n", page.text):
                 paragraph = paragraph.strip()
                 if paragraph:
                     any_text = True
-                    yield Block(self.name, f"page {number}", "paragraph", paragraph, page=number)
+                    yield Block(self.name, page.location, "paragraph", paragraph, page=page.page)
         if not any_text:
             raise SourceError(self.name, "no extractable text: the PDF holds only images (a scan?); "
                                          "run OCR on it first")

@@ -29,6 +29,11 @@ class Block:
     level: int = 0  # heading level (1 = top) for headings, 0 otherwise
     page: int | None = None
 
+    def __reduce__(self):
+        # Blocks cross a pipe from the parsing child by the thousand; the dataclass default
+        # (a field list rebuilt per object) costs several times more than calling the class.
+        return Block, (self.source, self.location, self.kind, self.text, self.heading_path, self.level, self.page)
+
 
 @dataclass(frozen=True, slots=True)
 class Row:

@@ -3,7 +3,8 @@
 A DOCX is a zip of XML parts. Before python-docx sees it, the archive is checked for what
 makes a zip hostile (huge declared sizes, extreme compression ratios, too many members) and
 every XML part for a DOCTYPE: WordprocessingML never needs one, and it is where external
-and recursive entities hide. python-docx's own parser also has resolve_entities=False.
+and recursive entities hide. python-docx's own parser also has resolve_entities=False, and it
+runs in a sandboxed child (see sandbox.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from tinyforge.connectors.records import Block, SourceError
+from tinyforge.connectors.sandbox import iter_in_child
 
 # Built-in styles keep English names in styles.xml whatever the UI language.
 _HEADING_STYLE = re.compile(r"^heading\s*(\d)$", re.IGNORECASE)
@@ -24,6 +26,8 @@ class ZipLimits:
     max_total_mb: int = 512  # sum of uncompressed member sizes
     max_ratio: int = 200  # uncompressed / compressed, for members over 1 MB
     max_members: int = 10_000
+    memory_mb: int = 2048  # address space the parsing child may add (see sandbox.py)
+    timeout_s: float = 120.0  # the longest the parser may go without producing a batch of blocks
 
 
 def check_docx_archive(path: str, source: str, limits: ZipLimits = ZipLimits()) -> None:
@@ -61,6 +65,10 @@ def check_docx_archive(path: str, source: str, limits: ZipLimits = ZipLimits()) 
 def iter_docx_blocks(path: str, source: str, limits: ZipLimits = ZipLimits()) -> Iterator[Block]:
     """Headings, paragraphs and tables of a DOCX, in document order, with the heading path."""
     check_docx_archive(path, source, limits)
+    yield from iter_in_child(_blocks, (path, source), source, "DOCX", limits.memory_mb, limits.timeout_s)
+
+
+def _blocks(path: str, source: str) -> Iterator[Block]:
     import docx
     from docx.table import Table
 
