@@ -127,3 +127,13 @@ def test_it_never_returns_connection_credentials(client_for, alice, acme):
     stored = DataConnection.all_teams.get(pk=response.json()["id"])
     assert b"s3cret" not in bytes(stored.encrypted_credentials)
     assert stored.get_credentials() == {"url": "postgres://u:s3cret@db/x"}
+
+
+def test_it_keeps_a_run_queued_when_redis_is_unreachable(client_for, alice, acme, settings, tmp_path,
+                                                         django_capture_on_commit_callbacks):
+    settings.RQ_QUEUES = {name: {**config, "URL": f"unix://{tmp_path}/nothing.sock"}
+                          for name, config in settings.RQ_QUEUES.items()}
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client_for(alice).post("/api/v1/runs/", run_body(acme), format="json")
+    assert response.status_code == 201, response.content
+    assert TrainingRun.all_teams.get(pk=response.json()["id"]).status == RunStatus.QUEUED
