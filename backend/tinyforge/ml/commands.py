@@ -86,6 +86,10 @@ def register(subparsers) -> None:
     validate.add_argument("--json", action="store_true", help="print the full report as JSON")
     validate.set_defaults(func=run_validate)
 
+    from tinyforge.ml.export import add_export_command  # its options live beside the export code
+
+    add_export_command(subparsers)
+
 
 class ProgressBar:
     """A rich progress bar fed by training callbacks (a TrainerCallback)."""
