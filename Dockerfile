@@ -83,7 +83,8 @@ USER tinyforge
 EXPOSE 8000
 # gthread workers: a streamed Playground answer occupies a thread, not a whole worker, and is not
 # killed by the worker timeout. WEB_CONCURRENCY sets the process count; GUNICORN_CMD_ARGS adds flags.
-CMD ["gunicorn", "tinyforge.wsgi", "--bind", "0.0.0.0:8000", "--worker-class", "gthread", "--threads", "8", "--timeout", "120", "--graceful-timeout", "30", "--worker-tmp-dir", "/dev/shm", "--access-logfile", "-"]
+# No control socket: its default place is under $HOME, which the unprivileged user cannot write.
+CMD ["gunicorn", "tinyforge.wsgi", "--bind", "0.0.0.0:8000", "--worker-class", "gthread", "--threads", "8", "--timeout", "120", "--graceful-timeout", "30", "--worker-tmp-dir", "/dev/shm", "--no-control-socket", "--access-logfile", "-"]
 
 # ---- worker and inference: torch plus the offline base model -----------------------------
 FROM python-runtime AS python-with-base-model

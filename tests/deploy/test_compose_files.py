@@ -87,6 +87,19 @@ def test_services_start_only_after_what_they_need_is_healthy():
     assert services["nginx"]["depends_on"]["web"]["condition"] == "service_healthy"
 
 
+def test_migrate_applies_migrations_then_creates_the_first_admin():
+    command = compose_file()["services"]["migrate"]["command"]
+    assert command[:2] == ["sh", "-c"]
+    assert command[2] == "python manage.py migrate --noinput && python manage.py createadmin"
+
+
+@pytest.mark.django_db(databases=[])
+def test_the_migrate_services_commands_exist():
+    from django.core.management import get_commands
+
+    assert {"migrate", "createadmin", "rqworker", "collectstatic"} <= set(get_commands())
+
+
 def test_workers_scale_with_the_scale_flag():
     worker = compose_file()["services"]["worker"]
     # A fixed name or a published port would make a second replica fail to start.

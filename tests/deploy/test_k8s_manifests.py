@@ -55,7 +55,8 @@ def test_the_platform_runs_web_worker_and_inference_with_migrations_first():
     deployments = by_kind("Deployment")
     assert set(deployments) == {"tinyforge-web", "tinyforge-worker", "tinyforge-inference"}
     (job,) = by_kind("Job").values()
-    assert job["spec"]["template"]["spec"]["containers"][0]["command"][-2:] == ["migrate", "--noinput"]
+    command = " ".join(job["spec"]["template"]["spec"]["containers"][0]["command"])
+    assert "manage.py migrate --noinput && python manage.py createadmin" in command
     for deployment in deployments.values():
         (init,) = deployment["spec"]["template"]["spec"]["initContainers"]
         assert "migrate --check" in " ".join(init["command"])
