@@ -171,6 +171,9 @@ def export_onnx_graph(model, path: Path) -> dict:
         # whether one of them mattered, so the warnings only bury the export's own messages.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message="Exporting aten::index operator")
+        # Deprecated, and chosen knowingly: see the module docstring.
+        warnings.filterwarnings("ignore", message="You are using the legacy TorchScript-based ONNX export")
+        warnings.filterwarnings("ignore", message="The feature will be removed")
         torch.onnx.export(
             wrapper,
             (input_ids, attention_mask, position_ids, *past),
