@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-python venv clean frontend frontend-test browser
+.PHONY: demo test test-python venv clean frontend frontend-test browser newcomer
 
 # The virtualenv is rebuilt only when the pinned dependencies change.
 $(STAMP): backend/pyproject.toml
@@ -41,6 +41,11 @@ demo: venv frontend
 
 test: venv frontend frontend-test browser
 	$(BIN)/pytest
+
+# Follows docs/getting-started.md literally in a fresh clone of HEAD and a fresh virtualenv: make demo,
+# the dashboard, a token, a quick training on the demo dataset, a deployment, a chat (minutes).
+newcomer: venv
+	$(BIN)/python tests/deploy/newcomer.py
 
 clean:
 	rm -rf $(VENV) .tinyforge
