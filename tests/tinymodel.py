@@ -28,39 +28,45 @@ CORPUS = [
 ] * 20
 
 
-def build_tokenizer(vocab_size: int = 400):
+def build_tokenizer(vocab_size: int = 400, chat: bool = True):
+    """chat=False: a plain language-model tokenizer, without ChatML tokens or chat template."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
+    specials = SPECIAL_TOKENS if chat else ["<|endoftext|>", "<pad>"]
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=specials,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tok.train_from_iterator(CORPUS, trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token=None,
-        eos_token="<|im_end|>",
+        eos_token="<|im_end|>" if chat else "<|endoftext|>",
         pad_token="<pad>",
         unk_token=None,
     )
-    fast.chat_template = CHAT_TEMPLATE
+    if chat:
+        fast.chat_template = CHAT_TEMPLATE
     return fast
 
 
 def build_tiny_model(out_dir: str | Path, *, seed: int = 0, hidden_size: int = 64,
-                     layers: int = 2, context: int = 256) -> Path:
-    """Write a tiny Llama model and its tokenizer as a Hugging Face folder; return the path."""
+                     layers: int = 2, context: int = 256, chat: bool = True) -> Path:
+    """Write a tiny Llama model and its tokenizer as a Hugging Face folder; return the path.
+
+    chat=False builds a base model with no chat template and no ChatML tokens.
+    """
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer(chat=chat)
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
@@ -70,7 +76,7 @@ def build_tiny_model(out_dir: str | Path, *, seed: int = 0, hidden_size: int = 6
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=context,
-        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=None,
         tie_word_embeddings=True,

@@ -9,7 +9,7 @@ import signal
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
 from tinyforge.ml.config import TrainConfig
 from tinyforge.ml.evaluate import generate_replies
@@ -215,17 +215,24 @@ def test_full_fine_tune_and_merged_adapter_load_with_plain_transformers(tiny_con
     assert torch.allclose(merged_logits, adapter_logits, atol=1e-4)
 
 
-def test_a_base_model_without_chat_template_trains_with_the_default_one(model_copy, toy_dataset, tmp_path):
-    config_path = model_copy / "tokenizer_config.json"
-    tok_config = json.loads(config_path.read_text())
-    tok_config.pop("chat_template", None)
-    config_path.write_text(json.dumps(tok_config))
-    (model_copy / "chat_template.jinja").unlink(missing_ok=True)
-    assert not AutoTokenizer.from_pretrained(model_copy).chat_template
+def test_a_base_model_without_chat_template_trains_with_the_default_one(toy_dataset, tmp_path):
+    from tinymodel import build_tiny_model
+
+    base = build_tiny_model(tmp_path / "plain-lm", chat=False)
+    assert not AutoTokenizer.from_pretrained(base).chat_template
     recorder = Recorder()
-    result = train(TrainConfig(base_model=str(model_copy), max_steps=3, batch_size=4, max_seq_length=128,
-                               eval_generations=0), toy_dataset, tmp_path / "out", [recorder])
+    config = TrainConfig(base_model=str(base), max_steps=3, batch_size=4, max_seq_length=128, eval_generations=0,
+                         learning_rate=1e-2)
+    result = train(config, toy_dataset, tmp_path / "out", [recorder])
     assert any("default ChatML" in line for line in recorder.logs)
     saved = AutoTokenizer.from_pretrained(result.output_dir)
-    assert "<|im_start|>" in saved.chat_template
+    assert "<|im_start|>" in saved.chat_template and len(saved) > len(AutoTokenizer.from_pretrained(base))
     assert json.loads((result.output_dir / "tinyforge.json").read_text())["default_chat_template"] is True
+    # The new marker tokens were trained and saved with the adapter, so loading gives the same model.
+    model, tokenizer = load_model_folder(result.output_dir)
+    end_of_turn = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert GenerationConfig.from_pretrained(result.output_dir).eos_token_id in (end_of_turn, [tokenizer.eos_token_id, end_of_turn])
+    reloaded, _ = load_model_folder(result.output_dir)
+    ids = torch.tensor([tokenizer("<|im_start|>user\nhello<|im_end|>")["input_ids"]])
+    with torch.no_grad():
+        assert torch.allclose(model(ids).logits, reloaded(ids).logits)

@@ -1,0 +1,314 @@
+"""Training throughput: TinyForge's engine against TRL's SFTTrainer and the plain transformers Trainer.
+
+Same base model (SmolLM2-135M-Instruct from the offline preset), same data (the demo dataset
+plus a deterministic instruction set of realistic, varied lengths: 400 chat rows, 40 of them held
+out), same LoRA (r16, alpha 32, dropout 0.05, every attention and MLP projection), same
+optimisation (AdamW, lr 2e-4, cosine, 5% warmup, clip 1.0, seed 0), batch 8, same number of
+optimizer steps, same machine, one run. Each contender runs in its own subprocess so its peak
+memory is its own.
+
+Contenders:
+  ours-grouped   tinyforge.ml.train with length-grouped batches (the CPU default)
+  ours-packed    tinyforge.ml.train with packing on (the GPU default), max length 512
+  trl-default    trl.SFTTrainer with SFTConfig defaults (random batches padded to the longest,
+                 gradient checkpointing on, bf16 where supported, loss on every token)
+  trl-packing    trl.SFTTrainer with packing=True, max_length 512 (given fewer steps so that it
+                 processes about as many tokens as the others: one packed batch holds ~8x512 tokens)
+  hf-trainer     transformers.Trainer with dynamic padding (DataCollatorForSeq2Seq), our labels
+
+Reported per contender: non-pad tokens per second (tokens of real examples, padding excluded,
+counted from the batches each one actually built), seconds per epoch (training-set tokens /
+that rate), peak resident memory, padding share, and the final eval loss, measured for every
+contender by the same function on the same held-out rows (assistant tokens only), and model
+FLOPs utilisation against this machine's measured fp32 matmul peak.
+
+    .venv/bin/python bench/train_throughput.py --steps 12
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "examples" / "data" / "demo_dataset.jsonl"
+BATCH = 8
+LR = 2e-4
+SEED = 0
+MAX_LENGTH = 512
+TOTAL_ROWS = 400
+HELD_OUT = 40
+LORA = dict(r=16, lora_alpha=32, lora_dropout=0.05,
+            target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+
+TOPICS = ["billing", "shipping", "sync", "battery", "the pen", "export", "accounts", "security", "firmware", "returns"]
+VERBS = ["explain", "summarise", "describe", "walk me through", "clarify", "outline"]
+WORDS = ("the device customer order account note page screen battery cloud sync export file folder template "
+         "warranty refund shipping invoice password setting update pen tip charge light colour storage team "
+         "share offline backup calendar reminder meeting project draft archive search tag label").split()
+
+
+def _sentence(rng: random.Random, n_words: int) -> str:
+    words = [rng.choice(WORDS) for _ in range(n_words)]
+    return (" ".join(words)).capitalize() + "."
+
+
+def build_rows() -> list[dict]:
+    """The demo rows plus generated support conversations with a long-tailed length mix."""
+    rows = []
+    for line in DEMO.read_text().splitlines():
+        data = json.loads(line)
+        if "messages" in data:
+            rows.append({"messages": data["messages"]})
+        else:
+            prompt = data["instruction"] + (f"\n\n{data['input']}" if data.get("input") else "")
+            rows.append({"messages": [{"role": "user", "content": prompt},
+                                      {"role": "assistant", "content": data["output"]}]})
+    rng = random.Random(1234)
+    while len(rows) < TOTAL_ROWS:
+        # Log-normal sentence counts: most answers short, some long, as in real support data.
+        context = " ".join(_sentence(rng, rng.randint(6, 16)) for _ in range(min(12, int(rng.lognormvariate(0.7, 0.8)))))
+        answer = " ".join(_sentence(rng, rng.randint(6, 18)) for _ in range(max(1, min(20, int(rng.lognormvariate(1.2, 0.9))))))
+        question = f"Please {rng.choice(VERBS)} how {rng.choice(TOPICS)} works for ticket {rng.randint(1000, 9999)}."
+        user = question + (f"\n\nContext: {context}" if context else "")
+        rows.append({"messages": [{"role": "system", "content": "You are a support assistant."},
+                                  {"role": "user", "content": user}, {"role": "assistant", "content": answer}]})
+    rng.shuffle(rows)
+    return rows
+
+
+def split_rows(rows):
+    return rows[HELD_OUT:], rows[:HELD_OUT]
+
+
+# ------------------------------------------------------------------------------------------------
+# measurements shared by all contenders (run inside each subprocess)
+
+
+def held_out_loss(model, tokenizer, held_out) -> float:
+    from tinyforge.ml.evaluate import eval_loss
+    from tinyforge.ml.formatting import tokenize_messages
+
+    examples = [tokenize_messages(tokenizer, r["messages"]) for r in held_out]
+    return eval_loss(model, examples, batch_size=BATCH, pad_token_id=tokenizer.pad_token_id, device="cpu")
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class TokenCounter:
+    """Wraps a data collator and counts the real (non-pad) tokens of the batches it builds."""
+
+    def __init__(self, collator):
+        self.collator = collator
+        self.real = 0
+        self.total = 0
+
+    def __call__(self, features):
+        batch = self.collator(features)
+        ids = batch["input_ids"]
+        if "attention_mask" in batch:
+            self.real += int(batch["attention_mask"].sum())
+        else:  # padding-free packed batches carry no padding at all
+            self.real += ids.numel()
+        self.total += ids.numel()
+        return batch
+
+
+def run_ours(steps: int, packing: bool, workdir: Path) -> dict:
+    from tinyforge.ml.config import TrainConfig
+    from tinyforge.ml.models import load_model_folder
+    from tinyforge.ml.train import train
+
+    train_rows, held_out = split_rows(build_rows())
+    config = TrainConfig(base_model="smollm2-135m-instruct", method="lora", max_steps=steps, learning_rate=LR,
+                         lr_schedule="cosine", warmup_ratio=0.05, batch_size=BATCH, max_seq_length=MAX_LENGTH,
+                         lora_r=LORA["r"], lora_alpha=LORA["lora_alpha"], lora_dropout=LORA["lora_dropout"],
+                         lora_target_modules=LORA["target_modules"], seed=SEED, validation_split=0.0,
+                         eval_generations=0, packing="on" if packing else "off", precision="fp32")
+    result = train(config, train_rows, workdir / "out")
+    model, tokenizer = load_model_folder(result.output_dir)
+    return {"tok_s": result.train_tokens_per_second, "padding": result.padding_share,
+            "eval_loss": held_out_loss(model, tokenizer, held_out), "steps": result.steps}
+
+
+def _trl_dataset(rows):
+    from datasets import Dataset
+
+    return Dataset.from_list([{"messages": r["messages"]} for r in rows])
+
+
+def run_trl(steps: int, packing: bool, workdir: Path) -> dict:
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    from tinyforge.ml.models import resolve_base_model
+
+    train_rows, held_out = split_rows(build_rows())
+    base = resolve_base_model("smollm2-135m-instruct")
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    model = AutoModelForCausalLM.from_pretrained(base)
+    extra = {"packing": True, "max_length": MAX_LENGTH} if packing else {}
+    args = SFTConfig(output_dir=str(workdir / "trl"), per_device_train_batch_size=BATCH, max_steps=steps,
+                     learning_rate=LR, lr_scheduler_type="cosine", warmup_ratio=0.05, seed=SEED, report_to=[],
+                     save_strategy="no", eval_strategy="no", logging_steps=10_000, dataloader_num_workers=0,
+                     **extra)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=_trl_dataset(train_rows), processing_class=tokenizer,
+                         peft_config=LoraConfig(task_type="CAUSAL_LM", **LORA))
+    counter = TokenCounter(trainer.data_collator)
+    trainer.data_collator = counter
+    output = trainer.train()
+    runtime = output.metrics["train_runtime"]
+    return {"tok_s": counter.real / runtime, "padding": 1 - counter.real / max(counter.total, 1),
+            "eval_loss": held_out_loss(trainer.model, tokenizer, held_out), "steps": steps, "tokens": counter.real}
+
+
+def run_hf(steps: int, workdir: Path) -> dict:
+    from datasets import Dataset
+    from peft import LoraConfig, get_peft_model
+    from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer,
+                              TrainingArguments)
+
+    from tinyforge.ml.formatting import tokenize_messages
+    from tinyforge.ml.models import resolve_base_model
+
+    train_rows, held_out = split_rows(build_rows())
+    base = resolve_base_model("smollm2-135m-instruct")
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base), LoraConfig(task_type="CAUSAL_LM", **LORA))
+    examples = [tokenize_messages(tokenizer, r["messages"]) for r in train_rows]
+    dataset = Dataset.from_list([{"input_ids": e.input_ids, "labels": e.labels, "attention_mask": [1] * len(e)}
+                                 for e in examples])
+    args = TrainingArguments(output_dir=str(workdir / "hf"), per_device_train_batch_size=BATCH, max_steps=steps,
+                             learning_rate=LR, lr_scheduler_type="cosine", warmup_ratio=0.05, seed=SEED, report_to=[],
+                             save_strategy="no", eval_strategy="no", logging_steps=10_000, dataloader_num_workers=0)
+    counter = TokenCounter(DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100))
+    trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=counter)
+    runtime = trainer.train().metrics["train_runtime"]
+    return {"tok_s": counter.real / runtime, "padding": 1 - counter.real / max(counter.total, 1),
+            "eval_loss": held_out_loss(model, tokenizer, held_out), "steps": steps, "tokens": counter.real}
+
+
+def matmul_peak_gflops() -> float:
+    """Best fp32 matmul rate of this process's threads (the roofline MFU is measured against)."""
+    import torch
+
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    torch.mm(a, b)
+    best = 0.0
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(4):
+            torch.mm(a, b)
+        best = max(best, 4 * 2 * 2048 ** 3 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def child(name: str, steps: int) -> None:
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        if name == "ours-grouped":
+            result = run_ours(steps, False, workdir)
+        elif name == "ours-packed":
+            result = run_ours(steps, True, workdir)
+        elif name == "trl-default":
+            result = run_trl(steps, False, workdir)
+        elif name == "trl-packing":
+            result = run_trl(steps, True, workdir)
+        elif name == "hf-trainer":
+            result = run_hf(steps, workdir)
+        else:
+            raise SystemExit(f"unknown contender {name}")
+    result["peak_rss_mb"] = peak_rss_mb()
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=12, help="optimizer steps per contender")
+    parser.add_argument("--only", nargs="+", default=None, help="run only these contenders")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.steps)
+        return
+
+    from transformers import AutoTokenizer
+
+    from tinyforge.ml.formatting import tokenize_messages
+    from tinyforge.ml.models import resolve_base_model
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_base_model("smollm2-135m-instruct"))
+    train_rows, _ = split_rows(build_rows())
+    lengths = [len(tokenize_messages(tokenizer, r["messages"])) for r in train_rows]
+    epoch_tokens = sum(lengths)
+    mean_batch_tokens = epoch_tokens / len(lengths) * BATCH
+    packed_steps = max(2, round(args.steps * mean_batch_tokens / (BATCH * MAX_LENGTH)))
+    print(f"data: {len(train_rows)} training rows, {epoch_tokens} tokens, lengths {min(lengths)}-{max(lengths)} "
+          f"(median {sorted(lengths)[len(lengths) // 2]}); steps {args.steps} (packed contenders {packed_steps})")
+
+    import torch
+
+    torch.set_num_threads(torch.get_num_threads())
+    peak = matmul_peak_gflops()
+    # Model FLOPs per trained token: forward 2N plus backward through the activations 2N; frozen
+    # weights need no weight gradients under LoRA (adapter FLOPs are negligible at r16).
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(resolve_base_model("smollm2-135m-instruct"))
+    with torch.device("meta"):
+        n_params = sum(p.numel() for p in AutoModelForCausalLM.from_config(config).parameters())
+    flops_per_token = 4 * n_params
+    print(f"measured fp32 matmul peak: {peak:.1f} GFLOP/s on {torch.get_num_threads()} threads; "
+          f"{config.num_hidden_layers} layers, {flops_per_token / 1e9:.2f} GFLOP per token")
+
+    contenders = args.only or ["ours-grouped", "trl-default", "hf-trainer", "trl-packing", "ours-packed"]
+    results = {}
+    for name in contenders:
+        steps = packed_steps if name.endswith("packing") or name.endswith("packed") else args.steps
+        load_before = os.getloadavg()[0]
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, __file__, "--child", name, "--steps", str(steps)],
+                              capture_output=True, text=True)
+        line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
+        if proc.returncode != 0 or line is None:
+            print(f"{name}: FAILED\n{proc.stderr[-3000:]}")
+            continue
+        result = json.loads(line[len("RESULT "):])
+        result["wall_s"] = time.perf_counter() - start
+        result["load"] = (load_before + os.getloadavg()[0]) / 2
+        result["s_per_epoch"] = epoch_tokens / result["tok_s"]
+        result["mfu"] = result["tok_s"] * flops_per_token / (peak * 1e9)
+        results[name] = result
+        print(f"{name:13s} {result['tok_s']:7.1f} non-pad tok/s  {result['s_per_epoch']:7.0f} s/epoch  "
+              f"peak {result['peak_rss_mb']:6.0f} MB  padding {result['padding']:5.1%}  "
+              f"eval loss {result['eval_loss']:.4f}  MFU {result['mfu']:5.1%}  steps {result['steps']}  "
+              f"load {result['load']:.1f}", flush=True)
+
+    ours = results.get("ours-grouped")
+    if ours:
+        print("\nratios (ours-grouped / peer):")
+        for name, r in results.items():
+            if name == "ours-grouped":
+                continue
+            print(f"  vs {name:13s} throughput {ours['tok_s'] / r['tok_s']:.2f}x  "
+                  f"eval loss {ours['eval_loss'] - r['eval_loss']:+.4f}  "
+                  f"memory {ours['peak_rss_mb'] / r['peak_rss_mb']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
