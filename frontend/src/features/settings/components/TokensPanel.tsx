@@ -33,7 +33,7 @@ function tokenStatus(token: { revoked_at: string | null; expires_at?: string | n
 }
 
 export function CreateTokenForm({ onCreated }: { onCreated: (token: CreatedApiToken) => void }) {
-  const { team } = useCurrentTeam();
+  const { team, canWrite } = useCurrentTeam();
   const create = useCreateToken();
   const [name, setName] = useState("");
   const [scopes, setScopes] = useState<Scope[]>(["read"]);
@@ -66,8 +66,14 @@ export function CreateTokenForm({ onCreated }: { onCreated: (token: CreatedApiTo
         <div className="row" style={{ gap: 16 }}>
           {SCOPES.map((scope) => (
             <label key={scope.value} className="checkbox" title={scope.help}>
-              <input type="checkbox" checked={scopes.includes(scope.value)} onChange={() => toggle(scope.value)} />
-              {scope.label} <span className="muted small">({scope.help})</span>
+              <input
+                type="checkbox"
+                checked={scopes.includes(scope.value)}
+                disabled={scope.value === "write" && !canWrite}
+                onChange={() => toggle(scope.value)}
+              />
+              {scope.label}{" "}
+              <span className="muted small">({scope.value === "write" && !canWrite ? `your role in ${team.name} cannot write` : scope.help})</span>
             </label>
           ))}
         </div>
@@ -106,20 +112,19 @@ export function NewTokenSecret({ token, onDismiss }: { token: CreatedApiToken; o
 }
 
 export function TokensPanel() {
-  const { team, canWrite } = useCurrentTeam();
+  const { team } = useCurrentTeam();
   const tokens = useTokens(team.id);
   const revoke = useRevokeToken();
   const [created, setCreated] = useState<CreatedApiToken | null>(null);
   return (
     <div className="stack">
-      {canWrite ? (
-        <Card title="New API token">
-          <div className="stack">
-            {created ? <NewTokenSecret token={created} onDismiss={() => setCreated(null)} /> : null}
-            <CreateTokenForm onCreated={setCreated} />
-          </div>
-        </Card>
-      ) : null}
+      {/* Tokens are personal: viewers make read tokens too (the server caps scopes by role). */}
+      <Card title="New API token">
+        <div className="stack">
+          {created ? <NewTokenSecret token={created} onDismiss={() => setCreated(null)} /> : null}
+          <CreateTokenForm onCreated={setCreated} />
+        </div>
+      </Card>
       <Card title="Your API tokens" bodyClassName="">
         <QueryState
           query={tokens}
@@ -160,7 +165,7 @@ export function TokensPanel() {
                         <td className="nowrap">{token.expires_at ? formatDateTime(token.expires_at) : "never"}</td>
                         <td className="nowrap">{formatRelative(token.last_used_at)}</td>
                         <td>
-                          {status === "active" && canWrite ? (
+                          {status === "active" ? (
                             <Button
                               size="sm"
                               variant="danger"

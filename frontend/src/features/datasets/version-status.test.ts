@@ -1,0 +1,28 @@
+import { guessMapping } from "./components/SqlImportPanel";
+import { parseDocumentIds } from "./components/GoogleImportPanel";
+import { histogramBuckets, invalidCountOf, invalidRowsOf } from "./version-status";
+
+describe("dataset helpers", () => {
+  it("reads the histogram as edges and counts", () => {
+    expect(histogramBuckets({ edges: [0, 64, 128], counts: [3, 5] })).toEqual([
+      { label: "0–64", start: 0, end: 64, count: 3 },
+      { label: "64–128", start: 64, end: 128, count: 5 },
+    ]);
+    expect(histogramBuckets(undefined)).toEqual([]);
+  });
+
+  it("finds invalid rows whether the report lists them or counts them", () => {
+    const rows = [{ line: 4, field: "output", reason: "missing" }];
+    expect(invalidRowsOf({ invalid_rows: rows })).toEqual(rows);
+    expect(invalidCountOf({ invalid_rows: 7 })).toBe(7);
+    expect(invalidCountOf({ errors: rows })).toBe(1);
+  });
+
+  it("guesses the column mapping from common names", () => {
+    expect(guessMapping(["id", "Question", "answer"])).toEqual({ instruction: "Question", input: "", output: "answer", metadata: [] });
+  });
+
+  it("accepts Google Docs URLs or ids, one per line", () => {
+    expect(parseDocumentIds("https://docs.google.com/document/d/abc_123-X/edit\n  def456 \n")).toEqual(["abc_123-X", "def456"]);
+  });
+});
