@@ -182,6 +182,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("TINYFORGE_MAX_REQUEST_BODY_BYTES", 2 * 10
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_TEMP_DIR = None
 MAX_UPLOAD_BYTES = env_int("TINYFORGE_MAX_UPLOAD_BYTES", 1024 * 1024 * 1024, minimum=1024)
+# Folders whose SQLite files SQL connections may read (none: SQLite imports through the API are refused,
+# since a connection could otherwise read any SQLite file on the server, this platform's own included).
+SQLITE_IMPORT_DIRS = env_list("TINYFORGE_SQLITE_IMPORT_DIRS", [])
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
 
 REST_FRAMEWORK = {

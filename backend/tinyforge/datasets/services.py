@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import itertools
+import tempfile
 import uuid
+from pathlib import Path
 
 from django.db import transaction
 
@@ -11,7 +14,20 @@ from tinyforge.core import storage
 from tinyforge.core.audit import audit
 from tinyforge.core.events import record_event
 from tinyforge.core.jobs import enqueue
-from tinyforge.datasets.models import DataConnection, Dataset, DatasetVersion, SourceKind
+from tinyforge.connectors.mapping import FieldMapping, RowMapper
+from tinyforge.connectors.records import SourceError
+from tinyforge.core.errors import Conflict
+from tinyforge.core.lifecycle import update_if
+from tinyforge.datasets import analysis, importing
+from tinyforge.datasets.models import (
+    ConnectionKind,
+    DataConnection,
+    Dataset,
+    DatasetVersion,
+    DatasetVersionStatus,
+    SourceKind,
+)
+from tinyforge.errors import TinyforgeError
 
 INGEST_JOB = "tinyforge.datasets.jobs.ingest_version"
 
@@ -68,7 +84,7 @@ def create_upload_version(request, *, dataset: Dataset, files, options: dict, no
     saved = save_uploads(dataset.project_id, files)
     try:
         return create_version(request, dataset=dataset, source_kind=SourceKind.UPLOAD,
-                              source_config={"files": saved, "options": options}, note=note)
+                              source_config={"files": saved, **options}, note=note)
     except BaseException:
         for item in saved:
             storage.delete(item["key"])
@@ -101,3 +117,104 @@ def save_connection(request, connection: DataConnection, credentials: dict | Non
     audit(request, "created" if created else "updated", connection,
           changes={"name": connection.name, "kind": connection.kind, "credentials_changed": credentials is not None})
     return connection
+
+
+# -- connections: try before importing --------------------------------------------------------
+
+def test_connection(connection: DataConnection, probe: dict) -> dict:
+    """Connect with the saved credentials and run the probe's query (SELECT 1 by default), or read
+    the probe's Google documents. Problems are answered, not raised: {"ok": False, "message"}."""
+    try:
+        if connection.kind == ConnectionKind.SQL:
+            source = importing.sql_source(connection, {**_sql_probe(probe)}, row_limit=1)
+            check = source.test_connection()
+            return {"ok": True, "message": f"connected to {check.server_version}", "dialect": check.dialect,
+                    "server_version": check.server_version, "columns": check.columns}
+        blocks, name = _google_blocks(connection, probe, limit=1)
+        return {"ok": True, "message": f"read {name}", "dialect": None, "server_version": None, "columns": []}
+    except TinyforgeError as exc:
+        return {"ok": False, "message": str(exc), "dialect": None, "server_version": None, "columns": []}
+
+
+def preview_connection(connection: DataConnection, probe: dict) -> dict:
+    """The first rows (SQL) or blocks (Google Docs) a probe reads, and the rows mapped to examples.
+    Raises TinyforgeError (a 400) naming the source when it cannot be read."""
+    limit = probe.get("limit", 20)
+    if connection.kind == ConnectionKind.SQL:
+        rows = importing.sql_source(connection, _sql_probe(probe), row_limit=limit).preview(limit)
+        columns = list(rows[0].fields) if rows else []
+        mapper = RowMapper(FieldMapping.parse(probe["mapping"]) if probe.get("mapping") else None)
+        examples, mapping_error = [], None
+        try:
+            examples = [mapper(row) for row in rows]
+        except SourceError as exc:
+            mapping_error = str(exc)
+        return {"columns": columns, "rows": [row.fields for row in rows], "shape": mapper.shape,
+                "examples": examples, "mapping_error": mapping_error}
+    blocks, _ = _google_blocks(connection, probe, limit=limit)
+    return {"columns": ["location", "kind", "heading_path", "text"],
+            "rows": [{"location": b.source + ", " + b.location, "kind": b.kind, "heading_path": list(b.heading_path),
+                      "text": b.text} for b in blocks], "shape": "document", "examples": [], "mapping_error": None}
+
+
+def _sql_probe(probe: dict) -> dict:
+    if not probe.get("query") and not probe.get("table"):
+        return {"query": "SELECT 1"}
+    return {k: probe[k] for k in ("query", "table", "columns", "statement_timeout_s") if probe.get(k)}
+
+
+def _google_blocks(connection: DataConnection, probe: dict, limit: int):
+    if not probe.get("document_ids") and not probe.get("folder_id"):
+        raise TinyforgeError("give document_ids or a folder_id to read with this Google connection")
+    with tempfile.TemporaryDirectory(prefix="tinyforge-google-") as workdir:
+        source = importing.google_source(connection, probe, Path(workdir))
+        blocks = list(itertools.islice(source.records(), limit))
+    return blocks, source.name
+
+
+# -- versions: reports, previews, diffs --------------------------------------------------------
+
+def ready_file(version: DatasetVersion) -> Path:
+    """The version's JSONL file; Conflict (409) until it is ready, MissingFile (409) if it is gone."""
+    if version.status != DatasetVersionStatus.READY:
+        raise Conflict(f"Version {version.number} is {version.status}; only ready versions have rows.")
+    storage.open_for_download(version.storage_key).close()
+    return storage.path(version.storage_key)
+
+
+def version_report(version: DatasetVersion, base_model: str = "", max_seq_length: int | None = None) -> dict:
+    """The stored validation report, or (for another base model or context) one computed now and
+    kept with the version's reports, so the next request for it is free."""
+    if version.status != DatasetVersionStatus.READY:
+        raise Conflict(f"Version {version.number} is {version.status}; only ready versions have a report."
+                       + (f" Its import failed: {version.error}" if version.error else ""))
+    stored = version.validation_report or {}
+    same_model = base_model in ("", stored.get("base_model")) and max_seq_length in (None, stored.get("max_seq_length"))
+    if stored and same_model:
+        return stored
+    key = f"{base_model}@{max_seq_length or ''}"
+    cached = (version.stats or {}).get("token_reports", {}).get(key)
+    if cached:
+        return cached
+    report = analysis.validation_report(ready_file(version), base_model or None, max_seq_length)
+    stats = dict(version.stats or {})
+    stats["token_reports"] = {**stats.get("token_reports", {}), key: report}
+    # Derived data only (the rows never change): written while the version is still ready.
+    update_if(DatasetVersion, version.pk, statuses=[DatasetVersionStatus.READY], stats=stats)
+    return report
+
+
+def version_preview(version: DatasetVersion, *, page: int, page_size: int, base_model: str = "",
+                    max_seq_length: int | None = None) -> dict:
+    path = ready_file(version)
+    rows = analysis.preview_rows(path, offset=(page - 1) * page_size, limit=page_size,
+                                 base_model=base_model or None, max_seq_length=max_seq_length)
+    if base_model and max_seq_length is None:
+        max_seq_length = analysis.base_model_tokenizer(base_model)[1]
+    return {"count": version.row_count or 0, "page": page, "page_size": page_size, "results": rows,
+            "base_model": base_model or None, "max_seq_length": max_seq_length}
+
+
+def version_diff(version: DatasetVersion, against: DatasetVersion, limit: int) -> dict:
+    diff = analysis.diff_files(ready_file(against), ready_file(version), limit)
+    return {"version": version.pk, "against": against.pk, **diff}

@@ -3,6 +3,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, parsers, status
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from tinyforge.accounts.models import Role
@@ -16,10 +17,19 @@ from tinyforge.datasets import services
 from tinyforge.datasets.filters import DataConnectionFilter, DatasetFilter, DatasetVersionFilter
 from tinyforge.datasets.models import DataConnection, Dataset, DatasetVersion, DatasetVersionStatus
 from tinyforge.datasets.serializers import (
+    ConnectionPreviewSerializer,
+    ConnectionProbeSerializer,
+    ConnectionTestResultSerializer,
     DataConnectionSerializer,
     DatasetSerializer,
     DatasetVersionSerializer,
+    DiffQuerySerializer,
+    PreviewQuerySerializer,
+    ReportQuerySerializer,
     UploadSerializer,
+    ValidationReportSerializer,
+    VersionDiffSerializer,
+    VersionPreviewSerializer,
 )
 
 
@@ -111,8 +121,61 @@ class DatasetVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mi
         if version.status != DatasetVersionStatus.READY:
             raise Conflict(f"Version {version.number} is {version.status}; only ready versions can be downloaded.")
         filename = f"{version.dataset.name}-v{version.number}.jsonl"
-        return FileResponse(storage.open_for_download(version.storage_key), as_attachment=True, filename=filename,
-                            content_type="application/x-ndjson")
+        response = FileResponse(storage.open_for_download(version.storage_key), as_attachment=True, filename=filename,
+                                content_type="application/x-ndjson")
+        response["ETag"] = f'"{version.sha256}"'
+        return response
+
+    @extend_schema(parameters=[ReportQuerySerializer], responses={200: ValidationReportSerializer, **errors(400, 401, 403, 404, 409)},
+                   summary="Validation report: valid/invalid rows with line and reason, duplicates, empty outputs, "
+                           "token-length histogram and rows over context for a base model")
+    @action(detail=True, methods=["get"])
+    def report(self, request, pk=None):
+        version = self.get_object()
+        query = _query(ReportQuerySerializer, request)
+        return Response(services.version_report(version, query.get("base_model", ""), query.get("max_seq_length")))
+
+    @extend_schema(parameters=[PreviewQuerySerializer], responses={200: VersionPreviewSerializer, **errors(400, 401, 403, 404, 409)},
+                   summary="Rows, a page at a time; with base_model, each rendered through its chat template as "
+                           "segments marked trained or not")
+    @action(detail=True, methods=["get"])
+    def preview(self, request, pk=None):
+        version = self.get_object()
+        query = _query(PreviewQuerySerializer, request)
+        page, size = query["page"], query["page_size"]
+        body = services.version_preview(version, page=page, page_size=size, base_model=query.get("base_model", ""),
+                                        max_seq_length=query.get("max_seq_length"))
+
+        def page_url(number):
+            return request.build_absolute_uri(request.path + "?" + _with_page(request, number))
+
+        body["next"] = page_url(page + 1) if page * size < body["count"] else None
+        body["previous"] = page_url(page - 1) if page > 1 else None
+        return Response(body)
+
+    @extend_schema(parameters=[DiffQuerySerializer], responses={200: VersionDiffSerializer, **errors(400, 401, 403, 404, 409)},
+                   summary="Rows added and removed between this version and another (?against=<id>)")
+    @action(detail=True, methods=["get"])
+    def diff(self, request, pk=None):
+        version = self.get_object()
+        query = _query(DiffQuerySerializer, request)
+        against = self.get_queryset().filter(pk=query["against"]).first()
+        if against is None:
+            raise ValidationError({"against": ["No such dataset version in your teams."]})
+        return Response(services.version_diff(version, against, query["limit"]))
+
+
+def _query(serializer_class, request) -> dict:
+    """Validated query parameters (400 naming the bad one)."""
+    serializer = serializer_class(data=request.query_params.dict())
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def _with_page(request, number: int) -> str:
+    params = request.query_params.copy()
+    params["page"] = str(number)
+    return params.urlencode()
 
 
 @extend_schema_view(
@@ -150,3 +213,23 @@ class DataConnectionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mi
     def perform_destroy(self, instance):
         audit(self.request, "deleted", instance)
         instance.delete()
+
+    @extend_schema(request=ConnectionProbeSerializer, responses={200: ConnectionTestResultSerializer, **WRITE_ERRORS},
+                   summary="Test a connection: connect and run a query (default SELECT 1) or read a Google Doc; "
+                           "failures answer ok=false with the reason (never the password)")
+    @action(detail=True, methods=["post"])
+    def test(self, request, pk=None):
+        connection = self.get_object()
+        probe = ConnectionProbeSerializer(data=request.data)
+        probe.is_valid(raise_exception=True)
+        return Response(services.test_connection(connection, probe.validated_data))
+
+    @extend_schema(request=ConnectionProbeSerializer, responses={200: ConnectionPreviewSerializer, **WRITE_ERRORS},
+                   summary="The first rows of a query (or blocks of Google Docs), and the rows as examples "
+                           "under a column mapping")
+    @action(detail=True, methods=["post"])
+    def preview(self, request, pk=None):
+        connection = self.get_object()
+        probe = ConnectionProbeSerializer(data=request.data)
+        probe.is_valid(raise_exception=True)
+        return Response(services.preview_connection(connection, probe.validated_data))

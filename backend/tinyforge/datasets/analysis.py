@@ -1,0 +1,163 @@
+"""Reading a version's JSONL file: validation with token lengths for a base model, rows as the
+model sees them, and the difference between two versions.
+
+Pure functions of a file path and a tokenizer, used by the ingest job (the report stored with
+the version) and by the API (reports and previews for another base model, diffs). Files are
+read line by line; nothing holds a whole dataset in memory.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from tinyforge.errors import TinyforgeError
+from tinyforge.ml.schema import iter_parsed, validate_file
+
+HISTOGRAM_BUCKETS = 20
+
+
+@functools.lru_cache(maxsize=4)
+def base_model_tokenizer(base_model: str):
+    """(tokenizer with the chat template training will use, the model's context length or None).
+
+    Cached per process: a preview page or report must not reload a tokenizer on every request.
+    """
+    from tinyforge.ml.formatting import ensure_chat_template
+    from tinyforge.ml.models import load_tokenizer, resolve_base_model
+
+    folder = resolve_base_model(base_model)
+    tokenizer = load_tokenizer(folder)
+    ensure_chat_template(tokenizer)
+    context = None
+    config = folder / "config.json"
+    if config.is_file():
+        context = json.loads(config.read_text()).get("max_position_embeddings")
+    return tokenizer, context
+
+
+def token_histogram(lengths: list[int], max_seq_length: int | None) -> dict[str, Any]:
+    """Equal-width buckets over the token lengths: edges (n + 1) and counts (n), plus summary figures."""
+    if not lengths:
+        return {"edges": [], "counts": [], "count": 0, "min": None, "max": None, "mean": None, "p50": None,
+                "p95": None, "max_seq_length": max_seq_length}
+    ordered = sorted(lengths)
+    top = ordered[-1]
+    width = max(1, math.ceil((top + 1) / HISTOGRAM_BUCKETS))
+    buckets = math.ceil((top + 1) / width)
+    counts = [0] * buckets
+    for length in ordered:
+        counts[length // width] += 1
+
+    def percentile(p: float) -> int:
+        return ordered[min(len(ordered) - 1, math.ceil(p * len(ordered)) - 1)]
+
+    return {"edges": [i * width for i in range(buckets + 1)], "counts": counts, "count": len(ordered),
+            "min": ordered[0], "max": top, "mean": round(sum(ordered) / len(ordered), 1), "p50": percentile(0.5),
+            "p95": percentile(0.95), "max_seq_length": max_seq_length}
+
+
+def validation_report(path: str | Path, base_model: str | None = None, max_seq_length: int | None = None) -> dict:
+    """validate_file's report as JSON; with a base model, its token-length histogram and the rows
+    over its context (max_seq_length, default: the model's context length)."""
+    tokenizer = None
+    if base_model:
+        tokenizer, context = base_model_tokenizer(base_model)
+        max_seq_length = max_seq_length or context
+    report = validate_file(path, tokenizer, max_seq_length).to_dict()
+    lengths = report.pop("token_lengths")
+    report.pop("path")
+    report["base_model"] = base_model
+    report["token_histogram"] = token_histogram(lengths, max_seq_length) if base_model else None
+    return report
+
+
+def _row_json(row) -> dict:
+    return row.model_dump(exclude_none=True)
+
+
+def preview_rows(path: str | Path, *, offset: int, limit: int, base_model: str | None = None,
+                 max_seq_length: int | None = None) -> list[dict]:
+    """Rows `offset`..`offset + limit` of the file with their line numbers; with a base model, each
+    row rendered through its chat template as segments {text, trained, tokens}."""
+    from tinyforge.ml.formatting import preview_row
+
+    tokenizer = context = None
+    if base_model:
+        tokenizer, context = base_model_tokenizer(base_model)
+        max_seq_length = max_seq_length or context
+    rows = []
+    for index, (number, row, problems, raw) in enumerate(_parsed_with_text(path)):
+        if index < offset:
+            continue
+        if len(rows) >= limit:
+            break
+        item: dict[str, Any] = {"line": number, "valid": row is not None,
+                                "row": _row_json(row) if row is not None else _text(raw),
+                                "problems": [{"field": p.field, "reason": p.reason} for p in problems]}
+        if tokenizer is not None and row is not None:
+            try:
+                segments = preview_row(tokenizer, row)
+            except TinyforgeError as exc:
+                raise TinyforgeError(f"line {number}: {exc}") from None
+            item["segments"] = segments
+            item["rendered"] = "".join(s["text"] for s in segments)
+            item["token_count"] = sum(s["tokens"] for s in segments)
+            item["trained_token_count"] = sum(s["tokens"] for s in segments if s["trained"])
+            item["over_context"] = max_seq_length is not None and item["token_count"] > max_seq_length
+        rows.append(item)
+    return rows
+
+
+def _parsed_with_text(path: str | Path):
+    """iter_parsed's (line, row, problems) with each line's bytes, so an invalid line can be shown."""
+    with open(path, "rb") as handle:
+        lines = (raw for raw in handle if raw.strip())  # the lines iter_parsed yields, in its order
+        for (number, row, problems), raw in zip(iter_parsed(path), lines):
+            yield number, row, problems, raw
+
+
+def _text(raw: bytes) -> str:
+    """An invalid line as text (first 2,000 bytes), for showing beside its problem."""
+    return raw[:2000].decode("utf-8", "replace").rstrip("\r\n")
+
+
+def _fingerprints(path: str | Path):
+    """(line, fingerprint, row, bytes) per line: what the model sees for valid rows (metadata
+    ignored, as in duplicate detection), the bytes themselves for invalid lines."""
+    from tinyforge.ml.schema import _fingerprint
+
+    for number, row, _problems, raw in _parsed_with_text(path):
+        if row is not None:
+            yield number, _fingerprint(row), row, raw
+        else:
+            yield number, hashlib.blake2b(raw.strip(), digest_size=16).digest(), None, raw
+
+
+def diff_files(old: str | Path, new: str | Path, limit: int = 100) -> dict[str, Any]:
+    """Rows added (in `new`, not in `old`) and removed (in `old`, not in `new`), as multisets:
+    a row present twice in `new` and once in `old` counts once as added."""
+    old_counts = Counter(fp for _n, fp, _r, _t in _fingerprints(old))
+    new_counts = Counter(fp for _n, fp, _r, _t in _fingerprints(new))
+    added_left, removed_left = new_counts - old_counts, old_counts - new_counts
+
+    def listed(path, remaining: Counter) -> list[dict]:
+        out = []
+        remaining = Counter(remaining)
+        for number, fp, row, raw in _fingerprints(path):
+            if len(out) >= limit:
+                break
+            if remaining[fp] > 0:
+                remaining[fp] -= 1
+                out.append({"line": number, "row": _row_json(row) if row is not None else _text(raw)})
+        return out
+
+    return {"added_count": sum(added_left.values()), "removed_count": sum(removed_left.values()),
+            "unchanged_count": sum((old_counts & new_counts).values()),
+            "added": listed(new, added_left) if added_left else [],
+            "removed": listed(old, removed_left) if removed_left else []}

@@ -1,0 +1,141 @@
+"""From a dataset version's recorded source to connectors: which Sources to read, with which
+IngestOptions. The ingest job and the connection endpoints (test, preview) both build their
+sources here, so an import reads exactly what its preview showed.
+
+A version's `source_config` is one flat object: the source's own fields (uploaded files, a SQL
+query, Google document ids) next to the import options (mapping, recipe, chunking, cleaning,
+base model for the token report). Secrets never appear in it: they stay encrypted in the
+DataConnection and reach the connector only inside the job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from django.conf import settings
+
+from tinyforge.connectors.files import FileSource
+from tinyforge.connectors.gdocs import GoogleDocsSource
+from tinyforge.connectors.pipeline import IngestOptions
+from tinyforge.connectors.recipes import QAOptions
+from tinyforge.connectors.records import Source, SourceError
+from tinyforge.connectors.sql import SqlSource, redact_url
+from tinyforge.core import storage
+from tinyforge.datasets.models import ConnectionKind, DataConnection, DatasetVersion, SourceKind
+from tinyforge.errors import TinyforgeError
+
+# Keys of source_config that are import options (the rest describe the source).
+OPTION_FIELDS = ("mapping", "recipe", "chunk_chars", "overlap_chars", "qa", "dedup", "near_dedup", "near_threshold",
+                 "scrub_emails", "scrub_phones", "skip_bad_records")
+REPORT_FIELDS = ("base_model", "max_seq_length")
+
+
+def ingest_options(config: dict) -> IngestOptions:
+    """The pipeline options recorded in a source_config (validated when the version was created)."""
+    values = {name: config[name] for name in OPTION_FIELDS if config.get(name) is not None}
+    if "qa" in values:
+        qa = values["qa"]
+        values["qa"] = QAOptions(qa["base_url"], qa["model"], questions_per_chunk=qa.get("questions_per_chunk", 3))
+    return IngestOptions(**values)
+
+
+def sqlite_allowed(url: str) -> None:
+    """SQLite URLs may only name files below TINYFORGE_SQLITE_IMPORT_DIRS: without this, anyone who
+    can add a connection could read any SQLite file the server can, the platform's own included."""
+    parts = urlsplit(url)
+    if parts.scheme.split("+")[0].lower() != "sqlite":
+        return
+    path = Path(unquote(parts.netloc + parts.path)[1:]).resolve()
+    roots = [Path(root).resolve() for root in settings.SQLITE_IMPORT_DIRS]
+    if not roots:
+        raise TinyforgeError("SQLite files cannot be imported through the API on this server: an administrator "
+                             "must list the folders that hold them in TINYFORGE_SQLITE_IMPORT_DIRS")
+    if not any(path == root or root in path.parents for root in roots):
+        raise TinyforgeError(f"{path} is outside the folders SQLite files may be imported from "
+                             f"({', '.join(str(r) for r in roots)}; TINYFORGE_SQLITE_IMPORT_DIRS)")
+
+
+def sql_source(connection: DataConnection, config: dict, *, row_limit: int | None = None) -> SqlSource:
+    """A SqlSource for a saved SQL connection and a query (or table and columns)."""
+    if connection.kind != ConnectionKind.SQL:
+        raise TinyforgeError(f"connection {connection.name!r} is a {connection.get_kind_display()} connection, "
+                             "not a SQL database")
+    url = credentials_of(connection)["url"]
+    sqlite_allowed(url)
+    return SqlSource(
+        url, query=config.get("query") or None, table=config.get("table") or None,
+        columns=list(config.get("columns") or []),
+        row_limit=row_limit if row_limit is not None else config.get("row_limit", 1_000_000),
+        statement_timeout_s=float(config.get("statement_timeout_s", 60.0)),
+    )
+
+
+def google_source(connection: DataConnection, config: dict, workdir: Path) -> GoogleDocsSource:
+    """A GoogleDocsSource for a saved Google connection; a key file is written to `workdir`
+    (private to the job, removed with it) because the Google client reads keys from files."""
+    if connection.kind != ConnectionKind.GOOGLE:
+        raise TinyforgeError(f"connection {connection.name!r} is a {connection.get_kind_display()} connection, "
+                             "not a Google connection")
+    credentials = credentials_of(connection)
+    key_file = None
+    token = credentials.get("oauth_token")
+    key = credentials.get("service_account_json") or credentials.get("authorized_user_json")
+    if key:
+        workdir.mkdir(parents=True, exist_ok=True)
+        key_file = workdir / "google-credentials.json"
+        descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            json.dump(key, handle)
+    return GoogleDocsSource(list(config.get("document_ids") or []), config.get("folder_id") or None,
+                            str(key_file) if key_file else None, token,
+                            api_root=connection.options.get("api_root") or None)
+
+
+def credentials_of(connection: DataConnection) -> dict:
+    try:
+        return connection.get_credentials()
+    except ValueError as exc:  # undecryptable: the keys changed since it was saved
+        raise TinyforgeError(str(exc)) from None
+
+
+def version_sources(version: DatasetVersion, workdir: Path) -> list[Source]:
+    """What a version imports: one Source per uploaded file, or its SQL query, or its Google Docs."""
+    config = version.source_config
+    if version.source_kind in (SourceKind.UPLOAD, SourceKind.OPENAI_FILE):
+        return [FileSource(str(storage.path(item["key"])), format=config.get("format") or None, name=item["name"],
+                           encoding=config.get("encoding") or None)
+                for item in config.get("files", [])]
+    if version.connection is None and version.source_kind in (SourceKind.SQL, SourceKind.GOOGLE_DOCS):
+        raise TinyforgeError("the connection this import used was deleted; save it again and import anew")
+    if version.source_kind == SourceKind.SQL:
+        return [sql_source(version.connection, config)]
+    if version.source_kind == SourceKind.GOOGLE_DOCS:
+        return [google_source(version.connection, config, workdir)]
+    if version.source_kind == SourceKind.DERIVED:
+        parent = version.parent
+        if parent is None or not parent.storage_key or not storage.exists(parent.storage_key):
+            raise TinyforgeError("the version this one derives from is gone")
+        return [FileSource(str(storage.path(parent.storage_key)), format="jsonl",
+                           name=f"{parent.dataset.name} v{parent.number}")]
+    raise TinyforgeError(f"imports of kind {version.source_kind!r} are not run by the ingest job")
+
+
+def connection_options(kind: str, credentials: dict) -> dict:
+    """What is safe to show about a connection's credentials (never the secret itself)."""
+    if kind == ConnectionKind.SQL:
+        parts = urlsplit(credentials["url"])
+        return {"dialect": parts.scheme.split("+")[0].lower(), "host": parts.hostname or "",
+                "port": parts.port, "database": unquote(parts.path.lstrip("/")), "user": parts.username or "",
+                "url": redact_url(credentials["url"])}
+    if credentials.get("service_account_json"):
+        return {"auth": "service_account", "client_email": credentials["service_account_json"].get("client_email", "")}
+    if credentials.get("authorized_user_json"):
+        return {"auth": "authorized_user"}
+    return {"auth": "oauth_token"}
+
+
+__all__ = ["OPTION_FIELDS", "REPORT_FIELDS", "SourceError", "connection_options", "google_source", "ingest_options",
+           "sql_source", "sqlite_allowed", "version_sources"]
