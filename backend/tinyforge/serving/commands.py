@@ -1,5 +1,98 @@
-"""`tinyforge` subcommands of this area; see tinyforge/cli.py."""
+"""`tinyforge serve`: the inference service over model folders, under uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from tinyforge.errors import TinyforgeError
+
+DEFAULT_KEY_VARIABLE = "TINYFORGE_API_KEY"
+DEFAULT_MAX_CONTEXT = 4096  # the runtime takes the smaller of this and the model's own context
 
 
 def register(subparsers) -> None:
-    """Add this area's subcommands to the `tinyforge` parser."""
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve model folders behind an OpenAI-compatible API",
+        description="Serve model folders (full models or LoRA adapters) behind an OpenAI-compatible API "
+                    "with batching. LoRA adapters of the same base share its weights in memory.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--model", action="append", required=True, metavar="NAME=DIR",
+                        help="a model folder to serve, named NAME in the API (repeat for more models); "
+                             "DIR alone names it after the folder")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--api-key-env", default=DEFAULT_KEY_VARIABLE, metavar="VARIABLE",
+                        help="environment variable holding the API key clients must send as a bearer token; "
+                             "when it is unset the server runs without a key and says so")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+                        help="auto: float32 on CPU, bfloat16 on CUDA")
+    parser.add_argument("--max-batch", type=int, default=16, help="requests generated together per model")
+    parser.add_argument("--max-waiting", type=int, default=64, help="requests queued per model before answering 429")
+    parser.add_argument("--max-context", type=int, default=None,
+                        help="positions per request (prompt + completion); default: the model's own context, "
+                             "at most 4096 (each position costs KV cache memory for every batch slot)")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds a request may take, queued or running")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: all cores)")
+    parser.set_defaults(func=serve)
+
+
+def serve(args) -> int:
+    from tinyforge.serving.registry import FolderRegistry, parse_model_argument
+
+    models: dict[str, object] = {}
+    for value in args.model:
+        name, path = parse_model_argument(value)
+        if name in models:
+            raise TinyforgeError(f"--model {value!r}: the name {name!r} is used twice")
+        models[name] = path
+    for option in ("max_batch", "max_waiting", "port"):
+        if getattr(args, option) < 1:
+            raise TinyforgeError(f"--{option.replace('_', '-')} must be at least 1")
+    if args.max_context is not None and args.max_context < 2:
+        raise TinyforgeError("--max-context must be at least 2")
+    authenticator = authenticator_from_environment(args.api_key_env, explicit=args.api_key_env != DEFAULT_KEY_VARIABLE)
+
+    import torch
+    import uvicorn
+
+    from tinyforge.serving.app import ServerSettings, create_app
+    from tinyforge.serving.pool import RuntimeOptions
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = ServerSettings(runtime=RuntimeOptions(
+        device=args.device, dtype=args.dtype, max_slots=args.max_batch, max_waiting=args.max_waiting,
+        max_context=args.max_context or DEFAULT_MAX_CONTEXT, request_timeout=args.timeout,
+    ))
+    from tinyforge.serving.torch_runtime import pick_device
+
+    pick_device(args.device)  # a missing CUDA device is a usage error, said before anything loads
+    app = create_app(FolderRegistry(models), authenticator, settings)
+    print(f"serving {', '.join(models)} on http://{args.host}:{args.port}/v1", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def authenticator_from_environment(variable: str, explicit: bool = False):
+    """APIKeyAuthenticator from the variable, or OpenAccess with a loud warning when it is unset.
+
+    A variable the user named explicitly must be set: they asked for a key."""
+    from tinyforge.serving.auth import APIKeyAuthenticator, OpenAccess
+
+    key = os.environ.get(variable, "").strip()
+    if key:
+        return APIKeyAuthenticator(key)
+    if explicit:
+        raise TinyforgeError(f"--api-key-env {variable}: the environment variable {variable} is not set")
+    banner = "!" * 78
+    print(f"{banner}\nWARNING: {variable} is not set: this server has NO API KEY and anyone who can reach "
+          f"its port can use the models.\nSet {variable}=<a long random string> to require "
+          f"'Authorization: Bearer <key>'.\n{banner}", file=sys.stderr, flush=True)
+    return OpenAccess()

@@ -1,0 +1,389 @@
+"""The inference service: an ASGI app (Starlette) speaking the OpenAI API over the model pool.
+
+Routes: GET /v1/models, GET /v1/models/{id}, POST /v1/chat/completions, POST /v1/completions,
+POST /predict, GET /health, GET /readyz, GET /metrics. Errors always have OpenAI's shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+import anyio
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from tinyforge.serving.api import (
+    APIError, ChatCompletionRequest, CompletionRequest, PredictRequest, parse,
+)
+from tinyforge.serving.auth import Authenticator, Caller
+from tinyforge.serving.engine import Failed, Finished, QueueFull, SamplingParams, TextDelta
+from tinyforge.serving.metrics import ServingMetrics
+from tinyforge.serving.pool import ModelPool, RuntimeOptions, ServedModel
+from tinyforge.serving.registry import ModelRegistry
+
+log = logging.getLogger(__name__)
+
+FAILURE_STATUS = {"timeout": 504, "model_unloaded": 503, "engine_error": 500}
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    runtime: RuntimeOptions = RuntimeOptions()
+    max_body_bytes: int = 4 * 2**20  # a larger body is refused before it is read
+
+
+def create_app(registry: ModelRegistry, authenticator: Authenticator,
+               settings: ServerSettings = ServerSettings()) -> Starlette:
+    service = InferenceService(registry, authenticator, settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        service.start()
+        try:
+            yield
+        finally:
+            await anyio.to_thread.run_sync(service.stop)
+
+    routes = [
+        Route("/health", service.health, methods=["GET"]),
+        Route("/readyz", service.readyz, methods=["GET"]),
+        Route("/metrics", service.metrics_page, methods=["GET"]),
+        Route("/v1/models", service.list_models, methods=["GET"]),
+        Route("/v1/models/{model:path}", service.get_model, methods=["GET"]),
+        Route("/v1/chat/completions", service.chat_completions, methods=["POST"]),
+        Route("/v1/completions", service.completions, methods=["POST"]),
+        Route("/predict", service.predict, methods=["POST"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
+        APIError: _api_error_response,
+        HTTPException: _http_error_response,
+        Exception: _internal_error_response,
+    })
+    app.state.service = service
+    return app
+
+
+def _error_response(error: APIError) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+
+
+async def _api_error_response(request: Request, exc: APIError) -> JSONResponse:
+    return _error_response(exc)
+
+
+async def _http_error_response(request: Request, exc: HTTPException) -> JSONResponse:
+    kind = "not_found" if exc.status_code == 404 else "method_not_allowed" if exc.status_code == 405 else "http_error"
+    message = f"{request.method} {request.url.path}: {exc.detail}"
+    return _error_response(APIError(exc.status_code, message, code=kind))
+
+
+async def _internal_error_response(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return _error_response(APIError(500, f"internal error: {type(exc).__name__}", type="server_error", code="internal_error"))
+
+
+class InferenceService:
+    def __init__(self, registry: ModelRegistry, authenticator: Authenticator, settings: ServerSettings):
+        self.registry = registry
+        self.authenticator = authenticator
+        self.settings = settings
+        self.metrics = ServingMetrics()
+        self.pool = ModelPool(registry, settings.runtime, self.metrics)
+        self.started = time.monotonic()
+        self._stop = threading.Event()
+        self._refresher: threading.Thread | None = None
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._refresher = threading.Thread(target=self._refresh_loop, name="model-registry", daemon=True)
+        self._refresher.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._refresher:
+            self._refresher.join(timeout=120)
+        self.pool.close()
+
+    def _refresh_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.pool.sync(self.registry.list_models())
+            except Exception:
+                log.exception("refreshing the model registry failed; keeping the current models")
+                self.pool.synced_once.set()
+            self._stop.wait(self.registry.refresh_seconds)
+
+    # --- plain endpoints --------------------------------------------------------------------
+
+    async def health(self, request: Request) -> JSONResponse:
+        return JSONResponse({"status": "alive", "uptime_seconds": round(time.monotonic() - self.started, 3)})
+
+    async def readyz(self, request: Request) -> JSONResponse:
+        models = {name: {"state": m.state, **({"error": m.error} if m.error else {})}
+                  for name, m in list(self.pool.models.items())}
+        ready = self.pool.synced_once.is_set() and any(m["state"] == "ready" for m in models.values())
+        return JSONResponse({"ready": ready, "models": models}, status_code=200 if ready else 503)
+
+    async def metrics_page(self, request: Request) -> Response:
+        return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def list_models(self, request: Request) -> JSONResponse:
+        caller = await self._authenticate(request)
+        data = [self._model_object(m) for m in list(self.pool.models.values())
+                if m.state == "ready" and caller.may_use(m.spec.name)]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def get_model(self, request: Request) -> JSONResponse:
+        caller = await self._authenticate(request)
+        return JSONResponse(self._model_object(self._served(request.path_params["model"], caller)))
+
+    def _model_object(self, served: ServedModel) -> dict:
+        info = served.engine.runtime.info if served.engine else None
+        return {
+            "id": served.spec.name, "object": "model", "created": served.created, "owned_by": served.spec.owned_by,
+            "tinyforge": {
+                "runtime": info.name if info else None, "device": info.device if info else None,
+                "dtype": info.dtype if info else None, "max_context": info.max_context if info else None,
+                "adapter_on_shared_base": bool(served.shared_base), "memory_bytes": served.memory,
+            },
+        }
+
+    # --- generation endpoints ---------------------------------------------------------------
+
+    async def chat_completions(self, request: Request) -> Response:
+        return await self._generate(request, "chat")
+
+    async def completions(self, request: Request) -> Response:
+        return await self._generate(request, "completion")
+
+    async def predict(self, request: Request) -> Response:
+        return await self._generate(request, "predict")
+
+    async def _generate(self, request: Request, kind: str) -> Response:
+        started = time.monotonic()
+        endpoint = request.url.path
+        model_label = "unknown"
+        try:
+            caller = await self._authenticate(request)
+            body = await self._read_json(request)
+            schema = {"chat": ChatCompletionRequest, "completion": CompletionRequest, "predict": PredictRequest}[kind]
+            params = parse(schema, body)
+            served = self._served(self._model_name(params), caller)
+            model_label = served.spec.name
+            prompt_ids = await anyio.to_thread.run_sync(self._prompt_ids, served, params, kind)
+            sampling = self._sampling(served, params, len(prompt_ids))
+            try:
+                generation = served.engine.submit(
+                    model=served.spec.name, adapter_id=served.adapter_id, tokenizer=served.tokenizer,
+                    prompt_ids=prompt_ids, params=sampling, stop_token_ids=served.stop_token_ids,
+                    loop=asyncio.get_running_loop())
+            except QueueFull as exc:
+                self.metrics.rejected.labels(model_label, "queue_full").inc()
+                raise APIError(429, f"model {model_label!r} is at capacity ({served.engine.max_waiting} requests "
+                               f"waiting); retry after {exc.retry_after} s", type="rate_limit_error",
+                               code="rate_limit_exceeded", headers={"Retry-After": str(exc.retry_after)}) from None
+        except APIError as error:
+            self._count(model_label, endpoint, error.status, started)
+            return _error_response(error)
+        request_id = ("chatcmpl-" if kind == "chat" else "cmpl-") + uuid.uuid4().hex
+        if kind != "predict" and params.stream:
+            include_usage = bool(params.stream_options and params.stream_options.include_usage)
+            stream = self._stream(request_id, kind, served, generation, include_usage, started, endpoint)
+            return StreamingResponse(stream, media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return await self._complete(request, request_id, kind, served, generation, started, endpoint)
+
+    async def _authenticate(self, request: Request) -> Caller:
+        header = request.headers.get("authorization", "")
+        scheme, _, key = header.partition(" ")
+        api_key = key.strip() if scheme.lower() == "bearer" and key.strip() else None
+        caller = await anyio.to_thread.run_sync(self.authenticator.authenticate, api_key)
+        if caller is None:
+            message = "missing API key: send Authorization: Bearer <key>" if api_key is None else "incorrect API key provided"
+            raise APIError(401, message, code="invalid_api_key")
+        return caller
+
+    async def _read_json(self, request: Request):
+        limit = self.settings.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise APIError(413, f"the request body is {int(declared)} bytes; the limit is {limit}", code="request_too_large")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise APIError(413, f"the request body is over the limit of {limit} bytes", code="request_too_large")
+            chunks.append(chunk)
+        raw = b"".join(chunks)
+        try:
+            return json.loads(raw)
+        except UnicodeDecodeError:
+            raise APIError(400, "the request body is not UTF-8 text", code="invalid_json") from None
+        except json.JSONDecodeError as exc:
+            raise APIError(400, f"malformed JSON in the request body: {exc.msg} at line {exc.lineno} column {exc.colno}",
+                           code="invalid_json") from None
+
+    def _model_name(self, params) -> str:
+        if getattr(params, "model", None):
+            return params.model
+        ready = [name for name, m in list(self.pool.models.items()) if m.state == "ready"]
+        if len(ready) == 1:
+            return ready[0]
+        raise APIError(400, f"say which model: \"model\" is one of {sorted(ready)}", param="model", code="missing_model")
+
+    def _served(self, name: str, caller: Caller) -> ServedModel:
+        served = self.pool.get(name)
+        if served is None or not caller.may_use(name):
+            raise APIError(404, f"The model `{name}` does not exist or you do not have access to it.",
+                           param="model", code="model_not_found")
+        if served.state == "loading":
+            raise APIError(503, f"model {name!r} is still loading; retry in a few seconds", type="server_error",
+                           code="model_loading", headers={"Retry-After": "5"})
+        if served.state != "ready" or served.engine is None:
+            raise APIError(503, f"model {name!r} is unavailable: {served.error}", type="server_error", code="model_failed")
+        return served
+
+    def _prompt_ids(self, served: ServedModel, params, kind: str) -> list[int]:
+        from tinyforge.ml.formatting import render
+
+        tokenizer = served.tokenizer
+        if kind == "completion":
+            text = params.prompt
+        else:
+            if not tokenizer.chat_template:
+                raise APIError(400, f"model {served.spec.name!r} has no chat template; use /v1/completions", param="messages")
+            messages = ([m.as_template_message() for m in params.messages] if kind == "chat"
+                        else [{"role": "user", "content": params.input}])
+            # The same rendering and tokenization as training (tinyforge.ml.formatting), so the
+            # model sees the token ids it was fine-tuned on.
+            text = render(tokenizer, messages, add_generation_prompt=True)
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _sampling(self, served: ServedModel, params, prompt_tokens: int) -> SamplingParams:
+        context = served.engine.runtime.info.max_context
+        where = "messages" if isinstance(params, ChatCompletionRequest) else "prompt" if isinstance(params, CompletionRequest) else "input"
+        if prompt_tokens == 0:
+            raise APIError(400, f"{where} is empty after tokenization", param=where)
+        limit = params.completion_limit if hasattr(params, "completion_limit") else params.max_tokens
+        if prompt_tokens >= context:
+            raise APIError(400, f"This model's maximum context length is {context} tokens. However, your {where} "
+                           f"is {prompt_tokens} tokens. Shorten it.", param=where, code="context_length_exceeded")
+        if limit is not None and prompt_tokens + limit > context:
+            raise APIError(400, f"This model's maximum context length is {context} tokens. However, you requested "
+                           f"{prompt_tokens + limit} tokens ({prompt_tokens} in the {where}, {limit} in the completion). "
+                           f"Reduce the {where} or max_tokens.", param="max_tokens", code="context_length_exceeded")
+        return SamplingParams(
+            max_tokens=limit if limit is not None else context - prompt_tokens,
+            temperature=params.temperature, top_p=getattr(params, "top_p", 1.0),
+            seed=getattr(params, "seed", None), stop=tuple(getattr(params, "stop", None) or ()),
+        )
+
+    def _count(self, model: str, endpoint: str, status: int, started: float) -> None:
+        self.metrics.requests.labels(model, endpoint, str(status)).inc()
+        self.metrics.latency.labels(model, endpoint).observe(time.monotonic() - started)
+
+    async def _complete(self, request, request_id, kind, served, generation, started, endpoint) -> Response:
+        """Collect the whole answer, stopping the generation if the client goes away meanwhile."""
+        model = served.spec.name
+        parts: list[str] = []
+
+        async def collect():
+            async for event in generation:
+                if isinstance(event, TextDelta):
+                    parts.append(event.text)
+                else:
+                    return event
+
+        collector = asyncio.ensure_future(collect())
+        watcher = asyncio.ensure_future(_wait_for_disconnect(request))
+        try:
+            await asyncio.wait({collector, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watcher.cancel()
+            if not collector.done():
+                collector.cancel()
+                generation.cancel()
+        if not collector.done() or collector.cancelled():
+            self._count(model, endpoint, 499, started)
+            return Response(status_code=499)
+        event = collector.result()
+        if isinstance(event, Failed):
+            error = APIError(FAILURE_STATUS.get(event.code, 500), event.message, type="server_error", code=event.code)
+            self._count(model, endpoint, error.status, started)
+            return _error_response(error)
+        text = "".join(parts)
+        self._count(model, endpoint, 200, started)
+        if kind == "predict":
+            return JSONResponse({"output": text, "model": model})
+        usage = {"prompt_tokens": event.prompt_tokens, "completion_tokens": event.completion_tokens,
+                 "total_tokens": event.prompt_tokens + event.completion_tokens}
+        if kind == "chat":
+            choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": event.reason,
+                      "logprobs": None}
+            obj = "chat.completion"
+        else:
+            choice = {"index": 0, "text": text, "finish_reason": event.reason, "logprobs": None}
+            obj = "text_completion"
+        return JSONResponse({"id": request_id, "object": obj, "created": int(time.time()), "model": model,
+                             "choices": [choice], "usage": usage})
+
+    async def _stream(self, request_id, kind, served, generation, include_usage, started, endpoint):
+        model = served.spec.name
+        created = int(time.time())
+        obj = "chat.completion.chunk" if kind == "chat" else "text_completion"
+
+        def chunk(delta_text: str | None, finish_reason: str | None, role: bool = False) -> str:
+            if kind == "chat":
+                delta = {"role": "assistant", "content": ""} if role else ({"content": delta_text} if delta_text else {})
+                choice = {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
+            else:
+                choice = {"index": 0, "text": delta_text or "", "finish_reason": finish_reason, "logprobs": None}
+            payload = {"id": request_id, "object": obj, "created": created, "model": model, "choices": [choice]}
+            if include_usage:
+                payload["usage"] = None
+            return f"data: {json.dumps(payload)}\n\n"
+
+        status = 499
+        try:
+            if kind == "chat":
+                yield chunk(None, None, role=True)
+            async for event in generation:
+                if isinstance(event, TextDelta):
+                    yield chunk(event.text, None)
+                elif isinstance(event, Finished):
+                    yield chunk(None, event.reason)
+                    if include_usage:
+                        usage = {"prompt_tokens": event.prompt_tokens, "completion_tokens": event.completion_tokens,
+                                 "total_tokens": event.prompt_tokens + event.completion_tokens}
+                        yield f"data: {json.dumps({'id': request_id, 'object': obj, 'created': created, 'model': model, 'choices': [], 'usage': usage})}\n\n"
+                    yield "data: [DONE]\n\n"
+                    status = 200
+                else:
+                    status = FAILURE_STATUS.get(event.code, 500)
+                    error = APIError(status, event.message, type="server_error", code=event.code)
+                    yield f"data: {json.dumps(error.body())}\n\n"
+        finally:
+            # Reached on a normal end, and when Starlette cancels the stream because the client
+            # disconnected: either way the engine must stop spending steps on it.
+            if not generation.done:
+                generation.cancel()
+            self._count(model, endpoint, status, started)
+
+
+async def _wait_for_disconnect(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return

@@ -1,0 +1,395 @@
+"""Continuous batching: one scheduler thread per runtime, requests joining and leaving between steps.
+
+The thread loops: admit waiting requests into free cache slots (one batched prefill), then run
+one decode step for every running request, sample each row with that request's own settings,
+turn new tokens into text, and hand the text to the request's asyncio queue. A request leaves
+the batch when it stops, runs out of tokens, times out, or its client goes away; the last row
+moves into its slot so the running rows stay packed in slots 0..B-1.
+
+The waiting queue is bounded: past `max_waiting`, submit() raises QueueFull and the API answers
+429 with Retry-After, so a burst costs a fixed amount of memory instead of growing without end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import math
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from tinyforge.serving.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+# Prompt tokens prefilled together at most in one step, so a burst of long prompts does not
+# stall the running requests for seconds.
+PREFILL_TOKEN_BUDGET = 2048
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    max_tokens: int
+    temperature: float = 1.0  # 0 = greedy
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    reason: str  # "stop" (end token or stop string) or "length" (max_tokens)
+    prompt_tokens: int
+    completion_tokens: int
+    token_ids: tuple[int, ...] = ()  # what was generated, the end token excluded
+
+
+@dataclass(frozen=True)
+class Failed:
+    code: str  # "timeout", "model_unloaded", "engine_error"
+    message: str
+
+
+class QueueFull(Exception):
+    def __init__(self, retry_after: int):
+        super().__init__(f"the server is busy; retry in {retry_after} s")
+        self.retry_after = retry_after
+
+
+class Generation:
+    """The caller's handle on a submitted request: iterate it for events, cancel() to stop it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self._loop = loop
+        self.events: asyncio.Queue = asyncio.Queue()
+        self.cancelled = False
+        self.done = False
+
+    def cancel(self) -> None:
+        """Stop generating (the client went away); the engine frees the slot at its next step."""
+        self.cancelled = True
+
+    def _emit(self, event) -> None:
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self.events.put_nowait, event)
+
+    async def __aiter__(self):
+        while True:
+            event = await self.events.get()
+            yield event
+            if isinstance(event, (Finished, Failed)):
+                self.done = True
+                return
+
+
+@dataclass(eq=False)
+class _Sequence:
+    handle: Generation
+    model: str
+    adapter_id: int
+    tokenizer: object
+    prompt_ids: list[int]
+    params: SamplingParams
+    stop_token_ids: frozenset[int]
+    deadline: float
+    submitted_at: float = field(default_factory=time.monotonic)
+    generator: torch.Generator | None = None
+    output_ids: list[int] = field(default_factory=list)
+    position: int = 0  # cached positions of this sequence's slot
+    next_token: int = 0  # sampled, not yet fed to the model
+    text: str = ""
+    sent: int = 0  # characters of text already handed to the client
+    prefix_offset: int = 0
+    read_offset: int = 0
+
+
+class Engine:
+    """Batches the requests of every deployment that runs on one runtime (a base and its adapters)."""
+
+    def __init__(self, runtime: Runtime, *, name: str, metrics, max_waiting: int = 64,
+                 request_timeout: float = 300.0):
+        self.runtime = runtime
+        self.name = name
+        self.metrics = metrics
+        self.max_waiting = max_waiting
+        self.request_timeout = request_timeout
+        self._waiting: collections.deque[_Sequence] = collections.deque()
+        self._active: list[_Sequence] = []
+        self._control: list = []  # callables run by the scheduler thread between steps
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._recent_seconds = collections.deque(maxlen=32)
+        self._thread = threading.Thread(target=self._run, name=f"engine:{name}", daemon=True)
+        self._thread.start()
+
+    # --- called from the event loop ---------------------------------------------------------
+
+    def submit(self, *, model: str, adapter_id: int, tokenizer, prompt_ids: list[int],
+               params: SamplingParams, stop_token_ids: frozenset[int],
+               loop: asyncio.AbstractEventLoop) -> Generation:
+        handle = Generation(loop)
+        sequence = _Sequence(
+            handle=handle, model=model, adapter_id=adapter_id, tokenizer=tokenizer,
+            prompt_ids=prompt_ids, params=params, stop_token_ids=stop_token_ids,
+            deadline=time.monotonic() + self.request_timeout,
+        )
+        seed = params.seed if params.seed is not None else random.getrandbits(63)
+        if params.temperature > 0:
+            sequence.generator = torch.Generator().manual_seed(seed)
+        with self._cond:
+            if self._stopping:
+                raise QueueFull(self.retry_after())
+            if len(self._waiting) >= self.max_waiting:
+                raise QueueFull(self.retry_after())
+            self._waiting.append(sequence)
+            self.metrics.waiting.labels(model).inc()
+            self._cond.notify()
+        return handle
+
+    def retry_after(self) -> int:
+        """Seconds until a slot is likely free: the recent request time, scaled by the backlog."""
+        typical = sum(self._recent_seconds) / len(self._recent_seconds) if self._recent_seconds else 1.0
+        backlog = 1 + len(self._waiting) / max(1, self.runtime.info.max_slots)
+        return max(1, min(60, math.ceil(typical * backlog)))
+
+    @property
+    def running(self) -> int:
+        return len(self._active)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def remove_model(self, model: str, message: str, then=None) -> None:
+        """Fail the model's requests (waiting and running) at the next step boundary, then call
+        `then` on the scheduler thread (to free the adapter once nothing uses it)."""
+
+        def remove():
+            with self._cond:
+                dropped = [s for s in self._waiting if s.model == model]
+                for sequence in dropped:
+                    self._waiting.remove(sequence)
+                    self.metrics.waiting.labels(model).dec()
+                    sequence.handle._emit(Failed("model_unloaded", message))
+            self._finish_rows([i for i, s in enumerate(self._active) if s.model == model],
+                              Failed("model_unloaded", message))
+            if then is not None:
+                then()
+
+        self._call_between_steps(remove)
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        self._thread.join(timeout=30)
+
+    def _call_between_steps(self, action) -> None:
+        with self._cond:
+            self._control.append(action)
+            self._cond.notify()
+
+    # --- the scheduler thread ---------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not (self._stopping or self._waiting or self._active or self._control):
+                    self._cond.wait()
+                if self._stopping:
+                    break
+                control, self._control = self._control, []
+            for action in control:
+                action()
+            admitted = self._admit()
+            try:
+                if admitted:
+                    self._prefill(admitted)
+                self._drop_cancelled_and_late()
+                if self._active:
+                    self._decode()
+            except Exception as exc:  # a bug or an out-of-memory: fail what ran, keep serving
+                log.exception("engine %s: step failed", self.name)
+                self._finish_rows(list(range(len(self._active))),
+                                  Failed("engine_error", f"generation failed: {type(exc).__name__}: {exc}"))
+        self._finish_rows(list(range(len(self._active))), Failed("model_unloaded", "the server is shutting down"))
+        with self._cond:
+            for sequence in self._waiting:
+                self.metrics.waiting.labels(sequence.model).dec()
+                sequence.handle._emit(Failed("model_unloaded", "the server is shutting down"))
+            self._waiting.clear()
+
+    def _admit(self) -> list[_Sequence]:
+        admitted: list[_Sequence] = []
+        free = self.runtime.info.max_slots - len(self._active)
+        budget = PREFILL_TOKEN_BUDGET
+        now = time.monotonic()
+        with self._cond:
+            while self._waiting and len(admitted) < free:
+                sequence = self._waiting[0]
+                if sequence.handle.cancelled or now > sequence.deadline:
+                    self._waiting.popleft()
+                    self.metrics.waiting.labels(sequence.model).dec()
+                    if not sequence.handle.cancelled:
+                        self._time_out(sequence)
+                    continue
+                if admitted and len(sequence.prompt_ids) > budget:
+                    break
+                self._waiting.popleft()
+                self.metrics.waiting.labels(sequence.model).dec()
+                budget -= len(sequence.prompt_ids)
+                admitted.append(sequence)
+        return admitted
+
+    def _prefill(self, admitted: list[_Sequence]) -> None:
+        first_slot = len(self._active)
+        for sequence in admitted:
+            self.metrics.running.labels(sequence.model).inc()
+            self._active.append(sequence)
+        logits = self.runtime.prefill(first_slot, [s.prompt_ids for s in admitted], [s.adapter_id for s in admitted])
+        now = time.monotonic()
+        for sequence in admitted:
+            sequence.position = len(sequence.prompt_ids)
+            self.metrics.ttft.labels(sequence.model).observe(now - sequence.submitted_at)
+            self.metrics.prompt_tokens.labels(sequence.model).inc(len(sequence.prompt_ids))
+        self._after_sampling(first_slot, self._sample(logits, admitted))
+
+    def _decode(self) -> None:
+        rows = self._active
+        logits = self.runtime.decode([s.next_token for s in rows], [s.position for s in rows],
+                                     [s.adapter_id for s in rows])
+        for sequence in rows:
+            sequence.position += 1
+        self._after_sampling(0, self._sample(logits, rows))
+
+    def _after_sampling(self, first_row: int, tokens: list[int]) -> None:
+        finished: list[tuple[int, Finished]] = []
+        for offset, token in enumerate(tokens):
+            row = first_row + offset
+            reason = self._append(self._active[row], token)
+            if reason:
+                sequence = self._active[row]
+                finished.append((row, Finished(reason, len(sequence.prompt_ids), len(sequence.output_ids),
+                                                tuple(sequence.output_ids))))
+        for row, event in reversed(finished):
+            self._finish_rows([row], event)
+
+    def _drop_cancelled_and_late(self) -> None:
+        now = time.monotonic()
+        gone = [i for i, s in enumerate(self._active) if s.handle.cancelled]
+        if gone:
+            self._finish_rows(gone, None)
+        late = [i for i, s in enumerate(self._active) if now > s.deadline]
+        for row in reversed(late):
+            self._time_out(self._active[row])
+            self._finish_rows([row], None)
+
+    def _time_out(self, sequence: _Sequence) -> None:
+        self.metrics.rejected.labels(sequence.model, "timeout").inc()
+        sequence.handle._emit(Failed("timeout", f"the request did not finish within {self.request_timeout:g} s"))
+
+    def _finish_rows(self, rows: list[int], event) -> None:
+        """Take rows out of the batch (highest first, so moving the last row keeps indices valid)."""
+        for row in sorted(rows, reverse=True):
+            sequence = self._active[row]
+            last = len(self._active) - 1
+            if row != last:
+                self.runtime.move_slot(last, row, self._active[last].position)
+                self._active[row] = self._active[last]
+            self._active.pop()
+            self.metrics.running.labels(sequence.model).dec()
+            self.metrics.completion_tokens.labels(sequence.model).inc(len(sequence.output_ids))
+            if event is not None:
+                if isinstance(event, Finished):
+                    self._flush(sequence)
+                    self._recent_seconds.append(time.monotonic() - sequence.submitted_at)
+                sequence.handle._emit(event)
+
+    # --- sampling and text ------------------------------------------------------------------
+
+    def _sample(self, logits: torch.Tensor, sequences: list[_Sequence]) -> list[int]:
+        tokens = logits.argmax(dim=-1).tolist()
+        sampled = [i for i, s in enumerate(sequences) if s.params.temperature > 0]
+        if not sampled:
+            return tokens
+        temperatures = torch.tensor([sequences[i].params.temperature for i in sampled])
+        probs = (logits[sampled] / temperatures[:, None]).softmax(dim=-1)
+        nucleus = [j for j, i in enumerate(sampled) if sequences[i].params.top_p < 1.0]
+        if nucleus:
+            top_p = torch.tensor([sequences[sampled[j]].params.top_p for j in nucleus])
+            part = probs[nucleus]
+            sorted_probs, order = part.sort(dim=-1, descending=True)
+            # Keep the smallest set of tokens whose mass reaches top_p (always the first one).
+            outside = (sorted_probs.cumsum(dim=-1) - sorted_probs) >= top_p[:, None]
+            sorted_probs[outside] = 0.0
+            probs[nucleus] = torch.zeros_like(part).scatter_(-1, order, sorted_probs)
+        for j, i in enumerate(sampled):
+            # argmax(p / E) with E ~ Exp(1) draws from p; each request has its own generator, so
+            # a seed gives the same answer whatever else shares the batch.
+            noise = torch.empty_like(probs[j]).exponential_(generator=sequences[i].generator)
+            tokens[i] = int((probs[j] / noise).argmax())
+        return tokens
+
+    def _append(self, sequence: _Sequence, token: int) -> str | None:
+        """Record a sampled token; return the finish reason when the sequence is done."""
+        if token in sequence.stop_token_ids:
+            return "stop"
+        sequence.output_ids.append(token)
+        sequence.next_token = token
+        self._detokenize(sequence)
+        params = sequence.params
+        if params.stop and self._cut_at_stop(sequence):
+            return "stop"
+        if len(sequence.output_ids) >= params.max_tokens:
+            return "length"
+        visible = len(sequence.text) - _held_back(sequence.text, params.stop)
+        if visible > sequence.sent:
+            sequence.handle._emit(TextDelta(sequence.text[sequence.sent:visible]))
+            sequence.sent = visible
+        return None
+
+    def _detokenize(self, sequence: _Sequence) -> None:
+        """Incremental decoding (as in TGI and vLLM): decode a short window of recent tokens and
+        wait while the last ones form an incomplete UTF-8 character."""
+        ids, tokenizer = sequence.output_ids, sequence.tokenizer
+        before = tokenizer.decode(ids[sequence.prefix_offset:sequence.read_offset], skip_special_tokens=True)
+        after = tokenizer.decode(ids[sequence.prefix_offset:], skip_special_tokens=True)
+        if len(after) > len(before) and not after.endswith("\ufffd"):
+            sequence.text += after[len(before):]
+            sequence.prefix_offset = sequence.read_offset
+            sequence.read_offset = len(ids)
+
+    def _cut_at_stop(self, sequence: _Sequence) -> bool:
+        longest = max(len(s) for s in sequence.params.stop)
+        start = max(0, sequence.sent - longest)
+        hits = [i for i in (sequence.text.find(s, start) for s in sequence.params.stop) if i >= 0]
+        if not hits:
+            return False
+        sequence.text = sequence.text[:min(hits)]
+        return True
+
+    def _flush(self, sequence: _Sequence) -> None:
+        if len(sequence.text) > sequence.sent:
+            sequence.handle._emit(TextDelta(sequence.text[sequence.sent:]))
+            sequence.sent = len(sequence.text)
+
+
+def _held_back(text: str, stops: tuple[str, ...]) -> int:
+    """Characters at the end of `text` that could be the start of a stop string: not sent yet."""
+    held = 0
+    for stop in stops:
+        for size in range(min(len(stop) - 1, len(text)), held, -1):
+            if text.endswith(stop[:size]):
+                held = size
+                break
+    return held

@@ -1,0 +1,366 @@
+"""The PyTorch runtime: a Llama-family decoder written for batched serving.
+
+Why not call the Hugging Face model's forward: its cache keeps one position counter for the
+whole batch, so requests that joined at different times cannot share a step, and its per-layer
+Python costs more than the arithmetic of a 135M model. This module takes the Hugging Face
+model's weights (nothing is converted on disk), fuses q/k/v and gate/up into one matrix each, and
+runs decode steps over a preallocated slot cache where every row has its own position.
+
+LoRA adapters are applied per row as low-rank deltas on top of the shared base matrices, so
+deployments of one base hold one copy of it (the approach of LoRAX / Punica). An adapter that
+changes more than linear layers (new embeddings, DoRA, per-module ranks) is refused with
+AdapterNotShareable and the caller serves it merged instead.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from tinyforge.errors import TinyforgeError
+from tinyforge.serving.runtime import BASE_ADAPTER, AdapterNotShareable, Runtime, RuntimeInfo
+
+SUPPORTED_ARCHITECTURES = ("llama", "mistral", "qwen2")
+STATIC_ROPE_TYPES = ("default", "linear", "llama3", "yarn")
+ATTENTION_PARTS = ("q_proj", "k_proj", "v_proj")
+MLP_PARTS = ("gate_proj", "up_proj")
+ADAPTER_KEY = re.compile(r"layers\.(\d+)\.(?:self_attn|mlp)\.(\w+)\.lora_([AB])\.weight$")
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise TinyforgeError(f"--device {requested}: no CUDA device is available on this machine")
+    return torch.device(requested)
+
+
+def pick_dtype(requested: str, device: torch.device) -> torch.dtype:
+    """float32 on CPU unless asked otherwise (bfloat16 changes greedy answers slightly against the
+    float32 the model was trained and evaluated in); bfloat16 on CUDA, where it is the norm."""
+    choices = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if requested == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if requested not in choices:
+        raise TinyforgeError(f"--dtype {requested}: choose auto, {', '.join(choices)}")
+    return choices[requested]
+
+
+@dataclass
+class _Layer:
+    input_norm: torch.Tensor
+    qkv: torch.Tensor
+    qkv_bias: torch.Tensor | None
+    out: torch.Tensor
+    post_norm: torch.Tensor
+    gate_up: torch.Tensor
+    down: torch.Tensor
+
+
+@dataclass
+class _LowRank:
+    """A fused LoRA delta: out += (x @ a.T) @ b.T, the scale already folded into b."""
+
+    a: torch.Tensor
+    b: torch.Tensor
+
+
+@dataclass
+class _Adapter:
+    layers: list[dict[str, _LowRank]] = field(default_factory=list)  # per layer: qkv/out/gate_up/down
+
+    def nbytes(self) -> int:
+        return sum(t.a.nbytes + t.b.nbytes for layer in self.layers for t in layer.values())
+
+
+class TorchRuntime(Runtime):
+    """Serve a Hugging Face causal LM of a supported architecture with PyTorch."""
+
+    def __init__(self, model, *, max_slots: int = 16, max_context: int | None = None,
+                 device: str = "auto", dtype: str = "auto") -> None:
+        config = model.config
+        if config.model_type not in SUPPORTED_ARCHITECTURES:
+            raise TinyforgeError(
+                f"the torch serving runtime supports {', '.join(SUPPORTED_ARCHITECTURES)} models; "
+                f"this one is {config.model_type!r}"
+            )
+        rope = getattr(config, "rope_parameters", None) or {"rope_type": "default"}
+        if rope.get("rope_type", "default") not in STATIC_ROPE_TYPES:
+            raise TinyforgeError(f"rope type {rope.get('rope_type')!r} is not supported by the torch serving runtime")
+        self.device = pick_device(device)
+        self.dtype = pick_dtype(dtype, self.device)
+        self.hidden = config.hidden_size
+        self.heads = config.num_attention_heads
+        self.kv_heads = config.num_key_value_heads or self.heads
+        self.head_dim = getattr(config, "head_dim", None) or self.hidden // self.heads
+        self.eps = config.rms_norm_eps
+        self.act = _activation(config.hidden_act)
+        limit = config.max_position_embeddings
+        window = getattr(config, "sliding_window", None) if getattr(config, "use_sliding_window", True) else None
+        if window:  # this runtime attends to the whole cache: stay inside the window
+            limit = min(limit, window)
+        self.max_context = min(max_context or limit, limit)
+        self.max_slots = max_slots
+
+        inner = model.model
+        put = lambda t: t.detach().to(self.device, self.dtype).contiguous()  # noqa: E731
+        self.embed = put(inner.embed_tokens.weight)
+        head = model.get_output_embeddings().weight
+        self.lm_head = self.embed if head.data_ptr() == inner.embed_tokens.weight.data_ptr() else put(head)
+        self.final_norm = put(inner.norm.weight)
+        self.layers: list[_Layer] = []
+        for block in inner.layers:
+            attn, mlp = block.self_attn, block.mlp
+            biases = [getattr(attn, p).bias for p in ATTENTION_PARTS]
+            self.layers.append(_Layer(
+                input_norm=put(block.input_layernorm.weight),
+                qkv=put(torch.cat([getattr(attn, p).weight for p in ATTENTION_PARTS])),
+                qkv_bias=put(torch.cat(biases)) if all(b is not None for b in biases) else None,
+                out=put(attn.o_proj.weight),
+                post_norm=put(block.post_attention_layernorm.weight),
+                gate_up=put(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight])),
+                down=put(mlp.down_proj.weight),
+            ))
+            if attn.o_proj.bias is not None or mlp.down_proj.bias is not None:
+                raise TinyforgeError("the torch serving runtime does not support output or MLP biases")
+        rotary = inner.rotary_emb
+        positions = torch.arange(self.max_context, dtype=torch.float32)
+        freqs = positions[:, None] * rotary.inv_freq.float().cpu()[None, :]
+        angles = torch.cat([freqs, freqs], dim=-1)
+        self.cos = (angles.cos() * rotary.attention_scaling).to(self.device, self.dtype)
+        self.sin = (angles.sin() * rotary.attention_scaling).to(self.device, self.dtype)
+        self.vocab_size = self.embed.shape[0]
+        self.split = [self.heads * self.head_dim, self.kv_heads * self.head_dim, self.kv_heads * self.head_dim]
+        self.out_sizes = {"qkv": sum(self.split), "gate_up": self.layers[0].gate_up.shape[0],
+                          "out": self.hidden, "down": self.hidden}
+        # Zeros, not empty: masked positions still enter the softmax product, and 0 * NaN from
+        # uninitialised memory would poison the row.
+        shape = (len(self.layers), max_slots, self.kv_heads, self.max_context, self.head_dim)
+        self.k_cache = torch.zeros(shape, device=self.device, dtype=self.dtype)
+        self.v_cache = torch.zeros(shape, device=self.device, dtype=self.dtype)
+        self.positions = torch.arange(self.max_context, device=self.device)
+        self.adapters: dict[int, _Adapter] = {}
+        self._next_adapter = BASE_ADAPTER + 1
+        weights = {t.data_ptr(): t.nbytes for t in self._weight_tensors()}
+        self.info = RuntimeInfo(
+            name="torch", device=str(self.device), dtype=str(self.dtype).removeprefix("torch."),
+            vocab_size=self.vocab_size, max_context=self.max_context, max_slots=max_slots,
+            weights_bytes=sum(weights.values()),
+            kv_cache_bytes=self.k_cache.nbytes + self.v_cache.nbytes,
+        )
+
+    @classmethod
+    def from_folder(cls, folder: str | Path, **options) -> "TorchRuntime":
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
+        return cls(model, **options)
+
+    def _weight_tensors(self):
+        yield from (self.embed, self.lm_head, self.final_norm, self.cos, self.sin)
+        for layer in self.layers:
+            yield from (t for t in vars(layer).values() if t is not None)
+
+    # --- forward passes -------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def decode(self, tokens: list[int], positions: list[int], adapters: list[int]):
+        rows = len(tokens)
+        token_ids = torch.tensor(tokens, device=self.device)
+        position_ids = torch.tensor(positions, device=self.device)
+        length = max(positions) + 1
+        row_index = torch.arange(rows, device=self.device)
+        cos = self.cos[position_ids][:, None, :]
+        sin = self.sin[position_ids][:, None, :]
+        visible = self.positions[:length][None, :] <= position_ids[:, None]
+        mask = torch.zeros(rows, 1, 1, length, device=self.device, dtype=self.dtype)
+        mask.masked_fill_(~visible[:, None, None, :], float("-inf"))
+        groups = self._adapter_groups(adapters)
+        group_size = self.heads // self.kv_heads
+        scale = 1.0 / math.sqrt(self.head_dim)
+        x = self.embed[token_ids]
+        for index, layer in enumerate(self.layers):
+            h = F.rms_norm(x, (self.hidden,), layer.input_norm, self.eps)
+            qkv = self._linear(h, layer.qkv, layer.qkv_bias, groups, index, "qkv")
+            q, k, v = qkv.split(self.split, dim=-1)
+            q = _rotate(q.view(rows, self.heads, self.head_dim), cos, sin)
+            k = _rotate(k.view(rows, self.kv_heads, self.head_dim), cos, sin)
+            k_cache, v_cache = self.k_cache[index], self.v_cache[index]
+            k_cache[row_index, :, position_ids] = k
+            v_cache[row_index, :, position_ids] = v.view(rows, self.kv_heads, self.head_dim)
+            keys = k_cache[:rows, :, :length]
+            values = v_cache[:rows, :, :length]
+            # Grouped-query attention without repeating the keys: [rows, kv_heads, group, length].
+            scores = torch.matmul(q.view(rows, self.kv_heads, group_size, self.head_dim), keys.transpose(-1, -2))
+            scores = scores.mul_(scale).add_(mask).softmax(dim=-1)
+            attended = torch.matmul(scores, values).reshape(rows, self.heads * self.head_dim)
+            x = x + self._linear(attended, layer.out, None, groups, index, "out")
+            h = F.rms_norm(x, (self.hidden,), layer.post_norm, self.eps)
+            gate, up = self._linear(h, layer.gate_up, None, groups, index, "gate_up").chunk(2, dim=-1)
+            x = x + self._linear(self.act(gate) * up, layer.down, None, groups, index, "down")
+        x = F.rms_norm(x, (self.hidden,), self.final_norm, self.eps)
+        return F.linear(x, self.lm_head).float()
+
+    @torch.inference_mode()
+    def prefill(self, first_slot: int, prompts: list[list[int]], adapters: list[int]):
+        rows, length = len(prompts), max(len(p) for p in prompts)
+        if first_slot + rows > self.max_slots or length > self.max_context:
+            raise ValueError("prefill outside the cache")
+        # Right padding: a causal mask already keeps real tokens from seeing the pad after them,
+        # and the pad's cache entries lie beyond the row's length, where decode masks them.
+        padded = torch.zeros(rows, length, dtype=torch.long)
+        for row, prompt in enumerate(prompts):
+            padded[row, : len(prompt)] = torch.tensor(prompt)
+        token_ids = padded.to(self.device)
+        cos = self.cos[:length][None, None]
+        sin = self.sin[:length][None, None]
+        groups = self._adapter_groups(adapters)
+        slots = slice(first_slot, first_slot + rows)
+        x = self.embed[token_ids]
+        for index, layer in enumerate(self.layers):
+            h = F.rms_norm(x, (self.hidden,), layer.input_norm, self.eps)
+            qkv = self._linear(h, layer.qkv, layer.qkv_bias, groups, index, "qkv")
+            q, k, v = qkv.split(self.split, dim=-1)
+            q = _rotate(q.view(rows, length, self.heads, self.head_dim).transpose(1, 2), cos, sin)
+            k = _rotate(k.view(rows, length, self.kv_heads, self.head_dim).transpose(1, 2), cos, sin)
+            v = v.view(rows, length, self.kv_heads, self.head_dim).transpose(1, 2)
+            self.k_cache[index, slots, :, :length] = k
+            self.v_cache[index, slots, :, :length] = v
+            attended = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+            attended = attended.transpose(1, 2).reshape(rows, length, self.heads * self.head_dim)
+            x = x + self._linear(attended, layer.out, None, groups, index, "out")
+            h = F.rms_norm(x, (self.hidden,), layer.post_norm, self.eps)
+            gate, up = self._linear(h, layer.gate_up, None, groups, index, "gate_up").chunk(2, dim=-1)
+            x = x + self._linear(self.act(gate) * up, layer.down, None, groups, index, "down")
+        last = torch.tensor([len(p) - 1 for p in prompts], device=self.device)
+        x = x[torch.arange(rows, device=self.device), last]
+        x = F.rms_norm(x, (self.hidden,), self.final_norm, self.eps)
+        return F.linear(x, self.lm_head).float()
+
+    def _adapter_groups(self, adapters: list[int]) -> list[tuple[_Adapter, torch.Tensor | None]]:
+        """Rows per adapter for this step; None for 'every row' (no gather needed)."""
+        used = set(adapters) - {BASE_ADAPTER}
+        if not used:
+            return []
+        if len(used) == 1 and BASE_ADAPTER not in adapters:
+            return [(self.adapters[adapters[0]], None)]
+        groups = []
+        for adapter_id in used:
+            rows = [row for row, a in enumerate(adapters) if a == adapter_id]
+            groups.append((self.adapters[adapter_id], torch.tensor(rows, device=self.device)))
+        return groups
+
+    def _linear(self, x, weight, bias, groups, layer_index: int, kind: str):
+        out = F.linear(x, weight, bias)
+        for adapter, rows in groups:
+            delta = adapter.layers[layer_index].get(kind)
+            if delta is None:
+                continue
+            if rows is None:
+                out += F.linear(F.linear(x, delta.a), delta.b)
+            else:
+                out.index_add_(0, rows, F.linear(F.linear(x.index_select(0, rows), delta.a), delta.b))
+        return out
+
+    def move_slot(self, source: int, target: int, length: int) -> None:
+        self.k_cache[:, target, :, :length] = self.k_cache[:, source, :, :length]
+        self.v_cache[:, target, :, :length] = self.v_cache[:, source, :, :length]
+
+    # --- adapters --------------------------------------------------------------------------
+
+    def add_adapter(self, folder) -> int:
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        config = json.loads((folder / "adapter_config.json").read_text())
+        if config.get("peft_type", "LORA") != "LORA":
+            raise AdapterNotShareable(f"peft_type {config.get('peft_type')} is not LoRA")
+        for key, why in (("use_dora", "DoRA"), ("modules_to_save", "modules_to_save"),
+                         ("rank_pattern", "per-module ranks"), ("alpha_pattern", "per-module alphas"),
+                         ("trainable_token_indices", "trained token embeddings")):
+            if config.get(key):
+                raise AdapterNotShareable(f"it uses {why}")
+        weights_file = folder / "adapter_model.safetensors"
+        if not weights_file.is_file():
+            raise TinyforgeError(f"{weights_file} is missing")
+        rank = int(config["r"])
+        scale = float(config.get("lora_alpha", rank)) / (math.sqrt(rank) if config.get("use_rslora") else rank)
+        parts: dict[int, dict[str, dict[str, torch.Tensor]]] = {}
+        for key, tensor in load_file(str(weights_file)).items():
+            match = ADAPTER_KEY.search(key)
+            if not match:
+                raise AdapterNotShareable(f"it has weights outside the attention and MLP projections ({key})")
+            layer, module, which = int(match[1]), match[2], match[3]
+            parts.setdefault(layer, {}).setdefault(module, {})[which] = tensor.float()
+        adapter = _Adapter()
+        head_sizes = dict(zip(ATTENTION_PARTS, self.split))
+        mlp_size = self.out_sizes["gate_up"] // 2
+        for index in range(len(self.layers)):
+            modules = parts.pop(index, {})
+            fused = {
+                "qkv": self._fuse(modules, ATTENTION_PARTS, head_sizes, scale),
+                "gate_up": self._fuse(modules, MLP_PARTS, dict.fromkeys(MLP_PARTS, mlp_size), scale),
+                "out": self._fuse(modules, ("o_proj",), {"o_proj": self.hidden}, scale),
+                "down": self._fuse(modules, ("down_proj",), {"down_proj": self.hidden}, scale),
+            }
+            unknown = set(modules) - set(ATTENTION_PARTS) - set(MLP_PARTS) - {"o_proj", "down_proj"}
+            if unknown:
+                raise AdapterNotShareable(f"it adapts modules this runtime does not know: {sorted(unknown)}")
+            adapter.layers.append({kind: delta for kind, delta in fused.items() if delta is not None})
+        if parts:
+            raise TinyforgeError(f"{weights_file}: adapter has layers {sorted(parts)} beyond the base model's {len(self.layers)}")
+        adapter_id = self._next_adapter
+        self._next_adapter += 1
+        self.adapters[adapter_id] = adapter
+        return adapter_id
+
+    def _fuse(self, modules, names, sizes, scale) -> _LowRank | None:
+        """One low-rank pair for modules whose base matrices were concatenated: A stacked, B
+        block-diagonal (zero blocks where a module is not adapted)."""
+        present = [n for n in names if n in modules]
+        if not present:
+            return None
+        a = torch.cat([modules[n]["A"] for n in present])
+        b = torch.zeros(sum(sizes[n] for n in names), a.shape[0])
+        row, col = 0, 0
+        for name in names:
+            if name in modules:
+                block = modules[name]["B"] * scale
+                if block.shape[0] != sizes[name]:
+                    raise TinyforgeError(f"adapter {name} has output size {block.shape[0]}, the base model {sizes[name]}")
+                b[row:row + sizes[name], col:col + block.shape[1]] = block
+                col += block.shape[1]
+            row += sizes[name]
+        return _LowRank(a.to(self.device, self.dtype).contiguous(), b.to(self.device, self.dtype).contiguous())
+
+    def remove_adapter(self, adapter_id: int) -> None:
+        self.adapters.pop(adapter_id, None)
+
+    def adapter_bytes(self, adapter_id: int) -> int:
+        adapter = self.adapters.get(adapter_id)
+        return adapter.nbytes() if adapter else 0
+
+    def close(self) -> None:
+        self.adapters.clear()
+        self.layers = []
+        self.k_cache = self.v_cache = self.embed = self.lm_head = None
+
+
+def _rotate(x, cos, sin):
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos + rotated * sin
+
+
+def _activation(name: str):
+    from transformers.activations import ACT2FN
+
+    if name not in ACT2FN:
+        raise TinyforgeError(f"activation {name!r} is not supported by the torch serving runtime")
+    return ACT2FN[name]
