@@ -1,0 +1,202 @@
+"""The bad-input corpus of issue 5, through the API: each bad source gives a failed version whose
+error (and error event) names the source and the record, and the dataset's earlier version is
+neither damaged nor lost."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from conftest import GOOD_JSONL
+from connectors.test_gdocs import google_apis, service_account_key  # noqa: F401  (fixtures)
+from tinyforge.core import storage
+from tinyforge.core.models import Event
+from tinyforge.datasets.models import DataConnection
+
+
+@pytest.fixture
+def earlier(upload, ingested, acme):
+    """A ready version with a real file, which no later bad import may touch."""
+    version = ingested(upload(acme.dataset, [("good.jsonl", GOOD_JSONL)]))
+    assert version.status == "ready", version.error
+    return version
+
+
+def assert_failed_cleanly(client, version, earlier, *expected: str, absent: tuple[str, ...] = ()):
+    """The version failed with each expected text in its error and in an error event, left no file,
+    and the earlier version is byte for byte what it was."""
+    body = client.get(f"/api/v1/dataset-versions/{version.pk}/").json()
+    assert body["status"] == "failed", body
+    for text in expected:
+        assert text in body["error"], (text, body["error"])
+    event = Event.all_teams.filter(dataset_version=version, level="error").last()
+    assert event is not None and all(text in event.message for text in expected), event
+    for secret in absent:
+        everything = str(body) + " ".join(Event.all_teams.filter(dataset_version=version).values_list("message", flat=True))
+        assert secret not in everything
+    assert not storage.exists(version.storage_key)
+    again = client.get(f"/api/v1/dataset-versions/{earlier.pk}/").json()
+    assert again["status"] == "ready" and again["sha256"] == earlier.sha256
+    download = client.get(f"/api/v1/dataset-versions/{earlier.pk}/download/")
+    assert hashlib.sha256(b"".join(download.streaming_content)).hexdigest() == earlier.sha256
+    return event
+
+
+@pytest.mark.parametrize("name, message", [
+    ("zip_named.pdf", "zip_named.pdf: the file is named as PDF but its content is a zip archive"),
+    ("pdf_named.csv", "pdf_named.csv: the file is named as CSV but its content is a PDF"),
+    ("text_named.docx", "named as DOCX but its content is text"),
+    ("flate_bomb.pdf", "flate_bomb.pdf, page 1: not a readable PDF"),
+    ("circular_xref.pdf", "circular_xref.pdf: not a readable PDF"),
+    ("truncated.pdf", "truncated.pdf: not a readable PDF"),
+    ("encrypted.pdf", "encrypted.pdf: the PDF is encrypted"),
+    ("image_only.pdf", "image_only.pdf: no extractable text"),
+    ("external_entity.docx", "external_entity.docx, word/document.xml: rejected: the XML declares a DOCTYPE"),
+    ("zip_bomb.docx", "zip_bomb.docx, word/media/filler.bin: rejected as a zip bomb"),
+    ("ragged.csv", "ragged.csv, line 3: ragged row: 3 fields where the header has 2"),
+    ("nul_bytes.json", "nul_bytes.json, line 1: contains a NUL byte"),
+    ("nul_bytes.jsonl", "nul_bytes.jsonl, line 2: contains a NUL byte"),
+    ("not_utf8_invalid.jsonl", "not_utf8_invalid.jsonl: not a text file: no text encoding fits its bytes"),
+])
+def test_a_bad_file_fails_its_version_and_spares_the_earlier_one(bad_files, name, message, upload, ingested, acme,
+                                                                 earlier, client_for, alice):
+    version = ingested(upload(acme.dataset, [(name, bad_files[name].read_bytes())]))
+    event = assert_failed_cleanly(client_for(alice), version, earlier, message)
+    assert event.data["source"] == name
+
+
+def test_one_bad_file_among_good_ones_fails_the_whole_version(bad_files, upload, ingested, acme, earlier, client_for,
+                                                              alice):
+    version = ingested(upload(acme.dataset, [("good.jsonl", GOOD_JSONL),
+                                             ("ragged.csv", bad_files["ragged.csv"].read_bytes())]))
+    assert_failed_cleanly(client_for(alice), version, earlier, "ragged.csv, line 3")
+
+
+def test_text_in_another_encoding_is_detected_not_refused(upload, ingested, acme):
+    csv = "question,answer\nCafé au lait?,Oui, s'il vous plaît\nNaïve?,Très\n".replace(
+        "Oui, s'il", "\"Oui, s'il").replace("plaît", "plaît\"")
+    version = ingested(upload(acme.dataset, [("menu.csv", csv.encode("cp1252"))]))
+    assert version.status == "ready", version.error
+    assert "Très" in storage.path(version.storage_key).read_text(encoding="utf-8")
+
+
+def test_rows_that_cannot_become_examples_name_their_line_or_are_skipped_when_asked(upload, ingested, acme, earlier,
+                                                                                   client_for, alice):
+    data = GOOD_JSONL + b'{"instruction": "no answer here"}\n'
+    failed = ingested(upload(acme.dataset, [("partial.jsonl", data)]))
+    assert_failed_cleanly(client_for(alice), failed, earlier, "partial.jsonl, line 7")
+    skipped = ingested(upload(acme.dataset, [("partial.jsonl", data)], skip_bad_records=True))
+    assert skipped.status == "ready" and skipped.row_count == 6
+    assert skipped.stats["skipped_count"] == 1 and skipped.stats["sources"][0]["skipped"][0]["location"] == "line 7"
+    warning = Event.all_teams.get(dataset_version=skipped, level="warning", message__startswith="skipped")
+    assert "partial.jsonl, line 7" in warning.message
+
+
+# -- SQL ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def sql_connection(faq_db, acme):
+    connection = DataConnection(project=acme.project, name="faq db", kind="sql", options={"dialect": "sqlite"})
+    connection.set_credentials({"url": faq_db})
+    connection.save()
+    return connection
+
+
+def sql_import(client, acme, connection, **config):
+    return client.post("/api/v1/dataset-versions/", {"dataset": acme.dataset.pk, "source_kind": "sql",
+                                                     "connection": connection.pk, "source_config": config},
+                       format="json")
+
+
+@pytest.mark.parametrize("statement", ["INSERT INTO faq (question, answer) VALUES ('q', 'a')", "DROP TABLE faq"])
+def test_sql_that_writes_is_refused_by_the_read_only_session(statement, sql_connection, faq_db, acme, earlier,
+                                                             client_for, alice, ingested, ingest_queue):
+    client = client_for(alice)
+    response = sql_import(client, acme, sql_connection, query=statement)
+    assert response.status_code == 201, response.content
+    version = ingested(response)
+    assert_failed_cleanly(client, version, earlier, faq_db, "refused by the read-only session")
+    with sqlite3.connect(urlsplit(faq_db).path[1:]) as conn:
+        assert conn.execute("SELECT count(*) FROM faq").fetchone() == (30,)
+
+
+def test_sql_past_the_statement_timeout_is_cancelled(sql_connection, acme, earlier, client_for, alice, ingested,
+                                                     ingest_queue):
+    client = client_for(alice)
+    endless = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n"
+    version = ingested(sql_import(client, acme, sql_connection, query=endless, statement_timeout_s=0.5))
+    assert_failed_cleanly(client, version, earlier, "ran past the statement timeout of 0.5 s and was cancelled")
+
+
+@pytest.fixture
+def mariadb_user():
+    """A MariaDB/MySQL account with a password (MYSQL_TEST_URL's server, else the local one)."""
+    import pymysql
+
+    url = os.environ.get("MYSQL_TEST_URL", "")
+    required = bool(url)
+    parts = urlsplit(url or "mysql://root@127.0.0.1:3306/")
+    try:
+        admin = pymysql.connect(host=parts.hostname, port=parts.port or 3306, user=parts.username,
+                                password=parts.password or "", autocommit=True, connect_timeout=5)
+    except pymysql.err.OperationalError as exc:
+        if required:
+            raise
+        pytest.skip(f"MariaDB unreachable and MYSQL_TEST_URL unset: {exc}")
+    with admin, admin.cursor() as cursor:
+        cursor.execute("CREATE DATABASE IF NOT EXISTS tf_datasets")
+        cursor.execute("CREATE TABLE IF NOT EXISTS tf_datasets.faq (question text, answer text)")
+        cursor.execute("CREATE USER IF NOT EXISTS 'tf_datasets'@'%' IDENTIFIED BY 'right-pass-123'")
+        cursor.execute("GRANT SELECT ON tf_datasets.* TO 'tf_datasets'@'%'")
+    return urlunsplit(parts._replace(netloc=f"tf_datasets:{{password}}@{parts.hostname}:{parts.port or 3306}",
+                                     path="/tf_datasets"))
+
+
+def test_a_wrong_database_password_is_a_clear_error_that_never_echoes_it(mariadb_user, acme, earlier, client_for,
+                                                                          alice, ingested, ingest_queue):
+    client = client_for(alice)
+    secret = "Wr0ng-Secret-9913"
+    created = client.post("/api/v1/connections/", {
+        "project": acme.project.pk, "name": "warehouse 2", "kind": "sql",
+        "credentials": {"url": mariadb_user.format(password=secret)}}, format="json")
+    assert created.status_code == 201, created.content
+    assert secret not in created.content.decode()
+    connection = DataConnection.all_teams.get(pk=created.json()["id"])
+    tested = client.post(f"/api/v1/connections/{connection.pk}/test/", {}, format="json")
+    assert tested.status_code == 200 and tested.json()["ok"] is False
+    assert "Access denied" in tested.json()["message"] and "tf_datasets:***@" in tested.json()["message"]
+    assert secret not in tested.content.decode()
+    version = ingested(sql_import(client, acme, connection, table="faq"))
+    assert_failed_cleanly(client, version, earlier, "could not connect", "Access denied", absent=(secret, "Wr0ng"))
+    for url in (f"/api/v1/connections/{connection.pk}/", "/api/v1/connections/", f"/api/v1/events/?dataset_version={version.pk}"):
+        assert secret not in client.get(url).content.decode()
+
+
+# -- Google Docs ------------------------------------------------------------------------------
+
+@pytest.fixture
+def google_connection(google_apis, service_account_key, acme):  # noqa: F811
+    connection = DataConnection(project=acme.project, name="docs", kind="google", options={"api_root": google_apis})
+    connection.set_credentials({"service_account_json": json.loads(open(service_account_key).read())})
+    connection.save()
+    return connection
+
+
+@pytest.mark.parametrize("document_id, message", [
+    ("doc-missing", "gdoc:doc-missing: Google Doc not found: the id is wrong, or it is not shared "
+                    "(share it with ingest@tf-test.iam.gserviceaccount.com)"),
+    ("doc-private", "gdoc:doc-private: Google Doc not accessible: permission denied"),
+])
+def test_a_google_doc_that_is_missing_or_not_shared_fails_clearly(document_id, message, google_connection, acme,
+                                                                   earlier, client_for, alice, ingested, ingest_queue):
+    client = client_for(alice)
+    response = client.post("/api/v1/dataset-versions/", {
+        "dataset": acme.dataset.pk, "source_kind": "google_docs", "connection": google_connection.pk,
+        "source_config": {"document_ids": [document_id]}}, format="json")
+    assert response.status_code == 201, response.content
+    assert_failed_cleanly(client, ingested(response), earlier, message)
