@@ -107,17 +107,11 @@ def sql_connection(faq_db, acme):
     return connection
 
 
-def sql_import(client, acme, connection, **config):
-    return client.post("/api/v1/dataset-versions/", {"dataset": acme.dataset.pk, "source_kind": "sql",
-                                                     "connection": connection.pk, "source_config": config},
-                       format="json")
-
-
 @pytest.mark.parametrize("statement", ["INSERT INTO faq (question, answer) VALUES ('q', 'a')", "DROP TABLE faq"])
 def test_sql_that_writes_is_refused_by_the_read_only_session(statement, sql_connection, faq_db, acme, earlier,
-                                                             client_for, alice, ingested, ingest_queue):
+                                                             client_for, alice, ingested, start_import):
     client = client_for(alice)
-    response = sql_import(client, acme, sql_connection, query=statement)
+    response = start_import(acme.dataset, "sql", sql_connection, query=statement)
     assert response.status_code == 201, response.content
     version = ingested(response)
     assert_failed_cleanly(client, version, earlier, faq_db, "refused by the read-only session")
@@ -126,10 +120,10 @@ def test_sql_that_writes_is_refused_by_the_read_only_session(statement, sql_conn
 
 
 def test_sql_past_the_statement_timeout_is_cancelled(sql_connection, acme, earlier, client_for, alice, ingested,
-                                                     ingest_queue):
+                                                     start_import):
     client = client_for(alice)
     endless = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n"
-    version = ingested(sql_import(client, acme, sql_connection, query=endless, statement_timeout_s=0.5))
+    version = ingested(start_import(acme.dataset, "sql", sql_connection, query=endless, statement_timeout_s=0.5))
     assert_failed_cleanly(client, version, earlier, "ran past the statement timeout of 0.5 s and was cancelled")
 
 
@@ -158,7 +152,7 @@ def mariadb_user():
 
 
 def test_a_wrong_database_password_is_a_clear_error_that_never_echoes_it(mariadb_user, acme, earlier, client_for,
-                                                                          alice, ingested, ingest_queue):
+                                                                          alice, ingested, start_import):
     client = client_for(alice)
     secret = "Wr0ng-Secret-9913"
     created = client.post("/api/v1/connections/", {
@@ -171,7 +165,7 @@ def test_a_wrong_database_password_is_a_clear_error_that_never_echoes_it(mariadb
     assert tested.status_code == 200 and tested.json()["ok"] is False
     assert "Access denied" in tested.json()["message"] and "tf_datasets:***@" in tested.json()["message"]
     assert secret not in tested.content.decode()
-    version = ingested(sql_import(client, acme, connection, table="faq"))
+    version = ingested(start_import(acme.dataset, "sql", connection, table="faq"))
     assert_failed_cleanly(client, version, earlier, "could not connect", "Access denied", absent=(secret, "Wr0ng"))
     for url in (f"/api/v1/connections/{connection.pk}/", "/api/v1/connections/", f"/api/v1/events/?dataset_version={version.pk}"):
         assert secret not in client.get(url).content.decode()
@@ -193,10 +187,8 @@ def google_connection(google_apis, service_account_key, acme):  # noqa: F811
     ("doc-private", "gdoc:doc-private: Google Doc not accessible: permission denied"),
 ])
 def test_a_google_doc_that_is_missing_or_not_shared_fails_clearly(document_id, message, google_connection, acme,
-                                                                   earlier, client_for, alice, ingested, ingest_queue):
+                                                                   earlier, client_for, alice, ingested, start_import):
     client = client_for(alice)
-    response = client.post("/api/v1/dataset-versions/", {
-        "dataset": acme.dataset.pk, "source_kind": "google_docs", "connection": google_connection.pk,
-        "source_config": {"document_ids": [document_id]}}, format="json")
+    response = start_import(acme.dataset, "google_docs", google_connection, document_ids=[document_id])
     assert response.status_code == 201, response.content
     assert_failed_cleanly(client, ingested(response), earlier, message)
