@@ -146,8 +146,22 @@ RQ_QUEUES = {
     "deploy": {"URL": RQ_REDIS_URL, "DEFAULT_TIMEOUT": JOB_TIMEOUT_SECONDS},
     "default": {"URL": RQ_REDIS_URL, "DEFAULT_TIMEOUT": JOB_TIMEOUT_SECONDS},
 }
-# Jobs are enqueued when the transaction that created their record commits, never before.
-RQ = {"COMMIT_MODE": "on_db_commit"}
+# Jobs are enqueued when the transaction that created their record commits, never before. The
+# worker class checks Redis's eviction policy and schedules the reconciler when it starts.
+RQ = {"COMMIT_MODE": "on_db_commit", "WORKER_CLASS": "tinyforge.core.worker.Worker"}
+# Training runs: a running job writes a heartbeat this often; the reconciler (every
+# RECONCILE_INTERVAL_SECONDS, on a worker started with --with-scheduler) treats a run whose
+# heartbeat is older than RUN_STALE_SECONDS as lost, and resumes it from its last checkpoint up to
+# RUN_MAX_RETRIES times before marking it failed. A cancelled run that has not stopped within
+# RUN_CANCEL_GRACE_SECONDS is stopped with RQ's stop-job command.
+RUN_HEARTBEAT_SECONDS = env_int("TINYFORGE_RUN_HEARTBEAT_SECONDS", 10, minimum=1)
+RUN_STALE_SECONDS = env_int("TINYFORGE_RUN_STALE_SECONDS", 120, minimum=2)
+RUN_MAX_RETRIES = env_int("TINYFORGE_RUN_MAX_RETRIES", 0, minimum=0, maximum=100)
+RUN_CANCEL_GRACE_SECONDS = env_int("TINYFORGE_RUN_CANCEL_GRACE_SECONDS", 60, minimum=1)
+RECONCILE_INTERVAL_SECONDS = env_int("TINYFORGE_RECONCILE_INTERVAL_SECONDS", 30, minimum=1)
+if RUN_STALE_SECONDS < 2 * RUN_HEARTBEAT_SECONDS:
+    raise SettingError(f"TINYFORGE_RUN_STALE_SECONDS ({RUN_STALE_SECONDS}) must be at least twice "
+                       f"TINYFORGE_RUN_HEARTBEAT_SECONDS ({RUN_HEARTBEAT_SECONDS}), or live runs look lost")
 RQ_SHOW_ADMIN_LINK = True
 
 AUTH_PASSWORD_VALIDATORS = [

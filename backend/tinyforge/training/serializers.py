@@ -2,6 +2,7 @@ from rest_framework import serializers
 
 from tinyforge.core.api import StrictModelSerializer, StrictSerializer, TeamScopedRelatedField
 from tinyforge.training.models import Checkpoint, RunMetric, TrainingRun
+from tinyforge.training.services import resolve_config
 
 
 class TrainingRunSerializer(StrictModelSerializer):
@@ -11,13 +12,22 @@ class TrainingRunSerializer(StrictModelSerializer):
             "id", "project", "name", "dataset_version", "validation_version", "base_model", "method", "config",
             "status", "attempt", "resumed_from", "progress_step", "progress_total", "eta_seconds",
             "tokens_per_second", "heartbeat_at", "started_at", "finished_at", "error", "cancel_requested",
-            "summary_metrics", "eval_results", "created_by", "created_at", "updated_at",
+            "summary_metrics", "eval_results", "created_by", "created_at", "updated_at", "queue_position",
         ]
         read_only_fields = [
             "status", "attempt", "resumed_from", "progress_step", "progress_total", "eta_seconds",
             "tokens_per_second", "heartbeat_at", "started_at", "finished_at", "error", "cancel_requested",
             "summary_metrics", "eval_results", "created_by",
         ]
+
+    queue_position = serializers.SerializerMethodField(
+        help_text="1 for the next run a free worker takes; null unless queued (or when the queue is unreachable)")
+
+    def get_queue_position(self, run) -> int | None:
+        positions = self.context.get("queue_positions")
+        if positions is None or run.status != "queued":
+            return None
+        return positions.get(run.job_id)
 
     def get_fields(self):
         fields = super().get_fields()
@@ -34,6 +44,9 @@ class TrainingRunSerializer(StrictModelSerializer):
                 version = attrs.get(name)
                 if version is not None and version.dataset.project_id != project.pk:
                     raise serializers.ValidationError({name: ["Must be a dataset version of the run's project."]})
+        if self.instance is None:
+            attrs["config"] = resolve_config(base_model=attrs.get("base_model", ""),
+                                             method=attrs.get("method", "lora"), config=attrs.get("config") or {})
         return attrs
 
 

@@ -1,0 +1,103 @@
+"""The RQ worker class of the platform (settings.RQ["WORKER_CLASS"], so `manage.py rqworker`
+uses it everywhere: compose, `tinyforge demo`, the tests).
+
+On start it warns when Redis may evict keys (a queued job silently dropped under memory
+pressure), runs the reconcilers once (a worker restarting after a crash cleans up after its
+previous life before taking new work) and makes sure each periodic job is scheduled. Periodic jobs
+reschedule themselves through RQ's scheduler, which runs inside workers started with
+`--with-scheduler`; the database work happens in job processes, never in the worker's own process,
+except for the one start-up pass after which its connections are closed (a forked work horse must
+not share them).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+
+import django_rq
+import redis
+import rq
+from django.conf import settings
+from django.db import connections
+from rq.registry import ScheduledJobRegistry
+from rq.utils import import_attribute
+
+logger = logging.getLogger(__name__)
+
+PERIODIC_QUEUE = "default"
+# name -> (function, the setting holding its interval in seconds)
+PERIODIC_JOBS = {
+    "reconcile-runs": ("tinyforge.training.reconcile.reconcile_runs", "RECONCILE_INTERVAL_SECONDS"),
+}
+
+
+def warn_unless_noeviction(connection: redis.Redis) -> str | None:
+    """Log a warning when Redis's maxmemory-policy is not noeviction; returns the policy."""
+    try:
+        policy = connection.config_get("maxmemory-policy").get("maxmemory-policy")
+    except redis.RedisError as exc:  # managed Redis services often disable CONFIG
+        logger.warning("could not read Redis maxmemory-policy (%s); make sure it is noeviction", exc)
+        return None
+    if policy != "noeviction":
+        logger.warning(
+            "Redis maxmemory-policy is %s, not noeviction: under memory pressure Redis may delete queued jobs. "
+            "Set maxmemory-policy noeviction (runs whose job vanished are re-enqueued by the reconciler, later).",
+            policy,
+        )
+    return policy
+
+
+def _periodic_job_id(name: str) -> str:
+    return f"periodic-{name}-{time.time_ns()}"
+
+
+def schedule_periodic(name: str, *, after: float | None = None) -> None:
+    """Schedule the next run of a periodic job."""
+    function, interval_setting = PERIODIC_JOBS[name]
+    delay = getattr(settings, interval_setting) if after is None else after
+    queue = django_rq.get_queue(PERIODIC_QUEUE, commit_mode="auto")
+    queue.enqueue_in(timedelta(seconds=delay), "tinyforge.core.worker.run_periodic", name,
+                     job_id=_periodic_job_id(name), result_ttl=60, failure_ttl=24 * 3600)
+
+
+def ensure_periodic_jobs_scheduled() -> None:
+    """Schedule each periodic job that has no run scheduled yet (a fresh Redis, or a chain a
+    failure broke)."""
+    queue = django_rq.get_queue(PERIODIC_QUEUE, commit_mode="auto")
+    scheduled = ScheduledJobRegistry(queue=queue).get_job_ids()
+    waiting = queue.job_ids
+    for name in PERIODIC_JOBS:
+        prefix = f"periodic-{name}-"
+        if not any(job_id.startswith(prefix) for job_id in [*scheduled, *waiting]):
+            schedule_periodic(name)
+
+
+def run_periodic(name: str):
+    """The job: run the function, then schedule the next run whatever happened."""
+    try:
+        return import_attribute(PERIODIC_JOBS[name][0])()
+    finally:
+        schedule_periodic(name)
+
+
+class Worker(rq.Worker):
+    def bootstrap(self, *args, **kwargs):
+        super().bootstrap(*args, **kwargs)
+        warn_unless_noeviction(self.connection)
+        try:
+            for function, _interval in PERIODIC_JOBS.values():
+                import_attribute(function)()
+        except Exception:  # the worker must start anyway; the scheduled pass retries
+            logger.exception("the start-up reconcile pass failed")
+        finally:
+            connections.close_all()
+        ensure_periodic_jobs_scheduled()
+
+    def run_maintenance_tasks(self):
+        super().run_maintenance_tasks()
+        try:
+            ensure_periodic_jobs_scheduled()
+        except redis.RedisError as exc:
+            logger.warning("could not check the periodic jobs: %s", exc)
