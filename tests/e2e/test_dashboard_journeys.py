@@ -127,7 +127,11 @@ def test_it_takes_the_owner_from_data_to_a_streamed_chat(journey, platform, tiny
     shots("version-uploaded")
 
     require_landed("tinyforge.datasets.jobs", "Dataset ingestion (the ingest job, issue 5)")
-    expect(page.get_by_text("ready", exact=True).first).to_be_visible(timeout=120_000)
+    status = page.locator("h1 .badge")
+    expect(status).to_have_text(re.compile("ready|failed"), timeout=120_000)
+    if status.inner_text() == "failed":
+        shots("version-failed")
+        pytest.fail(f"the demo dataset did not import: {page.get_by_role('alert').first.inner_text()}")
     expect(page.get_by_role("heading", name="Validation report")).to_be_visible()
     expect(page.get_by_text("Rows as the model sees them")).to_be_visible()
     shots("validation-report")
@@ -214,4 +218,4 @@ def test_a_viewer_sees_no_write_buttons_and_the_api_refuses_writes(journey, plat
     assert status == 403, body
     assert body["error"]["code"]
     status, body = api(platform.url, "GET", "/api/v1/projects/", secret)
-    assert status == 200 and [p["name"] for p in body["results"]] == ["Acme launch"]
+    assert status == 200 and "Acme launch" in [p["name"] for p in body["results"]]

@@ -177,6 +177,40 @@ export interface paths {
         patch: operations["connections_partial_update"];
         trace?: never;
     };
+    "/api/v1/connections/{id}/preview/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** The first rows of a query (or blocks of Google Docs), and the rows as examples under a column mapping */
+        post: operations["connections_preview_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/connections/{id}/test/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Test a connection: connect and run a query (default SELECT 1) or read a Google Doc; failures answer ok=false with the reason (never the password) */
+        post: operations["connections_test_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/dataset-versions/": {
         parameters: {
             query?: never;
@@ -225,6 +259,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/dataset-versions/{id}/diff/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Rows added and removed between this version and another (?against=<id>)
+         * @description Versions are immutable: there is no update. A new import makes a new version.
+         */
+        get: operations["dataset_versions_diff_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/dataset-versions/{id}/download/": {
         parameters: {
             query?: never;
@@ -237,6 +291,46 @@ export interface paths {
          * @description Versions are immutable: there is no update. A new import makes a new version.
          */
         get: operations["dataset_versions_download_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/dataset-versions/{id}/preview/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Rows, a page at a time; with base_model, each rendered through its chat template as segments marked trained or not
+         * @description Versions are immutable: there is no update. A new import makes a new version.
+         */
+        get: operations["dataset_versions_preview_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/dataset-versions/{id}/report/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Validation report: valid/invalid rows with line and reason, duplicates, empty outputs, token-length histogram and rows over context for a base model
+         * @description Versions are immutable: there is no update. A new import makes a new version.
+         */
+        get: operations["dataset_versions_report_retrieve"];
         put?: never;
         post?: never;
         delete?: never;
@@ -876,6 +970,42 @@ export interface components {
             /** Format: date-time */
             readonly created_at: string;
         };
+        ConnectionPreview: {
+            columns: string[];
+            /** @description The first rows, column -> value */
+            rows: {
+                [key: string]: unknown;
+            }[];
+            /** @description The mapping used or the shape detected */
+            shape: string | null;
+            /** @description The rows as dataset rows */
+            examples: {
+                [key: string]: unknown;
+            }[];
+            /** @description Why the rows do not map, if they do not */
+            mapping_error: string | null;
+        };
+        /** @description What to try a connection with: a SQL query (or table) or Google document ids. */
+        ConnectionProbeRequest: {
+            query?: string;
+            table?: string;
+            columns?: string[];
+            /** Format: double */
+            statement_timeout_s?: number;
+            /** @description Show the rows mapped to examples with this mapping */
+            mapping?: unknown;
+            document_ids?: string[];
+            folder_id?: string;
+            /** @default 20 */
+            limit: number;
+        };
+        ConnectionTestResult: {
+            ok: boolean;
+            message: string;
+            dialect: string | null;
+            server_version: string | null;
+            columns: string[];
+        };
         Csrf: {
             /** @description Also set as the readable `csrftoken` cookie */
             csrf_token: string;
@@ -1051,6 +1181,10 @@ export interface components {
          * @enum {string}
          */
         DeploymentStatusEnum: "pending" | "ready" | "failed" | "stopped";
+        DiffRow: {
+            line: number;
+            row: unknown;
+        };
         ErrorBody: {
             error: components["schemas"]["ErrorDetail"];
         };
@@ -1533,6 +1667,27 @@ export interface components {
             method?: components["schemas"]["MethodEnum"];
             config?: unknown;
         };
+        PreviewRow: {
+            line: number;
+            valid: boolean;
+            /** @description The row (an invalid line: its text) */
+            row: unknown;
+            problems: {
+                [key: string]: string;
+            }[];
+            /** @description With base_model: the rendered chat template, in spans */
+            segments?: components["schemas"]["PreviewSegment"][];
+            rendered?: string;
+            token_count?: number;
+            trained_token_count?: number;
+            over_context?: boolean;
+        };
+        PreviewSegment: {
+            text: string;
+            /** @description True where the model is trained on these tokens */
+            trained: boolean;
+            tokens: number;
+        };
         /**
          * @description Rejects fields it does not know (or that are read-only) instead of ignoring them, so a
          *     typo in a hyperparameter name is an error, not a silently different run.
@@ -1576,6 +1731,11 @@ export interface components {
          * @enum {string}
          */
         RoleEnum: "owner" | "admin" | "member" | "viewer";
+        RowProblem: {
+            line: number;
+            field: string;
+            reason: string;
+        };
         RunMetric: {
             readonly id: number;
             /** Format: int64 */
@@ -1638,6 +1798,20 @@ export interface components {
         TeamRequest: {
             name: string;
         };
+        TokenHistogram: {
+            /** @description Bucket edges in tokens (n + 1) */
+            edges: number[];
+            /** @description Rows per bucket (n) */
+            counts: number[];
+            count: number;
+            min: number | null;
+            max: number | null;
+            /** Format: double */
+            mean: number | null;
+            p50: number | null;
+            p95: number | null;
+            max_seq_length: number | null;
+        };
         /**
          * @description Rejects fields it does not know (or that are read-only) instead of ignoring them, so a
          *     typo in a hyperparameter name is an error, not a silently different run.
@@ -1678,6 +1852,8 @@ export interface components {
             readonly created_at: string;
             /** Format: date-time */
             readonly updated_at: string;
+            /** @description 1 for the next run a free worker takes; null unless queued (or when the queue is unreachable) */
+            readonly queue_position: number | null;
         };
         /**
          * @description Rejects fields it does not know (or that are read-only) instead of ignoring them, so a
@@ -1705,7 +1881,7 @@ export interface components {
         UploadRequest: {
             files: string[];
             note?: string;
-            /** @description Import options (mapping, chunking, recipe) as JSON */
+            /** @description Import options as a JSON object: mapping, recipe, chunk_chars, overlap_chars, dedup, scrub_emails, base_model... (see UploadOptions) */
             options?: unknown;
         };
         UserSummary: {
@@ -1720,6 +1896,56 @@ export interface components {
             username: string;
             /** Email address */
             email?: string;
+        };
+        ValidationReport: {
+            /** @description Training can use it: a valid row that fits the context */
+            ok: boolean;
+            summary: string;
+            total_rows: number;
+            valid_rows: number;
+            usable_rows: number;
+            invalid_count: number;
+            /** @description The first 1,000 problems, by line */
+            invalid: components["schemas"]["RowProblem"][];
+            duplicate_count: number;
+            /** @description {"line", "duplicate_of"} */
+            duplicates: {
+                [key: string]: number;
+            }[];
+            empty_output_count: number;
+            /** @description Line numbers */
+            empty_outputs: number[];
+            over_context_count: number;
+            /** @description {"line", "tokens"} */
+            over_context: {
+                [key: string]: number;
+            }[];
+            max_seq_length: number | null;
+            base_model: string | null;
+            token_histogram: components["schemas"]["TokenHistogram"] | null;
+        };
+        VersionDiff: {
+            version: number;
+            against: number;
+            /** @description Rows in version that are not in against */
+            added_count: number;
+            /** @description Rows in against that are not in version */
+            removed_count: number;
+            unchanged_count: number;
+            /** @description The first `limit` added rows, with their line in version */
+            added: components["schemas"]["DiffRow"][];
+            /** @description The first `limit` removed rows, with their line in against */
+            removed: components["schemas"]["DiffRow"][];
+        };
+        VersionPreview: {
+            count: number;
+            page: number;
+            page_size: number;
+            next: string | null;
+            previous: string | null;
+            base_model: string | null;
+            max_seq_length: number | null;
+            results: components["schemas"]["PreviewRow"][];
         };
     };
     responses: never;
@@ -2308,6 +2534,134 @@ export interface operations {
             };
         };
     };
+    connections_preview_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this data connection. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["ConnectionProbeRequest"];
+                "multipart/form-data": components["schemas"]["ConnectionProbeRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["ConnectionProbeRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConnectionPreview"];
+                };
+            };
+            /** @description Invalid input; `fields` names each bad field */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Signed in, but your role or the token's scopes do not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    connections_test_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this data connection. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["ConnectionProbeRequest"];
+                "multipart/form-data": components["schemas"]["ConnectionProbeRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["ConnectionProbeRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConnectionTestResult"];
+                };
+            };
+            /** @description Invalid input; `fields` names each bad field */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Signed in, but your role or the token's scopes do not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     dataset_versions_list: {
         parameters: {
             query?: {
@@ -2537,6 +2891,77 @@ export interface operations {
             };
         };
     };
+    dataset_versions_diff_retrieve: {
+        parameters: {
+            query: {
+                /** @description The version to compare with (usually an older one) */
+                against: number;
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this dataset version. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VersionDiff"];
+                };
+            };
+            /** @description Invalid input; `fields` names each bad field */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Signed in, but your role or the token's scopes do not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not possible in the object's current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     dataset_versions_download_retrieve: {
         parameters: {
             query?: never;
@@ -2555,6 +2980,148 @@ export interface operations {
                 };
                 content: {
                     "application/x-ndjson": string;
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Signed in, but your role or the token's scopes do not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not possible in the object's current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    dataset_versions_preview_retrieve: {
+        parameters: {
+            query?: {
+                base_model?: string;
+                max_seq_length?: number;
+                page?: number;
+                page_size?: number;
+            };
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this dataset version. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VersionPreview"];
+                };
+            };
+            /** @description Invalid input; `fields` names each bad field */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Signed in, but your role or the token's scopes do not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not possible in the object's current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    dataset_versions_report_retrieve: {
+        parameters: {
+            query?: {
+                base_model?: string;
+                max_seq_length?: number;
+            };
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this dataset version. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ValidationReport"];
+                };
+            };
+            /** @description Invalid input; `fields` names each bad field */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             /** @description Not signed in, or the token is invalid, expired or revoked */

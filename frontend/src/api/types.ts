@@ -17,9 +17,18 @@ export type Membership = S["Membership"];
 export type AuditEvent = Omit<S["AuditEvent"], "changes"> & { changes: Record<string, unknown> };
 export type Dataset = S["Dataset"];
 export type DatasetVersionStatus = S["DatasetVersionStatusEnum"];
+export type ValidationReport = S["ValidationReport"];
+export type InvalidRow = S["RowProblem"];
+export type TokenHistogram = S["TokenHistogram"];
+export type PreviewSegment = S["PreviewSegment"];
+export type PreviewRow = S["PreviewRow"];
+export type VersionPreview = S["VersionPreview"];
+export type QueryPreview = S["ConnectionPreview"];
+export type ConnectionTestResult = S["ConnectionTestResult"];
 export type DatasetVersion = Omit<S["DatasetVersion"], "stats" | "validation_report" | "source_config"> & {
-  stats: { token_histogram?: TokenHistogram; token_lengths?: TokenHistogram; [key: string]: unknown };
-  validation_report: ValidationReport;
+  stats: Record<string, unknown>;
+  /** Empty until validation has run. */
+  validation_report: Partial<ValidationReport>;
   source_config?: Record<string, unknown>;
 };
 export type DataConnection = Omit<S["DataConnection"], "options"> & { options: Record<string, unknown> };
@@ -47,58 +56,12 @@ export interface CursorPage<T> {
   has_more: boolean;
 }
 
-export interface InvalidRow {
-  line: number;
-  field?: string | null;
-  reason: string;
-}
 
-export interface ValidationReport {
-  total_rows?: number;
-  valid_rows?: number;
-  invalid_rows?: number | InvalidRow[];
-  invalid?: InvalidRow[];
-  errors?: InvalidRow[];
-  duplicates?: number;
-  empty_outputs?: number;
-  too_long?: number;
-  rows_over_context?: number;
-  [key: string]: unknown;
-}
 
-export interface TokenHistogram {
-  /** Bucket edges (n + 1) and counts (n), or explicit buckets. */
-  edges?: number[];
-  counts?: number[];
-  buckets?: { start: number; end: number; count: number }[];
-}
 
-export interface PreviewSegment {
-  text: string;
-  trained: boolean;
-}
 
-export interface PreviewRow {
-  line: number;
-  row: Record<string, unknown>;
-  rendered?: string;
-  segments?: PreviewSegment[];
-  token_count?: number;
-  trained_token_count?: number;
-}
 
-export interface VersionPreview {
-  count?: number;
-  base_model?: string;
-  results: PreviewRow[];
-  next?: string | null;
-  previous?: string | null;
-}
 
-export interface QueryPreview {
-  columns: string[];
-  rows: unknown[][] | Record<string, unknown>[];
-}
 
 export interface EvalSample {
   prompt: string;

@@ -4,18 +4,20 @@ import { histogramBuckets, invalidCountOf, invalidRowsOf } from "./version-statu
 
 describe("dataset helpers", () => {
   it("reads the histogram as edges and counts", () => {
-    expect(histogramBuckets({ edges: [0, 64, 128], counts: [3, 5] })).toEqual([
+    const stats = { count: 8, min: 3, max: 120, mean: 60, p50: 50, p95: 110, max_seq_length: 512 };
+    expect(histogramBuckets({ edges: [0, 64, 128], counts: [3, 5], ...stats })).toEqual([
       { label: "0–64", start: 0, end: 64, count: 3 },
       { label: "64–128", start: 64, end: 128, count: 5 },
     ]);
     expect(histogramBuckets(undefined)).toEqual([]);
   });
 
-  it("finds invalid rows whether the report lists them or counts them", () => {
+  it("counts invalid rows from the report, before and after validation", () => {
     const rows = [{ line: 4, field: "output", reason: "missing" }];
-    expect(invalidRowsOf({ invalid_rows: rows })).toEqual(rows);
-    expect(invalidCountOf({ invalid_rows: 7 })).toBe(7);
-    expect(invalidCountOf({ errors: rows })).toBe(1);
+    expect(invalidRowsOf({ invalid: rows })).toEqual(rows);
+    expect(invalidCountOf({ invalid_count: 7, invalid: rows })).toBe(7);
+    expect(invalidCountOf({ invalid: rows })).toBe(1);
+    expect(invalidCountOf({})).toBe(0);
   });
 
   it("guesses the column mapping from common names", () => {

@@ -1,6 +1,6 @@
 import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { apiFetch } from "../../../api/client";
-import type { DatasetVersion, QueryPreview } from "../../../api/types";
+import type { ConnectionTestResult, DatasetVersion, QueryPreview } from "../../../api/types";
 import { versionsKey } from "./list-versions";
 
 export interface ColumnMapping {
@@ -10,8 +10,8 @@ export interface ColumnMapping {
   metadata: string[];
 }
 
-export function testConnection(connectionId: number): Promise<{ ok: boolean; message?: string }> {
-  return apiFetch(`/api/v1/connections/${connectionId}/test/`, { method: "POST" });
+export function testConnection(connectionId: number): Promise<ConnectionTestResult> {
+  return apiFetch<ConnectionTestResult>(`/api/v1/connections/${connectionId}/test/`, { method: "POST", json: { limit: 1 } });
 }
 
 export function previewQuery({ connectionId, query }: { connectionId: number; query: string }): Promise<QueryPreview> {

@@ -9,7 +9,7 @@ import { useImportSql, usePreviewQuery, useTestConnection, type ColumnMapping } 
 import { ConnectionPicker } from "./ConnectionPicker";
 
 function previewRows(preview: QueryPreview): unknown[][] {
-  return preview.rows.map((row) => (Array.isArray(row) ? row : preview.columns.map((c) => (row as Record<string, unknown>)[c])));
+  return preview.rows.map((row) => preview.columns.map((c) => row[c]));
 }
 
 /** Guesses the mapping from common column names (question/answer, prompt/completion...). */
@@ -60,7 +60,12 @@ export function SqlImportPanel({ projectId, datasetId }: { projectId: number; da
             <Button busy={test.isPending} onClick={() => test.mutate(connection)}>
               Test connection
             </Button>
-            {test.isSuccess ? <span className="badge badge-success" role="status">{test.data.message ?? "Connected"}</span> : null}
+            {test.isSuccess ? (
+              <span className={`badge ${test.data.ok ? "badge-success" : "badge-danger"}`} role="status">
+                {test.data.message || (test.data.ok ? "Connected" : "Connection failed")}
+                {test.data.server_version ? ` · ${test.data.dialect ?? ""} ${test.data.server_version}` : ""}
+              </span>
+            ) : null}
           </div>
           <InlineError error={test.error} />
           <Field label="Query" help="A read-only SELECT; the session is read-only and has a statement timeout." errors={fieldError(preview.error, "query") ?? fieldError(importSql.error, "query")}>
@@ -74,6 +79,7 @@ export function SqlImportPanel({ projectId, datasetId }: { projectId: number; da
           <InlineError error={errorBesideButton(preview.error, ["query"])} />
           {preview.data ? (
             <>
+              {preview.data.mapping_error ? <div className="alert alert-warning">{preview.data.mapping_error}</div> : null}
               <div className="table-wrap card">
                 <table className="table" aria-label="Query preview">
                   <thead>

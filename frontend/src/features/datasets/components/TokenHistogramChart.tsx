@@ -3,7 +3,7 @@ import type { TokenHistogram } from "../../../api/types";
 import { EmptyState } from "../../../components/States";
 import { histogramBuckets } from "../version-status";
 
-export function TokenHistogramChart({ histogram, maxLength }: { histogram: TokenHistogram | undefined; maxLength?: number }) {
+export function TokenHistogramChart({ histogram, maxLength }: { histogram: TokenHistogram | null | undefined; maxLength?: number }) {
   const buckets = histogramBuckets(histogram);
   if (!buckets.length) return <EmptyState title="No token statistics">They appear once validation finishes.</EmptyState>;
   return (
@@ -24,7 +24,8 @@ export function TokenHistogramChart({ histogram, maxLength }: { histogram: Token
         </ResponsiveContainer>
       </div>
       <figcaption className="small muted">
-        Rows by token length{maxLength ? `; the model's context is ${maxLength} tokens` : ""}.
+        Rows by token length{histogram?.p50 != null ? ` (median ${histogram.p50}, 95th percentile ${histogram.p95})` : ""}
+        {maxLength ? `; the model's context is ${maxLength} tokens` : ""}.
       </figcaption>
       {/* The same numbers for screen readers and keyboard users. */}
       <table className="visually-hidden">

@@ -80,7 +80,7 @@ export function VersionPage() {
   const report = v.validation_report ?? {};
   const invalidRows = invalidRowsOf(report);
   const busy = isVersionBusy(v.status);
-  const histogram = v.stats?.token_histogram ?? v.stats?.token_lengths;
+  const histogram = report.token_histogram;
   return (
     <>
       <PageHeader
@@ -127,11 +127,12 @@ export function VersionPage() {
             <Stat label="Rows" value={formatNumber(v.row_count ?? report.total_rows)} />
             <Stat label="Valid rows" value={formatNumber(report.valid_rows)} />
             <Stat label="Invalid rows" value={formatNumber(invalidCountOf(report))} />
-            <Stat label="Duplicates" value={formatNumber(report.duplicates)} />
-            <Stat label="Empty outputs" value={formatNumber(report.empty_outputs)} />
-            <Stat label="Over context" value={formatNumber(report.too_long ?? report.rows_over_context)} />
+            <Stat label="Duplicates" value={formatNumber(report.duplicate_count)} />
+            <Stat label="Empty outputs" value={formatNumber(report.empty_output_count)} />
+            <Stat label="Over context" value={formatNumber(report.over_context_count)} />
             <Stat label="Size" value={formatBytes(v.size_bytes)} />
           </div>
+          {report.summary ? <p style={{ marginBottom: 0 }}>{report.summary}</p> : null}
           {v.sha256 ? (
             <p className="small muted" style={{ marginBottom: 0 }}>
               sha256 <code>{v.sha256}</code>
@@ -167,7 +168,7 @@ export function VersionPage() {
           <div className="alert alert-success">Every row is valid.</div>
         ) : null}
         <Card title="Token lengths">
-          <TokenHistogramChart histogram={histogram} />
+          <TokenHistogramChart histogram={histogram} maxLength={report.max_seq_length ?? undefined} />
         </Card>
         {v.status === "ready" ? <PreviewCard versionId={v.id} /> : null}
       </div>
