@@ -1,0 +1,137 @@
+"""Under concurrency nothing is dropped or cut short, and greedy answers equal each request alone."""
+
+from __future__ import annotations
+
+import asyncio
+
+import openai
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from serving.conftest import make_lora_adapter, running_server
+from tinyforge.serving.engine import Engine, Finished, SamplingParams, TextDelta
+from tinyforge.serving.metrics import ServingMetrics
+from tinyforge.serving.registry import FolderRegistry
+from tinyforge.serving.runtime import BASE_ADAPTER
+from tinyforge.serving.torch_runtime import TorchRuntime
+
+QUESTIONS = [
+    "What is the capital of Zorbland?", "Reverse the word: hello", "Widget Pro supports how many devices?",
+    "The quick brown fox", "abc", "Tell me about the warranty.", "Reverse the word: world", "Hi",
+    "What does Widget Pro ship with?", "lazy dog", "0123456789", "You are a helpful assistant.",
+    "capital", "Quillport", "jumps over", "What is Zorbland?",
+]
+# Float noise between a row computed alone and in a batch of 16 (different matmul kernels).
+NOISE = 1e-4
+
+
+async def generate(engine, tokenizer, prompt_ids, max_tokens, adapter=BASE_ADAPTER):
+    handle = engine.submit(model="m", adapter_id=adapter, tokenizer=tokenizer, prompt_ids=prompt_ids,
+                           params=SamplingParams(max_tokens=max_tokens, temperature=0.0),
+                           stop_token_ids=frozenset({tokenizer.eos_token_id}), loop=asyncio.get_running_loop())
+    text = []
+    async for event in handle:
+        if isinstance(event, TextDelta):
+            text.append(event.text)
+        else:
+            assert isinstance(event, Finished), event
+            return "".join(text), event
+
+
+def test_greedy_answers_in_a_batch_equal_each_request_alone(tiny_model_dir, lora_adapter_dir):
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    runtime = TorchRuntime.from_folder(tiny_model_dir, max_slots=16, max_context=128)
+    adapter = runtime.add_adapter(lora_adapter_dir)
+    engine = Engine(runtime, name="tiny", metrics=ServingMetrics())
+    prompts = [tokenizer.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True,
+                                             tokenize=True, return_dict=False) for q in QUESTIONS]
+    adapters = [adapter if i % 3 == 0 else BASE_ADAPTER for i in range(len(prompts))]
+    # Different lengths, so requests leave the batch at different steps and others move slots.
+    lengths = [20 + 5 * (i % 4) for i in range(len(prompts))]
+
+    async def alone():
+        return [await generate(engine, tokenizer, p, n, a) for p, n, a in zip(prompts, lengths, adapters)]
+
+    async def together():
+        return await asyncio.gather(*(generate(engine, tokenizer, p, n, a) for p, n, a in zip(prompts, lengths, adapters)))
+
+    try:
+        expected = asyncio.run(alone())
+        got = asyncio.run(together())
+    finally:
+        engine.stop()
+    models = {BASE_ADAPTER: AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)).eval()}
+    for i, ((text, done), (want_text, want)) in enumerate(zip(got, expected)):
+        assert done.reason == want.reason and done.prompt_tokens == want.prompt_tokens
+        if done.token_ids == want.token_ids:
+            assert text == want_text
+            continue
+        # Where they differ, the two best candidates must have tied within float noise.
+        first = next(k for k, (a, b) in enumerate(zip(done.token_ids, want.token_ids)) if a != b)
+        model = models.get(adapters[i]) or _peft(tiny_model_dir, lora_adapter_dir)
+        with torch.no_grad():
+            logits = model(torch.tensor([prompts[i] + list(want.token_ids[:first])])).logits[0, -1]
+        top = logits.topk(2).values
+        assert top[0] - top[1] < NOISE, f"request {i} differs at token {first} with a clear winner"
+    assert all(done.completion_tokens == n or done.reason == "stop" for (_, done), n in zip(got, lengths))
+
+
+def _peft(base_dir, adapter_dir):
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(base_dir)), str(adapter_dir)).eval()
+
+
+def test_sixteen_concurrent_streams_each_get_a_complete_answer(tiny_model_dir):
+    with running_server(FolderRegistry({"tiny": tiny_model_dir})) as server:
+        client = openai.AsyncOpenAI(base_url=f"{server.base_url}/v1", api_key="none", max_retries=0)
+
+        async def one(question, streamed):
+            kwargs = dict(model="tiny", messages=[{"role": "user", "content": question}], max_tokens=40, temperature=0)
+            if not streamed:
+                answer = await client.chat.completions.create(**kwargs)
+                return answer.choices[0].message.content, answer.choices[0].finish_reason, answer.usage.completion_tokens
+            parts, finish, usage = [], None, None
+            async for chunk in await client.chat.completions.create(stream=True, stream_options={"include_usage": True},
+                                                                     **kwargs):
+                if chunk.choices:
+                    parts.append(chunk.choices[0].delta.content or "")
+                    finish = chunk.choices[0].finish_reason or finish
+                if chunk.usage:
+                    usage = chunk.usage.completion_tokens
+            return "".join(parts), finish, usage
+
+        async def main():
+            alone = [await one(q, False) for q in QUESTIONS]
+            together = await asyncio.gather(*(one(q, True) for q in QUESTIONS))
+            return alone, together
+
+        alone, together = asyncio.run(main())
+        assert server.metric("tinyforge_serving_requests_running", model="tiny") == 0
+    for (text, finish, tokens), (want_text, want_finish, want_tokens) in zip(together, alone):
+        assert finish in ("stop", "length") and finish == want_finish
+        assert tokens == want_tokens and (tokens == 40 or finish == "stop")
+        # The tiny model's two best logits are ~0.1 apart, 10^6 times the batching noise
+        # (test_greedy_answers_in_a_batch_equal_each_request_alone shows how ties are handled).
+        assert text == want_text
+
+
+def test_ten_adapters_on_one_base_cost_little_more_than_one(tiny_model_dir, tmp_path):
+    models = {"base": tiny_model_dir}
+    for i in range(10):
+        models[f"tuned-{i}"] = make_lora_adapter(tiny_model_dir, tmp_path / f"lora-{i}", seed=10 + i, targets=["q_proj", "v_proj"])
+    with running_server(FolderRegistry(models)) as server:
+        pool = server.service.pool
+        engines = {id(m.engine) for m in pool.models.values()}
+        assert len(engines) == 1  # one runtime, one copy of the base weights
+        base_bytes = pool.get("base").memory["weights"]
+        adapters = sum(pool.get(f"tuned-{i}").memory["adapter"] for i in range(10))
+        # Eleven models in little more than one model's memory (eleven copies would be 11x).
+        assert base_bytes + adapters < 1.5 * base_bytes
+        client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="none", max_retries=0)
+        answers = {client.chat.completions.create(model=name, messages=[{"role": "user", "content": "Hi"}],
+                                                  max_tokens=8, temperature=0).choices[0].message.content
+                   for name in models}
+        assert len(answers) > 5  # the adapters really differ from each other and from the base
+        assert server.metric("tinyforge_serving_model_memory_bytes", model="tuned-3", part="adapter") > 0

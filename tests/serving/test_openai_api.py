@@ -1,0 +1,142 @@
+"""The official `openai` client against a real uvicorn server serving the tiny model and an adapter."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+from transformers import AutoTokenizer
+
+from serving.conftest import running_server
+from tinyforge.ml.formatting import tokenize_messages
+from tinyforge.serving.api import ChatCompletionRequest
+from tinyforge.serving.auth import APIKeyAuthenticator
+from tinyforge.serving.registry import FolderRegistry
+
+KEY = "test-key-0123456789"
+CONVERSATION = [
+    {"role": "system", "content": "You are a helpful assistant."},
+    {"role": "user", "content": "What is the capital of Zorbland?"},
+    {"role": "assistant", "content": "The capital of Zorbland is Quillport."},
+    {"role": "user", "content": "Reverse the word: hello"},
+]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir, lora_adapter_dir):
+    registry = FolderRegistry({"tiny": tiny_model_dir, "tiny-lora": lora_adapter_dir})
+    with running_server(registry, APIKeyAuthenticator(KEY)) as running:
+        yield running
+
+
+@pytest.fixture
+def client(server):
+    return openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=KEY, max_retries=0)
+
+
+def test_it_lists_the_models_with_their_memory(client):
+    models = {m.id: m for m in client.models.list()}
+    assert set(models) == {"tiny", "tiny-lora"}
+    lora = models["tiny-lora"].model_extra["tinyforge"]
+    assert lora["adapter_on_shared_base"] is True
+    assert 0 < lora["memory_bytes"]["adapter"] < lora["memory_bytes"]["shared_base"]
+    assert client.models.retrieve("tiny").id == "tiny"
+
+
+def test_it_chats_without_streaming(client):
+    answer = client.chat.completions.create(model="tiny", messages=CONVERSATION, max_tokens=12, temperature=0)
+    choice = answer.choices[0]
+    assert choice.message.role == "assistant" and choice.message.content
+    assert choice.finish_reason in ("stop", "length")
+    assert answer.usage.completion_tokens <= 12 and answer.usage.prompt_tokens > 20
+    assert answer.usage.total_tokens == answer.usage.prompt_tokens + answer.usage.completion_tokens
+
+
+def test_streaming_gives_the_same_text_and_usage_at_the_end(client):
+    expected = client.chat.completions.create(model="tiny", messages=CONVERSATION, max_tokens=15, temperature=0)
+    chunks = list(client.chat.completions.create(model="tiny", messages=CONVERSATION, max_tokens=15, temperature=0,
+                                                 stream=True, stream_options={"include_usage": True}))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == expected.choices[0].message.content
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == expected.choices[0].finish_reason
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == expected.usage.completion_tokens
+
+
+def test_the_sse_stream_ends_with_done(server):
+    with httpx.stream("POST", f"{server.base_url}/v1/completions", headers={"Authorization": f"Bearer {KEY}"},
+                      json={"model": "tiny", "prompt": "The quick brown", "max_tokens": 5, "stream": True}) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = [line for line in response.iter_lines() if line]
+    assert lines[-1] == "data: [DONE]"
+    assert all(line.startswith("data: ") for line in lines)
+
+
+def test_completions_with_and_without_streaming(client):
+    answer = client.completions.create(model="tiny", prompt="The quick brown", max_tokens=8, temperature=0)
+    streamed = "".join(c.choices[0].text for c in client.completions.create(
+        model="tiny", prompt="The quick brown", max_tokens=8, temperature=0, stream=True))
+    assert answer.choices[0].text == streamed
+    assert answer.usage.completion_tokens == 8 or answer.choices[0].finish_reason == "stop"
+
+
+def test_the_adapter_changes_the_answer(client):
+    base = client.chat.completions.create(model="tiny", messages=CONVERSATION, max_tokens=10, temperature=0)
+    tuned = client.chat.completions.create(model="tiny-lora", messages=CONVERSATION, max_tokens=10, temperature=0)
+    assert base.choices[0].message.content != tuned.choices[0].message.content
+
+
+def test_a_seed_gives_the_same_sample_and_stop_strings_cut_the_text(client):
+    kwargs = dict(model="tiny", messages=CONVERSATION, max_tokens=20, temperature=1.0, top_p=0.9)
+    first = client.chat.completions.create(seed=7, **kwargs).choices[0].message.content
+    assert client.chat.completions.create(seed=7, **kwargs).choices[0].message.content == first
+    assert len({client.chat.completions.create(seed=s, **kwargs).choices[0].message.content for s in range(4)}) > 1
+    greedy = client.chat.completions.create(model="tiny", messages=CONVERSATION, max_tokens=20, temperature=0)
+    text = greedy.choices[0].message.content
+    stop = text[3:5]
+    cut = client.chat.completions.create(model="tiny", messages=CONVERSATION, max_tokens=20, temperature=0, stop=[stop])
+    assert cut.choices[0].finish_reason == "stop"
+    assert cut.choices[0].message.content == text[: text.index(stop)]
+    streamed = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
+        model="tiny", messages=CONVERSATION, max_tokens=20, temperature=0, stop=stop, stream=True))
+    assert streamed == text[: text.index(stop)]
+
+
+def test_a_conversation_becomes_the_token_ids_of_training(server, tiny_model_dir, client):
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    served = server.service.pool.get("tiny")
+    request = ChatCompletionRequest.model_validate({"model": "tiny", "messages": CONVERSATION})
+    ids = server.service._prompt_ids(served, request, "chat")
+    assert ids == list(tokenizer.apply_chat_template(CONVERSATION, add_generation_prompt=True, tokenize=True,
+                                                     return_dict=False))
+    # Training's tokenization of the conversation with a reply starts with exactly these ids.
+    trained = tokenize_messages(tokenizer, CONVERSATION + [{"role": "assistant", "content": "olleh"}])
+    assert trained.input_ids[: len(ids)] == ids
+    usage = client.chat.completions.create(model="tiny", messages=CONVERSATION, max_tokens=1).usage
+    assert usage.prompt_tokens == len(ids)
+
+
+def test_predict_health_readiness_and_metrics(server):
+    headers = {"Authorization": f"Bearer {KEY}"}
+    answer = httpx.post(f"{server.base_url}/predict", json={"input": "Reverse the word: hello", "model": "tiny",
+                                                            "max_tokens": 6}, headers=headers)
+    assert answer.status_code == 200 and isinstance(answer.json()["output"], str)
+    health = httpx.get(f"{server.base_url}/health").json()
+    assert health["status"] == "alive" and health["uptime_seconds"] > 0
+    ready = httpx.get(f"{server.base_url}/readyz").json()
+    assert ready["ready"] and ready["models"]["tiny-lora"]["state"] == "ready"
+    page = httpx.get(f"{server.base_url}/metrics").text
+    for name in ("tinyforge_serving_requests_total", "tinyforge_serving_prompt_tokens_total",
+                 "tinyforge_serving_completion_tokens_total", "tinyforge_serving_time_to_first_token_seconds_bucket",
+                 "tinyforge_serving_request_duration_seconds_bucket", "tinyforge_serving_requests_running",
+                 "tinyforge_serving_requests_waiting", "tinyforge_serving_model_memory_bytes"):
+        assert name in page
+    assert server.metric("tinyforge_serving_requests_total", model="tiny", endpoint="/predict", status="200") >= 1
+
+
+def test_a_wrong_or_missing_key_is_refused(server):
+    bad = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as info:
+        bad.models.list()
+    assert info.value.body["code"] == "invalid_api_key"
+    assert httpx.get(f"{server.base_url}/v1/models").status_code == 401

@@ -1,0 +1,85 @@
+"""The PyTorch runtime computes what transformers (and PEFT, for adapters) compute."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM
+
+from tinyforge.errors import TinyforgeError
+from tinyforge.serving.runtime import BASE_ADAPTER, AdapterNotShareable
+from tinyforge.serving.torch_runtime import TorchRuntime
+
+ATOL = 1e-5
+PROMPTS = [[5, 17, 40, 9, 3, 11], [8, 2], [30, 31, 32, 33, 34, 35, 36, 37, 38]]
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_model_dir):
+    return AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)).eval()
+
+
+@pytest.fixture(scope="module")
+def peft_reference(tiny_model_dir, lora_adapter_dir):
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
+    return PeftModel.from_pretrained(base, str(lora_adapter_dir)).eval()
+
+
+def last_logits(model, ids):
+    with torch.no_grad():
+        return model(torch.tensor([ids])).logits[0, -1]
+
+
+def test_it_matches_transformers_for_rows_at_different_positions(tiny_model_dir, reference):
+    runtime = TorchRuntime.from_folder(tiny_model_dir, max_slots=4, max_context=64)
+    logits = runtime.prefill(0, PROMPTS, [BASE_ADAPTER] * 3)
+    sequences = [list(p) for p in PROMPTS]
+    for step in range(4):
+        for row, ids in enumerate(sequences):
+            assert torch.allclose(logits[row], last_logits(reference, ids), atol=ATOL), (step, row)
+        tokens = logits.argmax(-1).tolist()
+        positions = [len(ids) for ids in sequences]
+        for ids, token in zip(sequences, tokens):
+            ids.append(token)
+        logits = runtime.decode(tokens, positions, [BASE_ADAPTER] * 3)
+
+
+def test_a_row_moved_into_a_freed_slot_continues_where_it_was(tiny_model_dir, reference):
+    runtime = TorchRuntime.from_folder(tiny_model_dir, max_slots=4, max_context=64)
+    runtime.prefill(0, PROMPTS, [BASE_ADAPTER] * 3)
+    runtime.move_slot(2, 0, len(PROMPTS[2]))  # the first request finished; the last takes its slot
+    logits = runtime.decode([7, 7], [len(PROMPTS[2]), len(PROMPTS[1])], [BASE_ADAPTER] * 2)
+    assert torch.allclose(logits[0], last_logits(reference, PROMPTS[2] + [7]), atol=ATOL)
+    assert torch.allclose(logits[1], last_logits(reference, PROMPTS[1] + [7]), atol=ATOL)
+
+
+def test_adapters_apply_per_row_in_one_batch(tiny_model_dir, lora_adapter_dir, reference, peft_reference):
+    runtime = TorchRuntime.from_folder(tiny_model_dir, max_slots=4, max_context=64)
+    adapter = runtime.add_adapter(lora_adapter_dir)
+    rows = [adapter, BASE_ADAPTER, adapter]
+    logits = runtime.prefill(0, PROMPTS, rows)
+    tokens = [3, 4, 5]
+    decoded = runtime.decode(tokens, [len(p) for p in PROMPTS], rows)
+    for row, prompt in enumerate(PROMPTS):
+        model = peft_reference if rows[row] == adapter else reference
+        assert torch.allclose(logits[row], last_logits(model, prompt), atol=ATOL)
+        assert torch.allclose(decoded[row], last_logits(model, prompt + [tokens[row]]), atol=ATOL)
+    # The adapter really changes the answer (B is not zero).
+    assert (last_logits(peft_reference, PROMPTS[0]) - last_logits(reference, PROMPTS[0])).abs().max() > 0.1
+    assert 0 < runtime.adapter_bytes(adapter) < runtime.info.weights_bytes
+
+
+def test_it_refuses_adapters_it_cannot_share_and_architectures_it_does_not_know(tiny_model_dir, tmp_path):
+    import json
+    import shutil
+
+    runtime = TorchRuntime.from_folder(tiny_model_dir, max_slots=2, max_context=32)
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 4, "use_dora": True}))
+    with pytest.raises(AdapterNotShareable, match="DoRA"):
+        runtime.add_adapter(tmp_path)
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    with pytest.raises(TinyforgeError, match="gpt2"):
+        TorchRuntime(GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=50)))
+    shutil.rmtree(tmp_path)
