@@ -15,8 +15,6 @@ from personas import acme, alice, bob, charlie, client_for, fast_password_hashin
 from tinyforge.datasets.jobs import ingest_version
 from tinyforge.datasets.models import DatasetVersion
 
-GOOD_JSONL = b"".join(json.dumps({"instruction": f"What is {n} + {n}?", "output": str(2 * n)}).encode() + b"\n"
-                      for n in range(1, 7))
 
 
 @pytest.fixture(scope="session")

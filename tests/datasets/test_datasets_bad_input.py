@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from conftest import GOOD_JSONL
+from dataset_files import GOOD_JSONL
 from connectors.test_gdocs import google_apis, service_account_key  # noqa: F401  (fixtures)
 from tinyforge.core import storage
 from tinyforge.core.models import Event

@@ -9,7 +9,7 @@ import json
 import pytest
 from django.core.handlers.wsgi import WSGIHandler
 
-from conftest import GOOD_JSONL
+from dataset_files import GOOD_JSONL
 from personas import assert_error
 from tinyforge.core import storage
 from tinyforge.core.models import Event

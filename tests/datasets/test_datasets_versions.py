@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from conftest import GOOD_JSONL
+from dataset_files import GOOD_JSONL
 from personas import assert_error
 from tinyforge.core import storage
 from tinyforge.datasets import analysis, lifecycle

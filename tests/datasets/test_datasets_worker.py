@@ -12,7 +12,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from conftest import GOOD_JSONL
+from dataset_files import GOOD_JSONL
 from tinyforge.core.models import Event
 from tinyforge.datasets.models import DatasetVersion
 
