@@ -228,7 +228,7 @@ def main() -> int:
         if "model:" not in answer or len(answer.strip().splitlines()) < 2:
             raise NewcomerFailure(f"getting-started's openai block printed {answer!r}")
         say(f"getting-started's openai block printed:\n{answer}")
-    except NewcomerFailure as failure:
+    except (NewcomerFailure, httpx.HTTPError) as failure:
         say(f"FAILED: {failure}")
         if demo is not None:
             demo.interrupt()
