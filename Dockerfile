@@ -49,6 +49,8 @@ RUN groupadd --system --gid 10001 tinyforge \
  && useradd --system --uid 10001 --gid tinyforge --home-dir /app --shell /usr/sbin/nologin tinyforge
 COPY --from=python-deps /opt/venv /opt/venv
 COPY --from=wheel /wheels /tmp/wheels
+# Offline by default (HF_HUB_OFFLINE): a model that is not on disk is an error, never a download.
+# The unprivileged user cannot write its home (/app), so library caches go to /tmp.
 ENV PATH=/opt/venv/bin:$PATH \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -58,6 +60,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     TINYFORGE_DATA_DIR=/data \
     TINYFORGE_MODEL_CACHE=/data/model-cache \
     HF_HOME=/data/huggingface \
+    XDG_CACHE_HOME=/tmp/cache \
     HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1
 # pip check: the pins of pyproject.toml agree with each other and with the wheel.
