@@ -48,12 +48,14 @@ def upload(client_for, alice, ingest_queue, django_capture_on_commit_callbacks):
 
 @pytest.fixture
 def start_import(client_for, alice, ingest_queue, django_capture_on_commit_callbacks):
-    """start_import(dataset, source_kind, connection, client=alice's, **source_config) -> the response."""
+    """start_import(dataset, source_kind, connection, client=alice's, parent=None, **source_config) -> the response."""
 
-    def send(dataset, source_kind, connection, client=None, **source_config):
+    def send(dataset, source_kind, connection, client=None, parent=None, **source_config):
         body = {"dataset": dataset.pk, "source_kind": source_kind, "source_config": source_config}
         if connection is not None:
             body["connection"] = connection if isinstance(connection, int) else connection.pk
+        if parent is not None:
+            body["parent"] = parent.pk
         with django_capture_on_commit_callbacks(execute=True):
             return (client or client_for(alice)).post("/api/v1/dataset-versions/", body, format="json")
 

@@ -147,3 +147,15 @@ def test_a_version_deleted_while_ingesting_makes_the_job_stop(upload, acme, monk
     monkeypatch.setattr(jobs, "PROGRESS_INTERVAL_S", 0.0)
     monkeypatch.setattr(jobs.ProgressWriter, "heartbeat", delete_then_beat)
     assert jobs.ingest_version(created["id"]) == "abandoned"
+
+
+def test_a_derived_version_reruns_options_over_an_earlier_one(upload, ingested, start_import, acme):
+    with_email = GOOD_JSONL + b'{"instruction": "Who do I ask?", "output": "Mail help@example.com today."}\n'
+    parent = ingested(upload(acme.dataset, [("faq.jsonl", with_email)]))
+    response = start_import(acme.dataset, "derived", None, scrub_emails=True)
+    assert "parent" in assert_error(response, 400)["fields"]
+    derived = ingested(start_import(acme.dataset, "derived", None, parent=parent, scrub_emails=True))
+    assert derived.status == "ready", derived.error
+    rows = [json.loads(line) for line in storage.path(derived.storage_key).read_text().splitlines()]
+    assert rows[-1]["output"] == "Mail [EMAIL] today." and derived.stats["emails_scrubbed"] == 1
+    assert rows[-1]["metadata"] == {"source": "faq v2", "location": "line 7"}  # traced to the parent version
