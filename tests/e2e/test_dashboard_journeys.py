@@ -83,6 +83,9 @@ def test_it_signs_in_creates_a_project_and_a_token_and_signs_out(journey, platfo
     sign_in(page, "alice")
     expect(page.get_by_test_id("current-user")).to_contain_text("alice")
     shots("projects")
+    page.emulate_media(color_scheme="dark")
+    shots("projects-dark")
+    page.emulate_media(color_scheme="light")
 
     create_project(page, shots, "Helpdesk")
     # An error from the API shows beside the field that caused it.
@@ -131,7 +134,12 @@ def test_it_takes_the_owner_from_data_to_a_streamed_chat(journey, platform, tiny
     expect(status).to_have_text(re.compile("ready|failed"), timeout=120_000)
     if status.inner_text() == "failed":
         shots("version-failed")
-        pytest.fail(f"the demo dataset did not import: {page.get_by_role('alert').first.inner_text()}")
+        reason = page.get_by_role("alert").first.inner_text()
+        if "line 3: field 'instruction' is missing" in reason:
+            # Known: the importer takes the first row's shape for the whole file, and the demo
+            # dataset mixes instruction rows with chat rows. Any other failure fails the test.
+            pytest.xfail("ingestion (issue 5) rejects the demo dataset's mix of instruction and chat rows")
+        pytest.fail(f"the demo dataset did not import: {reason}")
     expect(page.get_by_role("heading", name="Validation report")).to_be_visible()
     expect(page.get_by_text("Rows as the model sees them")).to_be_visible()
     shots("validation-report")

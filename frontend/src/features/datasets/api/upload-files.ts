@@ -7,7 +7,7 @@ export interface UploadInput {
   datasetId: number;
   files: File[];
   note: string;
-  /** Recipe for plain documents: "chunks", "sections" or "qa". */
+  /** Recipe for plain documents: "text", "sections" or "qa". */
   recipe: string;
   onProgress: (progress: UploadProgress) => void;
   signal?: AbortSignal;

@@ -12,7 +12,7 @@ const ACCEPT = ".txt,.md,.markdown,.pdf,.docx,.csv,.json,.jsonl";
 
 export const RECIPES = [
   { value: "sections", label: "Heading → section pairs", help: "Each heading becomes an instruction, its section the answer." },
-  { value: "chunks", label: "Plain text chunks", help: "For continued pre-training on the raw text." },
+  { value: "text", label: "Plain text chunks", help: "For continued pre-training on the raw text." },
   { value: "qa", label: "Generated questions and answers", help: "A model writes Q/A pairs from each chunk." },
 ];
 
