@@ -86,6 +86,17 @@ class ChatMessage(BaseModel):
     content: str | list[TextPart]
     name: str | None = None
 
+    @field_validator("content", mode="before")
+    @classmethod
+    def text_only(cls, value):
+        if isinstance(value, list):
+            kinds = {part.get("type") if isinstance(part, dict) else type(part).__name__ for part in value}
+            if kinds - {"text"}:
+                raise ValueError(f"only text content parts are supported, not {sorted(map(str, kinds - {'text'}))}")
+        elif not isinstance(value, str):
+            raise ValueError("must be a string or a list of text parts")
+        return value
+
     def as_template_message(self) -> dict[str, str]:
         content = self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
         return {"role": "system" if self.role == "developer" else self.role, "content": content}

@@ -226,11 +226,12 @@ class InferenceService:
             if size > limit:
                 raise APIError(413, f"the request body is over the limit of {limit} bytes", code="request_too_large")
             chunks.append(chunk)
-        raw = b"".join(chunks)
         try:
-            return json.loads(raw)
-        except UnicodeDecodeError:
-            raise APIError(400, "the request body is not UTF-8 text", code="invalid_json") from None
+            text = b"".join(chunks).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise APIError(400, f"the request body is not UTF-8 text (byte {exc.start})", code="invalid_json") from None
+        try:
+            return json.loads(text)
         except json.JSONDecodeError as exc:
             raise APIError(400, f"malformed JSON in the request body: {exc.msg} at line {exc.lineno} column {exc.colno}",
                            code="invalid_json") from None
