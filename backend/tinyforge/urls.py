@@ -56,6 +56,8 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("admin/", admin.site.urls),
     path("django-rq/", include("django_rq.urls")),
+    # OpenAI's fine-tuning API (files and jobs); the rest of /v1/ is the inference service's.
+    path("v1/", include("tinyforge.training.openai_api")),
     re_path(r"^(?!api/|admin/|static/|django-rq/|v1/)(?P<route>.*)$", dashboard, name="dashboard"),
 ]
 

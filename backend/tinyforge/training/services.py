@@ -139,3 +139,77 @@ def delete_run(request, run: TrainingRun) -> None:
     key = storage.run_key(run.project_id, run.pk)
     run.delete()
     transaction.on_commit(lambda: storage.delete(key))
+
+
+def queue_positions() -> dict[str, int] | None:
+    """{job id: 1-based place} of the jobs waiting on the train queue, in the order workers take
+    them; None when Redis cannot be reached (the API then reports no position)."""
+    import django_rq
+    import redis
+
+    try:
+        return {job_id: n for n, job_id in enumerate(django_rq.get_queue("train").job_ids, start=1)}
+    except redis.RedisError:
+        return None
+
+
+def estimate_run(*, dataset_version, config: dict, validation_version=None) -> dict:
+    """Steps, trained tokens and duration of a run before it starts: tokens counted with the base
+    model's tokenizer on the version's rows, divided by the median throughput of this
+    installation's finished runs of the same base model and method."""
+    import math
+    import statistics
+
+    from tinyforge.datasets.analysis import base_model_tokenizer
+    from tinyforge.datasets.models import DatasetVersionStatus
+    from tinyforge.ml.schema import validate_file
+
+    if dataset_version.status != DatasetVersionStatus.READY:
+        raise Conflict(f"Dataset version {dataset_version} is {dataset_version.status}; an estimate needs its rows "
+                       "validated (the run itself would validate them first).")
+    tokenizer, _context = base_model_tokenizer(config["base_model"])
+    report = validate_file(storage.path(dataset_version.storage_key), tokenizer, config["max_seq_length"])
+    lengths = [n for n in report.token_lengths if n <= config["max_seq_length"]]
+    held_out = 0 if validation_version is not None else round(len(lengths) * config["validation_split"])
+    train_rows = max(len(lengths) - held_out, 1)
+    epoch_tokens = sum(lengths) * train_rows / max(len(lengths), 1)
+    steps_per_epoch = max(1, math.ceil(train_rows / config["batch_size"]) // config["gradient_accumulation_steps"])
+    steps = config["max_steps"] or math.ceil(config["epochs"] * steps_per_epoch)
+    tokens = round(epoch_tokens * steps / steps_per_epoch)
+    earlier = [
+        rate for rate in TrainingRun.all_teams.filter(
+            status=RunStatus.SUCCEEDED, base_model=config["base_model"], method=config["method"],
+        ).order_by("-finished_at").values_list("summary_metrics__train_tokens_per_second", flat=True)[:20]
+        if isinstance(rate, (int, float)) and rate > 0
+    ]
+    if not earlier:
+        return {"steps": steps, "tokens": tokens, "seconds": None,
+                "basis": f"no finished run of {config['base_model']} ({config['method']}) on this installation yet, "
+                         "so no measured throughput; the first run calibrates the next estimates"}
+    rate = statistics.median(earlier)
+    return {"steps": steps, "tokens": tokens, "seconds": round(tokens / rate, 1),
+            "basis": f"{rate:,.0f} tokens/s, the median of {len(earlier)} finished run(s) of "
+                     f"{config['base_model']} ({config['method']}) on this installation"}
+
+
+def compare_runs(runs: list[TrainingRun]) -> dict:
+    """Several runs' curves aligned by step (one row per step, one column per run; a resumed
+    run's later attempt wins a step both attempts reached) and their configs side by side."""
+    from tinyforge.training.models import RunMetric
+
+    names = ("loss", "eval_loss", "learning_rate", "grad_norm", "tokens_per_second")
+    by_metric: dict[str, dict[int, dict]] = {name: {} for name in names}
+    points = RunMetric.all_teams.filter(run__in=runs, name__in=names).order_by("attempt", "id").values_list(
+        "run_id", "name", "step", "value")
+    for run_id, name, step, value in points:
+        by_metric[name].setdefault(step, {"step": step})[str(run_id)] = value
+    keys = sorted({key for run in runs for key in run.config})
+    differing = [k for k in keys if len({repr(run.config.get(k)) for run in runs}) > 1]
+    return {
+        "runs": [{"id": run.pk, "name": run.name, "status": run.status, "attempt": run.attempt,
+                  "base_model": run.base_model, "method": run.method, "dataset_version": run.dataset_version_id,
+                  "summary_metrics": run.summary_metrics, "config": run.config} for run in runs],
+        "config_keys": keys,
+        "config_differences": differing,
+        "metrics": {name: [rows[step] for step in sorted(rows)] for name, rows in by_metric.items()},
+    }

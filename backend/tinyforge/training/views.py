@@ -1,11 +1,16 @@
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import mixins
+import json
+import time
+
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view, inline_serializer
+from rest_framework import exceptions, mixins, renderers, serializers
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from tinyforge.accounts.models import Role
 from tinyforge.core.access import require_role
-from tinyforge.core.api import AFTER_PARAMETERS, TeamScopedViewSet, rows_after
+from tinyforge.core.api import AFTER_PARAMETERS, TeamScopedViewSet, parse_id, rows_after
 from tinyforge.core.audit import audit
 from tinyforge.core.serializers import EventPageSerializer, EventSerializer
 from tinyforge.core.schema import OBJECT_ERRORS, READ_ERRORS, WRITE_ERRORS, errors
@@ -19,6 +24,75 @@ from tinyforge.training.serializers import (
     RunMetricSerializer,
     TrainingRunSerializer,
 )
+
+
+class EventStreamRenderer(renderers.BaseRenderer):
+    """Lets a client that accepts only text/event-stream reach the stream action."""
+
+    media_type = "text/event-stream"
+    format = "sse"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return json.dumps(data).encode() if data is not None else b""
+
+
+# The stream polls the database this often; it ends after STREAM_MAX_SECONDS (clients reconnect
+# with Last-Event-ID and continue where they left off) so a web worker is never held forever.
+STREAM_POLL_SECONDS = 1.0
+STREAM_MAX_SECONDS = 600
+
+
+def _sse(kind: str, data, cursor: str) -> bytes:
+    return f"id: {cursor}\nevent: {kind}\ndata: {json.dumps(data, default=str)}\n\n".encode()
+
+
+def run_stream(run_id: int, after_event: int, after_metric: int):
+    from django.db import close_old_connections
+
+    deadline = time.monotonic() + STREAM_MAX_SECONDS
+    last_state = None
+    try:
+        while True:
+            run = TrainingRun.all_teams.filter(pk=run_id).values(
+                "status", "attempt", "progress_step", "progress_total", "eta_seconds", "tokens_per_second",
+                "heartbeat_at", "error").first()
+            if run is None:
+                yield _sse("end", {"reason": "deleted"}, f"{after_event}:{after_metric}")
+                return
+            events = list(RunEvent.all_teams.filter(run_id=run_id, id__gt=after_event).order_by("id")[:500])
+            for event in events:
+                after_event = event.id
+                yield _sse("log", EventSerializer(event).data, f"{after_event}:{after_metric}")
+            metrics = list(RunMetric.all_teams.filter(run_id=run_id, id__gt=after_metric).order_by("id")[:5000])
+            if metrics:
+                after_metric = metrics[-1].id
+                yield _sse("metrics", RunMetricSerializer(metrics, many=True).data, f"{after_event}:{after_metric}")
+            if run != last_state:
+                last_state = run
+                yield _sse("run", run, f"{after_event}:{after_metric}")
+            drained = len(events) < 500 and len(metrics) < 5000
+            if drained and run["status"] in ("succeeded", "failed", "cancelled"):
+                yield _sse("end", {"status": run["status"]}, f"{after_event}:{after_metric}")
+                return
+            if time.monotonic() > deadline:
+                return
+            if drained:
+                yield b": keep-alive\n\n"  # also how a closed connection is noticed
+                time.sleep(STREAM_POLL_SECONDS)
+    finally:
+        close_old_connections()
+
+
+RunEstimateSerializer = inline_serializer("RunEstimate", {
+    "steps": serializers.IntegerField(), "tokens": serializers.IntegerField(),
+    "seconds": serializers.FloatField(allow_null=True), "basis": serializers.CharField(),
+})
+RunComparisonSerializer = inline_serializer("RunComparison", {
+    "runs": serializers.ListField(child=serializers.DictField()),
+    "config_keys": serializers.ListField(child=serializers.CharField()),
+    "config_differences": serializers.ListField(child=serializers.CharField()),
+    "metrics": serializers.DictField(child=serializers.ListField(child=serializers.DictField())),
+})
 
 
 @extend_schema_view(
@@ -37,6 +111,12 @@ class TrainingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixin
     filterset_class = TrainingRunFilter
     ordering_fields = ["created_at", "started_at", "finished_at", "name", "status"]
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_serializer_context(self):
+        context = super().get_serializer_context()
+        if self.action in ("list", "retrieve", "create", "cancel", "resume"):
+            context["queue_positions"] = services.queue_positions()
+        return context
 
     def perform_create(self, serializer):
         fields = serializer.validated_data
@@ -94,6 +174,48 @@ class TrainingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixin
             queryset = queryset.filter(name=request.query_params["name"])
         rows, cursor, more = rows_after(queryset, request, default_limit=1000, max_limit=10000)
         return Response({"results": RunMetricSerializer(rows, many=True).data, "next_after": cursor, "has_more": more})
+
+    @extend_schema(request=TrainingRunSerializer, responses={200: RunEstimateSerializer, **errors(400, 401, 403, 404, 409)},
+                   summary="Expected steps, tokens and duration of a run before creating it (same body as create)")
+    @action(detail=False, methods=["post"])
+    def estimate(self, request):
+        body = self.get_serializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        fields = body.validated_data
+        require_role(request, fields["project"].team_id, Role.VIEWER, action="estimate runs")
+        return Response(services.estimate_run(dataset_version=fields["dataset_version"], config=fields["config"],
+                                              validation_version=fields.get("validation_version")))
+
+    @extend_schema(parameters=[OpenApiParameter("ids", str, required=True, description="Run ids, comma-separated (2 to 10)")],
+                   responses={200: RunComparisonSerializer, **READ_ERRORS},
+                   summary="Several runs' metrics aligned by step, and their configs side by side")
+    @action(detail=False, methods=["get"])
+    def compare(self, request):
+        raw = [part for part in request.query_params.get("ids", "").split(",") if part.strip()]
+        ids = list(dict.fromkeys(parse_id(part.strip(), "ids") for part in raw))
+        if not 2 <= len(ids) <= 10:
+            raise exceptions.ValidationError({"ids": ["Give 2 to 10 run ids, comma-separated."]})
+        runs = {run.pk: run for run in self.get_queryset().filter(pk__in=ids)}
+        missing = [i for i in ids if i not in runs]
+        if missing:
+            raise exceptions.NotFound(f"No run with id {', '.join(map(str, missing))}.")
+        return Response(services.compare_runs([runs[i] for i in ids]))
+
+    @extend_schema(parameters=[OpenApiParameter("after_event", OpenApiTypes.INT), OpenApiParameter("after_metric", OpenApiTypes.INT)],
+                   responses={(200, "text/event-stream"): OpenApiTypes.STR, **OBJECT_ERRORS},
+                   summary="Server-Sent Events: log lines, metric points and progress as they happen (curl -N)")
+    @action(detail=True, methods=["get"], renderer_classes=[renderers.JSONRenderer, EventStreamRenderer])
+    def stream(self, request, pk=None):
+        run = self.get_object()
+        cursors = (request.headers.get("Last-Event-ID") or "").split(":")
+        after_event = request.query_params.get("after_event") or (cursors[0] if len(cursors) == 2 else 0)
+        after_metric = request.query_params.get("after_metric") or (cursors[1] if len(cursors) == 2 else 0)
+        stream = run_stream(run.pk, int(parse_id(after_event, "after_event")) if after_event not in (0, "0") else 0,
+                            int(parse_id(after_metric, "after_metric")) if after_metric not in (0, "0") else 0)
+        response = StreamingHttpResponse(stream, content_type="text/event-stream")
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"  # nginx passes each event on at once
+        return response
 
 
 @extend_schema_view(

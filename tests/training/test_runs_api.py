@@ -1,0 +1,109 @@
+"""The runs API around the job: validation before queueing, queue positions, estimate, compare,
+and the Server-Sent Events stream."""
+
+from __future__ import annotations
+
+import json
+
+import django_rq
+import pytest
+
+from personas import assert_error
+from tinyforge.training.jobs import train_run
+from tinyforge.training.models import TrainingRun
+
+
+@pytest.fixture
+def train_queue():
+    queue = django_rq.get_queue("train")
+    queue.empty()
+    yield queue
+    queue.empty()
+
+
+def body(acme, version, model, **config):
+    return {"project": acme.project.pk, "name": "r", "dataset_version": version.pk, "base_model": str(model),
+            "method": "lora", "config": config}
+
+
+def test_it_refuses_a_bad_config_with_field_errors_and_queues_nothing(client_for, alice, acme, toy_version,
+                                                                      tiny_model_dir, train_queue,
+                                                                      django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client_for(alice).post("/api/v1/runs/", body(acme, toy_version, tiny_model_dir, preset="quick",
+                                                               batch_size=0, lora_dropout=1.5, lr=1), format="json")
+    fields = assert_error(response, 400, "invalid")["fields"]
+    assert set(fields) == {"config.lr"}  # unknown names first: a typo is never a silently different run
+    response = client_for(alice).post("/api/v1/runs/", body(acme, toy_version, tiny_model_dir, batch_size=0,
+                                                           lora_dropout=1.5), format="json")
+    fields = assert_error(response, 400)["fields"]
+    assert fields["config.batch_size"] == ["batch_size must be at least 1, not 0"]
+    assert "config.lora_dropout" in fields
+    response = client_for(alice).post("/api/v1/runs/", body(acme, toy_version, "/nowhere/model"), format="json")
+    assert "not a model folder" in assert_error(response, 400)["fields"]["base_model"][0]
+    assert train_queue.count == 0 and not TrainingRun.all_teams.filter(name="r").exists()
+
+
+def test_it_stores_the_full_config_and_reports_queue_positions(client_for, alice, acme, toy_version, tiny_model_dir,
+                                                               train_queue, django_capture_on_commit_callbacks):
+    client = client_for(alice)
+    ids = []
+    for _ in range(2):
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client.post("/api/v1/runs/", body(acme, toy_version, tiny_model_dir, preset="quick", max_steps=3),
+                                   format="json")
+        assert response.status_code == 201, response.content
+        ids.append(response.json()["id"])
+    run = response.json()
+    assert run["config"]["lora_r"] == 8 and run["config"]["max_steps"] == 3 and run["config"]["base_model"] == str(tiny_model_dir)
+    assert [client.get(f"/api/v1/runs/{i}/").json()["queue_position"] for i in ids] == [1, 2]
+    client.post(f"/api/v1/runs/{ids[0]}/cancel/")
+    train_queue.remove(f"train-run-{ids[0]}-attempt-1")
+    assert client.get(f"/api/v1/runs/{ids[1]}/").json()["queue_position"] == 1
+    assert client.get(f"/api/v1/runs/{ids[0]}/").json()["queue_position"] is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_estimates_from_token_counts_and_measured_throughput(client_for, alice, acme, toy_version, tiny_model_dir,
+                                                                make_run):
+    client = client_for(alice)
+    request = body(acme, toy_version, tiny_model_dir, max_steps=6, batch_size=4)
+    first = client.post("/api/v1/runs/estimate/", request, format="json").json()
+    assert first["steps"] == 6 and first["tokens"] > 0 and first["seconds"] is None and "no finished run" in first["basis"]
+    run = make_run()
+    assert train_run(run.pk, 1) == "succeeded"
+    rate = TrainingRun.all_teams.get(pk=run.pk).summary_metrics["train_tokens_per_second"]
+    second = client.post("/api/v1/runs/estimate/", request, format="json").json()
+    assert second["seconds"] == pytest.approx(second["tokens"] / rate, abs=0.06) and "median of 1" in second["basis"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_compares_runs_by_step_with_configs_side_by_side(client_for, alice, acme, make_run, globex):
+    runs = [make_run(name="a"), make_run(name="b", learning_rate=1e-3)]
+    for run in runs:
+        assert train_run(run.pk, 1) == "succeeded"
+    client = client_for(alice)
+    result = client.get("/api/v1/runs/compare/", {"ids": f"{runs[0].pk},{runs[1].pk}"}).json()
+    assert [r["name"] for r in result["runs"]] == ["a", "b"] and result["config_differences"] == ["learning_rate"]
+    loss = result["metrics"]["loss"]
+    assert [row["step"] for row in loss] == [1, 2, 3, 4, 5, 6]
+    assert all(str(runs[0].pk) in row and str(runs[1].pk) in row for row in loss)
+    assert_error(client.get("/api/v1/runs/compare/", {"ids": f"{runs[0].pk},{globex.run.pk}"}), 404)
+    assert_error(client.get("/api/v1/runs/compare/", {"ids": f"{runs[0].pk}"}), 400)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_streams_logs_metrics_and_the_end_as_server_sent_events(client_for, alice, make_run):
+    run = make_run()
+    assert train_run(run.pk, 1) == "succeeded"
+    response = client_for(alice).get(f"/api/v1/runs/{run.pk}/stream/", HTTP_ACCEPT="text/event-stream")
+    assert response.status_code == 200 and response["Content-Type"] == "text/event-stream"
+    frames = [f for f in b"".join(response.streaming_content).decode().split("\n\n") if f.startswith("id:")]
+    kinds = [f.split("\n")[1].removeprefix("event: ") for f in frames]
+    assert kinds[0] == "log" and kinds[-1] == "end" and "metrics" in kinds and "run" in kinds
+    last_id = frames[-1].split("\n")[0].removeprefix("id: ")
+    resumed = client_for(alice).get(f"/api/v1/runs/{run.pk}/stream/", HTTP_LAST_EVENT_ID=last_id)
+    again = [f for f in b"".join(resumed.streaming_content).decode().split("\n\n") if f.startswith("id:")]
+    assert [f.split("\n")[1] for f in again] == ["event: run", "event: end"]  # nothing re-sent
+    end = json.loads(frames[-1].split("\n")[2].removeprefix("data: "))
+    assert end == {"status": "succeeded"}
