@@ -30,6 +30,7 @@ PERIODIC_QUEUE = "default"
 # name -> (function, the setting holding its interval in seconds)
 PERIODIC_JOBS = {
     "reconcile-runs": ("tinyforge.training.reconcile.reconcile_runs", "RECONCILE_INTERVAL_SECONDS"),
+    "reconcile-versions": ("tinyforge.datasets.reconcile.reconcile_versions", "RECONCILE_INTERVAL_SECONDS"),
 }
 
 

@@ -19,8 +19,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
+import threading
 import time
 from pathlib import Path, PurePosixPath
+
+from django.conf import settings
+from django.db import connection
 
 from tinyforge.connectors.pipeline import IngestProgress, IngestReport, ingest
 from tinyforge.connectors.records import SourceError
@@ -55,6 +59,30 @@ class VersionLog:
     def write(self, message: str, level: str = EventLevel.INFO, **data) -> None:
         record_event(project_id=self.project_id, dataset_version_id=self.version_id, source="ingest",
                      message=message, level=level, data=data)
+
+
+class Heartbeat(threading.Thread):
+    """Beats every RUN_HEARTBEAT_SECONDS while the job's process lives, so one long step (a huge PDF
+    page, token counting over a large file) never looks like a dead worker to the reconciler."""
+
+    def __init__(self, version_id: int):
+        super().__init__(name=f"heartbeat-version-{version_id}", daemon=True)
+        self.version_id = version_id
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.stopped.wait(settings.RUN_HEARTBEAT_SECONDS):
+                if not lifecycle.record_heartbeat(self.version_id):
+                    return
+        except Exception:  # a failed beat must not kill the import; the next progress write beats too
+            logger.exception("heartbeat of version %s failed", self.version_id)
+        finally:
+            connection.close()  # this thread's own database connection
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join()
 
 
 class ProgressWriter:
@@ -97,6 +125,8 @@ def ingest_version(version_id: int) -> str:
     log = VersionLog(version)
     log.write(f"import of {version.dataset.name} v{version.number} started ({version.get_source_kind_display()})")
     workdir = storage.folder(_work_key(version))
+    heartbeat = Heartbeat(version_id)
+    heartbeat.start()
     try:
         _import(version, workdir, log)
         return DatasetVersionStatus.READY
@@ -113,6 +143,7 @@ def ingest_version(version_id: int) -> str:
                             "logged for the administrator", exc)
         raise
     finally:
+        heartbeat.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -15,7 +15,7 @@ from tinyforge.datasets.models import DatasetVersion, DatasetVersionStatus as S
 ACTIVE = (S.PENDING, S.INGESTING, S.VALIDATING)
 
 __all__ = ["ACTIVE", "InvalidTransition", "mark_ingesting", "mark_validating", "mark_ready", "mark_failed",
-           "record_progress"]
+           "record_progress", "record_heartbeat", "fail_lost"]
 
 
 def mark_ingesting(version_id: int, *, job_id: str = "") -> None:
@@ -52,3 +52,16 @@ def record_progress(version_id: int, progress: float, message: str = "") -> bool
     return update_if(DatasetVersion, version_id, statuses=[S.INGESTING, S.VALIDATING],
                      progress=max(0.0, min(1.0, progress)), progress_message=message[:200],
                      heartbeat_at=timezone.now())
+
+
+def record_heartbeat(version_id: int) -> bool:
+    """The job is alive; False once the version is no longer being worked on."""
+    return update_if(DatasetVersion, version_id, statuses=[S.INGESTING, S.VALIDATING], heartbeat_at=timezone.now())
+
+
+def fail_lost(version_id: int, error: str, *, seen_heartbeat) -> bool:
+    """Fail a version whose job went silent, unless it beat again since the reconciler looked."""
+    now = timezone.now()
+    return DatasetVersion.all_teams.filter(
+        pk=version_id, status__in=[S.INGESTING, S.VALIDATING], heartbeat_at=seen_heartbeat,
+    ).update(status=S.FAILED, error=error, finished_at=now, updated_at=now) == 1
