@@ -236,3 +236,16 @@ def test_a_base_model_without_chat_template_trains_with_the_default_one(toy_data
     ids = torch.tensor([tokenizer("<|im_start|>user\nhello<|im_end|>")["input_ids"]])
     with torch.no_grad():
         assert torch.allclose(model(ids).logits, reloaded(ids).logits)
+
+
+def test_the_estimate_matches_the_run(tiny_config, toy_dataset, tmp_path):
+    from tinyforge.ml.train import estimate_run
+
+    config = tiny_config(max_steps=None, epochs=2.0)
+    estimate = estimate_run(config, toy_dataset)
+    recorder = Recorder()
+    result = train(config, toy_dataset, tmp_path / "out", [recorder])
+    assert estimate["total_steps"] == result.total_steps == recorder.start["total_steps"]
+    assert estimate["train_examples"] == recorder.start["train_examples"]
+    assert estimate["total_tokens"] == estimate["tokens_per_epoch"] * 2
+    assert estimate["padding_share"] == pytest.approx(result.padding_share)

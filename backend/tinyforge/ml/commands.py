@@ -220,11 +220,9 @@ def run_validate(args) -> int:
 
     tokenizer = None
     if args.base:
-        from tinyforge.ml.formatting import ensure_chat_template
-        from tinyforge.ml.models import load_tokenizer, resolve_base_model
+        from tinyforge.ml.models import load_training_tokenizer, resolve_base_model
 
-        tokenizer = load_tokenizer(resolve_base_model(args.base))
-        ensure_chat_template(tokenizer)
+        tokenizer, _ = load_training_tokenizer(resolve_base_model(args.base))
     report = validate_file(args.file, tokenizer=tokenizer, max_seq_length=args.max_seq_length if tokenizer else None)
     if args.json:
         data = report.to_dict()

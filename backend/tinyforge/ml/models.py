@@ -162,6 +162,18 @@ def load_tokenizer(path: str | os.PathLike):
     return AutoTokenizer.from_pretrained(str(path))
 
 
+def load_training_tokenizer(base_path: str | os.PathLike):
+    """The tokenizer rows are rendered with: the base's, given the default chat template and a
+    pad token when it lacks them. Returns (tokenizer, whether the default template was installed)."""
+    from tinyforge.ml.formatting import ensure_chat_template
+
+    tokenizer = load_tokenizer(base_path)
+    installed = ensure_chat_template(tokenizer)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer, installed
+
+
 def load_base_model(path: str | os.PathLike, dtype=None):
     from transformers import AutoModelForCausalLM
     import torch

@@ -316,21 +316,17 @@ class _Run:
         from accelerate import Accelerator
         from transformers import get_scheduler, set_seed
 
-        from tinyforge.ml.formatting import ensure_chat_template
-        from tinyforge.ml.models import load_tokenizer, resolve_base_model
+        from tinyforge.ml.models import load_tokenizer, load_training_tokenizer, resolve_base_model
         from tinyforge.ml.packing import padding_share, plan_epoch
 
         config = self.config
         set_seed(config.seed)
         self.base_path = resolve_base_model(config.base_model)
-        self.tokenizer = load_tokenizer(self.base_path)
-        before = len(self.tokenizer)
-        self.default_template = ensure_chat_template(self.tokenizer)
-        added = list(range(before, len(self.tokenizer)))
+        self.tokenizer, self.default_template = load_training_tokenizer(self.base_path)
+        base_vocabulary = len(load_tokenizer(self.base_path)) if self.default_template else len(self.tokenizer)
+        added = list(range(base_vocabulary, len(self.tokenizer)))
         if self.default_template:
             self.cb.on_log("the base model has no chat template; using TinyForge's default ChatML template")
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
         self.data = _prepare_data(config, self.tokenizer, self.dataset, self.validation, self.cb.on_log)
 
         device = _pick_device(config)
@@ -708,6 +704,29 @@ def train(config: TrainConfig, dataset, out_dir: str | Path, callbacks: Sequence
     )
     run.cb.on_end(result)
     return result
+
+
+def estimate_run(config: TrainConfig, dataset, validation=None) -> dict[str, Any]:
+    """What a run would do, without loading the model: rows kept, steps and tokens.
+
+    For the platform's estimate before starting (duration = tokens / a measured tokens-per-second).
+    """
+    from tinyforge.ml.models import load_training_tokenizer, resolve_base_model
+    from tinyforge.ml.packing import padding_share, plan_epoch
+
+    tokenizer, _ = load_training_tokenizer(resolve_base_model(config.base_model))
+    logs: list[str] = []
+    data = _prepare_data(config, tokenizer, dataset, validation, logs.append)
+    lengths = [len(ex) for ex in data.train]
+    packing = config.packing == "on" or (config.packing == "auto" and _pick_device(config) == "cuda")
+    plan = plan_epoch(lengths, packing=packing, batch_size=config.batch_size,
+                      max_seq_length=config.max_seq_length, seed=config.seed, epoch=0)
+    steps_per_epoch = max(1, len(plan) // config.gradient_accumulation_steps)
+    total_steps = config.max_steps or math.ceil(config.epochs * steps_per_epoch)
+    return {"train_examples": len(data.train), "validation_examples": len(data.validation),
+            "skipped_rows": data.skipped_long, "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
+            "tokens_per_epoch": sum(lengths), "total_tokens": round(sum(lengths) * total_steps / steps_per_epoch),
+            "packing": packing, "padding_share": padding_share(lengths, plan), "notes": logs}
 
 
 def result_summary(result: TrainResult) -> dict[str, Any]:
