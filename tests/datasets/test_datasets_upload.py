@@ -128,3 +128,11 @@ def test_an_upload_over_the_limit_is_a_413_before_the_body_is_read(settings, ali
     assert error["code"] == "request_too_large" and "TINYFORGE_MAX_UPLOAD_BYTES" in error["message"]
     assert body.read_bytes == 0
     assert not DatasetVersion.all_teams.filter(dataset=acme.dataset, number=2).exists()
+
+
+def test_two_files_with_the_same_name_are_both_kept(upload, ingested, acme):
+    other = b'{"instruction": "Name a colour.", "output": "Blue."}\n'
+    version = ingested(upload(acme.dataset, [("data.jsonl", GOOD_JSONL), ("data.jsonl", other)]))
+    assert version.status == "ready" and version.row_count == 7
+    keys = [f["key"] for f in version.source_config["files"]]
+    assert len(set(keys)) == 2 and [storage.path(k).read_bytes() for k in keys] == [GOOD_JSONL, other]

@@ -71,8 +71,9 @@ def save_uploads(project_id: int, files) -> list[dict]:
     """Move uploaded files (already streamed to temporary files by Django) into storage."""
     upload_id = uuid.uuid4().hex
     saved = []
-    for upload in files:
-        key = storage.upload_key(project_id, upload_id, upload.name)
+    for index, upload in enumerate(files):
+        # A folder per file: two files with the same name in one upload must not overwrite each other.
+        key = storage.upload_key(project_id, f"{upload_id}/{index}", upload.name)
         with storage.atomic_write(key) as handle:
             for chunk in upload.chunks():
                 handle.write(chunk)
