@@ -24,7 +24,8 @@ from tinyforge.serving.runtime import BASE_ADAPTER, AdapterNotShareable, Runtime
 
 log = logging.getLogger(__name__)
 
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "adapter_model.safetensors")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "adapter_model.safetensors",
+                "model.onnx")
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,11 @@ class ModelPool:
         served.memory = {"weights": entry.runtime.info.weights_bytes, "kv_cache": entry.runtime.info.kv_cache_bytes}
 
     def _runtime_from_folder(self, folder: Path) -> Runtime:
+        """ONNX Runtime for an ONNX export (tinyforge export --format onnx), PyTorch otherwise."""
+        from tinyforge.serving.onnx_runtime import OnnxRuntime, is_onnx_folder
+
+        if is_onnx_folder(folder):
+            return OnnxRuntime.from_folder(folder, max_slots=self.options.max_slots, max_context=self.options.max_context)
         from transformers import AutoModelForCausalLM
         import torch
 

@@ -65,6 +65,7 @@ def parse_model_argument(value: str) -> tuple[str, Path]:
         raise TinyforgeError(f"--model {value!r}: expected NAME=DIR or DIR")
     if not path.is_dir():
         raise TinyforgeError(f"--model {value!r}: {path} is not a folder")
-    if not ((path / "config.json").is_file() or (path / "adapter_config.json").is_file()):
-        raise TinyforgeError(f"--model {value!r}: {path} is not a model folder (no config.json or adapter_config.json)")
+    if not any((path / marker).is_file() for marker in ("config.json", "adapter_config.json", "onnx_config.json")):
+        raise TinyforgeError(f"--model {value!r}: {path} is not a model folder "
+                             "(no config.json, adapter_config.json or onnx_config.json)")
     return name, path.resolve()
