@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -43,6 +44,25 @@ def test_it_detects_common_shapes(tmp_path, record, expected):
     assert {k: v for k, v in row.items() if k != "metadata"} == expected
     assert row["metadata"]["source"] == "in.jsonl" and row["metadata"]["location"] == "line 1"
     assert report.validation["valid_rows"] == 1 and report.shape
+
+
+def test_it_detects_the_shape_of_each_row_so_instruction_and_chat_rows_mix(tmp_path):
+    rows = [{"instruction": "Add", "output": "4"},
+            {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]},
+            {"prompt": "Say hi", "completion": "hi"}]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = ingest(FileSource(tmp_path / "in.jsonl"), IngestOptions(), tmp_path / "out.jsonl")
+    assert report.validation["valid_rows"] == 3
+    assert report.shape == "mixed: alpaca, messages, prompt_completion"
+    assert [sorted(set(r) - {"metadata"}) for r in rows_of(tmp_path / "out.jsonl")] == [
+        ["instruction", "output"], ["messages"], ["instruction", "output"]]
+
+
+def test_the_demo_dataset_imports_whole(tmp_path):
+    demo = Path(__file__).resolve().parents[2] / "examples" / "data" / "demo_dataset.jsonl"
+    report = ingest(FileSource(demo), IngestOptions(), tmp_path / "out.jsonl")
+    lines = sum(1 for line in demo.open() if line.strip())
+    assert report.validation["valid_rows"] == lines and report.validation["invalid_count"] == 0
 
 
 def test_a_user_mapping_maps_csv_columns_and_keeps_chosen_metadata(tmp_path):

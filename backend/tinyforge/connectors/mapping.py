@@ -49,27 +49,39 @@ class FieldMapping:
 
 @dataclass
 class RowMapper:
-    """Turns Rows into dataset rows; detects the shape from the first row when no mapping is given."""
+    """Turns Rows into dataset rows; without a mapping, detects the shape of each row.
+
+    Per row, not from the first one: our own dataset format allows instruction rows and chat rows
+    in one file (examples/data/demo_dataset.jsonl mixes them), and so do exported chat logs.
+    `shapes` counts the shapes seen, for the import report.
+    """
 
     mapping: FieldMapping | None = None
-    shape: str | None = field(default=None, init=False)
+    shapes: dict[str, int] = field(default_factory=dict, init=False)
+
+    @property
+    def shape(self) -> str | None:
+        """The shape of the rows mapped so far: one name, "mixed: a, b" or None before any row."""
+        if len(self.shapes) > 1:
+            return "mixed: " + ", ".join(sorted(self.shapes))
+        return next(iter(self.shapes), None)
 
     def __call__(self, row: Row) -> dict[str, Any]:
         fields = row.fields
-        if self.shape is None:
-            self.shape = self.mapping.shape if self.mapping else detect_shape(fields)
-            if self.shape is None:
-                raise SourceError(row.source, f"cannot tell which fields hold the prompt and the answer "
-                                              f"(fields: {', '.join(sorted(fields)) or 'none'}); give a mapping "
-                                              "such as instruction=question output=answer", row.location)
-        if self.shape == "messages":
+        shape = self.mapping.shape if self.mapping else detect_shape(fields)
+        if shape is None:
+            raise SourceError(row.source, f"cannot tell which fields hold the prompt and the answer "
+                                          f"(fields: {', '.join(sorted(fields)) or 'none'}); give a mapping "
+                                          "such as instruction=question output=answer", row.location)
+        self.shapes[shape] = self.shapes.get(shape, 0) + 1
+        if shape == "messages":
             example = {"messages": [_message(m, row, "messages") for m in _list(fields, "messages", row)]}
             used = {"messages"}
-        elif self.shape == "sharegpt":
+        elif shape == "sharegpt":
             example = {"messages": [_sharegpt_message(m, row) for m in _list(fields, "conversations", row)]}
             used = {"conversations"}
         else:
-            mapping = self.mapping or _SHAPE_MAPPINGS[self.shape]
+            mapping = self.mapping or _SHAPE_MAPPINGS[shape]
             example = {"instruction": _text(fields, mapping.instruction, row, required=True)}
             used = {mapping.instruction, mapping.output}
             if mapping.input and _text(fields, mapping.input, row, required=False):

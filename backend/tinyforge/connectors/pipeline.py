@@ -162,7 +162,7 @@ def ingest(source: Source, options: IngestOptions, out_path: str | os.PathLike,
             try:
                 example = mapper(row)
             except SourceError as exc:
-                if not options.skip_bad_records or mapper.shape is None:
+                if not options.skip_bad_records:
                     raise
                 skip(row.source, row.location, exc.problem)
                 continue
