@@ -8,6 +8,8 @@ import json
 
 import pytest
 from django.core.handlers.wsgi import WSGIHandler
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 
 from dataset_files import GOOD_JSONL
 from personas import assert_error
@@ -122,7 +124,14 @@ def test_an_upload_over_the_limit_is_a_413_before_the_body_is_read(settings, ali
         "HTTP_COOKIE": f"{settings.SESSION_COOKIE_NAME}={session}", "wsgi.errors": io.StringIO(),
     }
     answers = []
-    chunks = WSGIHandler()(environ, lambda status, headers: answers.append(status))
+    # As Django's test client does: the handler must not close the test's database connection.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        chunks = WSGIHandler()(environ, lambda status, headers: answers.append(status))
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
     assert answers == ["413 Request Entity Too Large"]
     error = json.loads(b"".join(chunks))["error"]
     assert error["code"] == "request_too_large" and "TINYFORGE_MAX_UPLOAD_BYTES" in error["message"]
