@@ -38,9 +38,11 @@ def trained_lora(tiny_model_dir, tmp_path_factory):
     return Path(train(config, FACTS, tmp_path_factory.mktemp("run") / "model").output_dir)
 
 
-@pytest.fixture(scope="module")
-def bundle_zip(trained_lora, tmp_path_factory):
-    return export_model(trained_lora, "bundle", tmp_path_factory.mktemp("exports") / f"{NAME}.zip").path
+@pytest.fixture(scope="module", params=["torch", "onnxruntime"])
+def bundle_zip(request, trained_lora, tmp_path_factory):
+    """A bundle of the merged weights run by PyTorch, and one of the verified ONNX export."""
+    return export_model(trained_lora, "bundle", tmp_path_factory.mktemp("exports") / f"{NAME}.zip",
+                        runtime=request.param).path
 
 
 def unpack(archive: Path, into: Path) -> Path:
@@ -79,7 +81,8 @@ def test_the_requirements_match_this_environment(bundle_zip, tmp_path):
     assert not (folder / "app" / "tinyforge" / "accounts").exists(), "the platform is not vendored"
     assert "TINYFORGE_API_KEY" in (folder / "README.md").read_text()
     manifest = json.loads((folder / "bundle.json").read_text())
-    assert manifest["model_name"] == NAME and manifest["runtime"] == "torch"
+    assert manifest["model_name"] == NAME and manifest["runtime"] in ("torch", "onnxruntime")
+    assert ("onnxruntime" in {p.split("==")[0] for p in pins}) == (manifest["runtime"] == "onnxruntime")
 
 
 def test_the_bundle_serves_the_openai_api_with_its_own_code(bundle_zip, trained_lora, tmp_path):
@@ -111,6 +114,8 @@ def test_the_bundle_serves_the_openai_api_with_its_own_code(bundle_zip, trained_
         client = OpenAI(base_url=f"{base}/v1", api_key=API_KEY, max_retries=0)
         assert [m.id for m in client.models.list().data] == [NAME]
         reply = client.chat.completions.create(model=NAME, messages=QUESTION, max_tokens=12, temperature=0)
+        # fp32 ONNX is verified token for token against PyTorch, so both runtimes must answer
+        # exactly what the platform's own generation answers.
         model, tokenizer = load_model_folder(trained_lora)
         expected = generate_replies(model, tokenizer, [QUESTION], max_new_tokens=12)[0]
         assert reply.choices[0].message.content.strip() == expected
@@ -137,10 +142,11 @@ def test_the_bundle_serves_the_openai_api_with_its_own_code(bundle_zip, trained_
 
 def test_a_bundle_without_its_model_files_exits_with_a_clear_message(bundle_zip, tmp_path):
     folder = unpack(bundle_zip, tmp_path / "unpacked")
-    (folder / "model" / "model.safetensors").unlink()
+    weights = "model.onnx" if (folder / "model" / "model.onnx").exists() else "model.safetensors"
+    (folder / "model" / weights).unlink()
     process = subprocess.run([sys.executable, "serve.py", "--port", str(free_port())], cwd=folder,
                              env=bundle_environment(TINYFORGE_API_KEY=API_KEY), capture_output=True, text=True,
                              timeout=60)
     assert process.returncode == 2
-    assert "model.safetensors is missing" in process.stderr and "Unpack the whole bundle" in process.stderr
+    assert f"{weights} is missing" in process.stderr and "Unpack the whole bundle" in process.stderr
     assert "Traceback" not in process.stderr
