@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from install_files import REPO, compose_file
+from install_files import REPO, compose_file, dockerfile_stages, stage_chain
 
 COMPOSE_FILES = ["docker-compose.yml", "docker-compose.gpu.yml"]
 PLATFORM_SERVICES = ["web", "worker", "inference"]
@@ -137,6 +137,20 @@ def test_platform_services_read_env_file_and_run_in_production_mode():
         assert environment["TINYFORGE_ENV"] == "production", name
         assert environment["DATABASE_URL"].startswith("postgres://"), name
         assert environment["REDIS_URL"] == "redis://redis:6379/0", name
+
+
+def test_image_paths_are_fixed_by_compose_whatever_env_says():
+    """env_file values override the image's ENV, and .env.example leaves some of these empty
+    (meaning "default"): compose's `environment` must set the paths the images use."""
+    _, stages = dockerfile_stages()
+    image_env = {}
+    for stage in reversed(stage_chain(stages, "web")):
+        image_env.update(stage.env())
+    services = compose_file()["services"]
+    for name in PLATFORM_SERVICES + ["migrate"]:
+        environment = services[name]["environment"]
+        for variable in ("TINYFORGE_DATA_DIR", "TINYFORGE_MODEL_CACHE", "TINYFORGE_STATIC_ROOT", "TINYFORGE_FRONTEND_DIR"):
+            assert environment[variable] == image_env[variable], (name, variable)
 
 
 def test_nginx_and_the_web_app_share_one_upload_limit():
