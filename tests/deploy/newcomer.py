@@ -7,9 +7,9 @@
 3. The dashboard answers: index.html and the script it loads.
 4. An API token, made by running docs/api.md's curl block (sign in, create a token).
 5. The curl block of docs/getting-started.md, with that token.
-6. A quick training on examples/data/demo_dataset.jsonl through the REST API (what the dashboard
-   does in step 3 of the guide), a deployment of the run, then the guide's openai-client block,
-   which must print an answer.
+6. examples/journey.py (what the dashboard does in step 3 of the guide, through the REST API): a
+   quick training on examples/data/demo_dataset.jsonl, a deployment, a streamed chat; then the
+   guide's openai-client block, which must print an answer.
 7. Ctrl-C (SIGINT to make's process group, as a terminal sends it): everything stops.
 
 It takes minutes (the install, the training) and needs port 8000 free, as the guide does. The
@@ -142,50 +142,6 @@ def create_token(clone: Path, env: dict[str, str], username: str, password: str)
     return json_values(output)[-1]["token"]
 
 
-def train_and_deploy(url: str, token: str, clone: Path) -> str:
-    """What step 3 of the guide does in the dashboard, through the REST API."""
-    api = httpx.Client(base_url=f"{url}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=60)
-
-    def call(method: str, path: str, **kwargs) -> dict:
-        response = api.request(method, path, **kwargs)
-        if response.status_code >= 400:
-            raise NewcomerFailure(f"{method} {path} answered {response.status_code}: {response.text}")
-        return response.json()
-
-    project = next(p for p in call("GET", "/projects/")["results"] if p["name"] == "Demo project")
-    dataset = call("POST", "/datasets/", json={"project": project["id"], "name": "Quillbox support"})
-    with (clone / "examples" / "data" / "demo_dataset.jsonl").open("rb") as upload:
-        version = call("POST", f"/datasets/{dataset['id']}/upload/",
-                       files={"files": ("demo_dataset.jsonl", upload, "application/x-ndjson")})
-    version = wait_for(call, f"/dataset-versions/{version['id']}/", {"ready"}, {"failed"}, 10 * 60, "dataset version")
-    say(f"dataset version {version['id']}: {version['row_count']} rows")
-
-    run = call("POST", "/runs/", json={
-        "project": project["id"], "name": "newcomer quick run", "dataset_version": version["id"],
-        "base_model": "smollm2-135m-instruct", "method": "lora", "config": {"preset": "quick"},
-    })
-    say(f"run {run['id']} queued; training (minutes on a CPU)")
-    run = wait_for(call, f"/runs/{run['id']}/", {"succeeded"}, {"failed", "cancelled"}, TRAIN_TIMEOUT, "run")
-    say(f"run {run['id']} succeeded")
-
-    deployment = call("POST", "/deployments/", json={"name": "quillbox-support", "run": run["id"]})
-    deployment = wait_for(call, f"/deployments/{deployment['id']}/", {"ready"}, {"failed", "stopped"}, 10 * 60,
-                          "deployment")
-    return deployment["name"]
-
-
-def wait_for(call, path: str, done: set[str], failed: set[str], timeout: float, what: str) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        item = call("GET", path)
-        if item["status"] in done:
-            return item
-        if item["status"] in failed:
-            raise NewcomerFailure(f"{what} {item['id']} ended {item['status']}: {item.get('error')}")
-        time.sleep(5)
-    raise NewcomerFailure(f"{what} at {path} not {'/'.join(done)} within {timeout:.0f}s")
-
-
 def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="tinyforge-newcomer-"))
     clone = work / "tinyforge"
@@ -220,15 +176,18 @@ def main() -> int:
             raise NewcomerFailure(f"getting-started's curl block answered {output}")
         say("getting-started's curl block answers as the guide says")
 
-        model = train_and_deploy(url, token, clone)
-        say(f"deployed as {model}")
+        say("examples/journey.py: upload the demo dataset, quick training, deploy, chat (minutes on a CPU)")
+        journey = subprocess.run([str(clone / ".venv" / "bin" / "python"), "examples/journey.py"], cwd=clone,
+                                 env=guide_env, text=True, timeout=TRAIN_TIMEOUT)
+        if journey.returncode != 0:
+            raise NewcomerFailure(f"examples/journey.py exited {journey.returncode}")
 
         chat_block = block_containing(clone / "docs" / "getting-started.md", ".venv/bin/python - <<'EOF'")
         answer = run_bash(chat_block, clone, guide_env, "getting-started's openai block")
         if "model:" not in answer or len(answer.strip().splitlines()) < 2:
             raise NewcomerFailure(f"getting-started's openai block printed {answer!r}")
         say(f"getting-started's openai block printed:\n{answer}")
-    except (NewcomerFailure, httpx.HTTPError) as failure:
+    except (NewcomerFailure, httpx.HTTPError, subprocess.TimeoutExpired) as failure:
         say(f"FAILED: {failure}")
         if demo is not None:
             demo.interrupt()
