@@ -41,7 +41,7 @@ async def generate(engine, tokenizer, prompt_ids, max_tokens, adapter=BASE_ADAPT
 
 def test_greedy_answers_in_a_batch_equal_each_request_alone(tiny_model_dir, lora_adapter_dir):
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir))
-    runtime = TorchRuntime.from_folder(tiny_model_dir, max_slots=16, max_context=128)
+    runtime = TorchRuntime.from_folder(tiny_model_dir, max_slots=16, max_context=128, dtype="float32")
     adapter = runtime.add_adapter(lora_adapter_dir)
     engine = Engine(runtime, name="tiny", metrics=ServingMetrics())
     prompts = [tokenizer.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True,
@@ -125,10 +125,11 @@ def test_ten_adapters_on_one_base_cost_little_more_than_one(tiny_model_dir, tmp_
         pool = server.service.pool
         engines = {id(m.engine) for m in pool.models.values()}
         assert len(engines) == 1  # one runtime, one copy of the base weights
-        base_bytes = pool.get("base").memory["weights"]
+        one_model = pool.get("base").memory["weights"] + pool.get("base").memory["kv_cache"]
         adapters = sum(pool.get(f"tuned-{i}").memory["adapter"] for i in range(10))
-        # Eleven models in little more than one model's memory (eleven copies would be 11x).
-        assert base_bytes + adapters < 1.5 * base_bytes
+        # Eleven models in little more than one model's memory (eleven copies would be 11x):
+        # the weights and the KV cache are shared, each adapter adds its low-rank matrices.
+        assert one_model + adapters < 1.2 * one_model
         client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="none", max_retries=0)
         answers = {client.chat.completions.create(model=name, messages=[{"role": "user", "content": "Hi"}],
                                                   max_tokens=8, temperature=0).choices[0].message.content

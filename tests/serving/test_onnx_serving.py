@@ -6,12 +6,15 @@ import openai
 
 from serving.conftest import running_server
 from tinyforge.ml.export import export_model
+from tinyforge.serving.app import ServerSettings
+from tinyforge.serving.pool import RuntimeOptions
 from tinyforge.serving.registry import FolderRegistry
 
 
 def test_an_onnx_export_serves_the_same_greedy_answers_as_pytorch(tiny_model_dir, tmp_path):
     onnx_dir = export_model(tiny_model_dir, "onnx", tmp_path / "onnx").path
-    with running_server(FolderRegistry({"torch": tiny_model_dir, "onnx": onnx_dir})) as server:
+    float32 = ServerSettings(runtime=RuntimeOptions(dtype="float32"))  # the export is float32
+    with running_server(FolderRegistry({"torch": tiny_model_dir, "onnx": onnx_dir}), settings=float32) as server:
         models = {m.id: m.model_extra["tinyforge"] for m in
                   openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="none").models.list()}
         assert models["onnx"]["runtime"] == "onnxruntime" and models["torch"]["runtime"] == "torch"

@@ -32,7 +32,7 @@ def last_logits(model, ids):
 
 
 def test_it_matches_transformers_for_rows_at_different_positions(tiny_model_dir, reference):
-    runtime = TorchRuntime.from_folder(tiny_model_dir, max_slots=4, max_context=64)
+    runtime = TorchRuntime.from_folder(tiny_model_dir, max_slots=4, max_context=64, dtype="float32")
     logits = runtime.prefill(0, PROMPTS, [BASE_ADAPTER] * 3)
     sequences = [list(p) for p in PROMPTS]
     for step in range(4):
@@ -46,7 +46,7 @@ def test_it_matches_transformers_for_rows_at_different_positions(tiny_model_dir,
 
 
 def test_a_row_moved_into_a_freed_slot_continues_where_it_was(tiny_model_dir, reference):
-    runtime = TorchRuntime.from_folder(tiny_model_dir, max_slots=4, max_context=64)
+    runtime = TorchRuntime.from_folder(tiny_model_dir, max_slots=4, max_context=64, dtype="float32")
     runtime.prefill(0, PROMPTS, [BASE_ADAPTER] * 3)
     runtime.move_slot(2, 0, len(PROMPTS[2]))  # the first request finished; the last takes its slot
     logits = runtime.decode([7, 7], [len(PROMPTS[2]), len(PROMPTS[1])], [BASE_ADAPTER] * 2)
@@ -55,7 +55,7 @@ def test_a_row_moved_into_a_freed_slot_continues_where_it_was(tiny_model_dir, re
 
 
 def test_adapters_apply_per_row_in_one_batch(tiny_model_dir, lora_adapter_dir, reference, peft_reference):
-    runtime = TorchRuntime.from_folder(tiny_model_dir, max_slots=4, max_context=64)
+    runtime = TorchRuntime.from_folder(tiny_model_dir, max_slots=4, max_context=64, dtype="float32")
     adapter = runtime.add_adapter(lora_adapter_dir)
     rows = [adapter, BASE_ADAPTER, adapter]
     logits = runtime.prefill(0, PROMPTS, rows)
@@ -74,7 +74,7 @@ def test_it_refuses_adapters_it_cannot_share_and_architectures_it_does_not_know(
     import json
     import shutil
 
-    runtime = TorchRuntime.from_folder(tiny_model_dir, max_slots=2, max_context=32)
+    runtime = TorchRuntime.from_folder(tiny_model_dir, max_slots=2, max_context=32, dtype="float32")
     (tmp_path / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 4, "use_dora": True}))
     with pytest.raises(AdapterNotShareable, match="DoRA"):
         runtime.add_adapter(tmp_path)
@@ -83,3 +83,14 @@ def test_it_refuses_adapters_it_cannot_share_and_architectures_it_does_not_know(
     with pytest.raises(TinyforgeError, match="gpt2"):
         TorchRuntime(GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=50)))
     shutil.rmtree(tmp_path)
+
+
+def test_bfloat16_weights_keep_the_float32_choices(tiny_model_dir, reference):
+    runtime = TorchRuntime.from_folder(tiny_model_dir, max_slots=4, max_context=64, dtype="bfloat16")
+    assert runtime.info.dtype == "bfloat16" and runtime.info.weights_bytes < 0.6 * sum(
+        p.nbytes for p in reference.parameters())
+    logits = runtime.prefill(0, PROMPTS, [BASE_ADAPTER] * 3)
+    for row, prompt in enumerate(PROMPTS):
+        expected = last_logits(reference, prompt)
+        assert (logits[row] - expected).abs().max() < 0.05
+        assert logits[row].argmax() == expected.argmax()
