@@ -107,3 +107,8 @@ def test_it_streams_logs_metrics_and_the_end_as_server_sent_events(client_for, a
     assert [f.split("\n")[1] for f in again] == ["event: run", "event: end"]  # nothing re-sent
     end = json.loads(frames[-1].split("\n")[2].removeprefix("data: "))
     assert end == {"status": "succeeded"}
+
+
+def test_a_runs_metric_filter_is_not_mistaken_for_the_run_list_filter(client_for, alice, acme):
+    page = client_for(alice).get(f"/api/v1/runs/{acme.run.pk}/metrics/", {"name": "loss"}).json()
+    assert [p["name"] for p in page["results"]] == ["loss"]
