@@ -19,8 +19,8 @@ from tinyforge.serving.registry import FolderRegistry
 from tinymodel import build_tiny_model
 
 USER = [{"role": "user", "content": "What is the capital of Zorbland?"}]
-# The random tiny model answers this greedily with newlines, never the end token: a generation
-# that lasts as long as max_tokens, to interrupt, time out or fill the queue with.
+# With ignore_eos a generation lasts exactly max_tokens: something to interrupt, time out or
+# fill the queue with.
 ENDLESS = [{"role": "user", "content": "hi"}]
 
 
@@ -124,7 +124,8 @@ def test_unknown_paths_and_methods_get_openai_errors(server):
 
 def test_a_client_that_disconnects_mid_stream_stops_the_generation(long_context_model):
     with running_server(FolderRegistry({"long": long_context_model})) as server:
-        body = {"model": "long", "messages": ENDLESS, "max_tokens": 4000, "temperature": 0, "stream": True}
+        body = {"model": "long", "messages": ENDLESS, "max_tokens": 4000, "temperature": 0, "stream": True,
+                "ignore_eos": True}
         with httpx.stream("POST", f"{server.base_url}/v1/chat/completions", json=body, timeout=60) as response:
             lines = response.iter_lines()
             for _ in range(6):
@@ -157,7 +158,7 @@ def test_a_request_over_its_time_limit_is_stopped_with_a_504(long_context_model)
     settings = ServerSettings(runtime=RuntimeOptions(request_timeout=0.5))
     with running_server(FolderRegistry({"long": long_context_model}), settings=settings) as server:
         response = post(server, "/v1/chat/completions", {"model": "long", "messages": ENDLESS, "max_tokens": 4000,
-                                                          "temperature": 0})
+                                                          "temperature": 0, "ignore_eos": True})
         assert_openai_error(response, 504, code="timeout", says="within 0.5 s")
         assert server.metric("tinyforge_serving_requests_running", model="long") == 0
         assert server.metric("tinyforge_serving_rejected_requests_total", model="long", reason="timeout") == 1
@@ -171,7 +172,8 @@ def test_three_times_the_queue_limit_gets_429s_without_crashing(long_context_mod
 
         async def burst():
             async with httpx.AsyncClient(timeout=120) as http:
-                body = {"model": "long", "messages": ENDLESS, "max_tokens": 300, "temperature": 0}
+                body = {"model": "long", "messages": ENDLESS, "max_tokens": 300, "temperature": 0,
+                        "ignore_eos": True}
                 return await asyncio.gather(*(http.post(f"{server.base_url}/v1/chat/completions", json=body)
                                               for _ in range(18)))
 

@@ -50,6 +50,8 @@ class _Common(BaseModel):
     metadata: dict[str, str] | None = None
     store: bool | None = None
     service_tier: str | None = None
+    # Not OpenAI's: vLLM's and llama.cpp's extension, for benchmarks that need answers of a fixed length.
+    ignore_eos: bool = False
 
     @field_validator("stop")
     @classmethod

@@ -141,18 +141,22 @@ class InferenceService:
 
     async def list_models(self, request: Request) -> JSONResponse:
         caller = await self._authenticate(request)
-        data = [self._model_object(m) for m in list(self.pool.models.values())
-                if m.state == "ready" and caller.may_use(m.spec.name)]
+        data = []
+        for served in list(self.pool.models.values()):
+            model_id = caller.model_id(served.spec.name)
+            if served.state == "ready" and model_id is not None:
+                data.append(self._model_object(served, model_id))
         return JSONResponse({"object": "list", "data": data})
 
     async def get_model(self, request: Request) -> JSONResponse:
         caller = await self._authenticate(request)
-        return JSONResponse(self._model_object(self._served(request.path_params["model"], caller)))
+        model_id = request.path_params["model"]
+        return JSONResponse(self._model_object(self._served(model_id, caller), model_id))
 
-    def _model_object(self, served: ServedModel) -> dict:
+    def _model_object(self, served: ServedModel, model_id: str) -> dict:
         info = served.engine.runtime.info if served.engine else None
         return {
-            "id": served.spec.name, "object": "model", "created": served.created, "owned_by": served.spec.owned_by,
+            "id": model_id, "object": "model", "created": served.created, "owned_by": served.spec.owned_by,
             "tinyforge": {
                 "runtime": info.name if info else None, "device": info.device if info else None,
                 "dtype": info.dtype if info else None, "max_context": info.max_context if info else None,
@@ -180,7 +184,8 @@ class InferenceService:
             body = await self._read_json(request)
             schema = {"chat": ChatCompletionRequest, "completion": CompletionRequest, "predict": PredictRequest}[kind]
             params = parse(schema, body)
-            served = self._served(self._model_name(params), caller)
+            model_id = self._model_name(params, caller)
+            served = self._served(model_id, caller)
             model_label = served.spec.name
             prompt_ids = await anyio.to_thread.run_sync(self._prompt_ids, served, params, kind)
             sampling = self._sampling(served, params, len(prompt_ids))
@@ -200,10 +205,10 @@ class InferenceService:
         request_id = ("chatcmpl-" if kind == "chat" else "cmpl-") + uuid.uuid4().hex
         if kind != "predict" and params.stream:
             include_usage = bool(params.stream_options and params.stream_options.include_usage)
-            stream = self._stream(request_id, kind, served, generation, include_usage, started, endpoint)
+            stream = self._stream(request_id, kind, served, model_id, generation, include_usage, started, endpoint)
             return StreamingResponse(stream, media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        return await self._complete(request, request_id, kind, served, generation, started, endpoint)
+        return await self._complete(request, request_id, kind, served, model_id, generation, started, endpoint)
 
     async def _authenticate(self, request: Request) -> Caller:
         header = request.headers.get("authorization", "")
@@ -236,17 +241,19 @@ class InferenceService:
             raise APIError(400, f"malformed JSON in the request body: {exc.msg} at line {exc.lineno} column {exc.colno}",
                            code="invalid_json") from None
 
-    def _model_name(self, params) -> str:
+    def _model_name(self, params, caller: Caller) -> str:
         if getattr(params, "model", None):
             return params.model
-        ready = [name for name, m in list(self.pool.models.items()) if m.state == "ready"]
+        ready = [model_id for model_id in (caller.model_id(name) for name, m in list(self.pool.models.items())
+                                           if m.state == "ready") if model_id is not None]
         if len(ready) == 1:
             return ready[0]
         raise APIError(400, f"say which model: \"model\" is one of {sorted(ready)}", param="model", code="missing_model")
 
     def _served(self, name: str, caller: Caller) -> ServedModel:
-        served = self.pool.get(name)
-        if served is None or not caller.may_use(name):
+        served_name = caller.served_name(name)
+        served = self.pool.get(served_name) if served_name is not None else None
+        if served is None:
             raise APIError(404, f"The model `{name}` does not exist or you do not have access to it.",
                            param="model", code="model_not_found")
         if served.state == "loading":
@@ -289,15 +296,16 @@ class InferenceService:
             max_tokens=limit if limit is not None else context - prompt_tokens,
             temperature=params.temperature, top_p=getattr(params, "top_p", 1.0),
             seed=getattr(params, "seed", None), stop=tuple(getattr(params, "stop", None) or ()),
+            ignore_eos=getattr(params, "ignore_eos", False),
         )
 
     def _count(self, model: str, endpoint: str, status: int, started: float) -> None:
         self.metrics.requests.labels(model, endpoint, str(status)).inc()
         self.metrics.latency.labels(model, endpoint).observe(time.monotonic() - started)
 
-    async def _complete(self, request, request_id, kind, served, generation, started, endpoint) -> Response:
+    async def _complete(self, request, request_id, kind, served, model_id, generation, started, endpoint) -> Response:
         """Collect the whole answer, stopping the generation if the client goes away meanwhile."""
-        model = served.spec.name
+        model = served.spec.name  # metrics are labelled by the served name, answers carry the caller's id
         parts: list[str] = []
 
         async def collect():
@@ -327,7 +335,7 @@ class InferenceService:
         text = "".join(parts)
         self._count(model, endpoint, 200, started)
         if kind == "predict":
-            return JSONResponse({"output": text, "model": model})
+            return JSONResponse({"output": text, "model": model_id})
         usage = {"prompt_tokens": event.prompt_tokens, "completion_tokens": event.completion_tokens,
                  "total_tokens": event.prompt_tokens + event.completion_tokens}
         if kind == "chat":
@@ -337,10 +345,10 @@ class InferenceService:
         else:
             choice = {"index": 0, "text": text, "finish_reason": event.reason, "logprobs": None}
             obj = "text_completion"
-        return JSONResponse({"id": request_id, "object": obj, "created": int(time.time()), "model": model,
+        return JSONResponse({"id": request_id, "object": obj, "created": int(time.time()), "model": model_id,
                              "choices": [choice], "usage": usage})
 
-    async def _stream(self, request_id, kind, served, generation, include_usage, started, endpoint):
+    async def _stream(self, request_id, kind, served, model_id, generation, include_usage, started, endpoint):
         model = served.spec.name
         created = int(time.time())
         obj = "chat.completion.chunk" if kind == "chat" else "text_completion"
@@ -351,7 +359,7 @@ class InferenceService:
                 choice = {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
             else:
                 choice = {"index": 0, "text": delta_text or "", "finish_reason": finish_reason, "logprobs": None}
-            payload = {"id": request_id, "object": obj, "created": created, "model": model, "choices": [choice]}
+            payload = {"id": request_id, "object": obj, "created": created, "model": model_id, "choices": [choice]}
             if include_usage:
                 payload["usage"] = None
             return f"data: {json.dumps(payload)}\n\n"
@@ -368,7 +376,7 @@ class InferenceService:
                     if include_usage:
                         usage = {"prompt_tokens": event.prompt_tokens, "completion_tokens": event.completion_tokens,
                                  "total_tokens": event.prompt_tokens + event.completion_tokens}
-                        yield f"data: {json.dumps({'id': request_id, 'object': obj, 'created': created, 'model': model, 'choices': [], 'usage': usage})}\n\n"
+                        yield f"data: {json.dumps({'id': request_id, 'object': obj, 'created': created, 'model': model_id, 'choices': [], 'usage': usage})}\n\n"
                     yield "data: [DONE]\n\n"
                     status = 200
                 else:

