@@ -50,7 +50,7 @@ class TrainConfig:
     keep_checkpoints: int = _f(2, "keep the last K checkpoints (the best one is always kept)")
     early_stopping_patience: int = _f(0, "stop after N evaluations without eval-loss improvement (0 disables)")
     early_stopping_threshold: float = _f(0.0, "smallest eval-loss decrease that counts as an improvement")
-    precision: str = _f("auto", "fp32, bf16, or auto (bf16 on a GPU that supports it, else fp32)", choices=PRECISIONS)
+    precision: str = _f("auto", "fp32, bf16, or auto (bf16 on a GPU or CPU with native bfloat16 support, else fp32)", choices=PRECISIONS)
     packing: str = _f("auto", "pack examples into full sequences (on), pad length-grouped batches (off), "
                       "or auto (on for CUDA, off for CPU)", choices=PACKING)
     train_on_prompt: bool = _f(False, "also take loss on system/user tokens, not only on the assistant's")
