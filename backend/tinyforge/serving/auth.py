@@ -9,16 +9,31 @@ from __future__ import annotations
 
 import hmac
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
 class Caller:
-    name: str
-    models: frozenset[str] | None = None  # None: every model
+    """Who is calling, and which models they see under which ids.
 
-    def may_use(self, model: str) -> bool:
-        return self.models is None or model in self.models
+    models None: every served model, under its served name. A mapping {model id the caller uses:
+    served name} gives the caller its own ids: the platform serves each deployment under a name
+    unique across teams, while a team sees (and only sees) its deployments under their own names.
+    """
+
+    name: str
+    models: Mapping[str, str] | None = None
+
+    def served_name(self, model_id: str) -> str | None:
+        """The served model behind the id the caller asked for, or None when they have no such model."""
+        return model_id if self.models is None else self.models.get(model_id)
+
+    def model_id(self, served_name: str) -> str | None:
+        """The id this caller knows a served model by, or None when it is not theirs."""
+        if self.models is None:
+            return served_name
+        return next((model_id for model_id, served in self.models.items() if served == served_name), None)
 
 
 class Authenticator(ABC):
