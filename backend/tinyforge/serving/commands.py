@@ -24,11 +24,18 @@ def register(subparsers) -> None:
     parser.add_argument("--model", action="append", required=True, metavar="NAME=DIR",
                         help="a model folder to serve, named NAME in the API (repeat for more models); "
                              "DIR alone names it after the folder")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--api-key-env", default=DEFAULT_KEY_VARIABLE, metavar="VARIABLE",
                         help="environment variable holding the API key clients must send as a bearer token; "
                              "when it is unset the server runs without a key and says so")
+    add_server_arguments(parser)
+    parser.set_defaults(func=serve)
+
+
+def add_server_arguments(parser) -> None:
+    """Where to listen and how to run the models: shared by `tinyforge serve` and the platform's
+    inference service."""
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
                         help="auto: float32 on CPU, bfloat16 on CUDA")
@@ -39,7 +46,6 @@ def register(subparsers) -> None:
                              "at most 4096 (each position costs KV cache memory for every batch slot)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds a request may take, queued or running")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: all cores)")
-    parser.set_defaults(func=serve)
 
 
 def serve(args) -> int:
@@ -51,18 +57,29 @@ def serve(args) -> int:
         if name in models:
             raise TinyforgeError(f"--model {value!r}: the name {name!r} is used twice")
         models[name] = path
+    check_server_arguments(args)
+    authenticator = authenticator_from_environment(args.api_key_env, explicit=args.api_key_env != DEFAULT_KEY_VARIABLE)
+    run_server(FolderRegistry(models), authenticator, args, what=", ".join(models))
+    return 0
+
+
+def check_server_arguments(args) -> None:
     for option in ("max_batch", "max_waiting", "port"):
         if getattr(args, option) < 1:
             raise TinyforgeError(f"--{option.replace('_', '-')} must be at least 1")
     if args.max_context is not None and args.max_context < 2:
         raise TinyforgeError("--max-context must be at least 2")
-    authenticator = authenticator_from_environment(args.api_key_env, explicit=args.api_key_env != DEFAULT_KEY_VARIABLE)
 
+
+def run_server(registry, authenticator, args, what: str, prepare=None) -> None:
+    """The inference app over `registry` and `authenticator`, under uvicorn until stopped.
+    `prepare(app)`, when given, is called with the app before it serves."""
     import torch
     import uvicorn
 
     from tinyforge.serving.app import ServerSettings, create_app
     from tinyforge.serving.pool import RuntimeOptions
+    from tinyforge.serving.torch_runtime import pick_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -71,13 +88,12 @@ def serve(args) -> int:
         device=args.device, dtype=args.dtype, max_slots=args.max_batch, max_waiting=args.max_waiting,
         max_context=args.max_context or DEFAULT_MAX_CONTEXT, request_timeout=args.timeout,
     ))
-    from tinyforge.serving.torch_runtime import pick_device
-
     pick_device(args.device)  # a missing CUDA device is a usage error, said before anything loads
-    app = create_app(FolderRegistry(models), authenticator, settings)
-    print(f"serving {', '.join(models)} on http://{args.host}:{args.port}/v1", file=sys.stderr, flush=True)
+    app = create_app(registry, authenticator, settings)
+    if prepare is not None:
+        prepare(app)
+    print(f"serving {what} on http://{args.host}:{args.port}/v1", file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
-    return 0
 
 
 def authenticator_from_environment(variable: str, explicit: bool = False):
