@@ -152,8 +152,11 @@ class TorchRuntime(Runtime):
         positions = torch.arange(self.max_context, dtype=torch.float32)
         freqs = positions[:, None] * rotary.inv_freq.float().cpu()[None, :]
         angles = torch.cat([freqs, freqs], dim=-1)
+        # rotate_half(x) * sin == roll(x, half) * (sin with its first half negated): one op fewer.
+        half = angles.shape[-1] // 2
+        sign = torch.cat([-torch.ones(half), torch.ones(half)])
         self.cos = (angles.cos() * rotary.attention_scaling).to(self.device, self.act_dtype)
-        self.sin = (angles.sin() * rotary.attention_scaling).to(self.device, self.act_dtype)
+        self.sin = (angles.sin() * rotary.attention_scaling * sign).to(self.device, self.act_dtype)
         self.vocab_size = self.embed.shape[0]
         self.split = [self.heads * self.head_dim, self.kv_heads * self.head_dim, self.kv_heads * self.head_dim]
         self.out_sizes = {"qkv": sum(self.split), "gate_up": self.layers[0].gate_up.shape[0],
@@ -207,16 +210,17 @@ class TorchRuntime(Runtime):
         for index, layer in enumerate(self.layers):
             h = F.rms_norm(x, (self.hidden,), layer.input_norm, self.eps)
             qkv = self._linear(h, layer.qkv, layer.qkv_bias, groups, index, "qkv")
-            q, k, v = qkv.split(self.split, dim=-1)
-            q = _rotate(q.view(rows, self.heads, self.head_dim), cos, sin)
-            k = _rotate(k.view(rows, self.kv_heads, self.head_dim), cos, sin)
+            qk = _rotate(qkv[:, : self.split[0] + self.split[1]].view(rows, self.heads + self.kv_heads, self.head_dim),
+                         cos, sin)
+            q, k = qk[:, : self.heads], qk[:, self.heads:]
+            v = qkv[:, self.split[0] + self.split[1]:].view(rows, self.kv_heads, self.head_dim)
             k_cache, v_cache = self.k_cache[index], self.v_cache[index]
             k_cache[row_index, :, position_ids] = k
-            v_cache[row_index, :, position_ids] = v.view(rows, self.kv_heads, self.head_dim)
+            v_cache[row_index, :, position_ids] = v
             keys = k_cache[:rows, :, :length]
             values = v_cache[:rows, :, :length]
             # Grouped-query attention without repeating the keys: [rows, kv_heads, group, length].
-            scores = torch.matmul(q.view(rows, self.kv_heads, group_size, self.head_dim), keys.transpose(-1, -2))
+            scores = torch.matmul(q.reshape(rows, self.kv_heads, group_size, self.head_dim), keys.transpose(-1, -2))
             scores = scores.mul_(scale).add_(mask).softmax(dim=-1)
             attended = torch.matmul(scores, values).reshape(rows, self.heads * self.head_dim)
             x = x + self._linear(attended, layer.out, None, groups, index, "out")
@@ -380,10 +384,8 @@ class TorchRuntime(Runtime):
         self.k_cache = self.v_cache = self.embed = self.lm_head = None
 
 
-def _rotate(x, cos, sin):
-    half = x.shape[-1] // 2
-    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-    return x * cos + rotated * sin
+def _rotate(x, cos, sin_signed):
+    return torch.addcmul(x * cos, torch.roll(x, x.shape[-1] // 2, dims=-1), sin_signed)
 
 
 def _activation(name: str):
