@@ -2,7 +2,7 @@
 # TinyForgeAI images: one file, one target per process (docker-compose.yml builds all four).
 #   --target web        gunicorn: the REST API, Django admin, collected static files, the dashboard build
 #   --target worker     RQ workers (ingest, train, deploy, default queues) with the scheduler
-#   --target inference  `tinyforge serve`: the OpenAI-compatible inference service
+#   --target inference  `tinyforge serve-platform`: the OpenAI-compatible inference service
 #   --target nginx      the one-origin proxy; serves the dashboard build
 # Base images are pinned by tag and by digest (the multi-arch index), Python packages by the ==
 # pins of backend/pyproject.toml. Nothing is downloaded at run time: the offline base model is a
@@ -102,7 +102,7 @@ CMD ["python", "manage.py", "rqworker", "--with-scheduler", "ingest", "train", "
 FROM python-with-base-model AS inference
 USER tinyforge
 EXPOSE 8001
-CMD ["tinyforge", "serve", "--host", "0.0.0.0", "--port", "8001"]
+CMD ["tinyforge", "serve-platform", "--host", "0.0.0.0", "--port", "8001"]
 
 # ---- nginx: one origin for the dashboard, the API and the OpenAI routes ---------------------
 FROM ${NGINX_IMAGE} AS nginx

@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "tinyforge.connectors.commands",  # ingest
     "tinyforge.serving.commands",  # serve
     "tinyforge.core.commands",  # demo, worker, platform entry points
+    "tinyforge.deployments.commands",  # serve-platform (the platform's inference service)
 ]
 
 

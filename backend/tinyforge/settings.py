@@ -164,6 +164,11 @@ if RUN_STALE_SECONDS < 2 * RUN_HEARTBEAT_SECONDS:
                        f"TINYFORGE_RUN_HEARTBEAT_SECONDS ({RUN_HEARTBEAT_SECONDS}), or live runs look lost")
 RQ_SHOW_ADMIN_LINK = True
 
+# The inference service (`tinyforge serve-platform`) as the web process reaches it: the Playground
+# chats through it, and /v1/ model and completion requests that reach the web process (`make demo`
+# has no nginx) are passed on to it.
+INFERENCE_URL = env_str("TINYFORGE_INFERENCE_URL", "http://127.0.0.1:8001")
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -11,6 +11,7 @@ from tinyforge.accounts import views as accounts
 from tinyforge.core import views as core
 from tinyforge.datasets import views as datasets
 from tinyforge.deployments import views as deployments
+from tinyforge.deployments.proxy import openai_proxy
 from tinyforge.projects import views as projects
 from tinyforge.training import views as training
 
@@ -58,6 +59,8 @@ urlpatterns = [
     path("django-rq/", include("django_rq.urls")),
     # OpenAI's fine-tuning API (files and jobs); the rest of /v1/ is the inference service's.
     path("v1/", include("tinyforge.training.openai_api")),
+    # Models and completions are the inference service's: passed on when they reach the web process.
+    re_path(r"^v1/(?P<path>models|models/.+|chat/completions|completions)$", openai_proxy, name="openai-inference"),
     re_path(r"^(?!api/|admin/|static/|django-rq/|v1/)(?P<route>.*)$", dashboard, name="dashboard"),
 ]
 

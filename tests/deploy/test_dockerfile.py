@@ -137,11 +137,11 @@ def test_the_inference_command_is_accepted_by_the_tinyforge_cli():
     from tinyforge.cli import build_parser
 
     command = exec_form(final("inference", "CMD"))
-    assert command[:2] == ["tinyforge", "serve"]
+    assert command[:2] == ["tinyforge", "serve-platform"]
     try:
         build_parser().parse_args(command[1:])
     except SystemExit as exc:  # argparse exits on flags it does not know
-        pytest.fail(f"`tinyforge serve` rejects {command[2:]} (exit {exc.code})")
+        pytest.fail(f"`tinyforge serve-platform` rejects {command[2:]} (exit {exc.code})")
 
 
 @pytest.mark.django_db(databases=[])

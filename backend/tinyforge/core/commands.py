@@ -42,15 +42,21 @@ def register(subparsers) -> None:
     demo.add_argument("--host", default="127.0.0.1", help="address the web server listens on")
     demo.add_argument("--port", type=int, default=8000, help="port of the web server")
     demo.add_argument("--workers", type=int, default=1, help="RQ worker processes (each runs one job at a time)")
+    demo.add_argument("--inference-port", type=int, default=8001,
+                      help="port of the inference service on 127.0.0.1 (the web server passes /v1/ on to it)")
     demo.set_defaults(func=run_demo)
 
 
 def demo_processes(args, python: str) -> list[Child]:
-    """Everything `tinyforge demo` runs beside itself. Add the inference service here."""
+    """Everything `tinyforge demo` runs beside itself."""
     children = [
         Child("web", [python, "-m", "gunicorn", "tinyforge.wsgi:application", "--bind", f"{args.host}:{args.port}",
                       "--workers", "2", "--threads", "8", "--timeout", "120", "--access-logfile", "-"]),
     ]
+    # The deployments behind the OpenAI API; the web server passes /v1/ model and completion
+    # requests on to it (TINYFORGE_INFERENCE_URL), so the demo keeps one origin without nginx.
+    children.append(Child("inference", [python, "-m", "tinyforge.cli", "serve-platform", "--host", "127.0.0.1",
+                                        "--port", str(args.inference_port)]))
     for n in range(args.workers):
         children.append(Child(f"worker-{n + 1}", [python, "-m", "django", "rqworker", "--with-scheduler",
                                                   "ingest", "train", "deploy", "default"]))
@@ -118,6 +124,9 @@ def run_demo(args) -> int:
 
     if not _port_is_free(args.host, args.port):
         raise TinyforgeError(f"port {args.port} on {args.host} is in use: stop what runs there or pass --port")
+    if not _port_is_free("127.0.0.1", args.inference_port):
+        raise TinyforgeError(f"port {args.inference_port} on 127.0.0.1 (the inference service) is in use: stop what "
+                             "runs there or pass --inference-port")
     print(f"data directory: {settings.TINYFORGE_DATA_DIR}")
     call_command("migrate", interactive=False, verbosity=0)
     call_command("collectstatic", interactive=False, verbosity=0)
@@ -125,7 +134,8 @@ def run_demo(args) -> int:
 
     redis = None
     env = dict(os.environ, TINYFORGE_DATA_DIR=str(settings.TINYFORGE_DATA_DIR),
-               DJANGO_SETTINGS_MODULE=os.environ["DJANGO_SETTINGS_MODULE"], PYTHONUNBUFFERED="1")
+               DJANGO_SETTINGS_MODULE=os.environ["DJANGO_SETTINGS_MODULE"], PYTHONUNBUFFERED="1",
+               TINYFORGE_INFERENCE_URL=f"http://127.0.0.1:{args.inference_port}")
     if settings.REDIS_URL:
         env["REDIS_URL"] = settings.REDIS_URL
     else:
@@ -151,6 +161,7 @@ def run_demo(args) -> int:
             host = "localhost" if args.host in ("127.0.0.1", "0.0.0.0") else args.host
             print("\nTinyForgeAI is running.")
             print(f"  dashboard and API: http://{host}:{args.port}/   (API docs: /api/docs/)")
+            print(f"  OpenAI API:        http://{host}:{args.port}/v1  (an API token with the inference scope)")
             shown = password if password else "(unchanged; reset with `backend/manage.py changepassword demo`)"
             print(f"  sign in as:        {username} / {shown}")
             print("Press Ctrl-C to stop everything this command started.\n", flush=True)

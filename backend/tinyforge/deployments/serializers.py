@@ -51,3 +51,23 @@ class ExportSerializer(StrictModelSerializer):
         if run is not None and checkpoint is not None and checkpoint.run_id != run.pk:
             raise serializers.ValidationError({"checkpoint": ["Must be a checkpoint of the chosen run."]})
         return attrs
+
+
+class ChatMessageSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=["system", "user", "assistant"])
+    content = serializers.CharField(allow_blank=True, trim_whitespace=False)
+
+
+class PlaygroundChatSerializer(serializers.Serializer):
+    """OpenAI's chat completion body without `model` (the deployment is the model). The inference
+    service validates it fully; this documents it in the schema."""
+
+    messages = ChatMessageSerializer(many=True)
+    temperature = serializers.FloatField(required=False, min_value=0.0, max_value=2.0)
+    top_p = serializers.FloatField(required=False)
+    max_tokens = serializers.IntegerField(required=False, min_value=1)
+    stop = serializers.ListField(child=serializers.CharField(), required=False)
+    seed = serializers.IntegerField(required=False)
+    stream = serializers.BooleanField(required=False, default=True,
+                                      help_text="true (default): text/event-stream of chat.completion.chunk events "
+                                                "ending with `data: [DONE]`; false: one chat.completion object")

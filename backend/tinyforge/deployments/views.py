@@ -1,21 +1,22 @@
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import mixins, status
+from rest_framework import exceptions, mixins, renderers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from tinyforge.accounts.models import Role
+from tinyforge.accounts.models import Role, Scope
 from tinyforge.core import storage
 from tinyforge.core.access import require_role
-from tinyforge.core.api import TeamScopedViewSet
+from tinyforge.core.api import TeamScopedViewSet, parse_id
 from tinyforge.core.audit import audit
 from tinyforge.core.errors import Conflict
 from tinyforge.core.schema import OBJECT_ERRORS, READ_ERRORS, WRITE_ERRORS, errors
-from tinyforge.deployments import services
+from tinyforge.deployments import proxy, services
 from tinyforge.deployments.filters import DeploymentFilter, ExportFilter
-from tinyforge.deployments.models import Deployment, Export, ExportStatus
-from tinyforge.deployments.serializers import DeploymentSerializer, ExportSerializer
+from tinyforge.deployments.models import Deployment, DeploymentStatus, Export, ExportStatus
+from tinyforge.deployments.serializers import DeploymentSerializer, ExportSerializer, PlaygroundChatSerializer
+from tinyforge.training.views import EventStreamRenderer
 
 
 @extend_schema_view(
@@ -68,6 +69,29 @@ class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins
     @action(detail=True, methods=["post"])
     def stop(self, request, pk=None):
         return Response(self.get_serializer(services.stop_deployment(request, self.get_object())).data)
+
+    @property
+    def required_scope(self):
+        """A token chats with the `inference` scope (as it would on /v1/), and manages with read/write."""
+        return Scope.INFERENCE if getattr(self, "action", None) == "chat" else None
+
+    @extend_schema(request=PlaygroundChatSerializer,
+                   responses={(200, "text/event-stream"): OpenApiTypes.STR, (200, "application/json"): OpenApiTypes.OBJECT,
+                              **errors(400, 401, 403, 404, 409)},
+                   summary="Playground: chat with the deployment, streamed token by token (OpenAI chunks over SSE)")
+    @action(detail=True, methods=["post"], renderer_classes=[renderers.JSONRenderer, EventStreamRenderer])
+    def chat(self, request, pk=None):
+        # Anyone who sees the deployment may try it, viewers included: chatting changes nothing.
+        deployment = self.get_queryset().filter(pk=parse_id(pk)).first()
+        if deployment is None:
+            raise exceptions.NotFound("No such deployment in your teams.")
+        if not isinstance(request.data, dict):
+            raise exceptions.ValidationError({"non_field_errors": ["Send a JSON object with `messages`."]})
+        if deployment.status != DeploymentStatus.READY:
+            hint = {"pending": "it is still being prepared; try again in a few seconds",
+                    "failed": f"it failed: {deployment.error}", "stopped": "start it again first"}
+            raise Conflict(f"Deployment {deployment.name} is {deployment.status}: {hint[deployment.status]}.")
+        return proxy.playground_chat(deployment, request.data)
 
     @extend_schema(request=None, responses={200: DeploymentSerializer, **errors(401, 403, 404, 409)},
                    summary="Deploy a stopped or failed deployment again")

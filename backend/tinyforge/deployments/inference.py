@@ -1,0 +1,226 @@
+"""The platform's side of the inference service: what `tinyforge serve-platform` plugs into the
+pure-Python serving app (tinyforge.serving, which never imports Django).
+
+- DeploymentRegistry: the deployments whose model folder the deploy job prepared (pending or
+  ready), from every team. The service polls it every two seconds, so a new deployment is picked
+  up and a stopped one unloaded without a restart. What the service reports back (loaded,
+  failed, unloaded) becomes the deployment's status and events: a deployment is `ready` once it
+  answers, and one whose files were deleted becomes `failed` with the reason while the others
+  keep serving.
+- TokenAuthenticator: API tokens with the `inference` scope. A token sees its own team's
+  deployments under their names and nothing else (another team's name is a 404, as if it did not
+  exist). Each deployment is served under a name unique across teams (`deployment-<id>`), which
+  also labels its Prometheus series.
+- Playground keys: the web process chats with one deployment for a signed-in user by sending a
+  short-lived key signed with SECRET_KEY that names that deployment only.
+- ServingStatsRecorder: copies each deployment's request count, errors, tokens, latency
+  percentiles and memory from the service's Prometheus metrics onto its row every few seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from django.core import signing
+from django.db import close_old_connections
+from django.utils import timezone
+
+from tinyforge.accounts.authentication import authenticate_token
+from tinyforge.accounts.models import Scope
+from tinyforge.core import storage
+from tinyforge.core.events import record_event
+from tinyforge.core.lifecycle import InvalidTransition
+from tinyforge.core.models import EventLevel
+from tinyforge.deployments import lifecycle
+from tinyforge.deployments.models import Deployment, DeploymentStatus
+from tinyforge.serving.api import APIError
+from tinyforge.serving.auth import Authenticator, Caller
+from tinyforge.serving.registry import ModelRegistry, ModelSpec
+
+logger = logging.getLogger(__name__)
+
+SERVED_PREFIX = "deployment-"
+SERVED_STATUSES = (DeploymentStatus.PENDING, DeploymentStatus.READY)
+PLAYGROUND_PREFIX = "tfplay_"
+PLAYGROUND_SALT = "tinyforge.deployments.playground"
+PLAYGROUND_KEY_SECONDS = 300
+STATS_SECONDS = 5.0
+
+
+def served_name(deployment_id: int) -> str:
+    return f"{SERVED_PREFIX}{deployment_id}"
+
+
+def deployment_id_of(name: str) -> int | None:
+    number = name.removeprefix(SERVED_PREFIX)
+    return int(number) if name.startswith(SERVED_PREFIX) and number.isdigit() else None
+
+
+class DeploymentRegistry(ModelRegistry):
+    refresh_seconds = 2.0
+
+    def list_models(self) -> list[ModelSpec]:
+        close_old_connections()  # a long-lived thread: drop a connection the database closed
+        rows = (Deployment.all_teams.filter(status__in=SERVED_STATUSES).exclude(model_path="")
+                .select_related("team").order_by("pk"))
+        # The revision is the deploy job: a redeploy prepares a new folder and reloads.
+        return [ModelSpec(name=served_name(d.pk), path=storage.path(d.model_path), revision=d.job_id,
+                          owned_by=d.team.slug) for d in rows]
+
+    def model_state_changed(self, name: str, state: str, detail: str = "") -> None:
+        deployment_id = deployment_id_of(name)
+        deployment = (Deployment.all_teams.filter(pk=deployment_id).only("pk", "project_id", "model_path", "status")
+                      .first() if deployment_id else None)
+        if deployment is None:
+            return  # deleted meanwhile
+
+        def say(message: str, level: str = EventLevel.INFO) -> None:
+            record_event(project_id=deployment.project_id, deployment_id=deployment.pk, source="inference",
+                         message=message, level=level)
+
+        if state == "loading":
+            say("the inference service is loading the model")
+        elif state == "ready":
+            try:
+                lifecycle.mark_deployment_ready(deployment.pk, model_path=deployment.model_path)
+            except InvalidTransition:
+                say("the inference service loaded the model again")  # a restarted service
+            else:
+                say("ready: the inference service answers requests for this deployment")
+        elif state == "failed":
+            try:
+                lifecycle.mark_deployment_failed(deployment.pk, detail)
+            except InvalidTransition:
+                pass
+            say(f"the inference service cannot serve this deployment: {detail}", EventLevel.ERROR)
+        elif state == "unloaded" and deployment.status == DeploymentStatus.STOPPED:
+            say("unloaded from the inference service; requests for it now get 404")
+
+
+class TokenAuthenticator(Authenticator):
+    def authenticate(self, api_key: str | None) -> Caller | None:
+        if api_key is None:
+            return None
+        close_old_connections()
+        if api_key.startswith(PLAYGROUND_PREFIX):
+            return _playground_caller(api_key)
+        token = authenticate_token(api_key)
+        if token is None:
+            return None
+        if not token.has_scope(Scope.INFERENCE):
+            raise APIError(403, f"the API token {token.prefix}… lacks the 'inference' scope; create a token with "
+                           "it under Settings → API tokens", type="invalid_request_error", code="insufficient_scope")
+        deployments = Deployment.all_teams.filter(team_id=token.team_id, status__in=SERVED_STATUSES)
+        return Caller(f"token {token.prefix}", {name: served_name(pk) for name, pk in
+                                               deployments.values_list("name", "pk")})
+
+
+def playground_key(deployment: Deployment) -> str:
+    """A key that lets the bearer chat with this one deployment for a few minutes."""
+    return PLAYGROUND_PREFIX + signing.dumps({"deployment": deployment.pk}, salt=PLAYGROUND_SALT, compress=True)
+
+
+def _playground_caller(api_key: str) -> Caller | None:
+    try:
+        value = signing.loads(api_key.removeprefix(PLAYGROUND_PREFIX), salt=PLAYGROUND_SALT,
+                              max_age=PLAYGROUND_KEY_SECONDS)
+    except signing.BadSignature:
+        return None
+    deployment = Deployment.all_teams.filter(pk=value.get("deployment"), status__in=SERVED_STATUSES).first()
+    if deployment is None:
+        return Caller("playground", {})
+    return Caller(f"playground of {deployment.name}", {deployment.name: served_name(deployment.pk)})
+
+
+# --- request statistics ------------------------------------------------------------------------
+
+
+def deployment_stats(metrics_registry) -> dict[int, dict]:
+    """Per deployment id: request_count, error_count, tokens_in, tokens_out, latency_p50_ms,
+    latency_p95_ms, memory_bytes, read from the service's Prometheus registry (what /metrics shows)."""
+    stats: dict[int, dict] = {}
+    buckets: dict[int, dict[float, float]] = {}
+
+    def entry(model: str) -> dict | None:
+        pk = deployment_id_of(model)
+        if pk is None:
+            return None
+        return stats.setdefault(pk, {"request_count": 0, "error_count": 0, "tokens_in": 0, "tokens_out": 0,
+                                     "latency_p50_ms": None, "latency_p95_ms": None, "memory_bytes": None})
+
+    for family in metrics_registry.collect():
+        for sample in family.samples:
+            row = entry(sample.labels.get("model", ""))
+            if row is None:
+                continue
+            if sample.name == "tinyforge_serving_requests_total":
+                row["request_count"] += int(sample.value)
+                if not sample.labels["status"].startswith("2"):
+                    row["error_count"] += int(sample.value)
+            elif sample.name == "tinyforge_serving_prompt_tokens_total":
+                row["tokens_in"] += int(sample.value)
+            elif sample.name == "tinyforge_serving_completion_tokens_total":
+                row["tokens_out"] += int(sample.value)
+            elif sample.name == "tinyforge_serving_request_duration_seconds_bucket":
+                by_bound = buckets.setdefault(deployment_id_of(sample.labels["model"]), {})
+                bound = float(sample.labels["le"])
+                by_bound[bound] = by_bound.get(bound, 0.0) + sample.value  # summed over endpoints
+            elif sample.name == "tinyforge_serving_model_memory_bytes":
+                row["memory_bytes"] = (row["memory_bytes"] or 0) + int(sample.value)
+    for pk, by_bound in buckets.items():
+        cumulative = sorted(by_bound.items())
+        stats[pk]["latency_p50_ms"] = _quantile_ms(cumulative, 0.5)
+        stats[pk]["latency_p95_ms"] = _quantile_ms(cumulative, 0.95)
+    return stats
+
+
+def _quantile_ms(cumulative: list[tuple[float, float]], q: float) -> float | None:
+    """Prometheus' histogram_quantile: linear interpolation inside the bucket holding the rank."""
+    total = cumulative[-1][1] if cumulative else 0
+    if not total:
+        return None
+    rank = q * total
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in cumulative:
+        if count >= rank:
+            if bound == float("inf"):
+                return lower_bound * 1000  # past the last finite bucket: its bound is all we know
+            share = (rank - lower_count) / (count - lower_count) if count > lower_count else 1.0
+            return (lower_bound + (bound - lower_bound) * share) * 1000
+        lower_bound, lower_count = bound, count
+    return None
+
+
+def record_deployment_stats(metrics_registry) -> int:
+    """Write the current figures onto the deployments; returns how many rows changed."""
+    close_old_connections()
+    now = timezone.now()
+    changed = 0
+    for pk, figures in deployment_stats(metrics_registry).items():
+        changed += Deployment.all_teams.filter(pk=pk).update(**figures, stats_updated_at=now)
+    return changed
+
+
+class ServingStatsRecorder:
+    """A daemon thread running record_deployment_stats every STATS_SECONDS."""
+
+    def __init__(self, metrics_registry, interval: float = STATS_SECONDS):
+        self.metrics_registry, self.interval = metrics_registry, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="deployment-stats", daemon=True)
+
+    def start(self) -> ServingStatsRecorder:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                record_deployment_stats(self.metrics_registry)
+            except Exception:
+                logger.exception("recording the deployments' request statistics failed; retrying")

@@ -1,0 +1,113 @@
+"""The deploy job: `deploy(deployment_id)`, run by an RQ worker from the `deploy` queue.
+
+It prepares the folder the inference service loads: the chosen checkpoint (or the run's best,
+or its final model) written as a clean model folder by the export code (`export_model`: LoRA
+adapter as it is, or merged into its base when asked; ONNX for the ONNX Runtime runtime), under
+the deployment's storage folder, one subfolder per deploy job so a redeploy never rewrites files
+a running server reads. It then records the folder on the pending deployment; the inference
+service (tinyforge.deployments.inference) picks it up within seconds and marks it ready once it
+answers, or failed with the reason.
+
+A duplicate or late delivery (the deployment moved on, or a newer job replaced this one) does
+nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from rq import get_current_job
+
+from tinyforge.core import storage
+from tinyforge.core.events import record_event
+from tinyforge.core.lifecycle import InvalidTransition, update_if
+from tinyforge.core.models import EventLevel
+from tinyforge.deployments import lifecycle
+from tinyforge.deployments.models import Deployment, DeploymentStatus, Runtime
+from tinyforge.errors import TinyforgeError
+
+logger = logging.getLogger(__name__)
+
+SOURCE = "deploy"
+
+
+def deploy(deployment_id: int) -> str:
+    deployment = Deployment.all_teams.select_related("run", "checkpoint").filter(pk=deployment_id).first()
+    if deployment is None:
+        return "gone"
+    job = get_current_job()
+    if deployment.status != DeploymentStatus.PENDING or (job is not None and deployment.job_id
+                                                         and job.id != deployment.job_id):
+        return "skipped"
+    say = _say(deployment)
+    try:
+        key = prepare_model_folder(deployment, say)
+    except Exception as exc:
+        if not isinstance(exc, TinyforgeError):
+            logger.exception("deployment %s: preparing the model failed", deployment_id)
+        message = f"preparing the model failed: {exc}" if isinstance(exc, TinyforgeError) else (
+            f"preparing the model failed: {type(exc).__name__}: {exc}")
+        try:
+            lifecycle.mark_deployment_failed(deployment_id, message)
+        except InvalidTransition:
+            return "skipped"
+        say(message, EventLevel.ERROR)
+        return "failed"
+    if not update_if(Deployment, deployment_id, statuses=[DeploymentStatus.PENDING], model_path=key):
+        storage.delete(key)  # stopped meanwhile: nothing will load it
+        return "skipped"
+    say("model prepared; the inference service loads it within seconds")
+    return key
+
+
+def source_folder(deployment: Deployment) -> Path:
+    """The model folder the deployment serves: its checkpoint, else the run's final model."""
+    run = deployment.run
+    if deployment.checkpoint is not None:
+        what, key = f"checkpoint at step {deployment.checkpoint.step}", deployment.checkpoint.storage_key
+    elif run.output_key:
+        what, key = "final model", run.output_key
+    else:
+        raise TinyforgeError(f"run {run.name} has no checkpoint and no final model")
+    folder = storage.path(key)
+    if not folder.is_dir():
+        raise TinyforgeError(f"the {what} of run {run.name} is missing from the data directory ({key}); "
+                             "deploy another checkpoint or train again")
+    return folder
+
+
+def prepare_model_folder(deployment: Deployment, say) -> str:
+    """Write the served folder and return its storage key; older folders of the deployment go."""
+    from tinyforge.ml.export import export_model, is_adapter_folder
+
+    source = source_folder(deployment)
+    parent_key = storage.deployment_key(deployment.project_id, deployment.pk)
+    key = f"{parent_key}/{deployment.job_id or 'model'}"
+    target = storage.path(key)
+    if target.exists():  # a previous try of this same job
+        shutil.rmtree(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if deployment.runtime == Runtime.ONNX:
+        say(f"exporting {source.name} to ONNX (merged, verified against PyTorch)")
+        result = export_model(source, "onnx", target, progress=say)
+    else:
+        merge = deployment.merge_adapter and is_adapter_folder(source)
+        if deployment.merge_adapter and not merge:
+            say("the model has full weights: there is no adapter to merge")
+        say(f"preparing {source.name}" + (" with the LoRA adapter merged into its base" if merge else ""))
+        result = export_model(source, "hf", target, merge=merge, progress=say)
+    for old in target.parent.iterdir():
+        if old != target and old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+    say(f"model folder ready: {result.size_bytes / 1e6:.1f} MB")
+    return key
+
+
+def _say(deployment: Deployment):
+    def say(message: str, level: str = EventLevel.INFO) -> None:
+        record_event(project_id=deployment.project_id, deployment_id=deployment.pk, source=SOURCE,
+                     message=message, level=level)
+
+    return say
