@@ -102,3 +102,8 @@ def test_the_disk_filling_while_saving_removes_the_partial_folder(tiny_model_dir
     leftovers = sorted(p.name for p in (out / "checkpoints").iterdir()) if (out / "checkpoints").exists() else []
     assert leftovers == []
     assert not (out / "tinyforge.json").exists()
+
+
+def test_rows_given_in_memory_are_validated_too(tiny_config, tmp_path):
+    with pytest.raises(TinyforgeError, match="dataset row 2 is invalid"):
+        train(tiny_config(), [{"instruction": "q", "output": "a"}, {"instruction": "q"}], tmp_path / "out")

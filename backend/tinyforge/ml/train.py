@@ -144,7 +144,14 @@ def _load_rows(dataset):
 
     if isinstance(dataset, (str, Path)):
         return [row for _, row in read_rows(dataset)]
-    rows = [r if hasattr(r, "to_messages") else parse_row(r) for r in dataset]
+    from pydantic import ValidationError
+
+    rows = []
+    for number, item in enumerate(dataset, start=1):
+        try:
+            rows.append(item if hasattr(item, "to_messages") else parse_row(item))
+        except (ValidationError, ValueError) as exc:
+            raise TinyforgeError(f"dataset row {number} is invalid: {exc}") from None
     if not rows:
         raise TinyforgeError("the dataset has no rows")
     return rows
