@@ -137,6 +137,8 @@ def test_platform_services_read_env_file_and_run_in_production_mode():
         assert environment["TINYFORGE_ENV"] == "production", name
         assert environment["DATABASE_URL"].startswith("postgres://"), name
         assert environment["REDIS_URL"] == "redis://redis:6379/0", name
+        # The inference service's compose address and port (its image's CMD and `expose`).
+        assert environment["TINYFORGE_INFERENCE_URL"] == "http://inference:8001", name
 
 
 def test_image_paths_are_fixed_by_compose_whatever_env_says():

@@ -112,6 +112,12 @@ def test_every_pod_has_limits_runs_unprivileged_and_mounts_the_data_claim():
         assert volumes <= claims
 
 
+def test_the_web_app_reaches_the_inference_service():
+    url = by_kind("ConfigMap")["tinyforge-config"]["data"]["TINYFORGE_INFERENCE_URL"]
+    service = by_kind("Service")["tinyforge-inference"]
+    assert url == f"http://{service['metadata']['name']}:{service['spec']['ports'][0]['port']}"
+
+
 def test_autoscalers_target_worker_and_inference():
     deployments = by_kind("Deployment")
     targets = {hpa["spec"]["scaleTargetRef"]["name"] for hpa in by_kind("HorizontalPodAutoscaler").values()}
