@@ -97,8 +97,10 @@ def wait_for_status(deployment, status: str, timeout: float = 60.0):
         deployment.refresh_from_db()
         return deployment.status == status
 
-    wait_for(reached, f"deployment {deployment.name} to become {status} (it is {deployment.status}: "
-                      f"{deployment.error})", timeout)
+    try:
+        wait_for(reached, f"deployment {deployment.name} to become {status}", timeout)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; it is {deployment.status}: {deployment.error}") from None
     return deployment
 
 

@@ -38,9 +38,9 @@ def deploy(deployment_id: int) -> str:
     if deployment is None:
         return "gone"
     job = get_current_job()
-    if deployment.status != DeploymentStatus.PENDING or (job is not None and deployment.job_id
-                                                         and job.id != deployment.job_id):
-        return "skipped"
+    replaced = job is not None and deployment.job_id and job.id != deployment.job_id
+    if deployment.status != DeploymentStatus.PENDING or replaced or deployment.model_path:
+        return "skipped"  # moved on, superseded by a newer deploy, or already prepared
     say = _say(deployment)
     try:
         key = prepare_model_folder(deployment, say)

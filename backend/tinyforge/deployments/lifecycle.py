@@ -32,9 +32,10 @@ def mark_deployment_stopped(deployment_id: int) -> None:
 
 
 def mark_deployment_pending(deployment_id: int, *, job_id: str = "") -> None:
-    """Deploy again after a stop or a failure."""
+    """Deploy again after a stop or a failure. The model folder is forgotten: the inference service
+    must wait for the new deploy job's folder, not load the old one again."""
     transition(Deployment, deployment_id, to=D.PENDING, allowed_from=[D.STOPPED, D.FAILED],
-               error="", stopped_at=None, ready_at=None, **({"job_id": job_id} if job_id else {}))
+               error="", stopped_at=None, ready_at=None, model_path="", **({"job_id": job_id} if job_id else {}))
 
 
 def mark_export_running(export_id: int, *, job_id: str = "") -> None:

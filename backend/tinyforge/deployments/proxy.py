@@ -100,15 +100,21 @@ def playground_chat(deployment, body: dict) -> HttpResponse:
         upstream = send("POST", "/v1/chat/completions", headers=headers, content=json.dumps(payload).encode())
     except InferenceUnavailable as exc:
         return JsonResponse(error_body("service_unavailable", str(exc)), status=503, headers={"Retry-After": "5"})
-    if upstream.status_code < 400:
+    if upstream.status_code < 400 and payload["stream"]:
         return streamed(upstream)
     try:
         upstream.read()
-        error = upstream.json().get("error") or {}
-    except (ValueError, AttributeError, httpx.HTTPError):
-        error = {}
-    finally:
+    except httpx.HTTPError as exc:
         upstream.close()
+        return JsonResponse(error_body("service_unavailable", f"The inference service stopped answering: {exc}"),
+                            status=502)
+    upstream.close()
+    if upstream.status_code < 400:
+        return HttpResponse(upstream.content, status=upstream.status_code, content_type="application/json")
+    try:
+        error = upstream.json().get("error") or {}
+    except (ValueError, AttributeError):
+        error = {}
     message = error.get("message") or f"The inference service answered {upstream.status_code}."
     fields = {error["param"]: [message]} if error.get("param") else {}
     response = JsonResponse(error_body(error.get("code") or "inference_error", message, fields),

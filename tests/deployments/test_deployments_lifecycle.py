@@ -1,0 +1,112 @@
+"""Deploying, failing and undeploying against the platform's running inference service."""
+
+from __future__ import annotations
+
+import shutil
+
+import openai
+import pytest
+
+from deployments.conftest import inference_secret, trained_run, wait_for, wait_for_status, work_off
+from personas import assert_error
+from tinyforge.core import storage
+from tinyforge.core.models import Event
+from tinyforge.deployments.models import Deployment
+from tinyforge.training.models import TrainingRun
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def deploy(client, run, name, queues, **fields) -> Deployment:
+    response = client.post("/api/v1/deployments/", {"name": name, "run": run.pk, **fields}, format="json")
+    assert response.status_code == 201, response.content
+    work_off(queues)
+    return Deployment.all_teams.get(pk=response.json()["id"])
+
+
+def openai_client(live_server, secret):
+    return openai.OpenAI(base_url=f"{live_server.url}/v1", api_key=secret, max_retries=0)
+
+
+def ask(client, model):
+    return client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Reverse the word hello."}],
+                                          max_tokens=4, temperature=0).choices[0].message.content
+
+
+def test_deploying_a_failed_run_is_a_conflict(acme, alice, client_for):
+    failed = TrainingRun.all_teams.create(project=acme.project, name="crashed", dataset_version=acme.version,
+                                          base_model="tiny", status="failed", error="out of memory")
+    error = assert_error(client_for(alice).post("/api/v1/deployments/", {"name": "x", "run": failed.pk}, format="json"),
+                         409, "conflict")
+    assert "crashed is failed and has no checkpoint" in error["message"]
+    queued = TrainingRun.all_teams.create(project=acme.project, name="waiting", dataset_version=acme.version,
+                                          base_model="tiny")
+    assert_error(client_for(alice).post("/api/v1/deployments/", {"name": "y", "run": queued.pk}, format="json"), 409)
+    assert not Deployment.all_teams.filter(name__in=["x", "y"]).exists()
+
+
+def test_a_run_whose_files_are_gone_fails_its_deployment_with_the_reason(acme, alice, client_for, queues):
+    # The persona run's best checkpoint points at a folder that was never written.
+    deployment = deploy(client_for(alice), acme.run, "ghost", queues)
+    assert deployment.status == "failed"
+    assert "missing from the data directory (ck)" in deployment.error
+    assert Event.all_teams.filter(deployment=deployment, level="error", message__contains="(ck)").exists()
+
+
+def test_deleted_files_fail_one_deployment_while_the_other_keeps_serving(
+        acme, alice, client_for, queues, inference_service, live_server, trained_model_dir):
+    run = trained_run(acme, trained_model_dir)
+    doomed = deploy(client_for(alice), run, "doomed", queues)
+    survivor = deploy(client_for(alice), run, "survivor", queues, merge_adapter=True)
+    wait_for_status(doomed, "ready")
+    wait_for_status(survivor, "ready")
+    assert (storage.path(survivor.model_path) / "model.safetensors").is_file()  # merged
+    assert (storage.path(doomed.model_path) / "adapter_config.json").is_file()  # adapter on the shared base
+    client = openai_client(live_server, inference_secret(alice, acme.team))
+    before = ask(client, "survivor")
+
+    shutil.rmtree(storage.path(doomed.model_path))
+    wait_for_status(doomed, "failed")
+    assert "were deleted" in doomed.error
+    assert Event.all_teams.filter(deployment=doomed, level="error", message__contains="were deleted").exists()
+    assert ask(client, "survivor") == before
+    assert [m.id for m in client.models.list()] == ["survivor"]
+    with pytest.raises(openai.NotFoundError):
+        ask(client, "doomed")
+
+
+def test_undeploy_unloads_and_requests_then_get_404(acme, alice, client_for, queues, inference_service, live_server,
+                                                   trained_model_dir):
+    deployment = wait_for_status(deploy(client_for(alice), trained_run(acme, trained_model_dir), "brief", queues), "ready")
+    client = openai_client(live_server, inference_secret(alice, acme.team))
+    assert ask(client, "brief") is not None
+
+    response = client_for(alice).post(f"/api/v1/deployments/{deployment.pk}/stop/")
+    assert response.status_code == 200 and response.json()["status"] == "stopped"
+    with pytest.raises(openai.NotFoundError) as info:
+        ask(client, "brief")
+    assert info.value.body["code"] == "model_not_found"
+    wait_for(lambda: Event.all_teams.filter(deployment=deployment, message__startswith="unloaded").exists(),
+             "the service to unload the stopped deployment")
+    assert client.models.list().data == []
+
+    # Deployed again: a fresh folder, loaded again, answering again.
+    response = client_for(alice).post(f"/api/v1/deployments/{deployment.pk}/start/")
+    assert response.status_code == 200 and response.json()["status"] == "pending"
+    work_off(queues)
+    wait_for_status(deployment, "ready")
+    assert ask(client, "brief") is not None
+
+
+def test_a_duplicate_or_late_deploy_job_does_nothing(acme, alice, client_for, queues, trained_model_dir):
+    from tinyforge.deployments.jobs import deploy as deploy_job
+
+    deployment = deploy(client_for(alice), trained_run(acme, trained_model_dir), "once", queues)
+    assert deployment.model_path and deployment.status == "pending"  # no service here to load it
+    prepared = sorted(p.name for p in storage.path(deployment.model_path).iterdir())
+    events = Event.all_teams.filter(deployment=deployment).count()
+    assert deploy_job(deployment.pk) == "skipped"  # delivered twice: the folder stays as it is
+    Deployment.all_teams.filter(pk=deployment.pk).update(status="stopped", model_path="")
+    assert deploy_job(deployment.pk) == "skipped"  # stopped before its job ran
+    assert Event.all_teams.filter(deployment=deployment).count() == events
+    assert "adapter_model.safetensors" in prepared and "tinyforge.json" in prepared
