@@ -313,11 +313,8 @@ def write_onnx_folder(model_dir: Path, folder: Path, *, quantize: str | None,
 
 def add_export_command(subparsers) -> None:
     """`tinyforge export`: registered by tinyforge.ml.commands (imports nothing heavy)."""
-    import argparse
-
     parser = subparsers.add_parser(
         "export", help="export a model folder as Hugging Face, ONNX or a standalone bundle",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Export a model folder written by `tinyforge train`. OUT ending in .zip gets a zip "
                     "archive, anything else a folder. ONNX exports are verified against PyTorch.",
     )
