@@ -7,6 +7,7 @@ LEVEL_ORDER = [EventLevel.DEBUG, EventLevel.INFO, EventLevel.WARNING, EventLevel
 
 
 class EventFilter(filters.FilterSet):
+    team = IdFilter(field_name="project__team_id")
     project = IdFilter(field_name="project_id")
     run = IdFilter(field_name="run_id")
     dataset_version = IdFilter(field_name="dataset_version_id")
@@ -25,7 +26,7 @@ class EventFilter(filters.FilterSet):
 
     class Meta:
         model = Event
-        fields = ["project", "run", "dataset_version", "deployment", "export", "level", "source"]
+        fields = ["team", "project", "run", "dataset_version", "deployment", "export", "level", "source"]
 
     def filter_min_level(self, queryset, name, value):
         return queryset.filter(level__in=LEVEL_ORDER[LEVEL_ORDER.index(value):])
