@@ -243,7 +243,11 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
-    "ENUM_NAME_OVERRIDES": {},
+    # Two different "role" enums exist (team roles, chat message roles): name both explicitly.
+    "ENUM_NAME_OVERRIDES": {
+        "TeamRoleEnum": "tinyforge.accounts.models.Role.choices",
+        "ChatRoleEnum": ["system", "user", "assistant"],
+    },
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
 }

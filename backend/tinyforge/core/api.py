@@ -10,6 +10,7 @@ from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import exceptions, serializers, viewsets
+from rest_framework.generics import get_object_or_404
 
 from tinyforge.core.access import visible_team_ids
 
@@ -109,8 +110,12 @@ class TeamScopedViewSet(viewsets.GenericViewSet):
 
     def get_object(self):
         lookup = self.lookup_url_kwarg or self.lookup_field
-        self.kwargs[lookup] = parse_id(self.kwargs[lookup])
-        return super().get_object()
+        pk = parse_id(self.kwargs[lookup])
+        # Unlike DRF's default, the list's filters are not applied: an action's own query
+        # parameters may share their names (/runs/42/metrics/?name=loss).
+        obj = get_object_or_404(self.get_queryset(), **{self.lookup_field: pk})
+        self.check_object_permissions(self.request, obj)
+        return obj
 
 
 class IdFilter(filters.NumberFilter):

@@ -112,11 +112,6 @@ class TrainingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixin
     ordering_fields = ["created_at", "started_at", "finished_at", "name", "status"]
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
-    def filter_queryset(self, queryset):
-        # The list's filters (?name=, ?status=) must not apply to one run's actions, whose own
-        # parameters share those names (/runs/42/metrics/?name=loss).
-        return queryset if self.detail else super().filter_queryset(queryset)
-
     def get_serializer_context(self):
         context = super().get_serializer_context()
         if self.action in ("list", "retrieve", "create", "cancel", "resume"):
