@@ -53,7 +53,8 @@ def test_it_runs_the_demo_and_stops_everything_it_started(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")}
     env["TINYFORGE_DATA_DIR"] = str(tmp_path / "data")
-    demo = subprocess.Popen([sys.executable, "-m", "tinyforge.cli", "demo", "--port", str(port)], env=env,
+    demo = subprocess.Popen([sys.executable, "-m", "tinyforge.cli", "demo", "--port", str(port),
+                             "--inference-port", str(free_port())], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output = []
     try:
@@ -74,6 +75,12 @@ def test_it_runs_the_demo_and_stops_everything_it_started(tmp_path):
                                    headers={"X-CSRFToken": client.cookies["csrftoken"]})
             assert response.status_code == 200, response.text
             assert [p["name"] for p in client.get("/api/v1/projects/").json()["results"]] == ["Demo project"]
+            # One origin: the web server passes /v1/ on to the inference service the demo started.
+            deadline = time.monotonic() + 60
+            while (models := client.get("/v1/models")).status_code == 503 and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert models.status_code == 401, models.text
+            assert models.json()["error"]["code"] == "invalid_api_key"
         demo.send_signal(signal.SIGINT)
         assert demo.wait(timeout=60) == 0
         for child in children:
