@@ -56,6 +56,42 @@ def resolve_config(*, base_model: str, method: str, config: dict) -> dict:
     return resolved.to_dict()
 
 
+def training_options() -> dict:
+    """What the new-run form offers, all read from the engine: the base-model presets, each
+    hyperparameter (type, default, choices, help) and each preset resolved for both methods."""
+    from dataclasses import MISSING, fields
+
+    from tinyforge.ml.config import PRESETS, TrainConfig
+    from tinyforge.ml.models import PRESETS as MODEL_PRESETS
+
+    on_the_run = {"base_model", "method"}  # set on the run itself, not in its config
+
+    def kind(f) -> str:
+        if f.metadata.get("choices"):
+            return "choice"
+        type_name = str(f.type)
+        return next((k for k in ("bool", "int", "float", "list") if type_name.startswith(k)), "str")
+
+    def default(f):
+        return f.default_factory() if f.default is MISSING else f.default
+
+    hyperparameters = [
+        {"name": f.name, "type": kind(f), "nullable": "None" in str(f.type), "default": default(f),
+         "choices": list(f.metadata.get("choices", ())), "help": f.metadata["help"]}
+        for f in fields(TrainConfig) if f.name not in on_the_run
+    ]
+    presets = []
+    for name, overrides in PRESETS.items():
+        resolved = {}
+        for method in ("lora", "full"):
+            values = TrainConfig.from_preset(name, base_model="-", method=method).to_dict()
+            resolved[method] = {k: v for k, v in values.items() if k not in on_the_run}
+        presets.append({"name": name, "overrides": overrides, "resolved": resolved})
+    base_models = [{"name": p.name, "hf_id": p.hf_id, "license": p.license} for p in MODEL_PRESETS.values()]
+    return {"base_models": base_models, "hyperparameters": hyperparameters, "presets": presets,
+            "default_preset": "balanced"}
+
+
 def _config_field_errors(message: str, names: set[str]) -> dict[str, list[str]]:
     """TrainConfig's "invalid training config: a must be ...; b must be ..." as field errors."""
     errors: dict[str, list[str]] = {}

@@ -87,6 +87,22 @@ RunEstimateSerializer = inline_serializer("RunEstimate", {
     "steps": serializers.IntegerField(), "tokens": serializers.IntegerField(),
     "seconds": serializers.FloatField(allow_null=True), "basis": serializers.CharField(),
 })
+TrainingOptionsSerializer = inline_serializer("TrainingOptions", {
+    "base_models": serializers.ListField(child=inline_serializer("BaseModelPreset", {
+        "name": serializers.CharField(), "hf_id": serializers.CharField(), "license": serializers.CharField()})),
+    "hyperparameters": serializers.ListField(child=inline_serializer("Hyperparameter", {
+        "name": serializers.CharField(),
+        "type": serializers.ChoiceField(choices=["int", "float", "bool", "choice", "list", "str"]),
+        "nullable": serializers.BooleanField(help_text="null means: derived by the engine (see help)"),
+        "default": serializers.JSONField(allow_null=True), "choices": serializers.ListField(child=serializers.CharField()),
+        "help": serializers.CharField()})),
+    "presets": serializers.ListField(child=inline_serializer("TrainingPreset", {
+        "name": serializers.CharField(),
+        "overrides": serializers.DictField(help_text="What the preset changes from the defaults"),
+        "resolved": serializers.DictField(child=serializers.DictField(),
+                                          help_text="The full config per method (lora, full): what a run gets")})),
+    "default_preset": serializers.CharField(),
+})
 RunComparisonSerializer = inline_serializer("RunComparison", {
     "runs": serializers.ListField(child=serializers.DictField()),
     "config_keys": serializers.ListField(child=serializers.CharField()),
@@ -174,6 +190,13 @@ class TrainingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixin
             queryset = queryset.filter(name=request.query_params["name"])
         rows, cursor, more = rows_after(queryset, request, default_limit=1000, max_limit=10000)
         return Response({"results": RunMetricSerializer(rows, many=True).data, "next_after": cursor, "has_more": more})
+
+    @extend_schema(responses={200: TrainingOptionsSerializer, **READ_ERRORS},
+                   summary="The new-run form's choices from the engine: base models, hyperparameters with "
+                           "defaults and help, presets resolved per method")
+    @action(detail=False, methods=["get"], url_path="config-options")
+    def config_options(self, request):
+        return Response(services.training_options())
 
     @extend_schema(request=TrainingRunSerializer, responses={200: RunEstimateSerializer, **errors(400, 401, 403, 404, 409)},
                    summary="Expected steps, tokens and duration of a run before creating it (same body as create)")
