@@ -245,7 +245,7 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     # Two different "role" enums exist (team roles, chat message roles): name both explicitly.
     "ENUM_NAME_OVERRIDES": {
-        "TeamRoleEnum": "tinyforge.accounts.models.Role.choices",
+        "RoleEnum": "tinyforge.accounts.models.Role.choices",  # the team roles, as the dashboard names them
         "ChatRoleEnum": ["system", "user", "assistant"],
     },
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
