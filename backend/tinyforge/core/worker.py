@@ -31,6 +31,7 @@ PERIODIC_QUEUE = "default"
 PERIODIC_JOBS = {
     "reconcile-runs": ("tinyforge.training.reconcile.reconcile_runs", "RECONCILE_INTERVAL_SECONDS"),
     "reconcile-versions": ("tinyforge.datasets.reconcile.reconcile_versions", "RECONCILE_INTERVAL_SECONDS"),
+    "reconcile-deployments": ("tinyforge.deployments.jobs.reconcile_deployments", "RECONCILE_INTERVAL_SECONDS"),
 }
 
 

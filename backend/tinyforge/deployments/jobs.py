@@ -16,12 +16,19 @@ from __future__ import annotations
 
 import logging
 import shutil
+from datetime import timedelta
 from pathlib import Path
 
+import django_rq
+import redis
+from django.utils import timezone
 from rq import get_current_job
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 
 from tinyforge.core import storage
 from tinyforge.core.events import record_event
+from tinyforge.core.jobs import enqueue
 from tinyforge.core.lifecycle import InvalidTransition, update_if
 from tinyforge.core.models import EventLevel
 from tinyforge.deployments import lifecycle
@@ -111,3 +118,42 @@ def _say(deployment: Deployment):
                      message=message, level=level)
 
     return say
+
+
+# A pending deployment younger than this may simply not have been enqueued yet (on commit).
+ENQUEUE_GRACE = timedelta(seconds=60)
+
+
+def reconcile_deployments() -> dict[str, list[int]]:
+    """Periodic (tinyforge.core.worker): a pending deployment whose deploy job vanished from Redis
+    (restarted without its data, or unreachable when the deployment was created) is enqueued again
+    under the same job id; one whose job failed without recording why (its worker killed, the job
+    timed out) is marked failed with an event."""
+    from tinyforge.deployments.services import DEPLOY_JOB
+
+    done: dict[str, list[int]] = {"requeued": [], "failed": []}
+    waiting = Deployment.all_teams.filter(status=DeploymentStatus.PENDING, model_path="",
+                                          updated_at__lt=timezone.now() - ENQUEUE_GRACE).exclude(job_id="")
+    try:
+        connection = django_rq.get_connection("deploy")
+        for deployment in waiting:
+            try:
+                job = Job.fetch(deployment.job_id, connection=connection)
+            except NoSuchJobError:
+                enqueue("deploy", DEPLOY_JOB, deployment.pk, job_id=deployment.job_id)
+                done["requeued"].append(deployment.pk)
+                continue
+            if job.get_status() in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED):
+                message = (f"the deploy job {job.id} ended without finishing ({job.get_status()}): its worker was "
+                           "stopped or it ran out of time; start the deployment again")
+                try:
+                    lifecycle.mark_deployment_failed(deployment.pk, message)
+                except InvalidTransition:
+                    continue
+                _say(deployment)(message, EventLevel.ERROR)
+                done["failed"].append(deployment.pk)
+    except redis.RedisError as exc:
+        logger.warning("could not check the deploy jobs in Redis: %s", exc)
+    if any(done.values()):
+        logger.info("reconciled deployments: %s", done)
+    return done
