@@ -3,7 +3,7 @@
 Same base model (SmolLM2-135M-Instruct from the offline preset), same data (the demo dataset
 plus a deterministic instruction set of realistic, varied lengths: 400 chat rows, 40 of them held
 out), same LoRA (r16, alpha 32, dropout 0.05, every attention and MLP projection), same
-optimisation (AdamW, lr 2e-4, cosine, 5% warmup, clip 1.0, seed 0), batch 8, same number of
+optimisation (AdamW, lr 2e-4, cosine, no warmup in these short runs, clip 1.0, seed 0), batch 8, same number of
 optimizer steps, same machine, one run. Each contender runs in its own subprocess so its peak
 memory is its own.
 
@@ -106,22 +106,25 @@ def peak_rss_mb() -> float:
 
 
 class TokenCounter:
-    """Wraps a data collator and counts the real (non-pad) tokens of the batches it builds."""
+    """Counts the real (non-pad) tokens of every training forward pass of a model.
 
-    def __init__(self, collator):
-        self.collator = collator
+    Hooked on the model rather than the data collator, because the Trainer's data loader fetches
+    one batch ahead of the one it trains on.
+    """
+
+    def __init__(self, model):
         self.real = 0
         self.total = 0
+        model.register_forward_pre_hook(self._count, with_kwargs=True)
 
-    def __call__(self, features):
-        batch = self.collator(features)
-        ids = batch["input_ids"]
-        if "attention_mask" in batch:
-            self.real += int(batch["attention_mask"].sum())
-        else:  # padding-free packed batches carry no padding at all
-            self.real += ids.numel()
+    def _count(self, module, args, kwargs):
+        if not module.training:
+            return
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        mask = kwargs.get("attention_mask")
+        # Padding-free packed batches carry no attention mask and no padding.
+        self.real += int(mask.sum()) if mask is not None else ids.numel()
         self.total += ids.numel()
-        return batch
 
 
 def run_ours(steps: int, packing: bool, workdir: Path) -> dict:
@@ -131,7 +134,7 @@ def run_ours(steps: int, packing: bool, workdir: Path) -> dict:
 
     train_rows, held_out = split_rows(build_rows())
     config = TrainConfig(base_model="smollm2-135m-instruct", method="lora", max_steps=steps, learning_rate=LR,
-                         lr_schedule="cosine", warmup_ratio=0.05, batch_size=BATCH, max_seq_length=MAX_LENGTH,
+                         lr_schedule="cosine", warmup_ratio=0.0, batch_size=BATCH, max_seq_length=MAX_LENGTH,
                          lora_r=LORA["r"], lora_alpha=LORA["lora_alpha"], lora_dropout=LORA["lora_dropout"],
                          lora_target_modules=LORA["target_modules"], seed=SEED, validation_split=0.0,
                          eval_generations=0, packing="on" if packing else "off", precision="auto")
@@ -160,13 +163,12 @@ def run_trl(steps: int, packing: bool, workdir: Path) -> dict:
     model = AutoModelForCausalLM.from_pretrained(base)
     extra = {"packing": True, "max_length": MAX_LENGTH} if packing else {}
     args = SFTConfig(output_dir=str(workdir / "trl"), per_device_train_batch_size=BATCH, max_steps=steps,
-                     learning_rate=LR, lr_scheduler_type="cosine", warmup_ratio=0.05, seed=SEED, report_to=[],
-                     save_strategy="no", eval_strategy="no", logging_steps=10_000, dataloader_num_workers=0,
+                     learning_rate=LR, lr_scheduler_type="cosine", warmup_steps=0, seed=SEED, report_to=[],
+                     save_strategy="no", eval_strategy="no", logging_steps=10_000, dataloader_num_workers=0, use_cpu=True,
                      **extra)
     trainer = SFTTrainer(model=model, args=args, train_dataset=_trl_dataset(train_rows), processing_class=tokenizer,
                          peft_config=LoraConfig(task_type="CAUSAL_LM", **LORA))
-    counter = TokenCounter(trainer.data_collator)
-    trainer.data_collator = counter
+    counter = TokenCounter(trainer.model)
     output = trainer.train()
     runtime = output.metrics["train_runtime"]
     return {"tok_s": counter.real / runtime, "padding": 1 - counter.real / max(counter.total, 1),
@@ -190,10 +192,11 @@ def run_hf(steps: int, workdir: Path) -> dict:
     dataset = Dataset.from_list([{"input_ids": e.input_ids, "labels": e.labels, "attention_mask": [1] * len(e)}
                                  for e in examples])
     args = TrainingArguments(output_dir=str(workdir / "hf"), per_device_train_batch_size=BATCH, max_steps=steps,
-                             learning_rate=LR, lr_scheduler_type="cosine", warmup_ratio=0.05, seed=SEED, report_to=[],
+                             learning_rate=LR, lr_scheduler_type="cosine", warmup_steps=0, seed=SEED, report_to=[],
                              save_strategy="no", eval_strategy="no", logging_steps=10_000, dataloader_num_workers=0)
-    counter = TokenCounter(DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100))
-    trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=counter)
+    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
+    trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator)
+    counter = TokenCounter(trainer.model)
     runtime = trainer.train().metrics["train_runtime"]
     return {"tok_s": counter.real / runtime, "padding": 1 - counter.real / max(counter.total, 1),
             "eval_loss": held_out_loss(model, tokenizer, held_out), "steps": steps, "tokens": counter.real}
@@ -257,7 +260,7 @@ def main() -> None:
     lengths = [len(tokenize_messages(tokenizer, r["messages"])) for r in train_rows]
     epoch_tokens = sum(lengths)
     mean_batch_tokens = epoch_tokens / len(lengths) * BATCH
-    packed_steps = max(2, round(args.steps * mean_batch_tokens / (BATCH * MAX_LENGTH)))
+    packed_steps = max(1, round(args.steps * mean_batch_tokens / (BATCH * MAX_LENGTH)))
     print(f"data: {len(train_rows)} training rows, {epoch_tokens} tokens, lengths {min(lengths)}-{max(lengths)} "
           f"(median {sorted(lengths)[len(lengths) // 2]}); steps {args.steps} (packed contenders {packed_steps})")
 
