@@ -2,7 +2,8 @@
 own, the web server serving the built dashboard, an RQ worker, and Debian's Chromium driven by
 Playwright (never a downloaded browser).
 
-The web and worker run as subprocesses with their own data directory, so the journey sees
+The web server, the worker and the inference service the Playground chats through
+(`tinyforge serve-platform`) run as subprocesses with their own data directory, so the journey sees
 exactly what a user of `make demo` sees. Screenshots of every page go to
 test-artifacts/e2e/<journey>/ (the path is printed).
 """
@@ -84,25 +85,25 @@ class Platform:
 
     def log_tail(self) -> str:
         out = []
-        for name in ("web.log", "worker.log"):
+        for name in ("web.log", "worker.log", "inference.log"):
             path = self.data_dir / name
             if path.exists():
                 out.append(f"--- {name} ---\n" + "\n".join(path.read_text(errors="replace").splitlines()[-40:]))
         return "\n".join(out)
 
 
-def _wait_for_http(url: str, process: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+def _wait_for_http(url: str, process: subprocess.Popen, log: Path, timeout: float = 60, what: str = "the web server") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"the web server exited with {process.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
+            raise RuntimeError(f"{what} exited with {process.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
                     return
         except OSError:
             time.sleep(0.3)
-    raise RuntimeError(f"the web server did not answer {url} within {timeout}s:\n{log.read_text(errors='replace')[-3000:]}")
+    raise RuntimeError(f"{what} did not answer {url} within {timeout}s:\n{log.read_text(errors='replace')[-3000:]}")
 
 
 @pytest.fixture(scope="session")
@@ -140,6 +141,10 @@ def platform(tmp_path_factory) -> Platform:
         embedded = EmbeddedRedis(embedded_redis_socket(data_dir), data_dir)
         embedded.start()
     port = _free_port()
+    # The inference service, as `make demo` runs it: the web server passes the Playground's chats
+    # and /v1/ on to it.
+    inference_port = _free_port()
+    env["TINYFORGE_INFERENCE_URL"] = f"http://127.0.0.1:{inference_port}"
     platform = Platform(url=f"http://127.0.0.1:{port}", env=env, data_dir=data_dir)
     try:
         platform.manage("migrate", "--noinput")
@@ -160,7 +165,15 @@ def platform(tmp_path_factory) -> Platform:
             cwd=BACKEND, env=env, stdout=worker_log.open("w"), stderr=subprocess.STDOUT,
         )
         platform.processes.append(worker)
+        inference_log = data_dir / "inference.log"
+        inference = subprocess.Popen(
+            [sys.executable, "-m", "tinyforge.cli", "serve-platform", "--host", "127.0.0.1", "--port", str(inference_port),
+             "--device", "cpu", "--threads", "1"],
+            cwd=BACKEND, env=env, stdout=inference_log.open("w"), stderr=subprocess.STDOUT,
+        )
+        platform.processes.append(inference)
         _wait_for_http(f"{platform.url}/api/v1/health/", web, web_log)
+        _wait_for_http(f"{env['TINYFORGE_INFERENCE_URL']}/health", inference, inference_log, what="the inference service")
         yield platform
     finally:
         for process in reversed(platform.processes):

@@ -430,6 +430,23 @@ export interface paths {
         patch: operations["deployments_partial_update"];
         trace?: never;
     };
+    "/api/v1/deployments/{id}/chat/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Playground: chat with the deployment, streamed token by token (OpenAI chunks over SSE) */
+        post: operations["deployments_chat_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/deployments/{id}/start/": {
         parameters: {
             query?: never;
@@ -837,6 +854,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/runs/config-options/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The new-run form's choices from the engine: base models, hyperparameters with defaults and help, presets resolved per method */
+        get: operations["runs_config_options_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/runs/estimate/": {
         parameters: {
             query?: never;
@@ -1006,6 +1040,22 @@ export interface components {
             readonly changes: unknown;
             readonly ip_address: string | null;
         };
+        BaseModelPreset: {
+            name: string;
+            hf_id: string;
+            license: string;
+        };
+        ChatMessageRequest: {
+            role: components["schemas"]["ChatRoleEnum"];
+            content: string;
+        };
+        /**
+         * @description * `system` - system
+         *     * `user` - user
+         *     * `assistant` - assistant
+         * @enum {string}
+         */
+        ChatRoleEnum: "system" | "user" | "assistant";
         /**
          * @description Rejects fields it does not know (or that are read-only) instead of ignoring them, so a
          *     typo in a hyperparameter name is an error, not a silently different run.
@@ -1327,6 +1377,15 @@ export interface components {
         Health: {
             status: string;
             database: string;
+        };
+        Hyperparameter: {
+            name: string;
+            type: components["schemas"]["TypeEnum"];
+            /** @description null means: derived by the engine (see help) */
+            nullable: boolean;
+            default: unknown;
+            choices: string[];
+            help: string;
         };
         /**
          * @description Rejects fields it does not know (or that are read-only) instead of ignoring them, so a
@@ -1718,6 +1777,25 @@ export interface components {
             method?: components["schemas"]["MethodEnum"];
             config?: unknown;
         };
+        /**
+         * @description OpenAI's chat completion body without `model` (the deployment is the model). The inference
+         *     service validates it fully; this documents it in the schema.
+         */
+        PlaygroundChatRequest: {
+            messages: components["schemas"]["ChatMessageRequest"][];
+            /** Format: double */
+            temperature?: number;
+            /** Format: double */
+            top_p?: number;
+            max_tokens?: number;
+            stop?: string[];
+            seed?: number;
+            /**
+             * @description true (default): text/event-stream of chat.completion.chunk events ending with `data: [DONE]`; false: one chat.completion object
+             * @default true
+             */
+            stream: boolean;
+        };
         PreviewRow: {
             line: number;
             valid: boolean;
@@ -1882,6 +1960,25 @@ export interface components {
             p95: number | null;
             max_seq_length: number | null;
         };
+        TrainingOptions: {
+            base_models: components["schemas"]["BaseModelPreset"][];
+            hyperparameters: components["schemas"]["Hyperparameter"][];
+            presets: components["schemas"]["TrainingPreset"][];
+            default_preset: string;
+        };
+        TrainingPreset: {
+            name: string;
+            /** @description What the preset changes from the defaults */
+            overrides: {
+                [key: string]: unknown;
+            };
+            /** @description The full config per method (lora, full): what a run gets */
+            resolved: {
+                [key: string]: {
+                    [key: string]: unknown;
+                };
+            };
+        };
         /**
          * @description Rejects fields it does not know (or that are read-only) instead of ignoring them, so a
          *     typo in a hyperparameter name is an error, not a silently different run.
@@ -1948,6 +2045,16 @@ export interface components {
          * @enum {string}
          */
         TrainingRunStatusEnum: "queued" | "running" | "succeeded" | "failed" | "cancelled";
+        /**
+         * @description * `int` - int
+         *     * `float` - float
+         *     * `bool` - bool
+         *     * `choice` - choice
+         *     * `list` - list
+         *     * `str` - str
+         * @enum {string}
+         */
+        TypeEnum: "int" | "float" | "bool" | "choice" | "list" | "str";
         UploadRequest: {
             files: string[];
             note?: string;
@@ -3870,6 +3977,87 @@ export interface operations {
             };
         };
     };
+    deployments_chat_create: {
+        parameters: {
+            query?: {
+                format?: "json" | "sse";
+            };
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this deployment. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PlaygroundChatRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": string;
+                    "application/json": {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Invalid input; `fields` names each bad field */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                    "text/event-stream": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                    "text/event-stream": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Signed in, but your role or the token's scopes do not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                    "text/event-stream": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                    "text/event-stream": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not possible in the object's current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                    "text/event-stream": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     deployments_start_create: {
         parameters: {
             query?: never;
@@ -4028,6 +4216,7 @@ export interface operations {
                 q?: string;
                 run?: number;
                 source?: string;
+                team?: number;
             };
             header?: never;
             path?: never;
@@ -5617,6 +5806,43 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["RunComparison"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Signed in, but your role or the token's scopes do not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    runs_config_options_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TrainingOptions"];
                 };
             };
             /** @description Not signed in, or the token is invalid, expired or revoked */

@@ -37,8 +37,31 @@ export type TrainingRun = Omit<S["TrainingRun"], "config" | "summary_metrics" | 
   config: Record<string, unknown>;
   summary_metrics: Record<string, number>;
   eval_results: { samples?: EvalSample[]; eval_loss?: number; perplexity?: number; exact_match?: number; rouge_l?: number; [key: string]: unknown };
-  /** Reported by the runs API once queued runs know their place. */
-  queue_position?: number | null;
+};
+export type RunEstimate = S["RunEstimate"];
+export type TrainingOptions = S["TrainingOptions"];
+export type Hyperparameter = S["Hyperparameter"];
+export type TrainingPreset = Omit<S["TrainingPreset"], "resolved" | "overrides"> & {
+  overrides: Record<string, unknown>;
+  /** The full config per method ("lora", "full"). */
+  resolved: Record<string, Record<string, unknown>>;
+};
+/** One metric's curve rows: {"step": 10, "<run id>": value, ...}. */
+export type ComparisonRow = Record<string, number>;
+export interface ComparedRun {
+  id: number;
+  name: string;
+  status: RunStatus;
+  attempt: number;
+  base_model: string;
+  method: "lora" | "full";
+  dataset_version: number;
+  summary_metrics: Record<string, number>;
+  config: Record<string, unknown>;
+}
+export type RunComparison = Omit<S["RunComparison"], "runs" | "metrics"> & {
+  runs: ComparedRun[];
+  metrics: Record<string, ComparisonRow[]>;
 };
 export type RunMetric = S["RunMetric"];
 export type ProjectEvent = Omit<S["Event"], "data"> & { data?: Record<string, unknown> };
@@ -56,25 +79,11 @@ export interface CursorPage<T> {
   has_more: boolean;
 }
 
-
-
-
-
-
-
-
 export interface EvalSample {
   prompt: string;
   expected: string;
   generated: string;
   exact_match?: boolean;
   rouge_l?: number;
-}
-
-export interface RunEstimate {
-  steps?: number;
-  tokens?: number;
-  seconds?: number;
-  basis?: string;
 }
 

@@ -1,5 +1,4 @@
 import type { RunMetric } from "../../api/types";
-import { alignByStep } from "./api/compare-runs";
 import { curveRows, latestValue, runProgress } from "./run-status";
 
 const point = (id: number, step: number, name: string, value: number): RunMetric => ({ id, step, name, value, created_at: "" });
@@ -16,11 +15,6 @@ describe("curves", () => {
   it("finds the newest value of a metric", () => {
     expect(latestValue([point(1, 1, "loss", 3), point(2, 2, "loss", 2)], "loss")).toBe(2);
     expect(latestValue([], "loss")).toBeUndefined();
-  });
-
-  it("aligns several runs by step for comparison", () => {
-    const compare = alignByStep(new Map([[7, [point(1, 5, "loss", 1.5)]], [8, [point(2, 5, "loss", 1.2), point(3, 10, "loss", 1.0)]]]));
-    expect(compare.rows("loss")).toEqual([{ step: 5, run7: 1.5, run8: 1.2 }, { step: 10, run8: 1.0 }]);
   });
 
   it("reports progress from steps, and full progress once succeeded", () => {

@@ -1,6 +1,7 @@
 import { queryOptions, useQuery } from "@tanstack/react-query";
 import { apiFetch, type Page } from "../../../api/client";
 import type { DatasetVersion } from "../../../api/types";
+import { isVersionBusy } from "../version-status";
 
 export const projectVersionsKey = (projectId: number) => ["dataset-versions", { projectId }] as const;
 
@@ -10,7 +11,12 @@ export function listProjectVersions(projectId: number): Promise<Page<DatasetVers
 }
 
 export const projectVersionsQueryOptions = (projectId: number) =>
-  queryOptions({ queryKey: projectVersionsKey(projectId), queryFn: () => listProjectVersions(projectId) });
+  queryOptions({
+    queryKey: projectVersionsKey(projectId),
+    queryFn: () => listProjectVersions(projectId),
+    // A version importing right now turns ready (or failed) within seconds.
+    refetchInterval: (query) => (query.state.data?.results.some((v) => isVersionBusy(v.status)) ? 2000 : false),
+  });
 
 export function useProjectVersions(projectId: number) {
   return useQuery(projectVersionsQueryOptions(projectId));

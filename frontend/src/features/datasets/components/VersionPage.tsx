@@ -7,7 +7,7 @@ import { ProgressBar } from "../../../components/ProgressBar";
 import { EmptyState, ErrorState, LoadingState, QueryState } from "../../../components/States";
 import { formatBytes, formatDateTime, formatNumber } from "../../../lib/format";
 import { useProjectId } from "../../projects/use-project-id";
-import { BASE_MODEL_PRESETS } from "../../training/presets";
+import { useConfigOptions } from "../../training/api/get-config-options";
 import { useDataset } from "../api/get-dataset";
 import { useVersion, versionDownloadUrl } from "../api/get-version";
 import { useVersionPreview } from "../api/get-version-preview";
@@ -16,9 +16,11 @@ import { RenderedRow } from "./RenderedRow";
 import { TokenHistogramChart } from "./TokenHistogramChart";
 
 function PreviewCard({ versionId }: { versionId: number }) {
-  const [baseModel, setBaseModel] = useState(BASE_MODEL_PRESETS[0]!.value);
+  const presets = useConfigOptions().data?.base_models ?? [];
+  const [chosenModel, setBaseModel] = useState<string | null>(null);
+  const baseModel = chosenModel ?? presets[0]?.name ?? "";
   const [page, setPage] = useState(1);
-  const preview = useVersionPreview({ versionId, baseModel, page }, true);
+  const preview = useVersionPreview({ versionId, baseModel, page }, Boolean(baseModel));
   return (
     <Card
       title="Rows as the model sees them"
@@ -26,9 +28,9 @@ function PreviewCard({ versionId }: { versionId: number }) {
         <label className="row small">
           <span>Template of</span>
           <select className="select" style={{ width: "auto" }} value={baseModel} onChange={(e) => { setBaseModel(e.target.value); setPage(1); }}>
-            {BASE_MODEL_PRESETS.map((p) => (
-              <option key={p.value} value={p.value}>
-                {p.label}
+            {presets.map((p) => (
+              <option key={p.name} value={p.name}>
+                {p.name}
               </option>
             ))}
           </select>

@@ -2,6 +2,7 @@ import type { ProjectEvent } from "../../../api/types";
 import { useTail } from "../../training/api/tail";
 
 export interface EventFilters {
+  team: number;
   project?: number;
   run?: number;
   min_level?: string;

@@ -35,7 +35,7 @@ export function LogsPage() {
   const { team } = useCurrentTeam();
   const projects = useProjects(team.id);
   const [project, setProject] = useState<number | undefined>(undefined);
-  const runs = useRuns(project ?? 0);
+  const runs = useRuns(project ?? 0, project !== undefined);
   const [run, setRun] = useState<number | undefined>(undefined);
   const [level, setLevel] = useState("");
   const [source, setSource] = useState("");
@@ -44,11 +44,9 @@ export function LogsPage() {
   const [follow, setFollow] = useState(true);
   const viewRef = useRef<HTMLDivElement>(null);
   const teamProjects = resultsOf(projects.data);
-  // The events API filters by project, not team: default to the team's first project so another
-  // team's lines never mix in.
-  const projectFilter = project ?? teamProjects[0]?.id;
-  const filters: EventFilters = { project: projectFilter, run, min_level: level || undefined, source: source || undefined, q: query || undefined };
-  const events = useEventTail(filters, follow && projectFilter !== undefined);
+  // The team always scopes the tail, so another team's lines never mix in.
+  const filters: EventFilters = { team: team.id, project, run, min_level: level || undefined, source: source || undefined, q: query || undefined };
+  const events = useEventTail(filters, follow);
   const items = events.data?.items ?? [];
 
   useEffect(() => {
@@ -85,7 +83,8 @@ export function LogsPage() {
           >
             <label className="field">
               <span className="field-label">Project</span>
-              <select className="select" value={projectFilter ?? ""} onChange={(e) => { setProject(Number(e.target.value)); setRun(undefined); }}>
+              <select className="select" value={project ?? ""} onChange={(e) => { setProject(e.target.value ? Number(e.target.value) : undefined); setRun(undefined); }}>
+                <option value="">All of {team.name}</option>
                 {teamProjects.map((p) => (
                   <option key={p.id} value={p.id}>
                     {p.name}
@@ -95,7 +94,7 @@ export function LogsPage() {
             </label>
             <label className="field">
               <span className="field-label">Run</span>
-              <select className="select" value={run ?? ""} onChange={(e) => setRun(e.target.value ? Number(e.target.value) : undefined)}>
+              <select className="select" value={run ?? ""} disabled={project === undefined} onChange={(e) => setRun(e.target.value ? Number(e.target.value) : undefined)}>
                 <option value="">All</option>
                 {resultsOf(runs.data).map((r) => (
                   <option key={r.id} value={r.id}>
@@ -132,13 +131,11 @@ export function LogsPage() {
               </span>
             </label>
           </form>
-          {projects.isPending || (events.isPending && projectFilter !== undefined) ? (
+          {events.isPending ? (
             <LoadingState label="Loading events…" />
-          ) : projects.isError ? (
-            <ErrorState error={projects.error} />
           ) : events.isError ? (
             <ErrorState error={events.error} onRetry={() => void events.refetch()} />
-          ) : projectFilter === undefined ? (
+          ) : teamProjects.length === 0 && projects.isSuccess ? (
             <EmptyState title="No projects yet">Logs belong to projects; create one first.</EmptyState>
           ) : items.length === 0 ? (
             <EmptyState title="No events match">{follow ? "New events appear here as they happen." : "Turn on Follow to wait for new events."}</EmptyState>

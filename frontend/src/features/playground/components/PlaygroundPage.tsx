@@ -117,7 +117,13 @@ export function PlaygroundPage() {
               {turns.map((turn, i) => (
                 <div key={i} className={`chat-message ${turn.role}`}>
                   <div className="chat-role">{turn.role === "user" ? "You" : chosen?.name}</div>
-                  {turn.content || (chat.isPending && i === turns.length - 1 ? <span className="spinner" aria-label="Generating" /> : "")}
+                  {turn.content ? (
+                    <div className="chat-text">{turn.content}</div>
+                  ) : chat.isPending && i === turns.length - 1 ? (
+                    <span className="spinner" aria-label="Generating" />
+                  ) : turn.role === "assistant" ? (
+                    <div className="chat-text muted">(no text: the model ended its answer at once)</div>
+                  ) : null}
                 </div>
               ))}
             </div>

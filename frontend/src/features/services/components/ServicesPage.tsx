@@ -16,6 +16,7 @@ import { useRuns } from "../../training/api/list-runs";
 import { useDeleteDeployment, useStartDeployment, useStopDeployment } from "../api/deployment-actions";
 import { useDeployments } from "../api/list-deployments";
 import { curlSnippet, inferenceBaseUrl, openaiSnippet } from "../snippets";
+import { useRequestRate } from "../request-rate";
 import { DeployForm } from "./DeployForm";
 import { ExportsCard } from "./ExportsCard";
 
@@ -27,6 +28,7 @@ function DeploymentCard({ deployment, runName }: { deployment: Deployment; runNa
   const [snippet, setSnippet] = useState("curl");
   const baseUrl = inferenceBaseUrl();
   const d = deployment;
+  const rate = useRequestRate(d);
   return (
     <Card
       title={
@@ -68,18 +70,20 @@ function DeploymentCard({ deployment, runName }: { deployment: Deployment; runNa
         <InlineError error={stop.error ?? start.error ?? remove.error} />
         {d.status === "failed" && d.error ? <div className="alert alert-error">{d.error}</div> : null}
         <div className="grid-cards" style={{ gridTemplateColumns: "repeat(auto-fill, minmax(120px, 1fr))" }}>
-          <Stat label="Run" value={<span style={{ fontSize: 14 }}>{runName}</span>} />
-          <Stat label="Runtime" value={<span style={{ fontSize: 14 }}>{d.runtime === "onnx" ? "ONNX Runtime" : "PyTorch"}</span>} />
+          <Stat label="Requests / min" value={rate === null ? "—" : formatNumber(rate, 1)} />
           <Stat label="Requests" value={formatNumber(d.request_count)} />
           <Stat label="Errors" value={formatNumber(d.error_count)} />
           <Stat label="Latency p50" value={d.latency_p50_ms === null ? "—" : `${formatNumber(d.latency_p50_ms)} ms`} />
           <Stat label="Latency p95" value={d.latency_p95_ms === null ? "—" : `${formatNumber(d.latency_p95_ms)} ms`} />
-          <Stat label="Tokens out" value={formatNumber(d.tokens_out)} />
+          <Stat label="Tokens in / out" value={`${formatNumber(d.tokens_in)} / ${formatNumber(d.tokens_out)}`} />
           <Stat label="Memory" value={formatBytes(d.memory_bytes)} />
         </div>
         <div className="small muted">
+          Run <Link to={`/projects/${d.project}/runs/${d.run}`}>{runName}</Link> · {d.runtime === "onnx" ? "ONNX Runtime" : "PyTorch"}
+          {d.ready_at ? ` · serving since ${formatRelative(d.ready_at)}` : ""}
+          <br />
           Endpoint <code>{baseUrl}/chat/completions</code> · model <code>{d.name}</code>
-          {d.stats_updated_at ? ` · statistics ${formatRelative(d.stats_updated_at)}` : ""}
+          {d.stats_updated_at ? ` · statistics ${formatRelative(d.stats_updated_at)}` : " · no requests yet"}
         </div>
         <div>
           <Tabs label={`Code for ${d.name}`} tabs={[{ id: "curl", label: "curl" }, { id: "openai", label: "Python (openai)" }]} selected={snippet} onSelect={setSnippet} />

@@ -16,6 +16,6 @@ export const runsQueryOptions = (projectId: number) =>
     refetchInterval: (query) => (query.state.data?.results.some((r) => isRunActive(r.status)) ? 3000 : false),
   });
 
-export function useRuns(projectId: number) {
-  return useQuery(runsQueryOptions(projectId));
+export function useRuns(projectId: number, enabled = true) {
+  return useQuery({ ...runsQueryOptions(projectId), enabled });
 }

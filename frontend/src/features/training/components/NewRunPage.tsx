@@ -1,33 +1,39 @@
 import { useMemo, useState, type FormEvent } from "react";
 import { Link, useNavigate, useSearchParams } from "react-router";
 import { errorBesideButton, fieldError, resultsOf } from "../../../api/client";
+import type { Hyperparameter } from "../../../api/types";
 import { Button } from "../../../components/Button";
 import { Card, PageHeader } from "../../../components/Card";
 import { Field } from "../../../components/Field";
-import { InlineError, LoadingState } from "../../../components/States";
+import { ErrorState, InlineError, LoadingState } from "../../../components/States";
 import { formatDuration, formatNumber } from "../../../lib/format";
+import { useDebouncedValue } from "../../../lib/use-debounced-value";
+import { isVersionBusy } from "../../datasets/version-status";
 import { useDatasets } from "../../datasets/api/list-datasets";
 import { useProjectVersions } from "../../datasets/api/list-project-versions";
 import { useProjectId } from "../../projects/use-project-id";
 import { useCreateRun, type CreateRunInput } from "../api/create-run";
 import { useRunEstimate } from "../api/estimate-run";
-import { ADVANCED_FIELDS, BASE_MODEL_PRESETS, TRAINING_PRESETS, type HyperparameterField } from "../presets";
+import { useConfigOptions, type ConfigOptions } from "../api/get-config-options";
+import { PRESET_SUMMARIES, formatConfigValue, hyperparameterLabel, isLoraOnly, parseConfigValue } from "../presets";
 
-/** Reasons for a hyperparameter, whichever nesting the server used for its field name. */
+/** Reasons for a hyperparameter: the runs API names them config.<field>. */
 function hyperparameterErrors(error: unknown, name: string): string[] | undefined {
-  return fieldError(error, `config.${name}`) ?? fieldError(error, name);
+  return fieldError(error, `config.${name}`);
 }
 
-function parseValue(field: HyperparameterField, raw: string): unknown {
-  if (field.kind === "int" || field.kind === "float") return Number(raw);
-  if (field.kind === "bool") return raw === "true";
-  if (field.kind === "text" && field.name === "lora_target_modules") {
-    return raw.split(",").map((s) => s.trim()).filter(Boolean);
-  }
-  return raw;
+function sentence(text: string): string {
+  return text.charAt(0).toUpperCase() + text.slice(1) + ".";
 }
 
 export function NewRunPage() {
+  const options = useConfigOptions();
+  if (options.isPending) return <LoadingState label="Loading the training options…" />;
+  if (options.isError) return <ErrorState error={options.error} onRetry={() => void options.refetch()} />;
+  return <NewRunForm options={options.data} />;
+}
+
+function NewRunForm({ options }: { options: ConfigOptions }) {
   const projectId = useProjectId();
   const [params] = useSearchParams();
   const versions = useProjectVersions(projectId);
@@ -36,29 +42,36 @@ export function NewRunPage() {
   const navigate = useNavigate();
   const [name, setName] = useState("");
   const [versionId, setVersionId] = useState<number | null>(params.get("version") ? Number(params.get("version")) : null);
-  const [baseChoice, setBaseChoice] = useState(BASE_MODEL_PRESETS[0]!.value);
+  const [baseChoice, setBaseChoice] = useState(options.base_models[0]?.name ?? "custom");
   const [customBase, setCustomBase] = useState("");
   const [method, setMethod] = useState<"lora" | "full">("lora");
-  const [preset, setPreset] = useState("quick");
+  const [preset, setPreset] = useState(options.presets.some((p) => p.name === "quick") ? "quick" : options.default_preset);
   // Raw text of the advanced fields the user touched; untouched ones follow the preset.
   const [overrides, setOverrides] = useState<Record<string, string>>({});
 
-  const readyVersions = resultsOf(versions.data).filter((v) => v.status === "ready");
+  const allVersions = resultsOf(versions.data);
+  const readyVersions = allVersions.filter((v) => v.status === "ready");
+  // A version still importing (the "Train on this version" link right after an upload) is offered
+  // too: a run on it validates it first.
+  const importing = allVersions.filter((v) => isVersionBusy(v.status) && v.id === versionId);
+  const offered = [...readyVersions, ...importing];
   const datasetName = (id: number) => resultsOf(datasets.data).find((d) => d.id === id)?.name ?? `Dataset ${id}`;
   const selectedVersion = versionId ?? readyVersions[0]?.id ?? null;
   const baseModel = baseChoice === "custom" ? customBase.trim() : baseChoice;
-  const presetValues = TRAINING_PRESETS[preset]?.values ?? {};
+  const resolved = options.presets.find((p) => p.name === preset)?.resolved[method] ?? {};
+  const shownFields = options.hyperparameters.filter((f) => !isLoraOnly(f) || method === "lora");
 
   const hyperparameters = useMemo(() => {
     const out: Record<string, unknown> = {};
-    for (const field of ADVANCED_FIELDS) {
-      if (!(field.name in overrides)) continue;
-      if (field.lora && method !== "lora") continue;
-      if ((overrides[field.name] ?? "") === "") continue; // empty: the preset's or engine's default
-      out[field.name] = parseValue(field, overrides[field.name] ?? "");
+    for (const field of shownFields) {
+      const raw = overrides[field.name];
+      if (raw === undefined) continue;
+      if (raw.trim() === "" && !field.nullable) continue; // emptied: the preset's value
+      const value = parseConfigValue(field, raw);
+      if (JSON.stringify(value) !== JSON.stringify(resolved[field.name] ?? null)) out[field.name] = value;
     }
     return out;
-  }, [overrides, method]);
+  }, [overrides, shownFields, resolved]);
 
   const input: CreateRunInput = {
     project: projectId,
@@ -68,7 +81,9 @@ export function NewRunPage() {
     method,
     config: { preset, ...hyperparameters },
   };
-  const estimate = useRunEstimate(input, selectedVersion !== null && Boolean(baseModel));
+  // The estimate tokenizes the whole version: ask once the form has settled, not on every key.
+  const estimateInput = useDebouncedValue({ ...input, name: "estimate" }, 600);
+  const estimate = useRunEstimate(estimateInput, selectedVersion !== null && Boolean(estimateInput.base_model));
 
   const submit = (event: FormEvent) => {
     event.preventDefault();
@@ -77,13 +92,13 @@ export function NewRunPage() {
 
   if (versions.isPending) return <LoadingState label="Loading dataset versions…" />;
 
-  const fieldValue = (field: HyperparameterField): string => {
-    if (field.name in overrides) return overrides[field.name] ?? "";
-    const v = presetValues[field.name];
-    return v === undefined ? "" : String(v);
-  };
-  const shownFields = ADVANCED_FIELDS.filter((f) => !f.lora || method === "lora");
+  const fieldValue = (field: Hyperparameter): string => overrides[field.name] ?? formatConfigValue(resolved[field.name]);
+  const change = (field: Hyperparameter, raw: string) => setOverrides({ ...overrides, [field.name]: raw });
   const advancedErrors = shownFields.some((f) => hyperparameterErrors(create.error, f.name));
+  const presetInfo = options.presets.find((p) => p.name === preset);
+  const presetChanges = Object.entries(presetInfo?.overrides ?? {})
+    .map(([key, value]) => `${hyperparameterLabel(key).toLowerCase()} ${formatConfigValue(value)}`)
+    .join(", ");
 
   return (
     <>
@@ -101,22 +116,22 @@ export function NewRunPage() {
             <Field
               label="Dataset version"
               errors={fieldError(create.error, "dataset_version")}
-              help={readyVersions.length ? "Only validated versions are listed." : "No validated version yet: import data first."}
+              help={offered.length ? "Validated versions (one still importing is validated first)." : "No validated version yet: import data first."}
             >
               <select className="select" value={selectedVersion ?? ""} onChange={(e) => setVersionId(Number(e.target.value))}>
-                {readyVersions.length === 0 ? <option value="">No ready versions</option> : null}
-                {readyVersions.map((v) => (
+                {offered.length === 0 ? <option value="">No ready versions</option> : null}
+                {offered.map((v) => (
                   <option key={v.id} value={v.id}>
-                    {datasetName(v.dataset)} v{v.number} ({formatNumber(v.row_count)} rows)
+                    {datasetName(v.dataset)} v{v.number} {v.status === "ready" ? `(${formatNumber(v.row_count)} rows)` : `(${v.status})`}
                   </option>
                 ))}
               </select>
             </Field>
-            <Field label="Base model" errors={baseChoice === "custom" ? undefined : fieldError(create.error, "base_model")} help="A preset, a Hugging Face id or a local folder.">
+            <Field label="Base model" errors={baseChoice === "custom" ? undefined : fieldError(create.error, "base_model")} help="A preset, a Hugging Face id or a model folder on the workers.">
               <select className="select" value={baseChoice} onChange={(e) => setBaseChoice(e.target.value)}>
-                {BASE_MODEL_PRESETS.map((p) => (
-                  <option key={p.value} value={p.value}>
-                    {p.label}
+                {options.base_models.map((m) => (
+                  <option key={m.name} value={m.name}>
+                    {m.name} ({m.hf_id}, offline)
                   </option>
                 ))}
                 <option value="custom">Hugging Face id or local path…</option>
@@ -154,55 +169,50 @@ export function NewRunPage() {
                 Preset
               </span>
               <div className="segmented" role="radiogroup" aria-labelledby="preset-label">
-                {Object.entries(TRAINING_PRESETS).map(([key, p]) => (
-                  <label key={key}>
+                {options.presets.map((p) => (
+                  <label key={p.name}>
                     <input
                       type="radio"
                       name="preset"
-                      value={key}
-                      checked={preset === key}
+                      value={p.name}
+                      checked={preset === p.name}
                       onChange={() => {
-                        setPreset(key);
+                        setPreset(p.name);
                         setOverrides({});
                       }}
                     />
-                    {p.label}
+                    {hyperparameterLabel(p.name)}
                   </label>
                 ))}
               </div>
-              <span className="field-help">{TRAINING_PRESETS[preset]?.help}</span>
+              <span className="field-help">
+                {PRESET_SUMMARIES[preset] ?? ""} {presetChanges ? `Changes from the defaults: ${presetChanges}.` : ""}
+              </span>
               {fieldError(create.error, "config.preset") ? <span className="field-error">{fieldError(create.error, "config.preset")!.join(" ")}</span> : null}
             </div>
             <details open={advancedErrors || undefined}>
               <summary style={{ cursor: "pointer", fontWeight: 600 }}>Advanced hyperparameters</summary>
-              <p className="small muted">Values shown are the preset's; change any of them. Empty means the engine's default.</p>
+              <p className="small muted">Values shown are what this preset gives a {method === "lora" ? "LoRA" : "full"} run; change any of them.</p>
               <div className="form-grid">
                 {shownFields.map((field) => (
-                  <Field key={field.name} label={field.label} help={field.help} errors={hyperparameterErrors(create.error, field.name)}>
-                    {field.kind === "choice" ? (
-                      <select className="select" value={fieldValue(field)} onChange={(e) => setOverrides({ ...overrides, [field.name]: e.target.value })}>
-                        <option value="">(default)</option>
-                        {field.choices?.map((c) => (
+                  <Field key={field.name} label={hyperparameterLabel(field.name)} help={sentence(field.help)} errors={hyperparameterErrors(create.error, field.name)}>
+                    {field.type === "choice" || field.type === "bool" ? (
+                      <select className="select" name={field.name} value={fieldValue(field)} onChange={(e) => change(field, e.target.value)}>
+                        {(field.type === "bool" ? ["true", "false"] : field.choices).map((c) => (
                           <option key={c} value={c}>
-                            {c}
+                            {c === "true" ? "yes" : c === "false" ? "no" : c}
                           </option>
                         ))}
-                      </select>
-                    ) : field.kind === "bool" ? (
-                      <select className="select" value={fieldValue(field)} onChange={(e) => setOverrides({ ...overrides, [field.name]: e.target.value })}>
-                        <option value="">(default)</option>
-                        <option value="true">yes</option>
-                        <option value="false">no</option>
                       </select>
                     ) : (
                       <input
                         className="input"
                         name={field.name}
-                        type={field.kind === "text" ? "text" : "number"}
-                        min={field.min}
-                        step={field.step ?? (field.kind === "int" ? 1 : "any")}
+                        type={field.type === "int" || field.type === "float" ? "number" : "text"}
+                        step={field.type === "int" ? 1 : "any"}
                         value={fieldValue(field)}
-                        onChange={(e) => setOverrides({ ...overrides, [field.name]: e.target.value })}
+                        placeholder={field.nullable ? "(derived)" : undefined}
+                        onChange={(e) => change(field, e.target.value)}
                       />
                     )}
                   </Field>
@@ -213,20 +223,25 @@ export function NewRunPage() {
         </Card>
         <Card>
           <div className="stack">
-            <div aria-live="polite" className="small">
+            <div aria-live="polite" className="small" data-testid="run-estimate">
               {estimate.data ? (
                 <span>
-                  Estimate: {formatNumber(estimate.data.steps)} steps, {formatNumber(estimate.data.tokens)} tokens, about{" "}
-                  <strong>{formatDuration(estimate.data.seconds)}</strong> on this installation's workers
-                  {estimate.data.basis ? ` (${estimate.data.basis})` : ""}.
+                  Estimate: {formatNumber(estimate.data.steps)} steps, {formatNumber(estimate.data.tokens)} trained tokens
+                  {estimate.data.seconds !== null ? (
+                    <>
+                      , about <strong>{formatDuration(estimate.data.seconds)}</strong> on this installation's workers ({estimate.data.basis}).
+                    </>
+                  ) : (
+                    <>; no duration yet: {estimate.data.basis}.</>
+                  )}
                 </span>
               ) : estimate.isFetching ? (
-                <span className="muted">Estimating duration…</span>
+                <span className="muted">Estimating…</span>
               ) : estimate.isError ? (
                 <span className="muted">No estimate: {estimate.error.message}</span>
               ) : null}
             </div>
-            <InlineError error={errorBesideButton(create.error, ["name", "dataset_version", "base_model", "method", "preset", "config.preset", ...shownFields.flatMap((f) => [f.name, `config.${f.name}`])])} />
+            <InlineError error={errorBesideButton(create.error, ["name", "dataset_version", "base_model", "method", "config.preset", ...shownFields.map((f) => `config.${f.name}`)])} />
             <div className="form-actions">
               <Button type="submit" variant="primary" busy={create.isPending} disabled={selectedVersion === null || !baseModel}>
                 Start training

@@ -183,7 +183,7 @@ export function RunPage() {
                       <td style={{ maxWidth: 280, whiteSpace: "pre-wrap" }}>{s.prompt}</td>
                       <td style={{ maxWidth: 280, whiteSpace: "pre-wrap" }}>{s.expected}</td>
                       <td style={{ maxWidth: 280, whiteSpace: "pre-wrap" }}>
-                        {s.generated} {s.exact_match ? <Badge tone="success">exact</Badge> : null}
+                        {s.generated.trim() ? s.generated : <span className="muted">(empty answer)</span>} {s.exact_match ? <Badge tone="success">exact</Badge> : null}
                       </td>
                       <td className="num">{formatMetric(s.rouge_l)}</td>
                     </tr>
@@ -193,16 +193,19 @@ export function RunPage() {
             </div>
           )}
         </Card>
-        <div className="grid-2">
-          <Card title="Log">
-            {events.isError ? <InlineError error={events.error} /> : events.isPending ? <LoadingState /> : <EventLines events={events.data.items} follow={live} />}
-          </Card>
-          <Card title="Configuration">
-            <pre className="mono small" style={{ margin: 0, maxHeight: 300, overflow: "auto" }}>
-              {JSON.stringify(r.config, null, 2)}
-            </pre>
-          </Card>
-        </div>
+        <Card title="Log">
+          {events.isError ? <InlineError error={events.error} /> : events.isPending ? <LoadingState /> : <EventLines events={events.data.items} follow={live} />}
+        </Card>
+        <Card title="Configuration">
+          <dl className="config-list">
+            {Object.entries(r.config).map(([key, value]) => (
+              <div key={key}>
+                <dt>{key}</dt>
+                <dd>{typeof value === "string" ? value : JSON.stringify(value)}</dd>
+              </div>
+            ))}
+          </dl>
+        </Card>
       </div>
     </>
   );

@@ -1,0 +1,25 @@
+import { queryOptions, useQuery } from "@tanstack/react-query";
+import { apiFetch } from "../../../api/client";
+import type { Hyperparameter, TrainingOptions, TrainingPreset } from "../../../api/types";
+
+export interface ConfigOptions {
+  base_models: TrainingOptions["base_models"];
+  hyperparameters: Hyperparameter[];
+  presets: TrainingPreset[];
+  default_preset: string;
+}
+
+export const configOptionsKey = ["runs", "config-options"] as const;
+
+/** The engine's hyperparameters (type, default, choices, help) and presets resolved per method. */
+export function getConfigOptions(): Promise<ConfigOptions> {
+  return apiFetch<ConfigOptions>("/api/v1/runs/config-options/");
+}
+
+export const configOptionsQueryOptions = () =>
+  // Fixed for the life of the server process.
+  queryOptions({ queryKey: configOptionsKey, queryFn: getConfigOptions, staleTime: Infinity });
+
+export function useConfigOptions() {
+  return useQuery(configOptionsQueryOptions());
+}
