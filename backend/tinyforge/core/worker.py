@@ -32,6 +32,7 @@ PERIODIC_JOBS = {
     "reconcile-runs": ("tinyforge.training.reconcile.reconcile_runs", "RECONCILE_INTERVAL_SECONDS"),
     "reconcile-versions": ("tinyforge.datasets.reconcile.reconcile_versions", "RECONCILE_INTERVAL_SECONDS"),
     "reconcile-deployments": ("tinyforge.deployments.jobs.reconcile_deployments", "RECONCILE_INTERVAL_SECONDS"),
+    "reconcile-exports": ("tinyforge.deployments.jobs.reconcile_exports", "RECONCILE_INTERVAL_SECONDS"),
 }
 
 

@@ -1,7 +1,7 @@
 from django_filters import rest_framework as filters
 
 from tinyforge.core.api import IdFilter
-from tinyforge.deployments.models import Deployment, DeploymentStatus, Export, ExportFormat, ExportStatus, Runtime
+from tinyforge.deployments.models import Deployment, DeploymentStatus, Export, ExportFormat, ExportStatus, Quantize, Runtime
 
 
 class DeploymentFilter(filters.FilterSet):
@@ -18,10 +18,14 @@ class DeploymentFilter(filters.FilterSet):
 
 class ExportFilter(filters.FilterSet):
     project = IdFilter(field_name="project_id")
+    team = IdFilter(field_name="project__team_id")
     run = IdFilter(field_name="run_id")
+    checkpoint = IdFilter(field_name="checkpoint_id")
     status = filters.MultipleChoiceFilter(choices=ExportStatus.choices)
-    format = filters.ChoiceFilter(choices=ExportFormat.choices)
+    # Not `format`: DRF reads ?format= as the response's renderer.
+    export_format = filters.MultipleChoiceFilter(field_name="format", choices=ExportFormat.choices)
+    quantize = filters.ChoiceFilter(choices=Quantize.choices)
 
     class Meta:
         model = Export
-        fields = ["project", "run", "status", "format"]
+        fields = ["project", "team", "run", "checkpoint", "status", "export_format", "quantize"]

@@ -1,6 +1,7 @@
-"""The deploy job: `deploy(deployment_id)`, run by an RQ worker from the `deploy` queue.
+"""The deploy and export jobs (`deploy(deployment_id)`, `export(export_id)`), run by RQ workers
+from the `deploy` queue, and their reconcilers.
 
-It prepares the folder the inference service loads: the chosen checkpoint (or the run's best,
+The deploy job prepares the folder the inference service loads: the chosen checkpoint (or the run's best,
 or its final model) written as a clean model folder by the export code (`export_model`: LoRA
 adapter as it is, or merged into its base when asked; ONNX for the ONNX Runtime runtime), under
 the deployment's storage folder, one subfolder per deploy job so a redeploy never rewrites files
@@ -10,6 +11,12 @@ answers, or failed with the reason.
 
 A duplicate or late delivery (the deployment moved on, or a newer job replaced this one) does
 nothing.
+
+The export job claims a pending export (a conditional update, so a duplicate delivery does
+nothing), writes its zip with `export_model` under the export's storage folder while a thread
+beats its heartbeat, and records size and verification report; any failure (verification, a full
+disk, an architecture ONNX does not cover) removes what it wrote and marks the export failed with
+the reason, so only a verified, complete file is ever offered for download.
 """
 
 from __future__ import annotations
@@ -18,22 +25,30 @@ import logging
 import shutil
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import django_rq
 import redis
+from django.conf import settings
 from django.utils import timezone
+from django.utils.text import slugify
 from rq import get_current_job
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from tinyforge.core import storage
 from tinyforge.core.events import record_event
+from tinyforge.core.heartbeat import Heartbeat
 from tinyforge.core.jobs import enqueue
 from tinyforge.core.lifecycle import InvalidTransition, update_if
 from tinyforge.core.models import EventLevel
 from tinyforge.deployments import lifecycle
-from tinyforge.deployments.models import Deployment, DeploymentStatus, Runtime
+from tinyforge.deployments.models import (Deployment, DeploymentStatus, Export, ExportFormat, ExportStatus, Quantize,
+                                          Runtime)
 from tinyforge.errors import TinyforgeError
+
+if TYPE_CHECKING:
+    from tinyforge.ml.export import ExportResult
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +84,9 @@ def deploy(deployment_id: int) -> str:
     return key
 
 
-def source_folder(deployment: Deployment) -> Path:
-    """The model folder the deployment serves: its checkpoint, else the run's final model."""
+def source_folder(deployment: Deployment | Export) -> Path:
+    """The model folder a deployment serves or an export writes: its checkpoint, else the run's
+    final model."""
     run = deployment.run
     if deployment.checkpoint is not None:
         what, key = f"checkpoint at step {deployment.checkpoint.step}", deployment.checkpoint.storage_key
@@ -81,7 +97,7 @@ def source_folder(deployment: Deployment) -> Path:
     folder = storage.path(key)
     if not folder.is_dir():
         raise TinyforgeError(f"the {what} of run {run.name} is missing from the data directory ({key}); "
-                             "deploy another checkpoint or train again")
+                             "choose another checkpoint or train again")
     return folder
 
 
@@ -135,25 +151,222 @@ def reconcile_deployments() -> dict[str, list[int]]:
     waiting = Deployment.all_teams.filter(status=DeploymentStatus.PENDING, model_path="",
                                           updated_at__lt=timezone.now() - ENQUEUE_GRACE).exclude(job_id="")
     try:
-        connection = django_rq.get_connection("deploy")
-        for deployment in waiting:
-            try:
-                job = Job.fetch(deployment.job_id, connection=connection)
-            except NoSuchJobError:
+        for deployment, job in _ended_jobs(waiting, "deploy"):
+            if job is None:
                 enqueue("deploy", DEPLOY_JOB, deployment.pk, job_id=deployment.job_id)
                 done["requeued"].append(deployment.pk)
                 continue
-            if job.get_status() in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED):
-                message = (f"the deploy job {job.id} ended without finishing ({job.get_status()}): its worker was "
-                           "stopped or it ran out of time; start the deployment again")
-                try:
-                    lifecycle.mark_deployment_failed(deployment.pk, message)
-                except InvalidTransition:
-                    continue
-                _say(deployment)(message, EventLevel.ERROR)
-                done["failed"].append(deployment.pk)
+            message = (f"the deploy job {job.id} ended without finishing ({job.get_status()}): its worker was "
+                       "stopped or it ran out of time; start the deployment again")
+            try:
+                lifecycle.mark_deployment_failed(deployment.pk, message)
+            except InvalidTransition:
+                continue
+            _say(deployment)(message, EventLevel.ERROR)
+            done["failed"].append(deployment.pk)
     except redis.RedisError as exc:
         logger.warning("could not check the deploy jobs in Redis: %s", exc)
     if any(done.values()):
         logger.info("reconciled deployments: %s", done)
+    return done
+
+
+def _ended_jobs(records, queue: str):
+    """(record, None) for each record whose job is missing from Redis, (record, job) for each whose
+    job ended without finishing (its worker killed, the job timed out or was stopped). Raises
+    redis.RedisError when Redis cannot be reached."""
+    connection = django_rq.get_connection(queue)
+    for record in records:
+        try:
+            job = Job.fetch(record.job_id, connection=connection)
+        except NoSuchJobError:
+            yield record, None
+            continue
+        if job.get_status() in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED):
+            yield record, job
+
+
+# --- exports -----------------------------------------------------------------------------------
+
+EXPORT_SOURCE = "export"
+# A bundle's runtime as the export code names it.
+BUNDLE_RUNTIMES = {Runtime.PYTORCH: "torch", Runtime.ONNX: "onnxruntime"}
+
+
+class ExportAbandoned(Exception):
+    """The export was deleted, or failed by the reconciler, while its job worked on it."""
+
+
+def export(export_id: int) -> str:
+    """The export job: write the export's zip (verified, for ONNX) under its storage folder and
+    record its size and verification report. Returns what happened."""
+    record = Export.all_teams.select_related("run__validation_version__dataset", "checkpoint").filter(
+        pk=export_id).first()
+    if record is None:
+        return "gone"
+    try:
+        lifecycle.mark_export_running(export_id)
+    except InvalidTransition:
+        return "skipped"  # a duplicate or late delivery: another job has it, or it is finished
+    say = _export_say(record)
+    folder_key = storage.export_folder_key(record.project_id, record.pk)
+    storage.delete(folder_key)  # whatever an earlier, killed try left
+    job = get_current_job()
+    say(f"{record.get_format_display()} export started on worker "
+        f"{job.worker_name if job and job.worker_name else 'in-process'}")
+    try:
+        with Heartbeat(lambda: lifecycle.record_export_heartbeat(export_id), f"heartbeat-export-{export_id}"):
+            key, result = write_export(record, ExportProgress(record, say))
+    except ExportAbandoned:
+        storage.delete(folder_key)
+        return "abandoned"
+    except Exception as exc:
+        storage.delete(folder_key)  # never a partial file that looks downloadable
+        return _fail_export(record, exc, say)
+    try:
+        lifecycle.mark_export_succeeded(export_id, storage_key=key, size_bytes=result.size_bytes,
+                                        verification=result.verification or {})
+    except (InvalidTransition, Export.DoesNotExist):
+        storage.delete(folder_key)
+        return "abandoned"
+    say(f"export ready: {storage.path(key).name}, {result.size_bytes / 1e6:.1f} MB, {len(result.files)} files")
+    return "succeeded"
+
+
+def write_export(record: Export, progress) -> tuple[str, ExportResult]:
+    """Export the record's model into the zip its storage key names; returns (key, result)."""
+    from tinyforge.ml.export import export_model
+
+    source = source_folder(record)
+    key = storage.export_key(record.project_id, record.pk, export_filename(record))
+    onnx = record.format == ExportFormat.ONNX or record.runtime == Runtime.ONNX
+    heldout, heldout_name = _heldout(record) if onnx else (None, "")
+    progress.expect(record, source)
+    result = export_model(
+        source, "hf" if record.format == ExportFormat.HF_MERGED else record.format, storage.path(key),
+        merge=record.format == ExportFormat.HF_MERGED,
+        quantize=None if record.quantize == Quantize.NONE else record.quantize,
+        runtime=BUNDLE_RUNTIMES[record.runtime] if record.format == ExportFormat.BUNDLE else None,
+        heldout_data=heldout, progress=progress,
+    )
+    if result.verification:
+        # The report names the file it read; users know it as their validation set.
+        result.verification["heldout_source"] = heldout_name or result.verification.get("heldout_source")
+    return key, result
+
+
+def export_filename(record: Export) -> str:
+    """`<run>-step-<n>-<format>[-onnx][-int8].zip`: says what is inside once downloaded."""
+    parts = [slugify(record.run.name) or f"run-{record.run_id}",
+             f"step-{record.checkpoint.step}" if record.checkpoint else "final", record.format.replace("_", "-")]
+    if record.format == ExportFormat.BUNDLE and record.runtime == Runtime.ONNX:
+        parts.append("onnx")
+    if record.quantize != Quantize.NONE:
+        parts.append(record.quantize)
+    return "-".join(parts) + ".zip"
+
+
+def _heldout(record: Export) -> tuple[str | None, str]:
+    """The run's validation set for the held-out loss of ONNX exports, when it has one."""
+    version = record.run.validation_version
+    if version is None or not version.storage_key or not storage.exists(version.storage_key):
+        return None, ""
+    return str(storage.path(version.storage_key)), f"validation set {version.dataset.name} v{version.number}"
+
+
+class ExportProgress:
+    """export_model's progress callback: each message is an event, a step of the progress bar and a
+    heartbeat. It stops the export (ExportAbandoned) once the record has moved on."""
+
+    def __init__(self, record: Export, say):
+        self.export_id, self.say = record.pk, say
+        self.seen, self.expected = 0, 4
+
+    def expect(self, record: Export, source: Path) -> None:
+        """How many messages export_model sends for this export (tinyforge.ml.export): model
+        steps, the serving code of a bundle, then "writing the zip archive" and "wrote ...";
+        progress is the share seen, so it only approximates the time spent."""
+        from tinyforge.ml.export import is_adapter_folder
+
+        if record.format == ExportFormat.ONNX or record.runtime == Runtime.ONNX:
+            model_steps = 5 + (2 if record.quantize != Quantize.NONE else 0)
+        elif record.format == ExportFormat.HF and is_adapter_folder(source):
+            model_steps = 1
+        else:
+            model_steps = 2
+        self.expected = model_steps + (1 if record.format == ExportFormat.BUNDLE else 0) + 2
+
+    def __call__(self, message: str) -> None:
+        self.seen += 1
+        if not lifecycle.record_export_progress(self.export_id, min(0.95, self.seen / self.expected)):
+            raise ExportAbandoned(self.export_id)
+        self.say(message)
+
+
+def _fail_export(record: Export, exc: Exception, say) -> str:
+    from tinyforge.ml.onnx_export import OnnxExportError
+
+    if isinstance(exc, TinyforgeError):
+        message = str(exc)
+    else:
+        logger.exception("export %s failed", record.pk)
+        message = f"{type(exc).__name__}: {exc}"
+    verification = exc.verification if isinstance(exc, OnnxExportError) else None
+    try:
+        lifecycle.mark_export_failed(record.pk, message, verification=verification)
+    except (InvalidTransition, Export.DoesNotExist):
+        return "abandoned"
+    say(f"export failed: {message}", EventLevel.ERROR, data={"verification": verification} if verification else None)
+    return "failed"
+
+
+def _export_say(record: Export, source: str = EXPORT_SOURCE):
+    def say(message: str, level: str = EventLevel.INFO, data: dict | None = None) -> None:
+        record_event(project_id=record.project_id, export_id=record.pk, run_id=record.run_id, source=source,
+                     message=message, level=level, data=data)
+
+    return say
+
+
+def reconcile_exports() -> dict[str, list[int]]:
+    """Periodic (tinyforge.core.worker): a running export whose heartbeat is older than
+    RUN_STALE_SECONDS lost its worker (killed, out of memory, its machine gone) and is marked
+    failed, its files removed; a pending one whose job vanished from Redis is enqueued again under
+    the same job id; one whose job ended before it started is marked failed."""
+    from tinyforge.deployments.services import EXPORT_JOB
+
+    done: dict[str, list[int]] = {"failed_lost": [], "requeued": [], "failed_in_queue": []}
+    now = timezone.now()
+    lost = Export.all_teams.filter(status=ExportStatus.RUNNING,
+                                   heartbeat_at__lt=now - timedelta(seconds=settings.RUN_STALE_SECONDS))
+    for record in lost:
+        silent = int((now - record.heartbeat_at).total_seconds())
+        message = (f"the worker running this export stopped responding (no heartbeat for {silent} s): it was killed, "
+                   "ran out of memory or its machine went away; export again")
+        if lifecycle.fail_lost_export(record.pk, message, seen_heartbeat=record.heartbeat_at):
+            storage.delete(storage.export_folder_key(record.project_id, record.pk))
+            _export_say(record, "reconciler")(message, EventLevel.ERROR)
+            done["failed_lost"].append(record.pk)
+    waiting = Export.all_teams.filter(status=ExportStatus.PENDING, created_at__lt=now - ENQUEUE_GRACE).exclude(job_id="")
+    try:
+        for record, job in _ended_jobs(waiting, "deploy"):
+            say = _export_say(record, "reconciler")
+            if job is None:
+                enqueue("deploy", EXPORT_JOB, record.pk, job_id=record.job_id)
+                say("its export job was missing from Redis (restarted without its data, or unreachable when the "
+                    "export was created); queued again", EventLevel.WARNING)
+                done["requeued"].append(record.pk)
+                continue
+            message = (f"the export job {job.id} ended before it started ({job.get_status()}): its worker was "
+                       "stopped or it ran out of time; export again")
+            try:
+                lifecycle.mark_export_failed(record.pk, message)
+            except InvalidTransition:
+                continue
+            say(message, EventLevel.ERROR)
+            done["failed_in_queue"].append(record.pk)
+    except redis.RedisError as exc:
+        logger.warning("could not check the export jobs in Redis: %s", exc)
+    if any(done.values()):
+        logger.info("reconciled exports: %s", done)
     return done

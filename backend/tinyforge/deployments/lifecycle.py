@@ -14,7 +14,7 @@ from tinyforge.deployments.models import Deployment, DeploymentStatus as D, Expo
 
 __all__ = ["InvalidTransition", "mark_deployment_ready", "mark_deployment_failed", "mark_deployment_stopped",
            "mark_deployment_pending", "mark_export_running", "mark_export_succeeded", "mark_export_failed",
-           "record_export_progress"]
+           "record_export_progress", "record_export_heartbeat", "fail_lost_export"]
 
 
 def mark_deployment_ready(deployment_id: int, *, model_path: str) -> None:
@@ -59,3 +59,14 @@ def mark_export_failed(export_id: int, error: str, *, verification: dict | None 
 def record_export_progress(export_id: int, progress: float) -> bool:
     return update_if(Export, export_id, statuses=[E.RUNNING], progress=max(0.0, min(1.0, progress)),
                      heartbeat_at=timezone.now())
+
+
+def record_export_heartbeat(export_id: int) -> bool:
+    return update_if(Export, export_id, statuses=[E.RUNNING], heartbeat_at=timezone.now())
+
+
+def fail_lost_export(export_id: int, error: str, *, seen_heartbeat) -> bool:
+    """Fail a running export whose job went silent, unless it beat again since the reconciler looked."""
+    now = timezone.now()
+    return Export.all_teams.filter(pk=export_id, status=E.RUNNING, heartbeat_at=seen_heartbeat).update(
+        status=E.FAILED, error=error, finished_at=now, updated_at=now) == 1

@@ -99,6 +99,8 @@ class Export(TeamOwnedModel):
     )
     format = models.CharField(max_length=16, choices=ExportFormat.choices)
     quantize = models.CharField(max_length=8, choices=Quantize.choices, default=Quantize.NONE)
+    runtime = models.CharField(max_length=16, choices=Runtime.choices, blank=True,
+                               help_text="Bundles only: the runtime inside (empty for other formats)")
     status = models.CharField(max_length=16, choices=ExportStatus.choices, default=ExportStatus.PENDING, db_index=True)
     storage_key = models.CharField(max_length=500, blank=True, help_text="The downloadable file (zip)")
     size_bytes = models.BigIntegerField(null=True, blank=True)

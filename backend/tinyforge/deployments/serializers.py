@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
 from tinyforge.core.api import StrictModelSerializer
-from tinyforge.deployments.models import Deployment, Export
+from tinyforge.deployments.models import Deployment, Export, ExportFormat, Quantize, Runtime
 
 
 class DeploymentSerializer(StrictModelSerializer):
@@ -37,19 +37,41 @@ class DeploymentSerializer(StrictModelSerializer):
 
 class ExportSerializer(StrictModelSerializer):
     project = serializers.IntegerField(source="project_id", read_only=True)
+    filename = serializers.SerializerMethodField(help_text="The zip's name, once the export succeeded")
 
     class Meta:
         model = Export
-        fields = ["id", "project", "run", "checkpoint", "format", "quantize", "status", "size_bytes",
-                  "verification", "error", "progress", "heartbeat_at", "started_at", "finished_at", "created_by",
-                  "created_at"]
+        fields = ["id", "project", "run", "checkpoint", "format", "quantize", "runtime", "status", "filename",
+                  "size_bytes", "verification", "error", "progress", "heartbeat_at", "started_at", "finished_at",
+                  "created_by", "created_at"]
         read_only_fields = ["status", "size_bytes", "verification", "error", "progress", "heartbeat_at",
                             "started_at", "finished_at", "created_by"]
+        extra_kwargs = {"checkpoint": {"help_text": "Empty: the run's best checkpoint (else its final model)"}}
+
+    def get_filename(self, export) -> str | None:
+        return export.storage_key.rsplit("/", 1)[-1] if export.storage_key else None
 
     def validate(self, attrs):
+        """Every problem with the combination at once, each under its field."""
         run, checkpoint = attrs.get("run"), attrs.get("checkpoint")
+        format, quantize = attrs.get("format"), attrs.get("quantize", Quantize.NONE)
+        runtime = attrs.get("runtime", "")
+        problems = {}
         if run is not None and checkpoint is not None and checkpoint.run_id != run.pk:
-            raise serializers.ValidationError({"checkpoint": ["Must be a checkpoint of the chosen run."]})
+            problems["checkpoint"] = ["Must be a checkpoint of the chosen run."]
+        if quantize != Quantize.NONE and format not in (ExportFormat.ONNX, ExportFormat.BUNDLE):
+            problems["quantize"] = [f"{quantize} applies to ONNX exports and bundles (format onnx or bundle); "
+                                    "a Hugging Face export keeps the trained weights."]
+        if format == ExportFormat.BUNDLE:
+            if not runtime:
+                runtime = Runtime.ONNX if quantize != Quantize.NONE else Runtime.PYTORCH
+            elif quantize != Quantize.NONE and runtime != Runtime.ONNX:
+                problems["runtime"] = [f"A {quantize} bundle runs on ONNX Runtime: use runtime onnx, or leave it out."]
+        elif runtime:
+            problems["runtime"] = ["Applies to bundles only (format bundle)."]
+        if problems:
+            raise serializers.ValidationError(problems)
+        attrs["runtime"] = runtime
         return attrs
 
 

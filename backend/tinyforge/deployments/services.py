@@ -90,19 +90,22 @@ def delete_deployment(request, deployment: Deployment) -> None:
 
 
 @transaction.atomic
-def create_export(request, *, run: TrainingRun, checkpoint: Checkpoint | None, format: str, quantize: str) -> Export:
+def create_export(request, *, run: TrainingRun, checkpoint: Checkpoint | None, format: str, quantize: str,
+                  runtime: str = "") -> Export:
+    """Queue an export of `checkpoint`, else the run's best (else final) model. The serializer has
+    checked the combination of format, quantize and runtime."""
     _require_model(run, checkpoint, "export")
-    if quantize != "none" and format not in ("onnx", "bundle"):
-        raise exceptions.ValidationError({"quantize": ["int8 applies to ONNX exports and bundles only."]})
     export = Export.all_teams.create(
         project_id=run.project_id, run=run, checkpoint=checkpoint or default_checkpoint(run), format=format,
-        quantize=quantize, created_by=getattr(request, "user", None),
+        quantize=quantize, runtime=runtime, created_by=getattr(request, "user", None),
     )
     export.job_id = f"export-{export.pk}"
     export.save(update_fields=["job_id"])
+    what = f"step {export.checkpoint.step}" if export.checkpoint else "the final model"
     record_event(project_id=run.project_id, export_id=export.pk, run_id=run.pk, source="platform",
-                 message=f"{export.get_format_display()} export queued")
-    audit(request, "exported", export, changes={"format": format, "quantize": quantize})
+                 message=f"{export.get_format_display()} export of {run.name} ({what}) queued")
+    audit(request, "exported", export, changes={"run": run.pk, "format": format, "quantize": quantize,
+                                                 "runtime": runtime})
     enqueue("deploy", EXPORT_JOB, export.pk, job_id=export.job_id)
     return export
 

@@ -102,7 +102,7 @@ class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins
 
 
 @extend_schema_view(
-    list=extend_schema(summary="Exports (filter by project, run, status, format)",
+    list=extend_schema(summary="Exports (filter by team, project, run, checkpoint, status, export_format, quantize)",
                        responses={200: ExportSerializer(many=True), **READ_ERRORS}),
     retrieve=extend_schema(summary="One export with its verification numbers", responses={200: ExportSerializer, **OBJECT_ERRORS}),
     destroy=extend_schema(summary="Delete an export and its file", responses={204: None, **OBJECT_ERRORS}),
@@ -113,9 +113,9 @@ class ExportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
     serializer_class = ExportSerializer
     select_related = ("run", "project")
     filterset_class = ExportFilter
-    ordering_fields = ["created_at", "format", "status"]
+    ordering_fields = ["created_at", "format", "status", "size_bytes"]
 
-    @extend_schema(summary="Export a run's model (HF folder, ONNX, bundle)",
+    @extend_schema(summary="Export a run's model (HF folder, ONNX verified against PyTorch, int8, bundle)",
                    responses={201: ExportSerializer, **errors(400, 401, 403, 404, 409)})
     def create(self, request):
         serializer = self.get_serializer(data=request.data)
@@ -124,7 +124,8 @@ class ExportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
         run = fields["run"]
         require_role(request, run.project.team_id, Role.MEMBER, action="export models")
         export = services.create_export(request, run=run, checkpoint=fields.get("checkpoint"),
-                                        format=fields["format"], quantize=fields.get("quantize", "none"))
+                                        format=fields["format"], quantize=fields.get("quantize", "none"),
+                                        runtime=fields["runtime"])
         return Response(self.get_serializer(export).data, status=status.HTTP_201_CREATED)
 
     def perform_destroy(self, instance):

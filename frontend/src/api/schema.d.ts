@@ -508,10 +508,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Exports (filter by project, run, status, format) */
+        /** Exports (filter by team, project, run, checkpoint, status, export_format, quantize) */
         get: operations["exports_list"];
         put?: never;
-        /** Export a run's model (HF folder, ONNX, bundle) */
+        /** Export a run's model (HF folder, ONNX verified against PyTorch, int8, bundle) */
         post: operations["exports_create"];
         delete?: never;
         options?: never;
@@ -1045,6 +1045,8 @@ export interface components {
             hf_id: string;
             license: string;
         };
+        /** @enum {unknown} */
+        BlankEnum: "";
         ChatMessageRequest: {
             role: components["schemas"]["ChatRoleEnum"];
             content: string;
@@ -1326,10 +1328,20 @@ export interface components {
             readonly id: number;
             readonly project: number;
             run: number;
+            /** @description Empty: the run's best checkpoint (else its final model) */
             checkpoint?: number | null;
             format: components["schemas"]["FormatEnum"];
             quantize?: components["schemas"]["QuantizeEnum"];
+            /**
+             * @description Bundles only: the runtime inside (empty for other formats)
+             *
+             *     * `pytorch` - PyTorch
+             *     * `onnx` - ONNX Runtime
+             */
+            runtime?: components["schemas"]["RuntimeEnum"] | components["schemas"]["BlankEnum"];
             readonly status: components["schemas"]["ExportStatusEnum"];
+            /** @description The zip's name, once the export succeeded */
+            readonly filename: string | null;
             readonly size_bytes: number | null;
             readonly verification: unknown;
             readonly error: string;
@@ -1354,9 +1366,17 @@ export interface components {
          */
         ExportRequest: {
             run: number;
+            /** @description Empty: the run's best checkpoint (else its final model) */
             checkpoint?: number | null;
             format: components["schemas"]["FormatEnum"];
             quantize?: components["schemas"]["QuantizeEnum"];
+            /**
+             * @description Bundles only: the runtime inside (empty for other formats)
+             *
+             *     * `pytorch` - PyTorch
+             *     * `onnx` - ONNX Runtime
+             */
+            runtime?: components["schemas"]["RuntimeEnum"] | components["schemas"]["BlankEnum"];
         };
         /**
          * @description * `pending` - Pending
@@ -4264,13 +4284,14 @@ export interface operations {
     exports_list: {
         parameters: {
             query?: {
+                checkpoint?: number;
                 /**
                  * @description * `hf` - Hugging Face folder (adapter or full)
                  *     * `hf_merged` - Hugging Face folder, adapter merged
                  *     * `onnx` - ONNX
                  *     * `bundle` - Standalone inference bundle
                  */
-                format?: "bundle" | "hf" | "hf_merged" | "onnx";
+                export_format?: ("bundle" | "hf" | "hf_merged" | "onnx")[];
                 /** @description Which field to use when ordering the results. */
                 ordering?: string;
                 /** @description A page number within the paginated result set. */
@@ -4278,6 +4299,11 @@ export interface operations {
                 /** @description Number of results to return per page. */
                 page_size?: number;
                 project?: number;
+                /**
+                 * @description * `none` - None
+                 *     * `int8` - int8 (dynamic)
+                 */
+                quantize?: "int8" | "none";
                 run?: number;
                 /**
                  * @description * `pending` - Pending
@@ -4286,6 +4312,7 @@ export interface operations {
                  *     * `failed` - Failed
                  */
                 status?: ("failed" | "pending" | "running" | "succeeded")[];
+                team?: number;
             };
             header?: never;
             path?: never;

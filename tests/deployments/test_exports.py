@@ -1,0 +1,274 @@
+"""Exports through the API and the export job: HF zips, verified ONNX (+ int8), failures that are
+never offered for download, listing, deleting and the reconciler."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import zipfile
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from deployments.conftest import trained_run, work_off
+from personas import assert_error
+from tinyforge.core import storage
+from tinyforge.core.models import AuditEvent, Event
+from tinyforge.deployments import jobs, lifecycle
+from tinyforge.deployments.models import Export
+from tinyforge.ml import onnx_export
+from tinyforge.training.models import Checkpoint, TrainingRun
+from training.conftest import make_version, toy_jsonl
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def create(client, run, **fields) -> Export:
+    response = client.post("/api/v1/exports/", {"run": run.pk, **fields}, format="json")
+    assert response.status_code == 201, response.content
+    return Export.all_teams.get(pk=response.json()["id"])
+
+
+def export_now(export: Export) -> Export:
+    """The job, called as a worker calls it."""
+    assert jobs.export(export.pk) in ("succeeded", "failed")
+    export.refresh_from_db()
+    return export
+
+
+def download(client, export) -> zipfile.ZipFile:
+    response = client.get(f"/api/v1/exports/{export.pk}/download/")
+    assert response.status_code == 200, response.content
+    assert response["Content-Disposition"].endswith(f'filename="{storage.path(export.storage_key).name}"')
+    return zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
+
+
+def messages(export) -> list[str]:
+    return list(Event.all_teams.filter(export=export).order_by("id").values_list("message", flat=True))
+
+
+def export_files(export) -> list:
+    folder = storage.path(storage.export_folder_key(export.project_id, export.pk))
+    return sorted(folder.rglob("*")) if folder.exists() else []
+
+
+def test_it_exports_the_best_checkpoint_as_a_zip_of_the_adapter(acme, alice, client_for, queues, trained_model_dir):
+    run = trained_run(acme, trained_model_dir)
+    best = run.checkpoints.get(is_best=True)
+    export = create(client_for(alice), run, format="hf")
+    assert export.checkpoint == best and export.status == "pending" and export.runtime == ""
+    assert queues[1].job_ids == [f"export-{export.pk}"]
+
+    export = export_now(export)
+    assert export.status == "succeeded", export.error
+    assert export.progress == 1.0 and export.started_at and export.finished_at and export.heartbeat_at
+    assert export.size_bytes == storage.path(export.storage_key).stat().st_size
+    archive = download(client_for(alice), export)
+    top = f"trained-run-step-{best.step}-hf"
+    assert export.storage_key.endswith(f"/{top}.zip")
+    names = set(archive.namelist())
+    assert {f"{top}/adapter_config.json", f"{top}/adapter_model.safetensors", f"{top}/README.md",
+            f"{top}/tokenizer_config.json", f"{top}/tinyforge.json"} <= names
+    assert json.loads(archive.read(f"{top}/tinyforge.json"))["export"]["merged"] is False
+    log = messages(export)
+    assert "queued" in log[0] and "started on worker" in log[1] and "copying the LoRA adapter" in log
+    assert log[-1].startswith(f"export ready: {top}.zip")
+    assert AuditEvent.all_teams.filter(action="exported", target_id=str(export.pk), actor=alice).exists()
+    # A duplicate or late delivery of the job changes nothing.
+    assert jobs.export(export.pk) == "skipped"
+    assert Export.all_teams.get(pk=export.pk).finished_at == export.finished_at
+
+
+def test_a_chosen_checkpoint_is_merged_into_full_weights(acme, alice, client_for, queues, trained_model_dir):
+    run = trained_run(acme, trained_model_dir)
+    first = sorted((trained_model_dir / "checkpoints").iterdir())[0]
+    step = int(first.name.split("-")[1])
+    key = storage.checkpoint_key(acme.project.pk, run.pk, step)
+    shutil.copytree(first, storage.path(key))
+    chosen = Checkpoint.all_teams.create(run=run, step=step, storage_key=key, eval_loss=2.0)
+    export = export_now(create(client_for(alice), run, format="hf_merged", checkpoint=chosen.pk))
+    assert export.status == "succeeded", export.error
+    names = download(client_for(alice), export).namelist()
+    top = f"trained-run-step-{step}-hf-merged"
+    assert f"{top}/model.safetensors" in names and f"{top}/config.json" in names
+    assert not any(name.endswith("adapter_config.json") for name in names)
+
+
+def test_a_real_worker_exports_verified_onnx_int8_with_its_numbers(acme, alice, client_for, queues,
+                                                                    trained_model_dir):
+    run = trained_run(acme, trained_model_dir)
+    run.validation_version = make_version(acme.dataset, toy_jsonl(1))
+    run.save()
+    client = client_for(alice)
+    response = client.post("/api/v1/exports/", {"run": run.pk, "format": "onnx", "quantize": "int8"}, format="json")
+    assert response.status_code == 201, response.content
+    work_off(queues)
+    body = client.get(f"/api/v1/exports/{response.json()['id']}/").json()
+    assert body["status"] == "succeeded", body["error"]
+    report = body["verification"]
+    assert report["passed"] is True and report["precision"] == "int8"
+    assert report["heldout_source"] == f"validation set faq v{run.validation_version.number}"
+    fp32, int8 = report["fp32"], report["int8"]
+    assert fp32["identical_generations"] == fp32["generations"] > 0
+    assert fp32["max_abs_logit_diff"] <= fp32["logits_atol"]
+    assert {"heldout_loss", "heldout_loss_change_vs_onnx_fp32", "token_agreement", "identical_generations"} <= set(int8)
+    assert body["filename"].endswith("-onnx-int8.zip") and body["size_bytes"] > 0
+    export = Export.all_teams.get(pk=body["id"])
+    names = download(client, export).namelist()
+    assert any(name.endswith("/model.onnx") for name in names)
+    assert any(name.endswith("/verification.json") for name in names)
+    assert "quantizing to int8" in messages(export)
+
+
+def test_a_failed_verification_keeps_the_numbers_and_offers_nothing(acme, alice, client_for, queues, trained_model_dir,
+                                                                    monkeypatch):
+    # Float arithmetic in another order always moves some logit: a zero tolerance must fail.
+    monkeypatch.setattr(onnx_export, "LOGITS_ATOL", 0.0)
+    export = export_now(create(client_for(alice), trained_run(acme, trained_model_dir), format="onnx"))
+    assert export.status == "failed"
+    assert "failed verification" in export.error and "max |logit difference|" in export.error
+    assert export.verification["passed"] is False and export.verification["fp32"]["max_abs_logit_diff"] > 0
+    assert export.storage_key == "" and export_files(export) == []
+    error = Event.all_teams.get(export=export, level="error")
+    assert error.data["verification"] == export.verification
+    assert_error(client_for(alice).get(f"/api/v1/exports/{export.pk}/download/"), 409, "conflict")
+
+
+def test_an_architecture_onnx_does_not_cover_fails_naming_it(acme, alice, client_for, queues):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from tinymodel import build_tokenizer
+
+    run = TrainingRun.all_teams.create(project=acme.project, name="gpt", dataset_version=acme.version,
+                                       base_model="gpt2", status="succeeded")
+    run.output_key = storage.run_output_key(acme.project.pk, run.pk)
+    tokenizer = build_tokenizer()
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2)).save_pretrained(
+        storage.path(run.output_key))
+    tokenizer.save_pretrained(storage.path(run.output_key))
+    run.save()
+    export = export_now(create(client_for(alice), run, format="onnx"))
+    assert export.status == "failed" and export.checkpoint is None
+    assert "does not support the architecture 'GPT2LMHeadModel'" in export.error
+    assert export_files(export) == []
+    assert any("GPT2LMHeadModel" in m for m in messages(export))
+
+
+def test_missing_model_files_fail_the_export_with_the_reason(acme, alice, client_for, queues):
+    # The persona run's best checkpoint points at a folder that was never written.
+    export = export_now(create(client_for(alice), acme.run, format="hf"))
+    assert export.status == "failed"
+    assert "missing from the data directory (ck)" in export.error
+
+
+@pytest.mark.parametrize("fields, errors", [
+    ({"format": "gguf"}, {"format"}),
+    ({"format": "hf", "quantize": "int8", "runtime": "onnx"}, {"quantize", "runtime"}),
+    ({"format": "hf_merged", "quantize": "int4"}, {"quantize"}),
+    ({"format": "bundle", "quantize": "int8", "runtime": "pytorch"}, {"runtime"}),
+    ({"format": "onnx", "runtime": "onnx"}, {"runtime"}),
+    ({}, {"format"}),
+])
+def test_bad_combinations_are_400_with_every_field_named(acme, alice, client_for, queues, fields, errors):
+    error = assert_error(client_for(alice).post("/api/v1/exports/", {"run": acme.run.pk, **fields}, format="json"),
+                         400)
+    assert set(error["fields"]) == errors
+    assert Export.all_teams.filter(run=acme.run).count() == 1  # the persona's own export only
+    assert queues[1].count == 0
+
+
+def test_a_checkpoint_of_another_run_is_refused(acme, alice, client_for, queues):
+    other = TrainingRun.all_teams.create(project=acme.project, name="other", dataset_version=acme.version,
+                                         base_model="tiny", status="succeeded")
+    error = assert_error(client_for(alice).post("/api/v1/exports/", {"run": other.pk, "format": "hf",
+                                                                     "checkpoint": acme.checkpoint.pk}, format="json"), 400)
+    assert set(error["fields"]) == {"checkpoint"}
+
+
+def test_a_bundle_with_int8_runs_on_onnx_runtime(acme, alice, client_for, queues):
+    assert create(client_for(alice), acme.run, format="bundle", quantize="int8").runtime == "onnx"
+    assert create(client_for(alice), acme.run, format="bundle").runtime == "pytorch"
+
+
+def test_a_run_that_failed_or_has_no_checkpoint_is_a_conflict(acme, alice, client_for, queues):
+    failed = TrainingRun.all_teams.create(project=acme.project, name="crashed", dataset_version=acme.version,
+                                          base_model="tiny", status="failed", error="out of memory")
+    error = assert_error(client_for(alice).post("/api/v1/exports/", {"run": failed.pk, "format": "hf"}, format="json"),
+                         409, "conflict")
+    assert "crashed is failed and has no checkpoint; there is nothing to export" in error["message"]
+    running = TrainingRun.all_teams.create(project=acme.project, name="busy", dataset_version=acme.version,
+                                           base_model="tiny", status="running")
+    assert_error(client_for(alice).post("/api/v1/exports/", {"run": running.pk, "format": "onnx"}, format="json"), 409)
+    assert not Export.all_teams.filter(run__in=[failed, running]).exists() and queues[1].count == 0
+
+
+def test_downloads_wait_for_success(acme, alice, client_for):
+    error = assert_error(client_for(alice).get(f"/api/v1/exports/{acme.export.pk}/download/"), 409, "conflict")
+    assert "pending" in error["message"]
+
+
+def test_exports_are_listed_per_run_and_project_within_the_callers_teams(acme, globex, alice, vic, client_for, queues):
+    second = TrainingRun.all_teams.create(project=acme.project, name="second", dataset_version=acme.version,
+                                          base_model="tiny", status="succeeded")
+    mine = create(client_for(alice), second, format="onnx")
+    client = client_for(vic)  # viewers see exports
+    ids = lambda query: {row["id"] for row in client.get(f"/api/v1/exports/?{query}").json()["results"]}  # noqa: E731
+    assert ids("") == {acme.export.pk, mine.pk}
+    assert ids(f"run={second.pk}") == {mine.pk}
+    assert ids(f"project={acme.project.pk}&export_format=onnx") == {mine.pk}
+    assert ids(f"project={globex.project.pk}") == set()
+    assert ids("status=pending&export_format=hf&export_format=onnx") == {acme.export.pk, mine.pk}
+    assert_error(client.get("/api/v1/exports/?export_format=gguf"), 400)
+    assert_error(client.get(f"/api/v1/exports/{globex.export.pk}/"), 404)
+
+
+def test_viewers_may_not_export_or_delete(acme, vic, client_for, queues):
+    assert_error(client_for(vic).post("/api/v1/exports/", {"run": acme.run.pk, "format": "hf"}, format="json"), 403)
+    assert_error(client_for(vic).delete(f"/api/v1/exports/{acme.export.pk}/"), 403)
+
+
+def test_deleting_an_export_removes_its_file(acme, alice, client_for, queues, trained_model_dir):
+    export = export_now(create(client_for(alice), trained_run(acme, trained_model_dir), format="hf"))
+    assert export.status == "succeeded" and export_files(export)
+    assert client_for(alice).delete(f"/api/v1/exports/{export.pk}/").status_code == 204
+    assert not Export.all_teams.filter(pk=export.pk).exists() and export_files(export) == []
+    assert AuditEvent.all_teams.filter(action="deleted", target_type="export", target_id=str(export.pk)).exists()
+
+
+def test_an_export_deleted_while_its_job_works_is_abandoned(acme, alice, client_for, queues, trained_model_dir):
+    export = create(client_for(alice), trained_run(acme, trained_model_dir), format="hf")
+    lifecycle.mark_export_running(export.pk)
+    progress = jobs.ExportProgress(export, jobs._export_say(export))
+    Export.all_teams.filter(pk=export.pk).delete()
+    with pytest.raises(jobs.ExportAbandoned):
+        progress("copying the LoRA adapter")
+
+
+def test_the_reconciler_fails_exports_whose_worker_died_and_requeues_lost_jobs(acme, alice, client_for, queues,
+                                                                                 settings):
+    stale = create(client_for(alice), acme.run, format="hf")
+    lifecycle.mark_export_running(stale.pk)
+    silent_since = timezone.now() - timedelta(seconds=settings.RUN_STALE_SECONDS + 5)
+    Export.all_teams.filter(pk=stale.pk).update(heartbeat_at=silent_since)
+    leftover = storage.path(storage.export_key(acme.project.pk, stale.pk, "half.zip.partial"))
+    leftover.parent.mkdir(parents=True, exist_ok=True)
+    leftover.write_bytes(b"half")
+
+    lost = create(client_for(alice), acme.run, format="onnx")
+    queues[1].empty()  # Redis lost its data
+    Export.all_teams.filter(pk=lost.pk).update(created_at=timezone.now() - timedelta(minutes=5))
+    fresh = create(client_for(alice), acme.run, format="bundle")  # may not be enqueued yet: left alone
+
+    done = jobs.reconcile_exports()
+    assert done == {"failed_lost": [stale.pk], "requeued": [lost.pk], "failed_in_queue": []}
+    stale.refresh_from_db()
+    assert stale.status == "failed" and "stopped responding" in stale.error and not leftover.exists()
+    assert Event.all_teams.filter(export=stale, source="reconciler", level="error").exists()
+    assert sorted(queues[1].job_ids) == sorted([f"export-{lost.pk}", f"export-{fresh.pk}"])
+    assert Export.all_teams.get(pk=fresh.pk).status == "pending"
+    # Once the requeued job has failed without starting, the next pass fails the export.
+    queues[1].fetch_job(f"export-{lost.pk}").set_status("failed")
+    assert jobs.reconcile_exports()["failed_in_queue"] == [lost.pk]
+    assert "ended before it started" in Export.all_teams.get(pk=lost.pk).error
