@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,7 +114,7 @@ def _preset_folder(preset: Preset) -> Path:
     source = Path(spec.submodule_search_locations[0])
     if not (source / preset.gguf_file).is_file():
         raise TinyforgeError(f"preset {preset.name}: {source / preset.gguf_file} is missing")
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    AutoModelForCausalLM, AutoTokenizer = from_transformers("AutoModelForCausalLM", "AutoTokenizer")
 
     target.parent.mkdir(parents=True, exist_ok=True)
     # Convert into a temporary folder and rename it into place, so a crash or a concurrent
@@ -141,7 +142,7 @@ def _preset_folder(preset: Preset) -> Path:
 def _dequantized_copy(model):
     """The GGUF loader already dequantizes to float32 but keeps a quantizer that refuses to save;
     rebuild the model without it from the same config and weights."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+    AutoConfig, AutoModelForCausalLM = from_transformers("AutoConfig", "AutoModelForCausalLM")
 
     values = model.config.to_dict()
     values.pop("quantization_config", None)
@@ -152,12 +153,26 @@ def _dequantized_copy(model):
     return clean
 
 
+_TRANSFORMERS_IMPORT = threading.Lock()
+
+
+def from_transformers(*names: str):
+    """transformers' classes by name. transformers resolves its names lazily, and threads doing
+    that at once (a web server's concurrent preview and estimate requests) get ImportError
+    "cannot import name 'AutoTokenizer'" from the half-initialised module: one thread at a time."""
+    with _TRANSFORMERS_IMPORT:
+        import transformers
+
+        found = tuple(getattr(transformers, name) for name in names)
+    return found[0] if len(found) == 1 else found
+
+
 def preset_info(base_model: str) -> Preset | None:
     return PRESETS.get(base_model)
 
 
 def load_tokenizer(path: str | os.PathLike):
-    from transformers import AutoTokenizer
+    AutoTokenizer = from_transformers("AutoTokenizer")
 
     return AutoTokenizer.from_pretrained(str(path))
 
@@ -175,7 +190,7 @@ def load_training_tokenizer(base_path: str | os.PathLike):
 
 
 def load_base_model(path: str | os.PathLike, dtype=None):
-    from transformers import AutoModelForCausalLM
+    AutoModelForCausalLM = from_transformers("AutoModelForCausalLM")
     import torch
 
     return AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype or torch.float32)
