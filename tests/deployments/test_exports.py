@@ -5,11 +5,19 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import zipfile
 from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from django.conf import settings as django_settings
+from django.db import connection
 from django.utils import timezone
 
 from deployments.conftest import trained_run, work_off
@@ -272,3 +280,36 @@ def test_the_reconciler_fails_exports_whose_worker_died_and_requeues_lost_jobs(a
     queues[1].fetch_job(f"export-{lost.pk}").set_status("failed")
     assert jobs.reconcile_exports()["failed_in_queue"] == [lost.pk]
     assert "ended before it started" in Export.all_teams.get(pk=lost.pk).error
+
+
+BACKEND = Path(__file__).resolve().parents[2] / "backend"
+
+
+def limit_file_size():
+    """In the worker's process: files may not grow past 64 kB. With SIGXFSZ ignored an oversized
+    write fails with EFBIG, as a write to a full disk fails with ENOSPC."""
+    import resource
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64_000, 64_000))
+
+
+@pytest.mark.e2e
+def test_the_disk_filling_in_a_worker_process_fails_the_export_and_removes_the_partial_file(
+        acme, alice, client_for, queues, trained_model_dir, redis_url, tinyforge_data_dir):
+    database = connection.settings_dict
+    if database["ENGINE"] != "django.db.backends.postgresql":
+        pytest.skip("a worker in another process needs a database it can open: run with DATABASE_URL=postgresql://...")
+    url = urlsplit(os.environ["DATABASE_URL"].replace("postgres://", "postgresql://", 1))
+    env = {**os.environ, "DATABASE_URL": urlunsplit(url._replace(path=f"/{database['NAME']}")), "REDIS_URL": redis_url,
+           "TINYFORGE_DATA_DIR": str(tinyforge_data_dir), "SECRET_KEY": django_settings.SECRET_KEY,
+           "PYTHONDONTWRITEBYTECODE": "1"}
+    export = create(client_for(alice), trained_run(acme, trained_model_dir), format="hf_merged")
+    worker = subprocess.run([sys.executable, "manage.py", "rqworker", "deploy", "--burst"], cwd=BACKEND, env=env,
+                            preexec_fn=limit_file_size, capture_output=True, text=True, timeout=300)
+    assert worker.returncode == 0, worker.stderr[-3000:]
+    export.refresh_from_db()
+    assert export.status == "failed", (export.status, worker.stderr[-3000:])
+    assert "disk filled up" in export.error and "Free some space" in export.error
+    assert export.storage_key == "" and export_files(export) == []
+    assert Event.all_teams.filter(export=export, level="error", message__contains="disk filled up").exists()
