@@ -190,8 +190,8 @@ def test_bad_combinations_are_400_with_every_field_named(acme, alice, client_for
 def test_a_checkpoint_of_another_run_is_refused(acme, alice, client_for, queues):
     other = TrainingRun.all_teams.create(project=acme.project, name="other", dataset_version=acme.version,
                                          base_model="tiny", status="succeeded")
-    error = assert_error(client_for(alice).post("/api/v1/exports/", {"run": other.pk, "format": "hf",
-                                                                     "checkpoint": acme.checkpoint.pk}, format="json"), 400)
+    body = {"run": other.pk, "format": "hf", "checkpoint": acme.checkpoint.pk}
+    error = assert_error(client_for(alice).post("/api/v1/exports/", body, format="json"), 400)
     assert set(error["fields"]) == {"checkpoint"}
 
 

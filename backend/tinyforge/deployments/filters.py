@@ -1,7 +1,8 @@
 from django_filters import rest_framework as filters
 
 from tinyforge.core.api import IdFilter
-from tinyforge.deployments.models import Deployment, DeploymentStatus, Export, ExportFormat, ExportStatus, Quantize, Runtime
+from tinyforge.deployments.models import (Deployment, DeploymentStatus, Export, ExportFormat, ExportStatus, Quantize,
+                                          Runtime)
 
 
 class DeploymentFilter(filters.FilterSet):

@@ -347,7 +347,8 @@ def reconcile_exports() -> dict[str, list[int]]:
             storage.delete(storage.export_folder_key(record.project_id, record.pk))
             _export_say(record, "reconciler")(message, EventLevel.ERROR)
             done["failed_lost"].append(record.pk)
-    waiting = Export.all_teams.filter(status=ExportStatus.PENDING, created_at__lt=now - ENQUEUE_GRACE).exclude(job_id="")
+    waiting = Export.all_teams.filter(status=ExportStatus.PENDING,
+                                      created_at__lt=now - ENQUEUE_GRACE).exclude(job_id="")
     try:
         for record, job in _ended_jobs(waiting, "deploy"):
             say = _export_say(record, "reconciler")
