@@ -96,6 +96,35 @@ def test_it_streams_csv_json_and_jsonl_rows_with_locations(tmp_path):
     assert [(r.location, r.fields) for r in read(tmp_path / "a.jsonl")] == [("line 1", {"a": 1}), ("line 3", {"a": 2})]
 
 
+def test_docx_paragraph_text_is_what_python_docx_reads_tabs_breaks_and_hyperlinks_included(tmp_path):
+    import docx
+    from docx.enum.text import WD_BREAK
+    from docx.oxml import parse_xml
+
+    document = docx.Document()
+    document.add_heading("Wiring", level=1)
+    paragraph = document.add_paragraph("Volts")
+    paragraph.add_run().add_tab()
+    paragraph.add_run("230, then")
+    paragraph.add_run().add_break()
+    paragraph.add_run("earth.")
+    paragraph.add_run().add_break(WD_BREAK.PAGE)  # a page break is layout, not text
+    linked = document.add_paragraph("See ")
+    linked._p.append(parse_xml(
+        '<w:hyperlink xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main" w:anchor="x">'
+        "<w:r><w:t>the manual</w:t></w:r></w:hyperlink>"))
+    grid = document.add_table(rows=2, cols=3)
+    grid.cell(0, 0).merge(grid.cell(0, 1)).text = "Merged title"
+    grid.cell(0, 2).text = "Price"
+    grid.cell(1, 0).text, grid.cell(1, 1).text, grid.cell(1, 2).text = "Lid", "blue", "3 EUR"
+    document.save(tmp_path / "wiring.docx")
+    expected = [p.text.strip() for p in docx.Document(tmp_path / "wiring.docx").paragraphs]
+    blocks = read(tmp_path / "wiring.docx")
+    assert [b.text for b in blocks if b.kind != "table"] == expected == ["Wiring", "Volts\t230, then\nearth.", "See the manual"]
+    assert blocks[-1].text == "Merged title | Price\nLid | blue | 3 EUR"  # a merged cell once
+    assert (blocks[0].kind, blocks[1].heading_path) == ("heading", ("Wiring",))
+
+
 @pytest.mark.parametrize("name, message", [
     ("zip_named.pdf", "named as PDF but its content is a zip archive"),
     ("pdf_named.csv", "named as CSV but its content is a PDF"),

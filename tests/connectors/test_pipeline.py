@@ -137,6 +137,39 @@ def test_duplicates_and_near_duplicates_are_dropped_and_counted():
     assert (dedup.exact_duplicates, dedup.near_duplicates) == (1, 1)
 
 
+def test_a_batch_of_texts_is_judged_as_if_given_one_by_one():
+    base = " ".join(f"word{i} filler{i % 5}" for i in range(80))
+    texts = [base, base.replace("word3 ", "changed "), "Short.", base.title(), "short!", "",
+             "another text entirely about pumps seals and valves", base + " tail"]
+    one_by_one = Deduplicator(threshold=0.8)
+    expected = [one_by_one.is_duplicate(t) for t in texts]
+    batched = Deduplicator(threshold=0.8)
+    assert batched.duplicates(texts[:5]) + batched.duplicates(texts[5:]) == expected
+    assert expected == [False, True, False, True, True, False, False, True]
+    assert (batched.exact_duplicates, batched.near_duplicates) == (one_by_one.exact_duplicates,
+                                                                   one_by_one.near_duplicates) == (2, 2)
+
+
+def test_the_report_is_what_validate_file_says_of_the_written_file(tmp_path):
+    rows = [{"instruction": f"Q{i}", "output": "" if i == 3 else f"A{i}"} for i in range(200)]
+    rows += [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}] * 2
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = ingest(FileSource(tmp_path / "in.jsonl"), IngestOptions(dedup=False), tmp_path / "out.jsonl")
+    assert report.validation == validate_file(tmp_path / "out.jsonl").to_dict()
+    assert (report.validation["valid_rows"], report.validation["duplicate_count"],
+            report.validation["empty_output_count"]) == (202, 1, 1)
+
+
+def test_a_row_with_a_lone_surrogate_is_skipped_with_the_reason(tmp_path):
+    (tmp_path / "in.jsonl").write_text('{"instruction": "Q", "output": "bad \\ud800 text"}\n'
+                                       '{"instruction": "Q2", "output": "fine"}\n')
+    report = ingest(FileSource(tmp_path / "in.jsonl"), IngestOptions(skip_bad_records=True), tmp_path / "out.jsonl")
+    assert report.examples_written == 1 and report.skipped[0]["location"] == "line 1"
+    assert "lone surrogate ('\\ud800')" in report.skipped[0]["reason"]
+    with pytest.raises(SourceError, match="in.jsonl, line 1: cannot become a dataset row: holds a lone surrogate"):
+        ingest(FileSource(tmp_path / "in.jsonl"), IngestOptions(), tmp_path / "out2.jsonl")
+
+
 def test_scrubbing_replaces_emails_and_phones_but_not_dates_or_numbers():
     scrubber = Scrubber(emails=True, phones=True)
     text = ("Write to jane.doe+hr@corp.example.co.uk or call +44 20 7946 0958, (415) 555-0100 or 555.123.4567. "

@@ -3,10 +3,12 @@
     report = ingest(FileSource("manual.pdf"), IngestOptions(recipe="sections"), "out.jsonl", progress)
 
 Documents are chunked and turned into rows by a recipe; structured records are mapped field by
-field. Then, for every row: scrubbing (optional), duplicate removal, validation against the row
-schema (tinyforge.ml.schema), and a write. The file appears at `out_path` only when the whole
-source was read: it is written beside it and renamed at the end, so a failed import never
-leaves a half file where a dataset version is expected. `progress` is called a few times a
+field. Then, for every row: scrubbing (optional), validation against the row schema
+(tinyforge.ml.schema, once: the rows parsed here feed the schema's own report builder, so the
+report is what `validate_file` would say of the file without reading it back), duplicate
+removal (in batches: see cleaning.py), and a write. The file appears at `out_path` only when
+the whole source was read: it is written beside it and renamed at the end, so a failed import
+never leaves a half file where a dataset version is expected. `progress` is called a few times a
 second with an IngestProgress; the CLI draws a bar with it, a worker stores it.
 """
 
@@ -29,9 +31,14 @@ from tinyforge.connectors.mapping import FieldMapping, RowMapper
 from tinyforge.connectors.recipes import QAOptions, Recipe
 from tinyforge.connectors.records import Block, Row, Source, SourceError
 from tinyforge.errors import TinyforgeError
-from tinyforge.ml.schema import MAX_ROW_BYTES, parse_row, validate_file
+from tinyforge.ml.schema import MAX_ROW_BYTES, ReportBuilder, parse_row
 
 MAX_LISTED_SKIPS = 1000
+# Rows wait in a batch for the duplicate check, which costs about the same for one row as for a
+# batch; the byte bound keeps a batch of huge rows from holding much memory.
+BATCH_ROWS, BATCH_BYTES = 64, 1 << 18
+# One encoder for every row: json.dumps with options builds a new one per call.
+_encode_json = json.JSONEncoder(ensure_ascii=False, default=str).encode
 
 
 @dataclass
@@ -57,7 +64,7 @@ class IngestOptions:
 
 @dataclass
 class IngestProgress:
-    stage: str  # "reading" | "validating" | "done"
+    stage: str  # "reading" | "done"
     records_read: int
     examples_written: int
     fraction: float | None  # of the source read, when the source can tell
@@ -169,30 +176,54 @@ def ingest(source: Source, options: IngestOptions, out_path: str | os.PathLike,
             yield row.source, row.location, example
             tell("reading")
 
+    validation = ReportBuilder(out)
+    pending: list[tuple[bytes, str, Any]] = []  # (JSONL line, text for the duplicate check, parsed row)
+    pending_bytes = 0
+
+    def write_pending(sink) -> None:
+        nonlocal pending_bytes
+        duplicates = dedup.duplicates([text for _, text, _ in pending])
+        kept = []
+        for (line, _, row), duplicate in zip(pending, duplicates):
+            if not duplicate:
+                kept.append(line)
+                report.examples_written += 1
+                validation.add(report.examples_written, row)
+        written = b"".join(kept)
+        sink.write(written)
+        digest.update(written)
+        pending.clear()
+        pending_bytes = 0
+
     try:
         with open(partial, "wb") as sink:
             for where_source, location, example in examples():
                 if scrubber.active:
                     example = scrubber.example(example)
-                line = json.dumps(example, ensure_ascii=False, default=str).encode() + b"\n"
-                problem = None
-                if len(line) > MAX_ROW_BYTES:
-                    problem = f"the example is {len(line)} bytes, over the {MAX_ROW_BYTES}-byte row limit"
+                problem = row = None
+                try:
+                    line = _encode_json(example).encode() + b"\n"
+                except UnicodeEncodeError as exc:
+                    problem = (f"holds a lone surrogate ({exc.object[exc.start:exc.end]!a}), "
+                               "which is not text and cannot be written as UTF-8")
                 else:
-                    try:
-                        parse_row(example)
-                    except (ValidationError, ValueError) as exc:
-                        problem = _describe(exc)
+                    if len(line) > MAX_ROW_BYTES:
+                        problem = f"the example is {len(line)} bytes, over the {MAX_ROW_BYTES}-byte row limit"
+                    else:
+                        try:
+                            row = parse_row(example)
+                        except (ValidationError, ValueError) as exc:
+                            problem = _describe(exc)
                 if problem:
                     if not options.skip_bad_records:
                         raise SourceError(where_source, f"cannot become a dataset row: {problem}", location)
                     skip(where_source, location, problem)
                     continue
-                if dedup.is_duplicate(example_text(example)):
-                    continue
-                sink.write(line)
-                digest.update(line)
-                report.examples_written += 1
+                pending.append((line, example_text(example), row))
+                pending_bytes += len(line)
+                if len(pending) >= BATCH_ROWS or pending_bytes >= BATCH_BYTES:
+                    write_pending(sink)
+            write_pending(sink)
         report.shape = mapper.shape if mapper else None
         report.exact_duplicates, report.near_duplicates = dedup.exact_duplicates, dedup.near_duplicates
         report.emails_scrubbed, report.phones_scrubbed = scrubber.emails_scrubbed, scrubber.phones_scrubbed
@@ -205,8 +236,7 @@ def ingest(source: Source, options: IngestOptions, out_path: str | os.PathLike,
         if report.examples_written == 0:
             raise TinyforgeError(f"{source.name}: no examples came out of {report.records_read} records"
                                  + _why_nothing(report))
-        tell("validating", force=True)
-        report.validation = validate_file(partial).to_dict()
+        report.validation = validation.report.to_dict()
         os.replace(partial, out)
     except BaseException:
         partial.unlink(missing_ok=True)

@@ -9,6 +9,8 @@ ahead while the parent chunks, cleans and writes, so the two overlap.
 
 from __future__ import annotations
 
+import fcntl
+import gc
 import logging
 import multiprocessing
 import os
@@ -31,6 +33,9 @@ def _child(conn, produce: Callable[..., Iterator[Any]], args: tuple, memory_mb: 
     ceiling = _address_space_bytes() + memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (ceiling, resource.getrlimit(resource.RLIMIT_AS)[1]))
     logging.disable(logging.WARNING)  # parser warnings about damaged files say nothing the errors do not
+    # The parent's objects are never freed here; scanning them in every collection would cost time
+    # and copy their memory pages (refcount writes) for nothing.
+    gc.freeze()
     batch: list[Any] = []
     location = None
     try:
@@ -66,6 +71,12 @@ def iter_in_child(produce: Callable[..., Iterator[Any]], args: tuple, source: st
     # fork: the child starts in microseconds and needs nothing re-imported.
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
+    try:
+        # A 1 MB pipe (Linux's default ceiling for unprivileged processes) lets the child run
+        # several batches ahead of the parent instead of one: the two overlap more.
+        fcntl.fcntl(sender.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
+    except OSError:
+        pass  # a system with a lower ceiling keeps the default 64 KB: slower, still correct
     child = context.Process(target=_child, args=(sender, produce, args, memory_mb, what), daemon=True)
     child.start()
     sender.close()

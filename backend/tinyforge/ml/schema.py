@@ -210,43 +210,61 @@ def _fingerprint(row: Row) -> bytes:
     return hashlib.blake2b(canonical.encode(), digest_size=16).digest()
 
 
+class ReportBuilder:
+    """Builds a ValidationReport row by row.
+
+    `validate_file` feeds it the rows it reads back from a file; a writer that has just parsed
+    each row itself (the ingest pipeline) feeds it those, so that a file is validated once and
+    its report is the same as `validate_file` would give.
+    """
+
+    def __init__(self, path: str | Path, tokenizer=None, max_seq_length: int | None = None):
+        self.report = ValidationReport(path=str(path), max_seq_length=max_seq_length)
+        self._tokenizer = tokenizer
+        self._seen: dict[bytes, int] = {}  # only a 16-byte fingerprint per row, to find duplicates
+
+    def add(self, number: int, row: Row | None, problems: list[RowProblem] = ()) -> None:
+        """Count line `number`: a valid `row`, or None and the problems that made it invalid."""
+        report = self.report
+        report.total_rows += 1
+        if row is None:
+            report.invalid_count += 1
+            if len(report.invalid) < MAX_LISTED:
+                report.invalid.extend(problems[: MAX_LISTED - len(report.invalid)])
+            return
+        report.valid_rows += 1
+        key = _fingerprint(row)
+        if key in self._seen:
+            report.duplicate_count += 1
+            if len(report.duplicates) < MAX_LISTED:
+                report.duplicates.append({"line": number, "duplicate_of": self._seen[key]})
+        else:
+            self._seen[key] = number
+        if not row.output_text().strip():
+            report.empty_output_count += 1
+            if len(report.empty_outputs) < MAX_LISTED:
+                report.empty_outputs.append(number)
+        if self._tokenizer is not None:
+            from tinyforge.ml.formatting import count_tokens
+
+            length = count_tokens(self._tokenizer, row)
+            report.token_lengths.append(length)
+            if report.max_seq_length is not None and length > report.max_seq_length:
+                report.over_context_count += 1
+                if len(report.over_context) < MAX_LISTED:
+                    report.over_context.append({"line": number, "tokens": length})
+
+
 def validate_file(path: str | Path, tokenizer=None, max_seq_length: int | None = None) -> ValidationReport:
     """Check every row of a JSONL dataset; with a tokenizer, also measure token lengths.
 
     Memory stays small whatever the file size: lines are read one at a time and only a 16-byte
     fingerprint per row is kept to find duplicates.
     """
-    report = ValidationReport(path=str(path), max_seq_length=max_seq_length)
-    seen: dict[bytes, int] = {}
+    builder = ReportBuilder(path, tokenizer, max_seq_length)
     for number, row, problems in iter_parsed(path):
-        report.total_rows += 1
-        if row is None:
-            report.invalid_count += 1
-            if len(report.invalid) < MAX_LISTED:
-                report.invalid.extend(problems[: MAX_LISTED - len(report.invalid)])
-            continue
-        report.valid_rows += 1
-        key = _fingerprint(row)
-        if key in seen:
-            report.duplicate_count += 1
-            if len(report.duplicates) < MAX_LISTED:
-                report.duplicates.append({"line": number, "duplicate_of": seen[key]})
-        else:
-            seen[key] = number
-        if not row.output_text().strip():
-            report.empty_output_count += 1
-            if len(report.empty_outputs) < MAX_LISTED:
-                report.empty_outputs.append(number)
-        if tokenizer is not None:
-            from tinyforge.ml.formatting import count_tokens
-
-            length = count_tokens(tokenizer, row)
-            report.token_lengths.append(length)
-            if max_seq_length is not None and length > max_seq_length:
-                report.over_context_count += 1
-                if len(report.over_context) < MAX_LISTED:
-                    report.over_context.append({"line": number, "tokens": length})
-    return report
+        builder.add(number, row, problems)
+    return builder.report
 
 
 def read_rows(path: str | Path) -> list[tuple[int, Row]]:
