@@ -171,11 +171,12 @@ class WorkerPlatform:
         return redis.Redis.from_url(self.redis_url)
 
 
-def start_platform(data_dir: Path, dataset: Path) -> tuple[WorkerPlatform, list]:
-    """The platform and the cleanups to run afterwards (in reverse)."""
+def start_platform(data_dir: Path, dataset: Path, *, fast_reliability: bool = True) -> tuple[WorkerPlatform, list]:
+    """The platform and the cleanups to run afterwards (in reverse). Without fast_reliability
+    it runs with the production defaults (the benchmark)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     env.update(TINYFORGE_DATA_DIR=str(data_dir), DJANGO_SETTINGS_MODULE="tinyforge.settings", PYTHONUNBUFFERED="1",
-               **FAST_RELIABILITY)
+               **(FAST_RELIABILITY if fast_reliability else {}))
     cleanups = []
     database_url = os.environ.get("DATABASE_URL", "")
     if database_url.startswith(("postgres://", "postgresql://")):
