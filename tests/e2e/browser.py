@@ -25,6 +25,8 @@ class Screenshots:
     def __call__(self, name: str) -> Path:
         self.count += 1
         path = self.folder / f"{self.count:02d}-{name}.png"
+        # From the top: a full-page shot of a scrolled page draws the sticky header mid-page.
+        self.page.evaluate("window.scrollTo(0, 0)")
         self.page.screenshot(path=str(path), full_page=True)
         return path
 

@@ -14,6 +14,8 @@ export const projectVersionsQueryOptions = (projectId: number) =>
   queryOptions({
     queryKey: projectVersionsKey(projectId),
     queryFn: () => listProjectVersions(projectId),
+    // Statuses change on the server (an import finishing): read afresh whenever a page opens.
+    refetchOnMount: "always",
     // A version importing right now turns ready (or failed) within seconds.
     refetchInterval: (query) => (query.state.data?.results.some((v) => isVersionBusy(v.status)) ? 2000 : false),
   });

@@ -1,7 +1,6 @@
 import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { uploadWithProgress, type UploadProgress } from "../../../api/client";
 import type { DatasetVersion } from "../../../api/types";
-import { versionsKey } from "./list-versions";
 
 export interface UploadInput {
   datasetId: number;
@@ -26,6 +25,7 @@ export function useUploadFiles() {
   const queryClient = useQueryClient();
   return useMutation({
     mutationFn: uploadFiles,
-    onSuccess: (_v, input) => queryClient.invalidateQueries({ queryKey: versionsKey(input.datasetId) }),
+    // The dataset's versions and the project's (the new-run form's choices).
+    onSuccess: () => queryClient.invalidateQueries({ queryKey: ["dataset-versions"] }),
   });
 }

@@ -4,38 +4,41 @@ import { StatusBadge } from "../../../components/Badge";
 import { Button } from "../../../components/Button";
 import { Card, PageHeader, Stat } from "../../../components/Card";
 import { ProgressBar } from "../../../components/ProgressBar";
-import { EmptyState, ErrorState, LoadingState, QueryState } from "../../../components/States";
+import { EmptyState, ErrorState, InlineError, LoadingState, QueryState } from "../../../components/States";
 import { formatBytes, formatDateTime, formatNumber } from "../../../lib/format";
 import { useProjectId } from "../../projects/use-project-id";
 import { useConfigOptions } from "../../training/api/get-config-options";
 import { useDataset } from "../api/get-dataset";
 import { useVersion, versionDownloadUrl } from "../api/get-version";
 import { useVersionPreview } from "../api/get-version-preview";
+import { useVersionReport } from "../api/get-version-report";
 import { invalidCountOf, invalidRowsOf, isVersionBusy } from "../version-status";
 import { RenderedRow } from "./RenderedRow";
 import { TokenHistogramChart } from "./TokenHistogramChart";
 
-function PreviewCard({ versionId }: { versionId: number }) {
+function BaseModelPicker({ value, onChange }: { value: string; onChange: (model: string) => void }) {
   const presets = useConfigOptions().data?.base_models ?? [];
-  const [chosenModel, setBaseModel] = useState<string | null>(null);
-  const baseModel = chosenModel ?? presets[0]?.name ?? "";
+  return (
+    <label className="row small">
+      <span>Template of</span>
+      <select className="select" style={{ width: "auto" }} value={value} onChange={(e) => onChange(e.target.value)}>
+        {presets.map((p) => (
+          <option key={p.name} value={p.name}>
+            {p.name}
+          </option>
+        ))}
+      </select>
+    </label>
+  );
+}
+
+function PreviewCard({ versionId, baseModel, onBaseModel }: { versionId: number; baseModel: string; onBaseModel: (model: string) => void }) {
   const [page, setPage] = useState(1);
   const preview = useVersionPreview({ versionId, baseModel, page }, Boolean(baseModel));
   return (
     <Card
       title="Rows as the model sees them"
-      actions={
-        <label className="row small">
-          <span>Template of</span>
-          <select className="select" style={{ width: "auto" }} value={baseModel} onChange={(e) => { setBaseModel(e.target.value); setPage(1); }}>
-            {presets.map((p) => (
-              <option key={p.name} value={p.name}>
-                {p.name}
-              </option>
-            ))}
-          </select>
-        </label>
-      }
+      actions={<BaseModelPicker value={baseModel} onChange={(model) => { onBaseModel(model); setPage(1); }} />}
     >
       <p className="small muted" style={{ marginTop: 0 }}>
         <mark className="trained" style={{ background: "var(--trained-bg)", color: "var(--trained-text)" }}>Highlighted</mark> text is what the loss is computed on.
@@ -76,13 +79,18 @@ export function VersionPage() {
   const versionId = Number(params.versionId);
   const dataset = useDataset(datasetId);
   const version = useVersion(versionId);
+  const firstPreset = useConfigOptions().data?.base_models[0]?.name ?? "";
+  const [chosenModel, setBaseModel] = useState<string | null>(null);
+  const baseModel = chosenModel ?? firstPreset;
+  const measured = useVersionReport(versionId, baseModel, version.data?.status === "ready" && Boolean(baseModel));
   if (version.isPending) return <LoadingState label="Loading version…" />;
   if (version.isError) return <ErrorState error={version.error} onRetry={() => void version.refetch()} />;
   const v = version.data;
   const report = v.validation_report ?? {};
   const invalidRows = invalidRowsOf(report);
   const busy = isVersionBusy(v.status);
-  const histogram = report.token_histogram;
+  // Token counts need a tokenizer: the report measured with the chosen base model has them.
+  const histogram = measured.data?.token_histogram ?? report.token_histogram;
   return (
     <>
       <PageHeader
@@ -169,10 +177,20 @@ export function VersionPage() {
         ) : v.status === "ready" ? (
           <div className="alert alert-success">Every row is valid.</div>
         ) : null}
-        <Card title="Token lengths">
-          <TokenHistogramChart histogram={histogram} maxLength={report.max_seq_length ?? undefined} />
+        <Card title={`Token lengths${measured.data?.base_model ? ` with ${measured.data.base_model}` : ""}`} actions={v.status === "ready" ? <BaseModelPicker value={baseModel} onChange={setBaseModel} /> : null}>
+          {measured.isError ? <InlineError error={measured.error} /> : null}
+          {measured.isFetching && !measured.data ? (
+            <LoadingState label="Counting tokens…" />
+          ) : (
+            <TokenHistogramChart histogram={histogram} maxLength={measured.data?.max_seq_length ?? report.max_seq_length ?? undefined} />
+          )}
+          {measured.data ? (
+            <p className="small muted" style={{ marginBottom: 0 }}>
+              {formatNumber(measured.data.over_context_count)} rows longer than {formatNumber(measured.data.max_seq_length)} tokens.
+            </p>
+          ) : null}
         </Card>
-        {v.status === "ready" ? <PreviewCard versionId={v.id} /> : null}
+        {v.status === "ready" ? <PreviewCard versionId={v.id} baseModel={baseModel} onBaseModel={setBaseModel} /> : null}
       </div>
     </>
   );

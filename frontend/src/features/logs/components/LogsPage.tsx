@@ -10,7 +10,7 @@ import { useCurrentTeam } from "../../teams/current-team";
 import { useRuns } from "../../training/api/list-runs";
 import { useEventTail, type EventFilters } from "../api/tail-events";
 
-const SOURCES = ["trainer", "worker", "ingest", "validator", "deploy", "export", "serving", "platform"];
+const SOURCES = ["trainer", "worker", "ingest", "validator", "deploy", "inference", "export", "reconciler", "platform"];
 
 function highlight(text: string, term: string) {
   if (!term) return text;

@@ -41,6 +41,9 @@ export function PlaygroundPage() {
         abortRef.current.signal,
       );
     },
+    // A reply that failed or was stopped before its first token leaves no empty bubble behind;
+    // the reason shows under the conversation.
+    onError: () => setTurns((current) => (current.at(-1)?.role === "assistant" && !current.at(-1)?.content ? current.slice(0, -1) : current)),
   });
 
   useEffect(() => {

@@ -32,7 +32,7 @@ export function MetricChart({
           <ResponsiveContainer>
             <LineChart data={rows} margin={{ top: 8, right: 12, bottom: 4, left: 0 }}>
               <CartesianGrid strokeDasharray="3 3" stroke="var(--border)" />
-              <XAxis dataKey="step" type="number" domain={["dataMin", "dataMax"]} tick={{ fontSize: 11, fill: "var(--text-muted)" }} />
+              <XAxis dataKey="step" type="number" allowDecimals={false} domain={["dataMin", "dataMax"]} tick={{ fontSize: 11, fill: "var(--text-muted)" }} />
               <YAxis
                 scale={scale}
                 domain={["auto", "auto"]}
