@@ -168,6 +168,16 @@ RQ_SHOW_ADMIN_LINK = True
 # chats through it, and /v1/ model and completion requests that reach the web process (`make demo`
 # has no nginx) are passed on to it.
 INFERENCE_URL = env_str("TINYFORGE_INFERENCE_URL", "http://127.0.0.1:8001")
+# OpenAI-compatible base URL -> API key (None: no key), for the servers that the qa recipe of an
+# import through the API may call. Users name the URL, so without this list anyone who may import
+# could make the server request any address it can reach (server-side request forgery). The
+# platform's inference service is always on it; TINYFORGE_QA_BASE_URLS adds more, the N-th with
+# its key in TINYFORGE_QA_API_KEY_N (or _N_FILE). The CLI runs on the user's machine and is not limited.
+QA_BASE_URLS = {
+    INFERENCE_URL.rstrip("/") + "/v1": env_str("TINYFORGE_QA_INFERENCE_API_KEY", None, secret=True),
+    **{url: env_str(f"TINYFORGE_QA_API_KEY_{number}", None, secret=True)
+       for number, url in enumerate(env_list("TINYFORGE_QA_BASE_URLS", []), start=1)},
+}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
 import threading
 from pathlib import Path
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pytest
 
+from connectors.chat_model import ChatCompletions
 from samples import make_docx, make_pdf
 from tinyforge.cli import main as tinyforge
 from tinyforge.connectors.chunking import chunk_blocks
@@ -185,37 +185,6 @@ def test_the_report_counts_what_cleaning_did(tmp_path):
     report = ingest(FileSource(tmp_path / "in.json"), IngestOptions(scrub_emails=True), tmp_path / "out.jsonl")
     assert (report.examples_written, report.exact_duplicates, report.emails_scrubbed) == (2, 2, 3)
     assert "ann@" not in (tmp_path / "out.jsonl").read_text()
-
-
-class ChatCompletions(BaseHTTPRequestHandler):
-    """Answers POST /v1/chat/completions like an OpenAI-compatible server with a very literal model."""
-
-    def log_message(self, *args):
-        pass
-
-    def do_POST(self):
-        request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        if self.path != "/v1/chat/completions" or request["model"] != "qa-writer":
-            return self.reply(404, {"error": {"message": f"model {request['model']!r} not found", "type": "invalid_request_error"}})
-        passage = request["messages"][-1]["content"].split(":\n\n", 1)[1]
-        first = re.split(r"(?<=\.)\s", passage)[0]
-        if "GARBLE" in passage:
-            content = "Sorry, I cannot do that."
-        else:
-            content = "Here you go:\n```json\n" + json.dumps([{"question": f"What is stated in: {first[:30]}?",
-                                                             "answer": first}]) + "\n```"
-        self.reply(200, {"id": "c1", "object": "chat.completion", "created": 0, "model": request["model"],
-                         "choices": [{"index": 0, "finish_reason": "stop",
-                                      "message": {"role": "assistant", "content": content}}],
-                         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
-
-    def reply(self, status, body):
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from django.conf import settings
 
@@ -38,8 +38,27 @@ def ingest_options(config: dict) -> IngestOptions:
     values = {name: config[name] for name in OPTION_FIELDS if config.get(name) is not None}
     if "qa" in values:
         qa = values["qa"]
-        values["qa"] = QAOptions(qa["base_url"], qa["model"], questions_per_chunk=qa.get("questions_per_chunk", 3))
+        # Checked again here: the allow-list may have changed since the version was created.
+        values["qa"] = QAOptions(qa["base_url"], qa["model"], api_key=qa_api_key(qa["base_url"]),
+                                 questions_per_chunk=qa.get("questions_per_chunk", 3))
     return IngestOptions(**values)
+
+
+def _comparable_url(url: str) -> str:
+    parts = urlsplit(url.strip())
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/"), parts.query, ""))
+
+
+def qa_api_key(base_url: str) -> str:
+    """The API key for the qa recipe's model server at `base_url`, which must be one an administrator
+    allowed (settings.QA_BASE_URLS): the server makes the requests, so a URL of the user's choosing
+    could reach anything the server can. Raises TinyforgeError naming the setting otherwise."""
+    allowed = {_comparable_url(url): key for url, key in settings.QA_BASE_URLS.items()}
+    wanted = _comparable_url(base_url)
+    if wanted not in allowed:
+        raise TinyforgeError(f"{base_url} is not a model server this platform may call; an administrator lists "
+                             f"those in TINYFORGE_QA_BASE_URLS (allowed now: {', '.join(allowed)})")
+    return allowed[wanted] or "none"  # the client needs a value; keyless servers ignore it
 
 
 def sqlite_allowed(url: str) -> None:
@@ -138,4 +157,4 @@ def connection_options(kind: str, credentials: dict) -> dict:
 
 
 __all__ = ["OPTION_FIELDS", "REPORT_FIELDS", "SourceError", "connection_options", "google_source", "ingest_options",
-           "sql_source", "sqlite_allowed", "version_sources"]
+           "qa_api_key", "sql_source", "sqlite_allowed", "version_sources"]

@@ -9,7 +9,7 @@ from tinyforge.connectors.mapping import FieldMapping
 from tinyforge.connectors.recipes import RECIPES
 from tinyforge.connectors.records import SourceError
 from tinyforge.core.api import CleanJSONField, StrictModelSerializer, StrictSerializer
-from tinyforge.datasets.importing import connection_options
+from tinyforge.datasets.importing import connection_options, qa_api_key
 from tinyforge.datasets.models import (
     ConnectionKind,
     DataConnection,
@@ -182,9 +182,17 @@ def _checked_credentials(kind: str, credentials: dict) -> dict:
 # -- imports: options, sources, connection probes -------------------------------------------
 
 class QAOptionsSerializer(StrictSerializer):
-    base_url = serializers.URLField(help_text="OpenAI-compatible base URL, e.g. http://inference:8000/v1")
+    base_url = serializers.URLField(help_text="OpenAI-compatible base URL: the platform's inference service "
+                                              "(TINYFORGE_INFERENCE_URL + /v1) or one listed in TINYFORGE_QA_BASE_URLS")
     model = serializers.CharField(max_length=200)
     questions_per_chunk = serializers.IntegerField(min_value=1, max_value=20, required=False)
+
+    def validate_base_url(self, value):
+        try:
+            qa_api_key(value)
+        except TinyforgeError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+        return value
 
 
 class ImportOptionsSerializer(StrictSerializer):
