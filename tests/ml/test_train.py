@@ -93,8 +93,12 @@ def test_packed_and_unpacked_batches_give_the_same_loss(tiny_model_dir, toy_rows
         packed = collate(examples, [[0, 1, 2], [3, 4, 5]], tokenizer.pad_token_id)
         assert packed.attention_mask is None and packed.position_ids[0].tolist().count(0) == 3
         packed_sum, packed_n = loss_sum(model, packed)
-    assert packed_n == unpacked_n == sum(ex.trained_tokens for ex in examples)
+        alone = [loss_sum(model, collate(examples, [[i]], tokenizer.pad_token_id)) for i in range(6)]
+    assert packed_n == unpacked_n == sum(ex.trained_tokens for ex in examples) == sum(n for _, n in alone)
     assert abs(packed_sum / packed_n - unpacked_sum / unpacked_n) < 1e-5
+    # Right padding without a mask changes nothing for real tokens: each example alone, unpadded,
+    # gives the same summed loss.
+    assert abs(float(sum(s for s, _ in alone)) - float(unpacked_sum)) < 1e-3
 
 
 def test_packed_training_learns_like_unpacked_training(tiny_config, toy_dataset, tmp_path):
