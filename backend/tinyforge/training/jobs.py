@@ -23,7 +23,7 @@ from collections import deque
 from pathlib import Path
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import DatabaseError, close_old_connections, connection, transaction
 from django.db.models import RestrictedError
 
 from tinyforge.core import storage
@@ -204,7 +204,10 @@ class Heartbeat:
                     logger.exception("heartbeat of run %s failed", self.run_id)
                     close_old_connections()
         finally:
-            connection.close()
+            try:
+                connection.close()
+            except DatabaseError:  # a test's in-memory SQLite connection, shared with this thread
+                pass
 
     def __enter__(self):
         self.thread.start()
