@@ -114,7 +114,9 @@ async def stream_chat(http: httpx.AsyncClient, url: str, model: str, question: s
 
 
 async def run_level(url: str, model: str, clients: int, rounds: int, max_tokens: int, extra: dict) -> LevelResult:
-    async with httpx.AsyncClient(timeout=600) as http:
+    # No keep-alive: llama-server closes a connection after a stream, and reusing it raced into
+    # "server disconnected" errors; every system gets a fresh connection per request alike.
+    async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_keepalive_connections=0)) as http:
         async def client(index):
             results = []
             for round_ in range(rounds):
@@ -257,14 +259,22 @@ def bench_llama_server(binary: Path, gguf: Path, args) -> dict[int, LevelResult]
     slots = 8
     link_shared_libraries(binary.parent)
     command = [str(binary), "-m", str(gguf), "--port", str(port), "--host", "127.0.0.1", "--parallel", str(slots),
-               "-c", str(1024 * slots), "-t", str(args.threads), "--no-webui"]
+               "-c", str(1024 * slots), "-t", str(args.threads), "--no-webui",
+               # One HTTP thread per open stream: with fewer, 16 clients got dropped connections.
+               "--threads-http", "32"]
     env = {**os.environ, "LD_LIBRARY_PATH": f"{binary.parent}:{os.environ.get('LD_LIBRARY_PATH', '')}"}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tempfile.NamedTemporaryFile("w+", prefix="llama-server-", suffix=".log", delete=False)
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_ready(f"http://127.0.0.1:{port}/health", process)
         return measure_server(f"http://127.0.0.1:{port}/v1/chat/completions", "smollm2", args)
+    except httpx.HTTPError as exc:
+        log.seek(0)
+        tail = log.read()[-2000:]
+        raise SystemExit(f"llama-server failed ({type(exc).__name__}: {exc}); its log ends:\n{tail}") from None
     finally:
         stop(process)
+        log.close()
 
 
 # --- report --------------------------------------------------------------------------------
