@@ -1,14 +1,12 @@
 """The dashboard in a real browser against the real platform (see conftest.py).
 
-The owner's journey follows the product from sign-in to a streamed chat; the parts that need
-work landing in other areas (ingestion, training runs, serving) xfail with the name of the
-missing piece, found by looking for its module, never by a timeout, so a regression in a
-landed piece fails instead of hiding.
+The owner's journey follows the product from sign-in to a streamed chat, on the tiny test model
+as the base (a local folder is a valid base model), with a real worker training it and the real
+inference service answering the Playground.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 
@@ -25,11 +23,6 @@ DEMO_DATASET = REPO / "examples" / "data" / "demo_dataset.jsonl"
 def nav(page, name: str):
     """A link of the sidebar (breadcrumbs repeat some names)."""
     return page.get_by_role("navigation", name="Main").get_by_role("link", name=name, exact=True)
-
-
-def require_landed(module: str, piece: str) -> None:
-    if importlib.util.find_spec(module) is None:
-        pytest.xfail(f"{piece} has not landed yet ({module} is missing)")
 
 
 def create_project(page, shots, name: str) -> None:
@@ -94,8 +87,9 @@ def test_it_signs_in_creates_a_project_and_a_token_and_signs_out(journey, platfo
     dialog = page.get_by_role("dialog", name="New project")
     dialog.get_by_label("Name").fill("Helpdesk")
     dialog.get_by_role("button", name="Create project").click()
-    # The API's reason appears inside the form that caused it.
-    expect(dialog.get_by_role("alert")).to_contain_text("unique")
+    # The API's reason appears beside the field that caused it.
+    name_field = dialog.locator(".field", has=page.get_by_label("Name"))
+    expect(name_field.get_by_role("alert")).to_contain_text("already has a project named Helpdesk")
     shots("duplicate-project-error")
     dialog.get_by_role("button", name="Close").click()
 
@@ -129,28 +123,33 @@ def test_it_takes_the_owner_from_data_to_a_streamed_chat(journey, platform, tiny
     expect(page.get_by_role("heading", name=re.compile("Version 1"))).to_be_visible()
     shots("version-uploaded")
 
-    require_landed("tinyforge.datasets.jobs", "Dataset ingestion (the ingest job, issue 5)")
     status = page.locator("h1 .badge")
     expect(status).to_have_text(re.compile("ready|failed"), timeout=120_000)
     if status.inner_text() == "failed":
         shots("version-failed")
-        reason = page.get_by_role("alert").first.inner_text()
-        if "line 3: field 'instruction' is missing" in reason:
-            # Known: the importer takes the first row's shape for the whole file, and the demo
-            # dataset mixes instruction rows with chat rows. Any other failure fails the test.
-            pytest.xfail("ingestion (issue 5) rejects the demo dataset's mix of instruction and chat rows")
-        pytest.fail(f"the demo dataset did not import: {reason}")
+        pytest.fail(f"the demo dataset did not import: {page.get_by_role('alert').first.inner_text()}")
     expect(page.get_by_role("heading", name="Validation report")).to_be_visible()
     expect(page.get_by_text("Rows as the model sees them")).to_be_visible()
     shots("validation-report")
 
-    require_landed("tinyforge.training.jobs", "Training runs in the platform (the train job, issue 4)")
     page.get_by_role("link", name="Train on this version").click()
     page.get_by_label("Base model").select_option("custom")
     page.get_by_label("Model id or path").fill(str(tiny_model_dir))
+    expect(page.get_by_label("Dataset version")).to_contain_text("Product FAQ v1")
     page.get_by_text("Advanced hyperparameters").click()
+    # The form shows what the quick preset gives a LoRA run, read from the engine's config.
+    expect(page.get_by_label("Learning rate")).to_have_value("0.0003")
+    expect(page.get_by_label("Schedule")).to_have_value("cosine")
     page.get_by_label("Max steps").fill("12")
     page.get_by_label("Eval every N steps").fill("4")
+    # A value the engine refuses is named beside its field, and nothing starts.
+    page.get_by_label("Batch size").fill("0")
+    page.get_by_role("button", name="Start training").click()
+    batch_field = page.locator(".field", has=page.get_by_label("Batch size"))
+    expect(batch_field.get_by_role("alert")).to_contain_text("batch_size must be at least 1")
+    shots("new-run-field-error")
+    page.get_by_label("Batch size").fill("4")
+    expect(page.get_by_test_id("run-estimate")).to_contain_text(re.compile(r"Estimate: \d+ steps"), timeout=60_000)
     shots("new-run")
     page.get_by_role("button", name="Start training").click()
     expect(page.get_by_role("button", name="Cancel run")).to_be_visible()
@@ -159,21 +158,45 @@ def test_it_takes_the_owner_from_data_to_a_streamed_chat(journey, platform, tiny
     shots("run-training")
     expect(page.get_by_text("succeeded", exact=True).first).to_be_visible(timeout=300_000)
     expect(loss_chart.locator(".recharts-line").first).to_be_visible()
+    expect(page.get_by_text("best", exact=True)).to_be_visible()  # its best checkpoint
     shots("run-succeeded")
+    nav(page, "Train").click()
+    expect(page.get_by_role("row", name=re.compile("succeeded"))).to_have_count(1)
+    shots("runs")
 
-    require_landed("tinyforge.deployments.jobs", "Deployments (the deploy job, issue 6)")
-    require_landed("tinyforge.serving.app", "The inference service (issue 6)")
+    page.get_by_role("link", name=re.compile("^quick-lora")).click()
     page.get_by_role("link", name="Deploy").click()
     page.get_by_role("button", name="Deploy", exact=True).click()
     expect(page.get_by_text("ready", exact=True).first).to_be_visible(timeout=180_000)
+    expect(page.get_by_label("curl example")).to_contain_text(f"{platform.url}/v1/chat/completions")
     shots("services")
 
     nav(page, "Playground").click()
+    page.get_by_label("Temperature: 0.70").fill("1.5")
+    page.get_by_label("Max tokens").fill("64")  # the tiny model's context is 256 tokens
     page.get_by_label("Message").fill("How long does the Quillbox battery last?")
     page.get_by_role("button", name="Send").click()
-    answer = page.locator(".chat-message.assistant").last
-    expect(answer).not_to_be_empty(timeout=120_000)
+    answer = page.locator(".chat-message.assistant .chat-text:not(.muted)").last
+    expect(answer).to_have_text(re.compile(r"\S"), timeout=120_000)
+    expect(page.get_by_role("button", name="Send")).to_be_visible(timeout=120_000)  # the stream ended
     shots("playground")
+
+    nav(page, "Logs").click()
+    expect(page.get_by_role("log", name="Events")).to_contain_text("succeeded after 12 steps")
+    shots("logs")
+    nav(page, "Services").click()
+    # The inference service's counters reach the deployment's statistics within seconds.
+    expect(page.get_by_text("Requests", exact=True).locator("xpath=..")).to_contain_text("1", timeout=60_000)
+    shots("services-after-chat")
+    exports = page.get_by_role("form", name="New export")
+    exports.get_by_label("Format").select_option("hf")
+    exports.get_by_role("button", name="Export").click()
+    download_link = page.get_by_role("link", name="Download")
+    expect(download_link).to_be_visible(timeout=180_000)
+    with page.expect_download() as download:
+        download_link.click()
+    assert download.value.suggested_filename.endswith(".zip"), download.value.suggested_filename
+    shots("services-export")
 
     create_token(page, shots, "openai client", scopes=("Read", "Inference"))
     sign_out(page, shots)
