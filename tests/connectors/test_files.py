@@ -62,15 +62,6 @@ def test_it_reads_pdf_pages_in_order_with_page_numbers(tmp_path):
     assert "First page words." in blocks[0].text and "Second page (with parens)." in blocks[1].text
 
 
-def test_pdf_pages_split_over_several_workers_come_back_in_order(tmp_path):
-    path = tmp_path / "seven.pdf"
-    path.write_bytes(make_pdf([[f"Words of page {p}."] for p in range(1, 8)]))
-    one = read(path, pdf_limits=PdfLimits(workers=1))
-    assert [b.page for b in one] == [1, 2, 3, 4, 5, 6, 7] and "Words of page 7." in one[-1].text
-    for workers in (2, 3, 10):
-        assert read(path, pdf_limits=PdfLimits(workers=workers)) == one
-
-
 def test_it_reads_an_encrypted_pdf_with_its_password(bad_files):
     blocks = read(bad_files["encrypted.pdf"], pdf_limits=PdfLimits(password="s3cret"))
     assert "top secret text" in blocks[0].text

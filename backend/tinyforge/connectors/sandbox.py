@@ -4,9 +4,7 @@ A hostile or broken file (a decompression bomb, a circular structure, a truncate
 a parser eat memory or loop. The parsers have their own limits, but a worker must survive
 whatever they miss, so the parsing runs in a forked child with an address-space limit
 (RLIMIT_AS) and the parent waits for each batch of results only so long. The child also works
-ahead while the parent chunks, cleans and writes, so the two overlap. A source whose items are
-independent and slow (PDF pages) can be split over several children, each taking every n-th
-item, which the parent takes back in turn, in order.
+ahead while the parent chunks, cleans and writes, so the two overlap.
 """
 
 from __future__ import annotations
@@ -30,8 +28,7 @@ def _address_space_bytes() -> int:
         return int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _child(conn, produce: Callable[..., Iterator[Any]], args: tuple, memory_mb: int, what: str,
-           batch_size: int) -> None:
+def _child(conn, produce: Callable[..., Iterator[Any]], args: tuple, memory_mb: int, what: str) -> None:
     # Relative to what the forked child already maps: a parent with torch loaded maps gigabytes.
     ceiling = _address_space_bytes() + memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (ceiling, resource.getrlimit(resource.RLIMIT_AS)[1]))
@@ -45,15 +42,13 @@ def _child(conn, produce: Callable[..., Iterator[Any]], args: tuple, memory_mb: 
         for item in produce(*args):
             batch.append(item)
             location = getattr(item, "location", location)
-            if len(batch) >= batch_size:
+            if len(batch) >= BATCH or what == "PDF":  # PDF pages are slow: send each at once
                 conn.send(("items", batch, None))
                 batch = []
-        if batch:
-            conn.send(("items", batch, None))
+        conn.send(("items", batch, None))
         conn.send(("done", None, None))
     except SourceError as exc:
-        if batch:
-            conn.send(("items", batch, None))
+        conn.send(("items", batch, None))
         conn.send(("error", exc.problem, exc.location))
     except MemoryError:
         conn.send(("error", f"reading it needs more than {memory_mb} MB of memory "
@@ -67,65 +62,46 @@ def _child(conn, produce: Callable[..., Iterator[Any]], args: tuple, memory_mb: 
 
 
 def iter_in_child(produce: Callable[..., Iterator[Any]], args: tuple, source: str, what: str,
-                  memory_mb: int, timeout_s: float, shards: int = 1) -> Iterator[Any]:
+                  memory_mb: int, timeout_s: float) -> Iterator[Any]:
     """Yield what `produce(*args)` yields, computed in a limited child process.
 
-    With `shards` > 1, that many children run `produce(*args, shard, shards)`, and child k must
-    yield items k, k + shards, k + 2 * shards... of the whole sequence: they are sent one at a
-    time and yielded in turn, so in order. Each child has its own `memory_mb`.
-
-    Raises SourceError naming `source` when a child fails, dies, or sends nothing for
-    `timeout_s` seconds (all are killed then).
+    Raises SourceError naming `source` when the child fails, dies, or sends nothing for
+    `timeout_s` seconds (it is killed then).
     """
     # fork: the child starts in microseconds and needs nothing re-imported.
     context = multiprocessing.get_context("fork")
-    children = []
+    receiver, sender = context.Pipe(duplex=False)
     try:
-        for shard in range(shards):
-            receiver, sender = context.Pipe(duplex=False)
-            try:
-                # A 1 MB pipe (Linux's default ceiling for unprivileged processes) lets the child run
-                # several batches ahead of the parent instead of one: the two overlap more.
-                fcntl.fcntl(sender.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
-            except OSError:
-                pass  # a system with a lower ceiling keeps the default 64 KB: slower, still correct
-            child_args = args + (shard, shards) if shards > 1 else args
-            child = context.Process(target=_child, daemon=True, args=(
-                sender, produce, child_args, memory_mb, what, 1 if shards > 1 else BATCH))
-            children.append((child, receiver))
-            child.start()
-            sender.close()
-        yield from _receive(children, source, what, timeout_s)
-    finally:
-        for child, receiver in children:
-            receiver.close()
-            if child.is_alive():
-                child.kill()
-            child.join(5)
-
-
-def _receive(children: list, source: str, what: str, timeout_s: float) -> Iterator[Any]:
-    running = list(children)
-    turn = 0
+        # A 1 MB pipe (Linux's default ceiling for unprivileged processes) lets the child run
+        # several batches ahead of the parent instead of one: the two overlap more.
+        fcntl.fcntl(sender.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
+    except OSError:
+        pass  # a system with a lower ceiling keeps the default 64 KB: slower, still correct
+    child = context.Process(target=_child, args=(sender, produce, args, memory_mb, what), daemon=True)
+    child.start()
+    sender.close()
     location = None
-    while running:
-        child, receiver = running[turn % len(running)]
-        if not receiver.poll(timeout_s):
-            raise SourceError(source, f"reading took longer than {timeout_s:g} s (a malformed or hostile "
-                                      f"{what}?); stopped", location)
-        try:
-            kind, payload, where = receiver.recv()
-        except EOFError:
-            child.join(5)
-            raise SourceError(source, f"the {what} parser died (exit code {child.exitcode}); "
-                                      "the file is damaged", location) from None
-        if kind == "items":
-            for item in payload:
-                location = getattr(item, "location", location)
-                yield item
-            turn += 1
-        elif kind == "error":
-            raise SourceError(source, payload, where or location)
-        else:
-            # Done: with items dealt out in turn, the others have at most the items of this round left.
-            running.remove((child, receiver))
+    try:
+        while True:
+            if not receiver.poll(timeout_s):
+                raise SourceError(source, f"reading took longer than {timeout_s:g} s (a malformed or hostile "
+                                          f"{what}?); stopped", location)
+            try:
+                kind, payload, where = receiver.recv()
+            except EOFError:
+                child.join(5)
+                raise SourceError(source, f"the {what} parser died (exit code {child.exitcode}); "
+                                          "the file is damaged", location) from None
+            if kind == "items":
+                for item in payload:
+                    location = getattr(item, "location", location)
+                    yield item
+            elif kind == "error":
+                raise SourceError(source, payload, where or location)
+            else:
+                return
+    finally:
+        receiver.close()
+        if child.is_alive():
+            child.kill()
+        child.join(5)
