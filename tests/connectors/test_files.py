@@ -125,6 +125,22 @@ def test_docx_paragraph_text_is_what_python_docx_reads_tabs_breaks_and_hyperlink
     assert (blocks[0].kind, blocks[1].heading_path) == ("heading", ("Wiring",))
 
 
+def test_a_custom_docx_style_with_an_outline_level_is_a_heading(tmp_path):
+    import docx
+    from docx.enum.style import WD_STYLE_TYPE
+    from docx.oxml import parse_xml
+
+    document = docx.Document()
+    chapter = document.styles.add_style("Kapitel", WD_STYLE_TYPE.PARAGRAPH)
+    chapter.element.get_or_add_pPr().append(parse_xml(
+        '<w:outlineLvl xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main" w:val="0"/>'))
+    document.add_paragraph("Wartung", style="Kapitel")
+    document.add_paragraph("Jährlich prüfen.")
+    document.save(tmp_path / "de.docx")
+    assert [(b.kind, b.text, b.level, b.heading_path) for b in read(tmp_path / "de.docx")] == [
+        ("heading", "Wartung", 1, ()), ("paragraph", "Jährlich prüfen.", 0, ("Wartung",))]
+
+
 @pytest.mark.parametrize("name, message", [
     ("zip_named.pdf", "named as PDF but its content is a zip archive"),
     ("pdf_named.csv", "named as CSV but its content is a PDF"),

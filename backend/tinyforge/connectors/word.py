@@ -85,16 +85,12 @@ _RUN_CHARACTERS = {_W + "tab": "\t", _W + "ptab": "\t", _W + "cr": "\n", _W + "n
 _MAIN_PART, _STYLES_PART = "word/document.xml", "word/styles.xml"  # check_docx_archive requires the first
 
 
-def _xml_parser() -> etree.XMLParser:
-    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
-
-
 def _heading_levels(archive: zipfile.ZipFile) -> dict[str, int]:
     """Paragraph style id -> heading level, from the built-in heading names or an outline level."""
     if _STYLES_PART not in archive.namelist():
         return {}
     with archive.open(_STYLES_PART) as part:
-        styles = etree.parse(part, _xml_parser()).getroot()
+        styles = etree.parse(part, etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)).getroot()
     levels: dict[str, int] = {}
     for style in styles.iter(_W + "style"):
         style_id = style.get(_W + "styleId")
