@@ -253,3 +253,10 @@ def test_the_estimate_matches_the_run(tiny_config, toy_dataset, tmp_path):
     assert estimate["train_examples"] == recorder.start["train_examples"]
     assert estimate["total_tokens"] == estimate["tokens_per_epoch"] * 2
     assert estimate["padding_share"] == pytest.approx(result.padding_share)
+
+
+def test_one_process_can_train_runs_with_different_precisions(tiny_config, toy_dataset, tmp_path):
+    # A platform worker trains many runs in one process.
+    first = train(tiny_config(max_steps=2, precision="bf16"), toy_dataset, tmp_path / "a")
+    second = train(tiny_config(max_steps=2, precision="fp32"), toy_dataset, tmp_path / "b")
+    assert first.status == second.status == "completed"

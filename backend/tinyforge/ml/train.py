@@ -65,6 +65,7 @@ class TrainResult:
     last_checkpoint: Path | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     train_tokens_per_second: float = 0.0
+    train_tokens: int = 0  # non-padding tokens processed by this call's training steps
     padding_share: float = 0.0
     elapsed_s: float = 0.0
 
@@ -350,6 +351,12 @@ class _Run:
 
         device = _pick_device(config)
         self.precision = _pick_precision(config, device)
+        # Accelerate keeps its mixed-precision choice in process-wide state and refuses a second
+        # Accelerator with another one; a worker process trains many runs, so forget the last
+        # run's choice (the process-group state, needed under multi-GPU launches, is kept).
+        from accelerate.state import AcceleratorState
+
+        AcceleratorState._reset_state(reset_partial_state=False)
         self.accelerator = Accelerator(cpu=device == "cpu", mixed_precision="bf16" if self.precision == "bf16" else "no")
         self.device = self.accelerator.device
         self.packing = config.packing == "on" or (config.packing == "auto" and self.device.type == "cuda")
@@ -719,6 +726,7 @@ def train(config: TrainConfig, dataset, out_dir: str | Path, callbacks: Sequence
         losses=run.history, evals=run.evals, final_eval_loss=run.evals[-1]["eval_loss"] if run.evals else None,
         best_checkpoint=find_checkpoint(out_dir, "best"), last_checkpoint=checkpoints[-1] if checkpoints else None,
         metrics=metrics, train_tokens_per_second=run.tokens / run.train_seconds if run.train_seconds else 0.0,
+        train_tokens=run.tokens,
         padding_share=run.padding_share, elapsed_s=time.monotonic() - run.started,
     )
     run.cb.on_end(result)
