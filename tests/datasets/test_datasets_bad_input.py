@@ -174,7 +174,8 @@ def test_a_wrong_database_password_is_a_clear_error_that_never_echoes_it(mariadb
 # -- Google Docs ------------------------------------------------------------------------------
 
 @pytest.fixture
-def google_connection(google_apis, service_account_key, acme):  # noqa: F811
+def google_connection(google_apis, service_account_key, acme, settings):  # noqa: F811
+    settings.GOOGLE_API_ROOTS = [google_apis]
     connection = DataConnection(project=acme.project, name="docs", kind="google", options={"api_root": google_apis})
     connection.set_credentials({"service_account_json": json.loads(open(service_account_key).read())})
     connection.save()

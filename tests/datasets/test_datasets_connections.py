@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from connectors.test_gdocs import google_apis, service_account_key  # noqa: F401  (fixtures)
+from connectors.test_gdocs import GoogleApis, google_apis, service_account_key  # noqa: F401  (fixtures)
 from personas import assert_error
 from tinyforge.core import storage
 from tinyforge.datasets.models import DataConnection
@@ -140,7 +140,9 @@ def test_an_import_needs_a_connection_of_its_kind(client_for, alice, acme, faq_c
 
 
 def test_it_imports_google_docs_with_headings_as_sections(client_for, alice, acme, google_apis,  # noqa: F811
-                                                         service_account_key, ingested, ingest_queue):  # noqa: F811
+                                                         service_account_key, ingested, ingest_queue,  # noqa: F811
+                                                         settings):
+    settings.GOOGLE_API_ROOTS = [google_apis + "/"]  # compared without a trailing slash
     client = client_for(alice)
     created = client.post("/api/v1/connections/", {
         "project": acme.project.pk, "name": "docs", "kind": "google", "options": {"api_root": google_apis},
@@ -162,3 +164,43 @@ def test_it_imports_google_docs_with_headings_as_sections(client_for, alice, acm
     assert version.status == "ready", version.error
     rows = [json.loads(line) for line in storage.path(version.storage_key).read_text().splitlines()]
     assert any(r["output"] == "Everyone gets 25 days." and "Holidays" in r["instruction"] for r in rows)
+
+
+def test_it_refuses_a_google_api_root_that_is_not_allowed_naming_the_setting(client_for, alice, acme,
+                                                                             service_account_key):  # noqa: F811
+    response = client_for(alice).post("/api/v1/connections/", {
+        "project": acme.project.pk, "name": "docs", "kind": "google",
+        "options": {"api_root": "http://169.254.169.254/latest"},
+        "credentials": {"service_account_json": open(service_account_key).read()}}, format="json")
+    (reason,) = assert_error(response, 400, "invalid")["fields"]["options.api_root"]
+    assert "http://169.254.169.254/latest is not an API root this platform may send Google credentials to" in reason
+    assert "TINYFORGE_GOOGLE_API_ROOTS" in reason
+    assert not DataConnection.all_teams.filter(name="docs").exists()
+
+
+def test_googles_own_api_root_is_allowed_by_default(client_for, alice, acme):
+    response = client_for(alice).post("/api/v1/connections/", {
+        "project": acme.project.pk, "name": "docs", "kind": "google",
+        "options": {"api_root": "HTTPS://www.googleapis.com/"}, "credentials": {"oauth_token": "t"}}, format="json")
+    assert response.status_code == 201, response.content
+
+
+def test_the_job_checks_the_google_api_root_again_when_it_was_removed_from_the_list(
+        client_for, alice, acme, google_apis, service_account_key, ingested, settings):  # noqa: F811
+    settings.GOOGLE_API_ROOTS = [google_apis]
+    client = client_for(alice)
+    created = client.post("/api/v1/connections/", {
+        "project": acme.project.pk, "name": "docs", "kind": "google", "options": {"api_root": google_apis},
+        "credentials": {"service_account_json": open(service_account_key).read()}}, format="json")
+    assert created.status_code == 201, created.content
+    started = client.post("/api/v1/dataset-versions/", {
+        "dataset": acme.dataset.pk, "source_kind": "google_docs", "connection": created.json()["id"],
+        "source_config": {"document_ids": ["doc-faq"]}}, format="json")
+    settings.GOOGLE_API_ROOTS = []
+    GoogleApis.requests.clear()
+    tested = client.post(f"/api/v1/connections/{created.json()['id']}/test/", {"document_ids": ["doc-faq"]},
+                         format="json").json()
+    assert tested["ok"] is False and "TINYFORGE_GOOGLE_API_ROOTS" in tested["message"]
+    version = ingested(started)
+    assert version.status == "failed" and "TINYFORGE_GOOGLE_API_ROOTS" in version.error
+    assert GoogleApis.requests == []

@@ -17,6 +17,8 @@ from tinyforge.connectors.records import Block, SourceError
 
 SCOPES = ["https://www.googleapis.com/auth/documents.readonly",
           "https://www.googleapis.com/auth/drive.readonly"]
+# The roots Google serves these APIs from (the client's defaults when no api_root is given).
+GOOGLE_ENDPOINTS = ("https://www.googleapis.com", "https://docs.googleapis.com")
 _FOLDER_MIME = "application/vnd.google-apps.folder"
 _DOC_MIME = "application/vnd.google-apps.document"
 

@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from django.conf import settings
 
 from tinyforge.connectors.files import FileSource
-from tinyforge.connectors.gdocs import GoogleDocsSource
+from tinyforge.connectors.gdocs import GOOGLE_ENDPOINTS, GoogleDocsSource
 from tinyforge.connectors.pipeline import IngestOptions
 from tinyforge.connectors.recipes import QAOptions
 from tinyforge.connectors.records import Source, SourceError
@@ -61,6 +61,17 @@ def qa_api_key(base_url: str) -> str:
     return allowed[wanted] or "none"  # the client needs a value; keyless servers ignore it
 
 
+def google_api_root_allowed(api_root: str) -> None:
+    """A Google connection's `api_root` must be one of Google's endpoints or one an administrator allowed
+    (settings.GOOGLE_API_ROOTS): the server sends the connection's credentials there, so a root of the
+    user's choosing could reach anything the server can. Raises TinyforgeError naming the setting otherwise."""
+    allowed = [_comparable_url(root) for root in (*GOOGLE_ENDPOINTS, *settings.GOOGLE_API_ROOTS)]
+    if _comparable_url(api_root) not in allowed:
+        raise TinyforgeError(f"{api_root} is not an API root this platform may send Google credentials to; an "
+                             f"administrator lists those in TINYFORGE_GOOGLE_API_ROOTS (allowed now: "
+                             f"{', '.join(allowed)})")
+
+
 def sqlite_allowed(url: str) -> None:
     """SQLite URLs may only name files below TINYFORGE_SQLITE_IMPORT_DIRS: without this, anyone who
     can add a connection could read any SQLite file the server can, the platform's own included."""
@@ -98,6 +109,9 @@ def google_source(connection: DataConnection, config: dict, workdir: Path) -> Go
     if connection.kind != ConnectionKind.GOOGLE:
         raise TinyforgeError(f"connection {connection.name!r} is a {connection.get_kind_display()} connection, "
                              "not a Google connection")
+    api_root = connection.options.get("api_root") or None
+    if api_root:
+        google_api_root_allowed(api_root)  # again here: the allow-list may have changed since the connection was saved
     credentials = credentials_of(connection)
     key_file = None
     token = credentials.get("oauth_token")
@@ -110,7 +124,7 @@ def google_source(connection: DataConnection, config: dict, workdir: Path) -> Go
             json.dump(key, handle)
     return GoogleDocsSource(list(config.get("document_ids") or []), config.get("folder_id") or None,
                             str(key_file) if key_file else None, token,
-                            api_root=connection.options.get("api_root") or None)
+                            api_root=api_root)
 
 
 def credentials_of(connection: DataConnection) -> dict:
@@ -156,5 +170,5 @@ def connection_options(kind: str, credentials: dict) -> dict:
     return {"auth": "oauth_token"}
 
 
-__all__ = ["OPTION_FIELDS", "REPORT_FIELDS", "SourceError", "connection_options", "google_source", "ingest_options",
+__all__ = ["OPTION_FIELDS", "REPORT_FIELDS", "SourceError", "connection_options", "google_api_root_allowed", "google_source", "ingest_options",
            "qa_api_key", "sql_source", "sqlite_allowed", "version_sources"]

@@ -9,7 +9,7 @@ from tinyforge.connectors.mapping import FieldMapping
 from tinyforge.connectors.recipes import RECIPES
 from tinyforge.connectors.records import SourceError
 from tinyforge.core.api import CleanJSONField, StrictModelSerializer, StrictSerializer
-from tinyforge.datasets.importing import connection_options, qa_api_key
+from tinyforge.datasets.importing import connection_options, google_api_root_allowed, qa_api_key
 from tinyforge.datasets.models import (
     ConnectionKind,
     DataConnection,
@@ -127,9 +127,14 @@ class DataConnectionSerializer(StrictModelSerializer):
                 raise serializers.ValidationError({"options": [f"Unknown option(s) {unknown}; the rest is derived "
                                                                "from the credentials."]})
         if "api_root" in user_options:
-            if not isinstance(user_options["api_root"], str) or urlsplit(user_options["api_root"]).scheme not in (
-                    "http", "https"):
-                raise serializers.ValidationError({"options": ["api_root must be an http(s) URL."]})
+            api_root = user_options["api_root"]
+            if not isinstance(api_root, str) or urlsplit(api_root).scheme not in ("http", "https"):
+                raise serializers.ValidationError({"options": {"api_root": ["Must be an http(s) URL."]}})
+            if self.instance is None or "options" in attrs:
+                try:
+                    google_api_root_allowed(api_root)
+                except TinyforgeError as exc:
+                    raise serializers.ValidationError({"options": {"api_root": [str(exc)]}}) from None
         credentials = attrs.get("credentials")
         if credentials is not None:
             attrs["credentials"] = credentials = _checked_credentials(kind, credentials)
