@@ -182,10 +182,10 @@ class ModelPool:
 
         if is_onnx_folder(folder):
             return OnnxRuntime.from_folder(folder, max_slots=self.options.max_slots, max_context=self.options.max_context)
-        from transformers import AutoModelForCausalLM
-        import torch
+        # Through ml.models: models load in threads, and transformers' lazy imports are not thread-safe.
+        from tinyforge.ml.models import load_base_model
 
-        return self._build_runtime(AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32))
+        return self._build_runtime(load_base_model(folder))
 
     def _build_runtime(self, model) -> Runtime:
         from tinyforge.serving.torch_runtime import TorchRuntime

@@ -179,10 +179,9 @@ class TorchRuntime(Runtime):
 
     @classmethod
     def from_folder(cls, folder: str | Path, **options) -> "TorchRuntime":
-        from transformers import AutoModelForCausalLM
+        from tinyforge.ml.models import load_base_model  # one thread-safe way to load transformers models
 
-        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
-        return cls(model, **options)
+        return cls(load_base_model(folder), **options)
 
     def _weight_tensors(self):
         yield from (self.embed, self.lm_head, self.final_norm)
