@@ -4,6 +4,8 @@ preview with a column mapping, and SQL / Google Docs imports as new versions."""
 from __future__ import annotations
 
 import json
+import threading
+from http.server import ThreadingHTTPServer
 
 import pytest
 
@@ -204,3 +206,88 @@ def test_the_job_checks_the_google_api_root_again_when_it_was_removed_from_the_l
     version = ingested(started)
     assert version.status == "failed" and "TINYFORGE_GOOGLE_API_ROOTS" in version.error
     assert GoogleApis.requests == []
+
+
+class RecordingTokenEndpoint(GoogleApis):
+    """GoogleApis on a second port, noting each token request it is sent."""
+    posts: list[str] = []
+
+    def do_POST(self):
+        RecordingTokenEndpoint.posts.append(self.path)
+        super().do_POST()
+
+
+@pytest.fixture
+def token_endpoint():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), RecordingTokenEndpoint)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    RecordingTokenEndpoint.posts.clear()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def google_key(kind: str, token_uri: str, service_account_key: str) -> dict:  # noqa: F811
+    if kind == "service_account_json":
+        return json.loads(open(service_account_key).read()) | {"token_uri": token_uri}
+    return {"type": "authorized_user", "client_id": "c", "client_secret": "s3cr3t-client", "refresh_token": "s3cr3t-refresh",
+            "token_uri": token_uri}
+
+
+@pytest.mark.parametrize("kind", ["service_account_json", "authorized_user_json"])
+@pytest.mark.parametrize("token_uri", [
+    "http://169.254.169.254/latest/api/token",
+    "https://google-proxy.internal:8443/token",  # an allowed host, another port
+    "https://google-proxy.internal@169.254.169.254/token",
+    "https://oauth2.googleapis.com.evil.example/token",
+    "http://oauth2.googleapis.com/token",
+])
+def test_it_refuses_a_google_token_uri_that_is_not_allowed_naming_the_setting(client_for, alice, acme, settings, kind,
+                                                                             token_uri, service_account_key):  # noqa: F811
+    settings.GOOGLE_API_ROOTS = ["https://google-proxy.internal"]
+    key = google_key(kind, token_uri, service_account_key)
+    response = client_for(alice).post("/api/v1/connections/", {
+        "project": acme.project.pk, "name": "docs", "kind": "google", "credentials": {kind: key}}, format="json")
+    (reason,) = assert_error(response, 400, "invalid")["fields"][f"credentials.{kind}.token_uri"]
+    assert f"token_uri {token_uri!r} is not a token endpoint this platform may send Google credentials to" in reason
+    assert "TINYFORGE_GOOGLE_API_ROOTS (allowed now: https://google-proxy.internal)" in reason
+    for secret in ("PRIVATE KEY", "s3cr3t"):
+        assert secret not in response.content.decode()
+    assert not DataConnection.all_teams.filter(name="docs").exists()
+
+
+@pytest.mark.parametrize("token_uri", ["https://oauth2.googleapis.com/token", "https://accounts.google.com/o/oauth2/token",
+                                       "https://www.googleapis.com/oauth2/v4/token",
+                                       "HTTPS://Google-Proxy.internal:443/oauth2/token"])
+def test_googles_token_uris_and_those_on_allowed_api_root_hosts_are_accepted(client_for, alice, acme, settings,
+                                                                            token_uri, service_account_key):  # noqa: F811
+    settings.GOOGLE_API_ROOTS = ["https://google-proxy.internal/apis"]
+    response = client_for(alice).post("/api/v1/connections/", {
+        "project": acme.project.pk, "name": "docs", "kind": "google",
+        "credentials": {"service_account_json": google_key("service_account_json", token_uri, service_account_key)}},
+        format="json")
+    assert response.status_code == 201, response.content
+
+
+def test_the_job_checks_the_token_uri_again_when_its_host_was_removed_from_the_list(
+        client_for, alice, acme, google_apis, token_endpoint, service_account_key, ingested, settings):  # noqa: F811
+    settings.GOOGLE_API_ROOTS = [google_apis, token_endpoint]
+    client = client_for(alice)
+    created = client.post("/api/v1/connections/", {
+        "project": acme.project.pk, "name": "docs", "kind": "google", "options": {"api_root": google_apis},
+        "credentials": {"service_account_json": google_key("service_account_json", f"{token_endpoint}/token",
+                                                           service_account_key)}}, format="json")
+    assert created.status_code == 201, created.content
+    test_url = f"/api/v1/connections/{created.json()['id']}/test/"
+    assert client.post(test_url, {"document_ids": ["doc-faq"]}, format="json").json()["ok"] is True
+    assert RecordingTokenEndpoint.posts == ["/token"]  # while allowed, google-auth signs in there
+    started = client.post("/api/v1/dataset-versions/", {
+        "dataset": acme.dataset.pk, "source_kind": "google_docs", "connection": created.json()["id"],
+        "source_config": {"document_ids": ["doc-faq"]}}, format="json")
+    settings.GOOGLE_API_ROOTS = [google_apis]
+    RecordingTokenEndpoint.posts.clear()
+    tested = client.post(test_url, {"document_ids": ["doc-faq"]}, format="json")
+    assert tested.json()["ok"] is False and "TINYFORGE_GOOGLE_API_ROOTS" in tested.json()["message"]
+    assert "PRIVATE KEY" not in tested.content.decode()
+    version = ingested(started)
+    assert version.status == "failed" and f"token_uri '{token_endpoint}/token'" in version.error
+    assert RecordingTokenEndpoint.posts == []

@@ -19,6 +19,8 @@ SCOPES = ["https://www.googleapis.com/auth/documents.readonly",
           "https://www.googleapis.com/auth/drive.readonly"]
 # The roots Google serves these APIs from (the client's defaults when no api_root is given).
 GOOGLE_ENDPOINTS = ("https://www.googleapis.com", "https://docs.googleapis.com")
+# Google's OAuth token endpoints (the `token_uri` of the key files it issues, current and older).
+GOOGLE_TOKEN_URIS = ("https://oauth2.googleapis.com/token", "https://accounts.google.com/o/oauth2/token")
 _FOLDER_MIME = "application/vnd.google-apps.folder"
 _DOC_MIME = "application/vnd.google-apps.document"
 

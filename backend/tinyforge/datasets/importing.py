@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from django.conf import settings
 
 from tinyforge.connectors.files import FileSource
-from tinyforge.connectors.gdocs import GOOGLE_ENDPOINTS, GoogleDocsSource
+from tinyforge.connectors.gdocs import GOOGLE_ENDPOINTS, GOOGLE_TOKEN_URIS, GoogleDocsSource
 from tinyforge.connectors.pipeline import IngestOptions
 from tinyforge.connectors.recipes import QAOptions
 from tinyforge.connectors.records import Source, SourceError
@@ -72,6 +72,39 @@ def google_api_root_allowed(api_root: str) -> None:
                              f"{', '.join(allowed)})")
 
 
+def _origin(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of a plain http(s) URL; None for anything else, user info and backslashes
+    included, since URL parsers disagree on which host such URLs name."""
+    if not url.isascii() or not url.isprintable() or " " in url or "\\" in url:
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+        return None
+    return scheme, parts.hostname.lower(), port or (443 if scheme == "https" else 80)
+
+
+def google_token_uri_allowed(token_uri) -> None:
+    """A Google credentials JSON's `token_uri` must be Google's token endpoint or lie on the host of an API
+    root an administrator allowed (settings.GOOGLE_API_ROOTS): google-auth posts its token request there,
+    so a URL of the user's choosing could reach anything the server can. Raises TinyforgeError naming the
+    setting otherwise."""
+    origin = _origin(token_uri) if isinstance(token_uri, str) else None
+    if origin is not None:
+        if _comparable_url(token_uri) in map(_comparable_url, GOOGLE_TOKEN_URIS):
+            return
+        if origin in {_origin(root) for root in (*GOOGLE_ENDPOINTS, *settings.GOOGLE_API_ROOTS)}:
+            return
+    roots = ", ".join(_comparable_url(root) for root in settings.GOOGLE_API_ROOTS) or "none"
+    raise TinyforgeError(f"token_uri {token_uri!r} is not a token endpoint this platform may send Google credentials "
+                         f"to: use Google's ({', '.join(GOOGLE_TOKEN_URIS)}) or one on the host of an API root an "
+                         f"administrator lists in TINYFORGE_GOOGLE_API_ROOTS (allowed now: {roots})")
+
+
 def sqlite_allowed(url: str) -> None:
     """SQLite URLs may only name files below TINYFORGE_SQLITE_IMPORT_DIRS: without this, anyone who
     can add a connection could read any SQLite file the server can, the platform's own included."""
@@ -116,6 +149,8 @@ def google_source(connection: DataConnection, config: dict, workdir: Path) -> Go
     key_file = None
     token = credentials.get("oauth_token")
     key = credentials.get("service_account_json") or credentials.get("authorized_user_json")
+    if key and "token_uri" in key:
+        google_token_uri_allowed(key["token_uri"])  # again here, as api_root above
     if key:
         workdir.mkdir(parents=True, exist_ok=True)
         key_file = workdir / "google-credentials.json"
@@ -170,5 +205,6 @@ def connection_options(kind: str, credentials: dict) -> dict:
     return {"auth": "oauth_token"}
 
 
-__all__ = ["OPTION_FIELDS", "REPORT_FIELDS", "SourceError", "connection_options", "google_api_root_allowed", "google_source", "ingest_options",
+__all__ = ["OPTION_FIELDS", "REPORT_FIELDS", "SourceError", "connection_options", "google_api_root_allowed", "google_source",
+           "google_token_uri_allowed", "ingest_options",
            "qa_api_key", "sql_source", "sqlite_allowed", "version_sources"]

@@ -9,7 +9,12 @@ from tinyforge.connectors.mapping import FieldMapping
 from tinyforge.connectors.recipes import RECIPES
 from tinyforge.connectors.records import SourceError
 from tinyforge.core.api import CleanJSONField, StrictModelSerializer, StrictSerializer
-from tinyforge.datasets.importing import connection_options, google_api_root_allowed, qa_api_key
+from tinyforge.datasets.importing import (
+    connection_options,
+    google_api_root_allowed,
+    google_token_uri_allowed,
+    qa_api_key,
+)
 from tinyforge.datasets.models import (
     ConnectionKind,
     DataConnection,
@@ -181,6 +186,11 @@ def _checked_credentials(kind: str, credentials: dict) -> dict:
     expected = "service_account" if name == "service_account_json" else "authorized_user"
     if not isinstance(value, dict) or value.get("type") != expected:
         raise invalid(f'{name} must be a JSON key of "type": "{expected}".')
+    if "token_uri" in value:
+        try:
+            google_token_uri_allowed(value["token_uri"])
+        except TinyforgeError as exc:
+            raise serializers.ValidationError({"credentials": {name: {"token_uri": [str(exc)]}}}) from None
     return {name: value}
 
 
