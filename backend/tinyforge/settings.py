@@ -216,7 +216,8 @@ MAX_UPLOAD_BYTES = env_int("TINYFORGE_MAX_UPLOAD_BYTES", 1024 * 1024 * 1024, min
 SQLITE_IMPORT_DIRS = env_list("TINYFORGE_SQLITE_IMPORT_DIRS", [])
 # API roots besides Google's own that a Google connection made through the API may name (its api_root
 # option; its credentials' token_uri must be Google's or on the host of one of them): the server sends the
-# connection's credentials there, so a root of the user's choosing would be a server-side request forgery. The CLI (`tinyforge ingest`) runs on the user's machine and is not limited.
+# connection's credentials there, so a root of the user's choosing would be a server-side request forgery.
+# The CLI (`tinyforge ingest`) runs on the user's machine and is not limited.
 GOOGLE_API_ROOTS = env_list("TINYFORGE_GOOGLE_API_ROOTS", [])
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
 
