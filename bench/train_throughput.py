@@ -163,7 +163,7 @@ class TokenCounter:
         self.total += ids.numel()
 
 
-def run_ours(steps: int, packing: bool, workdir: Path) -> dict:
+def run_ours(steps: int, packing: bool, workdir: Path, precision: str = "auto") -> dict:
     from tinyforge.ml.config import TrainConfig
     from tinyforge.ml.models import load_model_folder
     from tinyforge.ml.train import train
@@ -173,7 +173,7 @@ def run_ours(steps: int, packing: bool, workdir: Path) -> dict:
                          lr_schedule="cosine", warmup_ratio=0.0, batch_size=BATCH, max_seq_length=MAX_LENGTH,
                          lora_r=LORA["r"], lora_alpha=LORA["lora_alpha"], lora_dropout=LORA["lora_dropout"],
                          lora_target_modules=LORA["target_modules"], seed=SEED, validation_split=0.0,
-                         eval_generations=0, packing="on" if packing else "off", precision="auto")
+                         eval_generations=0, packing="on" if packing else "off", precision=precision)
     clock = engine_cpu_clock()
     result = train(config, train_rows, workdir / "out", [clock])
     model, tokenizer = load_model_folder(result.output_dir)
@@ -261,7 +261,7 @@ def matmul_peak_gflops(dtype) -> float:
     return best
 
 
-def child(name: str, steps: int) -> None:
+def child(name: str, steps: int, precision: str) -> None:
     from transformers.utils import logging
 
     logging.set_verbosity_error()
@@ -269,9 +269,9 @@ def child(name: str, steps: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         if name == "ours-grouped":
-            result = run_ours(steps, False, workdir)
+            result = run_ours(steps, False, workdir, precision)
         elif name == "ours-packed":
-            result = run_ours(steps, True, workdir)
+            result = run_ours(steps, True, workdir, precision)
         elif name == "trl-default":
             result = run_trl(steps, False, workdir)
         elif name == "trl-packing":
@@ -288,10 +288,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=12, help="optimizer steps per contender")
     parser.add_argument("--only", nargs="+", default=None, help="run only these contenders")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                        help="precision of our contenders (auto: bf16 on CPUs with native bfloat16)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.steps)
+        child(args.child, args.steps, args.precision)
         return
 
     from transformers import AutoTokenizer
@@ -331,7 +333,8 @@ def main() -> None:
         steps = packed_steps if name.endswith("packing") or name.endswith("packed") else args.steps
         load_before = os.getloadavg()[0]
         start = time.perf_counter()
-        proc = subprocess.run([sys.executable, __file__, "--child", name, "--steps", str(steps)],
+        proc = subprocess.run([sys.executable, __file__, "--child", name, "--steps", str(steps),
+                               "--precision", args.precision],
                               capture_output=True, text=True)
         line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
         if proc.returncode != 0 or line is None:
