@@ -38,7 +38,9 @@ def postgresql_url():
 
     url, required = _server_url("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres",
                                 ("postgres", "postgresql"))
-    url = urlunsplit(urlsplit(url)._replace(scheme="postgresql"))
+    # The server's maintenance database: DATABASE_URL names the platform's database, which may not
+    # exist yet (pytest-django creates test_<name>, not <name>).
+    url = _with_database(urlunsplit(urlsplit(url)._replace(scheme="postgresql")), "postgres")
     try:
         admin = psycopg.connect(url, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
