@@ -189,7 +189,9 @@ def platform(tmp_path_factory) -> Platform:
             cleanup()
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API marks its event loop as running in the main
+# thread until it stops, and later tests that call asyncio.run() (tests/serving) would then fail.
+@pytest.fixture(scope="module")
 def browser():
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (`make browser`, or apt-get install chromium).")
