@@ -30,7 +30,7 @@ def test_lora_teaches_smollm2_facts_it_did_not_know(tmp_path):
     assert not any(fact in reply for fact, reply in zip(QUESTIONS.values(), before)), before
     del base
 
-    config = TrainConfig(base_model="smollm2-135m-instruct", method="lora", epochs=3, learning_rate=1e-3,
+    config = TrainConfig(base_model="smollm2-135m-instruct", method="lora", epochs=8, learning_rate=1e-3,
                          batch_size=8, validation_split=0.05, eval_generations=4, max_new_tokens=32,
                          max_seq_length=256)
     result = train(config, DEMO_DATASET, tmp_path / "model")
