@@ -128,8 +128,8 @@ def test_it_takes_the_owner_from_data_to_a_streamed_chat(journey, platform, tiny
     if status.inner_text() == "failed":
         shots("version-failed")
         pytest.fail(f"the demo dataset did not import: {page.get_by_role('alert').first.inner_text()}")
-    expect(page.get_by_role("heading", name="Validation report")).to_be_visible()
-    expect(page.get_by_text("Rows as the model sees them")).to_be_visible()
+    expect(page.get_by_role("heading", name="Validation report")).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("Rows as the model sees them")).to_be_visible(timeout=60_000)
     # Token lengths measured with the base model's tokenizer, and rows rendered by its template.
     expect(page.get_by_role("heading", name="Token lengths with smollm2-135m-instruct")).to_be_visible(timeout=120_000)
     expect(page.locator(".token-view mark.trained").first).to_be_visible(timeout=120_000)
