@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import DatabaseError, close_old_connections, connection
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,10 @@ class Heartbeat:
                     logger.exception("%s failed", self.name)
                     close_old_connections()
         finally:
-            connection.close()  # this thread's own database connection
+            try:
+                connection.close()  # this thread's own database connection
+            except DatabaseError:  # a test's in-memory SQLite connection, shared with this thread
+                pass
 
     def __enter__(self) -> Heartbeat:
         self.thread.start()

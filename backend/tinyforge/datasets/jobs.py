@@ -19,16 +19,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
-import threading
 import time
 from pathlib import Path, PurePosixPath
 
-from django.conf import settings
-from django.db import connection
 
 from tinyforge.connectors.pipeline import IngestProgress, IngestReport, ingest
 from tinyforge.connectors.records import SourceError
 from tinyforge.core import storage
+from tinyforge.core.heartbeat import Heartbeat
 from tinyforge.core.events import record_event
 from tinyforge.core.models import EventLevel
 from tinyforge.datasets import lifecycle
@@ -59,30 +57,6 @@ class VersionLog:
     def write(self, message: str, level: str = EventLevel.INFO, **data) -> None:
         record_event(project_id=self.project_id, dataset_version_id=self.version_id, source="ingest",
                      message=message, level=level, data=data)
-
-
-class Heartbeat(threading.Thread):
-    """Beats every RUN_HEARTBEAT_SECONDS while the job's process lives, so one long step (a huge PDF
-    page, token counting over a large file) never looks like a dead worker to the reconciler."""
-
-    def __init__(self, version_id: int):
-        super().__init__(name=f"heartbeat-version-{version_id}", daemon=True)
-        self.version_id = version_id
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        try:
-            while not self.stopped.wait(settings.RUN_HEARTBEAT_SECONDS):
-                if not lifecycle.record_heartbeat(self.version_id):
-                    return
-        except Exception:  # a failed beat must not kill the import; the next progress write beats too
-            logger.exception("heartbeat of version %s failed", self.version_id)
-        finally:
-            connection.close()  # this thread's own database connection
-
-    def stop(self) -> None:
-        self.stopped.set()
-        self.join()
 
 
 class ProgressWriter:
@@ -125,26 +99,24 @@ def ingest_version(version_id: int) -> str:
     log = VersionLog(version)
     log.write(f"import of {version.dataset.name} v{version.number} started ({version.get_source_kind_display()})")
     workdir = storage.folder(_work_key(version))
-    heartbeat = Heartbeat(version_id)
-    heartbeat.start()
-    try:
-        _import(version, workdir, log)
-        return DatasetVersionStatus.READY
-    except IngestAbandoned:
-        logger.info("ingest job for version %s: the version stopped being active; stopping", version_id)
-        _remove_unfinished_file(version)
-        return "abandoned"
-    except TinyforgeError as exc:
-        _fail(version, log, str(exc), exc)
-        return DatasetVersionStatus.FAILED
-    except Exception as exc:
-        logger.exception("ingest job for version %s crashed", version_id)
-        _fail(version, log, f"the import failed unexpectedly ({type(exc).__name__}: {exc}); the error was "
-                            "logged for the administrator", exc)
-        raise
-    finally:
-        heartbeat.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+    with Heartbeat(lambda: lifecycle.record_heartbeat(version_id), f"heartbeat-version-{version_id}"):
+        try:
+            _import(version, workdir, log)
+            return DatasetVersionStatus.READY
+        except IngestAbandoned:
+            logger.info("ingest job for version %s: the version stopped being active; stopping", version_id)
+            _remove_unfinished_file(version)
+            return "abandoned"
+        except TinyforgeError as exc:
+            _fail(version, log, str(exc), exc)
+            return DatasetVersionStatus.FAILED
+        except Exception as exc:
+            logger.exception("ingest job for version %s crashed", version_id)
+            _fail(version, log, f"the import failed unexpectedly ({type(exc).__name__}: {exc}); the error was "
+                                "logged for the administrator", exc)
+            raise
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _import(version: DatasetVersion, workdir: Path, log: VersionLog) -> None:

@@ -15,7 +15,6 @@ import json
 import logging
 import math
 import shutil
-import threading
 import time
 import traceback
 import warnings
@@ -23,17 +22,18 @@ from collections import deque
 from pathlib import Path
 
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connection, transaction
+from django.db import close_old_connections, transaction
 from django.db.models import RestrictedError
 
 from tinyforge.core import storage
 from tinyforge.core.events import record_event
+from tinyforge.core.heartbeat import Heartbeat
 from tinyforge.core.lifecycle import InvalidTransition
 from tinyforge.core.models import Event, EventLevel
 from tinyforge.errors import TinyforgeError
 from tinyforge.ml.train import TrainerCallback
 from tinyforge.training import lifecycle
-from tinyforge.training.models import Checkpoint, RunMetric, RunStatus, TrainingRun
+from tinyforge.training.models import Checkpoint, RunMetric, TrainingRun
 
 logger = logging.getLogger(__name__)
 
@@ -186,38 +186,6 @@ def record_checkpoint(run_id: int, attempt: int, path: Path, step: int, eval_los
         Checkpoint.all_teams.filter(pk=best.pk).update(is_best=True)
 
 
-class Heartbeat:
-    """Writes the run's heartbeat from a thread, so a long setup (loading or converting a base
-    model) or a long final evaluation still shows a live worker to the reconciler."""
-
-    def __init__(self, run_id: int, attempt: int):
-        self.run_id, self.attempt = run_id, attempt
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._beat, name=f"heartbeat-run-{run_id}", daemon=True)
-
-    def _beat(self) -> None:
-        try:
-            while not self.done.wait(settings.RUN_HEARTBEAT_SECONDS):
-                try:
-                    lifecycle.record_heartbeat(self.run_id, self.attempt)
-                except Exception:  # a database blip must not kill the thread; the next beat retries
-                    logger.exception("heartbeat of run %s failed", self.run_id)
-                    close_old_connections()
-        finally:
-            try:
-                connection.close()
-            except DatabaseError:  # a test's in-memory SQLite connection, shared with this thread
-                pass
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.done.set()
-        self.thread.join(timeout=10)
-
-
 def train_run(run_id: int, attempt: int) -> str:
     """The RQ job. Returns what happened ("succeeded", "failed", "cancelled", "skipped")."""
     from rq import get_current_job
@@ -235,7 +203,8 @@ def train_run(run_id: int, attempt: int) -> str:
     recorder.flush(force=True)
     out_dir = storage.folder(storage.run_output_key(run.project_id, run.pk))
     try:
-        with Heartbeat(run_id, attempt), warnings.catch_warnings():
+        with Heartbeat(lambda: lifecycle.record_heartbeat(run_id, attempt), f"heartbeat-run-{run_id}"), \
+                warnings.catch_warnings():
             warnings.simplefilter("default")
             warnings.showwarning = lambda message, *args, **kwargs: recorder.warning(message)
             return _train(run, attempt, recorder, out_dir)
