@@ -104,9 +104,10 @@ class ProgressBar:
     def on_start(self, info):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+        processes = f" x {info['processes']} processes" if info["processes"] > 1 else ""
         self.console.print(
             f"training {info['train_examples']} examples ({info['validation_examples']} held out) on "
-            f"{info['device']} ({info['precision']}), {info['total_steps']} steps, "
+            f"{info['device']}{processes} ({info['precision']}), {info['total_steps']} steps, "
             f"{info['trainable_parameters']:,} trainable parameters, "
             f"{'packed' if info['packing'] else 'length-grouped'} batches with {info['padding_share']:.0%} padding"
         )
@@ -173,6 +174,10 @@ def run_train(args) -> int:
             if isinstance(cb, ProgressBar) and cb.progress:
                 cb.progress.stop()
         raise
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:  # under torchrun / accelerate launch, one summary
+        return 1 if result.status == "cancelled" else 0
     m = result.metrics
     print(f"{result.status}: {result.steps}/{result.total_steps} steps in {result.elapsed_s:.0f}s, "
           f"{result.train_tokens_per_second:.0f} tok/s")

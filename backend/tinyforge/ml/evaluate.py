@@ -25,8 +25,12 @@ RESULTS_FILE = "eval_results.json"
 
 @torch.no_grad()
 def eval_loss(model, examples: list[TokenizedExample], *, batch_size: int, pad_token_id: int,
-              device, autocast_dtype=None) -> float:
-    """Mean loss per labelled token over `examples` (batched by length, no shuffling)."""
+              device, autocast_dtype=None, combine=None) -> float:
+    """Mean loss per labelled token over `examples` (batched by length, no shuffling).
+
+    combine: when each of several processes scores its share of the rows, a function that sums
+    [loss total, token count] over the processes, so that each returns the mean over all rows.
+    """
     was_training = model.training
     model.eval()
     order = sorted(range(len(examples)), key=lambda i: len(examples[i]))
@@ -42,9 +46,10 @@ def eval_loss(model, examples: list[TokenizedExample], *, batch_size: int, pad_t
             count += n
     finally:
         model.train(was_training)
+    total, count = combine([float(total), count]) if combine else (float(total), count)
     if count == 0:
         raise TinyforgeError("the validation rows have no output tokens to evaluate")
-    return float(total / count)
+    return total / count
 
 
 def perplexity(loss: float) -> float:

@@ -23,12 +23,13 @@ def _causal_lm(model):
 
 def _selects_hidden_states(model) -> bool:
     """Whether the head can run on selected positions only; else the model's own forward runs."""
+    # Under DDP the forward must go through the wrapper for gradients to be synchronised (and the
+    # wrapper has neither the model's config nor its decoder).
+    if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        return False
     lm = _causal_lm(model)
     config = lm.config
     if getattr(config, "logit_scale", None) is not None or getattr(config, "logits_scaling", None) is not None:
-        return False
-    # Under DDP the forward must go through the wrapper for gradients to be synchronised.
-    if isinstance(model, torch.nn.parallel.DistributedDataParallel):
         return False
     return lm.get_output_embeddings() is not None and hasattr(lm, "get_decoder")
 

@@ -12,6 +12,11 @@ Output layout of `out_dir`:
 
 The step is the unit of everything: the batches of step s are a pure function of (seed, s), so a
 run resumed from a checkpoint at step s replays exactly the batches an uninterrupted run would.
+
+Under torchrun / accelerate launch (one process per GPU) each process trains on its share of every
+step's batches and DDP averages the gradients; the main process alone calls the callbacks and
+writes files while the others wait, and the processes agree after every step on whether to stop,
+so they always run the same number of steps.
 """
 
 from __future__ import annotations
@@ -74,10 +79,11 @@ class TrainerCallback:
     """Base class for progress receivers; override what you need. Every method is optional.
 
     Exceptions raised by a callback stop training (they are the caller's errors, not ours).
+    Under a multi-process launch only the main process calls its callbacks.
     """
 
     def on_start(self, info: dict[str, Any]) -> None:
-        """Once, before the first step: total_steps, examples, packing, device, resumed_from..."""
+        """Once, before the first step: total_steps, examples, packing, device, processes, resumed_from..."""
 
     def on_step(self, progress: Progress) -> None:
         """After every optimizer step."""
@@ -340,15 +346,6 @@ class _Run:
         from tinyforge.ml.packing import padding_share, plan_epoch
 
         config = self.config
-        set_seed(config.seed)
-        self.base_path = resolve_base_model(config.base_model)
-        self.tokenizer, self.default_template = load_training_tokenizer(self.base_path)
-        base_vocabulary = len(load_tokenizer(self.base_path)) if self.default_template else len(self.tokenizer)
-        added = list(range(base_vocabulary, len(self.tokenizer)))
-        if self.default_template:
-            self.cb.on_log("the base model has no chat template; using TinyForge's default ChatML template")
-        self.data = _prepare_data(config, self.tokenizer, self.dataset, self.validation, self.cb.on_log)
-
         device = _pick_device(config)
         self.precision = _pick_precision(config, device)
         # Accelerate keeps its mixed-precision choice in process-wide state and refuses a second
@@ -359,6 +356,21 @@ class _Run:
         AcceleratorState._reset_state(reset_partial_state=False)
         self.accelerator = Accelerator(cpu=device == "cpu", mixed_precision="bf16" if self.precision == "bf16" else "no")
         self.device = self.accelerator.device
+        self.world, self.rank = self.accelerator.num_processes, self.accelerator.process_index
+        if not self.accelerator.is_main_process:
+            # Under a multi-process launch the main process alone reports (one progress bar, one
+            # set of database rows) and alone polls should_stop(); fit() shares its decision.
+            self.cb = _Callbacks([])
+
+        set_seed(config.seed)
+        with self.accelerator.main_process_first():  # one process converts or downloads a base model
+            self.base_path = resolve_base_model(config.base_model)
+        self.tokenizer, self.default_template = load_training_tokenizer(self.base_path)
+        base_vocabulary = len(load_tokenizer(self.base_path)) if self.default_template else len(self.tokenizer)
+        added = list(range(base_vocabulary, len(self.tokenizer)))
+        if self.default_template:
+            self.cb.on_log("the base model has no chat template; using TinyForge's default ChatML template")
+        self.data = _prepare_data(config, self.tokenizer, self.dataset, self.validation, self.cb.on_log)
         self.packing = config.packing == "on" or (config.packing == "auto" and self.device.type == "cuda")
 
         model = _build_model(config, self.base_path, self.tokenizer, added)
@@ -375,10 +387,9 @@ class _Run:
         first_plan = plan_epoch(self.lengths, packing=self.packing, batch_size=config.batch_size,
                                 max_seq_length=config.max_seq_length, seed=config.seed, epoch=0)
         self.padding_share = padding_share(self.lengths, first_plan)
-        world = self.accelerator.num_processes
-        local_batches = len(first_plan) // world
+        local_batches = len(first_plan) // self.world
         if local_batches == 0:
-            raise TinyforgeError(f"{len(self.data.train)} training rows make fewer batches than the {world} processes")
+            raise TinyforgeError(f"{len(self.data.train)} training rows make fewer batches than the {self.world} processes")
         self.steps_per_epoch = max(1, local_batches // config.gradient_accumulation_steps)
         self.total_steps = config.max_steps or math.ceil(config.epochs * self.steps_per_epoch)
         warmup = int(config.warmup_ratio * self.total_steps)
@@ -431,7 +442,12 @@ class _Run:
                 raise TinyforgeError(f"checkpoint {checkpoint} does not match base model {self.config.base_model}")
         self.optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=False))
         self.scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", weights_only=False))
-        _set_rng_state(torch.load(checkpoint / "rng_state.pt", weights_only=False))
+        states = torch.load(checkpoint / "rng_state.pt", weights_only=False)
+        states = [states] if isinstance(states, dict) else states  # one process's state, as first written
+        _set_rng_state(states[self.rank % len(states)])
+        if state.get("processes", 1) != self.world:
+            self.cb.on_log(f"{checkpoint.name} was written by {state.get('processes', 1)} processes and this run has "
+                           f"{self.world}: each step's batches are split differently from here on")
         self.step = state["step"]
         self.history = state["history"]
         self.evals = state["evals"]
@@ -452,8 +468,9 @@ class _Run:
         epoch, index = divmod(step, self.steps_per_epoch)
         plan = plan_epoch(self.lengths, packing=self.packing, batch_size=config.batch_size,
                           max_seq_length=config.max_seq_length, seed=config.seed, epoch=epoch)
-        world, rank = self.accelerator.num_processes, self.accelerator.process_index
-        local = plan[rank::world]
+        # Process r takes every world-th batch from r: together the processes cover exactly the
+        # batches one process would take with gradient_accumulation_steps x world.
+        local = plan[self.rank::self.world]
         accum = config.gradient_accumulation_steps
         micro = local[index * accum:(index + 1) * accum]
         pad = self.tokenizer.pad_token_id
@@ -465,14 +482,17 @@ class _Run:
         from tinyforge.ml.loss import loss_sum
 
         batches = self.batches_for_step(step)
-        step_tokens = sum(b.trained_tokens for b in batches)
+        (step_tokens,) = self._all_reduce([sum(b.trained_tokens for b in batches)])
         total = 0.0
         for i, batch in enumerate(batches):
             batch = batch.to(self.device)
             sync = contextlib.nullcontext() if i == len(batches) - 1 else self.accelerator.no_sync(self.model)
             with sync, self.accelerator.autocast():
                 s, _ = loss_sum(self.model, batch)
-                loss = s / max(step_tokens, 1)
+                # step_tokens counts the labelled tokens of every process's batches; DDP averages
+                # the processes' gradients, and the factor world turns that average back into the
+                # sum, so the gradient is the mean over all of the step's tokens, as with one process.
+                loss = s * self.world / max(step_tokens, 1)
             self.accelerator.backward(loss)
             total += float(s.detach())
         max_norm = self.config.max_grad_norm or float("inf")
@@ -480,20 +500,35 @@ class _Run:
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        loss_value = total / max(step_tokens, 1)
+        total, real_tokens = self._all_reduce([total, sum(b.real_tokens for b in batches)])
+        loss_value = total / max(step_tokens, 1)  # the same value, and the same decision below, everywhere
         if not math.isfinite(loss_value):
             raise TinyforgeError(f"the loss became {loss_value} at step {step + 1}; lower the learning rate")
         norm = float(grad_norm) if grad_norm is not None and math.isfinite(float(grad_norm)) else None
-        return loss_value, norm, sum(b.real_tokens for b in batches)
+        return loss_value, norm, int(real_tokens)
+
+    def _all_reduce(self, values: list[float], op: str = "sum") -> list[float]:
+        """The sum (or with op "max", the largest) of each value over the processes, the same list
+        in every process; the values as they are with one process."""
+        if self.world == 1:
+            return list(values)
+        import torch
+        import torch.distributed as dist
+
+        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
+        return tensor.tolist()
 
     def evaluate(self) -> float | None:
         from tinyforge.ml.evaluate import eval_loss
 
         if not self.data.validation:
             return None
-        return eval_loss(self.model, self.data.validation, batch_size=self.config.batch_size,
-                         pad_token_id=self.tokenizer.pad_token_id, device=self.device,
-                         autocast_dtype=self.autocast_dtype)
+        # Each process scores every world-th row with its own (identical) copy of the weights,
+        # outside the DDP wrapper, and the sums are combined: every process gets the same value.
+        return eval_loss(self.accelerator.unwrap_model(self.model), self.data.validation[self.rank::self.world],
+                         batch_size=self.config.batch_size, pad_token_id=self.tokenizer.pad_token_id,
+                         device=self.device, autocast_dtype=self.autocast_dtype, combine=self._all_reduce)
 
     def fit(self) -> str:
         config = self.config
@@ -506,7 +541,7 @@ class _Run:
             "skipped_rows": self.data.skipped_long, "packing": self.packing,
             "padding_share": self.padding_share, "device": str(self.device), "precision": self.precision,
             "trainable_parameters": sum(p.numel() for p in self.trainable),
-            "resumed_from": str(self.resumed_from) if self.resumed_from else None,
+            "resumed_from": str(self.resumed_from) if self.resumed_from else None, "processes": self.world,
         })
         eval_every = config.eval_steps or self.steps_per_epoch
         save_every = config.save_steps or self.steps_per_epoch
@@ -531,8 +566,12 @@ class _Run:
                         self._record_eval(eval_value)
                         self.cb.on_evaluate(self._progress(loss, lr, grad_norm))
                 stop = self.cb.stop_requested() or sigterm.is_set()
-                patience_out = (config.early_stopping_patience
-                                and self.evals_without_improvement >= config.early_stopping_patience)
+                patience_out = bool(config.early_stopping_patience
+                                    and self.evals_without_improvement >= config.early_stopping_patience)
+                # Every process must take the same branch at the same step, or the next collective
+                # operation hangs: stop when any process was asked to (the main one polls the
+                # callbacks; SIGTERM may reach any of them).
+                stop, patience_out = (bool(v) for v in self._all_reduce([stop, patience_out], "max"))
                 if self.step % save_every == 0 or last or stop or patience_out:
                     self.save_checkpoint()
                     saved_at = self.step
@@ -604,14 +643,21 @@ class _Run:
             "eval_loss": eval_loss, "best_eval_loss": self.best_eval, "best_step": self.best_step,
             "evals_without_improvement": self.evals_without_improvement, "history": self.history,
             "evals": self.evals, "elapsed_s": self.elapsed_before + time.monotonic() - self.started,
-            "tokens": self.tokens_before + self.tokens, "config": self.config.to_dict(),
+            "tokens": self.tokens_before + self.tokens, "config": self.config.to_dict(), "processes": self.world,
         }
+        # Random state differs between processes (dropout draws on batches of different shapes):
+        # the checkpoint keeps one per process, in rank order.
+        rng_states = [_rng_state()]
+        if self.world > 1:
+            from accelerate.utils import gather_object
+
+            rng_states = gather_object(rng_states)
 
         def fill(folder: Path) -> None:
             save_weights(model, self.tokenizer, folder, self._generation_config())
             torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
             torch.save(self.scheduler.state_dict(), folder / "scheduler.pt")
-            torch.save(_rng_state(), folder / "rng_state.pt")
+            torch.save(rng_states, folder / "rng_state.pt")
             write_info(folder, self._info(step=self.step, eval_loss=eval_loss, checkpoint=True))
             (folder / STATE_FILE).write_text(json.dumps(state, indent=2))
 
@@ -653,6 +699,10 @@ class _Run:
             model.config.use_cache = True
             metrics.update(generation_metrics(model, self.tokenizer, self.data.validation_rows[:n],
                                               max_new_tokens=self.config.max_new_tokens))
+        if self.world > 1:  # the main process generated; every process returns the same metrics
+            from accelerate.utils import broadcast_object_list
+
+            metrics = broadcast_object_list([metrics])[0]
         return metrics
 
     def save_model(self, metrics: dict[str, Any]) -> None:
