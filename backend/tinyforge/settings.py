@@ -144,15 +144,16 @@ RQ_QUEUES = {
     "ingest": {"URL": RQ_REDIS_URL, "DEFAULT_TIMEOUT": JOB_TIMEOUT_SECONDS},
     "train": {"URL": RQ_REDIS_URL, "DEFAULT_TIMEOUT": TRAIN_JOB_TIMEOUT_SECONDS},
     "deploy": {"URL": RQ_REDIS_URL, "DEFAULT_TIMEOUT": JOB_TIMEOUT_SECONDS},
-    "default": {"URL": RQ_REDIS_URL, "DEFAULT_TIMEOUT": JOB_TIMEOUT_SECONDS},
+    # The periodic reconcilers (tinyforge.core.worker), on a scheduler process that never trains.
+    "control": {"URL": RQ_REDIS_URL, "DEFAULT_TIMEOUT": JOB_TIMEOUT_SECONDS},
 }
 # Jobs are enqueued when the transaction that created their record commits, never before. The
 # worker class checks Redis's eviction policy and schedules the reconciler when it starts.
 RQ = {"COMMIT_MODE": "on_db_commit", "WORKER_CLASS": "tinyforge.core.worker.Worker"}
 # Training runs: a running job writes a heartbeat this often; the reconciler (every
-# RECONCILE_INTERVAL_SECONDS, on a worker started with --with-scheduler) treats a run whose
-# heartbeat is older than RUN_STALE_SECONDS as lost, and resumes it from its last checkpoint up to
-# RUN_MAX_RETRIES times before marking it failed. A cancelled run that has not stopped within
+# RECONCILE_INTERVAL_SECONDS, on the scheduler process `rqworker --with-scheduler control`) treats
+# a run whose heartbeat is older than RUN_STALE_SECONDS as lost, and resumes it from its last
+# checkpoint up to RUN_MAX_RETRIES times before marking it failed. A cancelled run that has not stopped within
 # RUN_CANCEL_GRACE_SECONDS is stopped with RQ's stop-job command.
 RUN_HEARTBEAT_SECONDS = env_int("TINYFORGE_RUN_HEARTBEAT_SECONDS", 10, minimum=1)
 RUN_STALE_SECONDS = env_int("TINYFORGE_RUN_STALE_SECONDS", 120, minimum=2)

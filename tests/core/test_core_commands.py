@@ -68,6 +68,10 @@ def test_it_runs_the_demo_and_stops_everything_it_started(tmp_path):
         assert "sign in as:        demo / " in text, text[-3000:]
         password = (tmp_path / "data" / "demo_password").read_text()
         children = psutil.Process(demo.pid).children(recursive=True)
+        # One training worker (--workers 1) and the scheduler, which alone runs the reconcilers.
+        rqworkers = sorted(" ".join(child.cmdline()).split(" rqworker ", 1)[1]
+                           for child in psutil.Process(demo.pid).children() if "rqworker" in child.cmdline())
+        assert rqworkers == ["--with-scheduler control", "ingest train deploy"]
         assert any("redis-server" in line for line in processes_mentioning(str(tmp_path)))
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
             client.get("/api/v1/auth/csrf/")

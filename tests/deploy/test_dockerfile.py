@@ -55,7 +55,7 @@ def final(stage_name: str, keyword: str) -> str | None:
 
 def test_every_target_exists():
     assert set(TARGETS) <= set(STAGES)
-    for service in ("web", "worker", "inference", "nginx", "migrate"):
+    for service in ("web", "worker", "scheduler", "inference", "nginx", "migrate"):
         build = compose_file()["services"][service]["build"]
         assert build["target"] in STAGES, service
 
@@ -148,12 +148,15 @@ def test_the_inference_command_is_accepted_by_the_tinyforge_cli():
 def test_the_worker_command_is_accepted_by_django_rq():
     from django.core.management import load_command_class
 
+    from tinyforge.core.worker import WORK_QUEUES
+
     command = exec_form(final("worker", "CMD"))
     assert command[:3] == ["python", "manage.py", "rqworker"]
     parser = load_command_class("django_rq", "rqworker").create_parser("manage.py", "rqworker")
     options = parser.parse_args(command[3:])
-    assert options.with_scheduler is True
-    assert options.args == ["ingest", "train", "deploy", "default"]
+    # A training worker: the periodic reconcilers and RQ's scheduler run in compose's `scheduler`.
+    assert options.with_scheduler is False
+    assert options.args == list(WORK_QUEUES)
 
 
 def test_the_web_images_collectstatic_step_runs_with_the_current_settings(tmp_path):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import kubernetes_validate
 import pytest
 import yaml
-from install_files import REPO
+from install_files import REPO, compose_file
 
 K8S = REPO / "k8s"
 KUBERNETES_VERSION = "1.37.0"
@@ -51,15 +51,28 @@ def test_the_validator_rejects_a_broken_manifest():
         kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
 
 
-def test_the_platform_runs_web_worker_and_inference_with_migrations_first():
+def test_the_platform_runs_web_workers_scheduler_and_inference_with_migrations_first():
     deployments = by_kind("Deployment")
-    assert set(deployments) == {"tinyforge-web", "tinyforge-worker", "tinyforge-inference"}
+    assert set(deployments) == {"tinyforge-web", "tinyforge-worker", "tinyforge-scheduler", "tinyforge-inference"}
     (job,) = by_kind("Job").values()
     command = " ".join(job["spec"]["template"]["spec"]["containers"][0]["command"])
     assert "manage.py migrate --noinput && python manage.py createadmin" in command
     for deployment in deployments.values():
         (init,) = deployment["spec"]["template"]["spec"]["initContainers"]
         assert "migrate --check" in " ".join(init["command"])
+
+
+def test_the_scheduler_runs_composes_command_once_on_the_worker_image():
+    """The periodic reconcilers on a pod of their own (compose's `scheduler`): training workers
+    run the image's command, which leaves the control queue to it."""
+    deployments = by_kind("Deployment")
+    scheduler = deployments["tinyforge-scheduler"]
+    (container,) = scheduler["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == compose_file()["services"]["scheduler"]["command"]
+    assert container["image"] == "tinyforge/worker"
+    assert scheduler["spec"]["replicas"] == 1
+    (worker,) = deployments["tinyforge-worker"]["spec"]["template"]["spec"]["containers"]
+    assert "command" not in worker and "args" not in worker
 
 
 def test_services_select_their_deployments_pods_and_ports():

@@ -1,8 +1,8 @@
 """Browser journeys against the real platform, started by the test: a migrated database of its
-own, the web server serving the built dashboard, an RQ worker, and Debian's Chromium driven by
-Playwright (never a downloaded browser).
+own, the web server serving the built dashboard, an RQ worker and the scheduler, and Debian's
+Chromium driven by Playwright (never a downloaded browser).
 
-The web server, the worker and the inference service the Playground chats through
+The web server, the worker, the scheduler and the inference service the Playground chats through
 (`tinyforge serve-platform`) run as subprocesses with their own data directory, so the journey sees
 exactly what a user of `make demo` sees. Screenshots of every page go to
 test-artifacts/e2e/<journey>/ (the path is printed).
@@ -85,7 +85,7 @@ class Platform:
 
     def log_tail(self) -> str:
         out = []
-        for name in ("web.log", "worker.log", "inference.log"):
+        for name in ("web.log", "worker.log", "scheduler.log", "inference.log"):
             path = self.data_dir / name
             if path.exists():
                 out.append(f"--- {name} ---\n" + "\n".join(path.read_text(errors="replace").splitlines()[-40:]))
@@ -159,12 +159,15 @@ def platform(tmp_path_factory) -> Platform:
             cwd=BACKEND, env=env, stdout=web_log.open("w"), stderr=subprocess.STDOUT,
         )
         platform.processes.append(web)
-        worker_log = data_dir / "worker.log"
-        worker = subprocess.Popen(
-            [sys.executable, "manage.py", "rqworker", "--with-scheduler", "ingest", "train", "deploy", "default"],
-            cwd=BACKEND, env=env, stdout=worker_log.open("w"), stderr=subprocess.STDOUT,
-        )
-        platform.processes.append(worker)
+        # A training worker and the scheduler (the periodic reconcilers), as compose runs them.
+        from tinyforge.core.worker import CONTROL_QUEUE, WORK_QUEUES
+
+        for name, args in (("worker", WORK_QUEUES), ("scheduler", ("--with-scheduler", CONTROL_QUEUE))):
+            log = data_dir / f"{name}.log"
+            platform.processes.append(subprocess.Popen(
+                [sys.executable, "manage.py", "rqworker", *args],
+                cwd=BACKEND, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+            ))
         inference_log = data_dir / "inference.log"
         inference = subprocess.Popen(
             [sys.executable, "-m", "tinyforge.cli", "serve-platform", "--host", "127.0.0.1", "--port", str(inference_port),

@@ -14,6 +14,7 @@ from training.conftest import toy_jsonl
 pytestmark = pytest.mark.e2e
 
 STALE = int(FAST_RELIABILITY["TINYFORGE_RUN_STALE_SECONDS"])
+INTERVAL = int(FAST_RELIABILITY["TINYFORGE_RECONCILE_INTERVAL_SECONDS"])
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +51,39 @@ def test_a_worker_killed_mid_run_is_failed_once_by_the_reconciler(fresh, tiny_mo
     platform.kill_worker(worker)
     assert platform.run(run["id"])["status"] == "running"  # nobody told the database
     time.sleep(STALE + 1)  # the time it takes an orchestrator to restart the worker
-    platform.start_worker("restarted")
+    platform.start_worker("restarted")  # its start-up pass fails the run
     failed = platform.wait_for_run(run["id"], "failed", timeout=60)
     assert "stopped responding" in failed["error"] and "resume it from its checkpoint" in failed["error"]
-    time.sleep(3 * int(FAST_RELIABILITY["TINYFORGE_RECONCILE_INTERVAL_SECONDS"]))  # more reconciler passes
+    platform.start_scheduler()
+    time.sleep(3 * INTERVAL)  # more reconciler passes, the scheduler's
     lines = reconciler_lines(platform, run["id"])
     assert len(lines) == 1 and lines[0].startswith("failed: the worker running this run stopped responding")
     assert platform.run(run["id"])["status"] == "failed" and platform.run(run["id"])["attempt"] == 1
+
+
+def test_a_killed_run_is_failed_within_the_interval_while_every_live_worker_trains(fresh, tiny_model_dir):
+    """The reconcilers run on the scheduler, never on a training worker: a run whose worker died
+    is failed within RUN_STALE + RECONCILE_INTERVAL even when the only live worker is busy with a
+    long run (as when a killed worker's replacement takes the next train job at once). With the
+    reconcilers on the training workers, the pass waited for that run to end."""
+    platform = fresh
+    platform.start_scheduler()
+    doomed = platform.start_worker("doomed")
+    lost = platform.create_run(tiny_model_dir, max_steps=1_000_000, save_steps=0, eval_steps=0)
+    platform.wait_for_run(lost["id"], "running")  # its heartbeat started with it
+    platform.start_worker("busy")
+    busy = platform.create_run(tiny_model_dir, max_steps=1_000_000, save_steps=0, eval_steps=0)
+    platform.wait_for_run(busy["id"], "running")
+    platform.kill_worker(doomed)
+    # Well inside the train job timeout (60 s): the busy run is still training when this passes.
+    failed = platform.wait_for_run(lost["id"], "failed", timeout=STALE + 2 * INTERVAL + 15)
+    assert "stopped responding" in failed["error"]
+    assert platform.run(busy["id"])["status"] == "running", "the reconciler waited for the busy worker"
+    lines = reconciler_lines(platform, lost["id"])
+    assert len(lines) == 1 and lines[0].startswith("failed: the worker running this run stopped responding")
+    # Free the busy worker, so no run is left training for the next test.
+    assert platform.api("POST", f"/api/v1/runs/{busy['id']}/cancel/").status_code == 200
+    platform.wait_for_run(busy["id"], "cancelled", timeout=60)
 
 
 def test_with_retries_a_killed_run_resumes_from_its_checkpoint_exactly_once(fresh, tiny_model_dir):
@@ -119,6 +146,7 @@ def test_runs_queued_when_redis_loses_its_data_still_run(fresh, tiny_model_dir):
     platform.redis().flushdb()  # a Redis restarted without persistence
     assert platform.run(runs[0]["id"])["queue_position"] is None
     platform.start_worker()
+    platform.start_scheduler()  # re-enqueues them once the enqueue grace has passed
     for run in runs:
         assert platform.wait_for_run(run["id"], ("succeeded", "failed"), timeout=120)["status"] == "succeeded"
         assert any("queued again" in line for line in reconciler_lines(platform, run["id"]))

@@ -1,8 +1,8 @@
-"""A real platform for the worker tests: a migrated database of its own, the web server and RQ
-workers as subprocesses (`manage.py rqworker --with-scheduler`, the platform's worker class), on
-a real Redis: a database number of its own on REDIS_URL's server when set (CI), else an embedded
-redis-server in the platform's data directory. Tests talk to it over HTTP with an API token and
-kill, start and time workers like an operator would.
+"""A real platform for the worker tests: a migrated database of its own, the web server, RQ
+training workers and the scheduler as subprocesses (`manage.py rqworker`, the platform's worker
+class), on a real Redis: a database number of its own on REDIS_URL's server when set (CI), else an
+embedded redis-server in the platform's data directory. Tests talk to it over HTTP with an API
+token and kill, start and time workers like an operator would.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 
 from e2e.conftest import BACKEND, _free_port, _own_postgres_database, _wait_for_http
+from tinyforge.core.worker import CONTROL_QUEUE, WORK_QUEUES
 
 SEED = """
 import hashlib, json
@@ -89,9 +90,17 @@ class WorkerPlatform:
 
     # ---- processes
     def start_worker(self, name: str = "worker", **env) -> subprocess.Popen:
+        """A training worker, as compose's `worker` runs it."""
+        return self._start_rqworker(name, list(WORK_QUEUES), env)
+
+    def start_scheduler(self, name: str = "scheduler", **env) -> subprocess.Popen:
+        """The process that runs the periodic reconcilers, as compose's `scheduler` runs it."""
+        return self._start_rqworker(name, ["--with-scheduler", CONTROL_QUEUE], env)
+
+    def _start_rqworker(self, name: str, args: list[str], env: dict) -> subprocess.Popen:
         log = self.data_dir / f"{name}.log"
         worker = subprocess.Popen(
-            [sys.executable, "manage.py", "rqworker", "--with-scheduler", "ingest", "train", "deploy", "default"],
+            [sys.executable, "manage.py", "rqworker", *args],
             cwd=BACKEND, env={**self.env, **env}, stdout=log.open("a"), stderr=subprocess.STDOUT,
         )
         worker.log = log

@@ -2,8 +2,9 @@
 
 Migrates, makes sure a demo team, user and project exist (printing the login), starts the
 embedded Redis when REDIS_URL is unset, then the child processes listed in `demo_processes`
-(RQ worker, web server, ...), prints the URL and stops everything it started on Ctrl-C or
-SIGTERM. A second run reuses the database, the login and a Redis that is still running.
+(web server, inference service, RQ training workers, the scheduler), prints the URL and stops
+everything it started on Ctrl-C or SIGTERM. A second run reuses the database, the login and a
+Redis that is still running.
 Django is imported inside the handler so `tinyforge --help` stays fast.
 """
 
@@ -36,19 +37,22 @@ class Child:
 def register(subparsers) -> None:
     """Add this area's subcommands to the `tinyforge` parser."""
     demo = subparsers.add_parser(
-        "demo", help="run the whole platform locally (web, worker, embedded Redis)",
+        "demo", help="run the whole platform locally (web, workers, scheduler, embedded Redis)",
         description="Bring up TinyForgeAI on this machine with SQLite and an embedded Redis, and print the URL and login.",
     )
     demo.add_argument("--host", default="127.0.0.1", help="address the web server listens on")
     demo.add_argument("--port", type=int, default=8000, help="port of the web server")
-    demo.add_argument("--workers", type=int, default=1, help="RQ worker processes (each runs one job at a time)")
+    demo.add_argument("--workers", type=int, default=1, help="RQ training worker processes (each runs one job at a time)")
     demo.add_argument("--inference-port", type=int, default=8001,
                       help="port of the inference service on 127.0.0.1 (the web server passes /v1/ on to it)")
     demo.set_defaults(func=run_demo)
 
 
 def demo_processes(args, python: str) -> list[Child]:
-    """Everything `tinyforge demo` runs beside itself."""
+    """Everything `tinyforge demo` runs beside itself (after django.setup(): the queue names come
+    from the worker module)."""
+    from tinyforge.core.worker import CONTROL_QUEUE, WORK_QUEUES
+
     children = [
         Child("web", [python, "-m", "gunicorn", "tinyforge.wsgi:application", "--bind", f"{args.host}:{args.port}",
                       "--workers", "2", "--threads", "8", "--timeout", "120", "--access-logfile", "-"]),
@@ -58,8 +62,10 @@ def demo_processes(args, python: str) -> list[Child]:
     children.append(Child("inference", [python, "-m", "tinyforge.cli", "serve-platform", "--host", "127.0.0.1",
                                         "--port", str(args.inference_port)]))
     for n in range(args.workers):
-        children.append(Child(f"worker-{n + 1}", [python, "-m", "django", "rqworker", "--with-scheduler",
-                                                  "ingest", "train", "deploy", "default"]))
+        children.append(Child(f"worker-{n + 1}", [python, "-m", "django", "rqworker", *WORK_QUEUES]))
+    # The periodic reconcilers on a process of their own: a worker busy training for hours would
+    # otherwise leave a run whose worker died "running" until it finished.
+    children.append(Child("scheduler", [python, "-m", "django", "rqworker", "--with-scheduler", CONTROL_QUEUE]))
     return children
 
 

@@ -1,4 +1,5 @@
-"""Putting work on the RQ queues (ingest, train, deploy, default).
+"""Putting work on the RQ queues (ingest, train, deploy; the periodic jobs on control are
+tinyforge.core.worker's).
 
 Jobs get ids of database rows, never objects, and are enqueued when the surrounding transaction
 commits: a rolled-back request leaves no job behind. Job ids are derived from the row (and

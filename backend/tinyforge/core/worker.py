@@ -1,13 +1,18 @@
 """The RQ worker class of the platform (settings.RQ["WORKER_CLASS"], so `manage.py rqworker`
 uses it everywhere: compose, `tinyforge demo`, the tests).
 
-On start it warns when Redis may evict keys (a queued job silently dropped under memory
+Two kinds of worker process run it. Training workers listen on WORK_QUEUES (`rqworker ingest train
+deploy`) and run one job at a time, a training run for hours. The scheduler listens on
+CONTROL_QUEUE only (`rqworker --with-scheduler control`): it runs RQ's scheduler and the periodic
+reconcilers and never trains, so a worker busy with a long run, or a backlog of train jobs, cannot
+delay the pass that notices a run whose worker died.
+
+On start every worker warns when Redis may evict keys (a queued job silently dropped under memory
 pressure), runs the reconcilers once (a worker restarting after a crash cleans up after its
 previous life before taking new work) and makes sure each periodic job is scheduled. Periodic jobs
-reschedule themselves through RQ's scheduler, which runs inside workers started with
-`--with-scheduler`; the database work happens in job processes, never in the worker's own process,
-except for the one start-up pass after which its connections are closed (a forked work horse must
-not share them).
+reschedule themselves on CONTROL_QUEUE through RQ's scheduler; the database work happens in job
+processes, never in the worker's own process, except for the one start-up pass after which its
+connections are closed (a forked work horse must not share them).
 """
 
 from __future__ import annotations
@@ -26,7 +31,11 @@ from rq.utils import import_attribute
 
 logger = logging.getLogger(__name__)
 
-PERIODIC_QUEUE = "default"
+# The training workers' queues, in priority order. Nothing on them is scheduled with enqueue_in,
+# so their workers run without RQ's scheduler.
+WORK_QUEUES = ("ingest", "train", "deploy")
+# The periodic control jobs' queue; only the scheduler process listens on it.
+CONTROL_QUEUE = "control"
 # name -> (function, the setting holding its interval in seconds)
 PERIODIC_JOBS = {
     "reconcile-runs": ("tinyforge.training.reconcile.reconcile_runs", "RECONCILE_INTERVAL_SECONDS"),
@@ -60,7 +69,7 @@ def schedule_periodic(name: str, *, after: float | None = None) -> None:
     """Schedule the next run of a periodic job."""
     function, interval_setting = PERIODIC_JOBS[name]
     delay = getattr(settings, interval_setting) if after is None else after
-    queue = django_rq.get_queue(PERIODIC_QUEUE, commit_mode="auto")
+    queue = django_rq.get_queue(CONTROL_QUEUE, commit_mode="auto")
     queue.enqueue_in(timedelta(seconds=delay), "tinyforge.core.worker.run_periodic", name,
                      job_id=_periodic_job_id(name), result_ttl=60, failure_ttl=24 * 3600)
 
@@ -68,7 +77,7 @@ def schedule_periodic(name: str, *, after: float | None = None) -> None:
 def ensure_periodic_jobs_scheduled() -> None:
     """Schedule each periodic job that has no run scheduled yet (a fresh Redis, or a chain a
     failure broke)."""
-    queue = django_rq.get_queue(PERIODIC_QUEUE, commit_mode="auto")
+    queue = django_rq.get_queue(CONTROL_QUEUE, commit_mode="auto")
     scheduled = ScheduledJobRegistry(queue=queue).get_job_ids()
     waiting = queue.job_ids
     for name in PERIODIC_JOBS:

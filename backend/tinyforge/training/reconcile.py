@@ -15,7 +15,7 @@ each run at most once.
   failed before it could start is marked failed.
 
 Run by `tinyforge.core.worker.Worker` when a worker starts and then every
-RECONCILE_INTERVAL_SECONDS through the worker's scheduler (`rqworker --with-scheduler`).
+RECONCILE_INTERVAL_SECONDS on the scheduler process (`rqworker --with-scheduler control`).
 """
 
 from __future__ import annotations
