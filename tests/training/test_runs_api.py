@@ -57,10 +57,36 @@ def test_it_stores_the_full_config_and_reports_queue_positions(client_for, alice
     run = response.json()
     assert run["config"]["lora_r"] == 8 and run["config"]["max_steps"] == 3 and run["config"]["base_model"] == str(tiny_model_dir)
     assert [client.get(f"/api/v1/runs/{i}/").json()["queue_position"] for i in ids] == [1, 2]
-    client.post(f"/api/v1/runs/{ids[0]}/cancel/")
-    train_queue.remove(f"train-run-{ids[0]}-attempt-1")
+    with django_capture_on_commit_callbacks() as on_commit:
+        assert client.post(f"/api/v1/runs/{ids[0]}/cancel/").json()["status"] == "cancelled"
+    # Committed, its job not taken off the queue yet: the run behind it already moves up.
+    assert train_queue.job_ids == [f"train-run-{ids[0]}-attempt-1", f"train-run-{ids[1]}-attempt-1"]
+    assert client.get(f"/api/v1/runs/{ids[1]}/").json()["queue_position"] == 1
+    for callback in on_commit:
+        callback()
+    assert train_queue.job_ids == [f"train-run-{ids[1]}-attempt-1"]
+    assert train_queue.fetch_job(f"train-run-{ids[0]}-attempt-1") is None
     assert client.get(f"/api/v1/runs/{ids[1]}/").json()["queue_position"] == 1
     assert client.get(f"/api/v1/runs/{ids[0]}/").json()["queue_position"] is None
+
+
+def test_cancelling_a_running_run_twice_records_one_request(client_for, alice, make_run):
+    from tinyforge.core.models import AuditEvent
+    from tinyforge.training import lifecycle
+    from tinyforge.training.models import RunEvent
+
+    run = make_run()
+    lifecycle.mark_running(run.pk)  # as its worker does
+    client = client_for(alice)
+    first = client.post(f"/api/v1/runs/{run.pk}/cancel/")
+    assert first.status_code == 200 and first.json()["status"] == "running" and first.json()["cancel_requested"]
+    events = RunEvent.all_teams.filter(run=run).count()
+    audits = AuditEvent.all_teams.filter(target_type="trainingrun", target_id=str(run.pk), action="cancelled").count()
+    assert audits == 1
+    second = client.post(f"/api/v1/runs/{run.pk}/cancel/")
+    assert second.status_code == 200 and second.json() == first.json()
+    assert RunEvent.all_teams.filter(run=run).count() == events
+    assert AuditEvent.all_teams.filter(target_type="trainingrun", target_id=str(run.pk), action="cancelled").count() == 1
 
 
 @pytest.mark.django_db(transaction=True)

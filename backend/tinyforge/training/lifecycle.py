@@ -19,10 +19,12 @@ from tinyforge.training.models import RunStatus, TrainingRun
 
 ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 FINISHED = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+# What `request_cancel` returns when an earlier request already did the work.
+ALREADY_REQUESTED = "already requested"
 
 __all__ = [
-    "ACTIVE", "FINISHED", "InvalidTransition", "claim_attempt", "mark_running", "mark_succeeded", "mark_failed",
-    "mark_cancelled", "request_cancel", "requeue_for_resume", "retry_lost_attempt", "record_progress",
+    "ACTIVE", "ALREADY_REQUESTED", "FINISHED", "InvalidTransition", "claim_attempt", "mark_running", "mark_succeeded",
+    "mark_failed", "mark_cancelled", "request_cancel", "requeue_for_resume", "retry_lost_attempt", "record_progress",
     "record_heartbeat", "fail_lost_attempt",
 ]
 
@@ -91,9 +93,10 @@ def mark_cancelled(run_id: int, *, attempt: int | None = None, progress_step: in
 
 
 def request_cancel(run_id: int) -> str:
-    """Ask a run to stop. A queued run is cancelled at once; a running one is flagged for its
-    worker. Returns the status afterwards. Cancelling a cancelled run is a no-op; cancelling a
-    succeeded or failed run raises InvalidTransition."""
+    """Ask a run to stop. A queued run is cancelled at once ("cancelled"); a running one is
+    flagged for its worker ("running"). ALREADY_REQUESTED when an earlier request did that (the
+    run is cancelled, or running with its cancel flagged): cancelling twice is a no-op, and the
+    caller records nothing. Cancelling a succeeded or failed run raises InvalidTransition."""
     if update_if(TrainingRun, run_id, statuses=[RunStatus.QUEUED], status=RunStatus.CANCELLED,
                  cancel_requested=True, finished_at=timezone.now(), updated_at=timezone.now()):
         return RunStatus.CANCELLED
@@ -104,7 +107,7 @@ def request_cancel(run_id: int) -> str:
     if current is None:
         raise TrainingRun.DoesNotExist(f"training run {run_id} does not exist")
     if current in (RunStatus.CANCELLED, RunStatus.RUNNING):
-        return current  # already cancelled, or already asked to stop
+        return ALREADY_REQUESTED
     raise InvalidTransition(TrainingRun, run_id, current, RunStatus.CANCELLED)
 
 

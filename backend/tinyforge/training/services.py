@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import logging
+from functools import partial
 from pathlib import Path
 
 from django.conf import settings
@@ -19,6 +21,8 @@ from tinyforge.training import lifecycle
 from tinyforge.training.models import Checkpoint, RunStatus, TrainingRun
 
 TRAIN_JOB = "tinyforge.training.jobs.train_run"
+
+logger = logging.getLogger(__name__)
 
 
 def job_id_for(run: TrainingRun) -> str:
@@ -138,15 +142,37 @@ def create_run(request, *, project, name: str, dataset_version, base_model: str,
     return run
 
 
+@transaction.atomic
 def cancel_run(request, run: TrainingRun) -> TrainingRun:
-    status = lifecycle.request_cancel(run.pk)
-    if status == RunStatus.CANCELLED and run.status == RunStatus.CANCELLED:
-        return run  # cancelling twice changes nothing
-    message = "cancelled before it started" if status == RunStatus.CANCELLED else "cancel requested; stopping after a checkpoint"
+    outcome = lifecycle.request_cancel(run.pk)
+    run.refresh_from_db()
+    if outcome == lifecycle.ALREADY_REQUESTED:
+        return run  # cancelling twice changes nothing: no second event, no second audit entry
+    if outcome == RunStatus.CANCELLED:
+        message = "cancelled before it started"
+        transaction.on_commit(partial(_withdraw_job, run.job_id))
+    else:
+        message = "cancel requested; stopping after a checkpoint"
     record_event(project_id=run.project_id, run_id=run.pk, attempt=run.attempt, source="platform", message=message)
     audit(request, "cancelled", run)
-    run.refresh_from_db()
     return run
+
+
+def _withdraw_job(job_id: str) -> None:
+    """Take a run's job off the train queue, so the runs behind it move up. LREM is atomic: once
+    it removed the id no worker can take the job, so its hash can go too. When a worker took the
+    job first it finds the run cancelled and skips it."""
+    import django_rq
+    import redis
+
+    queue = django_rq.get_queue("train")
+    try:
+        if queue.remove(job_id):
+            job = queue.fetch_job(job_id)
+            if job is not None:
+                job.delete(remove_from_queue=False)
+    except redis.RedisError as exc:  # queue_positions ignores it; a worker that takes it skips it
+        logger.warning("could not take job %s off the train queue: %s", job_id, exc)
 
 
 @transaction.atomic
@@ -178,15 +204,19 @@ def delete_run(request, run: TrainingRun) -> None:
 
 
 def queue_positions() -> dict[str, int] | None:
-    """{job id: 1-based place} of the jobs waiting on the train queue, in the order workers take
-    them; None when Redis cannot be reached (the API then reports no position)."""
+    """{job id: 1-based place} of the queued runs' jobs on the train queue, in the order workers
+    take them; None when Redis cannot be reached (the API then reports no position). A job whose
+    run is no longer queued (cancelled a moment ago, its removal not done yet or not possible while
+    Redis was away) does not count: a worker that takes it skips it at once."""
     import django_rq
     import redis
 
     try:
-        return {job_id: n for n, job_id in enumerate(django_rq.get_queue("train").job_ids, start=1)}
+        job_ids = django_rq.get_queue("train").job_ids
     except redis.RedisError:
         return None
+    waiting = set(TrainingRun.all_teams.filter(status=RunStatus.QUEUED).values_list("job_id", flat=True))
+    return {job_id: n for n, job_id in enumerate((j for j in job_ids if j in waiting), start=1)}
 
 
 def estimate_run(*, dataset_version, config: dict, validation_version=None) -> dict:
