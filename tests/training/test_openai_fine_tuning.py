@@ -6,6 +6,9 @@ from __future__ import annotations
 import django_rq
 import openai
 import pytest
+from openai.types import FileObject
+from openai.types.fine_tuning import FineTuningJob, FineTuningJobEvent
+from openai.types.fine_tuning.jobs import FineTuningJobCheckpoint
 from rq import SimpleWorker
 
 from training.conftest import toy_jsonl
@@ -30,6 +33,13 @@ def work_off(queues):
 
 def openai_client(live_server, secret):
     return openai.OpenAI(api_key=secret, base_url=f"{live_server.url}/v1", max_retries=0)
+
+
+def assert_parses_as(model, raw: dict) -> None:
+    """Every field of the client's type is in the body (the optional ones as null), and the body
+    validates as that type."""
+    assert set(model.model_fields) <= set(raw), f"missing {set(model.model_fields) - set(raw)}"
+    model.model_validate(raw)
 
 
 @pytest.fixture
@@ -59,15 +69,72 @@ def test_the_official_client_uploads_trains_lists_and_follows_a_job(live_server,
     done = client.fine_tuning.jobs.retrieve(job.id)
     assert done.status == "succeeded", done.error
     assert done.fine_tuned_model == f"ft:{tiny_model_dir.name}:acme:faq-bot:{job.id.removeprefix('ftjob-')}"
+    assert done.trained_tokens > 0 and done.finished_at >= done.created_at and done.error is None
+    assert_parses_as(FineTuningJob, client.fine_tuning.jobs.with_raw_response.retrieve(job.id).http_response.json())
     assert client.files.retrieve(uploaded.id).status == "processed"
     events = client.fine_tuning.jobs.list_events(job.id, limit=100).data
     assert events[0].message.startswith("succeeded after") and events[-1].message.startswith("queued")
     assert all(e.object == "fine_tuning.job.event" and e.level in ("info", "warn", "error") for e in events)
     older = client.fine_tuning.jobs.list_events(job.id, limit=2, after=events[1].id).data
     assert [e.id for e in older] == [events[2].id, events[3].id]
+    # The client's auto-pagination (after = the last id of each page, until has_more is false).
+    assert [e.id for e in client.fine_tuning.jobs.list_events(job.id, limit=3)] == [e.id for e in events]
+    raw_events = client.fine_tuning.jobs.with_raw_response.list_events(job.id).http_response.json()
+    assert_parses_as(FineTuningJobEvent, raw_events["data"][0])
     checkpoints = client.fine_tuning.jobs.checkpoints.list(job.id).data
-    assert checkpoints and checkpoints[0].step_number > checkpoints[-1].step_number
+    assert len(checkpoints) > 1 and checkpoints[0].step_number > checkpoints[-1].step_number
     assert checkpoints[0].metrics.valid_loss is not None and checkpoints[0].metrics.train_loss is not None
+    assert [c.id for c in client.fine_tuning.jobs.checkpoints.list(job.id, limit=1)] == [c.id for c in checkpoints]
+    raw_checkpoints = client.fine_tuning.jobs.checkpoints.with_raw_response.list(job.id).http_response.json()
+    assert_parses_as(FineTuningJobCheckpoint, raw_checkpoints["data"][0])
+    with pytest.raises(openai.NotFoundError):
+        client.fine_tuning.jobs.checkpoints.list(job.id, after="ftckpt-999999")
+
+
+def test_files_list_page_and_download_like_openais(live_server, api_secret, tmp_path):
+    client = openai_client(live_server, api_secret)
+    contents = []
+    for n in range(3):
+        data = tmp_path / f"part-{n}.jsonl"
+        data.write_bytes(toy_jsonl(copies=n + 1))
+        contents.append(data.read_bytes())
+        client.files.create(file=data.open("rb"), purpose="fine-tune")
+    newest_first = client.files.list(limit=10_000).data  # OpenAI's files limit goes to 10,000
+    assert [f.filename for f in newest_first] == ["part-2.jsonl", "part-1.jsonl", "part-0.jsonl"]
+    assert [f.id for f in client.files.list(limit=1)] == [f.id for f in newest_first]
+    assert [f.id for f in client.files.list(limit=1, order="asc")] == [f.id for f in reversed(newest_first)]
+    assert_parses_as(FileObject, client.files.with_raw_response.list().http_response.json()["data"][0])
+    assert client.files.content(newest_first[0].id).content == contents[2]
+    with pytest.raises(openai.NotFoundError):
+        client.files.content("file-999999")
+    with pytest.raises(openai.BadRequestError, match="order"):
+        client.files.list(extra_query={"order": "sideways"})
+
+
+def test_jobs_keep_their_metadata_and_the_list_filters_by_it(live_server, api_secret, tiny_model_dir, tmp_path,
+                                                             queues):
+    client = openai_client(live_server, api_secret)
+    data = tmp_path / "train.jsonl"
+    data.write_bytes(toy_jsonl())
+    file_id = client.files.create(file=data.open("rb"), purpose="fine-tune").id
+    tagged = client.fine_tuning.jobs.create(model=str(tiny_model_dir), training_file=file_id,
+                                            metadata={"team": "support", "odd__key": "x y"})
+    other = client.fine_tuning.jobs.create(model=str(tiny_model_dir), training_file=file_id,
+                                           metadata={"team": "sales"})
+    plain = client.fine_tuning.jobs.create(model=str(tiny_model_dir), training_file=file_id)
+    assert tagged.metadata == {"team": "support", "odd__key": "x y"} and plain.metadata is None
+    assert client.fine_tuning.jobs.retrieve(tagged.id).metadata == tagged.metadata
+    assert isinstance(plain.hyperparameters.n_epochs, int) and isinstance(plain.seed, int)
+    assert [j.id for j in client.fine_tuning.jobs.list(metadata={"team": "support"})] == [tagged.id]
+    assert [j.id for j in client.fine_tuning.jobs.list(metadata={"odd__key": "x y"})] == [tagged.id]
+    without = [j.id for j in client.fine_tuning.jobs.list(extra_query={"metadata": "null"})]
+    assert plain.id in without and tagged.id not in without and other.id not in without
+    assert [j.id for j in client.fine_tuning.jobs.list(limit=1)][:3] == [plain.id, other.id, tagged.id]
+    with pytest.raises(openai.BadRequestError, match="metadata"):
+        client.fine_tuning.jobs.create(model=str(tiny_model_dir), training_file=file_id, metadata={"n": 1})
+    with pytest.raises(openai.BadRequestError, match="metadata"):
+        client.fine_tuning.jobs.create(model=str(tiny_model_dir), training_file=file_id,
+                                       metadata={f"k{i}": "v" for i in range(17)})
 
 
 def test_cancel_through_the_client_and_errors_the_client_understands(live_server, api_secret, tiny_model_dir, tmp_path,

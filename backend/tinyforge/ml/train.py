@@ -684,6 +684,8 @@ class _Run:
         metrics: dict[str, Any] = {
             "steps": self.step, "train_loss": self.history[-1]["loss"] if self.history else None,
             "train_tokens_per_second": self.tokens / self.train_seconds if self.train_seconds else None,
+            # Over every attempt of a resumed run, like the curve: what the run trained on in all.
+            "train_tokens": self.tokens_before + self.tokens,
             "padding_share": self.padding_share, "train_examples": len(self.data.train),
             "validation_examples": len(self.data.validation),
         }

@@ -52,6 +52,10 @@ class TrainingRun(TeamOwnedModel):
     output_key = models.CharField(max_length=500, blank=True, help_text="Storage key of the final model folder")
     summary_metrics = models.JSONField(default=dict, blank=True)
     eval_results = models.JSONField(default=dict, blank=True)
+    metadata = models.JSONField(
+        null=True, blank=True,
+        help_text="Up to 16 string key-value pairs given through the OpenAI fine-tuning API (null: none given)",
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -2,7 +2,7 @@
 client, scripts written for OpenAI) automate training unchanged:
 
     POST /v1/files                                   purpose "fine-tune": a JSONL file -> a dataset version
-    GET  /v1/files, /v1/files/{id}
+    GET  /v1/files, /v1/files/{id}, /v1/files/{id}/content
     POST /v1/fine_tuning/jobs                        -> a training run (LoRA on the base model `model`)
     GET  /v1/fine_tuning/jobs, /v1/fine_tuning/jobs/{id}
     POST /v1/fine_tuning/jobs/{id}/cancel
@@ -11,16 +11,20 @@ client, scripts written for OpenAI) automate training unchanged:
 Authenticated by API tokens only (`Authorization: Bearer`), and scoped to the token's team: files
 go to the team's project named by the `OpenAI-Project` header (an id or a name), else to a project
 "OpenAI API" created on first use. Ids carry OpenAI's prefixes over our row ids (file-12,
-ftjob-34, ftevent-56, ftckpt-78); lists are newest first with an `after` cursor, like OpenAI's.
-Errors use the platform's one error body, whose `error.message` the client shows.
+ftjob-34, ftevent-56, ftckpt-78); lists are newest first (files: `order`) with an `after` cursor
+and `has_more`, like OpenAI's, so the client's auto-pagination walks them. Errors use the
+platform's one error body, whose `error.message` the client shows.
 """
 
 from __future__ import annotations
 
 from django.db import transaction
+from django.db.models.fields.json import KeyTransform
+from django.http import FileResponse
 from django.urls import path
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, parsers
+from rest_framework.negotiation import BaseContentNegotiation, DefaultContentNegotiation
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -52,14 +56,14 @@ def _row_id(value: str, prefix: str) -> int:
     return int(number)
 
 
-def _limit(request, default: int = 20) -> int:
+def _limit(request, default: int = 20, most: int = 100) -> int:
     raw = request.query_params.get("limit", default)
     try:
         limit = int(raw)
     except (TypeError, ValueError):
         raise exceptions.ValidationError({"limit": ["Must be a whole number."]}) from None
-    if not 1 <= limit <= 100:
-        raise exceptions.ValidationError({"limit": ["Must be between 1 and 100."]})
+    if not 1 <= limit <= most:
+        raise exceptions.ValidationError({"limit": [f"Must be between 1 and {most}."]})
     return limit
 
 
@@ -70,6 +74,16 @@ def _page(rows, limit: int, render) -> dict:
     if data:
         page["first_id"], page["last_id"] = data[0]["id"], data[-1]["id"]
     return page
+
+
+class IgnoreAcceptHeader(BaseContentNegotiation):
+    """Answers in the view's first renderer (JSON) whatever the Accept header asks for."""
+
+    def select_parser(self, request, parsers):
+        return DefaultContentNegotiation().select_parser(request, parsers)
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
 
 
 class OpenAIView(APIView):
@@ -123,13 +137,18 @@ class FilesView(OpenAIView):
 
     @extend_schema(exclude=True)
     def get(self, request):
+        order = request.query_params.get("order") or "desc"
+        if order not in ("asc", "desc"):
+            raise exceptions.ValidationError({"order": ["Must be 'asc' or 'desc'."]})
         versions = DatasetVersion.objects.for_teams([self.team_id()]).filter(
-            source_kind=SourceKind.OPENAI_FILE).order_by("-pk")
+            source_kind=SourceKind.OPENAI_FILE).order_by("pk" if order == "asc" else "-pk")
         if request.query_params.get("purpose") not in (None, "", "fine-tune"):
             versions = versions.none()
         if request.query_params.get("after"):
-            versions = versions.filter(pk__lt=_row_id(request.query_params["after"], "file-"))
-        return Response(_page(versions, _limit(request, 100), file_object))
+            after = _row_id(request.query_params["after"], "file-")
+            versions = versions.filter(pk__gt=after) if order == "asc" else versions.filter(pk__lt=after)
+        # OpenAI's limits for files: 1 to 10,000, all of them by default.
+        return Response(_page(versions, _limit(request, 10_000, most=10_000), file_object))
 
     @extend_schema(exclude=True)
     def post(self, request):
@@ -160,13 +179,31 @@ class FilesView(OpenAIView):
 
 
 class FileView(OpenAIView):
-    @extend_schema(exclude=True)
-    def get(self, request, file_id: str):
+    def version(self, file_id: str) -> DatasetVersion:
         version = DatasetVersion.objects.for_teams([self.team_id()]).filter(
             pk=_row_id(file_id, "file-"), source_kind=SourceKind.OPENAI_FILE).first()
         if version is None:
             raise exceptions.NotFound(f"No file {file_id}.")
-        return Response(file_object(version))
+        return version
+
+    @extend_schema(exclude=True)
+    def get(self, request, file_id: str):
+        return Response(file_object(self.version(file_id)))
+
+
+class FileContentView(FileView):
+    # The client asks for application/binary; the content is the file as uploaded, and errors
+    # are the usual JSON body whatever the Accept header said.
+    content_negotiation_class = IgnoreAcceptHeader
+
+    @extend_schema(exclude=True)
+    def get(self, request, file_id: str):
+        version = self.version(file_id)
+        upload = (version.source_config.get("files") or [{}])[0]
+        if not upload.get("key"):
+            raise exceptions.NotFound(f"File {file_id} has no uploaded content.")
+        return FileResponse(storage.open_for_download(upload["key"]), content_type="application/octet-stream",
+                            as_attachment=True, filename=upload.get("name") or f"{file_id}.jsonl")
 
 
 # ---- fine-tuning jobs
@@ -190,8 +227,11 @@ def fine_tuned_model(run: TrainingRun) -> str:
 
 def job_object(run: TrainingRun) -> dict:
     config = run.config
+    epochs = config.get("epochs")
     hyperparameters = {
-        "n_epochs": config.get("epochs"), "batch_size": config.get("batch_size"),
+        # An integer in OpenAI's job object; the engine allows fractions of an epoch.
+        "n_epochs": int(epochs) if isinstance(epochs, float) and epochs.is_integer() else epochs,
+        "batch_size": config.get("batch_size"),
         "learning_rate_multiplier": round(config["learning_rate"] / _default_learning_rate(run.method), 6)
         if config.get("learning_rate") else None,
     }
@@ -208,11 +248,44 @@ def job_object(run: TrainingRun) -> dict:
         "validation_file": f"file-{run.validation_version_id}" if run.validation_version_id else None,
         "hyperparameters": hyperparameters,
         "method": {"type": "supervised", "supervised": {"hyperparameters": hyperparameters}},
-        "result_files": [], "trained_tokens": run.summary_metrics.get("trained_tokens"),
+        "result_files": [], "trained_tokens": run.summary_metrics.get("train_tokens"),
         "error": error, "seed": config.get("seed"), "user_provided_suffix": run.name,
         "estimated_finish": _unix(run.heartbeat_at) + int(eta) if eta and run.heartbeat_at else None,
-        "integrations": [], "metadata": None,
+        "integrations": [], "metadata": run.metadata,
     }
+
+
+def _metadata_problem(value) -> str | None:
+    """What is wrong with a job's metadata by OpenAI's rules: at most 16 pairs, string keys of up to
+    64 characters, string values of up to 512."""
+    if not isinstance(value, dict):
+        return "Must be an object of string keys and string values."
+    if len(value) > 16:
+        return f"At most 16 keys, not {len(value)}."
+    for key, item in value.items():
+        if len(key) > 64:
+            return f"The key {key[:20]!r}... is longer than 64 characters."
+        if not isinstance(item, str):
+            return f"The value of {key!r} must be a string."
+        if len(item) > 512:
+            return f"The value of {key!r} is longer than 512 characters."
+    return None
+
+
+def _filter_by_metadata(runs, params):
+    """OpenAI's list filter: metadata[key]=value (several: all must match), or metadata=null for
+    the jobs created without metadata."""
+    for n, (name, value) in enumerate(params.items()):
+        if name == "metadata":
+            if value != "null":
+                raise exceptions.ValidationError(
+                    {"metadata": ["Filter with metadata[key]=value, or metadata=null for jobs without metadata."]})
+            runs = runs.filter(metadata__isnull=True)
+        elif name.startswith("metadata[") and name.endswith("]"):
+            # The key as one name, even when it holds "__" (which a keyword lookup would split).
+            runs = runs.alias(**{f"_metadata_{n}": KeyTransform(name[len("metadata["):-1], "metadata")}).filter(
+                **{f"_metadata_{n}": value})
+    return runs
 
 
 def _number(value, name: str, kind):
@@ -230,6 +303,7 @@ class JobsView(OpenAIView):
             "dataset_version", "project__team").order_by("-pk")
         if request.query_params.get("after"):
             runs = runs.filter(pk__lt=_row_id(request.query_params["after"], "ftjob-"))
+        runs = _filter_by_metadata(runs, request.query_params)
         return Response(_page(runs, _limit(request), job_object))
 
     @extend_schema(exclude=True)
@@ -249,6 +323,8 @@ class JobsView(OpenAIView):
         suffix = body.get("suffix") or ""
         if not isinstance(suffix, str) or len(suffix) > 64:
             problems["suffix"] = ["At most 64 characters."]
+        if body.get("metadata") is not None and (problem := _metadata_problem(body["metadata"])):
+            problems["metadata"] = [problem]
         if problems:
             raise exceptions.ValidationError(problems)
         hyper = body.get("hyperparameters") or (method.get("supervised") or {}).get("hyperparameters") or {}
@@ -283,7 +359,8 @@ class JobsView(OpenAIView):
         with transaction.atomic():
             run = services.create_run(request, project=project, name=suffix or f"openai-{training.pk}",
                                       dataset_version=training, validation_version=validation,
-                                      base_model=body["model"], method="lora", config=resolved)
+                                      base_model=body["model"], method="lora", config=resolved,
+                                      metadata=body.get("metadata"))
         run = TrainingRun.all_teams.select_related("dataset_version", "project__team").get(pk=run.pk)
         return Response(job_object(run))
 
@@ -312,7 +389,7 @@ class JobEventsView(OpenAIView):
             events = events.filter(id__lt=_row_id(request.query_params["after"], "ftevent-"))
         return Response(_page(events, _limit(request), lambda e: {
             "id": f"ftevent-{e.pk}", "object": "fine_tuning.job.event", "created_at": _unix(e.created_at),
-            "level": LEVELS.get(e.level, "info"), "message": e.message, "data": {}, "type": "message",
+            "level": LEVELS.get(e.level, "info"), "message": e.message, "data": e.data or {}, "type": "message",
         }))
 
 
@@ -322,8 +399,11 @@ class JobCheckpointsView(OpenAIView):
         run = self.run(job_id)
         checkpoints = Checkpoint.all_teams.filter(run=run).order_by("-step")
         if request.query_params.get("after"):
-            checkpoints = checkpoints.filter(step__lt=Checkpoint.all_teams.filter(
-                run=run, pk=_row_id(request.query_params["after"], "ftckpt-")).values("step")[:1])
+            after = request.query_params["after"]
+            step = Checkpoint.all_teams.filter(run=run, pk=_row_id(after, "ftckpt-")).values_list("step", flat=True).first()
+            if step is None:
+                raise exceptions.NotFound(f"No checkpoint {after} in fine-tuning job ftjob-{run.pk}.")
+            checkpoints = checkpoints.filter(step__lt=step)  # one checkpoint per step and run
         losses = dict(RunMetric.all_teams.filter(run=run, name="loss").order_by("attempt", "id").values_list("step", "value"))
         model = fine_tuned_model(run)
         return Response(_page(checkpoints, _limit(request, 10), lambda c: {
@@ -337,6 +417,7 @@ class JobCheckpointsView(OpenAIView):
 urlpatterns = [
     path("files", FilesView.as_view(), name="openai-files"),
     path("files/<str:file_id>", FileView.as_view(), name="openai-file"),
+    path("files/<str:file_id>/content", FileContentView.as_view(), name="openai-file-content"),
     path("fine_tuning/jobs", JobsView.as_view(), name="openai-jobs"),
     path("fine_tuning/jobs/<str:job_id>", JobView.as_view(), name="openai-job"),
     path("fine_tuning/jobs/<str:job_id>/cancel", CancelJobView.as_view(), name="openai-job-cancel"),

@@ -128,10 +128,11 @@ def base_model_problem(base_model: str) -> str | None:
 
 @transaction.atomic
 def create_run(request, *, project, name: str, dataset_version, base_model: str, method: str, config: dict,
-               validation_version=None) -> TrainingRun:
+               validation_version=None, metadata: dict | None = None) -> TrainingRun:
     run = TrainingRun.all_teams.create(
         project=project, name=name, dataset_version=dataset_version, validation_version=validation_version,
-        base_model=base_model, method=method, config=config, created_by=getattr(request, "user", None),
+        base_model=base_model, method=method, config=config, metadata=metadata,
+        created_by=getattr(request, "user", None),
     )
     run.job_id = job_id_for(run)
     run.save(update_fields=["job_id"])
