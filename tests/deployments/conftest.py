@@ -77,7 +77,8 @@ def inference_service(transactional_db, settings):
     registry = DeploymentRegistry()
     registry.refresh_seconds = 0.3
     server_settings = ServerSettings(runtime=RuntimeOptions(device="cpu", max_slots=4, max_context=256))
-    with running_server(registry, TokenAuthenticator(), server_settings, wait_ready=False) as server:
+    # Ready with no deployments at all: an empty platform is a healthy one.
+    with running_server(registry, TokenAuthenticator(), server_settings) as server:
         settings.INFERENCE_URL = server.base_url
         yield server
 

@@ -103,6 +103,7 @@ class InferenceService:
         self.started = time.monotonic()
         self._stop = threading.Event()
         self._refresher: threading.Thread | None = None
+        self.registry_error = ""  # why the last read of the registry failed, for /readyz
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -119,10 +120,17 @@ class InferenceService:
     def _refresh_loop(self) -> None:
         while not self._stop.is_set():
             try:
-                self.pool.sync(self.registry.list_models())
-            except Exception:
-                log.exception("refreshing the model registry failed; keeping the current models")
-                self.pool.synced_once.set()
+                specs = self.registry.list_models()
+            except Exception as exc:
+                log.exception("reading the model registry failed; keeping the current models")
+                self.registry_error = f"the model registry cannot be read: {type(exc).__name__}: {exc}"
+            else:
+                self.registry_error = ""
+                try:
+                    self.pool.sync(specs)
+                except Exception:
+                    log.exception("loading the registry's models failed; retrying at the next refresh")
+                    self.pool.synced_once.set()  # the registry answered; what did load serves
             self._stop.wait(self.registry.refresh_seconds)
 
     # --- plain endpoints --------------------------------------------------------------------
@@ -131,10 +139,30 @@ class InferenceService:
         return JSONResponse({"status": "alive", "uptime_seconds": round(time.monotonic() - self.started, 3)})
 
     async def readyz(self, request: Request) -> JSONResponse:
-        models = {name: {"state": m.state, **({"error": m.error} if m.error else {})}
-                  for name, m in list(self.pool.models.items())}
-        ready = self.pool.synced_once.is_set() and any(m["state"] == "ready" for m in models.values())
-        return JSONResponse({"ready": ready, "models": models}, status_code=200 if ready else 503)
+        """Ready once the registry answered and the models it named then are loaded or failed.
+
+        No models is ready: an empty platform is a healthy one. A model that failed does not hold
+        the others back (it answers 503 with its reason) unless the registry requires every model
+        (a fixed set of folders: `tinyforge serve`, a bundle). A model added later loads while the
+        service stays ready: every replica polls the same registry, so holding readiness for it
+        would take them all out of rotation at once and stop the models that already serve.
+        """
+        served = list(self.pool.models.items())
+        models = {name: {"state": m.state, **({"error": m.error} if m.error else {})} for name, m in served}
+        loading = sorted(name for name, m in served if m.state == "loading")
+        failed = sorted(name for name, m in served if m.state == "failed")
+        reasons = []
+        if not self.pool.synced_once.is_set():
+            reasons.append(self.registry_error
+                           or f"loading the models it must serve ({', '.join(loading) or 'none yet'})")
+        if failed and self.registry.every_model_required:
+            reasons.append(f"every model listed must serve, and {', '.join(failed)} failed to")
+        body = {"ready": not reasons, "loading": loading, "failed": failed, "models": models}
+        if reasons:
+            body["why_not_ready"] = reasons
+        if self.registry_error:
+            body["registry_error"] = self.registry_error
+        return JSONResponse(body, status_code=503 if reasons else 200)
 
     async def metrics_page(self, request: Request) -> Response:
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -33,6 +33,10 @@ class ModelSpec:
 
 class ModelRegistry(ABC):
     refresh_seconds: float = 2.0
+    # True when the server exists to serve every model listed (a fixed set of folders): one that
+    # fails keeps /readyz at 503. The platform's deployments come and go, and one broken
+    # deployment must not take the service out of rotation for the others.
+    every_model_required: bool = False
 
     @abstractmethod
     def list_models(self) -> list[ModelSpec]:
@@ -46,6 +50,8 @@ class ModelRegistry(ABC):
 
 class FolderRegistry(ModelRegistry):
     """A fixed set of model folders, named on the command line."""
+
+    every_model_required = True
 
     def __init__(self, models: dict[str, Path], refresh_seconds: float = 2.0):
         self.models = {name: Path(path) for name, path in models.items()}
