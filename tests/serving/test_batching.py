@@ -102,12 +102,26 @@ def test_sixteen_concurrent_streams_each_get_a_complete_answer(tiny_model_dir):
                     usage = chunk.usage.completion_tokens
             return "".join(parts), finish, usage
 
+        running = []
+
+        async def sample_running(done: asyncio.Event):
+            while not done.is_set():
+                running.append(server.metric("tinyforge_serving_requests_running", model="tiny"))
+                await asyncio.sleep(0.002)
+
         async def main():
             alone = [await one(q, False) for q in QUESTIONS]
+            done = asyncio.Event()
+            sampler = asyncio.ensure_future(sample_running(done))
             together = await asyncio.gather(*(one(q, True) for q in QUESTIONS))
+            done.set()
+            await sampler
             return alone, together
 
         alone, together = asyncio.run(main())
+        # Generated together, not one after another: at least half of the 16 shared the batch at
+        # once (one request at a time would peak at 1).
+        assert max(running) >= 8, f"at most {max(running):.0f} requests ran at once"
         assert server.metric("tinyforge_serving_requests_running", model="tiny") == 0
     for (text, finish, tokens), (want_text, want_finish, want_tokens) in zip(together, alone):
         assert finish in ("stop", "length") and finish == want_finish
