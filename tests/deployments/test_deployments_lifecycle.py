@@ -33,16 +33,33 @@ def ask(client, model):
                                           max_tokens=4, temperature=0).choices[0].message.content
 
 
-def test_deploying_a_failed_run_is_a_conflict(acme, alice, client_for):
+def test_deploying_a_failed_run_is_a_conflict(acme, alice, client_for, queues, trained_model_dir):
+    post = lambda body: client_for(alice).post("/api/v1/deployments/", body, format="json")  # noqa: E731
     failed = TrainingRun.all_teams.create(project=acme.project, name="crashed", dataset_version=acme.version,
                                           base_model="tiny", status="failed", error="out of memory")
-    error = assert_error(client_for(alice).post("/api/v1/deployments/", {"name": "x", "run": failed.pk}, format="json"),
-                         409, "conflict")
-    assert "crashed is failed and has no checkpoint" in error["message"]
+    error = assert_error(post({"name": "x", "run": failed.pk}), 409, "conflict")
+    assert "crashed failed" in error["message"] and "start a new run" in error["message"]
+    # Checkpoints saved before the failure do not make it deployable, by default or by choice.
+    with_checkpoint = trained_run(acme, trained_model_dir, name="crashed late")
+    with_checkpoint.status, with_checkpoint.error = "failed", "out of memory at step 90"
+    with_checkpoint.save()
+    checkpoint = with_checkpoint.checkpoints.get()
+    for body in ({"name": "y", "run": with_checkpoint.pk}, {"name": "y", "run": with_checkpoint.pk,
+                                                             "checkpoint": checkpoint.pk}):
+        error = assert_error(post(body), 409, "conflict")
+        assert "crashed late failed" in error["message"] and "resume it" in error["message"]
+        assert "succeeded or was cancelled" in error["message"]
     queued = TrainingRun.all_teams.create(project=acme.project, name="waiting", dataset_version=acme.version,
                                           base_model="tiny")
-    assert_error(client_for(alice).post("/api/v1/deployments/", {"name": "y", "run": queued.pk}, format="json"), 409)
-    assert not Deployment.all_teams.filter(name__in=["x", "y"]).exists()
+    assert_error(post({"name": "z", "run": queued.pk}), 409)
+    assert not Deployment.all_teams.filter(name__in=["x", "y", "z"]).exists() and queues[1].count == 0
+    # A cancelled run was stopped on purpose: its checkpoint serves.
+    cancelled = trained_run(acme, trained_model_dir, name="stopped early")
+    cancelled.status = "cancelled"
+    cancelled.save()
+    response = post({"name": "early", "run": cancelled.pk})
+    assert response.status_code == 201, response.content
+    assert response.json()["checkpoint"] == cancelled.checkpoints.get().pk
 
 
 def test_a_run_whose_files_are_gone_fails_its_deployment_with_the_reason(acme, alice, client_for, queues):

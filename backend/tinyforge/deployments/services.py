@@ -39,10 +39,24 @@ def default_checkpoint(run: TrainingRun) -> Checkpoint | None:
     )
 
 
+def _require_deployable(run: TrainingRun, checkpoint: Checkpoint | None) -> None:
+    """A failed run is not served, even from a checkpoint it saved before failing: a deployment
+    answers users, and the run's own answer to what went wrong is to resume it. A cancelled run
+    with a checkpoint was stopped on purpose and serves what it learned so far."""
+    if run.status == RunStatus.FAILED:
+        if run.checkpoints.exists():
+            advice = "resume it from its last checkpoint and deploy it once it succeeds"
+        else:
+            advice = "it saved no checkpoint to resume from, so start a new run"
+        raise Conflict(f"Run {run.name} failed, and a failed run cannot be deployed: {advice}, "
+                       "or deploy a run that succeeded or was cancelled.")
+    _require_model(run, checkpoint, "deploy")
+
+
 @transaction.atomic
 def create_deployment(request, *, run: TrainingRun, name: str, checkpoint: Checkpoint | None, runtime: str,
                       merge_adapter: bool) -> Deployment:
-    _require_model(run, checkpoint, "deploy")
+    _require_deployable(run, checkpoint)
     if Deployment.all_teams.filter(team_id=run.project.team_id, name=name).exists():
         raise exceptions.ValidationError({"name": [f"The team already has a deployment named {name}."]})
     deployment = Deployment.all_teams.create(
