@@ -225,7 +225,7 @@ def bench_ours(base: Path, lora: Path, args) -> tuple[dict[int, LevelResult], di
     try:
         wait_ready(f"http://127.0.0.1:{port}/readyz", process)
         models = httpx.get(f"http://127.0.0.1:{port}/v1/models").json()["data"]
-        memory = {m["id"]: m["tinyforge"]["memory_bytes"] for m in models}
+        memory = {m["id"]: m["tinyforge"]["memory_bytes_by_part"] for m in models}
         memory["dtype"] = models[0]["tinyforge"]["dtype"]
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
         base_results = measure_server(url, "smollm2", args, extra={}, levels=LEVELS)

@@ -17,7 +17,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def test_it_trains_deploys_and_answers_the_openai_client(acme, alice, make_run, queues, inference_service, live_server,
                                                           client_for):
-    run = make_run(name="zorbland")
+    # Rank 2 on the tiny model's 64 dimensions is the proportion of rank 16 on SmolLM2's 576: at
+    # rank 16 the tiny model's adapter would weigh as much as its base.
+    run = make_run(name="zorbland", lora_r=2)
     work_off(queues)
     run.refresh_from_db()
     assert run.status == RunStatus.SUCCEEDED, run.error
@@ -55,7 +57,15 @@ def test_it_trains_deploys_and_answers_the_openai_client(acme, alice, make_run, 
     assert shown["request_count"] == 3 and shown["error_count"] == 0
     assert shown["tokens_out"] >= 3 and shown["tokens_in"] > 0
     assert shown["latency_p50_ms"] > 0 and shown["latency_p95_ms"] >= shown["latency_p50_ms"]
-    assert shown["memory_bytes"] > 0 and shown["stats_updated_at"]
+    assert shown["stats_updated_at"]
+    # The run is a LoRA fine-tune served on its base's shared weights: its own memory is the
+    # adapter, far below the base and KV cache it shares (which ten adapters would not repeat).
+    served = client.models.retrieve("zorbland-bot").model_extra["tinyforge"]
+    assert served["adapter_on_shared_base"]
+    parts = served["memory_bytes_by_part"]
+    assert shown["own_memory_bytes"] == served["own_memory_bytes"] == parts["adapter"] > 0
+    assert shown["shared_memory_bytes"] == served["shared_memory_bytes"] == parts["shared_base"] + parts["kv_cache"]
+    assert 5 * shown["own_memory_bytes"] < parts["shared_base"]  # 8x here, 9x for SmolLM2 at rank 16
 
     events = [e["message"] for e in client_for(alice).get(f"/api/v1/events/?deployment={deployment.pk}").json()["results"]]
     assert any("model prepared" in m for m in events) and any(m.startswith("ready") for m in events)

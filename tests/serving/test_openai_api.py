@@ -39,7 +39,13 @@ def test_it_lists_the_models_with_their_memory(client):
     assert set(models) == {"tiny", "tiny-lora"}
     lora = models["tiny-lora"].model_extra["tinyforge"]
     assert lora["adapter_on_shared_base"] is True
-    assert 0 < lora["memory_bytes"]["adapter"] < lora["memory_bytes"]["shared_base"]
+    parts = lora["memory_bytes_by_part"]
+    # Its own memory is the adapter; the base and KV cache it runs on are shared, reported apart.
+    assert lora["own_memory_bytes"] == parts["adapter"] > 0
+    assert lora["shared_memory_bytes"] == parts["shared_base"] + parts["kv_cache"]
+    full = models["tiny"].model_extra["tinyforge"]
+    assert full["own_memory_bytes"] == full["memory_bytes_by_part"]["weights"] == parts["shared_base"]
+    assert full["shared_memory_bytes"] == parts["kv_cache"]  # the same runtime: one KV cache for both
     assert client.models.retrieve("tiny").id == "tiny"
 
 

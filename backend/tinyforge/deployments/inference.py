@@ -14,7 +14,8 @@ pure-Python serving app (tinyforge.serving, which never imports Django).
 - Playground keys: the web process chats with one deployment for a signed-in user by sending a
   short-lived key signed with SECRET_KEY that names that deployment only.
 - ServingStatsRecorder: copies each deployment's request count, errors, tokens, latency
-  percentiles and memory from the service's Prometheus metrics onto its row every few seconds.
+  percentiles and memory (its own, and the runtime's it shares) from the service's Prometheus
+  metrics onto its row every few seconds.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from tinyforge.deployments import lifecycle
 from tinyforge.deployments.models import Deployment, DeploymentStatus
 from tinyforge.serving.api import APIError
 from tinyforge.serving.auth import Authenticator, Caller
+from tinyforge.serving.metrics import split_memory
 from tinyforge.serving.registry import ModelRegistry, ModelSpec
 
 logger = logging.getLogger(__name__)
@@ -138,16 +140,21 @@ def _playground_caller(api_key: str) -> Caller | None:
 
 def deployment_stats(metrics_registry) -> dict[int, dict]:
     """Per deployment id: request_count, error_count, tokens_in, tokens_out, latency_p50_ms,
-    latency_p95_ms, memory_bytes, read from the service's Prometheus registry (what /metrics shows)."""
+    latency_p95_ms, own_memory_bytes and shared_memory_bytes, read from the service's Prometheus
+    registry (what /metrics shows). Own memory is the deployment's adapter (on a shared base) or
+    full weights; shared memory is the runtime under it (base weights, KV cache), which every
+    deployment on that runtime reports again, so only own memory adds up across deployments."""
     stats: dict[int, dict] = {}
     buckets: dict[int, dict[float, float]] = {}
+    memory: dict[int, dict[str, int]] = {}
 
     def entry(model: str) -> dict | None:
         pk = deployment_id_of(model)
         if pk is None:
             return None
         return stats.setdefault(pk, {"request_count": 0, "error_count": 0, "tokens_in": 0, "tokens_out": 0,
-                                     "latency_p50_ms": None, "latency_p95_ms": None, "memory_bytes": None})
+                                     "latency_p50_ms": None, "latency_p95_ms": None,
+                                     "own_memory_bytes": None, "shared_memory_bytes": None})
 
     for family in metrics_registry.collect():
         for sample in family.samples:
@@ -167,7 +174,10 @@ def deployment_stats(metrics_registry) -> dict[int, dict]:
                 bound = float(sample.labels["le"])
                 by_bound[bound] = by_bound.get(bound, 0.0) + sample.value  # summed over endpoints
             elif sample.name == "tinyforge_serving_model_memory_bytes":
-                row["memory_bytes"] = (row["memory_bytes"] or 0) + int(sample.value)
+                parts = memory.setdefault(deployment_id_of(sample.labels["model"]), {})
+                parts[sample.labels["part"]] = int(sample.value)
+    for pk, parts in memory.items():
+        stats[pk]["own_memory_bytes"], stats[pk]["shared_memory_bytes"] = split_memory(parts)
     for pk, by_bound in buckets.items():
         cumulative = sorted(by_bound.items())
         stats[pk]["latency_p50_ms"] = _quantile_ms(cumulative, 0.5)

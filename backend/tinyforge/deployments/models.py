@@ -54,7 +54,13 @@ class Deployment(TeamOwnedModel):
     tokens_out = models.BigIntegerField(default=0)
     latency_p50_ms = models.FloatField(null=True, blank=True)
     latency_p95_ms = models.FloatField(null=True, blank=True)
-    memory_bytes = models.BigIntegerField(null=True, blank=True)
+    own_memory_bytes = models.BigIntegerField(
+        null=True, blank=True, help_text="What this deployment adds: its adapter on a shared base, or its full weights"
+    )
+    shared_memory_bytes = models.BigIntegerField(
+        null=True, blank=True,
+        help_text="The runtime it runs on (shared base weights, KV cache), which other deployments on it share too",
+    )
     stats_updated_at = models.DateTimeField(null=True, blank=True)
     ready_at = models.DateTimeField(null=True, blank=True)
     stopped_at = models.DateTimeField(null=True, blank=True)

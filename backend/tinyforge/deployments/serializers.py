@@ -12,11 +12,13 @@ class DeploymentSerializer(StrictModelSerializer):
         fields = [
             "id", "name", "project", "team", "run", "checkpoint", "runtime", "merge_adapter", "status", "error",
             "request_count", "error_count", "tokens_in", "tokens_out", "latency_p50_ms", "latency_p95_ms",
-            "memory_bytes", "stats_updated_at", "ready_at", "stopped_at", "created_by", "created_at", "updated_at",
+            "own_memory_bytes", "shared_memory_bytes", "stats_updated_at", "ready_at", "stopped_at", "created_by",
+            "created_at", "updated_at",
         ]
         read_only_fields = [
             "team", "status", "error", "request_count", "error_count", "tokens_in", "tokens_out", "latency_p50_ms",
-            "latency_p95_ms", "memory_bytes", "stats_updated_at", "ready_at", "stopped_at", "created_by",
+            "latency_p95_ms", "own_memory_bytes", "shared_memory_bytes", "stats_updated_at", "ready_at", "stopped_at",
+            "created_by",
         ]
         # Uniqueness per team is checked by the service (the team comes from the run).
         validators = []

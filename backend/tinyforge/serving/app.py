@@ -28,7 +28,7 @@ from tinyforge.serving.api import (
 )
 from tinyforge.serving.auth import Authenticator, Caller
 from tinyforge.serving.engine import Failed, Finished, QueueFull, SamplingParams, TextDelta
-from tinyforge.serving.metrics import ServingMetrics
+from tinyforge.serving.metrics import ServingMetrics, split_memory
 from tinyforge.serving.pool import ModelPool, RuntimeOptions, ServedModel
 from tinyforge.serving.registry import ModelRegistry
 
@@ -183,12 +183,14 @@ class InferenceService:
 
     def _model_object(self, served: ServedModel, model_id: str) -> dict:
         info = served.engine.runtime.info if served.engine else None
+        own, shared = split_memory(served.memory)
         return {
             "id": model_id, "object": "model", "created": served.created, "owned_by": served.spec.owned_by,
             "tinyforge": {
                 "runtime": info.name if info else None, "device": info.device if info else None,
                 "dtype": info.dtype if info else None, "max_context": info.max_context if info else None,
-                "adapter_on_shared_base": bool(served.shared_base), "memory_bytes": served.memory,
+                "adapter_on_shared_base": bool(served.shared_base), "own_memory_bytes": own,
+                "shared_memory_bytes": shared, "memory_bytes_by_part": served.memory,
             },
         }
 

@@ -11,6 +11,18 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 # The *_created series double every counter for no use here.
 disable_created_metrics()
 
+# The parts of a model's memory that are its own: its full weights, or its adapter on a shared
+# base. The other parts (shared_base, kv_cache) belong to the runtime it shares with the other
+# models on that base, so ten adapters of one base hold one base and one KV cache, not ten.
+OWN_MEMORY_PARTS = frozenset({"weights", "adapter"})
+
+
+def split_memory(parts: dict[str, int]) -> tuple[int, int]:
+    """(own bytes, shared bytes) of a model's memory parts."""
+    own = sum(value for part, value in parts.items() if part in OWN_MEMORY_PARTS)
+    return own, sum(parts.values()) - own
+
+
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -31,8 +43,9 @@ class ServingMetrics:
         self.waiting = Gauge("tinyforge_serving_requests_waiting", "Requests queued for a batch slot.", ["model"], registry=r)
         self.rejected = Counter("tinyforge_serving_rejected_requests", "Requests refused for load (queue_full) or "
                                 "stopped at the per-request timeout.", ["model", "reason"], registry=r)
-        self.memory = Gauge("tinyforge_serving_model_memory_bytes", "Memory per model: its own weights (adapter or "
-                            "full model), the shared base it runs on, and the KV cache of its runtime.",
+        self.memory = Gauge("tinyforge_serving_model_memory_bytes", "Memory per model and part: its own weights "
+                            "(part adapter or weights), and the runtime it runs on (shared_base, kv_cache), which "
+                            "every model on that runtime reports again: sum only the own parts across models.",
                             ["model", "part"], registry=r)
         self.ready = Gauge("tinyforge_serving_model_ready", "1 when the model serves, 0 while loading or failed.",
                            ["model"], registry=r)

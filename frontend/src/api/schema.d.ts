@@ -1250,7 +1250,10 @@ export interface components {
             readonly latency_p50_ms: number | null;
             /** Format: double */
             readonly latency_p95_ms: number | null;
-            readonly memory_bytes: number | null;
+            /** @description What this deployment adds: its adapter on a shared base, or its full weights */
+            readonly own_memory_bytes: number | null;
+            /** @description The runtime it runs on (shared base weights, KV cache), which other deployments on it share too */
+            readonly shared_memory_bytes: number | null;
             /** Format: date-time */
             readonly stats_updated_at: string | null;
             /** Format: date-time */

@@ -76,7 +76,10 @@ function DeploymentCard({ deployment, runName }: { deployment: Deployment; runNa
           <Stat label="Latency p50" value={d.latency_p50_ms === null ? "—" : `${formatNumber(d.latency_p50_ms)} ms`} />
           <Stat label="Latency p95" value={d.latency_p95_ms === null ? "—" : `${formatNumber(d.latency_p95_ms)} ms`} />
           <Stat label="Tokens in / out" value={`${formatNumber(d.tokens_in)} / ${formatNumber(d.tokens_out)}`} />
-          <Stat label="Memory" value={formatBytes(d.memory_bytes)} />
+          {/* Own memory adds up across deployments; the shared runtime (base weights, KV cache) is
+              the same one for every adapter of a base, so it is shown apart, never summed in. */}
+          <Stat label="Own memory" value={formatBytes(d.own_memory_bytes)} />
+          <Stat label="Shared (base, KV cache)" value={formatBytes(d.shared_memory_bytes)} />
         </div>
         <div className="small muted">
           Run <Link to={`/projects/${d.project}/runs/${d.run}`}>{runName}</Link> · {d.runtime === "onnx" ? "ONNX Runtime" : "PyTorch"}
