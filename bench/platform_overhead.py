@@ -10,8 +10,8 @@
    Floor: the platform no more than 2% slower (median over median).
 
 The platform is the one the worker tests start (tests/e2e/worker_platform.py): its own
-database (Postgres when DATABASE_URL names one, else SQLite), Redis (REDIS_URL's server, database
-12, else an embedded redis-server), a web server and a worker as subprocesses.
+database (Postgres when DATABASE_URL names one, else SQLite), a redis-server of its own on a free
+port, a web server and a worker as subprocesses.
 
     .venv/bin/python bench/platform_overhead.py                      # tiny test model, ~3 minutes
     .venv/bin/python bench/platform_overhead.py --base smollm2-135m-instruct --steps 20 --pairs 2

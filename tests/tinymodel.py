@@ -56,10 +56,12 @@ def build_tokenizer(vocab_size: int = 400, chat: bool = True):
 
 
 def build_tiny_model(out_dir: str | Path, *, seed: int = 0, hidden_size: int = 64,
-                     layers: int = 2, context: int = 256, chat: bool = True) -> Path:
+                     layers: int = 2, context: int = 256, chat: bool = True, vocab_size: int | None = None) -> Path:
     """Write a tiny Llama model and its tokenizer as a Hugging Face folder; return the path.
 
-    chat=False builds a base model with no chat template and no ChatML tokens.
+    chat=False builds a base model with no chat template and no ChatML tokens. vocab_size pads
+    the embedding matrix beyond the tokenizer, as real models do (Qwen2.5: 151,936 rows for
+    151,665 tokens), so the logits are as wide as a real model's.
     """
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
@@ -69,7 +71,7 @@ def build_tiny_model(out_dir: str | Path, *, seed: int = 0, hidden_size: int = 6
     tokenizer = build_tokenizer(chat=chat)
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=len(tokenizer),
+        vocab_size=vocab_size or len(tokenizer),
         hidden_size=hidden_size,
         intermediate_size=hidden_size * 2,
         num_hidden_layers=layers,

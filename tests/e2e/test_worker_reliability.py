@@ -1,14 +1,21 @@
-"""Training runs with real worker processes on real Redis: killed workers, timeouts, duplicate
-deliveries, Redis losing its data, and Redis's eviction policy."""
+"""Training runs with real worker processes on real Redis: killed workers, a timeout in the middle
+of a checkpoint write, running out of memory, duplicate deliveries, Redis restarting empty, and
+Redis's eviction policy."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import time
+from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 from rq import Queue
 
 from e2e.worker_platform import FAST_RELIABILITY, start_platform, stop_platform
+from tinymodel import build_tiny_model
 from training.conftest import toy_jsonl
 
 pytestmark = pytest.mark.e2e
@@ -75,7 +82,7 @@ def test_a_killed_run_is_failed_within_the_interval_while_every_live_worker_trai
     busy = platform.create_run(tiny_model_dir, max_steps=1_000_000, save_steps=0, eval_steps=0)
     platform.wait_for_run(busy["id"], "running")
     platform.kill_worker(doomed)
-    # Well inside the train job timeout (60 s): the busy run is still training when this passes.
+    # Well inside the train job timeout (40 s): the busy run is still training when this passes.
     failed = platform.wait_for_run(lost["id"], "failed", timeout=STALE + 2 * INTERVAL + 15)
     assert "stopped responding" in failed["error"]
     assert platform.run(busy["id"])["status"] == "running", "the reconciler waited for the busy worker"
@@ -106,19 +113,76 @@ def test_with_retries_a_killed_run_resumes_from_its_checkpoint_exactly_once(fres
     assert second[0] <= killed_at + 1 and second[-1] == 40  # the same curve, continued
 
 
+def stop_while_writing_a_checkpoint(platform, worker, checkpoints: Path, timeout: float) -> str:
+    """SIGSTOP the work horse while a checkpoint folder is half written (as a stalled disk would
+    hold it); the name of that folder."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        partial = next(checkpoints.glob("*.partial"), None) if checkpoints.is_dir() else None
+        horse = platform.work_horse(worker)
+        if partial is None or horse is None:
+            time.sleep(0.005)
+            continue
+        os.kill(horse, signal.SIGSTOP)
+        while Path(f"/proc/{horse}/stat").read_text().split(") ")[1][0] != "T":
+            time.sleep(0.001)
+        if partial.exists():  # still there once the horse stands still: it stopped mid-write
+            return partial.name
+        os.kill(horse, signal.SIGCONT)
+    raise AssertionError(f"no checkpoint was being written within {timeout}s\n{platform.logs()}")
+
+
 def test_a_job_that_times_out_fails_with_a_clear_event_and_no_temporary_files(fresh, tiny_model_dir):
+    """The timeout lands while a checkpoint is half written: the horse is held still mid-write
+    until the job timeout has passed, then let go, so RQ's timeout interrupts the write."""
     platform = fresh
-    platform.start_worker()
-    run = platform.create_run(tiny_model_dir, max_steps=1_000_000, save_steps=0, eval_steps=0)
-    failed = platform.wait_for_run(run["id"], "failed", timeout=120)
-    timeout = FAST_RELIABILITY["TINYFORGE_TRAIN_JOB_TIMEOUT_SECONDS"]
-    assert failed["error"].startswith(f"timed out: training ran longer than the train job timeout ({timeout} s")
-    error = [e for e in platform.events(run["id"]) if e["level"] == "error"]
-    assert len(error) == 1 and "JobTimeoutException" in error[0]["data"]["traceback"]
-    assert error[0]["data"]["last_lines"]
+    worker = platform.start_worker()
+    run = platform.create_run(tiny_model_dir, max_steps=1_000_000, save_steps=1, eval_steps=0)
     run_dir = platform.data_dir / "projects" / str(platform.project) / "runs" / str(run["id"])
+    partial = stop_while_writing_a_checkpoint(platform, worker, run_dir / "model" / "checkpoints", 60)
+    started = datetime.fromisoformat(platform.run(run["id"])["started_at"])  # after RQ started the job
+    timeout = int(FAST_RELIABILITY["TINYFORGE_TRAIN_JOB_TIMEOUT_SECONDS"])
+    time.sleep(max(0.0, (started - datetime.now(timezone.utc)).total_seconds() + timeout + 1))
+    os.kill(platform.work_horse(worker), signal.SIGCONT)
+
+    failed = platform.wait_for_run(run["id"], "failed", timeout=60)
+    step = int(partial.removesuffix(".partial").split("-")[1])
+    assert failed["error"] == (
+        f"timed out: training ran longer than the train job timeout ({timeout} s, TINYFORGE_TRAIN_JOB_TIMEOUT_SECONDS); "
+        f"the checkpoint at step {step} was not saved: its partial folder {partial} was removed"), failed["error"]
+    error = [e for e in platform.events(run["id"]) if e["level"] == "error"]
+    assert len(error) == 1 and error[0]["message"] == f"failed: {failed['error']}"
+    assert "JobTimeoutException" in error[0]["data"]["traceback"] and error[0]["data"]["last_lines"]
     leftovers = [p for p in run_dir.rglob("*") if p.name.endswith((".partial", ".old")) or p.name == ".final"]
     assert leftovers == []
+    assert step not in [c["step"] for c in platform.checkpoints(run["id"])]
+    assert all((p / "trainer_state.json").is_file() for p in (run_dir / "model" / "checkpoints").iterdir())
+
+
+def test_training_that_runs_out_of_memory_fails_with_the_error_and_the_last_log_lines(fresh, tmp_path_factory):
+    """A batch far too big for the worker's memory: a model with a vocabulary as wide as a real
+    one (131,072 logits a token) and 64 long rows a batch, on a worker limited to 4 GiB of
+    address space (a normal tiny run needs under 2). The allocation fails inside the work horse;
+    the run is failed with a message that says what to lower, and its last log lines."""
+    platform = fresh
+    model = build_tiny_model(tmp_path_factory.mktemp("wide-vocab-model"), context=2048, vocab_size=131_072)
+    answer = "Widget Pro supports up to 12 devices and ships with a 3 year warranty. " * 20
+    rows = [{"instruction": f"Tell me about Widget Pro, part {n}.", "output": answer} for n in range(150)]
+    version = platform.upload_version("".join(json.dumps(row) + "\n" for row in rows).encode())
+    platform.start_worker("small", memory_limit=4 * 2**30)
+    run = platform.create_run(model, version=version, batch_size=64, max_seq_length=2048, max_steps=4,
+                              save_steps=0, eval_steps=0)
+    failed = platform.wait_for_run(run["id"], ("failed", "succeeded"), timeout=120)
+    assert failed["status"] == "failed", platform.logs()
+    assert failed["error"].startswith("out of memory (") and "can't allocate memory" in failed["error"], failed["error"]
+    assert failed["error"].endswith("lower batch_size or max_seq_length, or turn on gradient_checkpointing")
+    events = platform.events(run["id"])
+    error = [e for e in events if e["level"] == "error"]
+    assert len(error) == 1 and error[0]["message"] == f"failed: {failed['error']}"
+    assert "DefaultCPUAllocator" in error[0]["data"]["traceback"]
+    # The lines before the failure, as events of their own and repeated in the failure's event.
+    started = [e["message"] for e in events if e["message"].startswith("training ") and "examples" in e["message"]]
+    assert len(started) == 1 and started[0] in error[0]["data"]["last_lines"]
 
 
 def test_the_same_job_delivered_twice_gives_one_result(fresh, tiny_model_dir):
@@ -139,17 +203,35 @@ def test_the_same_job_delivered_twice_gives_one_result(fresh, tiny_model_dir):
     assert sorted(p["step"] for p in losses) == [1, 2, 3, 4, 5, 6]
 
 
-def test_runs_queued_when_redis_loses_its_data_still_run(fresh, tiny_model_dir):
+def test_redis_restarted_without_its_data_while_runs_are_queued(fresh, tiny_model_dir):
+    """Redis stops while a worker trains and a run waits, and comes back empty. Nothing restarts
+    the worker, the scheduler or the web server: they reconnect by themselves. The run in progress
+    finishes without Redis (the worker survives its job ending while Redis is away), and the
+    queued run and one created during the outage are enqueued again by the reconciler."""
     platform = fresh
-    runs = [platform.create_run(tiny_model_dir, max_steps=4) for _ in range(2)]
-    assert [platform.run(r["id"])["queue_position"] for r in runs] == [1, 2]
-    platform.redis().flushdb()  # a Redis restarted without persistence
-    assert platform.run(runs[0]["id"])["queue_position"] is None
-    platform.start_worker()
-    platform.start_scheduler()  # re-enqueues them once the enqueue grace has passed
-    for run in runs:
-        assert platform.wait_for_run(run["id"], ("succeeded", "failed"), timeout=120)["status"] == "succeeded"
-        assert any("queued again" in line for line in reconciler_lines(platform, run["id"]))
+    worker = platform.start_worker()
+    scheduler = platform.start_scheduler()
+    training = platform.create_run(tiny_model_dir, max_steps=12, save_steps=0, eval_steps=0)
+    platform.wait_for_run(training["id"], "running")
+    queued = [platform.create_run(tiny_model_dir, max_steps=2, save_steps=0, eval_steps=0)]
+    assert platform.run(queued[0]["id"])["queue_position"] == 1
+
+    platform.redis_server.stop()
+    # The web server answers without Redis: no queue position, and a new run is accepted.
+    assert platform.run(queued[0]["id"])["queue_position"] is None
+    queued.append(platform.create_run(tiny_model_dir, max_steps=2, save_steps=0, eval_steps=0))
+    assert platform.wait_for_run(training["id"], ("succeeded", "failed"))["status"] == "succeeded"
+    platform.wait_for(lambda: platform.work_horse(worker) is None, 30, "the work horse to exit")
+    time.sleep(2)  # the worker's bookkeeping of the ended job, and a maintenance turn, meet the outage
+    assert worker.poll() is None and scheduler.poll() is None, platform.logs()
+    platform.redis_server.start()  # the same port, no data: every queue is empty
+
+    for run in queued:
+        done = platform.wait_for_run(run["id"], ("succeeded", "failed"), timeout=90)
+        assert done["status"] == "succeeded", (done, platform.logs())
+        assert [line for line in reconciler_lines(platform, run["id"]) if "queued again" in line]
+    assert worker.poll() is None and scheduler.poll() is None, platform.logs()
+    assert "Redis was unreachable when job" in worker.log.read_text()
 
 
 def test_a_worker_warns_at_start_when_redis_may_evict_jobs(fresh):

