@@ -10,6 +10,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from serving.conftest import make_lora_adapter, running_server
+from tinyforge.errors import TinyforgeError
 from tinyforge.serving.engine import Engine, Finished, SamplingParams, TextDelta
 from tinyforge.serving.metrics import ServingMetrics
 from tinyforge.serving.registry import FolderRegistry
@@ -41,9 +42,9 @@ async def generate(engine, tokenizer, prompt_ids, max_tokens, adapter=BASE_ADAPT
 
 def test_greedy_answers_in_a_batch_equal_each_request_alone(tiny_model_dir, lora_adapter_dir):
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir))
-    runtime = TorchRuntime.from_folder(tiny_model_dir, max_slots=16, max_context=128, dtype="float32")
-    adapter = runtime.add_adapter(lora_adapter_dir)
-    engine = Engine(runtime, name="tiny", metrics=ServingMetrics())
+    engine = Engine(lambda: TorchRuntime.from_folder(tiny_model_dir, max_slots=16, max_context=128, dtype="float32"),
+                    name="tiny", metrics=ServingMetrics())
+    adapter = engine.call(lambda runtime: runtime.add_adapter(lora_adapter_dir))
     prompts = [tokenizer.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True,
                                              tokenize=True, return_dict=False) for q in QUESTIONS]
     adapters = [adapter if i % 3 == 0 else BASE_ADAPTER for i in range(len(prompts))]
@@ -129,6 +130,36 @@ def test_sixteen_concurrent_streams_each_get_a_complete_answer(tiny_model_dir):
         # The tiny model's two best logits are ~0.1 apart, 10^6 times the batching noise
         # (test_greedy_answers_in_a_batch_equal_each_request_alone shows how ties are handled).
         assert text == want_text
+
+
+def test_the_runtime_is_built_and_adapted_on_its_engine_thread(tiny_model_dir, lora_adapter_dir):
+    """PyTorch's CPU kernels slow down when another live thread owns an OpenMP team too, so the
+    engine's thread alone touches its tensors: loading, adapters and steps."""
+    import threading
+
+    threads = {}
+
+    def build():
+        threads["build"] = threading.current_thread()
+        return TorchRuntime.from_folder(tiny_model_dir, max_slots=2, max_context=32, dtype="float32")
+
+    def add(runtime):
+        threads["adapter"] = threading.current_thread()
+        return runtime.add_adapter(lora_adapter_dir)
+
+    engine = Engine(build, name="tiny", metrics=ServingMetrics())
+    try:
+        assert engine.call(add) != BASE_ADAPTER
+        assert threads["build"] is threads["adapter"] is engine._thread is not threading.current_thread()
+        with pytest.raises(ZeroDivisionError):  # the caller gets the function's exception
+            engine.call(lambda runtime: 1 / 0)
+    finally:
+        engine.stop()
+    def broken():
+        raise TinyforgeError("the weights are unreadable")
+
+    with pytest.raises(TinyforgeError, match="unreadable"):  # a failed build raises in the caller
+        Engine(broken, name="broken", metrics=ServingMetrics())
 
 
 def test_ten_adapters_on_one_base_cost_little_more_than_one(tiny_model_dir, tmp_path):

@@ -87,10 +87,32 @@ def test_it_refuses_adapters_it_cannot_share_and_architectures_it_does_not_know(
 
 def test_bfloat16_weights_keep_the_float32_choices(tiny_model_dir, reference):
     runtime = TorchRuntime.from_folder(tiny_model_dir, max_slots=4, max_context=64, dtype="bfloat16")
-    assert runtime.info.dtype == "bfloat16" and runtime.info.weights_bytes < 0.6 * sum(
+    # Half the float32 bytes, plus on the CPU a second copy of the (tied) output head in oneDNN's
+    # layout: the row-major one serves the embedding lookup and the float32 refinement.
+    head = reference.get_output_embeddings().weight.nbytes // 2 if runtime.prepacked else 0
+    assert runtime.info.dtype == "bfloat16" and runtime.info.weights_bytes - head < 0.6 * sum(
         p.nbytes for p in reference.parameters())
     logits = runtime.prefill(0, PROMPTS, [BASE_ADAPTER] * 3)
     for row, prompt in enumerate(PROMPTS):
         expected = last_logits(reference, prompt)
         assert (logits[row] - expected).abs().max() < 0.05
         assert logits[row].argmax() == expected.argmax()
+
+
+def test_prepacked_cpu_matrices_compute_what_row_major_ones_do(tiny_model_dir, monkeypatch):
+    """The CPU keeps matrices in oneDNN's blocked layout (faster decode); it changes no result."""
+    import tinyforge.serving.torch_runtime as torch_runtime
+
+    packed = TorchRuntime.from_folder(tiny_model_dir, max_slots=4, max_context=64, dtype="bfloat16")
+    if not packed.prepacked:
+        pytest.skip("this PyTorch build has no oneDNN")
+    monkeypatch.setattr(torch_runtime, "_can_prepack", lambda device, dtype: False)
+    plain = TorchRuntime.from_folder(tiny_model_dir, max_slots=4, max_context=64, dtype="bfloat16")
+    assert not plain.prepacked
+    assert torch.equal(packed.prefill(0, PROMPTS, [BASE_ADAPTER] * 3), plain.prefill(0, PROMPTS, [BASE_ADAPTER] * 3))
+    positions = [len(p) for p in PROMPTS]
+    for step in range(3):
+        tokens = [7 + step, 8, 9]
+        assert torch.equal(packed.decode(tokens, positions, [BASE_ADAPTER] * 3),
+                           plain.decode(tokens, positions, [BASE_ADAPTER] * 3))
+        positions = [p + 1 for p in positions]

@@ -144,7 +144,7 @@ class ModelPool:
                 self._load_merged(served, path, reason)
             else:
                 try:
-                    served.adapter_id = entry.runtime.add_adapter(path)
+                    served.adapter_id = entry.engine.call(lambda runtime: runtime.add_adapter(path))
                 except AdapterNotShareable as exc:
                     self._drop_unused(str(base))
                     self._load_merged(served, path, str(exc))
@@ -169,10 +169,8 @@ class ModelPool:
 
         log.warning("model %s: adapter cannot share its base (%s); serving it merged on its own copy",
                     served.spec.name, reason)
-        model, _ = load_model_folder(path)
-        model = model.merge_and_unload()
         key = f"merged:{path.resolve()}"
-        entry = self._runtime_for(key, lambda: self._build_runtime(model))
+        entry = self._runtime_for(key, lambda: self._build_runtime(load_model_folder(path)[0].merge_and_unload()))
         self._attach(served, key, entry)
         served.memory = {"weights": entry.runtime.info.weights_bytes, "kv_cache": entry.runtime.info.kv_cache_bytes}
 
@@ -194,12 +192,13 @@ class ModelPool:
         return TorchRuntime(model, max_slots=o.max_slots, max_context=o.max_context, device=o.device, dtype=o.dtype)
 
     def _runtime_for(self, key: str, build) -> _RuntimeEntry:
+        """The runtime and engine of `key`, built by `build` on the engine's own thread (see
+        tinyforge.serving.engine: tensor work on one thread per runtime keeps the CPU kernels fast)."""
         entry = self._runtimes.get(key)
         if entry is None:
-            runtime = build()
-            engine = Engine(runtime, name=key, metrics=self.metrics, max_waiting=self.options.max_waiting,
+            engine = Engine(build, name=key, metrics=self.metrics, max_waiting=self.options.max_waiting,
                             request_timeout=self.options.request_timeout)
-            entry = self._runtimes[key] = _RuntimeEntry(runtime, engine)
+            entry = self._runtimes[key] = _RuntimeEntry(engine.runtime, engine)
         return entry
 
     def _attach(self, served: ServedModel, key: str, entry: _RuntimeEntry) -> None:

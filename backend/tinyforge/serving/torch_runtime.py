@@ -63,6 +63,17 @@ def _cpu_has_bf16() -> bool:
         return False
 
 
+def _can_prepack(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether the weight matrices can be kept in oneDNN's blocked layout on this device.
+
+    On the CPU, F.linear reads a row-major [out, in] matrix with a generic kernel: with one or a
+    few rows of activations (decoding) it moved about 9 GB/s on a machine whose memory gives 32.
+    oneDNN's prepacked layout (the one PyTorch's own compiler uses for CPU linear layers) doubled
+    that: SmolLM2-135M's matrices took 13.5 ms per decode step instead of 19-23 ms with 1 to 8
+    rows, with bit-identical bfloat16 results."""
+    return device.type == "cpu" and dtype in (torch.float32, torch.bfloat16) and torch.backends.mkldnn.is_available()
+
+
 # With bfloat16 weights the output layer's logits are rounded to bfloat16 (about 0.4%); the best
 # candidates are recomputed in float32 so greedy choices and the head of the distribution are exact.
 REFINED_CANDIDATES = 64
@@ -127,11 +138,16 @@ class TorchRuntime(Runtime):
         self.max_slots = max_slots
 
         inner = model.model
+        self.prepacked = _can_prepack(self.device, self.dtype)
         put = lambda t: t.detach().to(self.device, self.dtype).contiguous()  # noqa: E731
         small = lambda t: t.detach().to(self.device, self.act_dtype).contiguous()  # noqa: E731
+        # A matrix only ever multiplied: in oneDNN's blocked layout on the CPU (see _can_prepack).
+        matrix = (lambda t: torch.ops.mkldnn._reorder_linear_weight(put(t))) if self.prepacked else put  # noqa: E731
         self.embed = put(inner.embed_tokens.weight)
         head = model.get_output_embeddings().weight
+        # The row-major head is kept for the embedding lookup (when tied) and the float32 refinement.
         self.lm_head = self.embed if head.data_ptr() == inner.embed_tokens.weight.data_ptr() else put(head)
+        self.lm_head_matrix = torch.ops.mkldnn._reorder_linear_weight(self.lm_head) if self.prepacked else self.lm_head
         self.final_norm = small(inner.norm.weight)
         self.layers: list[_Layer] = []
         for block in inner.layers:
@@ -139,12 +155,12 @@ class TorchRuntime(Runtime):
             biases = [getattr(attn, p).bias for p in ATTENTION_PARTS]
             self.layers.append(_Layer(
                 input_norm=small(block.input_layernorm.weight),
-                qkv=put(torch.cat([getattr(attn, p).weight for p in ATTENTION_PARTS])),
+                qkv=matrix(torch.cat([getattr(attn, p).weight for p in ATTENTION_PARTS])),
                 qkv_bias=put(torch.cat(biases)) if all(b is not None for b in biases) else None,
-                out=put(attn.o_proj.weight),
+                out=matrix(attn.o_proj.weight),
                 post_norm=small(block.post_attention_layernorm.weight),
-                gate_up=put(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight])),
-                down=put(mlp.down_proj.weight),
+                gate_up=matrix(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight])),
+                down=matrix(mlp.down_proj.weight),
             ))
             if attn.o_proj.bias is not None or mlp.down_proj.bias is not None:
                 raise TinyforgeError("the torch serving runtime does not support output or MLP biases")
@@ -169,7 +185,7 @@ class TorchRuntime(Runtime):
         self.positions = torch.arange(self.max_context, device=self.device)
         self.adapters: dict[int, _Adapter] = {}
         self._next_adapter = BASE_ADAPTER + 1
-        weights = {t.data_ptr(): t.nbytes for t in self._weight_tensors()}
+        weights = {id(t): t.nbytes for t in self._weight_tensors()}
         self.info = RuntimeInfo(
             name="torch", device=str(self.device), dtype=str(self.dtype).removeprefix("torch."),
             vocab_size=self.vocab_size, max_context=self.max_context, max_slots=max_slots,
@@ -184,7 +200,7 @@ class TorchRuntime(Runtime):
         return cls(load_base_model(folder), **options)
 
     def _weight_tensors(self):
-        yield from (self.embed, self.lm_head, self.final_norm)
+        yield from (self.embed, self.lm_head, self.lm_head_matrix, self.final_norm)
         for layer in self.layers:
             yield from (t for t in vars(layer).values() if t is not None)
 
@@ -264,7 +280,7 @@ class TorchRuntime(Runtime):
 
     def _logits(self, x):
         x = F.rms_norm(x, (self.hidden,), self.final_norm, self.eps)
-        logits = F.linear(x.to(self.lm_head.dtype), self.lm_head).float()
+        logits = self._matmul(x, self.lm_head_matrix, None).float()
         if self.lm_head.dtype != torch.float32:
             best = logits.topk(min(REFINED_CANDIDATES, self.vocab_size), dim=-1).indices
             rows = self.lm_head[best].float()  # [rows, candidates, hidden]
@@ -284,11 +300,16 @@ class TorchRuntime(Runtime):
             groups.append((self.adapters[adapter_id], torch.tensor(rows, device=self.device)))
         return groups
 
-    def _linear(self, x, weight, bias, groups, layer_index: int, kind: str):
-        if weight.dtype == x.dtype:
-            out = F.linear(x, weight, bias)
+    def _matmul(self, x, weight, bias):
+        """x @ weight.T + bias in the weights' dtype, returned in x's."""
+        if self.prepacked:
+            out = torch.ops.mkldnn._linear_pointwise(x.to(weight.dtype), weight, bias, "none", [], "")
         else:
-            out = F.linear(x.to(weight.dtype), weight, bias).to(x.dtype)
+            out = F.linear(x.to(weight.dtype), weight, bias)
+        return out.to(x.dtype)
+
+    def _linear(self, x, weight, bias, groups, layer_index: int, kind: str):
+        out = self._matmul(x, weight, bias)
         for adapter, rows in groups:
             delta = adapter.layers[layer_index].get(kind)
             if delta is None:
@@ -380,7 +401,7 @@ class TorchRuntime(Runtime):
     def close(self) -> None:
         self.adapters.clear()
         self.layers = []
-        self.k_cache = self.v_cache = self.embed = self.lm_head = None
+        self.k_cache = self.v_cache = self.embed = self.lm_head = self.lm_head_matrix = None
 
 
 def _rotate(x, cos, sin_signed):
