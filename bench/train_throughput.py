@@ -163,7 +163,7 @@ class TokenCounter:
         self.total += ids.numel()
 
 
-def run_ours(steps: int, packing: bool, workdir: Path, precision: str = "auto") -> dict:
+def run_ours(steps: int, packing: bool, workdir: Path, precision: str = "auto", seed: int = SEED) -> dict:
     from tinyforge.ml.config import TrainConfig
     from tinyforge.ml.models import load_model_folder
     from tinyforge.ml.train import train
@@ -172,7 +172,7 @@ def run_ours(steps: int, packing: bool, workdir: Path, precision: str = "auto") 
     config = TrainConfig(base_model="smollm2-135m-instruct", method="lora", max_steps=steps, learning_rate=LR,
                          lr_schedule="cosine", warmup_ratio=0.0, batch_size=BATCH, max_seq_length=MAX_LENGTH,
                          lora_r=LORA["r"], lora_alpha=LORA["lora_alpha"], lora_dropout=LORA["lora_dropout"],
-                         lora_target_modules=LORA["target_modules"], seed=SEED, validation_split=0.0,
+                         lora_target_modules=LORA["target_modules"], seed=seed, validation_split=0.0,
                          eval_generations=0, packing="on" if packing else "off", precision=precision)
     clock = engine_cpu_clock()
     result = train(config, train_rows, workdir / "out", [clock])
@@ -188,7 +188,7 @@ def _trl_dataset(rows):
     return Dataset.from_list([{"messages": r["messages"]} for r in rows])
 
 
-def run_trl(steps: int, packing: bool, workdir: Path) -> dict:
+def run_trl(steps: int, packing: bool, workdir: Path, seed: int = SEED) -> dict:
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
@@ -201,7 +201,7 @@ def run_trl(steps: int, packing: bool, workdir: Path) -> dict:
     model = AutoModelForCausalLM.from_pretrained(base)
     extra = {"packing": True, "max_length": MAX_LENGTH} if packing else {}
     args = SFTConfig(output_dir=str(workdir / "trl"), per_device_train_batch_size=BATCH, max_steps=steps,
-                     learning_rate=LR, lr_scheduler_type="cosine", warmup_steps=0, seed=SEED, report_to=[],
+                     learning_rate=LR, lr_scheduler_type="cosine", warmup_steps=0, seed=seed, report_to=[],
                      save_strategy="no", eval_strategy="no", logging_steps=10_000, dataloader_num_workers=0, use_cpu=True,
                      **extra)
     trainer = SFTTrainer(model=model, args=args, train_dataset=_trl_dataset(train_rows), processing_class=tokenizer,
@@ -216,7 +216,7 @@ def run_trl(steps: int, packing: bool, workdir: Path) -> dict:
             "eval_loss": held_out_loss(trainer.model, tokenizer, held_out), "steps": steps, "tokens": counter.real}
 
 
-def run_hf(steps: int, workdir: Path) -> dict:
+def run_hf(steps: int, workdir: Path, seed: int = SEED) -> dict:
     from datasets import Dataset
     from peft import LoraConfig, get_peft_model
     from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer,
@@ -233,7 +233,7 @@ def run_hf(steps: int, workdir: Path) -> dict:
     dataset = Dataset.from_list([{"input_ids": e.input_ids, "labels": e.labels, "attention_mask": [1] * len(e)}
                                  for e in examples])
     args = TrainingArguments(output_dir=str(workdir / "hf"), per_device_train_batch_size=BATCH, max_steps=steps,
-                             learning_rate=LR, lr_scheduler_type="cosine", warmup_steps=0, seed=SEED, report_to=[],
+                             learning_rate=LR, lr_scheduler_type="cosine", warmup_steps=0, seed=seed, report_to=[],
                              save_strategy="no", eval_strategy="no", logging_steps=10_000, dataloader_num_workers=0)
     collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
     trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator)
@@ -261,7 +261,7 @@ def matmul_peak_gflops(dtype) -> float:
     return best
 
 
-def child(name: str, steps: int, precision: str) -> None:
+def child(name: str, steps: int, precision: str, seed: int) -> None:
     from transformers.utils import logging
 
     logging.set_verbosity_error()
@@ -269,15 +269,15 @@ def child(name: str, steps: int, precision: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         if name == "ours-grouped":
-            result = run_ours(steps, False, workdir, precision)
+            result = run_ours(steps, False, workdir, precision, seed)
         elif name == "ours-packed":
-            result = run_ours(steps, True, workdir, precision)
+            result = run_ours(steps, True, workdir, precision, seed)
         elif name == "trl-default":
-            result = run_trl(steps, False, workdir)
+            result = run_trl(steps, False, workdir, seed)
         elif name == "trl-packing":
-            result = run_trl(steps, True, workdir)
+            result = run_trl(steps, True, workdir, seed)
         elif name == "hf-trainer":
-            result = run_hf(steps, workdir)
+            result = run_hf(steps, workdir, seed)
         else:
             raise SystemExit(f"unknown contender {name}")
     result["peak_rss_mb"] = peak_rss_mb()
@@ -290,10 +290,12 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", default=None, help="run only these contenders")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                         help="precision of our contenders (auto: bf16 on CPUs with native bfloat16)")
+    parser.add_argument("--seed", type=int, default=SEED, help="training seed of every contender (adapter init, "
+                        "batch order, dropout); the data and its split stay the same")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.steps, args.precision)
+        child(args.child, args.steps, args.precision, args.seed)
         return
 
     from transformers import AutoTokenizer
@@ -334,7 +336,7 @@ def main() -> None:
         load_before = os.getloadavg()[0]
         start = time.perf_counter()
         proc = subprocess.run([sys.executable, __file__, "--child", name, "--steps", str(steps),
-                               "--precision", args.precision],
+                               "--precision", args.precision, "--seed", str(args.seed)],
                               capture_output=True, text=True)
         line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
         if proc.returncode != 0 or line is None:

@@ -16,7 +16,7 @@ from tinyforge.ml.evaluate import generate_replies
 from tinyforge.ml.formatting import tokenize_row
 from tinyforge.ml.loss import loss_sum
 from tinyforge.ml.models import load_model_folder
-from tinyforge.ml.packing import collate
+from tinyforge.ml.packing import collate, padding_share, plan_epoch
 from tinyforge.ml.schema import parse_row
 from tinyforge.ml.train import TrainerCallback, list_checkpoints, train
 
@@ -99,6 +99,31 @@ def test_packed_and_unpacked_batches_give_the_same_loss(tiny_model_dir, toy_rows
     # Right padding without a mask changes nothing for real tokens: each example alone, unpadded,
     # gives the same summed loss.
     assert abs(float(sum(s for s, _ in alone)) - float(unpacked_sum)) < 1e-3
+
+
+def test_grouped_batches_hold_equal_tokens_and_as_many_batches_as_fixed_counts():
+    import random
+
+    rng = random.Random(3)
+    # Long-tailed lengths, as in real support data: mostly short rows, a few long ones.
+    lengths = [min(1000, int(rng.lognormvariate(4.3, 0.7))) + 5 for _ in range(1000)]
+    plan = plan_epoch(lengths, packing=False, batch_size=8, max_seq_length=1024, seed=1, epoch=0)
+    assert sorted(i for batch in plan for (i,) in batch) == list(range(1000))  # every row once
+    assert len(plan) == 125  # 1000 rows / 8, as with batches of 8 rows: the same steps per epoch
+    widths = [len(batch) * max(lengths[i] for (i,) in batch) for batch in plan]
+    sizes = [len(batch) for batch in plan]
+    # Short rows come many to a batch, long ones few; a batch's padded tokens stay within a band
+    # (except a row longer than the budget, alone) and padding stays small.
+    assert min(sizes) <= 3 and max(sizes) >= 16
+    multi = [w for w, n in zip(widths, sizes) if n > 1]
+    assert max(multi) < 2.5 * min(multi)
+    assert padding_share(lengths, plan) < 0.1
+    again = plan_epoch(lengths, packing=False, batch_size=8, max_seq_length=1024, seed=1, epoch=0)
+    other = plan_epoch(lengths, packing=False, batch_size=8, max_seq_length=1024, seed=1, epoch=1)
+    assert again == plan and other != plan and len(other) == len(plan)
+    # One long row among short ones: still as many batches as rows / batch_size, here one.
+    skewed = [390] + [50] * 7
+    assert len(plan_epoch(skewed, packing=False, batch_size=8, max_seq_length=1024, seed=0, epoch=0)) == 1
 
 
 def test_packed_training_learns_like_unpacked_training(tiny_config, toy_dataset, tmp_path):

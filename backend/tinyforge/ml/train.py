@@ -397,6 +397,8 @@ class _Run:
                                        num_training_steps=self.total_steps)
 
         self.step = 0
+        self._plan_epoch: int | None = None
+        self._plan: list = []
         self.history: list[dict[str, float]] = []
         self.evals: list[dict[str, float]] = []
         self.best_eval: float | None = None
@@ -466,8 +468,11 @@ class _Run:
 
         config = self.config
         epoch, index = divmod(step, self.steps_per_epoch)
-        plan = plan_epoch(self.lengths, packing=self.packing, batch_size=config.batch_size,
-                          max_seq_length=config.max_seq_length, seed=config.seed, epoch=epoch)
+        if self._plan_epoch != epoch:  # planned once per epoch: with many rows planning takes a moment
+            self._plan = plan_epoch(self.lengths, packing=self.packing, batch_size=config.batch_size,
+                                    max_seq_length=config.max_seq_length, seed=config.seed, epoch=epoch)
+            self._plan_epoch = epoch
+        plan = self._plan
         # Process r takes every world-th batch from r: together the processes cover exactly the
         # batches one process would take with gradient_accumulation_steps x world.
         local = plan[self.rank::self.world]
