@@ -211,19 +211,20 @@ class WorkerPlatform:
     def events(self, run_id: int) -> list[dict]:
         return self.api("GET", f"/api/v1/runs/{run_id}/events/", params={"limit": 1000}).json()["results"]
 
-    def wait_for(self, predicate, timeout: float, what: str):
+    def wait_for(self, predicate, timeout: float, what: str, poll: float = 0.2):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             value = predicate()
             if value:
                 return value
-            time.sleep(0.2)
+            time.sleep(poll)
         raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{self.logs()}")
 
-    def wait_for_run(self, run_id: int, statuses, timeout: float = 120) -> dict:
+    def wait_for_run(self, run_id: int, statuses, timeout: float = 120, poll: float = 0.2) -> dict:
+        """poll: seconds between requests (the dashboard polls a running run every 2 s)."""
         statuses = {statuses} if isinstance(statuses, str) else set(statuses)
         return self.wait_for(lambda: (run := self.run(run_id))["status"] in statuses and run, timeout,
-                             f"run {run_id} to become {statuses}")
+                             f"run {run_id} to become {statuses}", poll)
 
     def logs(self) -> str:
         out = []
