@@ -16,4 +16,12 @@ describe("format", () => {
     expect(formatMetric(0.0002)).toBe("2.00e-4");
     expect(formatMetric(1.23456)).toBe("1.235");
   });
+
+  it("keeps the zeros of whole numbers and writes large ones in full", () => {
+    expect(formatMetric(350)).toBe("350");
+    expect(formatMetric(3.5)).toBe("3.5");
+    expect(formatMetric(3600)).toBe("3,600");
+    expect(formatMetric(12345.6)).toBe("12,346");
+    expect(formatMetric(0)).toBe("0");
+  });
 });

@@ -59,5 +59,9 @@ export function formatNumber(value: number | null | undefined, digits = 0): stri
 export function formatMetric(value: number | null | undefined): string {
   if (value === null || value === undefined || !Number.isFinite(value)) return "—";
   if (value !== 0 && Math.abs(value) < 1e-3) return value.toExponential(2);
-  return value.toPrecision(4).replace(/\.?0+$/, "");
+  // Throughputs and counts: whole numbers with separators (toPrecision would give "1.235e+4").
+  if (Math.abs(value) >= 1000) return Math.round(value).toLocaleString("en-US");
+  const text = value.toPrecision(4);
+  // Trailing zeros only after a decimal point: 3.500 -> 3.5, but 350 stays 350.
+  return text.includes(".") ? text.replace(/\.?0+$/, "") : text;
 }

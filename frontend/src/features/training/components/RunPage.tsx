@@ -1,3 +1,4 @@
+import { useQueryClient } from "@tanstack/react-query";
 import { useEffect, useRef } from "react";
 import { Link, useParams } from "react-router";
 import type { ProjectEvent } from "../../../api/types";
@@ -10,9 +11,9 @@ import { formatDateTime, formatDuration, formatMetric, formatNumber, formatTime 
 import { useProjectId } from "../../projects/use-project-id";
 import { useCurrentTeam } from "../../teams/current-team";
 import { useRun } from "../api/get-run";
-import { useCheckpoints } from "../api/list-checkpoints";
-import { useRunEvents } from "../api/list-run-events";
-import { useRunMetrics } from "../api/list-run-metrics";
+import { checkpointsKey, useCheckpoints } from "../api/list-checkpoints";
+import { runEventsKey, useRunEvents } from "../api/list-run-events";
+import { runMetricsKey, useRunMetrics } from "../api/list-run-metrics";
 import { useCancelRun, useResumeRun } from "../api/run-actions";
 import { curveRows, isRunActive, latestValue, runProgress } from "../run-status";
 import { MetricChart } from "./MetricChart";
@@ -45,6 +46,18 @@ export function RunPage() {
   const metrics = useRunMetrics(runId, live);
   const events = useRunEvents(runId, live);
   const checkpoints = useCheckpoints(runId, live);
+  const queryClient = useQueryClient();
+  const wasLive = useRef(live);
+  useEffect(() => {
+    // The last checkpoint, metric points and log lines are written just before the run ends, and
+    // these queries stop polling when it does: read them once more when it ends under our eyes.
+    if (wasLive.current && !live) {
+      for (const queryKey of [checkpointsKey(runId), runMetricsKey(runId), runEventsKey(runId)]) {
+        void queryClient.invalidateQueries({ queryKey });
+      }
+    }
+    wasLive.current = live;
+  }, [live, runId, queryClient]);
   const cancel = useCancelRun();
   const resume = useResumeRun();
   const { canWrite } = useCurrentTeam();
