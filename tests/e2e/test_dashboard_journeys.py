@@ -141,7 +141,7 @@ def test_it_takes_the_owner_from_data_to_a_streamed_chat(journey, platform, tiny
     expect(page.get_by_label("Dataset version")).to_contain_text("Product FAQ v1")
     page.get_by_text("Advanced hyperparameters").click()
     # The form shows what the quick preset gives a LoRA run, read from the engine's config.
-    expect(page.get_by_label("Learning rate")).to_have_value("0.0003")
+    expect(page.get_by_label("Learning rate")).to_have_value("0.001")
     expect(page.get_by_label("Schedule")).to_have_value("cosine")
     page.get_by_label("Max steps").fill("12")
     page.get_by_label("Eval every N steps").fill("4")

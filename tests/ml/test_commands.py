@@ -31,7 +31,7 @@ def test_train_help_lists_every_option_with_its_default():
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         assert "(default:" in entries[flag], flag
-    assert "(default: smollm2-135m-instruct)" in text and "(default: 2e-4 for lora, 2e-5 for full)" in text
+    assert "(default: smollm2-135m-instruct)" in text and "(default: 1e-3 for lora, 2e-5 for full)" in text
     assert "--base" in text and "--data" in text and "--out" in text
 
 

@@ -30,9 +30,10 @@ def test_lora_teaches_smollm2_facts_it_did_not_know(tmp_path):
     assert not any(fact in reply for fact, reply in zip(QUESTIONS.values(), before)), before
     del base
 
-    config = TrainConfig(base_model="smollm2-135m-instruct", method="lora", epochs=8, learning_rate=1e-3,
-                         batch_size=8, validation_split=0.05, eval_generations=4, max_new_tokens=32,
-                         max_seq_length=256)
+    # The preset a user starts with must teach the facts, not only a hand-tuned config.
+    config = TrainConfig.from_preset("balanced", base_model="smollm2-135m-instruct", method="lora",
+                                     validation_split=0.05, eval_generations=4, max_new_tokens=32,
+                                     max_seq_length=256)
     result = train(config, DEMO_DATASET, tmp_path / "model")
     assert result.status == "completed"
     assert result.losses[-1]["loss"] < 0.5 * result.losses[0]["loss"]

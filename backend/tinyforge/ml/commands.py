@@ -27,7 +27,7 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        shown = {"learning_rate": "2e-4 for lora, 2e-5 for full", "max_steps": "unset",
+        shown = {"learning_rate": "1e-3 for lora, 2e-5 for full", "max_steps": "unset",
                  "lora_target_modules": "per architecture"}.get(f.name, default)
         help_text = f"{f.metadata['help']} (default: {shown})"
         kind = hints[f.name]

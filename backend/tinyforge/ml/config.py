@@ -33,7 +33,7 @@ class TrainConfig:
 
     base_model: str = _f("smollm2-135m-instruct", "base model: a preset name, a Hugging Face id or a local folder")
     method: str = _f("lora", "lora (train small adapter matrices) or full (train every weight)", choices=METHODS)
-    epochs: float = _f(3.0, "passes over the training data (ignored when max_steps is set)")
+    epochs: float = _f(5.0, "passes over the training data (ignored when max_steps is set)")
     max_steps: int | None = _f(None, "stop after this many optimizer steps (overrides epochs)")
     learning_rate: float | None = _f(None, "peak learning rate after warmup")
     lr_schedule: str = _f("cosine", "learning-rate decay after warmup", choices=SCHEDULES)
@@ -80,7 +80,10 @@ class TrainConfig:
                 problems.append(f"{f.name} must be one of {', '.join(choices)}, not {value!r}")
         need(isinstance(self.base_model, str) and bool(self.base_model.strip()), "base_model must not be empty")
         if self.learning_rate is None:
-            self.learning_rate = 2e-4 if self.method == "lora" else 2e-5
+            # LoRA on the small models this product trains: 2e-4 (the usual figure for 7B models)
+            # taught SmolLM2-135M none of the demo dataset's facts in 3 or 5 epochs; 1e-3 in 5
+            # epochs taught it every fact asked (tests/ml/test_smollm2.py).
+            self.learning_rate = 1e-3 if self.method == "lora" else 2e-5
         need(self.learning_rate > 0, f"learning_rate must be greater than 0, not {self.learning_rate}")
         need(self.learning_rate < 1, f"learning_rate {self.learning_rate} is far too large; typical values are 1e-5 to 5e-4")
         need(self.epochs > 0, f"epochs must be greater than 0, not {self.epochs}")
@@ -135,10 +138,13 @@ class TrainConfig:
         return {f.name: f.metadata["help"] for f in dataclasses.fields(cls)}
 
 
-# Presets trade time for quality. "balanced" equals the dataclass defaults.
+# Presets trade time for quality. "balanced" equals the dataclass defaults. None sets the learning
+# rate, so each method keeps its own default (LoRA's would be far too high for a full fine-tune).
+# Measured on the demo dataset (SmolLM2-135M, LoRA, 2 CPU cores): "balanced" answered the 3 facts
+# asked in 2.3 minutes (held-out paraphrases: ROUGE-L 0.65, exact match 0.13); 3 epochs answered
+# none (0.46); "thorough" stopped early at epoch 8 after 4.3 minutes (ROUGE-L 0.77, exact 0.50).
 PRESETS: dict[str, dict[str, Any]] = {
-    "quick": {"epochs": 1.0, "lora_r": 8, "lora_alpha": 16, "learning_rate": 3e-4, "eval_generations": 4},
+    "quick": {"epochs": 1.0, "lora_r": 8, "lora_alpha": 16, "eval_generations": 4},
     "balanced": {},
-    "thorough": {"epochs": 5.0, "lora_r": 32, "lora_alpha": 64, "learning_rate": 1e-4,
-                 "early_stopping_patience": 3, "keep_checkpoints": 3},
+    "thorough": {"epochs": 10.0, "lora_r": 32, "lora_alpha": 64, "early_stopping_patience": 3, "keep_checkpoints": 3},
 }
