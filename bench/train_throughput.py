@@ -8,8 +8,10 @@ optimizer steps, same machine, one run. Each contender runs in its own subproces
 memory is its own.
 
 Contenders:
-  ours-grouped   tinyforge.ml.train with length-grouped batches (the CPU default)
+  ours           tinyforge.ml.train as a CPU runs it by default (packing "batch": 8 random rows a
+                 step, packed into rows as wide as the longest of them)
   ours-packed    tinyforge.ml.train with packing on (the GPU default), max length 512
+  ours-grouped   tinyforge.ml.train with packing off: length-grouped padded batches (least memory)
   trl-default    trl.SFTTrainer with SFTConfig defaults (random batches padded to the longest,
                  gradient checkpointing on, bf16 where supported, loss on every token)
   trl-packing    trl.SFTTrainer with packing=True, max_length 512 (given fewer steps so that it
@@ -163,7 +165,7 @@ class TokenCounter:
         self.total += ids.numel()
 
 
-def run_ours(steps: int, packing: bool, workdir: Path, precision: str = "auto", seed: int = SEED) -> dict:
+def run_ours(steps: int, packing: str, workdir: Path, precision: str = "auto", seed: int = SEED) -> dict:
     from tinyforge.ml.config import TrainConfig
     from tinyforge.ml.models import load_model_folder
     from tinyforge.ml.train import train
@@ -173,7 +175,7 @@ def run_ours(steps: int, packing: bool, workdir: Path, precision: str = "auto", 
                          lr_schedule="cosine", warmup_ratio=0.0, batch_size=BATCH, max_seq_length=MAX_LENGTH,
                          lora_r=LORA["r"], lora_alpha=LORA["lora_alpha"], lora_dropout=LORA["lora_dropout"],
                          lora_target_modules=LORA["target_modules"], seed=seed, validation_split=0.0,
-                         eval_generations=0, packing="on" if packing else "off", precision=precision)
+                         eval_generations=0, packing=packing, precision=precision)
     clock = engine_cpu_clock()
     result = train(config, train_rows, workdir / "out", [clock])
     model, tokenizer = load_model_folder(result.output_dir)
@@ -268,10 +270,12 @@ def child(name: str, steps: int, precision: str, seed: int) -> None:
     logging.disable_progress_bar()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        if name == "ours-grouped":
-            result = run_ours(steps, False, workdir, precision, seed)
+        if name == "ours":
+            result = run_ours(steps, "batch", workdir, precision, seed)
+        elif name == "ours-grouped":
+            result = run_ours(steps, "off", workdir, precision, seed)
         elif name == "ours-packed":
-            result = run_ours(steps, True, workdir, precision, seed)
+            result = run_ours(steps, "on", workdir, precision, seed)
         elif name == "trl-default":
             result = run_trl(steps, False, workdir, seed)
         elif name == "trl-packing":
@@ -329,7 +333,7 @@ def main() -> None:
     print(f"measured matmul peak: fp32 {peak_fp32:.1f}, bf16 {peak_bf16:.1f} GFLOP/s on {torch.get_num_threads()} threads; "
           f"{config.num_hidden_layers} layers, {flops_per_token / 1e9:.2f} GFLOP per token")
 
-    contenders = args.only or ["ours-grouped", "trl-default", "hf-trainer", "trl-packing", "ours-packed"]
+    contenders = args.only or ["ours", "trl-default", "hf-trainer", "trl-packing", "ours-packed", "ours-grouped"]
     results = {}
     for name in contenders:
         steps = packed_steps if name.endswith("packing") or name.endswith("packed") else args.steps
@@ -354,11 +358,11 @@ def main() -> None:
               f"eval loss {result['eval_loss']:.4f}  MFU {result['mfu']:5.1%}  steps {result['steps']}  "
               f"load {result['load']:.1f}", flush=True)
 
-    ours = results.get("ours-grouped")
+    ours = results.get("ours")
     if ours:
-        print("\nratios (ours-grouped / peer):")
+        print("\nratios (ours / other):")
         for name, r in results.items():
-            if name == "ours-grouped":
+            if name == "ours":
                 continue
             print(f"  vs {name:13s} throughput {ours['tok_s'] / r['tok_s']:.2f}x  "
                   f"per CPU-second {ours['tok_cpu_s'] / r['tok_cpu_s']:.2f}x  "

@@ -107,7 +107,7 @@ def test_grouped_batches_hold_equal_tokens_and_as_many_batches_as_fixed_counts()
     rng = random.Random(3)
     # Long-tailed lengths, as in real support data: mostly short rows, a few long ones.
     lengths = [min(1000, int(rng.lognormvariate(4.3, 0.7))) + 5 for _ in range(1000)]
-    plan = plan_epoch(lengths, packing=False, batch_size=8, max_seq_length=1024, seed=1, epoch=0)
+    plan = plan_epoch(lengths, packing="off", batch_size=8, max_seq_length=1024, seed=1, epoch=0)
     assert sorted(i for batch in plan for (i,) in batch) == list(range(1000))  # every row once
     assert len(plan) == 125  # 1000 rows / 8, as with batches of 8 rows: the same steps per epoch
     widths = [len(batch) * max(lengths[i] for (i,) in batch) for batch in plan]
@@ -118,12 +118,43 @@ def test_grouped_batches_hold_equal_tokens_and_as_many_batches_as_fixed_counts()
     multi = [w for w, n in zip(widths, sizes) if n > 1]
     assert max(multi) < 2.5 * min(multi)
     assert padding_share(lengths, plan) < 0.1
-    again = plan_epoch(lengths, packing=False, batch_size=8, max_seq_length=1024, seed=1, epoch=0)
-    other = plan_epoch(lengths, packing=False, batch_size=8, max_seq_length=1024, seed=1, epoch=1)
+    again = plan_epoch(lengths, packing="off", batch_size=8, max_seq_length=1024, seed=1, epoch=0)
+    other = plan_epoch(lengths, packing="off", batch_size=8, max_seq_length=1024, seed=1, epoch=1)
     assert again == plan and other != plan and len(other) == len(plan)
     # One long row among short ones: still as many batches as rows / batch_size, here one.
     skewed = [390] + [50] * 7
-    assert len(plan_epoch(skewed, packing=False, batch_size=8, max_seq_length=1024, seed=0, epoch=0)) == 1
+    assert len(plan_epoch(skewed, packing="off", batch_size=8, max_seq_length=1024, seed=0, epoch=0)) == 1
+
+
+def test_batch_packing_takes_random_batches_and_packs_each_without_widening_it(tiny_model_dir, toy_rows):
+    import random
+
+    rng = random.Random(3)
+    lengths = [min(1000, int(rng.lognormvariate(4.3, 0.7))) + 5 for _ in range(1000)]
+    plan = plan_epoch(lengths, packing="batch", batch_size=8, max_seq_length=1024, seed=1, epoch=0)
+    members = [[i for row in batch for i in row] for batch in plan]
+    # batch_size examples a step, every example once, in an order that mixes lengths (not grouped).
+    assert sorted(i for m in members for i in m) == list(range(1000)) and {len(m) for m in members} == {8}
+    widths = [max(sum(lengths[i] for i in row) for row in batch) for batch in plan]
+    assert all(w == max(lengths[i] for i in m) for w, m in zip(widths, members))  # no row wider than a padded one
+    assert max(widths) > 3 * min(widths)  # long and short batches side by side, as random draws give
+    padded = [[[i] for i in m] for m in members]
+    assert padding_share(lengths, plan) < 0.6 * padding_share(lengths, padded)
+    again = plan_epoch(lengths, packing="batch", batch_size=8, max_seq_length=1024, seed=1, epoch=0)
+    other = plan_epoch(lengths, packing="batch", batch_size=8, max_seq_length=1024, seed=1, epoch=1)
+    assert again == plan and other != plan
+    # The same examples as a padded batch of them, the same loss: only the layout changed.
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    examples = [tokenize_row(tokenizer, parse_row(r)) for r in toy_rows[:16]]
+    small = plan_epoch([len(e) for e in examples], packing="batch", batch_size=8, max_seq_length=1024, seed=0, epoch=0)
+    assert any(len(row) > 1 for batch in small for row in batch)  # something was packed
+    with torch.no_grad():
+        for batch in small:
+            packed_sum, packed_n = loss_sum(model, collate(examples, batch, tokenizer.pad_token_id))
+            alone = [[i] for row in batch for i in row]
+            padded_sum, padded_n = loss_sum(model, collate(examples, alone, tokenizer.pad_token_id))
+            assert packed_n == padded_n and abs(float(packed_sum - padded_sum)) < 1e-3 * max(1.0, float(padded_sum))
 
 
 def test_packed_training_learns_like_unpacked_training(tiny_config, toy_dataset, tmp_path):

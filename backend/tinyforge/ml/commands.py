@@ -19,6 +19,8 @@ from tinyforge.ml.config import PRESETS, TrainConfig
 
 # Short spellings the issue and the README use.
 ALIASES = {"base_model": ["--base"], "max_seq_length": ["--max-length"]}
+# How the progress line names each batch layout of TrainConfig.packing.
+LAYOUTS = {"on": "packed sequences", "batch": "random batches packed into rows", "off": "length-grouped batches"}
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -109,7 +111,7 @@ class ProgressBar:
             f"training {info['train_examples']} examples ({info['validation_examples']} held out) on "
             f"{info['device']}{processes} ({info['precision']}), {info['total_steps']} steps, "
             f"{info['trainable_parameters']:,} trainable parameters, "
-            f"{'packed' if info['packing'] else 'length-grouped'} batches with {info['padding_share']:.0%} padding"
+            f"{LAYOUTS[info['packing']]} with {info['padding_share']:.0%} padding"
         )
         self.progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[status]}"), TimeRemainingColumn(), console=self.console)

@@ -17,7 +17,7 @@ from tinyforge.errors import TinyforgeError
 METHODS = ("lora", "full")
 SCHEDULES = ("cosine", "linear", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
-PACKING = ("auto", "on", "off")
+PACKING = ("auto", "on", "batch", "off")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -52,8 +52,10 @@ class TrainConfig:
     early_stopping_patience: int = _f(0, "stop after N evaluations without eval-loss improvement (0 disables)")
     early_stopping_threshold: float = _f(0.0, "smallest eval-loss decrease that counts as an improvement")
     precision: str = _f("auto", "fp32, bf16, or auto (bf16 on a GPU or CPU with native bfloat16 support, else fp32)", choices=PRECISIONS)
-    packing: str = _f("auto", "pack examples into full sequences (on), pad length-grouped batches (off), "
-                      "or auto (on for CUDA, off for CPU)", choices=PACKING)
+    packing: str = _f("auto", "pack examples into full max_seq_length sequences (on), pack each step's "
+                      "batch_size random examples into rows as wide as their longest (batch), pad "
+                      "length-grouped batches (off, least memory), or auto (on for CUDA, batch for CPU)",
+                      choices=PACKING)
     train_on_prompt: bool = _f(False, "also take loss on system/user tokens, not only on the assistant's")
     gradient_checkpointing: bool = _f(False, "recompute activations in the backward pass to save memory")
     lora_r: int = _f(16, "LoRA rank")

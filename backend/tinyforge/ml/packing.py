@@ -1,4 +1,4 @@
-"""Turning tokenized examples into batches: packed sequences or length-grouped padded batches.
+"""Turning tokenized examples into batches, one of three ways (TrainConfig.packing).
 
 Packed: examples are bin-packed (first-fit decreasing) into sequences of at most
 `max_seq_length` tokens. Position ids restart at 0 for each example and the attention mask is
@@ -6,12 +6,21 @@ left out, which makes transformers build a block-diagonal causal mask from the p
 (`masking_utils.find_packed_sequence_indices`; flash-attention kernels use the same position ids
 as variable-length boundaries), so no token attends across an example boundary. The first token
 of each example gets no label, exactly as in an unpadded batch, where the first token is never
-predicted. Packing pays on a GPU; on a CPU the block-diagonal mask costs quadratic attention over
-the whole pack, so length-grouped batches are usually faster there.
+predicted. Packing pays on a GPU. It also makes fewer, fuller steps per epoch, which costs eval
+loss at equal tokens when the data are few.
 
-Length-grouped: examples are shuffled, cut into mega-batches of 50 batches, sorted by length
-inside each, and padded only to the longest example of their own batch, so little compute goes
-to padding (the sampler idea of transformers' `group_by_length`). Batches hold about equal
+Packed within the batch (`batch`, the CPU default): each step takes batch_size examples drawn at
+random, exactly as an unpacked trainer would, and lays them out first-fit decreasing into rows as
+wide as the longest of them, with the same position-id boundaries as packing. The step sees the
+same examples and computes the same loss as a padded batch of them, at a fraction of the padding
+(17% against 51% on the training benchmark's data), and no row is wider than a padded batch's.
+Batches stay random mixtures of lengths; length-grouped batches were as fast but each held one
+band of lengths, and after one epoch of the benchmark their model scored 0.08 worse on held-out
+loss than the plain Trainer's random batches (this layout: 0.02 better).
+
+Length-grouped (`off`, the least memory): examples are shuffled, cut into mega-batches of 50
+batches, sorted by length inside each, and padded only to the longest example of their own
+batch, so little compute goes to padding (the sampler idea of transformers' `group_by_length`). Batches hold about equal
 numbers of tokens, padding included, rather than batch_size examples each (fairseq's
 `max_tokens` batching): a band of short examples makes a batch of many of them, a band of long
 ones a batch of few, under the smallest budget that gives as many batches as batch_size examples
@@ -68,16 +77,25 @@ def pack_examples(lengths: list[int], max_seq_length: int) -> list[list[int]]:
     return bins
 
 
-def plan_epoch(lengths: list[int], *, packing: bool, batch_size: int, max_seq_length: int,
+def plan_epoch(lengths: list[int], *, packing: str, batch_size: int, max_seq_length: int,
                seed: int, epoch: int) -> list[BatchPlan]:
-    """The batches of one epoch, deterministic in (seed, epoch)."""
+    """The batches of one epoch, deterministic in (seed, epoch); `packing` is "on", "batch" or "off"."""
     rng = random.Random(seed * 1_000_003 + epoch)
-    if packing:
+    if packing == "on":
         rows = pack_examples(lengths, max_seq_length)
         rng.shuffle(rows)
         return [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
     order = list(range(len(lengths)))
     rng.shuffle(order)
+    if packing == "batch":
+        batches = []
+        for start in range(0, len(order), batch_size):
+            chosen = order[start:start + batch_size]
+            rows = pack_examples([lengths[i] for i in chosen], max(lengths[i] for i in chosen))
+            batches.append([[chosen[j] for j in row] for row in rows])
+        return batches
+    if packing != "off":
+        raise ValueError(f"packing must be on, batch or off, not {packing!r}")
     megabatch = batch_size * MEGABATCH_FACTOR
     batches: list[BatchPlan] = []
     for start in range(0, len(order), megabatch):
