@@ -14,9 +14,10 @@ random, exactly as an unpacked trainer would, and lays them out first-fit decrea
 wide as the longest of them, with the same position-id boundaries as packing. The step sees the
 same examples and computes the same loss as a padded batch of them, at a fraction of the padding
 (17% against 51% on the training benchmark's data), and no row is wider than a padded batch's.
-Batches stay random mixtures of lengths; length-grouped batches were as fast but each held one
-band of lengths, and after one epoch of the benchmark their model scored 0.08 worse on held-out
-loss than the plain Trainer's random batches (this layout: 0.02 better).
+Batches stay random mixtures of lengths. Length-grouped batches were 15% faster on a CPU, but
+each held one band of lengths, and after one epoch of the training benchmark their model scored
+0.05-0.09 worse held-out loss than the plain Trainer's random batches on every seed; this layout
+scores as the Trainer does, within the spread between seeds (docs/benchmarks.md).
 
 Length-grouped (`off`, the least memory): examples are shuffled, cut into mega-batches of 50
 batches, sorted by length inside each, and padded only to the longest example of their own
