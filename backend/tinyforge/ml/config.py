@@ -38,8 +38,8 @@ class TrainConfig:
     learning_rate: float | None = _f(None, "peak learning rate after warmup")
     lr_schedule: str = _f("cosine", "learning-rate decay after warmup", choices=SCHEDULES)
     warmup_ratio: float = _f(0.05, "share of the steps spent warming the learning rate up from 0")
-    batch_size: int = _f(8, "examples (or packed sequences) per forward pass; unpacked batches of short "
-                         "examples hold more and of long ones fewer, about batch_size x the mean length in tokens")
+    batch_size: int = _f(8, "examples per forward pass (packing on: packed sequences; packing off: about "
+                         "batch_size x the mean length in tokens, so more short examples and fewer long ones)")
     gradient_accumulation_steps: int = _f(1, "forward passes per optimizer step; effective batch = batch_size x this")
     max_seq_length: int = _f(1024, "longest example in tokens; longer rows are skipped and reported")
     weight_decay: float = _f(0.0, "AdamW weight decay")

@@ -21,8 +21,8 @@ scores as the Trainer does, within the spread between seeds (docs/benchmarks.md)
 
 Length-grouped (`off`, the least memory): examples are shuffled, cut into mega-batches of 50
 batches, sorted by length inside each, and padded only to the longest example of their own
-batch, so little compute goes to padding (the sampler idea of transformers' `group_by_length`). Batches hold about equal
-numbers of tokens, padding included, rather than batch_size examples each (fairseq's
+batch, so little compute goes to padding (the sampler idea of transformers' `group_by_length`).
+Batches hold about equal numbers of tokens, padding included, rather than batch_size examples each (fairseq's
 `max_tokens` batching): a band of short examples makes a batch of many of them, a band of long
 ones a batch of few, under the smallest budget that gives as many batches as batch_size examples
 each would. With a fixed count the steps over short examples saw a fraction of the tokens of the
