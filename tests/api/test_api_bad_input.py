@@ -10,6 +10,20 @@ def test_it_rejects_malformed_json(client_for, alice, acme):
     assert_error(response, 400, "parse_error")
 
 
+DEEP = '{"a": ' + "[" * 1000 + "]" * 1000 + "}"  # 2 KB that was a RecursionError (500)
+
+
+def test_it_rejects_json_nested_too_deep_before_and_after_sign_in(client_for, token_client, alice, acme):
+    signed_out, signed_in = client_for(), client_for(alice)
+    with_token, _ = token_client(alice, acme.team, ["read", "write"])
+    for caller, path in [(signed_out, "/api/v1/auth/login/"), (signed_out, "/api/v1/invitations/accept/"),
+                         (signed_in, "/api/v1/invitations/accept/"), (signed_in, "/api/v1/projects/"),
+                         (with_token, "/v1/fine_tuning/jobs")]:
+        response = caller.post(path, DEEP, content_type="application/json")
+        assert response.status_code == 400, (path, response.content[:300])
+        assert "nested deeper than 100 levels" in str(response.json()), (path, response.json())
+
+
 def test_it_rejects_a_json_body_that_is_not_an_object(client_for, alice, acme):
     assert_error(client_for(alice).post("/api/v1/projects/", "[1, 2]", content_type="application/json"), 400)
 

@@ -157,6 +157,10 @@ def write_bad_corpus(folder: Path) -> dict[str, Path]:
     put("ragged.csv", b"instruction,output\nsay hi,hi\nsay bye,bye,extra\n")
     put("nul_bytes.json", b'[{"instruction": "a", "output": "b\x00c"}]')
     put("nul_bytes.jsonl", b'{"instruction": "a", "output": "b"}\n{"instruction": "\x00", "output": "c"}\n')
+    # 2 KB that recursed past Python's limit in json (RecursionError) before depth was bounded.
+    deep = b'{"instruction": "a", "output": "b", "metadata": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+    put("deeply_nested.jsonl", b'{"instruction": "a", "output": "b"}\n' + deep + b"\n")
+    put("deeply_nested.json", b'[{"instruction": "a", "output": "b"},\n\n ' + deep + b"]")
     put("escaped_nul.jsonl", b'{"instruction": "a", "output": "b\\u0000c"}\n')
     put("not_utf8_invalid.jsonl", b'{"instruction": "a", "output": "b"}\n' + b'\xff\xfe\x00garbage\x81\n' * 3)
     base = folder / "_base.docx"

@@ -156,6 +156,8 @@ def test_a_custom_docx_style_with_an_outline_level_is_a_heading(tmp_path):
     ("nul_bytes.json", "nul_bytes.json, line 1: contains a NUL byte"),
     ("nul_bytes.jsonl", "nul_bytes.jsonl, line 2: contains a NUL byte at column 18"),
     ("not_utf8_invalid.jsonl", "not a text file: no text encoding fits its bytes"),
+    ("deeply_nested.jsonl", "deeply_nested.jsonl, line 2: not valid JSON: arrays and objects nested deeper than 100"),
+    ("deeply_nested.json", "deeply_nested.json, line 3: not valid JSON: arrays and objects nested deeper than 100"),
 ])
 def test_it_refuses_bad_files_with_a_clear_error(bad_files, name, message):
     started = time.monotonic()

@@ -70,6 +70,14 @@ def test_a_bad_file_fails_its_version_and_spares_the_earlier_one(bad_files, name
     assert event.data["source"] == name
 
 
+def test_json_nested_too_deep_fails_its_import_naming_the_file_and_line(bad_files, upload, ingested, acme, earlier,
+                                                                       client_for, alice):
+    # Was "failed unexpectedly (RecursionError ...)".
+    version = ingested(upload(acme.dataset, [("deeply_nested.json", bad_files["deeply_nested.json"].read_bytes())]))
+    assert_failed_cleanly(client_for(alice), version, earlier, "deeply_nested.json, line 3: not valid JSON: arrays and "
+                                                               "objects nested deeper than 100 levels")
+
+
 def test_one_bad_file_among_good_ones_fails_the_whole_version(bad_files, upload, ingested, acme, earlier, client_for,
                                                               alice):
     version = ingested(upload(acme.dataset, [("good.jsonl", GOOD_JSONL),

@@ -36,6 +36,15 @@ def test_lines_that_are_not_json_are_reported_with_their_line_number(tmp_path):
     assert "not valid JSON" in report.invalid[0].reason
 
 
+def test_a_row_nested_too_deep_is_reported_with_its_line_not_a_recursion_error(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"instruction": "a", "output": "b"}\n{"instruction": "a", "output": "b", "metadata": '
+                    + "[" * 1000 + "]" * 1000 + "}\n")
+    report = validate_file(path)
+    assert report.valid_rows == 1 and [(p.line, p.field) for p in report.invalid] == [(2, "row")]
+    assert "nested deeper than 100 levels" in report.invalid[0].reason
+
+
 def test_a_row_missing_its_output_names_the_field(tmp_path):
     path = write_jsonl(tmp_path / "d.jsonl", [{"instruction": "a"}, {"instruction": "b", "output": "c"}])
     report = validate_file(path)

@@ -112,9 +112,15 @@ def test_a_1mb_prompt_is_a_400_and_a_larger_body_a_413(server):
     (b'{"model": "tiny", "messages": [', "malformed JSON"),
     (b"\xff\xfe", "not UTF-8"),
     (b'["a list"]', "JSON object"),
+    # 2 KB that was a RecursionError (500) before the depth was bounded
+    (b'{"model": "tiny", "messages": ' + b"[" * 1000 + b"]" * 1000 + b"}", "nested deeper than 100 levels"),
+    (b'{"model": "tiny", "messages": [{"role": "user", "content": "\\ud800"}]}', "half of a surrogate pair"),
+    (b'{"model": "tiny", "max_tokens": ' + b"9" * 5000 + b"}", "4300 digits"),
 ])
 def test_malformed_bodies_are_400s(server, body, says):
-    assert_openai_error(post(server, "/v1/chat/completions", body), 400, says=says)
+    for path in ("/v1/chat/completions", "/v1/completions", "/predict"):
+        assert_openai_error(post(server, path, body), 400, code="invalid_json" if says != "JSON object" else None,
+                            says=says)
 
 
 def test_unknown_paths_and_methods_get_openai_errors(server):

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from charset_normalizer import from_bytes
 
+from tinyforge import bounded_json
 from tinyforge.connectors.pdf import PdfLimits, iter_pdf_pages
 from tinyforge.connectors.records import Block, RawRecord, Row, SourceError
 from tinyforge.connectors.word import ZipLimits, iter_docx_blocks
@@ -222,7 +223,7 @@ class FileSource:
                 if not line.strip():
                     continue
                 try:
-                    value = json.loads(line)
+                    value = bounded_json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise SourceError(self.name, f"not valid JSON: {exc.msg} at column {exc.colno}",
                                       f"line {number}") from None
@@ -235,6 +236,8 @@ class FileSource:
         """Objects of a top-level JSON array, decoded one at a time (the array is never loaded whole)."""
         raw, text = self._open_text()
         decoder = json.JSONDecoder()
+        # Every piece read is scanned before the decoder sees it: the decoder recurses per level.
+        nesting = bounded_json.NestingScanner(bounded_json.MAX_DEPTH + 1)  # + the enclosing array
         size = max(os.path.getsize(self.path), 1)
         buffer, position, lines_before, index = "", 0, 1, 0
 
@@ -248,6 +251,11 @@ class FileSource:
             lines_before += buffer.count("\n", 0, position)
             buffer = buffer[position:] + chunk
             position = 0
+            deep = nesting.feed(chunk)
+            if deep is not None:
+                line = lines_before + buffer.count("\n", 0, len(buffer) - len(chunk) + deep)
+                raise SourceError(self.name, f"not valid JSON: arrays and objects nested deeper than "
+                                             f"{bounded_json.MAX_DEPTH} levels", f"line {line}")
             self._fraction = raw.tell() / size
             return bool(chunk)
 

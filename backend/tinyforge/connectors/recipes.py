@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from tinyforge import bounded_json
 from tinyforge.connectors.chunking import Chunk
 from tinyforge.errors import TinyforgeError
 
@@ -75,7 +76,7 @@ class QAGenerator:
         content = (reply.choices[0].message.content or "") if reply.choices else ""
         match = _JSON_ARRAY.search(content)
         try:
-            items = json.loads(match.group(0)) if match else None
+            items = bounded_json.loads(match.group(0)) if match else None
         except json.JSONDecodeError:
             items = None
         if not isinstance(items, list):

@@ -4,6 +4,7 @@ from urllib.parse import urlsplit
 
 from rest_framework import serializers
 
+from tinyforge import bounded_json
 from tinyforge.connectors.files import FORMATS
 from tinyforge.connectors.mapping import FieldMapping
 from tinyforge.connectors.recipes import RECIPES
@@ -180,7 +181,7 @@ def _checked_credentials(kind: str, credentials: dict) -> dict:
         return {name: value}
     if isinstance(value, str):
         try:
-            value = json.loads(value)
+            value = bounded_json.loads(value)
         except ValueError:
             raise invalid(f"{name} is not valid JSON.") from None
     expected = "service_account" if name == "service_account_json" else "authorized_user"

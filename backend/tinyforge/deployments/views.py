@@ -1,7 +1,7 @@
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import exceptions, mixins, parsers, renderers, status
+from rest_framework import exceptions, mixins, renderers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
@@ -9,6 +9,7 @@ from tinyforge.accounts.models import Role, Scope
 from tinyforge.core import storage
 from tinyforge.core.access import require_role
 from tinyforge.core.api import TeamScopedViewSet, parse_id
+from tinyforge.core.parsers import JSONParser
 from tinyforge.core.audit import audit
 from tinyforge.core.errors import Conflict
 from tinyforge.core.schema import OBJECT_ERRORS, READ_ERRORS, WRITE_ERRORS, errors
@@ -79,7 +80,7 @@ class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins
                    responses={(200, "text/event-stream"): OpenApiTypes.STR, (200, "application/json"): OpenApiTypes.OBJECT,
                               **errors(400, 401, 403, 404, 409)},
                    summary="Playground: chat with the deployment, streamed token by token (OpenAI chunks over SSE)")
-    @action(detail=True, methods=["post"], parser_classes=[parsers.JSONParser],
+    @action(detail=True, methods=["post"], parser_classes=[JSONParser],
             renderer_classes=[renderers.JSONRenderer, EventStreamRenderer])
     def chat(self, request, pk=None):
         # Anyone who sees the deployment may try it, viewers included: chatting changes nothing.

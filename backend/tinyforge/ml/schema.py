@@ -21,6 +21,7 @@ from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
+from tinyforge import bounded_json
 from tinyforge.errors import TinyforgeError
 
 # A row this large is almost always a whole document pasted into one field; tokenizing it would
@@ -179,7 +180,7 @@ def _decode_line(number: int, raw: bytes) -> tuple[Any, RowProblem | None]:
     except UnicodeDecodeError as exc:
         return None, RowProblem(number, "row", f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})")
     try:
-        return json.loads(text), None
+        return bounded_json.loads(text), None
     except json.JSONDecodeError as exc:
         return None, RowProblem(number, "row", f"not valid JSON: {exc.msg} at column {exc.colno}")
 

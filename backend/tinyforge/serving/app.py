@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from tinyforge import bounded_json
 from tinyforge.serving.api import (
     APIError, ChatCompletionRequest, CompletionRequest, PredictRequest, parse,
 )
@@ -266,7 +267,7 @@ class InferenceService:
         except UnicodeDecodeError as exc:
             raise APIError(400, f"the request body is not UTF-8 text (byte {exc.start})", code="invalid_json") from None
         try:
-            return json.loads(text)
+            return bounded_json.loads(text)
         except json.JSONDecodeError as exc:
             raise APIError(400, f"malformed JSON in the request body: {exc.msg} at line {exc.lineno} column {exc.colno}",
                            code="invalid_json") from None

@@ -33,6 +33,7 @@ from tinyforge.accounts.models import Role
 from tinyforge.core import storage
 from tinyforge.core.access import require_role, token_of
 from tinyforge.core.api import MAX_ID
+from tinyforge.core.parsers import JSONParser
 from tinyforge.datasets.models import Dataset, DatasetVersion, DatasetVersionStatus, SourceKind
 from tinyforge.datasets.services import create_version, save_uploads
 from tinyforge.projects.models import Project
@@ -88,7 +89,7 @@ class IgnoreAcceptHeader(BaseContentNegotiation):
 
 class OpenAIView(APIView):
     authentication_classes = [BearerTokenAuthentication]
-    parser_classes = [parsers.JSONParser]
+    parser_classes = [JSONParser]
 
     def team_id(self) -> int:
         token = token_of(self.request)
