@@ -7,6 +7,7 @@ import io
 import json
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
@@ -145,3 +146,39 @@ def test_two_files_with_the_same_name_are_both_kept(upload, ingested, acme):
     assert version.status == "ready" and version.row_count == 7
     keys = [f["key"] for f in version.source_config["files"]]
     assert len(set(keys)) == 2 and [storage.path(k).read_bytes() for k in keys] == [GOOD_JSONL, other]
+
+
+LONG_NAMES = ["a" * 300 + ".jsonl", "é" * 200 + ".jsonl", "../../" + "x" * 250 + ".jsonl"]
+
+
+@pytest.mark.parametrize("client_name", LONG_NAMES, ids=["300 chars", "400 bytes", "a path"])
+def test_a_long_client_file_name_is_kept_shortened_and_never_stored_as_a_name(client_name, upload, ingested, acme):
+    # Was a 500 (OSError: File name too long): the client's name was part of the stored path.
+    version = ingested(upload(acme.dataset, [(client_name, GOOD_JSONL)]))
+    assert version.status == "ready", version.error
+    (stored,) = version.source_config["files"]
+    assert len(stored["name"]) <= storage.DISPLAY_NAME_LENGTH and stored["name"].endswith("….jsonl")
+    assert "/" not in stored["name"] and client_name.rsplit("/")[-1][:40] in stored["name"]
+    assert stored["key"].rsplit("/", 1)[-1] == "0.jsonl"
+
+
+def test_the_openai_files_api_keeps_a_long_name_as_metadata_only(token_client, alice, acme, ingest_queue,
+                                                                 django_capture_on_commit_callbacks):
+    client, _ = token_client(alice, acme.team, ["read", "write"])
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/v1/files", {"purpose": "fine-tune",
+                                             "file": SimpleUploadedFile(LONG_NAMES[0], GOOD_JSONL)},
+                               format="multipart")
+    assert response.status_code == 200, response.content[:300]
+    assert response.json()["filename"] == storage.display_name(LONG_NAMES[0])
+    version = DatasetVersion.all_teams.get(pk=int(response.json()["id"].removeprefix("file-")))
+    assert version.source_config["files"][0]["key"].endswith("/0.jsonl")
+
+
+@pytest.mark.parametrize("client_name, shown", [
+    ("faq.jsonl", "faq.jsonl"), ("C:\\Users\\me\\faq.csv", "faq.csv"), ("a\x00b\x1b[31m.txt", "ab[31m.txt"),
+    ("", "upload"), ("x" * 200 + ".tar.gz", "x" * 116 + "….gz"), ("y" * 200, "y" * 119 + "…"),
+])
+def test_display_names_are_printable_short_and_keep_the_extension(client_name, shown):
+    assert storage.display_name(client_name) == shown
+    assert storage.upload_key(1, "u", client_name).startswith("projects/1/uploads/u")

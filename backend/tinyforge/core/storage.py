@@ -8,6 +8,7 @@ move (a volume in compose) and an object store can replace this module later.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -98,9 +99,31 @@ def folder(key: str) -> Path:
 
 # Keys of the things the platform stores. Jobs and services use these, never their own paths.
 
-def upload_key(project_id: int, upload_id: str, filename: str) -> str:
-    safe = PurePosixPath(filename.replace("\\", "/")).name or "upload"
-    return f"projects/{project_id}/uploads/{upload_id}/{safe}"
+# An extension the readers may need to tell a file's format: short, plain letters and digits.
+_PLAIN_EXTENSION = re.compile(r"\.[a-z0-9]{1,10}")
+DISPLAY_NAME_LENGTH = 120
+
+
+def upload_key(project_id: int, upload_id: str, client_name: str) -> str:
+    """Where an uploaded file is stored. The name is generated, never the client's (a client's name
+    can be too long for the file system, or mean something to it); only a plain extension is
+    kept, which is how readers tell the format."""
+    extension = PurePosixPath(display_name(client_name)).suffix.lower()
+    if not _PLAIN_EXTENSION.fullmatch(extension):
+        extension = ""
+    return f"projects/{project_id}/uploads/{upload_id}{extension}"
+
+
+def display_name(client_name: str) -> str:
+    """A client's file name as metadata to show: its last path part, printable characters only,
+    at most DISPLAY_NAME_LENGTH characters with the extension kept when it is shortened."""
+    name = "".join(ch for ch in client_name.replace("\\", "/").rsplit("/", 1)[-1] if ch.isprintable()
+                   and not 0xD800 <= ord(ch) <= 0xDFFF).strip() or "upload"
+    if len(name) <= DISPLAY_NAME_LENGTH:
+        return name
+    stem, dot, extension = name.rpartition(".")
+    tail = f"…{dot}{extension}" if stem and len(extension) <= 10 else "…"
+    return name[: DISPLAY_NAME_LENGTH - len(tail)] + tail
 
 
 def dataset_version_key(project_id: int, dataset_id: int, version_id: int) -> str:

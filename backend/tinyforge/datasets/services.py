@@ -72,12 +72,12 @@ def save_uploads(project_id: int, files) -> list[dict]:
     upload_id = uuid.uuid4().hex
     saved = []
     for index, upload in enumerate(files):
-        # A folder per file: two files with the same name in one upload must not overwrite each other.
         key = storage.upload_key(project_id, f"{upload_id}/{index}", upload.name)
         with storage.atomic_write(key) as handle:
             for chunk in upload.chunks():
                 handle.write(chunk)
-        saved.append({"key": key, "name": upload.name, "size": upload.size, "content_type": upload.content_type or ""})
+        saved.append({"key": key, "name": storage.display_name(upload.name), "size": upload.size,
+                      "content_type": upload.content_type or ""})
     return saved
 
 

@@ -171,7 +171,7 @@ class FilesView(OpenAIView):
         saved = save_uploads(project.pk, [upload])
         try:
             version = create_version(request, dataset=dataset, source_kind=SourceKind.OPENAI_FILE,
-                                     source_config={"files": saved, "format": "jsonl"}, note=upload.name)
+                                     source_config={"files": saved, "format": "jsonl"}, note=saved[0]["name"])
         except BaseException:
             for item in saved:
                 storage.delete(item["key"])
