@@ -1,12 +1,13 @@
 import { useState, type FormEvent } from "react";
 import { errorBesideButton, fieldError, resultsOf } from "../../../api/client";
-import type { ExportFormat } from "../../../api/types";
+import type { Export, ExportFormat } from "../../../api/types";
 import { StatusBadge } from "../../../components/Badge";
 import { Button } from "../../../components/Button";
 import { Card } from "../../../components/Card";
 import { Field } from "../../../components/Field";
 import { ProgressBar } from "../../../components/ProgressBar";
-import { EmptyState, InlineError, QueryState } from "../../../components/States";
+import { RecordTable, type Column } from "../../../components/RecordTable";
+import { InlineError } from "../../../components/States";
 import { formatBytes, formatRelative } from "../../../lib/format";
 import { useCurrentTeam } from "../../teams/current-team";
 import { useRuns } from "../../training/api/list-runs";
@@ -86,64 +87,50 @@ export function ExportsCard({ projectId }: { projectId: number }) {
   const remove = useDeleteExport();
   const { canWrite } = useCurrentTeam();
   const runName = (id: number) => resultsOf(runs.data).find((r) => r.id === id)?.name ?? `run ${id}`;
+  const columns: Column<Export>[] = [
+    { header: "Run", cell: (e) => runName(e.run) },
+    { header: "Format", cell: (e) => `${e.format}${e.quantize !== "none" ? ` · ${e.quantize}` : ""}` },
+    {
+      header: "Status",
+      cell: (e) => (
+        <>
+          <StatusBadge status={e.status} />
+          {e.status === "running" || e.status === "pending" ? <ProgressBar value={e.progress} label={`Export ${e.id} progress`} /> : null}
+          {e.status === "failed" && e.error ? <div className="small" style={{ color: "var(--danger)" }}>{e.error}</div> : null}
+        </>
+      ),
+    },
+    { header: "Verification", className: "small muted", cell: (e) => verificationSummary(e.verification) },
+    { header: "Size", className: "num", cell: (e) => formatBytes(e.size_bytes) },
+    { header: "Created", className: "nowrap", cell: (e) => formatRelative(e.created_at) },
+  ];
   return (
-    <Card title="Exports">
-      <div className="stack">
-        {canWrite ? <NewExportForm projectId={projectId} /> : null}
-        <QueryState query={exports} isEmpty={(d) => resultsOf(d).length === 0} empty={<EmptyState title="No exports yet" />}>
-          {(data) => (
-            <div className="table-wrap">
-              <table className="table">
-                <thead>
-                  <tr>
-                    <th>Run</th>
-                    <th>Format</th>
-                    <th>Status</th>
-                    <th>Verification</th>
-                    <th className="num">Size</th>
-                    <th>Created</th>
-                    <th>
-                      <span className="visually-hidden">Actions</span>
-                    </th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {resultsOf(data).map((e) => (
-                    <tr key={e.id}>
-                      <td>{runName(e.run)}</td>
-                      <td>
-                        {e.format}
-                        {e.quantize !== "none" ? ` · ${e.quantize}` : ""}
-                      </td>
-                      <td>
-                        <StatusBadge status={e.status} />
-                        {e.status === "running" || e.status === "pending" ? <ProgressBar value={e.progress} label={`Export ${e.id} progress`} /> : null}
-                        {e.status === "failed" && e.error ? <div className="small" style={{ color: "var(--danger)" }}>{e.error}</div> : null}
-                      </td>
-                      <td className="small muted">{verificationSummary(e.verification)}</td>
-                      <td className="num">{formatBytes(e.size_bytes)}</td>
-                      <td className="nowrap">{formatRelative(e.created_at)}</td>
-                      <td className="nowrap">
-                        {e.status === "succeeded" ? (
-                          <a className="btn btn-sm" href={exportDownloadUrl(e.id)} download>
-                            Download
-                          </a>
-                        ) : null}{" "}
-                        {canWrite ? (
-                          <Button size="sm" variant="ghost" aria-label={`Delete export ${e.id}`} onClick={() => remove.mutate(e.id)}>
-                            ✕
-                          </Button>
-                        ) : null}
-                      </td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </div>
-          )}
-        </QueryState>
-        <InlineError error={remove.error} />
-      </div>
+    <Card title="Exports" bodyClassName="">
+      {canWrite ? (
+        <div className="card-body">
+          <NewExportForm projectId={projectId} />
+        </div>
+      ) : null}
+      <RecordTable
+        query={exports}
+        columns={columns}
+        empty="No exports yet"
+        actions={(e) =>
+          e.status === "succeeded" ? (
+            <a className="btn btn-sm" href={exportDownloadUrl(e.id)} download>
+              Download
+            </a>
+          ) : null
+        }
+        remove={{
+          mutation: remove,
+          variables: (e) => e.id,
+          label: "✕",
+          ariaLabel: (e) => `Delete export ${e.id}`,
+          allowed: () => canWrite,
+          variant: "ghost",
+        }}
+      />
     </Card>
   );
 }

@@ -1,10 +1,11 @@
 import { useState, type FormEvent } from "react";
-import { errorBesideButton, fieldError, resultsOf } from "../../../api/client";
-import type { Role } from "../../../api/types";
+import { errorBesideButton, fieldError } from "../../../api/client";
+import type { Membership, Role } from "../../../api/types";
 import { Button } from "../../../components/Button";
 import { Card } from "../../../components/Card";
 import { Field } from "../../../components/Field";
-import { EmptyState, InlineError, QueryState } from "../../../components/States";
+import { RecordTable, type Column } from "../../../components/RecordTable";
+import { InlineError } from "../../../components/States";
 import { formatDateTime } from "../../../lib/format";
 import { useCurrentTeam } from "../../teams/current-team";
 import { useAddMember } from "../api/add-member";
@@ -70,6 +71,33 @@ export function MembersPanel() {
   const members = useMembers(team.id);
   const update = useUpdateMemberRole();
   const remove = useRemoveMember();
+  const columns: Column<Membership>[] = [
+    { header: "User", cell: (m) => m.user.username },
+    { header: "E-mail", cell: (m) => m.user.email || "—" },
+    {
+      header: "Role",
+      cell: (m) =>
+        canManage ? (
+          <select
+            className="select"
+            style={{ width: "auto" }}
+            aria-label={`Role of ${m.user.username}`}
+            value={m.role}
+            disabled={update.isPending}
+            onChange={(e) => update.mutate({ teamId: team.id, membershipId: m.id, role: e.target.value as Role })}
+          >
+            {ROLES.map((r) => (
+              <option key={r.value} value={r.value}>
+                {r.value}
+              </option>
+            ))}
+          </select>
+        ) : (
+          m.role
+        ),
+    },
+    { header: "Since", className: "nowrap", cell: (m) => formatDateTime(m.created_at) },
+  ];
   return (
     <div className="stack">
       {canManage ? (
@@ -78,73 +106,19 @@ export function MembersPanel() {
         </Card>
       ) : null}
       <Card title={`Members of ${team.name}`} bodyClassName="">
-        <QueryState query={members} isEmpty={(d) => resultsOf(d).length === 0} empty={<EmptyState title="No members" />}>
-          {(data) => (
-            <div className="table-wrap">
-              <table className="table">
-                <thead>
-                  <tr>
-                    <th>User</th>
-                    <th>E-mail</th>
-                    <th>Role</th>
-                    <th>Since</th>
-                    <th>
-                      <span className="visually-hidden">Actions</span>
-                    </th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {resultsOf(data).map((m) => (
-                    <tr key={m.id}>
-                      <td>{m.user.username}</td>
-                      <td>{m.user.email || "—"}</td>
-                      <td>
-                        {canManage ? (
-                          <select
-                            className="select"
-                            style={{ width: "auto" }}
-                            aria-label={`Role of ${m.user.username}`}
-                            value={m.role}
-                            disabled={update.isPending}
-                            onChange={(e) => update.mutate({ teamId: team.id, membershipId: m.id, role: e.target.value as Role })}
-                          >
-                            {ROLES.map((r) => (
-                              <option key={r.value} value={r.value}>
-                                {r.value}
-                              </option>
-                            ))}
-                          </select>
-                        ) : (
-                          m.role
-                        )}
-                      </td>
-                      <td className="nowrap">{formatDateTime(m.created_at)}</td>
-                      <td>
-                        {canManage ? (
-                          <Button
-                            size="sm"
-                            variant="danger"
-                            busy={remove.isPending && remove.variables?.membershipId === m.id}
-                            onClick={() => {
-                              if (window.confirm(`Remove ${m.user.username} from ${team.name}?`)) remove.mutate({ teamId: team.id, membershipId: m.id });
-                            }}
-                          >
-                            Remove
-                          </Button>
-                        ) : null}
-                      </td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </div>
-          )}
-        </QueryState>
-        {update.error || remove.error ? (
-          <div className="card-body">
-            <InlineError error={update.error ?? remove.error} />
-          </div>
-        ) : null}
+        <RecordTable
+          query={members}
+          columns={columns}
+          empty="No members"
+          errors={[update.error]}
+          remove={{
+            mutation: remove,
+            variables: (m) => ({ teamId: team.id, membershipId: m.id }),
+            label: "Remove",
+            confirm: (m) => `Remove ${m.user.username} from ${team.name}?`,
+            allowed: () => canManage,
+          }}
+        />
       </Card>
     </div>
   );

@@ -1,12 +1,13 @@
 import { useState, type FormEvent } from "react";
-import { errorBesideButton, fieldError, resultsOf } from "../../../api/client";
-import type { CreatedApiToken, Scope } from "../../../api/types";
+import { errorBesideButton, fieldError } from "../../../api/client";
+import type { ApiToken, CreatedApiToken, Scope } from "../../../api/types";
 import { Button } from "../../../components/Button";
 import { Card } from "../../../components/Card";
 import { CopyButton } from "../../../components/CopyButton";
 import { Field } from "../../../components/Field";
 import { StatusBadge } from "../../../components/Badge";
-import { EmptyState, InlineError, QueryState } from "../../../components/States";
+import { RecordTable, type Column } from "../../../components/RecordTable";
+import { EmptyState, InlineError } from "../../../components/States";
 import { formatDateTime, formatRelative } from "../../../lib/format";
 import { useCurrentTeam } from "../../teams/current-team";
 import { useCreateToken } from "../api/create-token";
@@ -116,6 +117,15 @@ export function TokensPanel() {
   const tokens = useTokens(team.id);
   const revoke = useRevokeToken();
   const [created, setCreated] = useState<CreatedApiToken | null>(null);
+  const columns: Column<ApiToken>[] = [
+    { header: "Name", cell: (t) => t.name },
+    { header: "Prefix", cell: (t) => <code>{t.prefix}…</code> },
+    { header: "Scopes", cell: (t) => t.scopes.join(", ") },
+    { header: "Status", cell: (t) => <StatusBadge status={tokenStatus(t)} /> },
+    { header: "Created", className: "nowrap", cell: (t) => formatDateTime(t.created_at) },
+    { header: "Expires", className: "nowrap", cell: (t) => (t.expires_at ? formatDateTime(t.expires_at) : "never") },
+    { header: "Last used", className: "nowrap", cell: (t) => formatRelative(t.last_used_at) },
+  ];
   return (
     <div className="stack">
       {/* Tokens are personal: viewers make read tokens too (the server caps scopes by role). */}
@@ -126,71 +136,18 @@ export function TokensPanel() {
         </div>
       </Card>
       <Card title="Your API tokens" bodyClassName="">
-        <QueryState
+        <RecordTable
           query={tokens}
-          isEmpty={(d) => resultsOf(d).length === 0}
+          columns={columns}
           empty={<EmptyState title="No tokens yet">Scripts and the openai client authenticate with a token: Authorization: Bearer …</EmptyState>}
-        >
-          {(data) => (
-            <div className="table-wrap">
-              <table className="table">
-                <thead>
-                  <tr>
-                    <th>Name</th>
-                    <th>Prefix</th>
-                    <th>Scopes</th>
-                    <th>Status</th>
-                    <th>Created</th>
-                    <th>Expires</th>
-                    <th>Last used</th>
-                    <th>
-                      <span className="visually-hidden">Actions</span>
-                    </th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {resultsOf(data).map((token) => {
-                    const status = tokenStatus(token);
-                    return (
-                      <tr key={token.id}>
-                        <td>{token.name}</td>
-                        <td>
-                          <code>{token.prefix}…</code>
-                        </td>
-                        <td>{token.scopes.join(", ")}</td>
-                        <td>
-                          <StatusBadge status={status} />
-                        </td>
-                        <td className="nowrap">{formatDateTime(token.created_at)}</td>
-                        <td className="nowrap">{token.expires_at ? formatDateTime(token.expires_at) : "never"}</td>
-                        <td className="nowrap">{formatRelative(token.last_used_at)}</td>
-                        <td>
-                          {status === "active" ? (
-                            <Button
-                              size="sm"
-                              variant="danger"
-                              busy={revoke.isPending && revoke.variables === token.id}
-                              onClick={() => {
-                                if (window.confirm(`Revoke “${token.name}”? Scripts using it stop working at once.`)) revoke.mutate(token.id);
-                              }}
-                            >
-                              Revoke
-                            </Button>
-                          ) : null}
-                        </td>
-                      </tr>
-                    );
-                  })}
-                </tbody>
-              </table>
-            </div>
-          )}
-        </QueryState>
-        {revoke.error ? (
-          <div className="card-body">
-            <InlineError error={revoke.error} />
-          </div>
-        ) : null}
+          remove={{
+            mutation: revoke,
+            variables: (t) => t.id,
+            label: "Revoke",
+            confirm: (t) => `Revoke “${t.name}”? Scripts using it stop working at once.`,
+            allowed: (t) => tokenStatus(t) === "active",
+          }}
+        />
       </Card>
     </div>
   );
