@@ -11,6 +11,9 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
+from capabilities import needs_native_bf16, without_native_bf16
+from tinyforge.errors import TinyforgeError
+from tinyforge.hardware import cpu
 from tinyforge.ml.config import TrainConfig
 from tinyforge.ml.evaluate import generate_replies
 from tinyforge.ml.formatting import tokenize_row
@@ -311,8 +314,22 @@ def test_the_estimate_matches_the_run(tiny_config, toy_dataset, tmp_path):
     assert estimate["padding_share"] == pytest.approx(result.padding_share)
 
 
+@needs_native_bf16
 def test_one_process_can_train_runs_with_different_precisions(tiny_config, toy_dataset, tmp_path):
     # A platform worker trains many runs in one process.
     first = train(tiny_config(max_steps=2, precision="bf16"), toy_dataset, tmp_path / "a")
     second = train(tiny_config(max_steps=2, precision="fp32"), toy_dataset, tmp_path / "b")
     assert first.status == second.status == "completed"
+
+
+def test_auto_precision_is_bf16_only_where_the_cpu_multiplies_it_natively(tiny_config, toy_dataset, tmp_path):
+    recorder = Recorder()
+    train(tiny_config(max_steps=1, device="cpu"), toy_dataset, tmp_path / "out", [recorder])
+    assert recorder.start["precision"] == ("bf16" if cpu().native_bf16 else "fp32")
+
+
+@without_native_bf16
+def test_precision_bf16_without_native_support_names_what_the_cpu_lacks(tiny_config, toy_dataset, tmp_path):
+    with pytest.raises(TinyforgeError, match=r"precision bf16: bfloat16 needs native support on cpu, but .*; "
+                                             r"use precision fp32 or auto"):
+        train(tiny_config(max_steps=1, device="cpu", precision="bf16"), toy_dataset, tmp_path / "out")

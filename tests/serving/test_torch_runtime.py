@@ -7,7 +7,9 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
+from capabilities import needs_native_bf16, without_native_bf16
 from tinyforge.errors import TinyforgeError
+from tinyforge.hardware import cpu
 from tinyforge.serving.runtime import BASE_ADAPTER, AdapterNotShareable
 from tinyforge.serving.torch_runtime import TorchRuntime
 
@@ -85,6 +87,7 @@ def test_it_refuses_adapters_it_cannot_share_and_architectures_it_does_not_know(
     shutil.rmtree(tmp_path)
 
 
+@needs_native_bf16
 def test_bfloat16_weights_keep_the_float32_choices(tiny_model_dir, reference):
     runtime = TorchRuntime.from_folder(tiny_model_dir, max_slots=4, max_context=64, dtype="bfloat16")
     # Half the float32 bytes, plus on the CPU a second copy of the (tied) output head in oneDNN's
@@ -99,20 +102,36 @@ def test_bfloat16_weights_keep_the_float32_choices(tiny_model_dir, reference):
         assert logits[row].argmax() == expected.argmax()
 
 
-def test_prepacked_cpu_matrices_compute_what_row_major_ones_do(tiny_model_dir, monkeypatch):
-    """The CPU keeps matrices in oneDNN's blocked layout (faster decode); it changes no result."""
+@pytest.mark.parametrize("dtype", ["float32", pytest.param("bfloat16", marks=needs_native_bf16)])
+def test_prepacked_cpu_matrices_compute_what_row_major_ones_do(tiny_model_dir, monkeypatch, dtype):
+    """The CPU keeps matrices in oneDNN's blocked layout (faster decode); it changes no result:
+    bit for bit in bfloat16, within float32 rounding (the two kernels add in different orders)."""
     import tinyforge.serving.torch_runtime as torch_runtime
 
-    packed = TorchRuntime.from_folder(tiny_model_dir, max_slots=4, max_context=64, dtype="bfloat16")
+    packed = TorchRuntime.from_folder(tiny_model_dir, max_slots=4, max_context=64, dtype=dtype)
     if not packed.prepacked:
         pytest.skip("this PyTorch build has no oneDNN")
     monkeypatch.setattr(torch_runtime, "_can_prepack", lambda device, dtype: False)
-    plain = TorchRuntime.from_folder(tiny_model_dir, max_slots=4, max_context=64, dtype="bfloat16")
+    plain = TorchRuntime.from_folder(tiny_model_dir, max_slots=4, max_context=64, dtype=dtype)
     assert not plain.prepacked
-    assert torch.equal(packed.prefill(0, PROMPTS, [BASE_ADAPTER] * 3), plain.prefill(0, PROMPTS, [BASE_ADAPTER] * 3))
+    atol = 0 if dtype == "bfloat16" else 1e-5
+    same = lambda a, b: torch.testing.assert_close(a, b, rtol=0, atol=atol)  # noqa: E731
+    same(packed.prefill(0, PROMPTS, [BASE_ADAPTER] * 3), plain.prefill(0, PROMPTS, [BASE_ADAPTER] * 3))
     positions = [len(p) for p in PROMPTS]
     for step in range(3):
         tokens = [7 + step, 8, 9]
-        assert torch.equal(packed.decode(tokens, positions, [BASE_ADAPTER] * 3),
-                           plain.decode(tokens, positions, [BASE_ADAPTER] * 3))
+        same(packed.decode(tokens, positions, [BASE_ADAPTER] * 3), plain.decode(tokens, positions, [BASE_ADAPTER] * 3))
         positions = [p + 1 for p in positions]
+
+
+def test_auto_takes_bfloat16_only_where_the_cpu_has_it_natively(tiny_model_dir):
+    runtime = TorchRuntime.from_folder(tiny_model_dir, max_slots=2, max_context=32, device="cpu", dtype="auto")
+    assert runtime.info.dtype == ("bfloat16" if cpu().native_bf16 else "float32")
+    assert runtime.prefill(0, PROMPTS[:1], [BASE_ADAPTER]).isfinite().all()
+
+
+@without_native_bf16
+def test_explicit_bfloat16_without_native_support_names_what_the_cpu_lacks(tiny_model_dir):
+    with pytest.raises(TinyforgeError, match=r"--dtype bfloat16: bfloat16 needs native support on cpu, but "
+                                             r"(this CPU .*AVX512-BF16 or AMX-BF16|oneDNN is capped|PyTorch's kernels)"):
+        TorchRuntime.from_folder(tiny_model_dir, max_slots=2, max_context=32, device="cpu", dtype="bfloat16")

@@ -8,6 +8,7 @@ import json
 import django_rq
 import pytest
 
+from capabilities import without_native_bf16
 from personas import assert_error
 from tinyforge.training.jobs import train_run
 from tinyforge.training.models import TrainingRun
@@ -41,6 +42,16 @@ def test_it_refuses_a_bad_config_with_field_errors_and_queues_nothing(client_for
     assert "config.lora_dropout" in fields
     response = client_for(alice).post("/api/v1/runs/", body(acme, toy_version, "/nowhere/model"), format="json")
     assert "not a model folder" in assert_error(response, 400)["fields"]["base_model"][0]
+    assert train_queue.count == 0 and not TrainingRun.all_teams.filter(name="r").exists()
+
+
+@without_native_bf16
+def test_it_refuses_bf16_on_a_cpu_without_it_naming_the_missing_feature(client_for, alice, acme, toy_version,
+                                                                         tiny_model_dir, train_queue):
+    response = client_for(alice).post("/api/v1/runs/", body(acme, toy_version, tiny_model_dir, device="cpu",
+                                                           precision="bf16"), format="json")
+    problem = assert_error(response, 400)["fields"]["config.precision"][0]
+    assert problem.startswith("bf16 on a CPU needs native bfloat16, but ") and "fp32 or auto" in problem
     assert train_queue.count == 0 and not TrainingRun.all_teams.filter(name="r").exists()
 
 

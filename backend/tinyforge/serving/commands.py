@@ -38,7 +38,7 @@ def add_server_arguments(parser) -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
-                        help="auto: float32 on CPU, bfloat16 on CUDA")
+                        help="auto: bfloat16 on CUDA and on CPUs with AVX512-BF16 or AMX, else float32")
     parser.add_argument("--max-batch", type=int, default=16, help="requests generated together per model")
     parser.add_argument("--max-waiting", type=int, default=64, help="requests queued per model before answering 429")
     parser.add_argument("--max-context", type=int, default=None,
@@ -79,7 +79,7 @@ def run_server(registry, authenticator, args, what: str, prepare=None) -> None:
 
     from tinyforge.serving.app import ServerSettings, create_app
     from tinyforge.serving.pool import RuntimeOptions
-    from tinyforge.serving.torch_runtime import pick_device
+    from tinyforge.serving.torch_runtime import pick_device, pick_dtype
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -88,7 +88,8 @@ def run_server(registry, authenticator, args, what: str, prepare=None) -> None:
         device=args.device, dtype=args.dtype, max_slots=args.max_batch, max_waiting=args.max_waiting,
         max_context=args.max_context or DEFAULT_MAX_CONTEXT, request_timeout=args.timeout,
     ))
-    pick_device(args.device)  # a missing CUDA device is a usage error, said before anything loads
+    # A missing CUDA device or a dtype this CPU cannot run is a usage error, said before anything loads.
+    pick_dtype(args.dtype, pick_device(args.device))
     app = create_app(registry, authenticator, settings)
     if prepare is not None:
         prepare(app)

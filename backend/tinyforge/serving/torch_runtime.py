@@ -34,33 +34,29 @@ ADAPTER_KEY = re.compile(r"layers\.(\d+)\.(?:self_attn|mlp)\.(\w+)\.lora_([AB])\
 
 
 def pick_device(requested: str = "auto") -> torch.device:
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise TinyforgeError(f"--device {requested}: no CUDA device is available on this machine")
-    return torch.device(requested)
+    from tinyforge.hardware import pick_device as pick
+
+    return torch.device(pick(requested, "--device"))
+
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def pick_dtype(requested: str, device: torch.device) -> torch.dtype:
-    """The dtype of the weight matrices. auto: bfloat16 on CUDA, and on CPUs with native bfloat16
-    matrix instructions (AVX512-BF16 / AMX), where it is about three times as fast as float32 on
-    a batch; float32 elsewhere. Activations, norms, attention and the KV cache stay in float32
-    on the CPU either way."""
-    choices = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    """The dtype of the weight matrices. auto: bfloat16 where it is native (CUDA, and CPUs with
+    AVX512-BF16 or AMX, where it is about three times as fast as float32 on a batch), float32
+    elsewhere. Activations, norms, attention and the KV cache stay in float32 on the CPU either way.
+    An explicit half-precision choice on a CPU without the instructions for it is refused: it would
+    be emulated (slower than float32) or, for bfloat16 without AVX-512, not run at all."""
+    from tinyforge.hardware import native_bf16, require_native
+
     if requested == "auto":
-        if device.type == "cuda" or _cpu_has_bf16():
-            return torch.bfloat16
-        return torch.float32
-    if requested not in choices:
-        raise TinyforgeError(f"--dtype {requested}: choose auto, {', '.join(choices)}")
-    return choices[requested]
-
-
-def _cpu_has_bf16() -> bool:
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()) and torch.backends.cpu.get_cpu_capability() == "AVX512"
-    except (AttributeError, RuntimeError):
-        return False
+        return torch.bfloat16 if native_bf16(device.type) else torch.float32
+    if requested not in DTYPES:
+        raise TinyforgeError(f"--dtype {requested}: choose auto, {', '.join(DTYPES)}")
+    if requested != "float32":
+        require_native(device.type, requested, f"--dtype {requested}", "--dtype float32 or auto")
+    return DTYPES[requested]
 
 
 def _can_prepack(device: torch.device, dtype: torch.dtype) -> bool:
@@ -70,8 +66,13 @@ def _can_prepack(device: torch.device, dtype: torch.dtype) -> bool:
     few rows of activations (decoding) it moved about 9 GB/s on a machine whose memory gives 32.
     oneDNN's prepacked layout (the one PyTorch's own compiler uses for CPU linear layers) doubled
     that: SmolLM2-135M's matrices took 13.5 ms per decode step instead of 19-23 ms with 1 to 8
-    rows, with bit-identical bfloat16 results."""
-    return device.type == "cpu" and dtype in (torch.float32, torch.bfloat16) and torch.backends.mkldnn.is_available()
+    rows, with bit-identical bfloat16 results. oneDNN's bfloat16 reorder needs AVX-512 (or
+    AVX-NE-CONVERT), which pick_dtype already demanded."""
+    from tinyforge.hardware import cpu
+
+    if device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        return False
+    return dtype == torch.float32 or (dtype == torch.bfloat16 and cpu().onednn_bf16)
 
 
 # With bfloat16 weights the output layer's logits are rounded to bfloat16 (about 0.4%); the best

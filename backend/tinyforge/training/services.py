@@ -57,7 +57,25 @@ def resolve_config(*, base_model: str, method: str, config: dict) -> dict:
         resolved = TrainConfig.from_preset(preset, base_model=base_model, method=method, **config)
     except TinyforgeError as exc:
         raise serializers.ValidationError(_config_field_errors(str(exc), known | {"method"})) from None
+    precision_problem = cpu_precision_problem(resolved.precision, resolved.device)
+    if precision_problem:
+        raise serializers.ValidationError({"config.precision": [precision_problem]})
     return resolved.to_dict()
+
+
+def cpu_precision_problem(precision: str, device: str) -> str | None:
+    """Why bf16 cannot train on this machine's CPU (naming the missing feature), for a run that will
+    train on a CPU: device cpu, or auto on a machine without CUDA. Workers of a one-machine install
+    share this CPU; a worker elsewhere checks its own and fails the run with the same words."""
+    from tinyforge.hardware import cuda_available, half_missing
+
+    if precision != "bf16" or device == "cuda" or (device == "auto" and cuda_available()):
+        return None
+    missing = half_missing("cpu", "bfloat16")
+    if missing is None:
+        return None
+    hint = " (workers with GPUs: set device cuda)" if device == "auto" else ""
+    return f"bf16 on a CPU needs native bfloat16, but {missing}; use precision fp32 or auto{hint}."
 
 
 def training_options() -> dict:
