@@ -15,7 +15,8 @@ from tinyforge import __version__
 from tinyforge.errors import TinyforgeError
 
 COMMAND_MODULES = [
-    "tinyforge.ml.commands",  # train, eval, generate, validate, export
+    "tinyforge.ml.commands",  # train, generate, validate, export
+    "tinyforge.evaluation.commands",  # eval
     "tinyforge.connectors.commands",  # ingest
     "tinyforge.serving.commands",  # serve
     "tinyforge.core.commands",  # demo, worker, platform entry points

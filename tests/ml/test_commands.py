@@ -1,4 +1,4 @@
-"""The `tinyforge train | eval | generate | validate` commands."""
+"""The `tinyforge train | eval | generate | validate` commands (eval's own tests: tests/evaluation)."""
 
 from __future__ import annotations
 
@@ -85,10 +85,11 @@ def test_train_then_eval_then_generate(tmp_path, tiny_model_dir, toy_dataset, ca
     assert "completed: 4/4 steps" in printed and f"model folder: {out}" in printed
     info = json.loads((out / "tinyforge.json").read_text())
     assert info["config"]["lora_r"] == 8  # the quick preset
-    assert main(["eval", "--model", str(out), "--data", str(toy_dataset), "--generations", "1",
-                 "--max-new-tokens", "4", "--output", str(tmp_path / "eval.json")]) == 0
+    # The trained adapter against its base, side by side on the first training rows (their prompts and outputs).
+    assert main(["eval", "--model", str(tiny_model_dir), "--against", str(out), "--data", str(toy_dataset),
+                 "--limit", "2", "--max-new-tokens", "4", "--output", str(tmp_path / "eval.json")]) == 0
     results = json.loads((tmp_path / "eval.json").read_text())
-    assert results["eval_loss"] > 0 and len(results["samples"]) == 1
+    assert len(results["rows"]) == 2 and results["summary"]["targets"]["model"]["answered"] == 2
     capsys.readouterr()
     assert main(["generate", "--model", str(out), "What is the capital of Zorbland?", "--max-new-tokens", "4"]) == 0
     assert capsys.readouterr().out.endswith("\n")  # the reply itself may be empty for a barely trained model

@@ -7,7 +7,7 @@ The API the platform uses:
     from tinyforge.ml.schema import validate_file          # streaming validation report
     from tinyforge.ml.formatting import preview_row        # rendered row, trained spans marked
     from tinyforge.ml.models import resolve_base_model, load_model_folder
-    from tinyforge.ml.evaluate import evaluate_folder, generate_replies
+    from tinyforge.ml.evaluate import generate_replies
 
     result = train(TrainConfig.from_preset("balanced", base_model="smollm2-135m-instruct"),
                    "data.jsonl", "runs/42", [MyCallback()], resume_from=None)

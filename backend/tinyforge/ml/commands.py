@@ -1,4 +1,4 @@
-"""`tinyforge train | eval | generate | validate`: the ML engine from the command line.
+"""`tinyforge train | generate | validate`: the ML engine from the command line.
 
 Registration imports nothing heavy (no torch), so `tinyforge --help` stays fast; each handler
 imports what it needs. User mistakes raise TinyforgeError, which the dispatcher prints and turns
@@ -61,15 +61,6 @@ def register(subparsers) -> None:
     train.add_argument("--quiet", action="store_true", help="no progress bar, only the summary")
     _add_config_options(train)
     train.set_defaults(func=run_train)
-
-    evaluate = subparsers.add_parser("eval", help="evaluate a model folder on a JSONL dataset",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    evaluate.add_argument("--model", required=True, type=Path, help="model folder written by `tinyforge train`")
-    evaluate.add_argument("--data", required=True, type=Path, help="JSONL rows with expected outputs")
-    evaluate.add_argument("--generations", type=int, default=8, help="rows answered greedily and scored")
-    evaluate.add_argument("--max-new-tokens", type=int, default=128, help="longest generated answer")
-    evaluate.add_argument("--output", type=Path, default=None, help="also write the results to this JSON file")
-    evaluate.set_defaults(func=run_eval)
 
     generate = subparsers.add_parser("generate", help="answer a prompt with a model folder",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -191,20 +182,6 @@ def run_train(args) -> int:
         print(f"cancelled; resume with: tinyforge train ... --out {args.out} --resume")
         return 1
     print(f"model folder: {result.output_dir}")
-    return 0
-
-
-def run_eval(args) -> int:
-    from tinyforge.ml.evaluate import evaluate_folder
-
-    if args.generations < 0 or args.max_new_tokens < 1:
-        raise TinyforgeError("--generations must be 0 or more and --max-new-tokens at least 1")
-    _quiet_libraries()
-    results = evaluate_folder(args.model, args.data, max_generations=args.generations, max_new_tokens=args.max_new_tokens)
-    text = json.dumps(results, indent=2)
-    if args.output:
-        args.output.write_text(text + "\n")
-    print(text)
     return 0
 
 

@@ -1,21 +1,19 @@
 """Evaluation: held-out loss and perplexity, and greedy answers scored against expected outputs.
 
 Exact match compares whitespace-normalised text; ROUGE-L is the F-measure of the longest common
-subsequence (Google's rouge_score, with stemming). Results are written as eval_results.json
+subsequence (Google's rouge_score, with stemming). Training writes the results as eval_results.json
 beside the model.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from tinyforge.errors import TinyforgeError
-from tinyforge.ml.formatting import TokenizedExample, expected_reply, prompt_messages, tokenize_row
+from tinyforge.ml.formatting import TokenizedExample, expected_reply, prompt_messages
 from tinyforge.ml.loss import loss_sum
 from tinyforge.ml.packing import collate
 from tinyforge.ml.schema import Row
@@ -103,34 +101,3 @@ def generation_metrics(model, tokenizer, rows: list[Row], *, max_new_tokens: int
     samples = [{"prompt": c[-1]["content"], "expected": e, "generated": g, "exact_match": s[0], "rouge_l": s[1]}
                for c, e, g, s in zip(conversations, expected, replies, scores["per_sample"])]
     return {"exact_match": scores["exact_match"], "rouge_l": scores["rouge_l"], "samples": samples}
-
-
-def write_results(folder: str | Path, results: dict[str, Any]) -> Path:
-    path = Path(folder) / RESULTS_FILE
-    path.write_text(json.dumps(results, indent=2) + "\n")
-    return path
-
-
-def evaluate_folder(model_dir: str | Path, data_path: str | Path, *, max_generations: int = 8,
-                    max_new_tokens: int = 128, batch_size: int = 8, max_seq_length: int | None = None) -> dict[str, Any]:
-    """Evaluate a saved model folder on a JSONL file (the `tinyforge eval` command)."""
-    from tinyforge.ml.models import load_model_folder
-    from tinyforge.ml.schema import read_rows
-
-    model, tokenizer = load_model_folder(model_dir)
-    info_path = Path(model_dir) / "tinyforge.json"
-    if max_seq_length is None and info_path.is_file():
-        max_seq_length = json.loads(info_path.read_text()).get("max_seq_length")
-    rows = [row for _, row in read_rows(data_path)]
-    examples = [tokenize_row(tokenizer, row) for row in rows]
-    keep = [i for i, ex in enumerate(examples) if max_seq_length is None or len(ex) <= max_seq_length]
-    if not keep:
-        raise TinyforgeError(f"{data_path}: every row is longer than the model's context ({max_seq_length} tokens)")
-    loss = eval_loss(model, [examples[i] for i in keep], batch_size=batch_size,
-                     pad_token_id=tokenizer.pad_token_id, device=next(model.parameters()).device)
-    results: dict[str, Any] = {"eval_loss": loss, "perplexity": perplexity(loss), "rows": len(keep),
-                               "data": str(data_path)}
-    if max_generations:
-        results.update(generation_metrics(model, tokenizer, [rows[i] for i in keep[:max_generations]],
-                                          max_new_tokens=max_new_tokens))
-    return results

@@ -28,6 +28,7 @@ from tinyforge.serving.api import (
     APIError, ChatCompletionRequest, CompletionRequest, PredictRequest, parse,
 )
 from tinyforge.serving.auth import Authenticator, Caller
+from tinyforge.serving.batch import chat_prompt_ids
 from tinyforge.serving.engine import Failed, Finished, QueueFull, SamplingParams, TextDelta
 from tinyforge.serving.metrics import ServingMetrics, split_memory
 from tinyforge.serving.pool import ModelPool, RuntimeOptions, ServedModel
@@ -295,20 +296,14 @@ class InferenceService:
         return served
 
     def _prompt_ids(self, served: ServedModel, params, kind: str) -> list[int]:
-        from tinyforge.ml.formatting import render
-
         tokenizer = served.tokenizer
         if kind == "completion":
-            text = params.prompt
-        else:
-            if not tokenizer.chat_template:
-                raise APIError(400, f"model {served.spec.name!r} has no chat template; use /v1/completions", param="messages")
-            messages = ([m.as_template_message() for m in params.messages] if kind == "chat"
-                        else [{"role": "user", "content": params.input}])
-            # The same rendering and tokenization as training (tinyforge.ml.formatting), so the
-            # model sees the token ids it was fine-tuned on.
-            text = render(tokenizer, messages, add_generation_prompt=True)
-        return tokenizer(text, add_special_tokens=False)["input_ids"]
+            return tokenizer(params.prompt, add_special_tokens=False)["input_ids"]
+        if not tokenizer.chat_template:
+            raise APIError(400, f"model {served.spec.name!r} has no chat template; use /v1/completions", param="messages")
+        messages = ([m.as_template_message() for m in params.messages] if kind == "chat"
+                    else [{"role": "user", "content": params.input}])
+        return chat_prompt_ids(tokenizer, messages)
 
     def _sampling(self, served: ServedModel, params, prompt_tokens: int) -> SamplingParams:
         context = served.engine.runtime.info.max_context
