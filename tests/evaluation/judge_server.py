@@ -10,7 +10,9 @@ import json
 import re
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
+
+from connectors.chat_model import ChatCompletions
 
 from tinyforge.evaluation.scorers import fold
 
@@ -51,10 +53,7 @@ class JudgeServer:
         self._lock = threading.Lock()
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
+        class Handler(ChatCompletions):  # its reply() writes the JSON answer
             def do_POST(self):
                 request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with server._lock:
@@ -86,14 +85,6 @@ class JudgeServer:
                                               "message": {"role": "assistant", "content": content}}],
                                  "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": 3,
                                            "total_tokens": len(prompt.split()) + 3}})
-
-            def reply(self, status, body):
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import time
 
 import httpx
 import pytest
 
 from serving.conftest import free_port, make_lora_adapter
+from serving.test_serve_command import start, stop
 from tinyforge.evaluation.endpoints import Endpoint
 from tinyforge.evaluation.judges import JudgeConfig
 from tinyforge.evaluation.runner import EvalConfig, Target, evaluate
@@ -84,32 +83,27 @@ def test_rows_go_in_chunks_and_a_stop_request_ends_between_them(tiny_model_dir):
     assert chunks == [[0, 1, 2, 3], [4, 5, 6, 7]] and summary.rows == 8
 
 
+def _ready(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 @pytest.fixture(scope="module")
 def served_tiny(tiny_model_dir):
     """`tinyforge serve` in its own process, as a user starts it."""
     port = free_port()
-    env = {**os.environ, "TINYFORGE_API_KEY": "judge-key"}
-    process = subprocess.Popen([sys.executable, "-m", "tinyforge.cli", "serve", "--model", f"tiny={tiny_model_dir}",
-                                "--port", str(port), "--threads", "1"], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = start(["--model", f"tiny={tiny_model_dir}", "--port", str(port), "--threads", "1"],
+                    {**os.environ, "TINYFORGE_API_KEY": "judge-key"})
     try:
         deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, process.communicate()[0]
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "tinyforge serve did not get ready"
+        while not _ready(port):
+            assert process.poll() is None and time.monotonic() < deadline, stop(process)
             time.sleep(0.2)
         yield f"http://127.0.0.1:{port}/v1"
     finally:
-        process.terminate()
-        try:
-            process.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
 
 
 def test_the_whole_path_with_tinyforge_serve_as_target_and_judge(served_tiny, tiny_model_dir):
