@@ -1,7 +1,8 @@
-// The API's shapes, named once for the features to import. Everything comes from the schema
-// generated from the backend (schema.d.ts, `npm run gen:api`); only the JSON payloads the schema
-// leaves as free-form objects (reports, statistics, configs) are refined here.
-import type { components } from "./schema";
+// The API's shapes, named once for the features to import: what it answers and what it is sent.
+// Everything comes from the schema generated from the backend (schema.d.ts, `npm run gen:api`);
+// only the JSON payloads the schema leaves as free-form objects (reports, statistics, configs,
+// credentials, import sources) are refined here.
+import type { components, operations } from "./schema";
 
 type S = components["schemas"];
 
@@ -33,19 +34,20 @@ export type DatasetVersion = Omit<S["DatasetVersion"], "stats" | "validation_rep
 };
 export type DataConnection = Omit<S["DataConnection"], "options"> & { options: Record<string, unknown> };
 export type RunStatus = S["TrainingRunStatusEnum"];
+export type TrainingMethod = S["MethodEnum"];
 export type TrainingRun = Omit<S["TrainingRun"], "config" | "summary_metrics" | "eval_results"> & {
   config: Record<string, unknown>;
   summary_metrics: Record<string, number>;
   eval_results: { samples?: EvalSample[]; eval_loss?: number; perplexity?: number; exact_match?: number; rouge_l?: number; [key: string]: unknown };
 };
 export type RunEstimate = S["RunEstimate"];
-export type TrainingOptions = S["TrainingOptions"];
 export type Hyperparameter = S["Hyperparameter"];
 export type TrainingPreset = Omit<S["TrainingPreset"], "resolved" | "overrides"> & {
   overrides: Record<string, unknown>;
   /** The full config per method ("lora", "full"). */
   resolved: Record<string, Record<string, unknown>>;
 };
+export type TrainingOptions = Omit<S["TrainingOptions"], "presets"> & { presets: TrainingPreset[] };
 /** One metric's curve rows: {"step": 10, "<run id>": value, ...}. */
 export type ComparisonRow = Record<string, number>;
 export interface ComparedRun {
@@ -54,7 +56,7 @@ export interface ComparedRun {
   status: RunStatus;
   attempt: number;
   base_model: string;
-  method: "lora" | "full";
+  method: TrainingMethod;
   dataset_version: number;
   summary_metrics: Record<string, number>;
   config: Record<string, unknown>;
@@ -71,6 +73,55 @@ export type DeploymentStatus = S["DeploymentStatusEnum"];
 export type Runtime = S["RuntimeEnum"];
 export type Export = Omit<S["Export"], "verification"> & { verification: Record<string, unknown> };
 export type ExportFormat = S["FormatEnum"];
+
+// ---------- requests ----------
+
+export type LoginRequest = S["LoginRequest"];
+export type ProjectRequest = S["ProjectRequest"];
+export type DatasetRequest = S["DatasetRequest"];
+export type ConnectionKind = S["KindEnum"];
+export type DataConnectionRequest = Omit<S["DataConnectionRequest"], "options" | "credentials"> & {
+  options?: Record<string, unknown>;
+  /** SQL: {"url": "postgresql://..."}; Google: {"service_account_json": "..."} or {"oauth_token": "..."}. */
+  credentials: Record<string, string>;
+};
+export type ConnectionProbeRequest = Omit<S["ConnectionProbeRequest"], "mapping"> & { mapping?: ColumnMapping };
+/** Which query columns become the example's instruction, input, output and metadata. */
+export interface ColumnMapping {
+  instruction: string;
+  input: string;
+  output: string;
+  metadata: string[];
+}
+/** A new dataset version from a connection; source_config's shape depends on source_kind. */
+export type DatasetVersionRequest<Kind extends S["SourceKindEnum"] = S["SourceKindEnum"]> = Omit<
+  S["DatasetVersionRequest"],
+  "source_kind" | "source_config"
+> & { source_kind: Kind; source_config: SourceConfigs[Kind] };
+interface SourceConfigs {
+  sql: { query: string; mapping: ColumnMapping };
+  google_docs: { document_ids: string[]; folder_id: string; recipe: string };
+  [kind: string]: Record<string, unknown>;
+}
+/** The multipart upload: the files as the browser holds them, options sent as one JSON field. */
+export type UploadRequest = Omit<S["UploadRequest"], "files" | "options"> & {
+  files: File[];
+  /** Import options: recipe, mapping, chunk_chars, overlap_chars, dedup, scrub_emails, base_model... */
+  options?: Record<string, unknown>;
+};
+export type TrainingRunRequest = Omit<S["TrainingRunRequest"], "config"> & {
+  /** {"preset": ..., plus only the hyperparameters the user changed; the preset supplies the rest}. */
+  config?: Record<string, unknown>;
+};
+export type DeploymentRequest = S["DeploymentRequest"];
+export type ExportRequest = S["ExportRequest"];
+export type ExportQuantization = S["QuantizeEnum"];
+export type PlaygroundChatRequest = S["PlaygroundChatRequest"];
+export type ChatMessage = S["ChatMessageRequest"];
+export type MembershipCreateRequest = S["MembershipCreateRequest"];
+export type MembershipUpdateRequest = S["PatchedMembershipRequest"];
+export type ApiTokenRequest = S["ApiTokenRequest"];
+export type EventQuery = NonNullable<operations["events_list"]["parameters"]["query"]>;
 
 /** Cursor pages of the append-only logs (?after=<id>). */
 export interface CursorPage<T> {

@@ -1,3 +1,5 @@
+import type { ChatMessage } from "../../api/types";
+
 /** Copy-paste snippets for calling a deployment through the OpenAI-compatible API. */
 export function inferenceBaseUrl(origin: string = window.location.origin): string {
   return `${origin}/v1`;
@@ -28,13 +30,8 @@ export function openaiSnippet(baseUrl: string, model: string): string {
   ].join("\n");
 }
 
-export interface ChatTurn {
-  role: "system" | "user" | "assistant";
-  content: string;
-}
-
 /** The conversation as a script that replays it with the openai client. */
-export function conversationSnippet(baseUrl: string, model: string, messages: ChatTurn[], temperature: number, maxTokens: number): string {
+export function conversationSnippet(baseUrl: string, model: string, messages: ChatMessage[], temperature: number, maxTokens: number): string {
   const body = JSON.stringify(messages, null, 4).replace(/\n/g, "\n    ");
   return [
     "import os",

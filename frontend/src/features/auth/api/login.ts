@@ -1,14 +1,9 @@
 import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { apiFetch } from "../../../api/client";
-import type { Me } from "../../../api/types";
+import type { LoginRequest, Me } from "../../../api/types";
 import { getMe, meKey } from "./get-me";
 
-export interface LoginInput {
-  username: string;
-  password: string;
-}
-
-export async function login(input: LoginInput): Promise<Me | null> {
+export async function login(input: LoginRequest): Promise<Me | null> {
   await apiFetch<unknown>("/api/v1/auth/login/", { method: "POST", json: input });
   // Django rotates the CSRF token on login; the next unsafe request reads the new cookie.
   return getMe();

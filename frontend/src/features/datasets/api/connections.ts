@@ -1,6 +1,6 @@
 import { queryOptions, useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { apiFetch, type Page } from "../../../api/client";
-import type { DataConnection } from "../../../api/types";
+import type { DataConnection, DataConnectionRequest } from "../../../api/types";
 
 export const connectionsKey = (projectId: number) => ["connections", { projectId }] as const;
 
@@ -15,15 +15,7 @@ export function useConnections(projectId: number) {
   return useQuery(connectionsQueryOptions(projectId));
 }
 
-export interface CreateConnectionInput {
-  project: number;
-  name: string;
-  kind: "sql" | "google";
-  /** SQL: {"url": "postgresql://..."}; Google: {"service_account_json": "..."} or {"oauth_token": "..."}. */
-  credentials: Record<string, string>;
-}
-
-export function createConnection(input: CreateConnectionInput): Promise<DataConnection> {
+export function createConnection(input: DataConnectionRequest): Promise<DataConnection> {
   return apiFetch<DataConnection>("/api/v1/connections/", { method: "POST", json: input });
 }
 

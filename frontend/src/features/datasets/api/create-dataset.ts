@@ -1,15 +1,9 @@
 import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { apiFetch } from "../../../api/client";
-import type { Dataset } from "../../../api/types";
+import type { Dataset, DatasetRequest } from "../../../api/types";
 import { datasetsKey } from "./list-datasets";
 
-export interface CreateDatasetInput {
-  project: number;
-  name: string;
-  description: string;
-}
-
-export function createDataset(input: CreateDatasetInput): Promise<Dataset> {
+export function createDataset(input: DatasetRequest): Promise<Dataset> {
   return apiFetch<Dataset>("/api/v1/datasets/", { method: "POST", json: input });
 }
 

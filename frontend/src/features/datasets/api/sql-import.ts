@@ -1,37 +1,25 @@
 import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { apiFetch } from "../../../api/client";
-import type { ConnectionTestResult, DatasetVersion, QueryPreview } from "../../../api/types";
+import type { ConnectionProbeRequest, ConnectionTestResult, DatasetVersion, DatasetVersionRequest, QueryPreview } from "../../../api/types";
 import { versionsKey } from "./list-versions";
 
-export interface ColumnMapping {
-  instruction: string;
-  input: string;
-  output: string;
-  metadata: string[];
-}
-
 export function testConnection(connectionId: number): Promise<ConnectionTestResult> {
-  return apiFetch<ConnectionTestResult>(`/api/v1/connections/${connectionId}/test/`, { method: "POST", json: { limit: 1 } });
+  return apiFetch<ConnectionTestResult>(`/api/v1/connections/${connectionId}/test/`, {
+    method: "POST",
+    json: { limit: 1 } satisfies ConnectionProbeRequest,
+  });
 }
 
 export function previewQuery({ connectionId, query }: { connectionId: number; query: string }): Promise<QueryPreview> {
-  return apiFetch<QueryPreview>(`/api/v1/connections/${connectionId}/preview/`, { method: "POST", json: { query, limit: 20 } });
-}
-
-export interface SqlImportInput {
-  datasetId: number;
-  connection: number;
-  query: string;
-  mapping: ColumnMapping;
-  note: string;
+  return apiFetch<QueryPreview>(`/api/v1/connections/${connectionId}/preview/`, {
+    method: "POST",
+    json: { query, limit: 20 } satisfies ConnectionProbeRequest,
+  });
 }
 
 /** A SQL import is a new version whose source is the connection plus the query and mapping. */
-export function importSql({ datasetId, connection, query, mapping, note }: SqlImportInput): Promise<DatasetVersion> {
-  return apiFetch<DatasetVersion>("/api/v1/dataset-versions/", {
-    method: "POST",
-    json: { dataset: datasetId, source_kind: "sql", connection, source_config: { query, mapping }, note },
-  });
+export function importSql(input: Omit<DatasetVersionRequest<"sql">, "source_kind">): Promise<DatasetVersion> {
+  return apiFetch<DatasetVersion>("/api/v1/dataset-versions/", { method: "POST", json: { ...input, source_kind: "sql" } });
 }
 
 export function useTestConnection() {
@@ -46,6 +34,6 @@ export function useImportSql() {
   const queryClient = useQueryClient();
   return useMutation({
     mutationFn: importSql,
-    onSuccess: (_v, input) => queryClient.invalidateQueries({ queryKey: versionsKey(input.datasetId) }),
+    onSuccess: (_v, input) => queryClient.invalidateQueries({ queryKey: versionsKey(input.dataset) }),
   });
 }

@@ -1,23 +1,19 @@
 import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { uploadWithProgress, type UploadProgress } from "../../../api/client";
-import type { DatasetVersion } from "../../../api/types";
+import type { DatasetVersion, UploadRequest } from "../../../api/types";
 
-export interface UploadInput {
+export interface UploadInput extends UploadRequest {
   datasetId: number;
-  files: File[];
-  note: string;
-  /** Recipe for plain documents: "text", "sections" or "qa". */
-  recipe: string;
   onProgress: (progress: UploadProgress) => void;
   signal?: AbortSignal;
 }
 
 /** Uploads files as one new version of the dataset; ingestion continues as a job. */
-export function uploadFiles({ datasetId, files, note, recipe, onProgress, signal }: UploadInput): Promise<DatasetVersion> {
+export function uploadFiles({ datasetId, files, note, options, onProgress, signal }: UploadInput): Promise<DatasetVersion> {
   const form = new FormData();
   files.forEach((file) => form.append("files", file, file.name));
   if (note) form.append("note", note);
-  form.append("options", JSON.stringify({ recipe }));
+  if (options) form.append("options", JSON.stringify(options));
   return uploadWithProgress<DatasetVersion>(`/api/v1/datasets/${datasetId}/upload/`, form, onProgress, signal);
 }
 

@@ -1,5 +1,6 @@
 import { useState, type FormEvent } from "react";
 import { errorBesideButton, fieldError, resultsOf } from "../../../api/client";
+import type { ConnectionKind } from "../../../api/types";
 import { Button } from "../../../components/Button";
 import { Field } from "../../../components/Field";
 import { InlineError, Spinner } from "../../../components/States";
@@ -13,7 +14,7 @@ export function ConnectionPicker({
   onChange,
 }: {
   projectId: number;
-  kind: "sql" | "google";
+  kind: ConnectionKind;
   value: number | null;
   onChange: (id: number | null) => void;
 }) {

@@ -59,7 +59,7 @@ export function GoogleImportPanel({ projectId, datasetId }: { projectId: number;
               disabled={!ids.length && !folder.trim()}
               onClick={() =>
                 importDocs.mutate(
-                  { datasetId, connection, document_ids: ids, folder_id: folder.trim(), recipe, note },
+                  { dataset: datasetId, connection, source_config: { document_ids: ids, folder_id: folder.trim(), recipe }, note },
                   { onSuccess: (v) => void navigate(`versions/${v.id}`) },
                 )
               }

@@ -1,11 +1,11 @@
 import { useMemo, useState } from "react";
 import { useNavigate } from "react-router";
 import { errorBesideButton, fieldError } from "../../../api/client";
-import type { QueryPreview } from "../../../api/types";
+import type { ColumnMapping, QueryPreview } from "../../../api/types";
 import { Button } from "../../../components/Button";
 import { Field } from "../../../components/Field";
 import { InlineError } from "../../../components/States";
-import { useImportSql, usePreviewQuery, useTestConnection, type ColumnMapping } from "../api/sql-import";
+import { useImportSql, usePreviewQuery, useTestConnection } from "../api/sql-import";
 import { ConnectionPicker } from "./ConnectionPicker";
 
 function previewRows(preview: QueryPreview): unknown[][] {
@@ -134,7 +134,7 @@ export function SqlImportPanel({ projectId, datasetId }: { projectId: number; da
                   busy={importSql.isPending}
                   disabled={!mapping.instruction || !mapping.output}
                   onClick={() =>
-                    importSql.mutate({ datasetId, connection, query, mapping, note }, { onSuccess: (v) => void navigate(`versions/${v.id}`) })
+                    importSql.mutate({ dataset: datasetId, connection, source_config: { query, mapping }, note }, { onSuccess: (v) => void navigate(`versions/${v.id}`) })
                   }
                 >
                   Import rows as a new version

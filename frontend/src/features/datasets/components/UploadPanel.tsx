@@ -40,7 +40,7 @@ export function UploadPanel({ datasetId }: { datasetId: number }) {
     abortRef.current = new AbortController();
     setProgress({ loaded: 0, total: files.reduce((n, f) => n + f.size, 0) });
     upload.mutate(
-      { datasetId, files, note, recipe, onProgress: setProgress, signal: abortRef.current.signal },
+      { datasetId, files, note, options: { recipe }, onProgress: setProgress, signal: abortRef.current.signal },
       {
         onSuccess: (version) => {
           setFiles([]);

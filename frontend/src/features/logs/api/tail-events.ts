@@ -1,14 +1,7 @@
-import type { ProjectEvent } from "../../../api/types";
+import type { EventQuery, ProjectEvent } from "../../../api/types";
 import { useTail } from "../../training/api/tail";
 
-export interface EventFilters {
-  team: number;
-  project?: number;
-  run?: number;
-  min_level?: string;
-  source?: string;
-  q?: string;
-}
+export type EventFilters = Pick<EventQuery, "project" | "run" | "min_level" | "source" | "q"> & { team: number };
 
 export const eventsKey = (filters: EventFilters) => ["events", filters] as const;
 

@@ -37,7 +37,7 @@ export function LogsPage() {
   const [project, setProject] = useState<number | undefined>(undefined);
   const runs = useRuns(project ?? 0, project !== undefined);
   const [run, setRun] = useState<number | undefined>(undefined);
-  const [level, setLevel] = useState("");
+  const [level, setLevel] = useState<EventFilters["min_level"] | "">("");
   const [source, setSource] = useState("");
   const [search, setSearch] = useState("");
   const [query, setQuery] = useState("");
@@ -105,7 +105,7 @@ export function LogsPage() {
             </label>
             <label className="field">
               <span className="field-label">Level at least</span>
-              <select className="select" value={level} onChange={(e) => setLevel(e.target.value)}>
+              <select className="select" value={level} onChange={(e) => setLevel(e.target.value as EventFilters["min_level"] | "")}>
                 <option value="">debug</option>
                 <option value="info">info</option>
                 <option value="warning">warning</option>

@@ -1,13 +1,6 @@
 import { apiResponse } from "../../../api/client";
 import { chunkText, readServerSentEvents } from "../../../lib/sse";
-import type { ChatTurn } from "../../services/snippets";
-
-export interface ChatRequest {
-  deploymentId: number;
-  messages: ChatTurn[];
-  temperature: number;
-  max_tokens: number;
-}
+import type { PlaygroundChatRequest } from "../../../api/types";
 
 /** The Playground API: an OpenAI chat completion streamed over the signed-in session. */
 export function playgroundChatPath(deploymentId: number): string {
@@ -18,10 +11,12 @@ export function playgroundChatPath(deploymentId: number): string {
  * Streams the assistant's reply, calling onText with each new piece. Aborting the signal stops
  * the request, and the server stops generating when the client goes away.
  */
-export async function streamChat({ deploymentId, ...body }: ChatRequest, onText: (text: string) => void, signal: AbortSignal): Promise<void> {
+export async function streamChat(
+  { deploymentId, ...body }: Omit<PlaygroundChatRequest, "stream"> & { deploymentId: number },
+  onText: (text: string) => void, signal: AbortSignal): Promise<void> {
   const response = await apiResponse(playgroundChatPath(deploymentId), {
     method: "POST",
-    json: { ...body, stream: true },
+    json: { ...body, stream: true } satisfies PlaygroundChatRequest,
     signal,
     headers: { Accept: "text/event-stream" },
   });

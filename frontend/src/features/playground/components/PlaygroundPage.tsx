@@ -2,13 +2,14 @@ import { useMutation } from "@tanstack/react-query";
 import { useEffect, useRef, useState, type FormEvent, type KeyboardEvent } from "react";
 import { Link, useSearchParams } from "react-router";
 import { resultsOf } from "../../../api/client";
+import type { ChatMessage } from "../../../api/types";
 import { Button } from "../../../components/Button";
 import { Card, PageHeader } from "../../../components/Card";
 import { CopyButton } from "../../../components/CopyButton";
 import { Field } from "../../../components/Field";
 import { EmptyState, InlineError, LoadingState } from "../../../components/States";
 import { useDeployments } from "../../services/api/list-deployments";
-import { conversationSnippet, inferenceBaseUrl, type ChatTurn } from "../../services/snippets";
+import { conversationSnippet, inferenceBaseUrl } from "../../services/snippets";
 import { useCurrentTeam } from "../../teams/current-team";
 import { streamChat } from "../api/stream-chat";
 
@@ -21,13 +22,13 @@ export function PlaygroundPage() {
   const [system, setSystem] = useState("You are a helpful assistant.");
   const [temperature, setTemperature] = useState(0.7);
   const [maxTokens, setMaxTokens] = useState(256);
-  const [turns, setTurns] = useState<ChatTurn[]>([]);
+  const [turns, setTurns] = useState<ChatMessage[]>([]);
   const [draft, setDraft] = useState("");
   const abortRef = useRef<AbortController | null>(null);
   const chatRef = useRef<HTMLDivElement>(null);
 
   const chat = useMutation({
-    mutationFn: async (history: ChatTurn[]) => {
+    mutationFn: async (history: ChatMessage[]) => {
       abortRef.current = new AbortController();
       const messages = system.trim() ? [{ role: "system" as const, content: system }, ...history] : history;
       await streamChat(
@@ -54,7 +55,7 @@ export function PlaygroundPage() {
   const send = (event?: FormEvent) => {
     event?.preventDefault();
     if (!draft.trim() || !chosen || chat.isPending) return;
-    const history: ChatTurn[] = [...turns, { role: "user", content: draft.trim() }];
+    const history: ChatMessage[] = [...turns, { role: "user", content: draft.trim() }];
     setTurns([...history, { role: "assistant", content: "" }]);
     setDraft("");
     chat.mutate(history);

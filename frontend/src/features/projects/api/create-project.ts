@@ -1,15 +1,9 @@
 import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { apiFetch } from "../../../api/client";
-import type { Project } from "../../../api/types";
+import type { Project, ProjectRequest } from "../../../api/types";
 import { projectsKey } from "./list-projects";
 
-export interface CreateProjectInput {
-  team: number;
-  name: string;
-  description: string;
-}
-
-export function createProject(input: CreateProjectInput): Promise<Project> {
+export function createProject(input: ProjectRequest): Promise<Project> {
   return apiFetch<Project>("/api/v1/projects/", { method: "POST", json: input });
 }
 

@@ -1,16 +1,8 @@
 import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { apiFetch } from "../../../api/client";
-import type { Deployment, Runtime } from "../../../api/types";
+import type { Deployment, DeploymentRequest } from "../../../api/types";
 
-export interface CreateDeploymentInput {
-  name: string;
-  run: number;
-  checkpoint: number | null;
-  runtime: Runtime;
-  merge_adapter: boolean;
-}
-
-export function createDeployment(input: CreateDeploymentInput): Promise<Deployment> {
+export function createDeployment(input: DeploymentRequest): Promise<Deployment> {
   return apiFetch<Deployment>("/api/v1/deployments/", { method: "POST", json: input });
 }
 

@@ -1,6 +1,6 @@
 import { queryOptions, useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { apiFetch, type Page } from "../../../api/client";
-import type { Export, ExportFormat } from "../../../api/types";
+import type { Export, ExportRequest } from "../../../api/types";
 
 export const exportsKey = (projectId: number) => ["exports", { projectId }] as const;
 
@@ -19,14 +19,7 @@ export function useExports(projectId: number) {
   return useQuery(exportsQueryOptions(projectId));
 }
 
-export interface CreateExportInput {
-  run: number;
-  checkpoint: number | null;
-  format: ExportFormat;
-  quantize: "none" | "int8";
-}
-
-export function createExport(input: CreateExportInput): Promise<Export> {
+export function createExport(input: ExportRequest): Promise<Export> {
   return apiFetch<Export>("/api/v1/exports/", { method: "POST", json: input });
 }
 

@@ -1,6 +1,6 @@
 import { useState, type FormEvent } from "react";
 import { errorBesideButton, fieldError, resultsOf } from "../../../api/client";
-import type { Export, ExportFormat } from "../../../api/types";
+import type { Export, ExportFormat, ExportQuantization } from "../../../api/types";
 import { StatusBadge } from "../../../components/Badge";
 import { Button } from "../../../components/Button";
 import { Card } from "../../../components/Card";
@@ -33,7 +33,7 @@ function NewExportForm({ projectId }: { projectId: number }) {
   const succeeded = resultsOf(runs.data).filter((r) => r.status === "succeeded");
   const [run, setRun] = useState<string>("");
   const [format, setFormat] = useState<ExportFormat>("hf");
-  const [quantize, setQuantize] = useState<"none" | "int8">("none");
+  const [quantize, setQuantize] = useState<ExportQuantization>("none");
   const create = useCreateExport();
   const runId = run ? Number(run) : succeeded[0]?.id;
   const submit = (event: FormEvent) => {
@@ -64,7 +64,7 @@ function NewExportForm({ projectId }: { projectId: number }) {
         </Field>
         {format === "onnx" ? (
           <Field label="Quantization" errors={fieldError(create.error, "quantize")} help="int8 is smaller and faster; its loss change is measured and shown.">
-            <select className="select" value={quantize} onChange={(e) => setQuantize(e.target.value as "none" | "int8")}>
+            <select className="select" value={quantize} onChange={(e) => setQuantize(e.target.value as ExportQuantization)}>
               <option value="none">None (fp32)</option>
               <option value="int8">int8 (dynamic)</option>
             </select>

@@ -1,16 +1,9 @@
 import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { apiFetch } from "../../../api/client";
-import type { CreatedApiToken, Scope } from "../../../api/types";
+import type { ApiTokenRequest, CreatedApiToken } from "../../../api/types";
 import { tokensKey } from "./list-tokens";
 
-export interface CreateTokenInput {
-  team: number;
-  name: string;
-  scopes: Scope[];
-  expires_at: string | null;
-}
-
-export function createToken(input: CreateTokenInput): Promise<CreatedApiToken> {
+export function createToken(input: ApiTokenRequest): Promise<CreatedApiToken> {
   return apiFetch<CreatedApiToken>("/api/v1/tokens/", { method: "POST", json: input });
 }
 

@@ -1,13 +1,19 @@
 import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { apiFetch } from "../../../api/client";
-import type { Membership, Role } from "../../../api/types";
+import type { Membership, MembershipUpdateRequest } from "../../../api/types";
 import { membersKey } from "./list-members";
 
-export function updateMemberRole({ membershipId, role }: { teamId: number; membershipId: number; role: Role }): Promise<Membership> {
-  return apiFetch<Membership>(`/api/v1/memberships/${membershipId}/`, { method: "PATCH", json: { role } });
+/** One membership of a team; the team's id names the list to refresh. */
+interface MembershipRef {
+  teamId: number;
+  membershipId: number;
 }
 
-export function removeMember({ membershipId }: { teamId: number; membershipId: number }): Promise<void> {
+export function updateMemberRole({ membershipId, role }: MembershipRef & MembershipUpdateRequest): Promise<Membership> {
+  return apiFetch<Membership>(`/api/v1/memberships/${membershipId}/`, { method: "PATCH", json: { role } satisfies MembershipUpdateRequest });
+}
+
+export function removeMember({ membershipId }: MembershipRef): Promise<void> {
   return apiFetch<void>(`/api/v1/memberships/${membershipId}/`, { method: "DELETE" });
 }
 

@@ -29,7 +29,7 @@ function AddMemberForm() {
   const submit = (event: FormEvent) => {
     event.preventDefault();
     add.mutate(
-      { teamId: team.id, username: username.trim(), email: email.trim(), password, role },
+      { team: team.id, username: username.trim(), email: email.trim(), password, role },
       { onSuccess: () => { setUsername(""); setEmail(""); setPassword(""); } },
     );
   };

@@ -1,19 +1,9 @@
 import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { apiFetch } from "../../../api/client";
-import type { TrainingRun } from "../../../api/types";
+import type { TrainingRun, TrainingRunRequest } from "../../../api/types";
 import { runsKey } from "./list-runs";
 
-export interface CreateRunInput {
-  project: number;
-  name: string;
-  dataset_version: number;
-  base_model: string;
-  method: "lora" | "full";
-  /** {"preset": ..., plus only the hyperparameters the user changed; the preset supplies the rest}. */
-  config: Record<string, unknown>;
-}
-
-export function createRun(input: CreateRunInput): Promise<TrainingRun> {
+export function createRun(input: TrainingRunRequest): Promise<TrainingRun> {
   return apiFetch<TrainingRun>("/api/v1/runs/", { method: "POST", json: input });
 }
 

@@ -1,15 +1,14 @@
 import { keepPreviousData, queryOptions, useQuery } from "@tanstack/react-query";
 import { apiFetch } from "../../../api/client";
-import type { RunEstimate } from "../../../api/types";
-import type { CreateRunInput } from "./create-run";
+import type { RunEstimate, TrainingRunRequest } from "../../../api/types";
 
-export const runEstimateKey = (input: CreateRunInput) => ["runs", "estimate", input] as const;
+export const runEstimateKey = (input: TrainingRunRequest) => ["runs", "estimate", input] as const;
 
-export function estimateRun(input: CreateRunInput): Promise<RunEstimate> {
+export function estimateRun(input: TrainingRunRequest): Promise<RunEstimate> {
   return apiFetch<RunEstimate>("/api/v1/runs/estimate/", { method: "POST", json: input });
 }
 
-export const runEstimateQueryOptions = (input: CreateRunInput) =>
+export const runEstimateQueryOptions = (input: TrainingRunRequest) =>
   queryOptions({
     queryKey: runEstimateKey(input),
     queryFn: () => estimateRun(input),
@@ -18,6 +17,6 @@ export const runEstimateQueryOptions = (input: CreateRunInput) =>
     retry: false,
   });
 
-export function useRunEstimate(input: CreateRunInput, enabled: boolean) {
+export function useRunEstimate(input: TrainingRunRequest, enabled: boolean) {
   return useQuery({ ...runEstimateQueryOptions(input), enabled });
 }

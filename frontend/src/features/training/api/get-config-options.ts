@@ -1,19 +1,12 @@
 import { queryOptions, useQuery } from "@tanstack/react-query";
 import { apiFetch } from "../../../api/client";
-import type { Hyperparameter, TrainingOptions, TrainingPreset } from "../../../api/types";
-
-export interface ConfigOptions {
-  base_models: TrainingOptions["base_models"];
-  hyperparameters: Hyperparameter[];
-  presets: TrainingPreset[];
-  default_preset: string;
-}
+import type { TrainingOptions } from "../../../api/types";
 
 export const configOptionsKey = ["runs", "config-options"] as const;
 
 /** The engine's hyperparameters (type, default, choices, help) and presets resolved per method. */
-export function getConfigOptions(): Promise<ConfigOptions> {
-  return apiFetch<ConfigOptions>("/api/v1/runs/config-options/");
+export function getConfigOptions(): Promise<TrainingOptions> {
+  return apiFetch<TrainingOptions>("/api/v1/runs/config-options/");
 }
 
 export const configOptionsQueryOptions = () =>

@@ -1,7 +1,7 @@
 import { useMemo, useState, type FormEvent } from "react";
 import { Link, useNavigate, useSearchParams } from "react-router";
 import { errorBesideButton, fieldError, resultsOf } from "../../../api/client";
-import type { Hyperparameter } from "../../../api/types";
+import type { Hyperparameter, TrainingMethod, TrainingOptions, TrainingRunRequest } from "../../../api/types";
 import { Button } from "../../../components/Button";
 import { Card, PageHeader } from "../../../components/Card";
 import { Field } from "../../../components/Field";
@@ -12,9 +12,9 @@ import { isVersionBusy } from "../../datasets/version-status";
 import { useDatasets } from "../../datasets/api/list-datasets";
 import { useProjectVersions } from "../../datasets/api/list-project-versions";
 import { useProjectId } from "../../projects/use-project-id";
-import { useCreateRun, type CreateRunInput } from "../api/create-run";
+import { useCreateRun } from "../api/create-run";
 import { useRunEstimate } from "../api/estimate-run";
-import { useConfigOptions, type ConfigOptions } from "../api/get-config-options";
+import { useConfigOptions } from "../api/get-config-options";
 import { PRESET_SUMMARIES, formatConfigValue, hyperparameterLabel, isLoraOnly, parseConfigValue } from "../presets";
 
 /** Reasons for a hyperparameter: the runs API names them config.<field>. */
@@ -33,7 +33,7 @@ export function NewRunPage() {
   return <NewRunForm options={options.data} />;
 }
 
-function NewRunForm({ options }: { options: ConfigOptions }) {
+function NewRunForm({ options }: { options: TrainingOptions }) {
   const projectId = useProjectId();
   const [params] = useSearchParams();
   const versions = useProjectVersions(projectId);
@@ -44,7 +44,7 @@ function NewRunForm({ options }: { options: ConfigOptions }) {
   const [versionId, setVersionId] = useState<number | null>(params.get("version") ? Number(params.get("version")) : null);
   const [baseChoice, setBaseChoice] = useState(options.base_models[0]?.name ?? "custom");
   const [customBase, setCustomBase] = useState("");
-  const [method, setMethod] = useState<"lora" | "full">("lora");
+  const [method, setMethod] = useState<TrainingMethod>("lora");
   const [preset, setPreset] = useState(options.presets.some((p) => p.name === "quick") ? "quick" : options.default_preset);
   // Raw text of the advanced fields the user touched; untouched ones follow the preset.
   const [overrides, setOverrides] = useState<Record<string, string>>({});
@@ -73,7 +73,7 @@ function NewRunForm({ options }: { options: ConfigOptions }) {
     return out;
   }, [overrides, shownFields, resolved]);
 
-  const input: CreateRunInput = {
+  const input: TrainingRunRequest = {
     project: projectId,
     name: name.trim() || `${preset}-${method}-${new Date().toISOString().slice(5, 16).replace("T", "-")}`,
     dataset_version: selectedVersion ?? 0,
