@@ -20,6 +20,7 @@ from tinyforge.ml.config import TrainConfig
 from tinyforge.ml.evaluate import generate_replies
 from tinyforge.ml.export import export_model
 from tinyforge.ml.models import load_model_folder
+from tinyforge.ml.onnx_model import OnnxCausalLM
 from tinyforge.ml.train import train
 
 CONVERSATIONS = [
@@ -113,7 +114,7 @@ def test_onnx_export_generates_token_for_token_what_pytorch_generates(trained_di
     # with the KV cache, against transformers' generate on the merged weights.
     from transformers import AutoTokenizer
 
-    runtime = onnx_export.OnnxCausalLM(result.path)
+    runtime = OnnxCausalLM(result.path)
     tokenizer = AutoTokenizer.from_pretrained(result.path)
     model, _ = load_model_folder(trained_dirs["lora"])
     model = model.merge_and_unload().eval()

@@ -36,7 +36,7 @@ TEMPLATES = Path(__file__).resolve().parent / "templates" / "bundle"
 BUNDLE_FORMAT_VERSION = 1
 
 # Distributions the serving code imports (tinyforge.serving, and the parts of tinyforge.ml it
-# loads: models, formatting, schema, onnx_export), pinned to the versions installed here.
+# loads: models, formatting, schema, onnx_model), pinned to the versions installed here.
 SERVING_REQUIREMENTS = ("torch", "transformers", "tokenizers", "safetensors", "huggingface_hub", "numpy",
                         "jinja2", "pydantic", "starlette", "anyio", "uvicorn", "prometheus_client")
 RUNTIME_REQUIREMENTS = {"torch": (), "onnxruntime": ("onnxruntime",)}
@@ -61,7 +61,7 @@ def vendor_serving_code(app_dir: Path) -> None:
     package = Path(tinyforge.__file__).resolve().parent
     target = app_dir / "tinyforge"
     target.mkdir(parents=True)
-    for name in ("__init__.py", "errors.py"):
+    for name in ("__init__.py", "errors.py", "hardware.py"):
         shutil.copy2(package / name, target / name)
     for sub in VENDORED_SUBPACKAGES:
         shutil.copytree(package / sub, target / sub,

@@ -258,7 +258,7 @@ def _onnx_usage(verification: dict[str, Any]) -> str:
             f"{100 * int8['token_agreement']:.1f}% of generated tokens agree.",
         ]
     lines += ["", "`verification.json` has every number. Load it in Python with "
-              "`tinyforge.ml.onnx_export.OnnxCausalLM(folder)`."]
+              "`tinyforge.ml.onnx_model.OnnxCausalLM(folder)`."]
     return "\n".join(lines)
 
 

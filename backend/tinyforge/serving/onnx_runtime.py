@@ -1,4 +1,4 @@
-"""The ONNX Runtime runtime: an exported, verified ONNX model (tinyforge.ml.onnx_export) behind
+"""The ONNX Runtime runtime: an exported, verified ONNX model (tinyforge.ml.onnx_model) behind
 the same slot interface as the PyTorch runtime, so the engine batches, streams and limits it
 the same way.
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from tinyforge.errors import TinyforgeError
-from tinyforge.ml.onnx_export import ONNX_CONFIG_FILE, ONNX_MODEL_FILE, OnnxCausalLM
+from tinyforge.ml.onnx_model import ONNX_CONFIG_FILE, ONNX_MODEL_FILE, OnnxCausalLM
 from tinyforge.serving.runtime import BASE_ADAPTER, AdapterNotShareable, Runtime, RuntimeInfo
 
 
