@@ -80,6 +80,10 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Before WhiteNoise, which answers the dashboard's files itself: what comes after it never
+    # sees those responses, and the index page must not be framed either.
+    "tinyforge.core.middleware.SecurityHeadersMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "tinyforge.core.middleware.ApiBodyLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -87,7 +91,6 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, so it sees the lockout flag the authentication backend sets on the request.
     "axes.middleware.AxesMiddleware",
 ]
@@ -294,6 +297,27 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+# Content-Security-Policy by path prefix, first match (tinyforge.core.middleware.SecurityHeadersMiddleware).
+# The dashboard (a Vite build) loads its own scripts and styles only, talks to its own origin (the
+# REST API, /v1 and its event streams through fetch) and has a data: favicon; React sets styles
+# through the DOM, which style-src does not restrict. nginx/snippets/tinyforge-dashboard-headers.conf
+# sends the same DASHBOARD_CSP with the dashboard's files in the compose install (a test checks).
+DASHBOARD_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+                 "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'")
+API_CSP = "default-src 'none'; frame-ancestors 'none'"  # JSON answers: nothing to load, never framed
+CONTENT_SECURITY_POLICIES = [
+    # Swagger UI comes from jsDelivr and styles its page with an inline <style>.
+    ("/api/docs/", "default-src 'self'; script-src 'self' https://cdn.jsdelivr.net; style-src 'self' 'unsafe-inline' "
+                   "https://cdn.jsdelivr.net; img-src 'self' data: https://cdn.jsdelivr.net; object-src 'none'; "
+                   "base-uri 'self'; form-action 'self'; frame-ancestors 'none'"),
+    # django-rq's staff pages have inline scripts and style attributes.
+    ("/django-rq/", "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+                    "img-src 'self' data:; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"),
+    ("/api/", API_CSP),
+    ("/v1/", API_CSP),
+    ("", DASHBOARD_CSP),  # the dashboard, its files, Django admin
+]
+PERMISSIONS_POLICY = "camera=(), microphone=(), geolocation=(), payment=(), usb=()"
 
 if BEHIND_PROXY:
     # nginx terminates TLS and says so in X-Forwarded-Proto (nginx/ sets it).

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from django.conf import settings
 from install_files import REPO, compose_file, dockerfile_stages, stage_chain, with_defaults
 
 NGINX_DIR = REPO / "nginx"
@@ -96,6 +97,8 @@ class Upstream:
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.send_header("X-Frame-Options", "SAMEORIGIN")
+                if upstream.name == "web":  # as Django's SecurityHeadersMiddleware does
+                    self.send_header("Content-Security-Policy", settings.API_CSP)
                 self.end_headers()
                 self.wfile.write(payload)
 
@@ -299,14 +302,38 @@ def test_it_caches_hashed_assets_and_404s_missing_ones(proxy):
     assert client.get("/assets/index-gone.js").status_code == 404
 
 
-def test_it_sets_security_headers_once_on_every_kind_of_response(proxy):
+@pytest.mark.parametrize("path, policy", [
+    ("/", settings.DASHBOARD_CSP), ("/projects/7", settings.DASHBOARD_CSP), ("/assets/index-3f9a1c.js", settings.DASHBOARD_CSP),
+    ("/api/v1/auth/me/", settings.API_CSP), ("/v1/models", settings.API_CSP), ("/metrics", settings.API_CSP),
+])
+def test_it_sets_security_headers_once_on_every_kind_of_response(proxy, path, policy):
+    """The dashboard's files get the policy the web app sends when it serves them itself
+    (`make demo`), word for word; the inference service's answers the web app's API policy."""
     client, _, _ = proxy
-    for path in ("/", "/api/v1/auth/me/", "/v1/models", "/assets/index-3f9a1c.js"):
-        response = client.get(path)
-        assert response.headers.get_list("x-frame-options") == ["DENY"], path
-        assert response.headers.get_list("x-content-type-options") == ["nosniff"], path
-        assert response.headers["referrer-policy"] == "same-origin"
-        assert "server" not in response.headers or "nginx/" not in response.headers["server"]
+    response = client.get(path)
+    assert response.headers.get_list("x-frame-options") == ["DENY"], path
+    assert response.headers.get_list("x-content-type-options") == ["nosniff"], path
+    assert response.headers.get_list("content-security-policy") == [policy], path
+    assert response.headers["referrer-policy"] == "same-origin"
+    assert "server" not in response.headers or "nginx/" not in response.headers["server"]
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/v1/../metrics", "/v1/%2e%2e/metrics", "/v1/..%2fmetrics",
+                                  "/v1/models/..%2F..%2Fmetrics", "//metrics", "/metrics?x=1"])
+def test_it_never_passes_a_request_for_the_inference_metrics_on(proxy, path):
+    """The inference service's /metrics is for Prometheus on the internal network. Whatever the
+    spelling, the inference service gets nothing from nginx but paths under /v1/, which it does
+    not serve as /metrics."""
+    client, _, inference = proxy
+    response = client.get(path)
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = {}
+    if answer.get("server") == "inference":
+        assert answer["path"].startswith("/v1/"), answer
+    if path.startswith("/metrics"):
+        assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
 
 
 def test_it_streams_server_sent_events_without_buffering(proxy):

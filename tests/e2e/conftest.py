@@ -211,13 +211,22 @@ def journey(request, browser, platform, capsys):
     """A fresh browser context (no cookies) with a screenshot recorder for this test."""
     context = browser.new_context(viewport={"width": 1366, "height": 860}, base_url=platform.url)
     context.set_default_timeout(15_000)
-    page = context.new_page()
     console_errors: list[str] = []
+    # Pages report what the Content-Security-Policy refused as events, with the directive.
+    context.expose_binding("tinyforgeCspViolation", lambda source, text: console_errors.append(text))
+    context.add_init_script("""document.addEventListener("securitypolicyviolation", (event) =>
+        window.tinyforgeCspViolation(`CSP refused ${event.blockedURI || "inline"} (${event.violatedDirective})`));""")
+    page = context.new_page()
     page.on("pageerror", lambda error: console_errors.append(str(error)))
+    # Console errors include what the Content-Security-Policy refused ("Refused to load ...");
+    # the pages' own answers that are errors on purpose (401 before sign-in, 403 for a viewer)
+    # show as failed resource loads, which the journeys check themselves.
+    page.on("console", lambda message: message.type == "error" and not message.text.startswith(
+        "Failed to load resource: the server responded with a status of 4") and console_errors.append(message.text))
     folder = ARTIFACTS / request.node.name
     shots = Screenshots(page, folder)
     with capsys.disabled():
         print(f"\n[e2e] screenshots of {request.node.name}: {folder}")
     yield page, shots
     context.close()
-    assert not console_errors, f"JavaScript errors in the page: {console_errors}"
+    assert not console_errors, f"JavaScript or Content-Security-Policy errors in the page: {console_errors}"

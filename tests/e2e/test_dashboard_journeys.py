@@ -253,3 +253,25 @@ def test_a_viewer_sees_no_write_buttons_and_the_api_refuses_writes(journey, plat
     assert body["error"]["code"]
     status, body = api(platform.url, "GET", "/api/v1/projects/", secret)
     assert status == 200 and "Acme launch" in [p["name"] for p in body["results"]]
+
+
+def test_the_dashboard_is_served_under_a_policy_the_browser_enforces(browser, platform):
+    """The journeys above fail on any refusal the policy causes; this checks that there is a
+    policy to cause one: the index page carries it, and Chromium refuses a script injected inline."""
+    from django.conf import settings
+
+    context = browser.new_context(base_url=platform.url)
+    page = context.new_page()
+    refused: list[str] = []
+    page.on("console", lambda message: message.type == "error" and refused.append(message.text))
+    try:
+        response = page.goto("/")
+        assert response.headers["content-security-policy"] == settings.DASHBOARD_CSP
+        assert response.headers["x-frame-options"] == "DENY"
+        expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+        page.evaluate("""() => { const script = document.createElement("script");
+            script.textContent = "window.injected = true"; document.head.append(script); }""")
+        assert page.evaluate("window.injected") is None
+        assert any("Content Security Policy" in text for text in refused), refused
+    finally:
+        context.close()
