@@ -172,6 +172,10 @@ RQ_SHOW_ADMIN_LINK = True
 # chats through it, and /v1/ model and completion requests that reach the web process (`make demo`
 # has no nginx) are passed on to it.
 INFERENCE_URL = env_str("TINYFORGE_INFERENCE_URL", "http://127.0.0.1:8001")
+# The inference service's GET /metrics answers on its port only "Authorization: Bearer <this>";
+# unset, not at all there. TINYFORGE_METRICS_ADDRESS (HOST:PORT, read by `tinyforge serve-platform`)
+# serves them without a token on an internal address instead: Prometheus's own network.
+METRICS_TOKEN = env_str("TINYFORGE_METRICS_TOKEN", None, secret=True)
 # OpenAI-compatible base URL -> API key (None: no key), for the servers that the qa recipe of an
 # import through the API may call. Users name the URL, so without this list anyone who may import
 # could make the server request any address it can reach (server-side request forgery). The

@@ -62,7 +62,8 @@ def free_port() -> int:
 def bundle_environment(**extra: str) -> dict[str, str]:
     """This test's environment minus anything that would point the bundle at the platform."""
     env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL", "TINYFORGE_API_KEY")}
+           if k not in ("PYTHONPATH", "DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL", "TINYFORGE_API_KEY",
+                         "TINYFORGE_METRICS_TOKEN", "TINYFORGE_METRICS_ADDRESS")}
     return {**env, "PYTHONDONTWRITEBYTECODE": "1", **extra}
 
 
@@ -89,7 +90,7 @@ def test_the_bundle_serves_the_openai_api_with_its_own_code(bundle_zip, trained_
     from openai import AuthenticationError, OpenAI
 
     folder = unpack(bundle_zip, tmp_path / "unpacked")
-    env = bundle_environment(TINYFORGE_API_KEY=API_KEY)
+    env = bundle_environment(TINYFORGE_API_KEY=API_KEY, TINYFORGE_METRICS_TOKEN="metrics-only")
     where = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, 'app'); import tinyforge.serving.app as m; "
                             "print(m.__file__)"], cwd=folder, env=env, capture_output=True, text=True, check=True)
     assert Path(where.stdout.strip()).is_relative_to(folder), "the bundle's own serving code is what runs"
@@ -133,7 +134,9 @@ def test_the_bundle_serves_the_openai_api_with_its_own_code(bundle_zip, trained_
         predict = httpx.post(f"{base}/predict", json={"input": "Reverse the word hello."}, headers=headers, timeout=60)
         assert predict.status_code == 200 and isinstance(predict.json()["output"], str)
         assert httpx.get(f"{base}/health", timeout=5).status_code == 200
-        assert "tokens" in httpx.get(f"{base}/metrics", timeout=5).text
+        assert httpx.get(f"{base}/metrics", headers=headers, timeout=5).status_code == 401  # the API key is not it
+        metrics = httpx.get(f"{base}/metrics", headers={"Authorization": "Bearer metrics-only"}, timeout=5)
+        assert "tokens" in metrics.text
     finally:
         server.terminate()
         server.wait(timeout=30)

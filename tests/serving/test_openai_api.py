@@ -10,6 +10,7 @@ from transformers import AutoTokenizer
 from serving.conftest import running_server
 from tinyforge.ml.formatting import tokenize_messages
 from tinyforge.serving.api import ChatCompletionRequest
+from tinyforge.serving.app import ServerSettings
 from tinyforge.serving.auth import APIKeyAuthenticator
 from tinyforge.serving.registry import FolderRegistry
 
@@ -22,10 +23,13 @@ CONVERSATION = [
 ]
 
 
+METRICS_TOKEN = "metrics-token-9876"
+
+
 @pytest.fixture(scope="module")
 def server(tiny_model_dir, lora_adapter_dir):
     registry = FolderRegistry({"tiny": tiny_model_dir, "tiny-lora": lora_adapter_dir})
-    with running_server(registry, APIKeyAuthenticator(KEY)) as running:
+    with running_server(registry, APIKeyAuthenticator(KEY), ServerSettings(metrics_token=METRICS_TOKEN)) as running:
         yield running
 
 
@@ -131,13 +135,31 @@ def test_predict_health_readiness_and_metrics(server):
     assert health["status"] == "alive" and health["uptime_seconds"] > 0
     ready = httpx.get(f"{server.base_url}/readyz").json()
     assert ready["ready"] and ready["models"]["tiny-lora"]["state"] == "ready"
-    page = httpx.get(f"{server.base_url}/metrics").text
+    page = httpx.get(f"{server.base_url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).text
     for name in ("tinyforge_serving_requests_total", "tinyforge_serving_prompt_tokens_total",
                  "tinyforge_serving_completion_tokens_total", "tinyforge_serving_time_to_first_token_seconds_bucket",
                  "tinyforge_serving_request_duration_seconds_bucket", "tinyforge_serving_requests_running",
                  "tinyforge_serving_requests_waiting", "tinyforge_serving_model_memory_bytes"):
         assert name in page
     assert server.metric("tinyforge_serving_requests_total", model="tiny", endpoint="/predict", status="200") >= 1
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": f"Bearer {KEY}"}, {"Authorization": "Bearer wrong"},
+                                     {"Authorization": f"Basic {METRICS_TOKEN}"}])
+def test_metrics_answer_only_the_metrics_token_while_health_stays_open(server, headers):
+    """The models' API key does not open them: the metrics name every model and its traffic."""
+    refused = httpx.get(f"{server.base_url}/metrics", headers=headers)
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_metrics_token"
+    assert "tinyforge_serving" not in refused.text
+    assert httpx.get(f"{server.base_url}/health").status_code == 200
+
+
+def test_without_a_metrics_token_the_port_serves_no_metrics(tiny_model_dir):
+    with running_server(FolderRegistry({"tiny": tiny_model_dir}), APIKeyAuthenticator(KEY)) as bare:
+        for headers in ({}, {"Authorization": f"Bearer {KEY}"}):
+            answer = httpx.get(f"{bare.base_url}/metrics", headers=headers)
+            assert answer.status_code == 404 and "TINYFORGE_METRICS_TOKEN" in answer.json()["error"]["message"]
+        assert httpx.get(f"{bare.base_url}/health").status_code == 200
 
 
 def test_a_wrong_or_missing_key_is_refused(server):

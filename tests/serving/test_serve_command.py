@@ -30,8 +30,9 @@ def stop(process):
 
 
 def test_it_serves_a_model_folder_with_the_key_from_the_environment(tiny_model_dir):
-    port = free_port()
-    env = {**os.environ, "TINYFORGE_API_KEY": "k-123"}
+    port, metrics_port = free_port(), free_port()
+    env = {**{k: v for k, v in os.environ.items() if k != "TINYFORGE_METRICS_TOKEN"}, "TINYFORGE_API_KEY": "k-123",
+           "TINYFORGE_METRICS_ADDRESS": f"127.0.0.1:{metrics_port}"}
     process = start(["--model", f"tiny={tiny_model_dir}", "--port", str(port), "--threads", "1"], env)
     try:
         deadline = time.monotonic() + 120
@@ -51,6 +52,9 @@ def test_it_serves_a_model_folder_with_the_key_from_the_environment(tiny_model_d
         assert chunks[-1].choices[0].finish_reason in ("stop", "length")
         with pytest.raises(openai.AuthenticationError):
             openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="wrong", max_retries=0).models.list()
+        # The metrics on the internal address only; the public port has none without a metrics token.
+        assert 'endpoint="/v1/chat/completions"' in httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+        assert httpx.get(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": "Bearer k-123"}).status_code == 404
     finally:
         output = stop(process)
     assert "NO API KEY" not in output
@@ -76,6 +80,7 @@ def test_without_a_key_it_says_so_loudly(tiny_model_dir):
     (["--model", "a={model}", "--model", "a={model}"], "used twice"),
     (["--model", "{model}", "--max-batch", "0"], "--max-batch must be at least 1"),
     (["--model", "{model}", "--api-key-env", "SURELY_UNSET_VARIABLE"], "SURELY_UNSET_VARIABLE is not set"),
+    (["--model", "{model}", "--metrics-address", "9101"], "--metrics-address '9101' (TINYFORGE_METRICS_ADDRESS): expected HOST:PORT"),
 ])
 def test_bad_options_are_clear_errors_without_a_traceback(tiny_model_dir, capsys, args, says):
     assert main(["serve", *[a.format(model=tiny_model_dir) for a in args]]) == 2

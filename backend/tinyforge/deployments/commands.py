@@ -46,6 +46,8 @@ def serve_platform(args) -> int:
     def start_stats(app) -> None:
         ServingStatsRecorder(app.state.service.metrics.registry).start()
 
+    from django.conf import settings
+
     run_server(DeploymentRegistry(), TokenAuthenticator(), args, what="the platform's deployments",
-               prepare=start_stats)
+               prepare=start_stats, metrics_token=settings.METRICS_TOKEN)
     return 0

@@ -1,7 +1,8 @@
 """The inference service: an ASGI app (Starlette) speaking the OpenAI API over the model pool.
 
 Routes: GET /v1/models, GET /v1/models/{id}, POST /v1/chat/completions, POST /v1/completions,
-POST /predict, GET /health, GET /readyz, GET /metrics. Errors always have OpenAI's shape.
+POST /predict, GET /health, GET /readyz, GET /metrics (only to the metrics token: ServerSettings).
+Errors always have OpenAI's shape.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from tinyforge import bounded_json
 from tinyforge.serving.api import (
     APIError, ChatCompletionRequest, CompletionRequest, PredictRequest, parse,
 )
-from tinyforge.serving.auth import Authenticator, Caller
+from tinyforge.serving.auth import APIKeyAuthenticator, Authenticator, Caller
 from tinyforge.serving.batch import chat_prompt_ids
 from tinyforge.serving.engine import Failed, Finished, QueueFull, SamplingParams, TextDelta
 from tinyforge.serving.metrics import ServingMetrics, split_memory
@@ -43,6 +44,10 @@ FAILURE_STATUS = {"timeout": 504, "model_unloaded": 503, "engine_error": 500}
 class ServerSettings:
     runtime: RuntimeOptions = RuntimeOptions()
     max_body_bytes: int = 4 * 2**20  # a larger body is refused before it is read
+    # GET /metrics on the service's own port answers only "Authorization: Bearer <metrics_token>";
+    # None: not on this port at all (an internal listener may serve them: run_server's metrics_address).
+    # The models' API keys do not open it: metrics name every deployment and their traffic.
+    metrics_token: str | None = None
 
 
 def create_app(registry: ModelRegistry, authenticator: Authenticator,
@@ -74,6 +79,12 @@ def create_app(registry: ModelRegistry, authenticator: Authenticator,
     })
     app.state.service = service
     return app
+
+
+def _bearer_key(request: Request) -> str | None:
+    """The key of an "Authorization: Bearer <key>" header, or None."""
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    return key.strip() if scheme.lower() == "bearer" and key.strip() else None
 
 
 def _error_response(error: APIError) -> JSONResponse:
@@ -167,6 +178,15 @@ class InferenceService:
         return JSONResponse(body, status_code=503 if reasons else 200)
 
     async def metrics_page(self, request: Request) -> Response:
+        token = self.settings.metrics_token
+        if token is None:
+            raise APIError(404, "metrics are not served on this port: set TINYFORGE_METRICS_TOKEN to serve them here "
+                                "to that bearer token, or TINYFORGE_METRICS_ADDRESS to serve them on an internal "
+                                "address", code="not_found")
+        if APIKeyAuthenticator(token).authenticate(_bearer_key(request)) is None:
+            raise APIError(401, "GET /metrics needs the metrics token (TINYFORGE_METRICS_TOKEN) as "
+                                "'Authorization: Bearer <token>'", type="authentication_error",
+                           code="invalid_metrics_token", headers={"WWW-Authenticate": "Bearer"})
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def list_models(self, request: Request) -> JSONResponse:
@@ -243,9 +263,7 @@ class InferenceService:
         return await self._complete(request, request_id, kind, served, model_id, generation, started, endpoint)
 
     async def _authenticate(self, request: Request) -> Caller:
-        header = request.headers.get("authorization", "")
-        scheme, _, key = header.partition(" ")
-        api_key = key.strip() if scheme.lower() == "bearer" and key.strip() else None
+        api_key = _bearer_key(request)
         caller = await anyio.to_thread.run_sync(self.authenticator.authenticate, api_key)
         if caller is None:
             message = "missing API key: send Authorization: Bearer <key>" if api_key is None else "incorrect API key provided"

@@ -10,6 +10,8 @@ import sys
 from tinyforge.errors import TinyforgeError
 
 DEFAULT_KEY_VARIABLE = "TINYFORGE_API_KEY"
+METRICS_TOKEN_VARIABLE = "TINYFORGE_METRICS_TOKEN"
+METRICS_ADDRESS_VARIABLE = "TINYFORGE_METRICS_ADDRESS"
 DEFAULT_MAX_CONTEXT = 4096  # the runtime takes the smaller of this and the model's own context
 
 
@@ -46,6 +48,10 @@ def add_server_arguments(parser) -> None:
                              "at most 4096 (each position costs KV cache memory for every batch slot)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds a request may take, queued or running")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: all cores)")
+    parser.add_argument("--metrics-address", metavar="HOST:PORT", default=os.environ.get(METRICS_ADDRESS_VARIABLE) or None,
+                        help="also serve the Prometheus metrics, without a token, on this internal address "
+                             f"(default: ${METRICS_ADDRESS_VARIABLE}); on the service's own port, /metrics answers "
+                             f"only the bearer token in ${METRICS_TOKEN_VARIABLE}, and nothing when it is unset")
 
 
 def serve(args) -> int:
@@ -59,7 +65,8 @@ def serve(args) -> int:
         models[name] = path
     check_server_arguments(args)
     authenticator = authenticator_from_environment(args.api_key_env, explicit=args.api_key_env != DEFAULT_KEY_VARIABLE)
-    run_server(FolderRegistry(models), authenticator, args, what=", ".join(models))
+    run_server(FolderRegistry(models), authenticator, args, what=", ".join(models),
+               metrics_token=os.environ.get(METRICS_TOKEN_VARIABLE, "").strip() or None)
     return 0
 
 
@@ -69,13 +76,27 @@ def check_server_arguments(args) -> None:
             raise TinyforgeError(f"--{option.replace('_', '-')} must be at least 1")
     if args.max_context is not None and args.max_context < 2:
         raise TinyforgeError("--max-context must be at least 2")
+    if args.metrics_address:
+        metrics_listen_address(args.metrics_address)
 
 
-def run_server(registry, authenticator, args, what: str, prepare=None) -> None:
+def metrics_listen_address(value: str) -> tuple[str, int]:
+    """(host, port) of a --metrics-address such as 127.0.0.1:9101, 0.0.0.0:9101 or [::1]:9101."""
+    host, _, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise TinyforgeError(f"--metrics-address {value!r} ({METRICS_ADDRESS_VARIABLE}): expected HOST:PORT, such as "
+                             "127.0.0.1:9101 (this machine only) or 0.0.0.0:9101 (a port you do not publish)")
+    return host, int(port)
+
+
+def run_server(registry, authenticator, args, what: str, prepare=None, metrics_token: str | None = None) -> None:
     """The inference app over `registry` and `authenticator`, under uvicorn until stopped.
-    `prepare(app)`, when given, is called with the app before it serves."""
+    `prepare(app)`, when given, is called with the app before it serves. /metrics answers on the
+    app's port only to `metrics_token`, and to anyone on args.metrics_address (an internal address)."""
     import torch
     import uvicorn
+    from prometheus_client import start_http_server
 
     from tinyforge.serving.app import ServerSettings, create_app
     from tinyforge.serving.pool import RuntimeOptions
@@ -87,12 +108,20 @@ def run_server(registry, authenticator, args, what: str, prepare=None) -> None:
     settings = ServerSettings(runtime=RuntimeOptions(
         device=args.device, dtype=args.dtype, max_slots=args.max_batch, max_waiting=args.max_waiting,
         max_context=args.max_context or DEFAULT_MAX_CONTEXT, request_timeout=args.timeout,
-    ))
+    ), metrics_token=metrics_token)
     # A missing CUDA device or a dtype this CPU cannot run is a usage error, said before anything loads.
     pick_dtype(args.dtype, pick_device(args.device))
     app = create_app(registry, authenticator, settings)
     if prepare is not None:
         prepare(app)
+    if args.metrics_address:
+        host, port = metrics_listen_address(args.metrics_address)
+        try:
+            # prometheus_client's own server, in a thread: it serves the metrics and nothing else.
+            start_http_server(port, addr=host, registry=app.state.service.metrics.registry)
+        except OSError as exc:
+            raise TinyforgeError(f"--metrics-address {args.metrics_address}: cannot listen there ({exc.strerror})") from exc
+        print(f"metrics on http://{args.metrics_address}/metrics", file=sys.stderr, flush=True)
     print(f"serving {what} on http://{args.host}:{args.port}/v1", file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
 
