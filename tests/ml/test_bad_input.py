@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import resource
@@ -14,7 +15,7 @@ import pytest
 
 from conftest import write_jsonl
 from tinyforge.errors import TinyforgeError
-from tinyforge.ml.config import TrainConfig
+from tinyforge.ml.config import InvalidConfig, TrainConfig
 from tinyforge.ml.models import resolve_base_model
 from tinyforge.ml.train import train
 
@@ -70,6 +71,21 @@ def test_lora_target_modules_the_model_lacks_are_listed(tiny_config, toy_dataset
 def test_a_learning_rate_of_zero_or_less_is_refused(value):
     with pytest.raises(TinyforgeError, match=f"learning_rate must be greater than 0, not {value}"):
         TrainConfig(learning_rate=value)
+
+
+def test_every_number_of_the_config_has_an_upper_bound_that_is_enforced():
+    numbers = [f for f in dataclasses.fields(TrainConfig) if "ge" in f.metadata or "gt" in f.metadata]
+    assert len(numbers) >= 20
+    for f in numbers:
+        bound = f.metadata.get("le", f.metadata.get("lt"))
+        assert bound is not None, f"{f.name} has no upper bound"
+        too_big = bound * 10 if bound >= 1 else bound + 1
+        with pytest.raises(InvalidConfig) as info:
+            TrainConfig(**{f.name: int(too_big) if "int" in str(f.type) else float(too_big)})
+        assert list(info.value.problems) == [f.name], f.name
+    for value in (float("inf"), float("nan"), "3", True):
+        with pytest.raises(InvalidConfig, match="epochs must be"):
+            TrainConfig(epochs=value)
 
 
 def test_config_problems_are_all_reported_at_once():

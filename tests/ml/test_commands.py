@@ -40,6 +40,7 @@ def test_train_help_lists_every_option_with_its_default():
     (["--method", "qlora"], "invalid choice: 'qlora'"),
     (["--learning-rate", "-1"], "learning_rate must be greater than 0"),
     (["--lora-dropout", "2"], "lora_dropout must be in [0, 1)"),
+    (["--epochs", "1e20"], "epochs must be at most 1000, not 1e+20"),
 ])
 def test_bad_options_exit_2_with_a_readable_message(args, message, tmp_path):
     proc = run_cli("train", "--data", DEMO_DATASET, "--out", tmp_path / "o", *args)

@@ -152,6 +152,9 @@ def test_cancel_through_the_client_and_errors_the_client_understands(live_server
     with pytest.raises(openai.BadRequestError, match="learning_rate"):
         client.fine_tuning.jobs.create(model=str(tiny_model_dir), training_file=file_id,
                                        hyperparameters={"learning_rate_multiplier": 10000})
+    with pytest.raises(openai.BadRequestError, match="hyperparameters.n_epochs: epochs must be at most 1000"):
+        client.fine_tuning.jobs.create(model=str(tiny_model_dir), training_file=file_id,
+                                       hyperparameters={"n_epochs": 10**20})
     with pytest.raises(openai.BadRequestError, match="Unknown base model"):
         client.fine_tuning.jobs.create(model="no such model", training_file=file_id)
     with pytest.raises(openai.BadRequestError, match="purpose"):

@@ -55,6 +55,20 @@ def test_it_refuses_bf16_on_a_cpu_without_it_naming_the_missing_feature(client_f
     assert train_queue.count == 0 and not TrainingRun.all_teams.filter(name="r").exists()
 
 
+@pytest.mark.parametrize("config, field, message", [
+    ({"epochs": 1e20}, "config.epochs", "epochs must be at most 1000, not 1e+20"),
+    ({"batch_size": 10**9}, "config.batch_size", "batch_size must be at most 4096, not 1000000000"),
+    ({"max_steps": 10**30}, "config.max_steps", "max_steps must be at most 10000000, not 1" + "0" * 30),
+    ({"seed": True}, "config.seed", "seed must be a whole number, not True"),
+])
+def test_an_absurd_config_is_a_400_naming_the_field_on_create_and_estimate(client_for, alice, acme, toy_version,
+                                                                           tiny_model_dir, config, field, message):
+    # runs/estimate/ answered 200 and about 3e20 steps for epochs = 10^20.
+    for path in ("/api/v1/runs/", "/api/v1/runs/estimate/"):
+        response = client_for(alice).post(path, body(acme, toy_version, tiny_model_dir, **config), format="json")
+        assert assert_error(response, 400)["fields"] == {field: [message]}, path
+
+
 def test_it_stores_the_full_config_and_reports_queue_positions(client_for, alice, acme, toy_version, tiny_model_dir,
                                                                train_queue, django_capture_on_commit_callbacks):
     client = client_for(alice)

@@ -289,6 +289,12 @@ def _filter_by_metadata(runs, params):
     return runs
 
 
+# Our field errors under the names of the OpenAI request they came from.
+OPENAI_NAMES = {"base_model": "model", "config.epochs": "hyperparameters.n_epochs",
+                "config.batch_size": "hyperparameters.batch_size",
+                "config.learning_rate": "hyperparameters.learning_rate_multiplier", "config.seed": "seed"}
+
+
 def _number(value, name: str, kind):
     if value in (None, "auto"):
         return None
@@ -356,7 +362,7 @@ class JobsView(OpenAIView):
             resolved = services.resolve_config(base_model=body["model"], method="lora", config=config)
         except exceptions.ValidationError as exc:
             raise exceptions.ValidationError(
-                {"model" if key == "base_model" else key: value for key, value in exc.detail.items()}) from None
+                {OPENAI_NAMES.get(key, key): value for key, value in exc.detail.items()}) from None
         with transaction.atomic():
             run = services.create_run(request, project=project, name=suffix or f"openai-{training.pk}",
                                       dataset_version=training, validation_version=validation,

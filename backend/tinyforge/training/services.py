@@ -16,7 +16,6 @@ from tinyforge.core.audit import audit
 from tinyforge.core.errors import Conflict
 from tinyforge.core.events import record_event
 from tinyforge.core.jobs import enqueue
-from tinyforge.errors import TinyforgeError
 from tinyforge.training import lifecycle
 from tinyforge.training.models import Checkpoint, RunStatus, TrainingRun
 
@@ -35,7 +34,7 @@ def resolve_config(*, base_model: str, method: str, config: dict) -> dict:
     would refuse is a 400 naming the field (config.<name>) before a job exists."""
     from dataclasses import fields
 
-    from tinyforge.ml.config import PRESETS, TrainConfig
+    from tinyforge.ml.config import PRESETS, InvalidConfig, TrainConfig
 
     config = dict(config or {})
     preset = config.pop("preset", "balanced")
@@ -55,8 +54,9 @@ def resolve_config(*, base_model: str, method: str, config: dict) -> dict:
         raise serializers.ValidationError(errors)
     try:
         resolved = TrainConfig.from_preset(preset, base_model=base_model, method=method, **config)
-    except TinyforgeError as exc:
-        raise serializers.ValidationError(_config_field_errors(str(exc), known | {"method"})) from None
+    except InvalidConfig as exc:
+        raise serializers.ValidationError({name if name in ("base_model", "method") else f"config.{name}": messages
+                                           for name, messages in exc.problems.items()}) from None
     precision_problem = cpu_precision_problem(resolved.precision, resolved.device)
     if precision_problem:
         raise serializers.ValidationError({"config.precision": [precision_problem]})
@@ -112,16 +112,6 @@ def training_options() -> dict:
     base_models = [{"name": p.name, "hf_id": p.hf_id, "license": p.license} for p in MODEL_PRESETS.values()]
     return {"base_models": base_models, "hyperparameters": hyperparameters, "presets": presets,
             "default_preset": "balanced"}
-
-
-def _config_field_errors(message: str, names: set[str]) -> dict[str, list[str]]:
-    """TrainConfig's "invalid training config: a must be ...; b must be ..." as field errors."""
-    errors: dict[str, list[str]] = {}
-    for problem in message.removeprefix("invalid training config: ").split("; "):
-        name = problem.split(" ", 1)[0]
-        key = "method" if name == "method" else f"config.{name}" if name in names else "config"
-        errors.setdefault(key, []).append(problem)
-    return errors
 
 
 def base_model_problem(base_model: str) -> str | None:
