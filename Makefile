@@ -27,7 +27,9 @@ $(FRONTEND_STAMP): frontend/package-lock.json
 frontend: $(FRONTEND_STAMP)
 	cd frontend && npm run build
 
+# ESLint keeps the dashboard's layers (app -> features -> shared) before Vitest runs the unit tests.
 frontend-test: $(FRONTEND_STAMP)
+	cd frontend && npm run lint
 	cd frontend && npm test
 
 # Browser journeys drive Debian's Chromium; Playwright never downloads a browser.

@@ -65,7 +65,7 @@ export async function ensureCsrfToken(): Promise<string> {
 }
 
 async function errorFromResponse(response: Response): Promise<ApiError> {
-  let body: unknown = null;
+  let body: unknown;
   const text = await response.text().catch(() => "");
   try {
     body = text ? JSON.parse(text) : null;

@@ -3,10 +3,10 @@ import { Button } from "../components/Button";
 import { InlineError } from "../components/States";
 import { useLogout } from "../features/auth/api/logout";
 import type { Me } from "../api/types";
-import { useProject } from "../features/projects/api/get-project";
+import { useProject } from "../api/get-project";
 import { TeamSwitcher } from "../features/teams/components/TeamSwitcher";
 import { useTheme, type ThemeChoice } from "../lib/theme";
-import { useLastProject } from "./last-project";
+import { useLastProject } from "../lib/last-project";
 
 function navClass({ isActive }: { isActive: boolean }) {
   return `nav-link${isActive ? " active" : ""}`;

@@ -1,7 +1,7 @@
 import { Navigate, useLocation } from "react-router";
 import { ErrorState, LoadingState } from "../components/States";
 import { useMe } from "../features/auth/api/get-me";
-import { CurrentTeamProvider } from "../features/teams/current-team";
+import { CurrentTeamProvider } from "../lib/current-team";
 import { AppShell } from "./AppShell";
 
 /** Signed-in area: the shell with the current team, or a redirect to the sign-in page. */

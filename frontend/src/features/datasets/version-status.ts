@@ -1,8 +1,4 @@
-import type { DatasetVersion, InvalidRow, TokenHistogram, ValidationReport } from "../../api/types";
-
-export function isVersionBusy(status: DatasetVersion["status"]): boolean {
-  return status === "pending" || status === "ingesting" || status === "validating";
-}
+import type { InvalidRow, TokenHistogram, ValidationReport } from "../../api/types";
 
 export function invalidRowsOf(report: Partial<ValidationReport> | undefined): InvalidRow[] {
   return report?.invalid ?? [];

@@ -1,4 +1,4 @@
-import { useEffect, useState } from "react";
+import { useState } from "react";
 import type { Deployment } from "../../api/types";
 
 export interface StatsSample {
@@ -23,10 +23,9 @@ export function requestsPerMinute(samples: StatsSample[]): number | null {
 export function useRequestRate(deployment: Deployment): number | null {
   const [samples, setSamples] = useState<StatsSample[]>([]);
   const { stats_updated_at: updatedAt, request_count: requests } = deployment;
-  useEffect(() => {
-    if (!updatedAt) return;
-    const at = Date.parse(updatedAt);
-    setSamples((previous) => (previous.at(-1)?.at === at ? previous : [...previous.slice(-1), { requests, at }]));
-  }, [updatedAt, requests]);
+  // A new copy of the counters is a new sample, taken while rendering (React's way of deriving
+  // state from a changed prop) rather than in an effect that would render twice.
+  const at = updatedAt ? Date.parse(updatedAt) : null;
+  if (at !== null && samples.at(-1)?.at !== at) setSamples([...samples.slice(-1), { requests, at }]);
   return requestsPerMinute(samples);
 }

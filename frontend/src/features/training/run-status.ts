@@ -1,8 +1,4 @@
-import type { RunMetric, RunStatus, TrainingRun } from "../../api/types";
-
-export function isRunActive(status: RunStatus): boolean {
-  return status === "queued" || status === "running";
-}
+import type { RunMetric, TrainingRun } from "../../api/types";
 
 export function runProgress(run: Pick<TrainingRun, "progress_step" | "progress_total" | "status">): number {
   if (run.status === "succeeded") return 1;

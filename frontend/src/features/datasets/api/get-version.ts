@@ -1,7 +1,7 @@
 import { queryOptions, useQuery } from "@tanstack/react-query";
 import { apiFetch } from "../../../api/client";
 import type { DatasetVersion } from "../../../api/types";
-import { isVersionBusy } from "../version-status";
+import { isVersionBusy } from "../../../api/status";
 
 export const versionKey = (versionId: number) => ["dataset-versions", "detail", versionId] as const;
 

@@ -1,7 +1,7 @@
 import { queryOptions, useQuery } from "@tanstack/react-query";
 import { apiFetch, type Page } from "../../../api/client";
 import type { DatasetVersion } from "../../../api/types";
-import { isVersionBusy } from "../version-status";
+import { isVersionBusy } from "../../../api/status";
 
 export const versionsKey = (datasetId: number) => ["dataset-versions", { datasetId }] as const;
 

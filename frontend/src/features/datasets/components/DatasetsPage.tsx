@@ -8,12 +8,12 @@ import { Field } from "../../../components/Field";
 import { StatusBadge } from "../../../components/Badge";
 import { EmptyState, InlineError, QueryState } from "../../../components/States";
 import { formatNumber, formatRelative } from "../../../lib/format";
-import { useProject } from "../../projects/api/get-project";
-import { useProjectId } from "../../projects/use-project-id";
-import { useCurrentTeam } from "../../teams/current-team";
+import { useProject } from "../../../api/get-project";
+import { useProjectId } from "../../../lib/use-project-id";
+import { useCurrentTeam } from "../../../lib/current-team";
 import { useCreateDataset } from "../api/create-dataset";
-import { useDatasets } from "../api/list-datasets";
-import { useProjectVersions } from "../api/list-project-versions";
+import { useDatasets } from "../../../api/list-datasets";
+import { useProjectVersions } from "../../../api/list-project-versions";
 
 function CreateDatasetForm({ projectId, onCreated }: { projectId: number; onCreated: (id: number) => void }) {
   const create = useCreateDataset();

@@ -6,13 +6,14 @@ import { Card, PageHeader, Stat } from "../../../components/Card";
 import { ProgressBar } from "../../../components/ProgressBar";
 import { EmptyState, ErrorState, InlineError, LoadingState, QueryState } from "../../../components/States";
 import { formatBytes, formatDateTime, formatNumber } from "../../../lib/format";
-import { useProjectId } from "../../projects/use-project-id";
-import { useConfigOptions } from "../../training/api/get-config-options";
+import { useProjectId } from "../../../lib/use-project-id";
+import { useConfigOptions } from "../../../api/get-config-options";
 import { useDataset } from "../api/get-dataset";
 import { useVersion, versionDownloadUrl } from "../api/get-version";
 import { useVersionPreview } from "../api/get-version-preview";
 import { useVersionReport } from "../api/get-version-report";
-import { invalidCountOf, invalidRowsOf, isVersionBusy } from "../version-status";
+import { isVersionBusy } from "../../../api/status";
+import { invalidCountOf, invalidRowsOf } from "../version-status";
 import { RenderedRow } from "./RenderedRow";
 import { TokenHistogramChart } from "./TokenHistogramChart";
 

@@ -1,5 +1,5 @@
 import type { EventQuery, ProjectEvent } from "../../../api/types";
-import { useTail } from "../../training/api/tail";
+import { useTail } from "../../../api/tail";
 
 export type EventFilters = Pick<EventQuery, "project" | "run" | "min_level" | "source" | "q"> & { team: number };
 

@@ -5,9 +5,9 @@ import { Button } from "../../../components/Button";
 import { Card, PageHeader } from "../../../components/Card";
 import { EmptyState, ErrorState, LoadingState } from "../../../components/States";
 import { formatDateTime } from "../../../lib/format";
-import { useProjects } from "../../projects/api/list-projects";
-import { useCurrentTeam } from "../../teams/current-team";
-import { useRuns } from "../../training/api/list-runs";
+import { useProjects } from "../../../api/list-projects";
+import { useCurrentTeam } from "../../../lib/current-team";
+import { useRuns } from "../../../api/list-runs";
 import { useEventTail, type EventFilters } from "../api/tail-events";
 
 const SOURCES = ["trainer", "worker", "ingest", "validator", "deploy", "inference", "export", "reconciler", "platform"];

@@ -8,9 +8,9 @@ import { Card, PageHeader } from "../../../components/Card";
 import { CopyButton } from "../../../components/CopyButton";
 import { Field } from "../../../components/Field";
 import { EmptyState, InlineError, LoadingState } from "../../../components/States";
-import { useDeployments } from "../../services/api/list-deployments";
-import { conversationSnippet, inferenceBaseUrl } from "../../services/snippets";
-import { useCurrentTeam } from "../../teams/current-team";
+import { useDeployments } from "../../../api/list-deployments";
+import { conversationSnippet, inferenceBaseUrl } from "../../../lib/inference-snippets";
+import { useCurrentTeam } from "../../../lib/current-team";
 import { streamChat } from "../api/stream-chat";
 
 export function PlaygroundPage() {

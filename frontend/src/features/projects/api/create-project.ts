@@ -1,7 +1,7 @@
 import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { apiFetch } from "../../../api/client";
 import type { Project, ProjectRequest } from "../../../api/types";
-import { projectsKey } from "./list-projects";
+import { projectsKey } from "../../../api/list-projects";
 
 export function createProject(input: ProjectRequest): Promise<Project> {
   return apiFetch<Project>("/api/v1/projects/", { method: "POST", json: input });

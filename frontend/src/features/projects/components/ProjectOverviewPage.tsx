@@ -3,11 +3,11 @@ import { Button } from "../../../components/Button";
 import { Card, PageHeader } from "../../../components/Card";
 import { ErrorState, InlineError, LoadingState } from "../../../components/States";
 import { formatDateTime } from "../../../lib/format";
-import { forgetLastProject } from "../../../app/last-project";
-import { useCurrentTeam } from "../../teams/current-team";
+import { forgetLastProject } from "../../../lib/last-project";
+import { useCurrentTeam } from "../../../lib/current-team";
 import { useDeleteProject } from "../api/delete-project";
-import { useProject } from "../api/get-project";
-import { useProjectId } from "../use-project-id";
+import { useProject } from "../../../api/get-project";
+import { useProjectId } from "../../../lib/use-project-id";
 
 const SECTIONS = [
   { to: "datasets", title: "Datasets", text: "Upload files, pull rows from a SQL database or import Google Docs; read each version's validation report." },

@@ -7,9 +7,9 @@ import { Dialog } from "../../../components/Dialog";
 import { Field } from "../../../components/Field";
 import { EmptyState, InlineError, QueryState } from "../../../components/States";
 import { formatRelative } from "../../../lib/format";
-import { useCurrentTeam } from "../../teams/current-team";
+import { useCurrentTeam } from "../../../lib/current-team";
 import { useCreateProject } from "../api/create-project";
-import { useProjects } from "../api/list-projects";
+import { useProjects } from "../../../api/list-projects";
 
 export function CreateProjectForm({ onCreated }: { onCreated: (id: number) => void }) {
   const { team } = useCurrentTeam();

@@ -5,8 +5,8 @@ import { Button } from "../../../components/Button";
 import { Field } from "../../../components/Field";
 import { InlineError } from "../../../components/States";
 import { formatMetric } from "../../../lib/format";
-import { useCheckpoints } from "../../training/api/list-checkpoints";
-import { useRuns } from "../../training/api/list-runs";
+import { useCheckpoints } from "../../../api/list-checkpoints";
+import { useRuns } from "../../../api/list-runs";
 import { useCreateDeployment } from "../api/create-deployment";
 
 /** A model id clients can type: the run name lower-cased, with only URL-safe characters. */

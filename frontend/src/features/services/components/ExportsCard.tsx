@@ -9,8 +9,8 @@ import { ProgressBar } from "../../../components/ProgressBar";
 import { RecordTable, type Column } from "../../../components/RecordTable";
 import { InlineError } from "../../../components/States";
 import { formatBytes, formatRelative } from "../../../lib/format";
-import { useCurrentTeam } from "../../teams/current-team";
-import { useRuns } from "../../training/api/list-runs";
+import { useCurrentTeam } from "../../../lib/current-team";
+import { useRuns } from "../../../api/list-runs";
 import { exportDownloadUrl, useCreateExport, useDeleteExport, useExports } from "../api/exports";
 
 const FORMATS: { value: ExportFormat; label: string }[] = [

@@ -3,7 +3,7 @@ import { Button } from "../../../components/Button";
 import { Card } from "../../../components/Card";
 import { EmptyState, QueryState } from "../../../components/States";
 import { formatDateTime } from "../../../lib/format";
-import { useCurrentTeam } from "../../teams/current-team";
+import { useCurrentTeam } from "../../../lib/current-team";
 import { useAuditEvents } from "../api/list-audit-events";
 
 export function AuditPanel() {

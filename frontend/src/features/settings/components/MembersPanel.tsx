@@ -7,7 +7,7 @@ import { Field } from "../../../components/Field";
 import { RecordTable, type Column } from "../../../components/RecordTable";
 import { InlineError } from "../../../components/States";
 import { formatDateTime } from "../../../lib/format";
-import { useCurrentTeam } from "../../teams/current-team";
+import { useCurrentTeam } from "../../../lib/current-team";
 import { useAddMember } from "../api/add-member";
 import { useMembers } from "../api/list-members";
 import { useRemoveMember, useUpdateMemberRole } from "../api/update-member";

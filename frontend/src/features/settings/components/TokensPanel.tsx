@@ -9,7 +9,7 @@ import { StatusBadge } from "../../../components/Badge";
 import { RecordTable, type Column } from "../../../components/RecordTable";
 import { EmptyState, InlineError } from "../../../components/States";
 import { formatDateTime, formatRelative } from "../../../lib/format";
-import { useCurrentTeam } from "../../teams/current-team";
+import { useCurrentTeam } from "../../../lib/current-team";
 import { useCreateToken } from "../api/create-token";
 import { useTokens } from "../api/list-tokens";
 import { useRevokeToken } from "../api/revoke-token";

@@ -1,6 +1,6 @@
 import { useQueryClient } from "@tanstack/react-query";
 import { useNavigate } from "react-router";
-import { useCurrentTeam } from "../current-team";
+import { useCurrentTeam } from "../../../lib/current-team";
 
 export function TeamSwitcher() {
   const { team, teams, setTeamId } = useCurrentTeam();

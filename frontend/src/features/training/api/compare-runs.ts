@@ -1,7 +1,7 @@
 import { queryOptions, useQuery } from "@tanstack/react-query";
 import { apiFetch } from "../../../api/client";
 import type { RunComparison } from "../../../api/types";
-import { isRunActive } from "../run-status";
+import { isRunActive } from "../../../api/status";
 
 export const runCompareKey = (ids: number[]) => ["runs", "compare", ids] as const;
 

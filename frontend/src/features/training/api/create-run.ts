@@ -1,7 +1,7 @@
 import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { apiFetch } from "../../../api/client";
 import type { TrainingRun, TrainingRunRequest } from "../../../api/types";
-import { runsKey } from "./list-runs";
+import { runsKey } from "../../../api/list-runs";
 
 export function createRun(input: TrainingRunRequest): Promise<TrainingRun> {
   return apiFetch<TrainingRun>("/api/v1/runs/", { method: "POST", json: input });

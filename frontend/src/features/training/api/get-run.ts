@@ -1,7 +1,7 @@
 import { queryOptions, useQuery } from "@tanstack/react-query";
 import { apiFetch } from "../../../api/client";
 import type { TrainingRun } from "../../../api/types";
-import { isRunActive } from "../run-status";
+import { isRunActive } from "../../../api/status";
 
 export const runKey = (runId: number) => ["runs", "detail", runId] as const;
 

@@ -1,5 +1,5 @@
 import type { ProjectEvent } from "../../../api/types";
-import { useTail } from "./tail";
+import { useTail } from "../../../api/tail";
 
 export const runEventsKey = (runId: number) => ["runs", "events", runId] as const;
 

@@ -1,5 +1,5 @@
 import type { RunMetric } from "../../../api/types";
-import { useTail } from "./tail";
+import { useTail } from "../../../api/tail";
 
 export const runMetricsKey = (runId: number) => ["runs", "metrics", runId] as const;
 

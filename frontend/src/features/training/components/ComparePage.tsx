@@ -3,7 +3,7 @@ import { StatusBadge } from "../../../components/Badge";
 import { Card, PageHeader } from "../../../components/Card";
 import { EmptyState, ErrorState, LoadingState } from "../../../components/States";
 import { formatMetric } from "../../../lib/format";
-import { useProjectId } from "../../projects/use-project-id";
+import { useProjectId } from "../../../lib/use-project-id";
 import { useRunCompare } from "../api/compare-runs";
 import { MetricChart } from "./MetricChart";
 

@@ -1,4 +1,4 @@
-import { useMemo, useState, type FormEvent } from "react";
+import { useState, type FormEvent } from "react";
 import { Link, useNavigate, useSearchParams } from "react-router";
 import { errorBesideButton, fieldError, resultsOf } from "../../../api/client";
 import type { Hyperparameter, TrainingMethod, TrainingOptions, TrainingRunRequest } from "../../../api/types";
@@ -8,13 +8,13 @@ import { Field } from "../../../components/Field";
 import { ErrorState, InlineError, LoadingState } from "../../../components/States";
 import { formatDuration, formatNumber } from "../../../lib/format";
 import { useDebouncedValue } from "../../../lib/use-debounced-value";
-import { isVersionBusy } from "../../datasets/version-status";
-import { useDatasets } from "../../datasets/api/list-datasets";
-import { useProjectVersions } from "../../datasets/api/list-project-versions";
-import { useProjectId } from "../../projects/use-project-id";
+import { isVersionBusy } from "../../../api/status";
+import { useDatasets } from "../../../api/list-datasets";
+import { useProjectVersions } from "../../../api/list-project-versions";
+import { useProjectId } from "../../../lib/use-project-id";
 import { useCreateRun } from "../api/create-run";
 import { useRunEstimate } from "../api/estimate-run";
-import { useConfigOptions } from "../api/get-config-options";
+import { useConfigOptions } from "../../../api/get-config-options";
 import { PRESET_SUMMARIES, formatConfigValue, hyperparameterLabel, isLoraOnly, parseConfigValue } from "../presets";
 
 /** Reasons for a hyperparameter: the runs API names them config.<field>. */
@@ -61,17 +61,14 @@ function NewRunForm({ options }: { options: TrainingOptions }) {
   const resolved = options.presets.find((p) => p.name === preset)?.resolved[method] ?? {};
   const shownFields = options.hyperparameters.filter((f) => !isLoraOnly(f) || method === "lora");
 
-  const hyperparameters = useMemo(() => {
-    const out: Record<string, unknown> = {};
-    for (const field of shownFields) {
-      const raw = overrides[field.name];
-      if (raw === undefined) continue;
-      if (raw.trim() === "" && !field.nullable) continue; // emptied: the preset's value
-      const value = parseConfigValue(field, raw);
-      if (JSON.stringify(value) !== JSON.stringify(resolved[field.name] ?? null)) out[field.name] = value;
-    }
-    return out;
-  }, [overrides, shownFields, resolved]);
+  const hyperparameters: Record<string, unknown> = {};
+  for (const field of shownFields) {
+    const raw = overrides[field.name];
+    if (raw === undefined) continue;
+    if (raw.trim() === "" && !field.nullable) continue; // emptied: the preset's value
+    const value = parseConfigValue(field, raw);
+    if (JSON.stringify(value) !== JSON.stringify(resolved[field.name] ?? null)) hyperparameters[field.name] = value;
+  }
 
   const input: TrainingRunRequest = {
     project: projectId,

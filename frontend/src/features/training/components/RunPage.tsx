@@ -8,14 +8,15 @@ import { Card, PageHeader, Stat } from "../../../components/Card";
 import { ProgressBar } from "../../../components/ProgressBar";
 import { EmptyState, ErrorState, InlineError, LoadingState, QueryState } from "../../../components/States";
 import { formatDateTime, formatDuration, formatMetric, formatNumber, formatTime } from "../../../lib/format";
-import { useProjectId } from "../../projects/use-project-id";
-import { useCurrentTeam } from "../../teams/current-team";
+import { useProjectId } from "../../../lib/use-project-id";
+import { useCurrentTeam } from "../../../lib/current-team";
 import { useRun } from "../api/get-run";
-import { checkpointsKey, useCheckpoints } from "../api/list-checkpoints";
+import { checkpointsKey, useCheckpoints } from "../../../api/list-checkpoints";
 import { runEventsKey, useRunEvents } from "../api/list-run-events";
 import { runMetricsKey, useRunMetrics } from "../api/list-run-metrics";
 import { useCancelRun, useResumeRun } from "../api/run-actions";
-import { curveRows, isRunActive, latestValue, runProgress } from "../run-status";
+import { isRunActive } from "../../../api/status";
+import { curveRows, latestValue, runProgress } from "../run-status";
 import { MetricChart } from "./MetricChart";
 
 export function EventLines({ events, follow }: { events: ProjectEvent[]; follow: boolean }) {
@@ -69,6 +70,8 @@ export function RunPage() {
   const lossRows = curveRows(points, ["loss", "eval_loss"]);
   const lrRows = curveRows(points, ["learning_rate"]);
   const speedRows = curveRows(points, ["tokens_per_second"]);
+  // A running run's elapsed time is meant to move on with each poll's render.
+  // eslint-disable-next-line react-hooks/purity
   const elapsed = r.started_at ? ((r.finished_at ? new Date(r.finished_at).getTime() : Date.now()) - new Date(r.started_at).getTime()) / 1000 : null;
   const samples = r.eval_results?.samples ?? [];
   const canResume = (r.status === "failed" || r.status === "cancelled") && (checkpoints.data?.length ?? 0) > 0;

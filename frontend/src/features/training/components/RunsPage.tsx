@@ -7,10 +7,10 @@ import { Card, PageHeader } from "../../../components/Card";
 import { ProgressBar } from "../../../components/ProgressBar";
 import { EmptyState, QueryState } from "../../../components/States";
 import { formatDuration, formatMetric, formatRelative } from "../../../lib/format";
-import { useProject } from "../../projects/api/get-project";
-import { useProjectId } from "../../projects/use-project-id";
-import { useCurrentTeam } from "../../teams/current-team";
-import { useRuns } from "../api/list-runs";
+import { useProject } from "../../../api/get-project";
+import { useProjectId } from "../../../lib/use-project-id";
+import { useCurrentTeam } from "../../../lib/current-team";
+import { useRuns } from "../../../api/list-runs";
 import { runProgress } from "../run-status";
 
 export function RunsPage() {

@@ -8,12 +8,11 @@ export function useLastProject(current: number | null): number | null {
     const raw = window.localStorage.getItem(KEY);
     return raw && /^\d+$/.test(raw) ? Number(raw) : null;
   });
+  // Remembered while rendering (React's way of deriving state from a changed prop), stored after.
+  if (current !== null && current !== last) setLast(current);
   useEffect(() => {
-    if (current !== null && current !== last) {
-      window.localStorage.setItem(KEY, String(current));
-      setLast(current);
-    }
-  }, [current, last]);
+    if (last !== null) window.localStorage.setItem(KEY, String(last));
+  }, [last]);
   return last;
 }
 

@@ -1,6 +1,6 @@
 import { queryOptions, useQuery } from "@tanstack/react-query";
-import { apiFetch, type Page } from "../../../api/client";
-import type { Project } from "../../../api/types";
+import { apiFetch, type Page } from "./client";
+import type { Project } from "./types";
 
 export const projectsKey = (teamId: number) => ["projects", { teamId }] as const;
 

@@ -1,6 +1,6 @@
 import { useQuery, useQueryClient, type QueryKey } from "@tanstack/react-query";
-import { apiFetch, type RequestOptions } from "../../../api/client";
-import type { CursorPage } from "../../../api/types";
+import { apiFetch, type RequestOptions } from "./client";
+import type { CursorPage } from "./types";
 
 export interface Tail<T> {
   items: T[];

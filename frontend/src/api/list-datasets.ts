@@ -1,6 +1,6 @@
 import { queryOptions, useQuery } from "@tanstack/react-query";
-import { apiFetch, type Page } from "../../../api/client";
-import type { Dataset } from "../../../api/types";
+import { apiFetch, type Page } from "./client";
+import type { Dataset } from "./types";
 
 export const datasetsKey = (projectId: number) => ["datasets", { projectId }] as const;
 

@@ -1,6 +1,6 @@
 import { queryOptions, useQuery } from "@tanstack/react-query";
-import { apiFetch } from "../../../api/client";
-import type { Project } from "../../../api/types";
+import { apiFetch } from "./client";
+import type { Project } from "./types";
 
 export const projectKey = (projectId: number) => ["projects", "detail", projectId] as const;
 

@@ -1,4 +1,4 @@
-import { conversationSnippet, curlSnippet, openaiSnippet } from "./snippets";
+import { conversationSnippet, curlSnippet, openaiSnippet } from "./inference-snippets";
 
 describe("snippets", () => {
   it("calls the OpenAI-compatible endpoint with the deployment's model id", () => {

@@ -1,7 +1,7 @@
 import { queryOptions, useQuery } from "@tanstack/react-query";
-import { apiFetch, type Page } from "../../../api/client";
-import type { DatasetVersion } from "../../../api/types";
-import { isVersionBusy } from "../version-status";
+import { apiFetch, type Page } from "./client";
+import type { DatasetVersion } from "./types";
+import { isVersionBusy } from "./status";
 
 export const projectVersionsKey = (projectId: number) => ["dataset-versions", { projectId }] as const;
 

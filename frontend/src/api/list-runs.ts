@@ -1,7 +1,7 @@
 import { queryOptions, useQuery } from "@tanstack/react-query";
-import { apiFetch, type Page } from "../../../api/client";
-import type { TrainingRun } from "../../../api/types";
-import { isRunActive } from "../run-status";
+import { apiFetch, type Page } from "./client";
+import type { TrainingRun } from "./types";
+import { isRunActive } from "./status";
 
 export const runsKey = (projectId: number) => ["runs", { projectId }] as const;
 

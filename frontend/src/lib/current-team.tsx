@@ -1,5 +1,5 @@
 import { createContext, useContext, useMemo, useState, type ReactNode } from "react";
-import type { Me, Role, TeamRef } from "../../api/types";
+import type { Me, Role, TeamRef } from "../api/types";
 
 const STORAGE_KEY = "tinyforge.team";
 

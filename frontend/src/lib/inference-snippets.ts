@@ -1,4 +1,4 @@
-import type { ChatMessage } from "../../api/types";
+import type { ChatMessage } from "../api/types";
 
 /** Copy-paste snippets for calling a deployment through the OpenAI-compatible API. */
 export function inferenceBaseUrl(origin: string = window.location.origin): string {

@@ -1,6 +1,6 @@
 import { queryOptions, useQuery } from "@tanstack/react-query";
-import { apiFetch, type Page } from "../../../api/client";
-import type { Deployment } from "../../../api/types";
+import { apiFetch, type Page } from "./client";
+import type { Deployment } from "./types";
 
 export interface DeploymentFilters {
   projectId?: number;

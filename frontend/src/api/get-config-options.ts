@@ -1,6 +1,6 @@
 import { queryOptions, useQuery } from "@tanstack/react-query";
-import { apiFetch } from "../../../api/client";
-import type { TrainingOptions } from "../../../api/types";
+import { apiFetch } from "./client";
+import type { TrainingOptions } from "./types";
 
 export const configOptionsKey = ["runs", "config-options"] as const;
 

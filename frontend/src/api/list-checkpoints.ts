@@ -1,6 +1,6 @@
 import { queryOptions, useQuery } from "@tanstack/react-query";
-import { apiFetch, type Page } from "../../../api/client";
-import type { Checkpoint } from "../../../api/types";
+import { apiFetch, type Page } from "./client";
+import type { Checkpoint } from "./types";
 
 export const checkpointsKey = (runId: number) => ["checkpoints", { runId }] as const;
 
