@@ -5,6 +5,12 @@ embedded Redis when REDIS_URL is unset, then the child processes listed in `demo
 (web server, inference service, RQ training workers, the scheduler), prints the URL and stops
 everything it started on Ctrl-C or SIGTERM. A second run reuses the database, the login and a
 Redis that is still running.
+
+A child that exits is restarted, as compose's restart policy restarts a container: what is left
+of its session goes first (an RQ worker's work horse with it), then it starts again after a backoff that
+doubles with each crash in a row. One that keeps crashing within seconds of its start is given
+up on, and the demo stops with the reason. A run whose worker died is the reconciler's, as
+anywhere else: failed (or resumed) once its heartbeat is stale.
 Django is imported inside the handler so `tinyforge --help` stays fast.
 """
 
@@ -25,6 +31,12 @@ DEMO_USERNAME = "demo"
 DEMO_TEAM = "Demo team"
 DEMO_PROJECT = "Demo project"
 STOP_GRACE_SECONDS = 15
+# A child that lived this long before it exited was working: its next restart waits the first
+# backoff again. Crashing sooner counts towards giving up, after FAST_CRASH_LIMIT in a row (as
+# supervisord's startsecs and startretries).
+STEADY_SECONDS = 30.0
+FAST_CRASH_LIMIT = 5
+FIRST_BACKOFF_SECONDS, MAX_BACKOFF_SECONDS = 1.0, 30.0
 
 
 @dataclass
@@ -32,6 +44,88 @@ class Child:
     name: str
     argv: list[str]
     process: subprocess.Popen | None = None
+    started_at: float = 0.0
+    fast_crashes: int = 0  # exits in a row, each within STEADY_SECONDS of its start
+    restart_at: float | None = None  # when the exited child starts again
+
+
+class GaveUp(Exception):
+    """A child crashed FAST_CRASH_LIMIT times in a row soon after starting."""
+
+
+class Supervisor:
+    """Starts the children, restarts the ones that exit, stops them all."""
+
+    def __init__(self, children: list[Child], env: dict[str, str]):
+        self.children, self.env = children, env
+
+    def start(self) -> None:
+        for child in self.children:
+            self._spawn(child)
+
+    def _spawn(self, child: Child) -> None:
+        # Own process group: Ctrl-C reaches us once, and we stop each child and its workers.
+        child.process = subprocess.Popen(child.argv, env=self.env, start_new_session=True)
+        child.started_at = time.monotonic()
+        child.restart_at = None
+
+    def check(self) -> None:
+        """Restart children that exited once their backoff is over; raises GaveUp."""
+        now = time.monotonic()
+        for child in self.children:
+            if child.restart_at is None:
+                status = child.process.poll()
+                if status is None:
+                    continue
+                _kill_session(child.process.pid)  # what it left behind, such as a work horse mid-job
+                ran = now - child.started_at
+                child.fast_crashes = child.fast_crashes + 1 if ran < STEADY_SECONDS else 1
+                how = f"killed by {_signal_name(-status)}" if status < 0 else f"status {status}"
+                if child.fast_crashes >= FAST_CRASH_LIMIT:
+                    raise GaveUp(f"{child.name} exited ({how}) {child.fast_crashes} times in a row within "
+                                 f"{STEADY_SECONDS:.0f} s of starting; giving up")
+                delay = min(MAX_BACKOFF_SECONDS, FIRST_BACKOFF_SECONDS * 2 ** (child.fast_crashes - 1))
+                print(f"tinyforge demo: {child.name} exited ({how}) after {ran:.0f} s; restarting it in {delay:g} s",
+                      file=sys.stderr, flush=True)
+                child.restart_at = now + delay
+            elif now >= child.restart_at:
+                self._spawn(child)
+                print(f"tinyforge demo: {child.name} restarted (pid {child.process.pid})", file=sys.stderr, flush=True)
+
+    def stop(self) -> None:
+        running = [c for c in self.children if c.process is not None and c.restart_at is None]
+        for child in running:
+            if child.process.poll() is None:
+                os.killpg(child.process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for child in running:
+            try:
+                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            _kill_session(child.process.pid)
+            child.process.wait()
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _kill_session(sid: int) -> None:
+    """SIGKILL every process left in a child's session (each child leads one of its own). The
+    session, not the process group: RQ puts each work horse in a group of its own, and a horse
+    whose worker died would otherwise train on, unsupervised, after the demo stopped."""
+    import psutil
+
+    for pid in psutil.pids():
+        try:
+            if os.getsid(pid) == sid:
+                os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass  # gone meanwhile
 
 
 def register(subparsers) -> None:
@@ -100,21 +194,6 @@ def _ensure_demo_data(settings) -> tuple[str, str | None]:
     return user.username, password
 
 
-def _stop(children: list[Child]) -> None:
-    for child in children:
-        if child.process and child.process.poll() is None:
-            os.killpg(child.process.pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_SECONDS
-    for child in children:
-        if child.process is None:
-            continue
-        try:
-            child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            os.killpg(child.process.pid, signal.SIGKILL)
-            child.process.wait()
-
-
 def run_demo(args) -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tinyforge.settings")
     try:
@@ -148,7 +227,7 @@ def run_demo(args) -> int:
         redis = EmbeddedRedis(settings.EMBEDDED_REDIS_SOCKET, settings.TINYFORGE_DATA_DIR).start()
         env["REDIS_URL"] = redis.url
 
-    children = demo_processes(args, sys.executable)
+    supervisor = Supervisor(demo_processes(args, sys.executable), env)
     stopping = False
 
     def request_stop(signum, frame):
@@ -158,11 +237,9 @@ def run_demo(args) -> int:
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     status = 0
     try:
-        for child in children:
-            # Own process group: Ctrl-C reaches us once, and we stop each child and its workers.
-            child.process = subprocess.Popen(child.argv, env=env, start_new_session=True)
-        if not _wait_for_web(args, children):
-            status = 1
+        supervisor.start()
+        if not _wait_for_web(args, supervisor, lambda: stopping):
+            status = 0 if stopping else 1
         else:
             host = "localhost" if args.host in ("127.0.0.1", "0.0.0.0") else args.host
             print("\nTinyForgeAI is running.")
@@ -170,17 +247,17 @@ def run_demo(args) -> int:
             print(f"  OpenAI API:        http://{host}:{args.port}/v1  (an API token with the inference scope)")
             shown = password if password else "(unchanged; reset with `backend/manage.py changepassword demo`)"
             print(f"  sign in as:        {username} / {shown}")
-            print("Press Ctrl-C to stop everything this command started.\n", flush=True)
-        while not stopping and status == 0:
-            for child in children:
-                if child.process.poll() is not None:
-                    print(f"tinyforge demo: {child.name} exited with status {child.process.returncode}; stopping",
-                          file=sys.stderr)
-                    status = 1
-            time.sleep(0.5)
+            print("Press Ctrl-C to stop everything this command started; a process that crashes is restarted.\n",
+                  flush=True)
+            while not stopping:
+                supervisor.check()
+                time.sleep(0.5)
+    except GaveUp as exc:
+        print(f"tinyforge demo: {exc}; stopping", file=sys.stderr)
+        status = 1
     finally:
         print("stopping...", flush=True)
-        _stop(children)
+        supervisor.stop()
         if redis is not None:
             redis.stop()
         for sig, handler in previous.items():
@@ -188,19 +265,21 @@ def run_demo(args) -> int:
     return status
 
 
-def _wait_for_web(args, children: list[Child], timeout: float = 60.0) -> bool:
+def _wait_for_web(args, supervisor: Supervisor, stopping, timeout: float = 60.0) -> bool:
+    """True once the web server answers; False when asked to stop or past the timeout. A child
+    that exits meanwhile is restarted (GaveUp when it keeps crashing)."""
     import httpx
 
     url = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}/api/v1/health/"
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(c.process.poll() is not None for c in children):
-            return False
+    while time.monotonic() < deadline and not stopping():
+        supervisor.check()
         try:
             if httpx.get(url, timeout=2).status_code == 200:
                 return True
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
-    print(f"tinyforge demo: the web server did not answer {url} within {timeout:.0f}s", file=sys.stderr)
+    if not stopping():
+        print(f"tinyforge demo: the web server did not answer {url} within {timeout:.0f}s", file=sys.stderr)
     return False
