@@ -17,7 +17,7 @@ def status_of(run):
 
 
 def test_it_moves_a_run_through_its_statuses(queued_run):
-    runs.mark_running(queued_run.pk, job_id="j1")
+    assert runs.claim_attempt(queued_run.pk, 1, job_id="j1")
     assert runs.record_progress(queued_run.pk, step=3, total=10, eta_seconds=5.0)
     runs.mark_succeeded(queued_run.pk, output_key="k", summary_metrics={"loss": 1.0})
     queued_run.refresh_from_db()
@@ -25,7 +25,7 @@ def test_it_moves_a_run_through_its_statuses(queued_run):
 
 
 def test_it_never_lets_a_late_writer_overwrite_a_terminal_state(queued_run):
-    runs.mark_running(queued_run.pk)
+    assert runs.claim_attempt(queued_run.pk, 1)
     runs.mark_cancelled(queued_run.pk)
     with pytest.raises(InvalidTransition) as raised:
         runs.mark_succeeded(queued_run.pk)
@@ -37,13 +37,13 @@ def test_it_never_lets_a_late_writer_overwrite_a_terminal_state(queued_run):
 
 
 def test_it_starts_a_run_only_once(queued_run):
-    runs.mark_running(queued_run.pk)
-    with pytest.raises(InvalidTransition):
-        runs.mark_running(queued_run.pk)  # a duplicate delivery of the same job
+    assert runs.claim_attempt(queued_run.pk, 1)
+    assert not runs.claim_attempt(queued_run.pk, 1)  # a duplicate delivery of the same job
+    assert status_of(queued_run) == "running"
 
 
 def test_it_flags_a_running_run_for_cancel(queued_run):
-    runs.mark_running(queued_run.pk)
+    assert runs.claim_attempt(queued_run.pk, 1)
     assert runs.request_cancel(queued_run.pk) == "running"
     queued_run.refresh_from_db()
     assert queued_run.cancel_requested
@@ -51,7 +51,8 @@ def test_it_flags_a_running_run_for_cancel(queued_run):
 
 def test_it_raises_does_not_exist_for_a_missing_run(db):
     with pytest.raises(TrainingRun.DoesNotExist):
-        runs.mark_running(987654)
+        runs.mark_failed(987654, "lost")
+    assert not runs.claim_attempt(987654, 1)
 
 
 def test_it_keeps_a_ready_dataset_version_ready(acme):

@@ -10,7 +10,7 @@ from dataset_files import GOOD_JSONL
 from tinyforge.core import storage
 from tinyforge.core.models import Event
 from tinyforge.datasets.models import DatasetVersion
-from tinyforge.datasets.reconcile import reconcile_versions
+from tinyforge.core.reconcile import reconcile
 
 
 def test_an_import_whose_worker_went_silent_fails_and_a_live_one_is_left_alone(upload, acme, settings):
@@ -22,23 +22,23 @@ def test_an_import_whose_worker_went_silent_fails_and_a_live_one_is_left_alone(u
     DatasetVersion.all_teams.filter(pk=live.pk).update(status="validating", heartbeat_at=timezone.now())
     with storage.atomic_write(lost.storage_key) as handle:
         handle.write(b"half a file")
-    assert reconcile_versions()["failed_lost"] == [lost.pk]
+    assert reconcile("versions")["failed_lost"] == [lost.pk]
     lost.refresh_from_db()
     assert lost.status == "failed" and "stopped responding (no heartbeat for" in lost.error
     assert "reading: 10 records read" in lost.error and not storage.exists(lost.storage_key)
     assert Event.all_teams.get(dataset_version=lost, source="reconciler", level="error")
     assert DatasetVersion.all_teams.get(pk=live.pk).status == "validating"
-    assert reconcile_versions()["failed_lost"] == []  # once only
+    assert reconcile("versions")["failed_lost"] == []  # once only
 
 
 def test_a_pending_version_whose_job_vanished_is_queued_again(upload, acme, ingest_queue,
                                                               django_capture_on_commit_callbacks):
     version_id = upload(acme.dataset, [("a.jsonl", GOOD_JSONL)]).json()["id"]
     ingest_queue.empty()  # Redis lost the job
-    DatasetVersion.all_teams.filter(pk=version_id).update(created_at=timezone.now() - timedelta(minutes=5))
+    DatasetVersion.all_teams.filter(pk=version_id).update(updated_at=timezone.now() - timedelta(minutes=5))
     with django_capture_on_commit_callbacks(execute=True):
-        done = reconcile_versions()
+        done = reconcile("versions")
     assert done["requeued"] == [version_id]
     assert ingest_queue.job_ids == [f"ingest-version-{version_id}"]
     assert Event.all_teams.filter(dataset_version_id=version_id, source="reconciler", level="warning").exists()
-    assert reconcile_versions()["requeued"] == []  # the job is there now
+    assert reconcile("versions")["requeued"] == []  # the job is there now

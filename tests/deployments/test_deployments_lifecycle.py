@@ -134,17 +134,17 @@ def test_the_reconciler_enqueues_a_lost_deploy_job_again(acme, alice, client_for
 
     from django.utils import timezone
 
-    from tinyforge.deployments.jobs import reconcile_deployments
+    from tinyforge.core.reconcile import reconcile
 
     response = client_for(alice).post("/api/v1/deployments/", {"name": "lost", "run": trained_run(acme, trained_model_dir).pk},
                                       format="json")
     deployment = Deployment.all_teams.get(pk=response.json()["id"])
     for queue in queues:
         queue.empty()  # Redis lost the job
-    assert reconcile_deployments()["requeued"] == []  # too young: its job may not be enqueued yet
+    assert reconcile("deployments")["requeued"] == []  # too young: its job may not be enqueued yet
     Deployment.all_teams.filter(pk=deployment.pk).update(updated_at=timezone.now() - timedelta(minutes=5))
-    assert reconcile_deployments()["requeued"] == [deployment.pk]
+    assert reconcile("deployments")["requeued"] == [deployment.pk]
     work_off(queues)
     deployment.refresh_from_db()
     assert deployment.model_path and deployment.status == "pending"
-    assert reconcile_deployments() == {"requeued": [], "failed": []}
+    assert reconcile("deployments") == {"retried": [], "failed_lost": [], "requeued": [], "failed_in_queue": []}

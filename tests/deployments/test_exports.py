@@ -24,6 +24,7 @@ from deployments.conftest import trained_run, work_off
 from personas import assert_error
 from tinyforge.core import storage
 from tinyforge.core.models import AuditEvent, Event
+from tinyforge.core.reconcile import reconcile
 from tinyforge.deployments import jobs, lifecycle
 from tinyforge.deployments.models import Export
 from tinyforge.ml import onnx_export
@@ -266,11 +267,11 @@ def test_the_reconciler_fails_exports_whose_worker_died_and_requeues_lost_jobs(a
 
     lost = create(client_for(alice), acme.run, format="onnx")
     queues[1].empty()  # Redis lost its data
-    Export.all_teams.filter(pk=lost.pk).update(created_at=timezone.now() - timedelta(minutes=5))
+    Export.all_teams.filter(pk=lost.pk).update(updated_at=timezone.now() - timedelta(minutes=5))
     fresh = create(client_for(alice), acme.run, format="bundle")  # may not be enqueued yet: left alone
 
-    done = jobs.reconcile_exports()
-    assert done == {"failed_lost": [stale.pk], "requeued": [lost.pk], "failed_in_queue": []}
+    done = reconcile("exports")
+    assert done == {"retried": [], "failed_lost": [stale.pk], "requeued": [lost.pk], "failed_in_queue": []}
     stale.refresh_from_db()
     assert stale.status == "failed" and "stopped responding" in stale.error and not leftover.exists()
     assert Event.all_teams.filter(export=stale, source="reconciler", level="error").exists()
@@ -278,7 +279,7 @@ def test_the_reconciler_fails_exports_whose_worker_died_and_requeues_lost_jobs(a
     assert Export.all_teams.get(pk=fresh.pk).status == "pending"
     # Once the requeued job has failed without starting, the next pass fails the export.
     queues[1].fetch_job(f"export-{lost.pk}").set_status("failed")
-    assert jobs.reconcile_exports()["failed_in_queue"] == [lost.pk]
+    assert reconcile("exports")["failed_in_queue"] == [lost.pk]
     assert "ended before it started" in Export.all_teams.get(pk=lost.pk).error
 
 

@@ -101,7 +101,7 @@ def test_cancelling_a_running_run_twice_records_one_request(client_for, alice, m
     from tinyforge.training.models import RunEvent
 
     run = make_run()
-    lifecycle.mark_running(run.pk)  # as its worker does
+    assert lifecycle.claim_attempt(run.pk, run.attempt)  # as its worker does
     client = client_for(alice)
     first = client.post(f"/api/v1/runs/{run.pk}/cancel/")
     assert first.status_code == 200 and first.json()["status"] == "running" and first.json()["cancel_requested"]

@@ -2,9 +2,12 @@
 tinyforge.core.worker's).
 
 Jobs get ids of database rows, never objects, and are enqueued when the surrounding transaction
-commits: a rolled-back request leaves no job behind. Job ids are derived from the row (and
-attempt), so enqueuing the same work twice replaces, not duplicates. The functions named here
-live in each app's jobs.py.
+commits: a rolled-back request leaves no job behind. The record keeps its job's id (each kind's
+`job_id_for`: the row and attempt for train, ingest and export jobs, a fresh suffix for each
+deploy, whose folder is its own), so the reconciler can look for the job in Redis and enqueue it
+again under the same id. A job delivered twice does its work once: its first write is a
+conditional claim of the record, which the second delivery loses. The functions named here live
+in each app's jobs.py.
 
 The database, not Redis, holds the truth: if Redis cannot be reached the record stays queued
 (or pending), the error is logged, and the periodic reconciler enqueues it again, so a request

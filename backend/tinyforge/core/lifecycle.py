@@ -24,22 +24,29 @@ class InvalidTransition(Exception):
         )
 
 
-def transition(model: type[models.Model], pk, *, to: str, allowed_from: Iterable[str], **changes) -> None:
-    """Move one record to `to` if its status is in `allowed_from`, setting `changes` with it.
+def transition(model: type[models.Model], pk, *, to: str, allowed_from: Iterable[str], only_if: dict | None = None,
+               **changes) -> None:
+    """Move one record to `to` if its status is in `allowed_from` and its fields still hold the
+    values in `only_if` (the attempt a worker works on, the stale heartbeat the reconciler saw),
+    setting `changes` with it.
 
-    Raises InvalidTransition (with the current status) when the record was elsewhere, and the
-    model's DoesNotExist when there is no such record.
+    Raises InvalidTransition (with the current status, or "on attempt <n>" when the record moved
+    on to another attempt) when the record was elsewhere, and the model's DoesNotExist when there
+    is no such record.
     """
-    allowed = list(allowed_from)
+    allowed, only_if = list(allowed_from), dict(only_if or {})
     if any(f.name == "updated_at" for f in model._meta.concrete_fields):
         changes.setdefault("updated_at", timezone.now())
-    updated = model.all_teams.filter(pk=pk, status__in=allowed).update(status=to, **changes)
+    updated = model.all_teams.filter(pk=pk, status__in=allowed, **only_if).update(status=to, **changes)
     if updated == 1:
         return
-    current = model.all_teams.filter(pk=pk).values_list("status", flat=True).first()
+    current = model.all_teams.filter(pk=pk).values("status", *only_if).first()
     if current is None:
         raise model.DoesNotExist(f"{model._meta.verbose_name} {pk} does not exist")
-    raise InvalidTransition(model, pk, current, to)
+    label = current["status"]
+    if "attempt" in only_if and current["attempt"] != only_if["attempt"]:
+        label = f"on attempt {current['attempt']}"
+    raise InvalidTransition(model, pk, label, to)
 
 
 def update_if(model: type[models.Model], pk, *, statuses: Iterable[str], **changes) -> bool:

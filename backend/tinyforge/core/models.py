@@ -1,5 +1,6 @@
 """Records that cut across the apps: the event log (run, ingest, deploy and export log lines in
-one table, so the Logs page tails them all with one cursor) and the audit log."""
+one table, so the Logs page tails them all with one cursor), the audit log, and the shape every
+tracked job's record shares (TrackedJob)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,41 @@ from django.conf import settings
 from django.db import models
 
 from tinyforge.core.tenancy import TeamOwnedModel
+
+
+def tracked_status(choices: type[models.TextChoices], default: str) -> models.CharField:
+    """The `status` field of a TrackedJob subclass: its own statuses, indexed (the reconciler and
+    the dashboards filter on it)."""
+    return models.CharField(max_length=16, choices=choices.choices, default=default, db_index=True)
+
+
+class TrackedJob(models.Model):
+    """A record that a background job works on: a training run, a dataset version, a deployment,
+    an export, an evaluation. Its status changes only through `core.lifecycle.transition`, its job
+    is found again in Redis by `job_id`, and `core.reconcile` requeues it when that job vanished or
+    fails it when its heartbeat went stale (see core/reconcile.py to register a kind).
+
+    Subclasses declare `status = tracked_status(TheirStatus, TheirStatus.FIRST)` and
+    `event_links()`.
+    """
+
+    status = models.CharField(max_length=16, db_index=True)
+    job_id = models.CharField(max_length=64, blank=True)
+    attempt = models.PositiveIntegerField(default=1, help_text="1 for the first try; resume adds one")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+    def event_links(self) -> dict:
+        """What an event about this record carries (core.events.record_event's keyword arguments
+        besides the message): its project and the link to the record."""
+        raise NotImplementedError(f"{type(self).__name__} must say how its events link to it")
 
 
 class EventLevel(models.TextChoices):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 import django_rq
@@ -34,7 +35,6 @@ import rq
 from django.conf import settings
 from django.db import connections
 from rq.registry import ScheduledJobRegistry
-from rq.utils import import_attribute
 
 logger = logging.getLogger(__name__)
 
@@ -43,14 +43,15 @@ logger = logging.getLogger(__name__)
 WORK_QUEUES = ("ingest", "train", "deploy")
 # The periodic control jobs' queue; only the scheduler process listens on it.
 CONTROL_QUEUE = "control"
-# name -> (function, the setting holding its interval in seconds)
-PERIODIC_JOBS = {
-    "reconcile-runs": ("tinyforge.training.reconcile.reconcile_runs", "RECONCILE_INTERVAL_SECONDS"),
-    "reconcile-versions": ("tinyforge.datasets.reconcile.reconcile_versions", "RECONCILE_INTERVAL_SECONDS"),
-    "reconcile-deployments": ("tinyforge.deployments.jobs.reconcile_deployments", "RECONCILE_INTERVAL_SECONDS"),
-    "reconcile-exports": ("tinyforge.deployments.jobs.reconcile_exports", "RECONCILE_INTERVAL_SECONDS"),
-}
+# name -> (function, the setting holding its interval in seconds). Apps register theirs when
+# Django starts (AppConfig.ready(); core.reconcile.register adds one per tracked-job kind).
+PERIODIC_JOBS: dict[str, tuple[Callable[[], object], str]] = {}
 
+
+def register_periodic(name: str, function: Callable[[], object], interval_setting: str) -> None:
+    """Run `function` on the scheduler every `settings.<interval_setting>` seconds, and once when
+    each worker starts."""
+    PERIODIC_JOBS[name] = (function, interval_setting)
 
 def warn_unless_noeviction(connection: redis.Redis) -> str | None:
     """Log a warning when Redis's maxmemory-policy is not noeviction; returns the policy."""
@@ -96,7 +97,7 @@ def ensure_periodic_jobs_scheduled() -> None:
 def run_periodic(name: str):
     """The job: run the function, then schedule the next run whatever happened."""
     try:
-        return import_attribute(PERIODIC_JOBS[name][0])()
+        return PERIODIC_JOBS[name][0]()
     finally:
         schedule_periodic(name)
 
@@ -124,10 +125,11 @@ class Worker(rq.Worker):
         super().bootstrap(*args, **kwargs)
         warn_unless_noeviction(self.connection)
         try:
-            for function, _interval in PERIODIC_JOBS.values():
-                import_attribute(function)()
-        except Exception:  # the worker must start anyway; the scheduled pass retries
-            logger.exception("the start-up reconcile pass failed")
+            for name, (function, _interval) in PERIODIC_JOBS.items():
+                try:
+                    function()
+                except Exception:  # the worker must start anyway; the scheduled pass retries
+                    logger.exception("the start-up pass of %s failed", name)
         finally:
             connections.close_all()
         ensure_periodic_jobs_scheduled()

@@ -15,7 +15,7 @@ from tinyforge.datasets.models import DatasetVersion, DatasetVersionStatus as S
 ACTIVE = (S.PENDING, S.INGESTING, S.VALIDATING)
 
 __all__ = ["ACTIVE", "InvalidTransition", "mark_ingesting", "mark_validating", "mark_ready", "mark_failed",
-           "record_progress", "record_heartbeat", "fail_lost"]
+           "record_progress", "record_heartbeat"]
 
 
 def mark_ingesting(version_id: int, *, job_id: str = "") -> None:
@@ -40,11 +40,12 @@ def mark_ready(version_id: int, *, storage_key: str, sha256: str, size_bytes: in
     )
 
 
-def mark_failed(version_id: int, error: str, *, validation_report: dict | None = None) -> None:
+def mark_failed(version_id: int, error: str, *, validation_report: dict | None = None,
+                only_if: dict | None = None) -> None:
     changes = {"error": error, "finished_at": timezone.now()}
     if validation_report is not None:
         changes["validation_report"] = validation_report
-    transition(DatasetVersion, version_id, to=S.FAILED, allowed_from=ACTIVE, **changes)
+    transition(DatasetVersion, version_id, to=S.FAILED, allowed_from=ACTIVE, only_if=only_if, **changes)
 
 
 def record_progress(version_id: int, progress: float, message: str = "") -> bool:
@@ -58,10 +59,3 @@ def record_heartbeat(version_id: int) -> bool:
     """The job is alive; False once the version is no longer being worked on."""
     return update_if(DatasetVersion, version_id, statuses=[S.INGESTING, S.VALIDATING], heartbeat_at=timezone.now())
 
-
-def fail_lost(version_id: int, error: str, *, seen_heartbeat) -> bool:
-    """Fail a version whose job went silent, unless it beat again since the reconciler looked."""
-    now = timezone.now()
-    return DatasetVersion.all_teams.filter(
-        pk=version_id, status__in=[S.INGESTING, S.VALIDATING], heartbeat_at=seen_heartbeat,
-    ).update(status=S.FAILED, error=error, finished_at=now, updated_at=now) == 1

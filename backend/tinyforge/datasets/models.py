@@ -10,6 +10,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
 from django.db import models
 
+from tinyforge.core.models import TrackedJob, tracked_status
 from tinyforge.core.tenancy import TeamOwnedModel
 
 
@@ -92,13 +93,13 @@ class SourceKind(models.TextChoices):
     DERIVED = "derived", "Derived from another version"
 
 
-class DatasetVersion(TeamOwnedModel):
+class DatasetVersion(TeamOwnedModel, TrackedJob):
     """One immutable import: a JSONL file under the data directory plus what we know about it."""
 
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="versions")
     number = models.PositiveIntegerField(help_text="1, 2, 3... within the dataset")
     note = models.CharField(max_length=500, blank=True)
-    status = models.CharField(max_length=16, choices=DatasetVersionStatus.choices, default=DatasetVersionStatus.PENDING)
+    status = tracked_status(DatasetVersionStatus, DatasetVersionStatus.PENDING)
     source_kind = models.CharField(max_length=16, choices=SourceKind.choices)
     # What to import and how: file keys and names, SQL query and column mapping, document ids,
     # chunking and recipe options. Never secrets (those stay in the connection).
@@ -113,16 +114,9 @@ class DatasetVersion(TeamOwnedModel):
     row_count = models.PositiveIntegerField(null=True, blank=True)
     stats = models.JSONField(default=dict, blank=True)
     validation_report = models.JSONField(default=dict, blank=True)
-    error = models.TextField(blank=True)
-    job_id = models.CharField(max_length=64, blank=True)
     progress = models.FloatField(default=0.0, help_text="0..1")
     progress_message = models.CharField(max_length=200, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
 
     team_path = "dataset__project__team"
 
@@ -132,6 +126,9 @@ class DatasetVersion(TeamOwnedModel):
 
     def __str__(self) -> str:
         return f"{self.dataset} v{self.number}"
+
+    def event_links(self) -> dict:
+        return {"project_id": self.dataset.project_id, "dataset_version_id": self.pk}
 
     @property
     def project(self):

@@ -32,6 +32,10 @@ from tinyforge.errors import TinyforgeError
 INGEST_JOB = "tinyforge.datasets.jobs.ingest_version"
 
 
+def ingest_job_id(version: DatasetVersion) -> str:
+    return f"ingest-version-{version.pk}"
+
+
 def create_dataset(request, *, project, name: str, description: str = "") -> Dataset:
     dataset = Dataset.all_teams.create(project=project, name=name, description=description, created_by=request.user)
     audit(request, "created", dataset)
@@ -58,7 +62,7 @@ def create_version(request, *, dataset: Dataset, source_kind: str, source_config
         connection=connection, parent=parent, note=note, created_by=getattr(request, "user", None),
     )
     version.storage_key = storage.dataset_version_key(dataset.project_id, dataset.pk, version.pk)
-    version.job_id = f"ingest-version-{version.pk}"
+    version.job_id = ingest_job_id(version)
     version.save(update_fields=["storage_key", "job_id"])
     record_event(project_id=dataset.project_id, dataset_version_id=version.pk, source="platform",
                  message=f"version {version.number} of {dataset.name} queued for import ({source_kind})")

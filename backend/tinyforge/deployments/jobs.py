@@ -1,5 +1,5 @@
 """The deploy and export jobs (`deploy(deployment_id)`, `export(export_id)`), run by RQ workers
-from the `deploy` queue, and their reconcilers.
+from the `deploy` queue.
 
 The deploy job prepares the folder the inference service loads: the chosen checkpoint (or the run's best,
 or its final model) written as a clean model folder by the export code (`export_model`: LoRA
@@ -12,6 +12,9 @@ answers, or failed with the reason.
 A duplicate or late delivery (the deployment moved on, or a newer job replaced this one) does
 nothing.
 
+The reconciler (tinyforge.core.reconcile, registered in DeploymentsConfig.ready()) requeues a
+deploy or export job that vanished from Redis and fails an export whose heartbeat went stale.
+
 The export job claims a pending export (a conditional update, so a duplicate delivery does
 nothing), writes its zip with `export_model` under the export's storage folder while a thread
 beats its heartbeat, and records size and verification report; any failure (verification, a full
@@ -23,28 +26,19 @@ from __future__ import annotations
 
 import logging
 import shutil
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import django_rq
-import redis
-from django.conf import settings
-from django.utils import timezone
 from django.utils.text import slugify
 from rq import get_current_job
-from rq.exceptions import NoSuchJobError
-from rq.job import Job, JobStatus
 
 from tinyforge.core import storage
 from tinyforge.core.events import record_event
 from tinyforge.core.heartbeat import Heartbeat
-from tinyforge.core.jobs import enqueue
 from tinyforge.core.lifecycle import InvalidTransition, update_if
 from tinyforge.core.models import EventLevel
 from tinyforge.deployments import lifecycle
-from tinyforge.deployments.models import (Deployment, DeploymentStatus, Export, ExportFormat, ExportStatus, Quantize,
-                                          Runtime)
+from tinyforge.deployments.models import Deployment, DeploymentStatus, Export, ExportFormat, Quantize, Runtime
 from tinyforge.errors import TinyforgeError
 
 if TYPE_CHECKING:
@@ -134,56 +128,6 @@ def _say(deployment: Deployment):
                      message=message, level=level)
 
     return say
-
-
-# A pending deployment younger than this may simply not have been enqueued yet (on commit).
-ENQUEUE_GRACE = timedelta(seconds=60)
-
-
-def reconcile_deployments() -> dict[str, list[int]]:
-    """Periodic (tinyforge.core.worker): a pending deployment whose deploy job vanished from Redis
-    (restarted without its data, or unreachable when the deployment was created) is enqueued again
-    under the same job id; one whose job failed without recording why (its worker killed, the job
-    timed out) is marked failed with an event."""
-    from tinyforge.deployments.services import DEPLOY_JOB
-
-    done: dict[str, list[int]] = {"requeued": [], "failed": []}
-    waiting = Deployment.all_teams.filter(status=DeploymentStatus.PENDING, model_path="",
-                                          updated_at__lt=timezone.now() - ENQUEUE_GRACE).exclude(job_id="")
-    try:
-        for deployment, job in _ended_jobs(waiting, "deploy"):
-            if job is None:
-                enqueue("deploy", DEPLOY_JOB, deployment.pk, job_id=deployment.job_id)
-                done["requeued"].append(deployment.pk)
-                continue
-            message = (f"the deploy job {job.id} ended without finishing ({job.get_status()}): its worker was "
-                       "stopped or it ran out of time; start the deployment again")
-            try:
-                lifecycle.mark_deployment_failed(deployment.pk, message)
-            except InvalidTransition:
-                continue
-            _say(deployment)(message, EventLevel.ERROR)
-            done["failed"].append(deployment.pk)
-    except redis.RedisError as exc:
-        logger.warning("could not check the deploy jobs in Redis: %s", exc)
-    if any(done.values()):
-        logger.info("reconciled deployments: %s", done)
-    return done
-
-
-def _ended_jobs(records, queue: str):
-    """(record, None) for each record whose job is missing from Redis, (record, job) for each whose
-    job ended without finishing (its worker killed, the job timed out or was stopped). Raises
-    redis.RedisError when Redis cannot be reached."""
-    connection = django_rq.get_connection(queue)
-    for record in records:
-        try:
-            job = Job.fetch(record.job_id, connection=connection)
-        except NoSuchJobError:
-            yield record, None
-            continue
-        if job.get_status() in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED):
-            yield record, job
 
 
 # --- exports -----------------------------------------------------------------------------------
@@ -327,47 +271,3 @@ def _export_say(record: Export, source: str = EXPORT_SOURCE):
 
     return say
 
-
-def reconcile_exports() -> dict[str, list[int]]:
-    """Periodic (tinyforge.core.worker): a running export whose heartbeat is older than
-    RUN_STALE_SECONDS lost its worker (killed, out of memory, its machine gone) and is marked
-    failed, its files removed; a pending one whose job vanished from Redis is enqueued again under
-    the same job id; one whose job ended before it started is marked failed."""
-    from tinyforge.deployments.services import EXPORT_JOB
-
-    done: dict[str, list[int]] = {"failed_lost": [], "requeued": [], "failed_in_queue": []}
-    now = timezone.now()
-    lost = Export.all_teams.filter(status=ExportStatus.RUNNING,
-                                   heartbeat_at__lt=now - timedelta(seconds=settings.RUN_STALE_SECONDS))
-    for record in lost:
-        silent = int((now - record.heartbeat_at).total_seconds())
-        message = (f"the worker running this export stopped responding (no heartbeat for {silent} s): it was killed, "
-                   "ran out of memory or its machine went away; export again")
-        if lifecycle.fail_lost_export(record.pk, message, seen_heartbeat=record.heartbeat_at):
-            storage.delete(storage.export_folder_key(record.project_id, record.pk))
-            _export_say(record, "reconciler")(message, EventLevel.ERROR)
-            done["failed_lost"].append(record.pk)
-    waiting = Export.all_teams.filter(status=ExportStatus.PENDING,
-                                      created_at__lt=now - ENQUEUE_GRACE).exclude(job_id="")
-    try:
-        for record, job in _ended_jobs(waiting, "deploy"):
-            say = _export_say(record, "reconciler")
-            if job is None:
-                enqueue("deploy", EXPORT_JOB, record.pk, job_id=record.job_id)
-                say("its export job was missing from Redis (restarted without its data, or unreachable when the "
-                    "export was created); queued again", EventLevel.WARNING)
-                done["requeued"].append(record.pk)
-                continue
-            message = (f"the export job {job.id} ended before it started ({job.get_status()}): its worker was "
-                       "stopped or it ran out of time; export again")
-            try:
-                lifecycle.mark_export_failed(record.pk, message)
-            except InvalidTransition:
-                continue
-            say(message, EventLevel.ERROR)
-            done["failed_in_queue"].append(record.pk)
-    except redis.RedisError as exc:
-        logger.warning("could not check the export jobs in Redis: %s", exc)
-    if any(done.values()):
-        logger.info("reconciled exports: %s", done)
-    return done

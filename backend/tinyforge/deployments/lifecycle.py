@@ -14,7 +14,7 @@ from tinyforge.deployments.models import Deployment, DeploymentStatus as D, Expo
 
 __all__ = ["InvalidTransition", "mark_deployment_ready", "mark_deployment_failed", "mark_deployment_stopped",
            "mark_deployment_pending", "mark_export_running", "mark_export_succeeded", "mark_export_failed",
-           "record_export_progress", "record_export_heartbeat", "fail_lost_export"]
+           "record_export_progress", "record_export_heartbeat"]
 
 
 def mark_deployment_ready(deployment_id: int, *, model_path: str) -> None:
@@ -22,8 +22,9 @@ def mark_deployment_ready(deployment_id: int, *, model_path: str) -> None:
                model_path=model_path, ready_at=timezone.now(), error="")
 
 
-def mark_deployment_failed(deployment_id: int, error: str) -> None:
-    transition(Deployment, deployment_id, to=D.FAILED, allowed_from=[D.PENDING, D.READY], error=error)
+def mark_deployment_failed(deployment_id: int, error: str, *, only_if: dict | None = None) -> None:
+    transition(Deployment, deployment_id, to=D.FAILED, allowed_from=[D.PENDING, D.READY], only_if=only_if,
+               error=error)
 
 
 def mark_deployment_stopped(deployment_id: int) -> None:
@@ -49,11 +50,12 @@ def mark_export_succeeded(export_id: int, *, storage_key: str, size_bytes: int, 
                size_bytes=size_bytes, verification=verification, progress=1.0, finished_at=timezone.now())
 
 
-def mark_export_failed(export_id: int, error: str, *, verification: dict | None = None) -> None:
+def mark_export_failed(export_id: int, error: str, *, verification: dict | None = None,
+                       only_if: dict | None = None) -> None:
     changes = {"error": error, "finished_at": timezone.now()}
     if verification is not None:
         changes["verification"] = verification
-    transition(Export, export_id, to=E.FAILED, allowed_from=[E.PENDING, E.RUNNING], **changes)
+    transition(Export, export_id, to=E.FAILED, allowed_from=[E.PENDING, E.RUNNING], only_if=only_if, **changes)
 
 
 def record_export_progress(export_id: int, progress: float) -> bool:
@@ -64,9 +66,3 @@ def record_export_progress(export_id: int, progress: float) -> bool:
 def record_export_heartbeat(export_id: int) -> bool:
     return update_if(Export, export_id, statuses=[E.RUNNING], heartbeat_at=timezone.now())
 
-
-def fail_lost_export(export_id: int, error: str, *, seen_heartbeat) -> bool:
-    """Fail a running export whose job went silent, unless it beat again since the reconciler looked."""
-    now = timezone.now()
-    return Export.all_teams.filter(pk=export_id, status=E.RUNNING, heartbeat_at=seen_heartbeat).update(
-        status=E.FAILED, error=error, finished_at=now, updated_at=now) == 1

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 
+from tinyforge.core.models import TrackedJob, tracked_status
 from tinyforge.core.tenancy import TeamOwnedModel
 
 
@@ -28,7 +29,7 @@ model_id_validator = RegexValidator(
 )
 
 
-class Deployment(TeamOwnedModel):
+class Deployment(TeamOwnedModel, TrackedJob):
     team = models.ForeignKey("accounts.Team", on_delete=models.CASCADE, related_name="deployments")
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="deployments")
     name = models.CharField(max_length=100, validators=[model_id_validator], help_text="The OpenAI model id")
@@ -39,14 +40,10 @@ class Deployment(TeamOwnedModel):
     )
     runtime = models.CharField(max_length=16, choices=Runtime.choices, default=Runtime.PYTORCH)
     merge_adapter = models.BooleanField(default=False)
-    status = models.CharField(
-        max_length=16, choices=DeploymentStatus.choices, default=DeploymentStatus.PENDING, db_index=True
-    )
+    status = tracked_status(DeploymentStatus, DeploymentStatus.PENDING)
     model_path = models.CharField(
         max_length=1000, blank=True, help_text="Storage key of the folder the inference service loads"
     )
-    error = models.TextField(blank=True)
-    job_id = models.CharField(max_length=64, blank=True)
     # Copied from the inference service's metrics by a periodic job.
     request_count = models.BigIntegerField(default=0)
     error_count = models.BigIntegerField(default=0)
@@ -65,8 +62,6 @@ class Deployment(TeamOwnedModel):
     ready_at = models.DateTimeField(null=True, blank=True)
     stopped_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
 
     team_path = "team"
 
@@ -76,6 +71,9 @@ class Deployment(TeamOwnedModel):
 
     def __str__(self) -> str:
         return self.name
+
+    def event_links(self) -> dict:
+        return {"project_id": self.project_id, "deployment_id": self.pk}
 
 
 class ExportFormat(models.TextChoices):
@@ -97,7 +95,7 @@ class ExportStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
-class Export(TeamOwnedModel):
+class Export(TeamOwnedModel, TrackedJob):
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="exports")
     run = models.ForeignKey("training.TrainingRun", on_delete=models.CASCADE, related_name="exports")
     checkpoint = models.ForeignKey(
@@ -107,23 +105,19 @@ class Export(TeamOwnedModel):
     quantize = models.CharField(max_length=8, choices=Quantize.choices, default=Quantize.NONE)
     runtime = models.CharField(max_length=16, choices=Runtime.choices, blank=True,
                                help_text="Bundles only: the runtime inside (empty for other formats)")
-    status = models.CharField(max_length=16, choices=ExportStatus.choices, default=ExportStatus.PENDING, db_index=True)
+    status = tracked_status(ExportStatus, ExportStatus.PENDING)
     storage_key = models.CharField(max_length=500, blank=True, help_text="The downloadable file (zip)")
     size_bytes = models.BigIntegerField(null=True, blank=True)
     # The equality check: prompts compared, tokens agreeing, max logit difference, loss change.
     verification = models.JSONField(default=dict, blank=True)
-    error = models.TextField(blank=True)
-    job_id = models.CharField(max_length=64, blank=True)
     progress = models.FloatField(default=0.0, help_text="0..1")
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"{self.get_format_display()} of {self.run}"
+
+    def event_links(self) -> dict:
+        return {"project_id": self.project_id, "export_id": self.pk, "run_id": self.run_id}

@@ -21,6 +21,16 @@ DEPLOY_JOB = "tinyforge.deployments.jobs.deploy"
 EXPORT_JOB = "tinyforge.deployments.jobs.export"
 
 
+def deploy_job_id(deployment: Deployment) -> str:
+    """A new id for each deploy: the job writes a folder of its own, so a redeploy never rewrites
+    files a running server reads."""
+    return f"deploy-{deployment.pk}-{uuid.uuid4().hex[:8]}"
+
+
+def export_job_id(export: Export) -> str:
+    return f"export-{export.pk}"
+
+
 def _require_model(run: TrainingRun, checkpoint: Checkpoint | None, what: str) -> None:
     """A run can be deployed or exported once it has a model: its final output or a checkpoint."""
     if checkpoint is not None:
@@ -70,7 +80,7 @@ def create_deployment(request, *, run: TrainingRun, name: str, checkpoint: Check
 
 
 def _enqueue_deploy(deployment: Deployment) -> None:
-    deployment.job_id = f"deploy-{deployment.pk}-{uuid.uuid4().hex[:8]}"
+    deployment.job_id = deploy_job_id(deployment)
     Deployment.all_teams.filter(pk=deployment.pk).update(job_id=deployment.job_id)
     record_event(project_id=deployment.project_id, deployment_id=deployment.pk, source="platform",
                  message=f"deployment {deployment.name} queued ({deployment.runtime})")
@@ -113,7 +123,7 @@ def create_export(request, *, run: TrainingRun, checkpoint: Checkpoint | None, f
         project_id=run.project_id, run=run, checkpoint=checkpoint or default_checkpoint(run), format=format,
         quantize=quantize, runtime=runtime, created_by=getattr(request, "user", None),
     )
-    export.job_id = f"export-{export.pk}"
+    export.job_id = export_job_id(export)
     export.save(update_fields=["job_id"])
     what = f"step {export.checkpoint.step}" if export.checkpoint else "the final model"
     record_event(project_id=run.project_id, export_id=export.pk, run_id=run.pk, source="platform",

@@ -14,7 +14,7 @@ from __future__ import annotations
 from django.db.models import F
 from django.utils import timezone
 
-from tinyforge.core.lifecycle import InvalidTransition, transition, update_if
+from tinyforge.core.lifecycle import InvalidTransition, transition
 from tinyforge.training.models import RunStatus, TrainingRun
 
 ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
@@ -23,45 +23,27 @@ FINISHED = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
 ALREADY_REQUESTED = "already requested"
 
 __all__ = [
-    "ACTIVE", "ALREADY_REQUESTED", "FINISHED", "InvalidTransition", "claim_attempt", "mark_running", "mark_succeeded",
-    "mark_failed", "mark_cancelled", "request_cancel", "requeue_for_resume", "retry_lost_attempt", "record_progress",
-    "record_heartbeat", "fail_lost_attempt",
+    "ACTIVE", "ALREADY_REQUESTED", "FINISHED", "InvalidTransition", "claim_attempt", "mark_succeeded", "mark_failed",
+    "mark_cancelled", "request_cancel", "requeue_for_resume", "retry_lost_attempt", "record_progress",
+    "record_heartbeat",
 ]
 
 
-def _move(run_id: int, attempt: int | None, *, to: str, allowed_from, **changes) -> None:
-    if attempt is None:
-        transition(TrainingRun, run_id, to=to, allowed_from=allowed_from, **changes)
-        return
-    changes.setdefault("updated_at", timezone.now())
-    updated = TrainingRun.all_teams.filter(pk=run_id, attempt=attempt, status__in=list(allowed_from)).update(
-        status=to, **changes)
-    if updated == 1:
-        return
-    current = TrainingRun.all_teams.filter(pk=run_id).values("status", "attempt").first()
-    if current is None:
-        raise TrainingRun.DoesNotExist(f"training run {run_id} does not exist")
-    label = current["status"] if current["attempt"] == attempt else f"on attempt {current['attempt']}"
-    raise InvalidTransition(TrainingRun, run_id, label, to)
+def _on(attempt: int | None, only_if: dict | None = None) -> dict:
+    """The guard of a worker's write: the attempt it works on (None: any), plus `only_if`."""
+    return {**({"attempt": attempt} if attempt is not None else {}), **(only_if or {})}
 
 
 def claim_attempt(run_id: int, attempt: int, *, job_id: str = "") -> bool:
     """The worker's first write: queued -> running for exactly this attempt. False when the
     attempt was already claimed (a duplicate delivery), cancelled while queued, or superseded."""
     now = timezone.now()
-    changes = {"started_at": now, "heartbeat_at": now, "finished_at": None, "error": "", "updated_at": now}
-    if job_id:
-        changes["job_id"] = job_id
-    return TrainingRun.all_teams.filter(pk=run_id, attempt=attempt, status=RunStatus.QUEUED).update(
-        status=RunStatus.RUNNING, **changes) == 1
-
-
-def mark_running(run_id: int, *, job_id: str = "") -> None:
-    now = timezone.now()
-    transition(
-        TrainingRun, run_id, to=RunStatus.RUNNING, allowed_from=[RunStatus.QUEUED],
-        started_at=now, heartbeat_at=now, finished_at=None, error="", **({"job_id": job_id} if job_id else {}),
-    )
+    try:
+        transition(TrainingRun, run_id, to=RunStatus.RUNNING, allowed_from=[RunStatus.QUEUED], only_if=_on(attempt),
+                   started_at=now, heartbeat_at=now, finished_at=None, error="", **({"job_id": job_id} if job_id else {}))
+    except (InvalidTransition, TrainingRun.DoesNotExist):
+        return False
+    return True
 
 
 def mark_succeeded(run_id: int, *, attempt: int | None = None, output_key: str = "",
@@ -76,12 +58,13 @@ def mark_succeeded(run_id: int, *, attempt: int | None = None, output_key: str =
         changes["eval_results"] = eval_results
     if progress_step is not None:
         changes["progress_step"] = progress_step
-    _move(run_id, attempt, to=RunStatus.SUCCEEDED, allowed_from=[RunStatus.RUNNING], **changes)
+    transition(TrainingRun, run_id, to=RunStatus.SUCCEEDED, allowed_from=[RunStatus.RUNNING], only_if=_on(attempt),
+               **changes)
 
 
-def mark_failed(run_id: int, error: str, *, attempt: int | None = None) -> None:
-    _move(run_id, attempt, to=RunStatus.FAILED, allowed_from=ACTIVE,
-          error=error, finished_at=timezone.now(), eta_seconds=None)
+def mark_failed(run_id: int, error: str, *, attempt: int | None = None, only_if: dict | None = None) -> None:
+    transition(TrainingRun, run_id, to=RunStatus.FAILED, allowed_from=ACTIVE, only_if=_on(attempt, only_if),
+               error=error, finished_at=timezone.now(), eta_seconds=None)
 
 
 def mark_cancelled(run_id: int, *, attempt: int | None = None, progress_step: int | None = None) -> None:
@@ -89,7 +72,7 @@ def mark_cancelled(run_id: int, *, attempt: int | None = None, progress_step: in
     changes = {"finished_at": timezone.now(), "eta_seconds": None}
     if progress_step is not None:
         changes["progress_step"] = progress_step
-    _move(run_id, attempt, to=RunStatus.CANCELLED, allowed_from=ACTIVE, **changes)
+    transition(TrainingRun, run_id, to=RunStatus.CANCELLED, allowed_from=ACTIVE, only_if=_on(attempt), **changes)
 
 
 def request_cancel(run_id: int) -> str:
@@ -97,15 +80,17 @@ def request_cancel(run_id: int) -> str:
     flagged for its worker ("running"). ALREADY_REQUESTED when an earlier request did that (the
     run is cancelled, or running with its cancel flagged): cancelling twice is a no-op, and the
     caller records nothing. Cancelling a succeeded or failed run raises InvalidTransition."""
-    if update_if(TrainingRun, run_id, statuses=[RunStatus.QUEUED], status=RunStatus.CANCELLED,
-                 cancel_requested=True, finished_at=timezone.now(), updated_at=timezone.now()):
+    try:
+        transition(TrainingRun, run_id, to=RunStatus.CANCELLED, allowed_from=[RunStatus.QUEUED],
+                   cancel_requested=True, finished_at=timezone.now())
         return RunStatus.CANCELLED
-    if TrainingRun.all_teams.filter(pk=run_id, status=RunStatus.RUNNING, cancel_requested=False).update(
+    except InvalidTransition as moved:
+        current = moved.current
+    # Not a status change: the flag the running job reads at its next step.
+    if current == RunStatus.RUNNING and TrainingRun.all_teams.filter(
+            pk=run_id, status=RunStatus.RUNNING, cancel_requested=False).update(
             cancel_requested=True, updated_at=timezone.now()):
         return RunStatus.RUNNING
-    current = TrainingRun.all_teams.filter(pk=run_id).values_list("status", flat=True).first()
-    if current is None:
-        raise TrainingRun.DoesNotExist(f"training run {run_id} does not exist")
     if current in (RunStatus.CANCELLED, RunStatus.RUNNING):
         return ALREADY_REQUESTED
     raise InvalidTransition(TrainingRun, run_id, current, RunStatus.CANCELLED)
@@ -120,25 +105,16 @@ def requeue_for_resume(run_id: int, *, checkpoint_id: int | None) -> None:
     )
 
 
-def retry_lost_attempt(run_id: int, attempt: int, *, checkpoint_id: int | None, seen_heartbeat) -> bool:
+def retry_lost_attempt(run_id: int, attempt: int, *, checkpoint_id: int | None, seen_heartbeat) -> None:
     """running -> queued as attempt + 1, only if the run is still on `attempt` with the stale
-    heartbeat the reconciler saw; False when anything moved meanwhile (so a run is never both
-    failed and retried, nor retried twice)."""
-    return TrainingRun.all_teams.filter(
-        pk=run_id, attempt=attempt, status=RunStatus.RUNNING, heartbeat_at=seen_heartbeat, cancel_requested=False,
-    ).update(
-        status=RunStatus.QUEUED, attempt=F("attempt") + 1, resumed_from_id=checkpoint_id, error="",
-        finished_at=None, job_id="", heartbeat_at=None, eta_seconds=None, updated_at=timezone.now(),
-    ) == 1
-
-
-def fail_lost_attempt(run_id: int, attempt: int, error: str, *, seen_heartbeat) -> bool:
-    """running -> failed for a run whose worker is gone, on the same conditions as
-    `retry_lost_attempt`."""
-    return TrainingRun.all_teams.filter(
-        pk=run_id, attempt=attempt, status=RunStatus.RUNNING, heartbeat_at=seen_heartbeat,
-    ).update(status=RunStatus.FAILED, error=error, finished_at=timezone.now(), eta_seconds=None,
-             updated_at=timezone.now()) == 1
+    heartbeat the reconciler saw and no cancel requested; InvalidTransition when anything moved
+    meanwhile (so a run is never both failed and retried, nor retried twice)."""
+    transition(
+        TrainingRun, run_id, to=RunStatus.QUEUED, allowed_from=[RunStatus.RUNNING],
+        only_if={"attempt": attempt, "heartbeat_at": seen_heartbeat, "cancel_requested": False},
+        attempt=F("attempt") + 1, resumed_from_id=checkpoint_id, error="", finished_at=None, job_id="",
+        heartbeat_at=None, eta_seconds=None,
+    )
 
 
 def record_progress(run_id: int, *, step: int, total: int | None = None, eta_seconds: float | None = None,

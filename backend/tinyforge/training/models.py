@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from tinyforge.core.models import Event
+from tinyforge.core.models import Event, TrackedJob, tracked_status
 from tinyforge.core.tenancy import TeamOwnedModel, TeamScopedQuerySet
 
 
@@ -22,7 +22,7 @@ class Method(models.TextChoices):
     FULL = "full", "Full fine-tune"
 
 
-class TrainingRun(TeamOwnedModel):
+class TrainingRun(TeamOwnedModel, TrackedJob):
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="runs")
     name = models.CharField(max_length=100)
     dataset_version = models.ForeignKey("datasets.DatasetVersion", on_delete=models.RESTRICT, related_name="runs")
@@ -33,21 +33,15 @@ class TrainingRun(TeamOwnedModel):
     method = models.CharField(max_length=8, choices=Method.choices, default=Method.LORA)
     # The engine's full training config (preset merged with the user's hyperparameters).
     config = models.JSONField(default=dict, blank=True)
-    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
-    attempt = models.PositiveIntegerField(default=1, help_text="1 for the first try; resume adds one")
+    status = tracked_status(RunStatus, RunStatus.QUEUED)
     resumed_from = models.ForeignKey(
         "training.Checkpoint", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
         help_text="The checkpoint the current attempt started from",
     )
-    job_id = models.CharField(max_length=64, blank=True)
     progress_step = models.PositiveIntegerField(default=0)
     progress_total = models.PositiveIntegerField(null=True, blank=True)
     eta_seconds = models.FloatField(null=True, blank=True)
     tokens_per_second = models.FloatField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    error = models.TextField(blank=True)
     cancel_requested = models.BooleanField(default=False)
     output_key = models.CharField(max_length=500, blank=True, help_text="Storage key of the final model folder")
     summary_metrics = models.JSONField(default=dict, blank=True)
@@ -57,8 +51,6 @@ class TrainingRun(TeamOwnedModel):
         help_text="Up to 16 string key-value pairs given through the OpenAI fine-tuning API (null: none given)",
     )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -66,6 +58,9 @@ class TrainingRun(TeamOwnedModel):
 
     def __str__(self) -> str:
         return self.name
+
+    def event_links(self) -> dict:
+        return {"project_id": self.project_id, "run_id": self.pk, "attempt": self.attempt}
 
     @property
     def is_finished(self) -> bool:
