@@ -19,7 +19,7 @@ COMMAND_MODULES = [
     "tinyforge.evaluation.commands",  # eval
     "tinyforge.connectors.commands",  # ingest
     "tinyforge.serving.commands",  # serve
-    "tinyforge.core.commands",  # demo, worker, platform entry points
+    "tinyforge.demo",  # demo: the whole platform on one machine
     "tinyforge.deployments.commands",  # serve-platform (the platform's inference service)
 ]
 

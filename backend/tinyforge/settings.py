@@ -284,7 +284,7 @@ AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "tinyforge.accounts.views.lockout_response"
 AXES_VERBOSE = False
 # Behind nginx the client's address is the last hop nginx appended to X-Forwarded-For.
-AXES_CLIENT_IP_CALLABLE = "tinyforge.accounts.backends.client_ip_address"
+AXES_CLIENT_IP_CALLABLE = "tinyforge.core.access.client_ip_address"
 BEHIND_PROXY = env_bool("TINYFORGE_BEHIND_PROXY", PRODUCTION)
 
 INVITATION_VALID_DAYS = env_int("TINYFORGE_INVITATION_DAYS", 7, minimum=1)

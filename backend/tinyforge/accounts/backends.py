@@ -1,8 +1,7 @@
-"""Sign-in by user name or e-mail address, and the client address django-axes counts failures by."""
+"""Sign-in by user name or e-mail address."""
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
 
@@ -26,12 +25,3 @@ class UsernameOrEmailBackend(ModelBackend):
             return user
         return None
 
-
-def client_ip_address(request) -> str | None:
-    meta = getattr(request, "META", {})
-    if settings.BEHIND_PROXY:
-        forwarded = meta.get("HTTP_X_FORWARDED_FOR", "")
-        hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
-        if hops:
-            return hops[-1]
-    return meta.get("REMOTE_ADDR")

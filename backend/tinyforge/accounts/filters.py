@@ -1,6 +1,7 @@
 from django_filters import rest_framework as filters
 
-from tinyforge.accounts.models import ApiToken, Invitation, Membership, Role
+from tinyforge.accounts.models import ApiToken, Invitation, Membership
+from tinyforge.core.roles import Role
 from tinyforge.core.api import IdFilter
 
 

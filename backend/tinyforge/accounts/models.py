@@ -10,24 +10,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from tinyforge.core.roles import Role, Scope
 from tinyforge.core.tenancy import TeamOwnedModel
-
-
-class Role(models.TextChoices):
-    OWNER = "owner", "Owner"
-    ADMIN = "admin", "Admin"
-    MEMBER = "member", "Member"
-    VIEWER = "viewer", "Viewer"
-
-
-# What each role may do, strongest first. Writes need MEMBER or above; managing people ADMIN.
-ROLE_RANK = {Role.VIEWER: 0, Role.MEMBER: 1, Role.ADMIN: 2, Role.OWNER: 3}
-
-
-class Scope(models.TextChoices):
-    READ = "read", "Read"
-    WRITE = "write", "Write (implies read)"
-    INFERENCE = "inference", "Inference"
 
 
 class Team(TeamOwnedModel):

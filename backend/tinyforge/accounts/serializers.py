@@ -6,7 +6,8 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 from rest_framework import serializers
 
-from tinyforge.accounts.models import ApiToken, Invitation, Membership, Role, Scope, Team
+from tinyforge.accounts.models import ApiToken, Invitation, Membership, Team
+from tinyforge.core.roles import Role, Scope
 from tinyforge.core.api import StrictModelSerializer, StrictSerializer, TeamScopedRelatedField
 
 User = get_user_model()

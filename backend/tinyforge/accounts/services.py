@@ -11,7 +11,8 @@ from django.utils import timezone
 from django.utils.text import slugify
 from rest_framework import exceptions
 
-from tinyforge.accounts.models import ApiToken, Invitation, Membership, Role, Scope, Team
+from tinyforge.accounts.models import ApiToken, Invitation, Membership, Team
+from tinyforge.core.roles import Role, Scope
 from tinyforge.core.audit import audit
 from tinyforge.core.errors import Conflict
 

@@ -12,7 +12,8 @@ from rest_framework.views import APIView
 
 from tinyforge.accounts import services
 from tinyforge.accounts.filters import ApiTokenFilter, InvitationFilter, MembershipFilter
-from tinyforge.accounts.models import ApiToken, Invitation, Membership, Role, Team
+from tinyforge.accounts.models import ApiToken, Invitation, Membership, Team
+from tinyforge.core.roles import Role
 from tinyforge.accounts.serializers import (
     ApiTokenCreatedSerializer,
     ApiTokenSerializer,

@@ -3,18 +3,38 @@
 A request sees the teams its user belongs to; a request made with an API token sees only the
 token's team (and nothing once its user has left that team). Objects of other teams are simply
 not found (404), so ids reveal nothing.
+
+Who belongs to which team is the accounts app's data: it registers its membership and token models
+here (AccountsConfig.ready()), so core names no app.
 """
 
 from __future__ import annotations
 
+from django.conf import settings
 from rest_framework import exceptions
 
-from tinyforge.accounts.models import ROLE_RANK, ApiToken, Membership, Role
+from tinyforge.core.roles import ROLE_RANK, Role
 
 
-def token_of(request) -> ApiToken | None:
+class _Accounts:
+    membership = None  # team_id, user, role; a team-scoped manager `objects` with for_teams()
+    token = None  # what token authentication puts in request.auth: team_id, has_scope()
+
+
+def register_accounts(*, membership_model, token_model) -> None:
+    _Accounts.membership, _Accounts.token = membership_model, token_model
+
+
+def _membership():
+    if _Accounts.membership is None:
+        raise RuntimeError("no membership model is registered: tinyforge.accounts must be in INSTALLED_APPS")
+    return _Accounts.membership
+
+
+def token_of(request):
+    """The API token the request was made with, or None (a session, or no one)."""
     auth = getattr(request, "auth", None)
-    return auth if isinstance(auth, ApiToken) else None
+    return auth if _Accounts.token is not None and isinstance(auth, _Accounts.token) else None
 
 
 def team_roles(request) -> dict[int, str]:
@@ -25,7 +45,7 @@ def team_roles(request) -> dict[int, str]:
     roles: dict[int, str] = {}
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
-        memberships = Membership.objects.for_teams(
+        memberships = _membership().objects.for_teams(
             [token_of(request).team_id] if token_of(request) else _all_teams_of(user)
         ).filter(user=user)
         roles = {m.team_id: m.role for m in memberships}
@@ -34,7 +54,7 @@ def team_roles(request) -> dict[int, str]:
 
 
 def _all_teams_of(user) -> list[int]:
-    return list(Membership.all_teams.filter(user=user).values_list("team_id", flat=True))
+    return list(_membership().all_teams.filter(user=user).values_list("team_id", flat=True))
 
 
 def visible_team_ids(request) -> list[int]:
@@ -67,3 +87,14 @@ def team_id_of(obj) -> int:
     for part in parts[:-1]:
         obj = getattr(obj, part)
     return getattr(obj, f"{parts[-1]}_id")
+
+
+def client_ip_address(request) -> str | None:
+    """The caller's address: the last hop of X-Forwarded-For behind our proxy, else the peer."""
+    meta = getattr(request, "META", {})
+    if settings.BEHIND_PROXY:
+        forwarded = meta.get("HTTP_X_FORWARDED_FOR", "")
+        hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+        if hops:
+            return hops[-1]
+    return meta.get("REMOTE_ADDR")

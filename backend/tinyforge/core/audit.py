@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tinyforge.core.access import team_id_of, token_of
+from tinyforge.core.access import client_ip_address, team_id_of, token_of
 from tinyforge.core.models import AuditEvent
 
 
@@ -38,6 +38,4 @@ def _project_id_of(target) -> int | None:
 def _client_ip(request) -> str | None:
     if request is None:
         return None
-    from tinyforge.accounts.backends import client_ip_address
-
     return client_ip_address(getattr(request, "_request", request))

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rest_framework import exceptions, permissions
 
-from tinyforge.accounts.models import Role, Scope
+from tinyforge.core.roles import Role, Scope
 from tinyforge.core.access import require_role, team_id_of, token_of
 
 

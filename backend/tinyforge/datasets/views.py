@@ -6,7 +6,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
-from tinyforge.accounts.models import Role
+from tinyforge.core.roles import Role
 from tinyforge.core import storage
 from tinyforge.core.access import require_role, team_id_of
 from tinyforge.core.api import TeamScopedViewSet

@@ -28,7 +28,7 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from tinyforge.accounts.authentication import authenticate_token
-from tinyforge.accounts.models import Scope
+from tinyforge.core.roles import Scope
 from tinyforge.core import storage
 from tinyforge.core.events import record_event
 from tinyforge.core.lifecycle import InvalidTransition

@@ -5,7 +5,7 @@ from rest_framework import exceptions, mixins, renderers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from tinyforge.accounts.models import Role, Scope
+from tinyforge.core.roles import Role, Scope
 from tinyforge.core import storage
 from tinyforge.core.access import require_role
 from tinyforge.core.api import TeamScopedViewSet, parse_id

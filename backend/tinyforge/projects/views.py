@@ -1,7 +1,7 @@
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins
 
-from tinyforge.accounts.models import Role
+from tinyforge.core.roles import Role
 from tinyforge.core.access import require_role
 from tinyforge.core.api import TeamScopedViewSet
 from tinyforge.core.audit import audit

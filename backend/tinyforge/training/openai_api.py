@@ -29,7 +29,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from tinyforge.accounts.authentication import BearerTokenAuthentication
-from tinyforge.accounts.models import Role
+from tinyforge.core.roles import Role
 from tinyforge.core import storage
 from tinyforge.core.access import require_role, token_of
 from tinyforge.core.api import MAX_ID

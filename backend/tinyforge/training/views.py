@@ -8,7 +8,7 @@ from rest_framework import exceptions, mixins, renderers, serializers
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from tinyforge.accounts.models import Role
+from tinyforge.core.roles import Role
 from tinyforge.core.access import require_role
 from tinyforge.core.api import AFTER_PARAMETERS, TeamScopedViewSet, parse_id, rows_after
 from tinyforge.core.audit import audit
