@@ -14,9 +14,9 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from e2e.worker_platform import FAST_RELIABILITY
+from tinyforge import demo
 from tinyforge.accounts.models import Membership
-from tinyforge.core import commands
-from tinyforge.core.commands import Child, GaveUp, Supervisor
+from tinyforge.demo import Child, GaveUp, Supervisor
 from training.conftest import toy_jsonl
 
 
@@ -81,7 +81,7 @@ def test_the_supervisor_restarts_a_crashed_child_with_its_leftovers_stopped(tmp_
 
 
 def test_the_supervisor_backs_off_and_gives_up_on_a_child_that_keeps_crashing(monkeypatch, capsys):
-    monkeypatch.setattr(commands, "FIRST_BACKOFF_SECONDS", 0.1)
+    monkeypatch.setattr(demo, "FIRST_BACKOFF_SECONDS", 0.1)
     crashing = Child("crashing", [sys.executable, "-c", "raise SystemExit(3)"])
     supervisor = Supervisor([crashing, Child("steady", [sys.executable, "-c", "import time; time.sleep(120)"])],
                             dict(os.environ))
