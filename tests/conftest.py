@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tinymodel import build_tiny_model
+from tinymodel import TINY_MODEL, build_tiny_model
 
 
 @pytest.fixture(scope="session")
@@ -14,6 +14,13 @@ def tiny_model_dir(tmp_path_factory):
     Read-only for tests: copy it before changing anything inside.
     """
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture
+def tiny_base_model(settings, tiny_model_dir):
+    """The tiny model as the API names it (TINY_MODEL)."""
+    settings.MODEL_FOLDERS = {**settings.MODEL_FOLDERS, TINY_MODEL: str(tiny_model_dir)}
+    return TINY_MODEL
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -55,6 +55,11 @@ def build_tokenizer(vocab_size: int = 400, chat: bool = True):
     return fast
 
 
+# The name the API knows the tiny model by: the API takes no paths, so an administrator names model
+# folders (TINYFORGE_MODEL_FOLDERS) and the API tests use the name.
+TINY_MODEL = "tiny-llama"
+
+
 def build_tiny_model(out_dir: str | Path, *, seed: int = 0, hidden_size: int = 64,
                      layers: int = 2, context: int = 256, chat: bool = True, vocab_size: int | None = None) -> Path:
     """Write a tiny Llama model and its tokenizer as a Hugging Face folder; return the path.

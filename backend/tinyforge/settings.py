@@ -21,6 +21,7 @@ from tinyforge.core.env import (
     env_bool,
     env_int,
     env_list,
+    env_named_folders,
     env_str,
     repository_root,
 )
@@ -222,6 +223,9 @@ MAX_UPLOAD_BYTES = env_int("TINYFORGE_MAX_UPLOAD_BYTES", 1024 * 1024 * 1024, min
 # Folders whose SQLite files SQL connections may read (none: SQLite imports through the API are refused,
 # since a connection could otherwise read any SQLite file on the server, this platform's own included).
 SQLITE_IMPORT_DIRS = env_list("TINYFORGE_SQLITE_IMPORT_DIRS", [])
+# Model folders on this server that the API offers by name, like the engine's presets
+# ("name=/models/folder,other=/models/x"): the API never takes a path (training/base_models.py).
+MODEL_FOLDERS = env_named_folders("TINYFORGE_MODEL_FOLDERS")
 # API roots besides Google's own that a Google connection made through the API may name (its api_root
 # option; its credentials' token_uri must be Google's or on the host of one of them): the server sends the
 # connection's credentials there, so a root of the user's choosing would be a server-side request forgery.

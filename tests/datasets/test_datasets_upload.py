@@ -57,11 +57,11 @@ def test_it_joins_several_files_of_mixed_kinds_into_one_version(upload, ingested
     assert [s["source"] for s in version.stats["sources"]] == ["faq.jsonl", "handbook.md"]
 
 
-def test_it_measures_token_lengths_with_the_chosen_base_model(upload, ingested, acme, tiny_model_dir):
-    version = ingested(upload(acme.dataset, [("faq.jsonl", GOOD_JSONL)], base_model=str(tiny_model_dir),
+def test_it_measures_token_lengths_with_the_chosen_base_model(upload, ingested, acme, tiny_base_model):
+    version = ingested(upload(acme.dataset, [("faq.jsonl", GOOD_JSONL)], base_model=tiny_base_model,
                               max_seq_length=20))
     report = version.validation_report
-    assert version.status == "ready" and report["base_model"] == str(tiny_model_dir)
+    assert version.status == "ready" and report["base_model"] == tiny_base_model
     histogram = report["token_histogram"]
     assert histogram["count"] == 6 and sum(histogram["counts"]) == 6
     assert len(histogram["edges"]) == len(histogram["counts"]) + 1 and histogram["max"] >= histogram["min"] > 0

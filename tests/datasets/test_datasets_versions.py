@@ -49,20 +49,20 @@ def test_the_report_counts_invalid_rows_duplicates_and_empty_outputs_by_line(cli
 
 
 def test_the_report_for_a_base_model_has_a_token_histogram_and_rows_over_context(client_for, alice, messy,
-                                                                                  tiny_model_dir):
+                                                                                  tiny_base_model):
     client = client_for(alice)
     url = f"/api/v1/dataset-versions/{messy.pk}/report/"
-    report = client.get(url, {"base_model": str(tiny_model_dir), "max_seq_length": 24}).json()
+    report = client.get(url, {"base_model": tiny_base_model, "max_seq_length": 24}).json()
     histogram = report["token_histogram"]
-    assert report["base_model"] == str(tiny_model_dir) and histogram["count"] == 9 == sum(histogram["counts"])
+    assert report["base_model"] == tiny_base_model and histogram["count"] == 9 == sum(histogram["counts"])
     assert histogram["max_seq_length"] == 24 and 0 < histogram["min"] <= histogram["p50"] <= histogram["max"]
     longest = max(o["tokens"] for o in report["over_context"]) if report["over_context"] else 0
     assert longest == (histogram["max"] if histogram["max"] > 24 else 0)
     assert report["over_context_count"] == sum(1 for o in report["over_context"])
-    roomy = client.get(url, {"base_model": str(tiny_model_dir), "max_seq_length": 4096}).json()
+    roomy = client.get(url, {"base_model": tiny_base_model, "max_seq_length": 4096}).json()
     assert roomy["over_context_count"] == 0 and roomy["token_histogram"]["counts"] == histogram["counts"]
     cached = DatasetVersion.all_teams.get(pk=messy.pk).stats["token_reports"]
-    assert set(cached) == {f"{tiny_model_dir}@24", f"{tiny_model_dir}@4096"}
+    assert set(cached) == {f"{tiny_base_model}@24", f"{tiny_base_model}@4096"}
 
 
 def test_an_unknown_base_model_is_a_400_naming_it(client_for, alice, messy):
@@ -70,7 +70,7 @@ def test_an_unknown_base_model_is_a_400_naming_it(client_for, alice, messy):
     assert "no-such-model" in assert_error(response, 400)["message"]
 
 
-def test_the_preview_pages_rows_and_marks_the_trained_tokens(client_for, alice, messy, tiny_model_dir):
+def test_the_preview_pages_rows_and_marks_the_trained_tokens(client_for, alice, messy, tiny_base_model):
     client = client_for(alice)
     url = f"/api/v1/dataset-versions/{messy.pk}/preview/"
     first = client.get(url, {"page_size": 4}).json()
@@ -83,7 +83,7 @@ def test_the_preview_pages_rows_and_marks_the_trained_tokens(client_for, alice, 
     assert last["results"][1]["valid"] is False and last["results"][1]["row"] == '{"instruction": 5, "output": "x"}'
     assert last["results"][1]["problems"][0]["field"] == "instruction"
 
-    chat = client.get(url, {"page_size": 1, "page": 7, "base_model": str(tiny_model_dir)}).json()["results"][0]
+    chat = client.get(url, {"page_size": 1, "page": 7, "base_model": tiny_base_model}).json()["results"][0]
     assert chat["line"] == 7 and chat["row"] == CHAT
     trained = [s["text"] for s in chat["segments"] if s["trained"]]
     assert trained == ["Paris.<|im_end|>"] or trained == ["Paris.<|im_end|>\n"], chat["segments"]

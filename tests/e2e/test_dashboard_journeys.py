@@ -14,6 +14,7 @@ import pytest
 from playwright.sync_api import expect
 
 from e2e.browser import REPO, api, sign_in
+from tinymodel import TINY_MODEL
 
 pytestmark = pytest.mark.e2e
 
@@ -106,7 +107,7 @@ def test_it_signs_in_creates_a_project_and_a_token_and_signs_out(journey, platfo
     sign_out(page, shots)
 
 
-def test_it_takes_the_owner_from_data_to_a_streamed_chat(journey, platform, tiny_model_dir):
+def test_it_takes_the_owner_from_data_to_a_streamed_chat(journey, platform):
     page, shots = journey
     sign_in(page, "alice")
     create_project(page, shots, "Quillbox support")
@@ -136,8 +137,7 @@ def test_it_takes_the_owner_from_data_to_a_streamed_chat(journey, platform, tiny
     shots("validation-report")
 
     page.get_by_role("link", name="Train on this version").click()
-    page.get_by_label("Base model").select_option("custom")
-    page.get_by_label("Model id or path").fill(str(tiny_model_dir))
+    page.get_by_label("Base model").select_option(TINY_MODEL)  # a model the server offers by name
     expect(page.get_by_label("Dataset version")).to_contain_text("Product FAQ v1")
     page.get_by_text("Advanced hyperparameters").click()
     # The form shows what the quick preset gives a LoRA run, read from the engine's config.

@@ -15,7 +15,7 @@ import pytest
 from rq import Queue
 
 from e2e.worker_platform import FAST_RELIABILITY, start_platform, stop_platform
-from tinymodel import build_tiny_model
+from tinymodel import TINY_MODEL, build_tiny_model
 from training.conftest import toy_jsonl
 
 pytestmark = pytest.mark.e2e
@@ -24,13 +24,19 @@ STALE = int(FAST_RELIABILITY["TINYFORGE_RUN_STALE_SECONDS"])
 INTERVAL = int(FAST_RELIABILITY["TINYFORGE_RECONCILE_INTERVAL_SECONDS"])
 
 
+WIDE_VOCAB_MODEL = "wide-vocab"
+
+
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory):
+def platform(tmp_path_factory, tiny_model_dir):
     folder = tmp_path_factory.mktemp("worker-platform")
     dataset = folder / "toy.jsonl"
     dataset.write_bytes(toy_jsonl())
     (folder / "data").mkdir()
-    platform, cleanups = start_platform(folder / "data", dataset)
+    # The wide-vocabulary model is built by the test that needs it, into the folder named here.
+    platform, cleanups = start_platform(folder / "data", dataset, model_folders={
+        TINY_MODEL: tiny_model_dir, WIDE_VOCAB_MODEL: folder / "wide-vocab-model"})
+
     try:
         yield platform
     finally:
@@ -53,7 +59,7 @@ def reconciler_lines(platform, run_id):
 def test_a_worker_killed_mid_run_is_failed_once_by_the_reconciler(fresh, tiny_model_dir):
     platform = fresh
     worker = platform.start_worker("doomed")
-    run = platform.create_run(tiny_model_dir, max_steps=1_000_000, save_steps=5)
+    run = platform.create_run(TINY_MODEL, max_steps=1_000_000, save_steps=5)
     platform.wait_for(lambda: platform.checkpoints(run["id"]), 120, "a first checkpoint")
     platform.kill_worker(worker)
     assert platform.run(run["id"])["status"] == "running"  # nobody told the database
@@ -76,10 +82,10 @@ def test_a_killed_run_is_failed_within_the_interval_while_every_live_worker_trai
     platform = fresh
     platform.start_scheduler()
     doomed = platform.start_worker("doomed")
-    lost = platform.create_run(tiny_model_dir, max_steps=1_000_000, save_steps=0, eval_steps=0)
+    lost = platform.create_run(TINY_MODEL, max_steps=1_000_000, save_steps=0, eval_steps=0)
     platform.wait_for_run(lost["id"], "running")  # its heartbeat started with it
     platform.start_worker("busy")
-    busy = platform.create_run(tiny_model_dir, max_steps=1_000_000, save_steps=0, eval_steps=0)
+    busy = platform.create_run(TINY_MODEL, max_steps=1_000_000, save_steps=0, eval_steps=0)
     platform.wait_for_run(busy["id"], "running")
     platform.kill_worker(doomed)
     # Well inside the train job timeout (40 s): the busy run is still training when this passes.
@@ -96,7 +102,7 @@ def test_a_killed_run_is_failed_within_the_interval_while_every_live_worker_trai
 def test_with_retries_a_killed_run_resumes_from_its_checkpoint_exactly_once(fresh, tiny_model_dir):
     platform = fresh
     worker = platform.start_worker("doomed")
-    run = platform.create_run(tiny_model_dir, max_steps=40, save_steps=5, eval_steps=20)
+    run = platform.create_run(TINY_MODEL, max_steps=40, save_steps=5, eval_steps=20)
     platform.wait_for(lambda: platform.checkpoints(run["id"]), 120, "a first checkpoint")
     platform.kill_worker(worker)
     killed_at = platform.run(run["id"])["progress_step"]
@@ -137,7 +143,7 @@ def test_a_job_that_times_out_fails_with_a_clear_event_and_no_temporary_files(fr
     until the job timeout has passed, then let go, so RQ's timeout interrupts the write."""
     platform = fresh
     worker = platform.start_worker()
-    run = platform.create_run(tiny_model_dir, max_steps=1_000_000, save_steps=1, eval_steps=0)
+    run = platform.create_run(TINY_MODEL, max_steps=1_000_000, save_steps=1, eval_steps=0)
     run_dir = platform.data_dir / "projects" / str(platform.project) / "runs" / str(run["id"])
     partial = stop_while_writing_a_checkpoint(platform, worker, run_dir / "model" / "checkpoints", 60)
     started = datetime.fromisoformat(platform.run(run["id"])["started_at"])  # after RQ started the job
@@ -159,18 +165,18 @@ def test_a_job_that_times_out_fails_with_a_clear_event_and_no_temporary_files(fr
     assert all((p / "trainer_state.json").is_file() for p in (run_dir / "model" / "checkpoints").iterdir())
 
 
-def test_training_that_runs_out_of_memory_fails_with_the_error_and_the_last_log_lines(fresh, tmp_path_factory):
+def test_training_that_runs_out_of_memory_fails_with_the_error_and_the_last_log_lines(fresh):
     """A batch far too big for the worker's memory: a model with a vocabulary as wide as a real
     one (131,072 logits a token) and 64 long rows a batch, on a worker limited to 4 GiB of
     address space (a normal tiny run needs under 2). The allocation fails inside the work horse;
     the run is failed with a message that says what to lower, and its last log lines."""
     platform = fresh
-    model = build_tiny_model(tmp_path_factory.mktemp("wide-vocab-model"), context=2048, vocab_size=131_072)
+    build_tiny_model(platform.model_folders[WIDE_VOCAB_MODEL], context=2048, vocab_size=131_072)
     answer = "Widget Pro supports up to 12 devices and ships with a 3 year warranty. " * 20
     rows = [{"instruction": f"Tell me about Widget Pro, part {n}.", "output": answer} for n in range(150)]
     version = platform.upload_version("".join(json.dumps(row) + "\n" for row in rows).encode())
     platform.start_worker("small", memory_limit=4 * 2**30)
-    run = platform.create_run(model, version=version, batch_size=64, max_seq_length=2048, max_steps=4,
+    run = platform.create_run(WIDE_VOCAB_MODEL, version=version, batch_size=64, max_seq_length=2048, max_steps=4,
                               save_steps=0, eval_steps=0)
     failed = platform.wait_for_run(run["id"], ("failed", "succeeded"), timeout=120)
     assert failed["status"] == "failed", platform.logs()
@@ -187,7 +193,7 @@ def test_training_that_runs_out_of_memory_fails_with_the_error_and_the_last_log_
 
 def test_the_same_job_delivered_twice_gives_one_result(fresh, tiny_model_dir):
     platform = fresh
-    run = platform.create_run(tiny_model_dir, max_steps=6, save_steps=3)
+    run = platform.create_run(TINY_MODEL, max_steps=6, save_steps=3)
     job_id = f"train-run-{run['id']}-attempt-1"
     queue = Queue("train", connection=platform.redis())
     assert queue.job_ids == [job_id]
@@ -211,15 +217,15 @@ def test_redis_restarted_without_its_data_while_runs_are_queued(fresh, tiny_mode
     platform = fresh
     worker = platform.start_worker()
     scheduler = platform.start_scheduler()
-    training = platform.create_run(tiny_model_dir, max_steps=12, save_steps=0, eval_steps=0)
+    training = platform.create_run(TINY_MODEL, max_steps=12, save_steps=0, eval_steps=0)
     platform.wait_for_run(training["id"], "running")
-    queued = [platform.create_run(tiny_model_dir, max_steps=2, save_steps=0, eval_steps=0)]
+    queued = [platform.create_run(TINY_MODEL, max_steps=2, save_steps=0, eval_steps=0)]
     assert platform.run(queued[0]["id"])["queue_position"] == 1
 
     platform.redis_server.stop()
     # The web server answers without Redis: no queue position, and a new run is accepted.
     assert platform.run(queued[0]["id"])["queue_position"] is None
-    queued.append(platform.create_run(tiny_model_dir, max_steps=2, save_steps=0, eval_steps=0))
+    queued.append(platform.create_run(TINY_MODEL, max_steps=2, save_steps=0, eval_steps=0))
     assert platform.wait_for_run(training["id"], ("succeeded", "failed"))["status"] == "succeeded"
     platform.wait_for(lambda: platform.work_horse(worker) is None, 30, "the work horse to exit")
     time.sleep(2)  # the worker's bookkeeping of the ended job, and a maintenance turn, meet the outage

@@ -121,6 +121,7 @@ class WorkerPlatform:
     version: int = 0
     workers: list = field(default_factory=list)
     processes: list = field(default_factory=list)
+    model_folders: dict = field(default_factory=dict)
 
     def manage(self, *args: str, timeout: int = 300) -> str:
         result = subprocess.run([sys.executable, "manage.py", *args], cwd=BACKEND, env=self.env, capture_output=True,
@@ -184,13 +185,14 @@ class WorkerPlatform:
         return httpx.request(method, f"{self.url}{path}", headers={"Authorization": f"Bearer {self.token}"},
                              timeout=30, **kwargs)
 
-    def create_run(self, model_dir: Path, *, version: int | None = None, **config) -> dict:
-        """A run on the seeded dataset version, or on `version`."""
+    def create_run(self, model: str, *, version: int | None = None, **config) -> dict:
+        """A run of `model` (a name start_platform's model_folders gave it) on the seeded dataset
+        version, or on `version`."""
         config = {"batch_size": 4, "learning_rate": 3e-3, "max_seq_length": 128, "eval_generations": 0,
                   "lora_dropout": 0.0, "seed": 7, "validation_split": 0.2, **config}
         response = self.api("POST", "/api/v1/runs/", json={
             "project": self.project, "name": "run", "dataset_version": version or self.version,
-            "base_model": str(model_dir), "method": "lora", "config": config})
+            "base_model": model, "method": "lora", "config": config})
         assert response.status_code == 201, response.text
         return response.json()
 
@@ -243,11 +245,14 @@ class WorkerPlatform:
         return children[0] if children else None
 
 
-def start_platform(data_dir: Path, dataset: Path, *, fast_reliability: bool = True) -> tuple[WorkerPlatform, list]:
+def start_platform(data_dir: Path, dataset: Path, *, fast_reliability: bool = True,
+                   model_folders: dict[str, Path] | None = None) -> tuple[WorkerPlatform, list]:
     """The platform and the cleanups to run afterwards (in reverse). Without fast_reliability
-    it runs with the production defaults (the benchmark)."""
+    it runs with the production defaults (the benchmark). `model_folders` are the models the API
+    offers by name (TINYFORGE_MODEL_FOLDERS); a folder may be filled after the start."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     env.update(TINYFORGE_DATA_DIR=str(data_dir), DJANGO_SETTINGS_MODULE="tinyforge.settings", PYTHONUNBUFFERED="1",
+               TINYFORGE_MODEL_FOLDERS=",".join(f"{name}={path}" for name, path in (model_folders or {}).items()),
                **(FAST_RELIABILITY if fast_reliability else {}))
     cleanups = []
     database_url = os.environ.get("DATABASE_URL", "")
@@ -259,7 +264,7 @@ def start_platform(data_dir: Path, dataset: Path, *, fast_reliability: bool = Tr
     redis_server = RedisServer(data_dir / "redis").start()
     cleanups.append(redis_server.stop)
     env["REDIS_URL"] = redis_server.url
-    platform = WorkerPlatform(data_dir=data_dir, env=env, redis_server=redis_server)
+    platform = WorkerPlatform(data_dir=data_dir, env=env, redis_server=redis_server, model_folders=model_folders or {})
     platform.manage("migrate", "--noinput")
     seeded = platform.manage("shell", "-c", SEED % str(dataset))
     ids = json.loads(seeded.split("SEEDED", 1)[1])

@@ -51,13 +51,14 @@ def tiny_config(tiny_model_dir):
 
 
 @pytest.fixture
-def make_run(acme, toy_version, tiny_model_dir, tiny_config, django_capture_on_commit_callbacks):
+def make_run(acme, toy_version, tiny_base_model, tiny_config, django_capture_on_commit_callbacks):
     """Factory: a queued run created through the service, as the API would (job on commit)."""
     from tinyforge.training import services
 
     def make(version=None, base_model=None, name="toy run", **config):
-        base = str(base_model or tiny_model_dir)
-        resolved = services.resolve_config(base_model=base, method="lora", config=tiny_config(**config))
+        base = base_model or tiny_base_model
+        resolved = services.resolve_config(base_model=base, method="lora", config=tiny_config(**config),
+                                           team_id=acme.team.pk)
         with django_capture_on_commit_callbacks(execute=True):
             return services.create_run(None, project=acme.project, name=name, dataset_version=version or toy_version,
                                        base_model=base, method="lora", config=resolved)

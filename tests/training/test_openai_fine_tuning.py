@@ -52,7 +52,7 @@ def api_secret(alice, acme):
     return secret
 
 
-def test_the_official_client_uploads_trains_lists_and_follows_a_job(live_server, api_secret, tiny_model_dir, tmp_path,
+def test_the_official_client_uploads_trains_lists_and_follows_a_job(live_server, api_secret, tiny_base_model, tmp_path,
                                                                     queues):
     client = openai_client(live_server, api_secret)
     data = tmp_path / "train.jsonl"
@@ -60,7 +60,7 @@ def test_the_official_client_uploads_trains_lists_and_follows_a_job(live_server,
     uploaded = client.files.create(file=data.open("rb"), purpose="fine-tune")
     assert uploaded.id.startswith("file-") and uploaded.purpose == "fine-tune" and uploaded.filename == "train.jsonl"
 
-    job = client.fine_tuning.jobs.create(model=str(tiny_model_dir), training_file=uploaded.id, suffix="faq-bot",
+    job = client.fine_tuning.jobs.create(model=tiny_base_model, training_file=uploaded.id, suffix="faq-bot",
                                          hyperparameters={"n_epochs": 2, "batch_size": 4}, seed=7)
     assert job.status == "validating_files" and job.hyperparameters.n_epochs == 2 and job.fine_tuned_model is None
     assert [j.id for j in client.fine_tuning.jobs.list(limit=5).data][0] == job.id
@@ -68,7 +68,7 @@ def test_the_official_client_uploads_trains_lists_and_follows_a_job(live_server,
     work_off(queues)
     done = client.fine_tuning.jobs.retrieve(job.id)
     assert done.status == "succeeded", done.error
-    assert done.fine_tuned_model == f"ft:{tiny_model_dir.name}:acme:faq-bot:{job.id.removeprefix('ftjob-')}"
+    assert done.fine_tuned_model == f"ft:{tiny_base_model}:acme:faq-bot:{job.id.removeprefix('ftjob-')}"
     assert done.trained_tokens > 0 and done.finished_at >= done.created_at and done.error is None
     assert_parses_as(FineTuningJob, client.fine_tuning.jobs.with_raw_response.retrieve(job.id).http_response.json())
     assert client.files.retrieve(uploaded.id).status == "processed"
@@ -111,17 +111,17 @@ def test_files_list_page_and_download_like_openais(live_server, api_secret, tmp_
         client.files.list(extra_query={"order": "sideways"})
 
 
-def test_jobs_keep_their_metadata_and_the_list_filters_by_it(live_server, api_secret, tiny_model_dir, tmp_path,
+def test_jobs_keep_their_metadata_and_the_list_filters_by_it(live_server, api_secret, tiny_base_model, tmp_path,
                                                              queues):
     client = openai_client(live_server, api_secret)
     data = tmp_path / "train.jsonl"
     data.write_bytes(toy_jsonl())
     file_id = client.files.create(file=data.open("rb"), purpose="fine-tune").id
-    tagged = client.fine_tuning.jobs.create(model=str(tiny_model_dir), training_file=file_id,
+    tagged = client.fine_tuning.jobs.create(model=tiny_base_model, training_file=file_id,
                                             metadata={"team": "support", "odd__key": "x y"})
-    other = client.fine_tuning.jobs.create(model=str(tiny_model_dir), training_file=file_id,
+    other = client.fine_tuning.jobs.create(model=tiny_base_model, training_file=file_id,
                                            metadata={"team": "sales"})
-    plain = client.fine_tuning.jobs.create(model=str(tiny_model_dir), training_file=file_id)
+    plain = client.fine_tuning.jobs.create(model=tiny_base_model, training_file=file_id)
     assert tagged.metadata == {"team": "support", "odd__key": "x y"} and plain.metadata is None
     assert client.fine_tuning.jobs.retrieve(tagged.id).metadata == tagged.metadata
     assert isinstance(plain.hyperparameters.n_epochs, int) and isinstance(plain.seed, int)
@@ -131,29 +131,29 @@ def test_jobs_keep_their_metadata_and_the_list_filters_by_it(live_server, api_se
     assert plain.id in without and tagged.id not in without and other.id not in without
     assert [j.id for j in client.fine_tuning.jobs.list(limit=1)][:3] == [plain.id, other.id, tagged.id]
     with pytest.raises(openai.BadRequestError, match="metadata"):
-        client.fine_tuning.jobs.create(model=str(tiny_model_dir), training_file=file_id, metadata={"n": 1})
+        client.fine_tuning.jobs.create(model=tiny_base_model, training_file=file_id, metadata={"n": 1})
     with pytest.raises(openai.BadRequestError, match="metadata"):
-        client.fine_tuning.jobs.create(model=str(tiny_model_dir), training_file=file_id,
+        client.fine_tuning.jobs.create(model=tiny_base_model, training_file=file_id,
                                        metadata={f"k{i}": "v" for i in range(17)})
 
 
-def test_cancel_through_the_client_and_errors_the_client_understands(live_server, api_secret, tiny_model_dir, tmp_path,
+def test_cancel_through_the_client_and_errors_the_client_understands(live_server, api_secret, tiny_base_model, tmp_path,
                                                                      queues, acme, alice):
     client = openai_client(live_server, api_secret)
     data = tmp_path / "train.jsonl"
     data.write_bytes(toy_jsonl())
     file_id = client.files.create(file=data.open("rb"), purpose="fine-tune").id
-    job = client.fine_tuning.jobs.create(model=str(tiny_model_dir), training_file=file_id)
+    job = client.fine_tuning.jobs.create(model=tiny_base_model, training_file=file_id)
     assert client.fine_tuning.jobs.cancel(job.id).status == "cancelled"
     assert client.fine_tuning.jobs.cancel(job.id).status == "cancelled"  # twice: no-op
     work_off(queues)
     assert client.fine_tuning.jobs.retrieve(job.id).status == "cancelled"
 
     with pytest.raises(openai.BadRequestError, match="learning_rate"):
-        client.fine_tuning.jobs.create(model=str(tiny_model_dir), training_file=file_id,
+        client.fine_tuning.jobs.create(model=tiny_base_model, training_file=file_id,
                                        hyperparameters={"learning_rate_multiplier": 10000})
     with pytest.raises(openai.BadRequestError, match="hyperparameters.n_epochs: epochs must be at most 1000"):
-        client.fine_tuning.jobs.create(model=str(tiny_model_dir), training_file=file_id,
+        client.fine_tuning.jobs.create(model=tiny_base_model, training_file=file_id,
                                        hyperparameters={"n_epochs": 10**20})
     with pytest.raises(openai.BadRequestError, match="Unknown base model"):
         client.fine_tuning.jobs.create(model="no such model", training_file=file_id)
@@ -165,7 +165,7 @@ def test_cancel_through_the_client_and_errors_the_client_understands(live_server
         openai_client(live_server, "tf_not-a-token").fine_tuning.jobs.list()
 
 
-def test_a_token_sees_only_its_own_teams_jobs(live_server, api_secret, globex, charlie, tiny_model_dir, tmp_path, queues):
+def test_a_token_sees_only_its_own_teams_jobs(live_server, api_secret, globex, charlie, tiny_base_model, tmp_path, queues):
     from tinyforge.accounts.models import ApiToken
 
     secret, prefix, token_hash = ApiToken.new_secret()
@@ -176,11 +176,11 @@ def test_a_token_sees_only_its_own_teams_jobs(live_server, api_secret, globex, c
     ours = openai_client(live_server, api_secret)
     theirs = openai_client(live_server, secret)
     file_id = ours.files.create(file=data.open("rb"), purpose="fine-tune").id
-    job = ours.fine_tuning.jobs.create(model=str(tiny_model_dir), training_file=file_id)
+    job = ours.fine_tuning.jobs.create(model=tiny_base_model, training_file=file_id)
     with pytest.raises(openai.NotFoundError):
         theirs.fine_tuning.jobs.retrieve(job.id)
     with pytest.raises(openai.NotFoundError):
         theirs.fine_tuning.jobs.cancel(job.id)
     with pytest.raises(openai.BadRequestError, match="training_file"):
-        theirs.fine_tuning.jobs.create(model=str(tiny_model_dir), training_file=file_id)
+        theirs.fine_tuning.jobs.create(model=tiny_base_model, training_file=file_id)
     assert job.id not in [j.id for j in theirs.fine_tuning.jobs.list().data]

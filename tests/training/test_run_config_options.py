@@ -35,7 +35,8 @@ def test_it_resolves_each_preset_per_method_as_a_run_would_get_it(client_for, al
     for preset in data["presets"]:
         assert preset["overrides"] == PRESETS[preset["name"]]
         for method in ("lora", "full"):
-            run_config = resolve_config(base_model="smollm2-135m-instruct", method=method, config={"preset": preset["name"]})
+            run_config = resolve_config(base_model="smollm2-135m-instruct", method=method, config={"preset": preset["name"]},
+                                        team_id=None)
             assert {**preset["resolved"][method], "base_model": "smollm2-135m-instruct", "method": method} == run_config
     quick = next(p for p in data["presets"] if p["name"] == "quick")
     assert quick["resolved"]["lora"]["learning_rate"] == 1e-3 and quick["resolved"]["full"]["learning_rate"] == 2e-5

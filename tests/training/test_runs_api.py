@@ -28,27 +28,27 @@ def body(acme, version, model, **config):
 
 
 def test_it_refuses_a_bad_config_with_field_errors_and_queues_nothing(client_for, alice, acme, toy_version,
-                                                                      tiny_model_dir, train_queue,
+                                                                      tiny_base_model, train_queue,
                                                                       django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        response = client_for(alice).post("/api/v1/runs/", body(acme, toy_version, tiny_model_dir, preset="quick",
+        response = client_for(alice).post("/api/v1/runs/", body(acme, toy_version, tiny_base_model, preset="quick",
                                                                batch_size=0, lora_dropout=1.5, lr=1), format="json")
     fields = assert_error(response, 400, "invalid")["fields"]
     assert set(fields) == {"config.lr"}  # unknown names first: a typo is never a silently different run
-    response = client_for(alice).post("/api/v1/runs/", body(acme, toy_version, tiny_model_dir, batch_size=0,
+    response = client_for(alice).post("/api/v1/runs/", body(acme, toy_version, tiny_base_model, batch_size=0,
                                                            lora_dropout=1.5), format="json")
     fields = assert_error(response, 400)["fields"]
     assert fields["config.batch_size"] == ["batch_size must be at least 1, not 0"]
     assert "config.lora_dropout" in fields
     response = client_for(alice).post("/api/v1/runs/", body(acme, toy_version, "/nowhere/model"), format="json")
-    assert "not a model folder" in assert_error(response, 400)["fields"]["base_model"][0]
+    assert assert_error(response, 400)["fields"]["base_model"][0].startswith("Unknown base model '/nowhere/model': give a preset")
     assert train_queue.count == 0 and not TrainingRun.all_teams.filter(name="r").exists()
 
 
 @without_native_bf16
 def test_it_refuses_bf16_on_a_cpu_without_it_naming_the_missing_feature(client_for, alice, acme, toy_version,
-                                                                         tiny_model_dir, train_queue):
-    response = client_for(alice).post("/api/v1/runs/", body(acme, toy_version, tiny_model_dir, device="cpu",
+                                                                         tiny_base_model, train_queue):
+    response = client_for(alice).post("/api/v1/runs/", body(acme, toy_version, tiny_base_model, device="cpu",
                                                            precision="bf16"), format="json")
     problem = assert_error(response, 400)["fields"]["config.precision"][0]
     assert problem.startswith("bf16 on a CPU needs native bfloat16, but ") and "fp32 or auto" in problem
@@ -62,25 +62,25 @@ def test_it_refuses_bf16_on_a_cpu_without_it_naming_the_missing_feature(client_f
     ({"seed": True}, "config.seed", "seed must be a whole number, not True"),
 ])
 def test_an_absurd_config_is_a_400_naming_the_field_on_create_and_estimate(client_for, alice, acme, toy_version,
-                                                                           tiny_model_dir, config, field, message):
+                                                                           tiny_base_model, config, field, message):
     # runs/estimate/ answered 200 and about 3e20 steps for epochs = 10^20.
     for path in ("/api/v1/runs/", "/api/v1/runs/estimate/"):
-        response = client_for(alice).post(path, body(acme, toy_version, tiny_model_dir, **config), format="json")
+        response = client_for(alice).post(path, body(acme, toy_version, tiny_base_model, **config), format="json")
         assert assert_error(response, 400)["fields"] == {field: [message]}, path
 
 
-def test_it_stores_the_full_config_and_reports_queue_positions(client_for, alice, acme, toy_version, tiny_model_dir,
+def test_it_stores_the_full_config_and_reports_queue_positions(client_for, alice, acme, toy_version, tiny_base_model,
                                                                train_queue, django_capture_on_commit_callbacks):
     client = client_for(alice)
     ids = []
     for _ in range(2):
         with django_capture_on_commit_callbacks(execute=True):
-            response = client.post("/api/v1/runs/", body(acme, toy_version, tiny_model_dir, preset="quick", max_steps=3),
+            response = client.post("/api/v1/runs/", body(acme, toy_version, tiny_base_model, preset="quick", max_steps=3),
                                    format="json")
         assert response.status_code == 201, response.content
         ids.append(response.json()["id"])
     run = response.json()
-    assert run["config"]["lora_r"] == 8 and run["config"]["max_steps"] == 3 and run["config"]["base_model"] == str(tiny_model_dir)
+    assert run["config"]["lora_r"] == 8 and run["config"]["max_steps"] == 3 and run["config"]["base_model"] == tiny_base_model
     assert [client.get(f"/api/v1/runs/{i}/").json()["queue_position"] for i in ids] == [1, 2]
     with django_capture_on_commit_callbacks() as on_commit:
         assert client.post(f"/api/v1/runs/{ids[0]}/cancel/").json()["status"] == "cancelled"
@@ -115,10 +115,10 @@ def test_cancelling_a_running_run_twice_records_one_request(client_for, alice, m
 
 
 @pytest.mark.django_db(transaction=True)
-def test_it_estimates_from_token_counts_and_measured_throughput(client_for, alice, acme, toy_version, tiny_model_dir,
+def test_it_estimates_from_token_counts_and_measured_throughput(client_for, alice, acme, toy_version, tiny_base_model,
                                                                 make_run):
     client = client_for(alice)
-    request = body(acme, toy_version, tiny_model_dir, max_steps=6, batch_size=4)
+    request = body(acme, toy_version, tiny_base_model, max_steps=6, batch_size=4)
     first = client.post("/api/v1/runs/estimate/", request, format="json").json()
     assert first["steps"] == 6 and first["tokens"] > 0 and first["seconds"] is None and "no finished run" in first["basis"]
     run = make_run()

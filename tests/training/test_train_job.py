@@ -123,7 +123,7 @@ def test_cancel_stops_at_a_checkpoint_and_resume_continues_the_same_curve(make_r
     assert train_run(run.pk, 1) == "skipped"  # a late delivery of the first attempt changes nothing
 
 
-def test_a_nan_loss_fails_the_run_with_the_error_and_the_last_lines(make_run, tiny_model_dir, tmp_path):
+def test_a_nan_loss_fails_the_run_with_the_error_and_the_last_lines(make_run, tiny_model_dir, tmp_path, settings):
     import torch
     from safetensors.torch import load_file, save_file
 
@@ -132,7 +132,8 @@ def test_a_nan_loss_fails_the_run_with_the_error_and_the_last_lines(make_run, ti
     name = next(k for k in weights if "embed_tokens" in k)
     weights[name] = torch.full_like(weights[name], float("nan"))
     save_file(weights, broken / "model.safetensors", metadata={"format": "pt"})
-    run = make_run(base_model=broken)
+    settings.MODEL_FOLDERS = {**settings.MODEL_FOLDERS, "nan-model": str(broken)}
+    run = make_run(base_model="nan-model")
     assert train_run(run.pk, 1) == "failed"
     run.refresh_from_db()
     assert run.status == "failed" and "the loss became nan at step 1" in run.error

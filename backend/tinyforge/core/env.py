@@ -88,6 +88,19 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def env_named_folders(name: str) -> dict[str, str]:
+    """Comma-separated `name=/absolute/folder` pairs, as {name: folder}."""
+    folders: dict[str, str] = {}
+    for item in env_list(name, []):
+        key, sep, folder = (part.strip() for part in item.partition("="))
+        if not sep or not key or not Path(folder).is_absolute():
+            raise SettingError(f"{name}: {item!r} is not name=/absolute/folder")
+        if key in folders:
+            raise SettingError(f"{name}: {key!r} is named twice")
+        folders[key] = folder
+    return folders
+
+
 def repository_root() -> Path | None:
     """The source checkout this package runs from, or None when installed as a wheel."""
     candidate = Path(__file__).resolve().parents[3]

@@ -62,12 +62,14 @@ def token_histogram(lengths: list[int], max_seq_length: int | None) -> dict[str,
             "p95": percentile(0.95), "max_seq_length": max_seq_length}
 
 
-def validation_report(path: str | Path, base_model: str | None = None, max_seq_length: int | None = None) -> dict:
-    """validate_file's report as JSON; with a base model, its token-length histogram and the rows
-    over its context (max_seq_length, default: the model's context length)."""
+def validation_report(path: str | Path, base_model: str | None = None, max_seq_length: int | None = None,
+                      model_folder: str | None = None) -> dict:
+    """validate_file's report as JSON; with a base model (its name, and the folder its tokenizer is
+    loaded from), its token-length histogram and the rows over its context (max_seq_length,
+    default: the model's context length)."""
     tokenizer = None
     if base_model:
-        tokenizer, context = base_model_tokenizer(base_model)
+        tokenizer, context = base_model_tokenizer(model_folder or base_model)
         max_seq_length = max_seq_length or context
     report = validate_file(path, tokenizer, max_seq_length).to_dict()
     lengths = report.pop("token_lengths")
@@ -81,15 +83,15 @@ def _row_json(row) -> dict:
     return row.model_dump(exclude_none=True)
 
 
-def preview_rows(path: str | Path, *, offset: int, limit: int, base_model: str | None = None,
+def preview_rows(path: str | Path, *, offset: int, limit: int, model_folder: str | None = None,
                  max_seq_length: int | None = None) -> list[dict]:
-    """Rows `offset`..`offset + limit` of the file with their line numbers; with a base model, each
-    row rendered through its chat template as segments {text, trained, tokens}."""
+    """Rows `offset`..`offset + limit` of the file with their line numbers; with a base model's
+    folder, each row rendered through its chat template as segments {text, trained, tokens}."""
     from tinyforge.ml.formatting import preview_row
 
     tokenizer = context = None
-    if base_model:
-        tokenizer, context = base_model_tokenizer(base_model)
+    if model_folder:
+        tokenizer, context = base_model_tokenizer(model_folder)
         max_seq_length = max_seq_length or context
     rows = []
     for index, (number, row, problems, raw) in enumerate(_parsed_with_text(path)):

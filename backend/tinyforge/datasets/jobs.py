@@ -33,6 +33,7 @@ from tinyforge.datasets import lifecycle
 from tinyforge.datasets.analysis import validation_report
 from tinyforge.datasets.importing import version_sources, ingest_options
 from tinyforge.datasets.models import DatasetVersion, DatasetVersionStatus
+from tinyforge.training import base_models
 from tinyforge.errors import TinyforgeError
 
 logger = logging.getLogger(__name__)
@@ -142,7 +143,8 @@ def _import(version: DatasetVersion, workdir: Path, log: VersionLog) -> None:
     base_model, max_seq_length = config.get("base_model") or None, config.get("max_seq_length") or None
     if base_model:
         log.write(f"measuring token lengths with the tokenizer of {base_model}")
-    report = validation_report(storage.path(version.storage_key), base_model, max_seq_length)
+    folder = str(base_models.folder(base_model, version.dataset.project.team_id)) if base_model else None
+    report = validation_report(storage.path(version.storage_key), base_model, max_seq_length, model_folder=folder)
     stats = _statistics([r for _, r in parts], report, size)
     log.write(f"validation: {report['summary']}",
               EventLevel.WARNING if report["invalid_count"] or report["over_context_count"] else EventLevel.INFO)

@@ -25,6 +25,8 @@ from tinyforge.datasets.models import (
     SourceKind,
 )
 from tinyforge.errors import TinyforgeError
+from tinyforge.training import base_models
+from tinyforge.training.base_models import BaseModelField
 
 
 class DatasetSerializer(StrictModelSerializer):
@@ -79,7 +81,8 @@ class DatasetVersionSerializer(StrictModelSerializer):
             raise serializers.ValidationError({"connection": [f"A {kind} import needs a saved {needed} connection."]})
         if kind == SourceKind.DERIVED and (parent is None or parent.status != DatasetVersionStatus.READY):
             raise serializers.ValidationError({"parent": ["A derived version needs a ready parent version."]})
-        config = SOURCE_CONFIG_SERIALIZERS[kind](data=attrs.get("source_config") or {})
+        config = SOURCE_CONFIG_SERIALIZERS[kind](data=attrs.get("source_config") or {},
+                                                 context={"team_id": dataset.project.team_id})
         if not config.is_valid():
             raise serializers.ValidationError({"source_config": config.errors})
         attrs["source_config"] = json.loads(json.dumps(config.validated_data))
@@ -93,7 +96,7 @@ class UploadSerializer(serializers.Serializer):
                              "chunk_chars, overlap_chars, dedup, scrub_emails, base_model... (see UploadOptions)")
 
     def validate_options(self, value):
-        options = UploadOptionsSerializer(data=value if value is not None else {})
+        options = UploadOptionsSerializer(data=value if value is not None else {}, context=self.context)
         if not options.is_valid():
             raise serializers.ValidationError(options.errors)
         return json.loads(json.dumps(options.validated_data))
@@ -228,9 +231,9 @@ class ImportOptionsSerializer(StrictSerializer):
     scrub_emails = serializers.BooleanField(required=False)
     scrub_phones = serializers.BooleanField(required=False)
     skip_bad_records = serializers.BooleanField(required=False)
-    base_model = serializers.CharField(max_length=500, required=False, allow_blank=True,
-                                       help_text="Preset, Hugging Face id or local folder: its tokenizer measures "
-                                                 "token lengths for the validation report")
+    base_model = BaseModelField(required=False, allow_blank=True,
+                                help_text="Its tokenizer measures token lengths for the validation report. "
+                                          + base_models.HELP)
     max_seq_length = serializers.IntegerField(min_value=8, max_value=1_000_000, required=False,
                                               help_text="Context length for 'rows over context' (default: the model's)")
 
@@ -377,7 +380,7 @@ class ValidationReportSerializer(serializers.Serializer):
 
 
 class ReportQuerySerializer(StrictSerializer):
-    base_model = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    base_model = BaseModelField(required=False, allow_blank=True)
     max_seq_length = serializers.IntegerField(min_value=8, max_value=1_000_000, required=False)
 
 

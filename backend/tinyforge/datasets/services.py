@@ -28,6 +28,7 @@ from tinyforge.datasets.models import (
     SourceKind,
 )
 from tinyforge.errors import TinyforgeError
+from tinyforge.training import base_models
 
 INGEST_JOB = "tinyforge.datasets.jobs.ingest_version"
 
@@ -201,7 +202,8 @@ def version_report(version: DatasetVersion, base_model: str = "", max_seq_length
     cached = (version.stats or {}).get("token_reports", {}).get(key)
     if cached:
         return cached
-    report = analysis.validation_report(ready_file(version), base_model or None, max_seq_length)
+    report = analysis.validation_report(ready_file(version), base_model or None, max_seq_length,
+                                        model_folder=_model_folder(version, base_model))
     stats = dict(version.stats or {})
     stats["token_reports"] = {**stats.get("token_reports", {}), key: report}
     # Derived data only (the rows never change): written while the version is still ready.
@@ -212,12 +214,18 @@ def version_report(version: DatasetVersion, base_model: str = "", max_seq_length
 def version_preview(version: DatasetVersion, *, page: int, page_size: int, base_model: str = "",
                     max_seq_length: int | None = None) -> dict:
     path = ready_file(version)
-    rows = analysis.preview_rows(path, offset=(page - 1) * page_size, limit=page_size,
-                                 base_model=base_model or None, max_seq_length=max_seq_length)
-    if base_model and max_seq_length is None:
-        max_seq_length = analysis.base_model_tokenizer(base_model)[1]
+    folder = _model_folder(version, base_model)
+    rows = analysis.preview_rows(path, offset=(page - 1) * page_size, limit=page_size, model_folder=folder,
+                                 max_seq_length=max_seq_length)
+    if folder and max_seq_length is None:
+        max_seq_length = analysis.base_model_tokenizer(folder)[1]
     return {"count": version.row_count or 0, "page": page, "page_size": page_size, "results": rows,
             "base_model": base_model or None, "max_seq_length": max_seq_length}
+
+
+def _model_folder(version: DatasetVersion, base_model: str) -> str | None:
+    """The folder of a checked base model reference, for the version's team (None: no model)."""
+    return str(base_models.folder(base_model, version.dataset.project.team_id)) if base_model else None
 
 
 def version_diff(version: DatasetVersion, against: DatasetVersion, limit: int) -> dict:

@@ -70,7 +70,7 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
     @action(detail=True, methods=["post"], parser_classes=[parsers.MultiPartParser])
     def upload(self, request, pk=None):
         dataset = self.get_object()
-        upload = UploadSerializer(data=request.data)
+        upload = UploadSerializer(data=request.data, context={"team_id": dataset.project.team_id})
         upload.is_valid(raise_exception=True)
         version = services.create_upload_version(
             request, dataset=dataset, files=upload.validated_data["files"],
@@ -132,7 +132,7 @@ class DatasetVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mi
     @action(detail=True, methods=["get"])
     def report(self, request, pk=None):
         version = self.get_object()
-        query = _query(ReportQuerySerializer, request)
+        query = _query(ReportQuerySerializer, request, team_id=version.dataset.project.team_id)
         return Response(services.version_report(version, query.get("base_model", ""), query.get("max_seq_length")))
 
     @extend_schema(parameters=[PreviewQuerySerializer], responses={200: VersionPreviewSerializer, **errors(400, 401, 403, 404, 409)},
@@ -141,7 +141,7 @@ class DatasetVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mi
     @action(detail=True, methods=["get"])
     def preview(self, request, pk=None):
         version = self.get_object()
-        query = _query(PreviewQuerySerializer, request)
+        query = _query(PreviewQuerySerializer, request, team_id=version.dataset.project.team_id)
         page, size = query["page"], query["page_size"]
         body = services.version_preview(version, page=page, page_size=size, base_model=query.get("base_model", ""),
                                         max_seq_length=query.get("max_seq_length"))
@@ -165,9 +165,9 @@ class DatasetVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mi
         return Response(services.version_diff(version, against, query["limit"]))
 
 
-def _query(serializer_class, request) -> dict:
-    """Validated query parameters (400 naming the bad one)."""
-    serializer = serializer_class(data=request.query_params.dict())
+def _query(serializer_class, request, team_id: int | None = None) -> dict:
+    """Validated query parameters (400 naming the bad one); `team_id` owns what is read."""
+    serializer = serializer_class(data=request.query_params.dict(), context={"team_id": team_id})
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
 

@@ -76,14 +76,15 @@ def resolve_base_model(name_or_path: str | os.PathLike) -> Path:
             raise TinyforgeError(f"{path} is not a model folder (it has no config.json)")
         return path.resolve()
     if name.count("/") == 1 and not name.startswith((".", "/", "~")):
-        return _download(name)
+        return hub_folder(name)
     raise TinyforgeError(
         f"unknown base model {name!r}: give a preset ({', '.join(PRESETS)}), "
         "a local model folder, or a Hugging Face id such as HuggingFaceTB/SmolLM2-135M-Instruct"
     )
 
 
-def _download(repo_id: str) -> Path:
+def hub_folder(repo_id: str) -> Path:
+    """The local folder of a Hugging Face model, from the cache or downloaded."""
     from huggingface_hub import snapshot_download
 
     patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "tokenizer*"]

@@ -32,7 +32,7 @@ from tinyforge.core.lifecycle import InvalidTransition
 from tinyforge.core.models import Event, EventLevel
 from tinyforge.errors import TinyforgeError
 from tinyforge.ml.train import TrainerCallback
-from tinyforge.training import lifecycle
+from tinyforge.training import base_models, lifecycle
 from tinyforge.training.models import Checkpoint, RunMetric, TrainingRun
 
 logger = logging.getLogger(__name__)
@@ -225,7 +225,9 @@ def _train(run: TrainingRun, attempt: int, recorder: RunRecorder, out_dir: Path)
 
     dataset = ready_dataset_file(run.dataset_version, recorder)
     validation = ready_dataset_file(run.validation_version, recorder) if run.validation_version_id else None
-    config = TrainConfig.from_dict(run.config)
+    # The engine gets the folder of the run's base model reference (a preset, a run of the team...).
+    config = TrainConfig.from_dict({**run.config, "base_model": str(base_models.folder(run.base_model,
+                                                                                       run.project.team_id))})
     resume_from = None
     if attempt > 1 and run.resumed_from is not None:
         resume_from = storage.path(run.resumed_from.storage_key)

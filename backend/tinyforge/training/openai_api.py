@@ -359,7 +359,8 @@ class JobsView(OpenAIView):
             config["learning_rate"] = _default_learning_rate("lora") * multiplier
         config = {k: v for k, v in config.items() if v is not None}
         try:
-            resolved = services.resolve_config(base_model=body["model"], method="lora", config=config)
+            resolved = services.resolve_config(base_model=body["model"], method="lora", config=config,
+                                               team_id=project.team_id)
         except exceptions.ValidationError as exc:
             raise exceptions.ValidationError(
                 {OPENAI_NAMES.get(key, key): value for key, value in exc.detail.items()}) from None

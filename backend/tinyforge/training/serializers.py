@@ -1,6 +1,7 @@
 from rest_framework import serializers
 
 from tinyforge.core.api import StrictModelSerializer, StrictSerializer, TeamScopedRelatedField
+from tinyforge.training import base_models
 from tinyforge.training.models import Checkpoint, RunMetric, TrainingRun
 from tinyforge.training.services import resolve_config
 
@@ -19,6 +20,7 @@ class TrainingRunSerializer(StrictModelSerializer):
             "tokens_per_second", "heartbeat_at", "started_at", "finished_at", "error", "cancel_requested",
             "summary_metrics", "eval_results", "created_by",
         ]
+        extra_kwargs = {"base_model": {"help_text": base_models.HELP}}
 
     queue_position = serializers.SerializerMethodField(
         help_text="1 for the next run a free worker takes; null unless queued (or when the queue is unreachable)")
@@ -45,8 +47,9 @@ class TrainingRunSerializer(StrictModelSerializer):
                 if version is not None and version.dataset.project_id != project.pk:
                     raise serializers.ValidationError({name: ["Must be a dataset version of the run's project."]})
         if self.instance is None:
-            attrs["config"] = resolve_config(base_model=attrs.get("base_model", ""),
-                                             method=attrs.get("method", "lora"), config=attrs.get("config") or {})
+            attrs["config"] = resolve_config(base_model=attrs.get("base_model", ""), method=attrs.get("method", "lora"),
+                                             config=attrs.get("config") or {},
+                                             team_id=project.team_id if project is not None else None)
         return attrs
 
 

@@ -16,7 +16,7 @@ from tinyforge.core.audit import audit
 from tinyforge.core.errors import Conflict
 from tinyforge.core.events import record_event
 from tinyforge.core.jobs import enqueue
-from tinyforge.training import lifecycle
+from tinyforge.training import base_models, lifecycle
 from tinyforge.training.models import Checkpoint, RunStatus, TrainingRun
 
 TRAIN_JOB = "tinyforge.training.jobs.train_run"
@@ -28,9 +28,9 @@ def job_id_for(run: TrainingRun) -> str:
     return f"train-run-{run.pk}-attempt-{run.attempt}"
 
 
-def resolve_config(*, base_model: str, method: str, config: dict) -> dict:
-    """The engine's full config for a run: `config` holds an optional "preset" plus the
-    hyperparameters the user changed. Checked by TrainConfig itself, so anything the engine
+def resolve_config(*, base_model: str, method: str, config: dict, team_id: int | None) -> dict:
+    """The engine's full config for a run of `team_id`: `config` holds an optional "preset" plus
+    the hyperparameters the user changed. Checked by TrainConfig itself, so anything the engine
     would refuse is a 400 naming the field (config.<name>) before a job exists."""
     from dataclasses import fields
 
@@ -47,9 +47,10 @@ def resolve_config(*, base_model: str, method: str, config: dict) -> dict:
             errors[f"config.{name}"] = [f"Set {name} on the run, not inside config."]
         elif name not in known:
             errors[f"config.{name}"] = ["Unknown hyperparameter."]
-    base_problem = base_model_problem(base_model)
-    if base_problem:
-        errors["base_model"] = [base_problem]
+    try:
+        base_models.check(base_model, team_id)
+    except base_models.UnusableBaseModel as exc:
+        errors["base_model"] = [str(exc)]
     if errors:
         raise serializers.ValidationError(errors)
     try:
@@ -109,29 +110,10 @@ def training_options() -> dict:
             values = TrainConfig.from_preset(name, base_model="-", method=method).to_dict()
             resolved[method] = {k: v for k, v in values.items() if k not in on_the_run}
         presets.append({"name": name, "overrides": overrides, "resolved": resolved})
-    base_models = [{"name": p.name, "hf_id": p.hf_id, "license": p.license} for p in MODEL_PRESETS.values()]
-    return {"base_models": base_models, "hyperparameters": hyperparameters, "presets": presets,
+    offered = [{"name": p.name, "hf_id": p.hf_id, "license": p.license} for p in MODEL_PRESETS.values()]
+    offered += [{"name": name, "hf_id": "", "license": "see the model folder"} for name in settings.MODEL_FOLDERS]
+    return {"base_models": offered, "hyperparameters": hyperparameters, "presets": presets,
             "default_preset": "balanced"}
-
-
-def base_model_problem(base_model: str) -> str | None:
-    """Why a base model name cannot be trained from, without loading it (None when it can)."""
-    from tinyforge.ml.models import PRESETS
-
-    name = (base_model or "").strip()
-    if name in PRESETS:
-        return None
-    path = Path(name).expanduser()
-    if path.is_absolute() or name.startswith((".", "~")):
-        if not path.is_dir() or not ((path / "config.json").is_file() or (path / "adapter_config.json").is_file()):
-            return f"{name} is not a model folder on the workers (no config.json)."
-        if path.resolve().is_relative_to(Path(settings.TINYFORGE_DATA_DIR).resolve()):
-            # Other teams' runs live there: a folder base model must be outside the data directory.
-            return "A base model folder cannot be inside the platform's data directory."
-        return None
-    if name.count("/") == 1 and all(name.split("/")):
-        return None  # a Hugging Face id: downloaded by the worker
-    return f"Unknown base model: give a preset ({', '.join(PRESETS)}), a model folder path, or a Hugging Face id."
 
 
 @transaction.atomic
@@ -242,7 +224,8 @@ def estimate_run(*, dataset_version, config: dict, validation_version=None) -> d
     if dataset_version.status != DatasetVersionStatus.READY:
         raise Conflict(f"Dataset version {dataset_version} is {dataset_version.status}; an estimate needs its rows "
                        "validated (the run itself would validate them first).")
-    tokenizer, _context = base_model_tokenizer(config["base_model"])
+    team_id = dataset_version.dataset.project.team_id
+    tokenizer, _context = base_model_tokenizer(str(base_models.folder(config["base_model"], team_id)))
     report = validate_file(storage.path(dataset_version.storage_key), tokenizer, config["max_seq_length"])
     lengths = [n for n in report.token_lengths if n <= config["max_seq_length"]]
     held_out = 0 if validation_version is not None else round(len(lengths) * config["validation_split"])

@@ -1795,7 +1795,7 @@ export interface components {
             name?: string;
             dataset_version?: number;
             validation_version?: number | null;
-            /** @description A preset name, a Hugging Face id or a local folder */
+            /** @description A preset or a model folder this server names (GET /api/v1/runs/config-options/), a Hugging Face id (org/name), or run:<id> / checkpoint:<id> of the same team; never a server path */
             base_model?: string;
             method?: components["schemas"]["MethodEnum"];
             config?: unknown;
@@ -2012,7 +2012,7 @@ export interface components {
             name: string;
             dataset_version: number;
             validation_version?: number | null;
-            /** @description A preset name, a Hugging Face id or a local folder */
+            /** @description A preset or a model folder this server names (GET /api/v1/runs/config-options/), a Hugging Face id (org/name), or run:<id> / checkpoint:<id> of the same team; never a server path */
             base_model: string;
             method?: components["schemas"]["MethodEnum"];
             config?: unknown;
@@ -2054,7 +2054,7 @@ export interface components {
             name: string;
             dataset_version: number;
             validation_version?: number | null;
-            /** @description A preset name, a Hugging Face id or a local folder */
+            /** @description A preset or a model folder this server names (GET /api/v1/runs/config-options/), a Hugging Face id (org/name), or run:<id> / checkpoint:<id> of the same team; never a server path */
             base_model: string;
             method?: components["schemas"]["MethodEnum"];
             config?: unknown;
@@ -3223,6 +3223,7 @@ export interface operations {
     dataset_versions_preview_retrieve: {
         parameters: {
             query?: {
+                /** @description A preset or a model folder this server names (GET /api/v1/runs/config-options/), a Hugging Face id (org/name), or run:<id> / checkpoint:<id> of the same team; never a server path */
                 base_model?: string;
                 max_seq_length?: number;
                 page?: number;
@@ -3295,6 +3296,7 @@ export interface operations {
     dataset_versions_report_retrieve: {
         parameters: {
             query?: {
+                /** @description A preset or a model folder this server names (GET /api/v1/runs/config-options/), a Hugging Face id (org/name), or run:<id> / checkpoint:<id> of the same team; never a server path */
                 base_model?: string;
                 max_seq_length?: number;
             };

@@ -124,18 +124,18 @@ function NewRunForm({ options }: { options: TrainingOptions }) {
                 ))}
               </select>
             </Field>
-            <Field label="Base model" errors={baseChoice === "custom" ? undefined : fieldError(create.error, "base_model")} help="A preset, a Hugging Face id or a model folder on the workers.">
+            <Field label="Base model" errors={baseChoice === "custom" ? undefined : fieldError(create.error, "base_model")} help="A preset or a model this server offers, a Hugging Face id, or run:<id> / checkpoint:<id> of this team.">
               <select className="select" value={baseChoice} onChange={(e) => setBaseChoice(e.target.value)}>
                 {options.base_models.map((m) => (
                   <option key={m.name} value={m.name}>
-                    {m.name} ({m.hf_id}, offline)
+                    {m.hf_id ? `${m.name} (${m.hf_id}, offline)` : m.name}
                   </option>
                 ))}
-                <option value="custom">Hugging Face id or local path…</option>
+                <option value="custom">Hugging Face id, run or checkpoint…</option>
               </select>
             </Field>
             {baseChoice === "custom" ? (
-              <Field label="Model id or path" errors={fieldError(create.error, "base_model")}>
+              <Field label="Model id" errors={fieldError(create.error, "base_model")}>
                 <input className="input mono" value={customBase} onChange={(e) => setCustomBase(e.target.value)} placeholder="HuggingFaceTB/SmolLM2-360M-Instruct" />
               </Field>
             ) : null}

@@ -1,0 +1,120 @@
+"""Wherever the API takes a model (runs, estimates, dataset reports and previews, import options,
+the OpenAI fine-tuning mirror) it takes a preset, a model the server names, a Hugging Face id, or
+run:<id> / checkpoint:<id> of the same team, never a server path, and a refusal says the same
+whatever exists on the server."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from personas import assert_error
+from tinyforge.core import storage
+from tinyforge.training.models import Checkpoint, TrainingRun
+
+
+@pytest.fixture
+def model_run(globex, acme, tiny_model_dir):
+    """A finished run of each team with a real model in its output folder and checkpoint."""
+
+    def give(world):
+        run = world.run
+        shutil.copytree(tiny_model_dir, storage.path(storage.run_output_key(run.project_id, run.pk)), dirs_exist_ok=True)
+        world.checkpoint.storage_key = storage.checkpoint_key(run.project_id, run.pk, world.checkpoint.step)
+        world.checkpoint.save()
+        shutil.copytree(tiny_model_dir, storage.path(world.checkpoint.storage_key), dirs_exist_ok=True)
+        return run
+
+    return give(acme), give(globex)
+
+
+def paths_of_the_server(globex_run):
+    """Server paths a caller could try: another team's run folder (a real model), folders that
+    exist, and one that does not."""
+    foreign = storage.path(storage.run_output_key(globex_run.project_id, globex_run.pk))
+    return [str(foreign), str(storage.root()), "/etc", "/nonexistent/model", "~", "../../..", "./model",
+            f"file://{foreign}"]
+
+
+def ask_everywhere(client, acme, base_model):
+    """Every place the API takes a model, asked with `base_model`: [(where, response)]."""
+    version = acme.version
+    run_body = {"project": acme.project.pk, "name": "r", "dataset_version": version.pk, "base_model": base_model,
+                "method": "lora", "config": {}}
+    return [
+        ("runs", client.post("/api/v1/runs/", run_body, format="json")),
+        ("runs/estimate", client.post("/api/v1/runs/estimate/", run_body, format="json")),
+        ("report", client.get(f"/api/v1/dataset-versions/{version.pk}/report/", {"base_model": base_model})),
+        ("preview", client.get(f"/api/v1/dataset-versions/{version.pk}/preview/", {"base_model": base_model})),
+        ("import options", client.post("/api/v1/dataset-versions/", {
+            "dataset": acme.dataset.pk, "source_kind": "derived", "parent": version.pk,
+            "source_config": {"base_model": base_model}}, format="json")),
+    ]
+
+
+def refusal(response) -> str:
+    body = assert_error(response, 400)
+    (messages,) = [v for k, v in body["fields"].items() if k.endswith("base_model")]
+    return messages[0]
+
+
+def test_no_server_path_is_a_model_and_every_refusal_reads_the_same(client_for, alice, acme, globex, model_run):
+    _acme_run, globex_run = model_run
+    client = client_for(alice)
+    reasons = set()
+    for path in paths_of_the_server(globex_run):
+        for where, response in ask_everywhere(client, acme, path):
+            message = refusal(response)
+            assert message.startswith(f"Unknown base model {path!r}: "), (where, message)
+            reasons.add(message.removeprefix(f"Unknown base model {path!r}: "))
+    assert len(reasons) == 1, reasons  # nothing tells an existing folder from a missing one
+
+
+def test_runs_and_checkpoints_of_the_team_are_models_by_id_and_another_teams_are_unknown(
+        client_for, alice, acme, globex, model_run):
+    acme_run, globex_run = model_run
+    client = client_for(alice)
+    for reference in (f"run:{acme_run.pk}", f"checkpoint:{acme.checkpoint.pk}"):
+        report = client.get(f"/api/v1/dataset-versions/{acme.version.pk}/report/", {"base_model": reference})
+        assert report.status_code == 409, report.content  # the model is fine; the fixture version has no file
+        assert "base_model" not in json.dumps(report.json()["error"]["fields"])
+    foreign = {f"run:{globex_run.pk}": f"No finished run {globex_run.pk} in this team.",
+               f"checkpoint:{globex.checkpoint.pk}": f"No checkpoint {globex.checkpoint.pk} in this team.",
+               "run:99999999": "No finished run 99999999 in this team."}
+    for reference, expected in foreign.items():
+        for where, response in ask_everywhere(client, acme, reference):
+            assert refusal(response) == expected, (where, reference)
+
+
+def test_a_run_of_the_team_trains_and_tokenizes_like_its_folder(client_for, alice, acme, model_run, toy_version):
+    acme_run, _ = model_run
+    run_body = {"project": acme.project.pk, "name": "r", "dataset_version": toy_version.pk,
+                "base_model": f"run:{acme_run.pk}", "method": "lora", "config": {"max_steps": 2}}
+    estimate = client_for(alice).post("/api/v1/runs/estimate/", run_body, format="json")
+    assert estimate.status_code == 200 and estimate.json()["steps"] == 2, estimate.content
+    preview = client_for(alice).get(f"/api/v1/dataset-versions/{toy_version.pk}/preview/",
+                                    {"base_model": f"run:{acme_run.pk}", "page_size": 1}).json()
+    assert preview["base_model"] == f"run:{acme_run.pk}" and preview["results"][0]["segments"]
+
+
+def test_the_openai_mirror_takes_no_path_either(token_client, alice, acme, globex, model_run, toy_version):
+    _acme_run, globex_run = model_run
+    client, _ = token_client(alice, acme.team, ["read", "write"])
+    for model in paths_of_the_server(globex_run)[:3]:
+        response = client.post("/v1/fine_tuning/jobs", {"model": model, "training_file": f"file-{toy_version.pk}"},
+                               format="json")
+        assert response.status_code == 400, response.content
+        assert response.json()["error"]["fields"]["model"][0].startswith(f"Unknown base model {model[:100]!r}")
+    response = client.post("/v1/fine_tuning/jobs", {"model": f"run:{globex_run.pk}",
+                                                    "training_file": f"file-{toy_version.pk}"}, format="json")
+    assert response.json()["error"]["fields"]["model"] == [f"No finished run {globex_run.pk} in this team."]
+
+
+def test_models_the_administrator_names_are_offered_and_accepted(client_for, alice, acme, tiny_base_model):
+    options = client_for(alice).get("/api/v1/runs/config-options/").json()
+    assert tiny_base_model in [m["name"] for m in options["base_models"]]
+    preview = client_for(alice).get(f"/api/v1/dataset-versions/{acme.version.pk}/preview/",
+                                    {"base_model": tiny_base_model})
+    assert preview.status_code == 409  # past the model check: the fixture version has no file
