@@ -150,9 +150,34 @@ def test_int8_export_reports_its_loss_change_and_agreement(trained_dirs, tmp_pat
                                    "identical_generations"}
     assert report["int8"]["heldout_loss"] != report["fp32"]["heldout_loss"], "int8 weights change the numbers"
     assert abs(report["int8"]["heldout_loss_change_vs_onnx_fp32"]) < 0.05
+    assert report["passed"] and report["int8"]["within_budget"] and report["int8"]["misses"] == []
+    assert report["int8"]["weights"].startswith("uint8") and report["cpu"]["int8_dot_product"]
     assert (int8.path / "model.onnx").stat().st_size < (fp32.path / "model.onnx").stat().st_size
     assert not (int8.path / "model.fp32.onnx").exists()
     assert "int8" in (int8.path / "README.md").read_text()
+
+
+def test_an_int8_model_that_misses_its_budget_fails_unless_kept_anyway_and_then_says_so(trained_dirs, tmp_path,
+                                                                                        capsys):
+    from tinyforge.cli import main
+
+    # A budget no int8 model meets: its held-out loss would have to fall by half.
+    args = ["export", "--model", str(trained_dirs["full"]), "--format", "onnx", "--quantize", "int8",
+            "--max-loss-increase", "-0.5"]
+    assert main([*args, "--out", str(tmp_path / "refused.zip")]) == 2
+    err = capsys.readouterr().err
+    assert "the int8 model misses its quality budget on this CPU" in err and "(budget -50%)" in err
+    assert "Traceback" not in err and list(tmp_path.iterdir()) == []
+
+    assert main([*args, "--keep-anyway", "--out", str(tmp_path / "kept")]) == 0
+    captured = capsys.readouterr()
+    assert "export: WARNING: KEPT ANYWAY BELOW ITS QUALITY BUDGET" in captured.err
+    report = json.loads((tmp_path / "kept" / "verification.json").read_text())
+    assert report["kept_anyway"] is True and report["passed"] is False and not report["int8"]["within_budget"]
+    assert report["warning"].startswith("KEPT ANYWAY BELOW ITS QUALITY BUDGET") and report["int8"]["budget"] == {
+        "max_loss_increase": -0.5, "min_token_agreement": 0.25}
+    assert json.loads(captured.out)["verification"]["warning"] == report["warning"]
+    assert "**WARNING: KEPT ANYWAY" in (tmp_path / "kept" / "README.md").read_text()
 
 
 def test_heldout_rows_from_a_dataset_feed_the_loss(trained_dirs, tmp_path):
@@ -193,6 +218,7 @@ def test_an_unsupported_architecture_is_named(tmp_path):
     (dict(format="hf", quantize="int8"), "applies to ONNX exports"),
     (dict(format="bundle", runtime="torch", quantize="int8"), "needs --runtime onnxruntime"),
     (dict(format="hf", runtime="torch"), "applies to bundles only"),
+    (dict(format="onnx", keep_anyway=True), "--keep-anyway applies to quantized exports"),
 ])
 def test_bad_options_are_refused_before_any_work(tiny_model_dir, tmp_path, options, message):
     with pytest.raises(TinyforgeError, match=message):
@@ -246,3 +272,5 @@ def test_smollm2_onnx_export_matches_pytorch_and_int8_stays_close(tmp_path):
     assert report["fp32"]["passed"], report
     assert report["fp32"]["identical_generations"] == report["fp32"]["generations"]
     assert abs(report["int8"]["heldout_loss_change_vs_onnx_fp32"]) < 0.02, report["int8"]
+    # Unsigned int8 weights: the same numbers on a CPU without VNNI, where signed ones moved loss 80%.
+    assert report["passed"] and report["int8"]["within_budget"], report["int8"]

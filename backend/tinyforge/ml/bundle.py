@@ -82,6 +82,9 @@ def _verification_section(verification: dict[str, Any] | None) -> str:
     text = (f"\n## Verification\n\nThe ONNX model was checked against PyTorch when it was exported: "
             f"{fp32['identical_generations']}/{fp32['generations']} greedy generations identical, max |logit "
             f"difference| {fp32['max_abs_logit_diff']:.2e}.")
+    if verification.get("warning"):
+        text = (f"\n## WARNING\n\n**{verification['warning']}.** Its answers are measurably worse than the "
+                f"trained model's; use it only if you accept that.\n{text}")
     int8 = verification.get("int8")
     if int8:
         text += (f" int8: held-out loss {100 * int8['heldout_loss_change_vs_onnx_fp32']:+.2f}% against fp32, "

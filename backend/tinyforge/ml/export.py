@@ -28,6 +28,7 @@ from typing import Any, Callable
 from tinyforge import __version__
 from tinyforge.errors import TinyforgeError
 from tinyforge.ml.artifacts import INFO_FILE, _is_disk_full, write_atomically
+from tinyforge.ml.quality_budget import QualityBudget
 
 FORMATS = ("hf", "onnx", "bundle")
 QUANTIZATIONS = ("int8",)
@@ -50,6 +51,11 @@ class ExportResult:
     verification: dict[str, Any] | None = None  # onnx (and ONNX bundles) only
     files: list[str] = field(default_factory=list)
 
+    @property
+    def warning(self) -> str | None:
+        """Set when a quantized model missed its quality budget and was kept anyway."""
+        return (self.verification or {}).get("warning")
+
 
 def is_adapter_folder(model_dir: Path) -> bool:
     return (model_dir / "adapter_config.json").is_file()
@@ -57,13 +63,14 @@ def is_adapter_folder(model_dir: Path) -> bool:
 
 def export_model(model_dir: str | os.PathLike, format: str, out: str | os.PathLike, *,
                  merge: bool = False, quantize: str | None = None, runtime: str | None = None,
-                 heldout_data: str | os.PathLike | None = None,
-                 progress: ProgressCallback | None = None) -> ExportResult:
+                 heldout_data: str | os.PathLike | None = None, budget: QualityBudget | None = None,
+                 keep_anyway: bool = False, progress: ProgressCallback | None = None) -> ExportResult:
     """Export `model_dir` (a model folder written by training) as `format` into `out`.
 
     Raises TinyforgeError for bad input, OnnxExportError (with the numbers) when an ONNX export
-    fails verification. `heldout_data` (JSONL rows) feeds the held-out loss of ONNX exports;
-    without it a few built-in texts are used and the report says so.
+    fails verification or a quantized one misses its quality `budget` (unless `keep_anyway`: then
+    the result's `warning` says so). `heldout_data` (JSONL rows) feeds the held-out loss of ONNX
+    exports; without it a few built-in texts are used and the report says so.
     """
     model_dir = Path(model_dir)
     out = Path(out)
@@ -75,6 +82,9 @@ def export_model(model_dir: str | os.PathLike, format: str, out: str | os.PathLi
     if quantize and format == "hf":
         raise TinyforgeError("--quantize int8 applies to ONNX exports (--format onnx, or a bundle with "
                              "--runtime onnxruntime); a Hugging Face export keeps the trained weights")
+    if keep_anyway and not quantize:
+        raise TinyforgeError("--keep-anyway applies to quantized exports (--quantize int8): an fp32 ONNX "
+                             "export that does not reproduce PyTorch is never kept")
     if format == "bundle":
         runtime = runtime or ("onnxruntime" if quantize else "torch")
         if runtime not in BUNDLE_RUNTIMES:
@@ -98,12 +108,14 @@ def export_model(model_dir: str | os.PathLike, format: str, out: str | os.PathLi
             write_hf_folder(model_dir, folder, merge=merge, progress=say)
         elif format == "onnx":
             result.verification = write_onnx_folder(model_dir, folder, quantize=quantize,
-                                                    heldout_data=heldout_data, progress=say)
+                                                    heldout_data=heldout_data, budget=budget,
+                                                    keep_anyway=keep_anyway, progress=say)
         else:
             from tinyforge.ml.bundle import write_bundle
 
             result.verification = write_bundle(model_dir, folder, runtime=runtime, quantize=quantize,
-                                               heldout_data=heldout_data, progress=say)
+                                               heldout_data=heldout_data, budget=budget,
+                                               keep_anyway=keep_anyway, progress=say)
         result.files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 
     what = f"the {format} export"
@@ -248,6 +260,9 @@ def _onnx_usage(verification: dict[str, Any]) -> str:
         f"(allowed {fp32.get('logits_atol', float('nan')):g}).",
     ]
     int8 = verification.get("int8")
+    if verification.get("warning"):
+        lines = [f"> **WARNING: {verification['warning']}.** Its answers are measurably worse than the "
+                 "trained model's; use it only if you accept that.", "", *lines]
     if int8:
         lines += [
             "",
@@ -282,7 +297,8 @@ def heldout_examples(tokenizer, heldout_data: str | os.PathLike | None, max_rows
 
 
 def write_onnx_folder(model_dir: Path, folder: Path, *, quantize: str | None,
-                      heldout_data: str | os.PathLike | None, progress: ProgressCallback) -> dict[str, Any]:
+                      heldout_data: str | os.PathLike | None, progress: ProgressCallback,
+                      budget: QualityBudget | None = None, keep_anyway: bool = False) -> dict[str, Any]:
     from tinyforge.ml.onnx_export import check_architecture, export_onnx, verification_prompts
 
     from transformers import AutoConfig
@@ -297,7 +313,7 @@ def write_onnx_folder(model_dir: Path, folder: Path, *, quantize: str | None,
     max_new_tokens = 16
     verification = export_onnx(model, folder, quantize=quantize, prompts=verification_prompts(tokenizer),
                                heldout=examples, heldout_source=source, max_new_tokens=max_new_tokens,
-                               progress=progress)
+                               budget=budget, keep_anyway=keep_anyway, progress=progress)
     # What the ONNX Runtime side needs besides the graph: tokenizer, chat template, stop tokens.
     tokenizer.save_pretrained(folder)
     model.config.save_pretrained(folder)
@@ -328,6 +344,15 @@ def add_export_command(subparsers) -> None:
                         help="bundle only: the runtime inside (default: torch, or onnxruntime with --quantize)")
     parser.add_argument("--heldout", type=Path, default=None,
                         help="JSONL rows for the held-out loss of ONNX exports (default: built-in texts)")
+    parser.add_argument("--max-loss-increase", type=float, default=QualityBudget.max_loss_increase,
+                        help="quality budget of --quantize: held-out loss may rise by this share of "
+                             "PyTorch fp32's (default: %(default)s, i.e. 2%%)")
+    parser.add_argument("--min-token-agreement", type=float, default=QualityBudget.min_token_agreement,
+                        help="quality budget of --quantize: share of greedily generated tokens that must agree "
+                             "with PyTorch fp32 before the first divergence (default: %(default)s)")
+    parser.add_argument("--keep-anyway", action="store_true",
+                        help="keep a quantized model that misses its quality budget, with a loud warning in "
+                             "its report, card and README (default: such an export fails)")
     parser.set_defaults(func=run_export)
 
 
@@ -337,11 +362,15 @@ def run_export(args) -> int:
     def progress(message: str) -> None:
         print(f"export: {message}", file=sys.stderr, flush=True)
 
+    budget = QualityBudget(max_loss_increase=args.max_loss_increase, min_token_agreement=args.min_token_agreement)
     result = export_model(args.model, args.format, args.out, merge=args.merge, quantize=args.quantize,
-                          runtime=args.runtime, heldout_data=args.heldout, progress=progress)
+                          runtime=args.runtime, heldout_data=args.heldout, budget=budget,
+                          keep_anyway=args.keep_anyway, progress=progress)
     summary = {"format": result.format, "path": str(result.path), "size_bytes": result.size_bytes,
                "merged": result.merged, "quantize": result.quantize, "runtime": result.runtime}
     if result.verification:
         summary["verification"] = result.verification
     print(json.dumps(summary, indent=2))
+    if result.warning:
+        print(f"\nexport: WARNING: {result.warning}\n", file=sys.stderr, flush=True)
     return 0

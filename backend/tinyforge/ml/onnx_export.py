@@ -20,6 +20,7 @@ import json
 import logging
 import time
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -28,6 +29,7 @@ import numpy as np
 from tinyforge.errors import TinyforgeError
 from tinyforge.ml.formatting import TokenizedExample, render
 from tinyforge.ml.onnx_model import ONNX_CONFIG_FILE, ONNX_MODEL_FILE, OnnxCausalLM, mean_labelled_loss
+from tinyforge.ml.quality_budget import QualityBudget
 
 VERIFICATION_FILE = "verification.json"
 ONNX_FORMAT_VERSION = 1
@@ -317,9 +319,16 @@ def compare_with_reference(runtime: OnnxCausalLM, reference: dict, prompts, held
     }
 
 
-def quantize_int8(source: Path, target: Path) -> list[str]:
+def quantize_int8(source: Path, target: Path) -> dict:
     """Dynamic int8 quantization (weights per output channel, activations per tensor at run
-    time) of the model's MatMuls; returns the nodes kept in float.
+    time) of the model's MatMuls; returns the settings, for the report.
+
+    Unsigned weights (ONNX Runtime's U8U8) because the export runs wherever it is downloaded to:
+    with signed weights (U8S8) a CPU without VNNI (AVX2, AVX-512 before Cascade Lake) multiplies
+    through VPMADDUBSW, whose 16-bit sums saturate; SmolLM2-135M's held-out loss then rose 80% on
+    AVX2 against 0.4% with VNNI. U8U8 never saturates and gave the same numbers on both (+0.56%);
+    it decodes about 15% slower than U8S8 on a VNNI CPU. 7-bit weights (reduce_range), ONNX
+    Runtime's other remedy, cost +2.1% everywhere. Figures: docs/export.md.
 
     The MLP down projections stay float: their inputs (gate * up) carry outlier activations
     (max |x| in the thousands on SmolLM2-135M against ~10 elsewhere) that one per-tensor int8
@@ -337,26 +346,32 @@ def quantize_int8(source: Path, target: Path) -> list[str]:
     level = root.level
     root.setLevel(logging.ERROR)
     try:
-        quantize_dynamic(source, target, weight_type=QuantType.QInt8, per_channel=True,
+        quantize_dynamic(source, target, weight_type=QuantType.QUInt8, per_channel=True, reduce_range=False,
                          op_types_to_quantize=["MatMul"], nodes_to_exclude=keep_float)
     finally:
         root.setLevel(level)
-    return keep_float
+    return {"weights": "uint8, per output channel", "activations": "uint8, per tensor at run time",
+            "matmuls_kept_float": len(keep_float)}
 
 
 def export_onnx(model, out_dir: Path, *, quantize: str | None = None,
                 prompts: Sequence[Sequence[int]], heldout: Sequence[TokenizedExample],
                 heldout_source: str = "built-in", max_new_tokens: int = 16,
+                budget: QualityBudget | None = None, keep_anyway: bool = False,
                 progress: ProgressCallback | None = None) -> dict:
     """Export `model` into `out_dir` (which must exist), verify it, optionally quantize it.
 
     Returns the verification report (also written to verification.json). Raises OnnxExportError
-    with the report when the fp32 graph does not reproduce PyTorch; an int8 model is never
-    held to token equality (quantization changes numbers by design): its changes are reported.
+    with the report when the fp32 graph does not reproduce PyTorch, or when a quantized model misses
+    its quality `budget` (never held to token equality: quantization changes numbers by design) and
+    `keep_anyway` is false; kept anyway, the report's `warning` says what it missed.
     """
+    from tinyforge.hardware import cpu
+
     say = progress or (lambda message: None)
     if quantize not in (None, "int8"):
         raise TinyforgeError(f"--quantize: unknown value {quantize!r} (supported: int8)")
+    budget = budget or QualityBudget()
     check_architecture(model.config)
     say("tracing the model to ONNX")
     onnx_config = export_onnx_graph(model, out_dir / ONNX_MODEL_FILE)
@@ -370,11 +385,14 @@ def export_onnx(model, out_dir: Path, *, quantize: str | None = None,
     fp32["logits_atol"] = LOGITS_ATOL
     fp32["passed"] = (fp32["identical_generations"] == fp32["generations"]
                       and fp32["max_abs_logit_diff"] <= LOGITS_ATOL)
+    here = cpu()
     report = {
         "prompts": len(prompts),
         "max_new_tokens": max_new_tokens,
         "heldout_texts": len(heldout),
         "heldout_source": heldout_source,
+        # Integer kernels differ by instruction set: the numbers hold for this kind of CPU.
+        "cpu": {"model": here.model, "flags": list(here.flags), "int8_dot_product": here.int8_dot_product},
         "fp32": fp32,
         "passed": fp32["passed"],
     }
@@ -391,7 +409,7 @@ def export_onnx(model, out_dir: Path, *, quantize: str | None = None,
         say("quantizing to int8")
         fp32_path = out_dir / "model.fp32.onnx"
         (out_dir / ONNX_MODEL_FILE).rename(fp32_path)
-        kept_float = quantize_int8(fp32_path, out_dir / ONNX_MODEL_FILE)
+        settings = quantize_int8(fp32_path, out_dir / ONNX_MODEL_FILE)
         fp32_path.unlink()
         onnx_config["precision"] = "int8"
         (out_dir / ONNX_CONFIG_FILE).write_text(json.dumps(onnx_config, indent=2))
@@ -400,8 +418,20 @@ def export_onnx(model, out_dir: Path, *, quantize: str | None = None,
                                       max_new_tokens)
         int8["heldout_loss_change_vs_onnx_fp32"] = round(
             (int8["heldout_loss"] - fp32["heldout_loss"]) / fp32["heldout_loss"], 6)
-        int8["matmuls_kept_float"] = len(kept_float)
+        int8.update(settings)
+        misses = budget.misses(int8)
+        int8.update(budget=asdict(budget), within_budget=not misses, misses=misses)
         report["int8"] = int8
+        report["passed"] = not misses
+        if misses:
+            problem = (f"the int8 model misses its quality budget on this CPU ({here.model}, int8 kernels "
+                       f"{here.int8_dot_product}): {'; '.join(misses)}")
+            if not keep_anyway:
+                raise OnnxExportError(f"{problem}; export it without quantization, or keep it anyway "
+                                      "knowing its answers are worse", report)
+            report["kept_anyway"] = True
+            report["warning"] = f"KEPT ANYWAY BELOW ITS QUALITY BUDGET: {problem}"
+            say(f"WARNING: {report['warning']}")
     report["precision"] = onnx_config["precision"]
     (out_dir / VERIFICATION_FILE).write_text(json.dumps(report, indent=2))
     say("ONNX export verified")
