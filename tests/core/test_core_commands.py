@@ -17,6 +17,7 @@ from e2e.worker_platform import FAST_RELIABILITY
 from tinyforge import demo
 from tinyforge.accounts.models import Membership
 from tinyforge.demo import Child, GaveUp, Supervisor
+from tinymodel import TINY_MODEL
 from training.conftest import toy_jsonl
 
 
@@ -134,6 +135,7 @@ def test_it_runs_the_demo_survives_a_killed_worker_and_stops_everything_it_start
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")}
     env["TINYFORGE_DATA_DIR"] = str(tmp_path / "data")
+    env["TINYFORGE_MODEL_FOLDERS"] = f"{TINY_MODEL}={tiny_model_dir}"  # the API takes model names, not paths
     env.update(FAST_RELIABILITY)  # a lost run is the reconciler's within seconds
     demo = subprocess.Popen([sys.executable, "-m", "tinyforge.cli", "demo", "--port", str(port),
                              "--inference-port", str(free_port())], env=env,
@@ -166,7 +168,7 @@ def test_it_runs_the_demo_survives_a_killed_worker_and_stops_everything_it_start
             assert upload.status_code == 201, upload.text
             run = client.post("/api/v1/runs/", json={
                 "project": projects[0]["id"], "name": "doomed", "dataset_version": upload.json()["id"],
-                "base_model": str(tiny_model_dir), "method": "lora",
+                "base_model": TINY_MODEL, "method": "lora",
                 "config": {"batch_size": 4, "max_seq_length": 128, "eval_generations": 0, "max_steps": 1_000_000,
                            "save_steps": 0, "eval_steps": 0, "validation_split": 0.2}}).json()
             wait_until(lambda: client.get(f"/api/v1/runs/{run['id']}/").json()["status"] == "running", "the run")
