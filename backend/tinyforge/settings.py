@@ -274,6 +274,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "RoleEnum": "tinyforge.accounts.models.Role.choices",  # the team roles, as the dashboard names them
         "ChatRoleEnum": ["system", "user", "assistant"],
+        "InvitationKindEnum": "tinyforge.accounts.models.InvitationKind.choices",
     },
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],

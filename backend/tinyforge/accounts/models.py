@@ -50,17 +50,31 @@ def _hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
+class InvitationKind(models.TextChoices):
+    ADDRESS = "address", "For one e-mail address"
+    LINK = "link", "Open link: anyone who has it, up to its use limit"
+
+
 class Invitation(TeamOwnedModel):
-    """An invite link: whoever opens it (signed in, or creating an account) joins with `role`."""
+    """An invitation to join a team with `role`, accepted through its secret link.
+
+    An address invitation is for one e-mail address: it makes a new account with that address
+    (the link reached it), or is accepted by a signed-in user whose address is that one and
+    verified. An open link (kind "link") is a separate kind an admin creates knowingly: anyone
+    with the link joins, until it expires or has been used `max_uses` times.
+    """
 
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="invitations")
-    email = models.EmailField(blank=True)
+    kind = models.CharField(max_length=8, choices=InvitationKind.choices, default=InvitationKind.ADDRESS)
+    email = models.EmailField(blank=True, help_text="The invited address (address invitations only)")
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    max_uses = models.PositiveIntegerField(default=1, help_text="How many people may join with it (1 for an address)")
+    uses = models.PositiveIntegerField(default=0)
     token_hash = models.CharField(max_length=64, unique=True, editable=False)
     invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
-    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_at = models.DateTimeField(null=True, blank=True, help_text="When it was last used")
     accepted_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -69,6 +83,13 @@ class Invitation(TeamOwnedModel):
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(models.Q(kind=InvitationKind.ADDRESS, max_uses=1) & ~models.Q(email=""))
+                | models.Q(kind=InvitationKind.LINK, email=""),
+                name="invitation_address_or_open_link"),
+            models.CheckConstraint(condition=models.Q(uses__lte=models.F("max_uses")), name="invitation_uses_in_limit"),
+        ]
 
     @staticmethod
     def new_token() -> tuple[str, str]:
@@ -86,7 +107,27 @@ class Invitation(TeamOwnedModel):
 
     @property
     def is_usable(self) -> bool:
-        return self.accepted_at is None and self.expires_at > timezone.now()
+        return self.uses < self.max_uses and self.expires_at > timezone.now()
+
+
+class VerifiedEmail(models.Model):
+    """An address its user has shown to be theirs: an invitation to it was accepted by opening its
+    link, or the operator set it (createadmin). Only the user's current address counts."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="verified_emails")
+    email = models.EmailField()
+    verified_at = models.DateTimeField(auto_now_add=True)
+    how = models.CharField(max_length=16, choices=[("invitation", "Accepted an invitation sent to it"),
+                                                   ("operator", "Set by the operator")])
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "email"], name="verified_email_once_per_user")]
+
+    @staticmethod
+    def holds(user, email: str) -> bool:
+        """Whether `user`'s current address is `email` (ignoring case) and verified."""
+        return (bool(email) and user.email.lower() == email.lower()
+                and VerifiedEmail.objects.filter(user=user, email__iexact=email).exists())
 
 
 class ApiToken(TeamOwnedModel):

@@ -2,15 +2,18 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 from rest_framework import serializers
 
-from tinyforge.accounts.models import ApiToken, Invitation, Membership, Team
+from tinyforge.accounts.models import ApiToken, Invitation, InvitationKind, Membership, Team
 from tinyforge.core.roles import Role, Scope
+from tinyforge.core.access import require_role
 from tinyforge.core.api import StrictModelSerializer, StrictSerializer, TeamScopedRelatedField
 
 User = get_user_model()
+MAX_LINK_USES = 1000
 
 
 class LoginSerializer(StrictSerializer):
@@ -81,11 +84,39 @@ class MembershipCreateSerializer(StrictSerializer):
 
 class InvitationSerializer(StrictModelSerializer):
     invited_by = serializers.CharField(source="invited_by.username", read_only=True, default=None)
+    kind = serializers.ChoiceField(choices=InvitationKind.choices, default=InvitationKind.ADDRESS,
+                                   help_text="address (default): for `email` only; link: an open link anyone may "
+                                             "use, up to `max_uses` times")
+    max_uses = serializers.IntegerField(min_value=1, max_value=MAX_LINK_USES, required=False,
+                                        help_text="Open links only (required there); an address invitation is for one")
+    expires_in_days = serializers.IntegerField(
+        min_value=1, max_value=settings.INVITATION_VALID_DAYS, required=False, write_only=True,
+        help_text=f"Expire this many days from now (default and most: {settings.INVITATION_VALID_DAYS})")
 
     class Meta:
         model = Invitation
-        fields = ["id", "team", "email", "role", "invited_by", "created_at", "expires_at", "accepted_at"]
-        read_only_fields = ["expires_at", "accepted_at"]
+        fields = ["id", "team", "kind", "email", "role", "max_uses", "uses", "invited_by", "created_at", "expires_at",
+                  "expires_in_days", "accepted_at"]
+        read_only_fields = ["uses", "expires_at", "accepted_at"]
+
+    def validate(self, attrs):
+        # Who may invite is answered before what the invitation says (403 before 400).
+        require_role(self.context["request"], attrs["team"].pk, Role.ADMIN, action="invite members")
+        if attrs["kind"] == InvitationKind.ADDRESS:
+            if not attrs.get("email"):
+                raise serializers.ValidationError({"email": ["An invitation is for an e-mail address; for a link anyone "
+                                                             "may use, create kind \"link\" with max_uses."]})
+            if attrs.get("max_uses", 1) != 1:
+                raise serializers.ValidationError({"max_uses": ["An address invitation is for one person."]})
+            attrs["max_uses"] = 1
+        else:
+            if attrs.get("email"):
+                raise serializers.ValidationError({"email": ["An open link is for anyone who has it, not an address."]})
+            if "max_uses" not in attrs:
+                raise serializers.ValidationError({"max_uses": ["An open link needs a use limit."]})
+        days = attrs.pop("expires_in_days", settings.INVITATION_VALID_DAYS)
+        attrs["expires_at"] = timezone.now() + timedelta(days=days)
+        return attrs
 
 
 class InvitationCreatedSerializer(InvitationSerializer):
@@ -99,6 +130,7 @@ class InvitationCreatedSerializer(InvitationSerializer):
 class InvitationPreviewSerializer(serializers.Serializer):
     team = serializers.CharField()
     role = serializers.ChoiceField(choices=Role.choices)
+    kind = serializers.ChoiceField(choices=InvitationKind.choices)
     email = serializers.CharField(allow_blank=True)
     expires_at = serializers.DateTimeField()
 

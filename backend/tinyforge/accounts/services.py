@@ -7,11 +7,12 @@ from datetime import datetime
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 from django.utils.text import slugify
 from rest_framework import exceptions
 
-from tinyforge.accounts.models import ApiToken, Invitation, Membership, Team
+from tinyforge.accounts.models import ApiToken, Invitation, InvitationKind, Membership, Team, VerifiedEmail
 from tinyforge.core.roles import Role, Scope
 from tinyforge.core.audit import audit
 from tinyforge.core.errors import Conflict
@@ -104,14 +105,16 @@ def add_member(request, team: Team, *, user, role: str, request_role: str) -> Me
     return membership
 
 
-def create_invitation(request, team: Team, *, email: str, role: str, request_role: str) -> tuple[Invitation, str]:
+def create_invitation(request, team: Team, *, kind: str, email: str, role: str, max_uses: int,
+                      expires_at: datetime, request_role: str) -> tuple[Invitation, str]:
     _check_may_assign(request_role, role)
     token, token_hash = Invitation.new_token()
     invitation = Invitation.all_teams.create(
-        team=team, email=email, role=role, token_hash=token_hash, invited_by=request.user,
-        expires_at=Invitation.default_expiry(),
+        team=team, kind=kind, email=email, role=role, max_uses=max_uses, token_hash=token_hash,
+        invited_by=request.user, expires_at=expires_at,
     )
-    audit(request, "invited", invitation, changes={"email": email, "role": role})
+    audit(request, "invited", invitation, changes={"kind": kind, "email": email, "role": role, "max_uses": max_uses,
+                                                   "expires_at": expires_at.isoformat()})
     return invitation, token
 
 
@@ -127,9 +130,28 @@ def find_invitation(token: str) -> Invitation:
 
 
 @transaction.atomic
-def accept_invitation(request, invitation: Invitation, user) -> Membership:
-    claimed = Invitation.all_teams.filter(pk=invitation.pk, accepted_at__isnull=True).update(
-        accepted_at=timezone.now(), accepted_by=user
+def accept_invitation(request, invitation: Invitation, *, user=None, username: str = "", email: str = "",
+                      password: str = "") -> Membership:
+    """Join the invitation's team as the signed-in `user`, or as a new account (username and
+    password). An address invitation goes only to its address: a new account gets it (the link
+    reached it, which verifies it), a signed-in user must hold it verified."""
+    bound = invitation.kind == InvitationKind.ADDRESS
+    if user is None:
+        if not username or not password:
+            raise exceptions.ValidationError({"username": ["Sign in first, or give a user name and password for a new "
+                                                           "account."]})
+        if bound and email and email.lower() != invitation.email.lower():
+            raise exceptions.ValidationError({"email": ["This invitation is for another e-mail address; a new "
+                                                        "account made with it gets the invited address."]})
+        user = create_user(username=username, email=invitation.email if bound else email, password=password)
+        if bound:
+            VerifiedEmail.objects.create(user=user, email=invitation.email, how="invitation")
+    elif bound and not VerifiedEmail.holds(user, invitation.email):
+        raise exceptions.PermissionDenied(
+            "This invitation is for another e-mail address than your account's verified one. Open the link signed "
+            "out to make an account for the invited address, or ask the team's admin to add you.")
+    claimed = Invitation.all_teams.filter(pk=invitation.pk, uses__lt=F("max_uses"), expires_at__gt=timezone.now()).update(
+        uses=F("uses") + 1, accepted_at=timezone.now(), accepted_by=user
     )
     if not claimed:
         raise exceptions.ValidationError({"token": ["This invitation link is invalid, used or expired."]})
@@ -173,6 +195,8 @@ def ensure_user_with_team(*, username: str, email: str, password: str | None, te
             raise ValueError(f"user {username} does not exist and no password was given")
         if superuser:
             user = User._default_manager.create_superuser(username=username, email=email, password=password)
+            if email:  # the operator set it
+                VerifiedEmail.objects.create(user=user, email=email, how="operator")
         else:
             user = User._default_manager.create_user(username=username, email=email, password=password)
     team = Team.all_teams.filter(name=team_name).order_by("pk").first()

@@ -247,11 +247,12 @@ class InvitationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins
     def create(self, request):
         serializer = InvitationSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
-        team = serializer.validated_data["team"]
+        fields = serializer.validated_data
+        team = fields["team"]
         request_role = require_role(request, team.pk, Role.ADMIN, action="invite members")
         invitation, token = services.create_invitation(
-            request, team, email=serializer.validated_data.get("email", ""),
-            role=serializer.validated_data.get("role", Role.MEMBER), request_role=request_role,
+            request, team, kind=fields["kind"], email=fields.get("email", ""), role=fields.get("role", Role.MEMBER),
+            max_uses=fields["max_uses"], expires_at=fields["expires_at"], request_role=request_role,
         )
         invitation.token = token
         invitation.invite_path = f"/invite/{token}"
@@ -268,8 +269,8 @@ class InvitationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins
     @action(detail=False, methods=["get"])
     def preview(self, request):
         invitation = services.find_invitation(request.query_params.get("token", ""))
-        return Response({"team": invitation.team.name, "role": invitation.role, "email": invitation.email,
-                         "expires_at": invitation.expires_at})
+        return Response({"team": invitation.team.name, "role": invitation.role, "kind": invitation.kind,
+                         "email": invitation.email, "expires_at": invitation.expires_at})
 
     @extend_schema(request=InvitationAcceptSerializer, responses={200: MembershipSerializer, 400: ERRORS[400]},
                    summary="Accept an invite: join as the signed-in user, or create an account and sign in")
@@ -282,15 +283,12 @@ class InvitationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins
         serializer.is_valid(raise_exception=True)
         fields = serializer.validated_data
         invitation = services.find_invitation(fields["token"])
-        user = request.user if request.user.is_authenticated else None
-        if user is None:
-            if not fields.get("username") or not fields.get("password"):
-                raise exceptions.ValidationError({"username": ["Sign in first, or give a user name and password for a new account."]})
-            user = services.create_user(username=fields["username"], email=fields.get("email") or invitation.email,
-                                        password=fields["password"])
-        membership = services.accept_invitation(request, invitation, user)
-        if not request.user.is_authenticated:
-            login(request._request, user, backend="tinyforge.accounts.backends.UsernameOrEmailBackend")
+        signed_in = request.user.is_authenticated
+        membership = services.accept_invitation(
+            request, invitation, user=request.user if signed_in else None, username=fields.get("username", ""),
+            email=fields.get("email", ""), password=fields.get("password", ""))
+        if not signed_in:
+            login(request._request, membership.user, backend="tinyforge.accounts.backends.UsernameOrEmailBackend")
         return Response(MembershipSerializer(membership, context={"request": request}).data)
 
 

@@ -1121,7 +1121,7 @@ export interface components {
             readonly id: number;
             project: number;
             name: string;
-            kind: components["schemas"]["KindEnum"];
+            kind: components["schemas"]["DataConnectionKindEnum"];
             options?: unknown;
             readonly created_by: number | null;
             /** Format: date-time */
@@ -1130,13 +1130,19 @@ export interface components {
             readonly updated_at: string;
         };
         /**
+         * @description * `sql` - SQL database
+         *     * `google` - Google Docs / Drive
+         * @enum {string}
+         */
+        DataConnectionKindEnum: "sql" | "google";
+        /**
          * @description Rejects fields it does not know (or that are read-only) instead of ignoring them, so a
          *     typo in a hyperparameter name is an error, not a silently different run.
          */
         DataConnectionRequest: {
             project: number;
             name: string;
-            kind: components["schemas"]["KindEnum"];
+            kind: components["schemas"]["DataConnectionKindEnum"];
             options?: unknown;
             /** @description Secret part (password or connection URL, Google key). Stored encrypted, never returned. */
             credentials: unknown;
@@ -1417,14 +1423,29 @@ export interface components {
         Invitation: {
             readonly id: number;
             team: number;
+            /**
+             * @description address (default): for `email` only; link: an open link anyone may use, up to `max_uses` times
+             *
+             *     * `address` - For one e-mail address
+             *     * `link` - Open link: anyone who has it, up to its use limit
+             * @default address
+             */
+            kind: components["schemas"]["InvitationKindEnum"];
+            /** @description The invited address (address invitations only) */
             email?: string;
             role?: components["schemas"]["RoleEnum"];
+            /** @description Open links only (required there); an address invitation is for one */
+            max_uses?: number;
+            readonly uses: number;
             readonly invited_by: string;
             /** Format: date-time */
             readonly created_at: string;
             /** Format: date-time */
             readonly expires_at: string;
-            /** Format: date-time */
+            /**
+             * Format: date-time
+             * @description When it was last used
+             */
             readonly accepted_at: string | null;
         };
         /** @description A plain serializer (actions' request bodies) that rejects unknown fields too. */
@@ -1442,23 +1463,45 @@ export interface components {
         InvitationCreated: {
             readonly id: number;
             team: number;
+            /**
+             * @description address (default): for `email` only; link: an open link anyone may use, up to `max_uses` times
+             *
+             *     * `address` - For one e-mail address
+             *     * `link` - Open link: anyone who has it, up to its use limit
+             * @default address
+             */
+            kind: components["schemas"]["InvitationKindEnum"];
+            /** @description The invited address (address invitations only) */
             email?: string;
             role?: components["schemas"]["RoleEnum"];
+            /** @description Open links only (required there); an address invitation is for one */
+            max_uses?: number;
+            readonly uses: number;
             readonly invited_by: string;
             /** Format: date-time */
             readonly created_at: string;
             /** Format: date-time */
             readonly expires_at: string;
-            /** Format: date-time */
+            /**
+             * Format: date-time
+             * @description When it was last used
+             */
             readonly accepted_at: string | null;
             /** @description Shown once */
             readonly token: string;
             /** @description Dashboard path to open: /invite/<token> */
             readonly invite_path: string;
         };
+        /**
+         * @description * `address` - For one e-mail address
+         *     * `link` - Open link: anyone who has it, up to its use limit
+         * @enum {string}
+         */
+        InvitationKindEnum: "address" | "link";
         InvitationPreview: {
             team: string;
             role: components["schemas"]["RoleEnum"];
+            kind: components["schemas"]["InvitationKindEnum"];
             email: string;
             /** Format: date-time */
             expires_at: string;
@@ -1469,15 +1512,22 @@ export interface components {
          */
         InvitationRequest: {
             team: number;
+            /**
+             * @description address (default): for `email` only; link: an open link anyone may use, up to `max_uses` times
+             *
+             *     * `address` - For one e-mail address
+             *     * `link` - Open link: anyone who has it, up to its use limit
+             * @default address
+             */
+            kind: components["schemas"]["InvitationKindEnum"];
+            /** @description The invited address (address invitations only) */
             email?: string;
             role?: components["schemas"]["RoleEnum"];
+            /** @description Open links only (required there); an address invitation is for one */
+            max_uses?: number;
+            /** @description Expire this many days from now (default and most: 7) */
+            expires_in_days?: number;
         };
-        /**
-         * @description * `sql` - SQL database
-         *     * `google` - Google Docs / Drive
-         * @enum {string}
-         */
-        KindEnum: "sql" | "google";
         /**
          * @description * `debug` - Debug
          *     * `info` - Info
@@ -1736,7 +1786,7 @@ export interface components {
         PatchedDataConnectionRequest: {
             project?: number;
             name?: string;
-            kind?: components["schemas"]["KindEnum"];
+            kind?: components["schemas"]["DataConnectionKindEnum"];
             options?: unknown;
             /** @description Secret part (password or connection URL, Google key). Stored encrypted, never returned. */
             credentials?: unknown;
