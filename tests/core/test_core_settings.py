@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tinyforge.core.env import SettingError, env_bool, env_int, env_str
+from tinyforge.core.env import SettingError, env_bool, env_float, env_int, env_str
 
 BACKEND = Path(__file__).resolve().parents[2] / "backend"
 
@@ -18,12 +18,16 @@ def test_it_reads_typed_values(monkeypatch):
     assert env_bool("TF_TEST_FLAG", False) is True
     assert env_int("TF_TEST_NUMBER", 1) == 42
     assert env_int("TF_TEST_UNSET", 7) == 7
+    monkeypatch.setenv("TF_TEST_SHARE", "0.05")
+    assert env_float("TF_TEST_SHARE", 0.02, minimum=0.0, maximum=1.0) == 0.05
 
 
 @pytest.mark.parametrize("name,value,reader", [
     ("TF_TEST_FLAG", "ture", lambda: env_bool("TF_TEST_FLAG", False)),
     ("TF_TEST_NUMBER", "80a", lambda: env_int("TF_TEST_NUMBER", 1)),
     ("TF_TEST_NUMBER", "0", lambda: env_int("TF_TEST_NUMBER", 1, minimum=1)),
+    ("TF_TEST_SHARE", "two percent", lambda: env_float("TF_TEST_SHARE", 0.02)),
+    ("TF_TEST_SHARE", "1.5", lambda: env_float("TF_TEST_SHARE", 0.5, maximum=1.0)),
     ("TF_TEST_CHOICE", "prod", lambda: env_str("TF_TEST_CHOICE", "a", choices=("a", "b"))),
 ])
 def test_it_fails_loudly_on_bad_values(monkeypatch, name, value, reader):

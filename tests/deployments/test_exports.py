@@ -145,6 +145,29 @@ def test_a_failed_verification_keeps_the_numbers_and_offers_nothing(acme, alice,
     assert_error(client_for(alice).get(f"/api/v1/exports/{export.pk}/download/"), 409, "conflict")
 
 
+def test_an_int8_model_below_its_quality_budget_fails_unless_kept_anyway_and_then_says_so_everywhere(
+        acme, alice, client_for, queues, trained_model_dir, settings):
+    settings.EXPORT_MAX_LOSS_INCREASE = -0.5  # no int8 model halves its loss: every one misses
+    client = client_for(alice)
+    run = trained_run(acme, trained_model_dir)
+    refused = export_now(create(client, run, format="onnx", quantize="int8"))
+    assert refused.status == "failed" and "misses its quality budget" in refused.error
+    assert refused.verification["int8"]["within_budget"] is False and refused.verification["passed"] is False
+    assert refused.storage_key == "" and export_files(refused) == []
+    assert_error(client.get(f"/api/v1/exports/{refused.pk}/download/"), 409, "conflict")
+
+    kept = export_now(create(client, run, format="onnx", quantize="int8", keep_anyway=True))
+    assert kept.status == "succeeded", kept.error
+    body = client.get(f"/api/v1/exports/{kept.pk}/").json()
+    assert body["keep_anyway"] is True and body["quality_warning"].startswith("KEPT ANYWAY BELOW ITS QUALITY BUDGET")
+    assert body["quality_warning"] == body["verification"]["warning"] and body["verification"]["passed"] is False
+    assert body["filename"].endswith("-onnx-int8-BELOW-QUALITY-BUDGET.zip")
+    archive = download(client, kept)
+    readme = next(name for name in archive.namelist() if name.endswith("/README.md"))
+    assert "**WARNING: KEPT ANYWAY" in archive.read(readme).decode()
+    assert Event.all_teams.filter(export=kept, level="warning", message=body["quality_warning"]).exists()
+
+
 def test_an_architecture_onnx_does_not_cover_fails_naming_it(acme, alice, client_for, queues):
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -178,6 +201,7 @@ def test_missing_model_files_fail_the_export_with_the_reason(acme, alice, client
     ({"format": "hf_merged", "quantize": "int4"}, {"quantize"}),
     ({"format": "bundle", "quantize": "int8", "runtime": "pytorch"}, {"runtime"}),
     ({"format": "onnx", "runtime": "onnx"}, {"runtime"}),
+    ({"format": "onnx", "keep_anyway": True}, {"keep_anyway"}),
     ({}, {"format"}),
 ])
 def test_bad_combinations_are_400_with_every_field_named(acme, alice, client_for, queues, fields, errors):

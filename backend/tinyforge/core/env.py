@@ -66,13 +66,21 @@ def env_bool(name: str, default: bool) -> bool:
 
 
 def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    return _env_number(name, default, int, "a whole number", minimum, maximum)
+
+
+def env_float(name: str, default: float, *, minimum: float | None = None, maximum: float | None = None) -> float:
+    return _env_number(name, default, float, "a number", minimum, maximum)
+
+
+def _env_number(name, default, parse, expected: str, minimum, maximum):
     value = _raw(name, secret=False)
     if value is None:
         return default
     try:
-        number = int(value.strip())
+        number = parse(value.strip())
     except ValueError:
-        raise SettingError(f"{name}={value!r}: expected a whole number") from None
+        raise SettingError(f"{name}={value!r}: expected {expected}") from None
     if minimum is not None and number < minimum:
         raise SettingError(f"{name}={number}: must be at least {minimum}")
     if maximum is not None and number > maximum:

@@ -29,6 +29,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from django.conf import settings
 from django.utils.text import slugify
 from rq import get_current_job
 
@@ -174,12 +175,15 @@ def export(export_id: int) -> str:
         storage.delete(folder_key)
         return "abandoned"
     say(f"export ready: {storage.path(key).name}, {result.size_bytes / 1e6:.1f} MB, {len(result.files)} files")
+    if result.warning:
+        say(result.warning, EventLevel.WARNING)
     return "succeeded"
 
 
 def write_export(record: Export, progress) -> tuple[str, ExportResult]:
     """Export the record's model into the zip its storage key names; returns (key, result)."""
     from tinyforge.ml.export import export_model
+    from tinyforge.ml.quality_budget import QualityBudget
 
     source = source_folder(record)
     key = storage.export_key(record.project_id, record.pk, export_filename(record))
@@ -191,11 +195,18 @@ def write_export(record: Export, progress) -> tuple[str, ExportResult]:
         merge=record.format == ExportFormat.HF_MERGED,
         quantize=None if record.quantize == Quantize.NONE else record.quantize,
         runtime=BUNDLE_RUNTIMES[record.runtime] if record.format == ExportFormat.BUNDLE else None,
-        heldout_data=heldout, progress=progress,
+        heldout_data=heldout, progress=progress, keep_anyway=record.keep_anyway,
+        budget=QualityBudget(max_loss_increase=settings.EXPORT_MAX_LOSS_INCREASE,
+                             min_token_agreement=settings.EXPORT_MIN_TOKEN_AGREEMENT),
     )
     if result.verification:
         # The report names the file it read; users know it as their validation set.
         result.verification["heldout_source"] = heldout_name or result.verification.get("heldout_source")
+    if result.warning:
+        # Kept below its budget: the downloaded file's name says so too, not only the dashboard.
+        worse = key.removesuffix(".zip") + "-BELOW-QUALITY-BUDGET.zip"
+        storage.path(key).rename(storage.path(worse))
+        key = worse
     return key, result
 
 

@@ -105,6 +105,9 @@ class Export(TeamOwnedModel, TrackedJob):
     quantize = models.CharField(max_length=8, choices=Quantize.choices, default=Quantize.NONE)
     runtime = models.CharField(max_length=16, choices=Runtime.choices, blank=True,
                                help_text="Bundles only: the runtime inside (empty for other formats)")
+    keep_anyway = models.BooleanField(
+        default=False, help_text="Quantized exports only: keep one that misses its quality budget (its verification "
+                                 "then carries a warning) instead of failing")
     status = tracked_status(ExportStatus, ExportStatus.PENDING)
     storage_key = models.CharField(max_length=500, blank=True, help_text="The downloadable file (zip)")
     size_bytes = models.BigIntegerField(null=True, blank=True)
@@ -118,6 +121,11 @@ class Export(TeamOwnedModel, TrackedJob):
 
     def __str__(self) -> str:
         return f"{self.get_format_display()} of {self.run}"
+
+    @property
+    def quality_warning(self) -> str:
+        """Set when a quantized model missed its quality budget and was kept anyway."""
+        return (self.verification or {}).get("warning", "")
 
     def event_links(self) -> dict:
         return {"project_id": self.project_id, "export_id": self.pk, "run_id": self.run_id}

@@ -40,11 +40,14 @@ class DeploymentSerializer(StrictModelSerializer):
 class ExportSerializer(StrictModelSerializer):
     project = serializers.IntegerField(source="project_id", read_only=True)
     filename = serializers.SerializerMethodField(help_text="The zip's name, once the export succeeded")
+    quality_warning = serializers.CharField(
+        read_only=True, help_text="Non-empty when a quantized model missed its quality budget and was kept anyway "
+                                  "(keep_anyway): it says what it missed. Such a file is worse than the trained model.")
 
     class Meta:
         model = Export
-        fields = ["id", "project", "run", "checkpoint", "format", "quantize", "runtime", "status", "filename",
-                  "size_bytes", "verification", "error", "progress", "heartbeat_at", "started_at", "finished_at",
+        fields = ["id", "project", "run", "checkpoint", "format", "quantize", "runtime", "keep_anyway", "status",
+                  "filename", "size_bytes", "verification", "quality_warning", "error", "progress", "heartbeat_at", "started_at", "finished_at",
                   "created_by", "created_at"]
         read_only_fields = ["status", "size_bytes", "verification", "error", "progress", "heartbeat_at",
                             "started_at", "finished_at", "created_by"]
@@ -59,6 +62,9 @@ class ExportSerializer(StrictModelSerializer):
         format, quantize = attrs.get("format"), attrs.get("quantize", Quantize.NONE)
         runtime = attrs.get("runtime", "")
         problems = {}
+        if attrs.get("keep_anyway") and quantize == Quantize.NONE:
+            problems["keep_anyway"] = ["Applies to quantized exports (quantize int8): an fp32 export that does not "
+                                       "reproduce PyTorch is never kept."]
         if run is not None and checkpoint is not None and checkpoint.run_id != run.pk:
             problems["checkpoint"] = ["Must be a checkpoint of the chosen run."]
         if quantize != Quantize.NONE and format not in (ExportFormat.ONNX, ExportFormat.BUNDLE):

@@ -115,13 +115,13 @@ def delete_deployment(request, deployment: Deployment) -> None:
 
 @transaction.atomic
 def create_export(request, *, run: TrainingRun, checkpoint: Checkpoint | None, format: str, quantize: str,
-                  runtime: str = "") -> Export:
+                  runtime: str = "", keep_anyway: bool = False) -> Export:
     """Queue an export of `checkpoint`, else the run's best (else final) model. The serializer has
     checked the combination of format, quantize and runtime."""
     _require_model(run, checkpoint, "export")
     export = Export.all_teams.create(
         project_id=run.project_id, run=run, checkpoint=checkpoint or default_checkpoint(run), format=format,
-        quantize=quantize, runtime=runtime, created_by=getattr(request, "user", None),
+        quantize=quantize, runtime=runtime, keep_anyway=keep_anyway, created_by=getattr(request, "user", None),
     )
     export.job_id = export_job_id(export)
     export.save(update_fields=["job_id"])
@@ -129,7 +129,7 @@ def create_export(request, *, run: TrainingRun, checkpoint: Checkpoint | None, f
     record_event(project_id=run.project_id, export_id=export.pk, run_id=run.pk, source="platform",
                  message=f"{export.get_format_display()} export of {run.name} ({what}) queued")
     audit(request, "exported", export, changes={"run": run.pk, "format": format, "quantize": quantize,
-                                                 "runtime": runtime})
+                                                 "runtime": runtime, "keep_anyway": keep_anyway})
     enqueue("deploy", EXPORT_JOB, export.pk, job_id=export.job_id)
     return export
 

@@ -126,7 +126,7 @@ class ExportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
         require_role(request, run.project.team_id, Role.MEMBER, action="export models")
         export = services.create_export(request, run=run, checkpoint=fields.get("checkpoint"),
                                         format=fields["format"], quantize=fields.get("quantize", "none"),
-                                        runtime=fields["runtime"])
+                                        runtime=fields["runtime"], keep_anyway=fields.get("keep_anyway", False))
         return Response(self.get_serializer(export).data, status=status.HTTP_201_CREATED)
 
     def perform_destroy(self, instance):

@@ -1348,11 +1348,15 @@ export interface components {
              *     * `onnx` - ONNX Runtime
              */
             runtime?: components["schemas"]["RuntimeEnum"] | components["schemas"]["BlankEnum"];
+            /** @description Quantized exports only: keep one that misses its quality budget (its verification then carries a warning) instead of failing */
+            keep_anyway?: boolean;
             readonly status: components["schemas"]["ExportStatusEnum"];
             /** @description The zip's name, once the export succeeded */
             readonly filename: string | null;
             readonly size_bytes: number | null;
             readonly verification: unknown;
+            /** @description Non-empty when a quantized model missed its quality budget and was kept anyway (keep_anyway): it says what it missed. Such a file is worse than the trained model. */
+            readonly quality_warning: string;
             readonly error: string;
             /**
              * Format: double
@@ -1386,6 +1390,8 @@ export interface components {
              *     * `onnx` - ONNX Runtime
              */
             runtime?: components["schemas"]["RuntimeEnum"] | components["schemas"]["BlankEnum"];
+            /** @description Quantized exports only: keep one that misses its quality budget (its verification then carries a warning) instead of failing */
+            keep_anyway?: boolean;
         };
         /**
          * @description * `pending` - Pending

@@ -34,11 +34,13 @@ function NewExportForm({ projectId }: { projectId: number }) {
   const [run, setRun] = useState<string>("");
   const [format, setFormat] = useState<ExportFormat>("hf");
   const [quantize, setQuantize] = useState<ExportQuantization>("none");
+  const [keepAnyway, setKeepAnyway] = useState(false);
   const create = useCreateExport();
   const runId = run ? Number(run) : succeeded[0]?.id;
+  const quantized = format === "onnx" && quantize !== "none";
   const submit = (event: FormEvent) => {
     event.preventDefault();
-    if (runId) create.mutate({ run: runId, checkpoint: null, format, quantize: format === "onnx" ? quantize : "none" });
+    if (runId) create.mutate({ run: runId, checkpoint: null, format, quantize: quantized ? quantize : "none", keep_anyway: quantized && keepAnyway });
   };
   if (!succeeded.length) return <p className="muted small">Exports need a succeeded run.</p>;
   return (
@@ -63,7 +65,7 @@ function NewExportForm({ projectId }: { projectId: number }) {
           </select>
         </Field>
         {format === "onnx" ? (
-          <Field label="Quantization" errors={fieldError(create.error, "quantize")} help="int8 is smaller and faster; its loss change is measured and shown.">
+          <Field label="Quantization" errors={fieldError(create.error, "quantize")} help="int8 is smaller and faster; it fails if it misses the quality budget against PyTorch.">
             <select className="select" value={quantize} onChange={(e) => setQuantize(e.target.value as ExportQuantization)}>
               <option value="none">None (fp32)</option>
               <option value="int8">int8 (dynamic)</option>
@@ -71,7 +73,13 @@ function NewExportForm({ projectId }: { projectId: number }) {
           </Field>
         ) : null}
       </div>
-      <InlineError error={errorBesideButton(create.error, ["run", "format", "quantize"])} />
+      {quantized ? (
+        <label className="checkbox">
+          <input type="checkbox" checked={keepAnyway} onChange={(e) => setKeepAnyway(e.target.checked)} />
+          Keep it even if it misses the quality budget (marked with a warning; its answers will be worse)
+        </label>
+      ) : null}
+      <InlineError error={errorBesideButton(create.error, ["run", "format", "quantize", "keep_anyway"])} />
       <div className="form-actions">
         <Button type="submit" busy={create.isPending}>
           Export
@@ -97,6 +105,11 @@ export function ExportsCard({ projectId }: { projectId: number }) {
           <StatusBadge status={e.status} />
           {e.status === "running" || e.status === "pending" ? <ProgressBar value={e.progress} label={`Export ${e.id} progress`} /> : null}
           {e.status === "failed" && e.error ? <div className="small" style={{ color: "var(--danger)" }}>{e.error}</div> : null}
+          {e.quality_warning ? (
+            <div className="alert alert-warning small" role="alert">
+              {e.quality_warning}
+            </div>
+          ) : null}
         </>
       ),
     },
@@ -118,7 +131,7 @@ export function ExportsCard({ projectId }: { projectId: number }) {
         actions={(e) =>
           e.status === "succeeded" ? (
             <a className="btn btn-sm" href={exportDownloadUrl(e.id)} download>
-              Download
+              {e.quality_warning ? "Download (below quality budget)" : "Download"}
             </a>
           ) : null
         }
