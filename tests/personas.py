@@ -18,6 +18,7 @@ from tinyforge.core.models import AuditEvent, Event
 from tinyforge.datasets.models import DataConnection, Dataset, DatasetVersion
 from tinyforge.deployments.models import Deployment, Export
 from tinyforge.projects.models import Project
+from tinyforge.tracking.models import TrackedRun
 from tinyforge.training.models import Checkpoint, RunMetric, TrainingRun
 
 PASSWORD = "correct horse battery staple"
@@ -43,6 +44,8 @@ def populate_team(team: Team, owner) -> SimpleNamespace:
     )
     checkpoint = Checkpoint.all_teams.create(run=run, step=10, storage_key="ck", eval_loss=1.5, is_best=True)
     metric = RunMetric.all_teams.create(run=run, step=1, name="loss", value=2.0)
+    tracked = TrackedRun.all_teams.create(run=run, tracker="mlflow", external_id=f"{team.slug}-mlflow-run",
+                                          url=f"https://mlflow.example.com/#/experiments/1/runs/{team.slug}-mlflow-run")
     event = Event.all_teams.create(project=project, run=run, message="started", source="trainer")
     deployment = Deployment.all_teams.create(team=team, project=project, name=f"{team.slug}-model", run=run,
                                              checkpoint=checkpoint)
@@ -56,7 +59,7 @@ def populate_team(team: Team, owner) -> SimpleNamespace:
                                         target_type="project", target_id=str(project.pk))
     membership = Membership.all_teams.get(team=team, user=owner)
     return SimpleNamespace(team=team, project=project, dataset=dataset, connection=connection, version=version,
-                           run=run, checkpoint=checkpoint, metric=metric, event=event, deployment=deployment,
+                           run=run, checkpoint=checkpoint, metric=metric, tracked=tracked, event=event, deployment=deployment,
                            export=export, invitation=invitation, token=token, audit=audit, membership=membership)
 
 

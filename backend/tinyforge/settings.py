@@ -24,6 +24,7 @@ from tinyforge.core.env import (
     env_list,
     env_named_folders,
     env_str,
+    env_url,
     repository_root,
 )
 
@@ -78,6 +79,7 @@ INSTALLED_APPS = [
     "tinyforge.datasets",
     "tinyforge.training",
     "tinyforge.deployments",
+    "tinyforge.tracking",
 ]
 
 MIDDLEWARE = [
@@ -192,6 +194,30 @@ QA_BASE_URLS = {
     **{url: env_str(f"TINYFORGE_QA_API_KEY_{number}", None, secret=True)
        for number, url in enumerate(env_list("TINYFORGE_QA_BASE_URLS", []), start=1)},
 }
+
+# Where people reach the dashboard; links from MLflow and W&B back to runs and deployments start here.
+PUBLIC_URL = env_url("TINYFORGE_PUBLIC_URL", "http://localhost:8080")
+
+# Experiment tracking for every team that has not set its own in Settings (docs/operations.md).
+# MLflow: an http(s) tracking server; the credentials are its basic-auth user or a bearer token.
+MLFLOW_TRACKING_URI = env_url("TINYFORGE_MLFLOW_TRACKING_URI", None)
+MLFLOW_USERNAME = env_str("TINYFORGE_MLFLOW_USERNAME", "")
+MLFLOW_PASSWORD = env_str("TINYFORGE_MLFLOW_PASSWORD", "", secret=True)
+MLFLOW_TOKEN = env_str("TINYFORGE_MLFLOW_TOKEN", "", secret=True)
+# Empty: one experiment per project, "tinyforge/<team slug>/<project name>".
+MLFLOW_EXPERIMENT = env_str("TINYFORGE_MLFLOW_EXPERIMENT", "")
+# Weights & Biases: on when an API key is set, or in offline mode (files under the run's folder).
+WANDB_API_KEY = env_str("TINYFORGE_WANDB_API_KEY", "", secret=True)
+WANDB_MODE = env_str("TINYFORGE_WANDB_MODE", "online", choices=("online", "offline"))
+WANDB_ENTITY = env_str("TINYFORGE_WANDB_ENTITY", "")
+# Empty: one W&B project per TinyForgeAI project, "tinyforge-<team slug>-<project name>".
+WANDB_PROJECT = env_str("TINYFORGE_WANDB_PROJECT", "")
+WANDB_BASE_URL = env_url("TINYFORGE_WANDB_BASE_URL", None)
+# Upload the final model folder as an artifact too (it can be gigabytes).
+TRACKING_LOG_MODEL = env_bool("TINYFORGE_TRACKING_LOG_MODEL", False)
+# How long the end of a run waits for trackers to take what is pending, the artifacts and the
+# final status; a tracker still busy then goes on in the background.
+TRACKING_FINISH_SECONDS = env_int("TINYFORGE_TRACKING_FINISH_SECONDS", 120, minimum=1)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

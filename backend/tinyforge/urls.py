@@ -13,6 +13,7 @@ from tinyforge.datasets import views as datasets
 from tinyforge.deployments import views as deployments
 from tinyforge.deployments.proxy import openai_proxy
 from tinyforge.projects import views as projects
+from tinyforge.tracking import views as tracking
 from tinyforge.training import views as training
 
 router = DefaultRouter(trailing_slash=True)
@@ -31,6 +32,8 @@ router.register("deployments", deployments.DeploymentViewSet, basename="deployme
 router.register("exports", deployments.ExportViewSet, basename="export")
 router.register("events", core.EventViewSet, basename="event")
 router.register("audit-events", core.AuditEventViewSet, basename="auditevent")
+router.register("tracking-settings", tracking.TeamTrackingViewSet, basename="teamtracking")
+router.register("tracked-runs", tracking.TrackedRunViewSet, basename="trackedrun")
 
 api_v1 = [
     path("auth/csrf/", accounts.CsrfView.as_view(), name="auth-csrf"),

@@ -88,6 +88,20 @@ def _env_number(name, default, parse, expected: str, minimum, maximum):
     return number
 
 
+def env_url(name: str, default: str | None, *, schemes: tuple[str, ...] = ("http", "https"),
+            secret: bool = False) -> str | None:
+    """An absolute URL of one of `schemes` (without a trailing slash), or `default` when unset."""
+    from urllib.parse import urlsplit
+
+    value = _raw(name, secret)
+    if value is None:
+        return default
+    parts = urlsplit(value.strip())
+    if parts.scheme not in schemes or not parts.netloc:
+        raise SettingError(f"{name}={value!r}: expected a URL starting with {' or '.join(s + '://' for s in schemes)}")
+    return value.strip().rstrip("/")
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     """A comma-separated list; blanks around items are ignored."""
     value = _raw(name, secret=False)

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
-
-from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
 from django.db import models
 
+from tinyforge.core.encryption import decrypt_json, encrypt_json
 from tinyforge.core.models import TrackedJob, tracked_status
 from tinyforge.core.tenancy import TeamOwnedModel
 
@@ -28,14 +24,6 @@ class Dataset(TeamOwnedModel):
 
     def __str__(self) -> str:
         return self.name
-
-
-def _fernet() -> Fernet:
-    key = settings.TINYFORGE_ENCRYPTION_KEY
-    if not key:
-        # Derived, so the demo needs no extra secret; production may set its own key.
-        key = base64.urlsafe_b64encode(hashlib.sha256(f"tinyforge-credentials:{settings.SECRET_KEY}".encode()).digest())
-    return Fernet(key)
 
 
 class ConnectionKind(models.TextChoices):
@@ -65,16 +53,10 @@ class DataConnection(TeamOwnedModel):
         return self.name
 
     def set_credentials(self, credentials: dict) -> None:
-        self.encrypted_credentials = _fernet().encrypt(json.dumps(credentials).encode("utf-8"))
+        self.encrypted_credentials = encrypt_json(credentials)
 
     def get_credentials(self) -> dict:
-        try:
-            return json.loads(_fernet().decrypt(bytes(self.encrypted_credentials)))
-        except InvalidToken:
-            raise ValueError(
-                f"connection {self.pk}: stored credentials cannot be decrypted "
-                "(SECRET_KEY or TINYFORGE_ENCRYPTION_KEY changed since they were saved); enter them again"
-            ) from None
+        return decrypt_json(self.encrypted_credentials, f"connection {self.pk}")
 
 
 class DatasetVersionStatus(models.TextChoices):

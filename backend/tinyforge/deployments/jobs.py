@@ -48,6 +48,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SOURCE = "deploy"
+# Called with (deployment, say) once a deployment's model folder is ready, by apps that register
+# in their AppConfig.ready() (the MLflow Model Registry); they must not raise.
+DEPLOYED_HOOKS: list = []
 
 
 def deploy(deployment_id: int) -> str:
@@ -76,6 +79,8 @@ def deploy(deployment_id: int) -> str:
         storage.delete(key)  # stopped meanwhile: nothing will load it
         return "skipped"
     say("model prepared; the inference service loads it within seconds")
+    for hook in DEPLOYED_HOOKS:
+        hook(deployment, say)
     return key
 
 

@@ -48,6 +48,10 @@ LAST_LINES = 20
 OUT_OF_MEMORY = ("out of memory", "can't allocate memory")
 # How long a run waits for its dataset version to finish importing before giving up.
 DATASET_WAIT_SECONDS = 6 * 3600
+# Callbacks other apps add to every run (experiment trackers), registered in their
+# AppConfig.ready(): factory(run, attempt, recorder) -> TrainerCallback | None. A callback's
+# attempt_ended(outcome) is called once the outcome is recorded; factories and it must not raise.
+RUN_CALLBACK_FACTORIES: list = []
 
 
 class StopTraining(Exception):
@@ -204,22 +208,27 @@ def train_run(run_id: int, attempt: int) -> str:
                  source="worker")
     recorder.flush(force=True)
     out_dir = storage.folder(storage.run_output_key(run.project_id, run.pk))
+    extra_callbacks = [c for factory in RUN_CALLBACK_FACTORIES if (c := factory(run, attempt, recorder)) is not None]
+    outcome = "failed"
     try:
         with Heartbeat(lambda: lifecycle.record_heartbeat(run_id, attempt), f"heartbeat-run-{run_id}"), \
                 warnings.catch_warnings():
             warnings.simplefilter("default")
             warnings.showwarning = lambda message, *args, **kwargs: recorder.warning(message)
-            return _train(run, attempt, recorder, out_dir)
+            outcome = _train(run, attempt, recorder, out_dir, extra_callbacks)
+            return outcome
     except BaseException as exc:
         _record_failure(run, attempt, recorder, exc, out_dir)
         if isinstance(exc, (TinyforgeError, StopTraining)):
             return "failed"  # the user's problem, recorded on the run; not a worker error
         raise
     finally:
+        for callback in extra_callbacks:
+            callback.attempt_ended(outcome)
         close_old_connections()
 
 
-def _train(run: TrainingRun, attempt: int, recorder: RunRecorder, out_dir: Path) -> str:
+def _train(run: TrainingRun, attempt: int, recorder: RunRecorder, out_dir: Path, extra_callbacks: list) -> str:
     from tinyforge.ml.config import TrainConfig
     from tinyforge.ml.train import train
 
@@ -238,7 +247,8 @@ def _train(run: TrainingRun, attempt: int, recorder: RunRecorder, out_dir: Path)
     recorder.flush(force=True)
     if recorder.stop:
         raise StopTraining("the run was cancelled before training started")
-    result = train(config, dataset, out_dir, [recorder], validation=validation, resume_from=resume_from)
+    result = train(config, dataset, out_dir, [recorder, *extra_callbacks], validation=validation,
+                   resume_from=resume_from)
     recorder.flush(force=True)
     if result.status == "cancelled" and not recorder.stop:
         # The engine stops like this on SIGTERM too: the worker is shutting down, nobody cancelled.

@@ -961,6 +961,71 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/tracked-runs/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Where runs were mirrored: their MLflow and W&B runs (filter by run) */
+        get: operations["tracked_runs_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/tracked-runs/{id}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One tracked run */
+        get: operations["tracked_runs_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/tracking-settings/{team}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A team's experiment trackers (MLflow, W&B); empty values use the server-wide ones
+         * @description /tracking-settings/<team id>/: the team's MLflow and W&B settings. Every member reads them
+         *     (secrets never leave the server); only owners change them.
+         */
+        get: operations["tracking_settings_retrieve"];
+        /**
+         * Set a team's experiment trackers (owner only); secrets left out are kept
+         * @description /tracking-settings/<team id>/: the team's MLflow and W&B settings. Every member reads them
+         *     (secrets never leave the server); only owners change them.
+         */
+        put: operations["tracking_settings_update"];
+        post?: never;
+        /**
+         * Remove a team's own trackers (owner only); the server-wide ones apply again
+         * @description /tracking-settings/<team id>/: the team's MLflow and W&B settings. Every member reads them
+         *     (secrets never leave the server); only owners change them.
+         */
+        delete: operations["tracking_settings_destroy"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -1770,6 +1835,21 @@ export interface components {
             previous?: string | null;
             results: components["schemas"]["Team"][];
         };
+        PaginatedTrackedRunList: {
+            /** @example 123 */
+            count: number;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?page=4
+             */
+            next?: string | null;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?page=2
+             */
+            previous?: string | null;
+            results: components["schemas"]["TrackedRun"][];
+        };
         PaginatedTrainingRunList: {
             /** @example 123 */
             count: number;
@@ -2025,6 +2105,52 @@ export interface components {
         TeamRequest: {
             name: string;
         };
+        /** @description A team's trackers. Secrets are write-only: leave one out to keep it, send "" to remove it. */
+        TeamTracking: {
+            readonly team: number;
+            /** @description http(s) URL of an MLflow tracking server; empty: the server-wide one, if any */
+            mlflow_tracking_uri?: string;
+            /** @description Empty: tinyforge/<team>/<project> */
+            mlflow_experiment?: string;
+            mlflow_username?: string;
+            /** @description Empty: tinyforge-<team>-<project> */
+            wandb_project?: string;
+            wandb_entity?: string;
+            /** @description Empty: W&B's cloud */
+            wandb_base_url?: string;
+            /** @description Also upload the final model folder (large) */
+            log_model?: boolean;
+            readonly has_mlflow_password: boolean;
+            readonly has_mlflow_token: boolean;
+            readonly has_wandb_api_key: boolean;
+            /** @description The server-wide MLflow URI that the team's runs use while its own is empty (null: none) */
+            readonly server_mlflow: string | null;
+            /** @description Whether W&B is on server-wide for teams without their own key */
+            readonly server_wandb: boolean;
+            /** Format: date-time */
+            readonly updated_at: string;
+        };
+        /** @description A team's trackers. Secrets are write-only: leave one out to keep it, send "" to remove it. */
+        TeamTrackingRequest: {
+            /** @description http(s) URL of an MLflow tracking server; empty: the server-wide one, if any */
+            mlflow_tracking_uri?: string;
+            /** @description Empty: tinyforge/<team>/<project> */
+            mlflow_experiment?: string;
+            mlflow_username?: string;
+            /** @description Basic-auth password (stored encrypted) */
+            mlflow_password?: string;
+            /** @description Bearer token instead of a user and password (stored encrypted) */
+            mlflow_token?: string;
+            /** @description Empty: tinyforge-<team>-<project> */
+            wandb_project?: string;
+            wandb_entity?: string;
+            /** @description Empty: W&B's cloud */
+            wandb_base_url?: string;
+            /** @description W&B API key; W&B is on for the team while one is set (stored encrypted) */
+            wandb_api_key?: string;
+            /** @description Also upload the final model folder (large) */
+            log_model?: boolean;
+        };
         TokenHistogram: {
             /** @description Bucket edges in tokens (n + 1) */
             edges: number[];
@@ -2039,6 +2165,27 @@ export interface components {
             p95: number | null;
             max_seq_length: number | null;
         };
+        TrackedRun: {
+            readonly id: number;
+            readonly run: number;
+            readonly tracker: components["schemas"]["TrackerEnum"];
+            readonly attempt: number;
+            /** @description The run's id in the tracker */
+            readonly external_id: string;
+            readonly experiment_id: string;
+            /** @description The run's page in the tracker (none offline) */
+            readonly url: string;
+            /** Format: date-time */
+            readonly created_at: string;
+            /** Format: date-time */
+            readonly updated_at: string;
+        };
+        /**
+         * @description * `mlflow` - MLflow
+         *     * `wandb` - Weights & Biases
+         * @enum {string}
+         */
+        TrackerEnum: "mlflow" | "wandb";
         TrainingOptions: {
             base_models: components["schemas"]["BaseModelPreset"][];
             hyperparameters: components["schemas"]["Hyperparameter"][];
@@ -6287,6 +6434,263 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+        };
+    };
+    tracked_runs_list: {
+        parameters: {
+            query?: {
+                /** @description Which field to use when ordering the results. */
+                ordering?: string;
+                /** @description A page number within the paginated result set. */
+                page?: number;
+                /** @description Number of results to return per page. */
+                page_size?: number;
+                run?: number;
+                /**
+                 * @description * `mlflow` - MLflow
+                 *     * `wandb` - Weights & Biases
+                 */
+                tracker?: "mlflow" | "wandb";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaginatedTrackedRunList"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Signed in, but your role or the token's scopes do not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    tracked_runs_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this tracked run. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TrackedRun"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Signed in, but your role or the token's scopes do not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    tracking_settings_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                team: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TeamTracking"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Signed in, but your role or the token's scopes do not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    tracking_settings_update: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                team: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["TeamTrackingRequest"];
+                "multipart/form-data": components["schemas"]["TeamTrackingRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["TeamTrackingRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TeamTracking"];
+                };
+            };
+            /** @description Invalid input; `fields` names each bad field */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Signed in, but your role or the token's scopes do not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    tracking_settings_destroy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                team: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No response body */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Signed in, but your role or the token's scopes do not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
             };
         };
     };
