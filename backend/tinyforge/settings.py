@@ -83,6 +83,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # GET /metrics for Prometheus, to the metrics token, before the host check and the HTTPS
+    # redirect (a scrape names the container or pod by its address): core/metrics.py.
+    "tinyforge.core.metrics.MetricsEndpointMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Before WhiteNoise, which answers the dashboard's files itself: what comes after it never
     # sees those responses, and the index page must not be framed either.
@@ -181,7 +184,7 @@ EXPORT_MIN_TOKEN_AGREEMENT = env_float("TINYFORGE_EXPORT_MIN_TOKEN_AGREEMENT", 0
 # has no nginx) are passed on to it.
 INFERENCE_URL = env_str("TINYFORGE_INFERENCE_URL", "http://127.0.0.1:8001")
 # The inference service's GET /metrics answers on its port only "Authorization: Bearer <this>";
-# unset, not at all there. TINYFORGE_METRICS_ADDRESS (HOST:PORT, read by `tinyforge serve-platform`)
+# unset, not at all there. The web process's GET /metrics (queues, workers, jobs) follows the same rule. TINYFORGE_METRICS_ADDRESS (HOST:PORT, read by `tinyforge serve-platform`)
 # serves them without a token on an internal address instead: Prometheus's own network.
 METRICS_TOKEN = env_str("TINYFORGE_METRICS_TOKEN", None, secret=True)
 # OpenAI-compatible base URL -> API key (None: no key), for the servers that the qa recipe of an

@@ -79,7 +79,9 @@ def mlflow_server(tmp_path_factory):
                 process.kill()
                 pytest.fail(f"mlflow server did not start: {(root / 'server.log').read_text()[-3000:]}")
             time.sleep(0.5)
-    yield MlflowServer(url, ADMIN_USER, ADMIN_PASSWORD)
+    server = MlflowServer(url, ADMIN_USER, ADMIN_PASSWORD)
+    server.client().search_experiments()  # its first API answer is slow (lazy imports): not in a test
+    yield server
     os.killpg(process.pid, signal.SIGTERM)  # the server and its uvicorn worker
     try:
         process.wait(timeout=5)

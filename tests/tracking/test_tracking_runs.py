@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port
+from tracking.conftest import free_port
 from tinyforge.core import storage
 from tinyforge.core.models import Event
 from tinyforge.deployments.jobs import deploy

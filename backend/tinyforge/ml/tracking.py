@@ -47,7 +47,7 @@ MLFLOW_PARAM_LIMIT = 6000
 MLFLOW_BATCH = 1000  # metrics per log_batch call, MLflow's own limit
 # One try per call, and a bounded wait: a dead server must not hold the end of a run for minutes
 # (MLflow's default is 7 retries with exponential backoff and a 120 s timeout).
-MLFLOW_REQUEST_TIMEOUT_SECONDS = 10
+MLFLOW_REQUEST_TIMEOUT_SECONDS = 30
 
 
 class TrackerError(Exception):

@@ -11,6 +11,7 @@ import { formatDateTime, formatDuration, formatMetric, formatNumber, formatTime 
 import { useProjectId } from "../../../lib/use-project-id";
 import { useCurrentTeam } from "../../../lib/current-team";
 import { useRun } from "../api/get-run";
+import { useTrackedRuns } from "../api/list-tracked-runs";
 import { checkpointsKey, useCheckpoints } from "../../../api/list-checkpoints";
 import { runEventsKey, useRunEvents } from "../api/list-run-events";
 import { runMetricsKey, useRunMetrics } from "../api/list-run-metrics";
@@ -18,6 +19,24 @@ import { useCancelRun, useResumeRun } from "../api/run-actions";
 import { isRunActive } from "../../../api/status";
 import { curveRows, latestValue, runProgress } from "../run-status";
 import { MetricChart } from "./MetricChart";
+
+const TRACKER_NAMES: Record<string, string> = { mlflow: "MLflow", wandb: "W&B" };
+
+/** Links to the run's pages in the team's experiment trackers (MLflow, W&B). */
+function TrackerLinks({ runId, live }: { runId: number; live: boolean }) {
+  const tracked = useTrackedRuns(runId, live);
+  const links = (tracked.data?.results ?? []).filter((t) => t.url);
+  if (!links.length) return null;
+  return (
+    <>
+      {links.map((t) => (
+        <a key={t.id} className="btn" href={t.url} target="_blank" rel="noreferrer noopener">
+          {TRACKER_NAMES[t.tracker] ?? t.tracker} run ↗
+        </a>
+      ))}
+    </>
+  );
+}
 
 export function EventLines({ events, follow }: { events: ProjectEvent[]; follow: boolean }) {
   const ref = useRef<HTMLDivElement>(null);
@@ -87,7 +106,9 @@ export function RunPage() {
         }
         description={`${r.base_model} · ${r.method === "lora" ? "LoRA" : "full fine-tune"} · attempt ${r.attempt} · created ${formatDateTime(r.created_at)}`}
         actions={
-          canWrite ? (
+          <>
+            <TrackerLinks runId={r.id} live={live} />
+          {canWrite ? (
             <>
               {live ? (
                 <Button variant="danger" busy={cancel.isPending} disabled={r.cancel_requested} onClick={() => cancel.mutate(r.id)}>
@@ -105,7 +126,8 @@ export function RunPage() {
                 </Link>
               ) : null}
             </>
-          ) : null
+          ) : null}
+          </>
         }
       />
       <div className="stack">
