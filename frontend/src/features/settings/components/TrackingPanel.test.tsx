@@ -54,8 +54,8 @@ describe("TrackingPanel", () => {
     await userEvent.type(uri, "https://mlflow.example.com");
     await userEvent.click(screen.getByRole("button", { name: "Save tracking settings" }));
     expect(await screen.findByText("Saved.")).toBeInTheDocument();
-    expect(sent[1].body).toMatchObject({ mlflow_tracking_uri: "https://mlflow.example.com", log_model: false });
-    expect(sent[1].body).not.toHaveProperty("mlflow_password");
+    expect(sent[1]?.body).toMatchObject({ mlflow_tracking_uri: "https://mlflow.example.com", log_model: false });
+    expect(sent[1]?.body).not.toHaveProperty("mlflow_password");
   });
 
   it("shows a member the settings read-only", async () => {
