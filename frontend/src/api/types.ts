@@ -37,7 +37,9 @@ export type DatasetVersion = Omit<S["DatasetVersion"], "stats" | "validation_rep
 };
 export type DataConnection = Omit<S["DataConnection"], "options"> & { options: Record<string, unknown> };
 export type RunStatus = S["TrainingRunStatusEnum"];
-export type TrainingMethod = S["MethodEnum"];
+// Enums named by the field that holds them: the schema generator renames an enum component when
+// another field of the same name appears (KindEnum became DataConnectionKindEnum).
+export type TrainingMethod = NonNullable<S["TrainingRun"]["method"]>;
 export type TrainingRun = Omit<S["TrainingRun"], "config" | "summary_metrics" | "eval_results"> & {
   config: Record<string, unknown>;
   summary_metrics: Record<string, number>;
@@ -82,7 +84,7 @@ export type ExportFormat = S["FormatEnum"];
 export type LoginRequest = S["LoginRequest"];
 export type ProjectRequest = S["ProjectRequest"];
 export type DatasetRequest = S["DatasetRequest"];
-export type ConnectionKind = S["KindEnum"];
+export type ConnectionKind = S["DataConnection"]["kind"];
 export type DataConnectionRequest = Omit<S["DataConnectionRequest"], "options" | "credentials"> & {
   options?: Record<string, unknown>;
   /** SQL: {"url": "postgresql://..."}; Google: {"service_account_json": "..."} or {"oauth_token": "..."}. */
@@ -96,8 +98,9 @@ export interface ColumnMapping {
   output: string;
   metadata: string[];
 }
+type SourceKind = S["DatasetVersion"]["source_kind"];
 /** A new dataset version from a connection; source_config's shape depends on source_kind. */
-export type DatasetVersionRequest<Kind extends S["SourceKindEnum"] = S["SourceKindEnum"]> = Omit<
+export type DatasetVersionRequest<Kind extends SourceKind = SourceKind> = Omit<
   S["DatasetVersionRequest"],
   "source_kind" | "source_config"
 > & { source_kind: Kind; source_config: SourceConfigs[Kind] };
@@ -118,7 +121,7 @@ export type TrainingRunRequest = Omit<S["TrainingRunRequest"], "config"> & {
 };
 export type DeploymentRequest = S["DeploymentRequest"];
 export type ExportRequest = S["ExportRequest"];
-export type ExportQuantization = S["QuantizeEnum"];
+export type ExportQuantization = NonNullable<S["Export"]["quantize"]>;
 export type PlaygroundChatRequest = S["PlaygroundChatRequest"];
 export type ChatMessage = S["ChatMessageRequest"];
 export type MembershipCreateRequest = S["MembershipCreateRequest"];
