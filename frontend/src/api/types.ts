@@ -6,8 +6,10 @@ import type { components, operations } from "./schema";
 
 type S = components["schemas"];
 
-export type Role = S["RoleEnum"];
-export type Scope = S["ScopesEnum"];
+// Enums are named by the field that holds them: the schema generator renames an enum component
+// when another field of the same name appears (KindEnum became DataConnectionKindEnum).
+export type Role = NonNullable<S["Membership"]["role"]>;
+export type Scope = S["ApiToken"]["scopes"][number];
 export type TeamRef = S["TeamOfUser"];
 export type Me = S["Me"];
 export type Project = S["Project"];
@@ -20,7 +22,7 @@ export type TeamTrackingInput = S["TeamTrackingRequest"];
 export type TrackedRun = S["TrackedRun"];
 export type AuditEvent = Omit<S["AuditEvent"], "changes"> & { changes: Record<string, unknown> };
 export type Dataset = S["Dataset"];
-export type DatasetVersionStatus = S["DatasetVersionStatusEnum"];
+export type DatasetVersionStatus = S["DatasetVersion"]["status"];
 export type ValidationReport = S["ValidationReport"];
 export type InvalidRow = S["RowProblem"];
 export type TokenHistogram = S["TokenHistogram"];
@@ -36,9 +38,7 @@ export type DatasetVersion = Omit<S["DatasetVersion"], "stats" | "validation_rep
   source_config?: Record<string, unknown>;
 };
 export type DataConnection = Omit<S["DataConnection"], "options"> & { options: Record<string, unknown> };
-export type RunStatus = S["TrainingRunStatusEnum"];
-// Enums named by the field that holds them: the schema generator renames an enum component when
-// another field of the same name appears (KindEnum became DataConnectionKindEnum).
+export type RunStatus = S["TrainingRun"]["status"];
 export type TrainingMethod = NonNullable<S["TrainingRun"]["method"]>;
 export type TrainingRun = Omit<S["TrainingRun"], "config" | "summary_metrics" | "eval_results"> & {
   config: Record<string, unknown>;
@@ -74,10 +74,10 @@ export type RunMetric = S["RunMetric"];
 export type ProjectEvent = Omit<S["Event"], "data"> & { data?: Record<string, unknown> };
 export type Checkpoint = S["Checkpoint"];
 export type Deployment = S["Deployment"];
-export type DeploymentStatus = S["DeploymentStatusEnum"];
-export type Runtime = S["RuntimeEnum"];
+export type DeploymentStatus = S["Deployment"]["status"];
+export type Runtime = NonNullable<S["Deployment"]["runtime"]>;
 export type Export = Omit<S["Export"], "verification"> & { verification: Record<string, unknown> };
-export type ExportFormat = S["FormatEnum"];
+export type ExportFormat = S["Export"]["format"];
 
 // ---------- requests ----------
 
