@@ -133,6 +133,9 @@ def main() -> int:
         print(json.dumps(measure(args.child[0], args.child[1], args.steps, args.repeats, args.threads)))
         return 0
 
+    from tinyforge.hardware import machine_summary
+
+    print(machine_summary(), flush=True)
     args.work.mkdir(parents=True, exist_ok=True)
     base, (fp32_dir, fp32_report), (int8_dir, int8_report) = ensure_exports(args.work)
     results: dict[str, dict] = {}

@@ -181,6 +181,9 @@ def main() -> int:
         child(kind, target, out, int(rows))
         return 0
 
+    from tinyforge.hardware import machine_summary
+
+    print(machine_summary(), flush=True)
     failures = []
     with tempfile.TemporaryDirectory(prefix="tf-ingest-bench-") as tmp:
         folder = Path(tmp)

@@ -56,6 +56,9 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=3, help="CLI/platform run pairs for throughput")
     parser.add_argument("--latency-runs", type=int, default=20)
     args = parser.parse_args()
+    from tinyforge.hardware import machine_summary
+
+    print(machine_summary(), flush=True)
 
     import django
 

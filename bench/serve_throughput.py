@@ -309,8 +309,10 @@ def main() -> int:
     args.max_tokens = args.max_tokens or (32 if args.quick else 128)
     args.rounds = args.rounds or (1 if args.quick else 2)
 
+    from tinyforge.hardware import machine_summary
     from tinyforge.ml.models import PRESETS, resolve_base_model
 
+    print(machine_summary(), flush=True)
     load_before = os.getloadavg()
     base = resolve_base_model("smollm2-135m-instruct")
     preset = PRESETS["smollm2-135m-instruct"]

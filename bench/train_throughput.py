@@ -302,6 +302,10 @@ def main() -> None:
         child(args.child, args.steps, args.precision, args.seed)
         return
 
+    from tinyforge.hardware import machine_summary
+
+    print(machine_summary(), flush=True)
+
     from transformers import AutoTokenizer
 
     from tinyforge.ml.formatting import tokenize_messages

@@ -168,6 +168,12 @@ def cpu() -> CpuCapabilities:
                            onednn_max_isa=cap, torch_capability=capability, onednn_bf16=onednn_bf16)
 
 
+def machine_summary() -> str:
+    """The first line of every benchmark's output: figures hold for this kind of CPU, under this load."""
+    load = f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "unknown"
+    return f"CPU: {cpu().summary()}; {os.cpu_count()} cores; load average {load}"
+
+
 def cuda_available() -> bool:
     try:
         import torch

@@ -37,7 +37,7 @@ OPSET = 17
 
 # Architectures whose export has been verified end to end (SmolLM2 is a Llama). Others may trace
 # fine but we do not offer what we have not checked.
-SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM",)
+ONNX_EXPORTABLE_ARCHITECTURES = ("LlamaForCausalLM",)
 
 # fp32 ONNX Runtime against fp32 PyTorch: the two reorder floating-point sums differently, which
 # moves logits by ~1e-5 on SmolLM2-135M; 1e-3 leaves room and still catches a wrong graph (a
@@ -76,10 +76,10 @@ ProgressCallback = Callable[[str], None]
 def check_architecture(config) -> None:
     architectures = list(getattr(config, "architectures", None) or [])
     name = architectures[0] if architectures else type(config).__name__
-    if name not in SUPPORTED_ARCHITECTURES:
+    if name not in ONNX_EXPORTABLE_ARCHITECTURES:
         raise TinyforgeError(
             f"ONNX export does not support the architecture {name!r} "
-            f"(supported: {', '.join(SUPPORTED_ARCHITECTURES)}); export to the Hugging Face "
+            f"(supported: {', '.join(ONNX_EXPORTABLE_ARCHITECTURES)}); export to the Hugging Face "
             "format instead"
         )
 

@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from tinyforge.errors import TinyforgeError
 from tinyforge.serving.runtime import BASE_ADAPTER, AdapterNotShareable, Runtime, RuntimeInfo
 
-SUPPORTED_ARCHITECTURES = ("llama", "mistral", "qwen2")
+# config.model_type values (not class names, which ml.onnx_export lists for what it exports).
+SERVABLE_MODEL_TYPES = ("llama", "mistral", "qwen2")
 STATIC_ROPE_TYPES = ("default", "linear", "llama3", "yarn")
 ATTENTION_PARTS = ("q_proj", "k_proj", "v_proj")
 MLP_PARTS = ("gate_proj", "up_proj")
@@ -113,9 +114,9 @@ class TorchRuntime(Runtime):
     def __init__(self, model, *, max_slots: int = 16, max_context: int | None = None,
                  device: str = "auto", dtype: str = "float32") -> None:
         config = model.config
-        if config.model_type not in SUPPORTED_ARCHITECTURES:
+        if config.model_type not in SERVABLE_MODEL_TYPES:
             raise TinyforgeError(
-                f"the torch serving runtime supports {', '.join(SUPPORTED_ARCHITECTURES)} models; "
+                f"the torch serving runtime supports {', '.join(SERVABLE_MODEL_TYPES)} models; "
                 f"this one is {config.model_type!r}"
             )
         rope = getattr(config, "rope_parameters", None) or {"rope_type": "default"}
