@@ -95,6 +95,27 @@ def test_a_server_that_stays_down_does_not_hold_the_end_of_the_run(mlflow_server
     assert len(warnings) == 1 and urlsplit(tracker.tracking_uri).netloc in warnings[0]
 
 
+def test_a_server_that_never_answers_neither_slows_the_run_nor_holds_its_end(tiny_model_dir, tmp_path):
+    """A hung tracker: the port accepts connections and never answers a byte."""
+    import socket
+
+    from tracking.conftest import require_mlflow_server
+
+    require_mlflow_server()
+
+    hung = socket.create_server(("127.0.0.1", 0))
+    try:
+        warnings = []
+        tracker = MlflowTracker(f"http://127.0.0.1:{hung.getsockname()[1]}", experiment="hung")
+        tracking = TrackingCallback([tracker], TrackedRun("nobody answers", params={}), warn=warnings.append)
+        result = train(tiny_config(tiny_model_dir, max_steps=4), FACTS, tmp_path / "out", [tracking])
+        assert result.status == "completed" and result.steps == 4  # the steps never waited on the tracker
+        assert tracking.finish("succeeded", [], timeout=1) is False  # the end waits 1 s, not the request timeout
+        assert len(warnings) == 1 and "still sending when the run ended" in warnings[0]
+    finally:
+        hung.close()
+
+
 def test_a_tracker_uri_of_another_scheme_is_refused():
     from tinyforge.ml.tracking import TrackerError
 

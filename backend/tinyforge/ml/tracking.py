@@ -1,7 +1,7 @@
 """Experiment trackers: a training run mirrored to MLflow or Weights & Biases, never slowed by them.
 
 `TrackingCallback` is a TrainerCallback. The training loop only appends to bounded in-memory
-buffers (a few microseconds a step); one thread per tracker sends what piled up every
+buffers (no I/O on its thread); one thread per tracker sends what piled up every
 SEND_SECONDS. A tracker that is unreachable, slow or refuses the credentials costs the run one
 warning (through `warn`, on the training thread) and nothing else: after its first failure the
 thread stops trying and keeps buffering, and `finish` tries once more to send everything that is
