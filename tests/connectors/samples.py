@@ -155,6 +155,8 @@ def write_bad_corpus(folder: Path) -> dict[str, Path]:
     put("pdf_named.csv", good_pdf)
     put("text_named.docx", b"this is plain text, not a Word document\n")
     put("ragged.csv", b"instruction,output\nsay hi,hi\nsay bye,bye,extra\n")
+    put("wrong_types.jsonl", b'{"instruction": "a", "output": "b"}\n{"instruction": "c", "output": ["d", "e"]}\n'
+                             b'{"instruction": "f", "output": "g"}\n')
     put("nul_bytes.json", b'[{"instruction": "a", "output": "b\x00c"}]')
     put("nul_bytes.jsonl", b'{"instruction": "a", "output": "b"}\n{"instruction": "\x00", "output": "c"}\n')
     # 2 KB that recursed past Python's limit in json (RecursionError) before depth was bounded.

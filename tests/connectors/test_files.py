@@ -12,7 +12,7 @@ import pytest
 from samples import make_docx, make_flate_bomb_pdf, make_pdf
 from tinyforge.connectors.files import FileSource
 from tinyforge.connectors.pdf import PdfLimits
-from tinyforge.connectors.records import Block, Row, SourceError
+from tinyforge.connectors.records import BadRecord, Block, Row, SourceError
 
 
 def read(path, **kwargs):
@@ -152,11 +152,9 @@ def test_a_custom_docx_style_with_an_outline_level_is_a_heading(tmp_path):
     ("image_only.pdf", "image_only.pdf: no extractable text"),
     ("external_entity.docx", "external_entity.docx, word/document.xml: rejected: the XML declares a DOCTYPE"),
     ("zip_bomb.docx", "zip_bomb.docx, word/media/filler.bin: rejected as a zip bomb"),
-    ("ragged.csv", "ragged.csv, line 3: ragged row: 3 fields where the header has 2"),
     ("nul_bytes.json", "nul_bytes.json, line 1: contains a NUL byte"),
     ("nul_bytes.jsonl", "nul_bytes.jsonl, line 2: contains a NUL byte at column 18"),
     ("not_utf8_invalid.jsonl", "not a text file: no text encoding fits its bytes"),
-    ("deeply_nested.jsonl", "deeply_nested.jsonl, line 2: not valid JSON: arrays and objects nested deeper than 100"),
     ("deeply_nested.json", "deeply_nested.json, line 3: not valid JSON: arrays and objects nested deeper than 100"),
 ])
 def test_it_refuses_bad_files_with_a_clear_error(bad_files, name, message):
@@ -165,6 +163,27 @@ def test_it_refuses_bad_files_with_a_clear_error(bad_files, name, message):
         read(bad_files[name])
     assert message in str(error.value)
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize("name, content, bad, rows", [
+    ("ragged.csv", None, [("line 3", "ragged row: 3 fields where the header has 2")], 1),
+    ("wrong_types.jsonl", None, [], 3),  # a row of the wrong shape is read; making it an example fails
+    ("deeply_nested.jsonl", None, [("line 2", "not valid JSON: arrays and objects nested deeper than 100 levels "
+                                              "at column 148")], 1),
+    ("lines.jsonl", b'{"instruction": "a", "output": "b"}\n{"instruction": "c", \n[1, 2]\n{"instruction": "d", "output": "e"}\n',
+     [("line 2", "not valid JSON: Expecting property name enclosed in double quotes at column 22"),
+      ("line 3", "expected a JSON object, found list")], 2),
+    ("items.json", b'[{"instruction": "a", "output": "b"},\n "text",\n {"instruction": "d", "output": "e"}]',
+     [("item 2 (line 2)", "array item 2 is a str, expected an object")], 2),
+])
+def test_a_record_it_cannot_read_is_yielded_as_bad_and_the_others_are_read(bad_files, tmp_path, name, content, bad,
+                                                                           rows):
+    path = bad_files[name] if content is None else tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    records = read(path)
+    assert [(r.location, r.problem) for r in records if isinstance(r, BadRecord)] == bad
+    assert sum(isinstance(r, Row) for r in records) == rows and all(r.source == name for r in records)
 
 
 def test_it_refuses_a_wrong_pdf_password(bad_files):

@@ -58,7 +58,6 @@ def assert_failed_cleanly(client, version, earlier, *expected: str, absent: tupl
     ("image_only.pdf", "image_only.pdf: no extractable text"),
     ("external_entity.docx", "external_entity.docx, word/document.xml: rejected: the XML declares a DOCTYPE"),
     ("zip_bomb.docx", "zip_bomb.docx, word/media/filler.bin: rejected as a zip bomb"),
-    ("ragged.csv", "ragged.csv, line 3: ragged row: 3 fields where the header has 2"),
     ("nul_bytes.json", "nul_bytes.json, line 1: contains a NUL byte"),
     ("nul_bytes.jsonl", "nul_bytes.jsonl, line 2: contains a NUL byte"),
     ("not_utf8_invalid.jsonl", "not_utf8_invalid.jsonl: not a text file: no text encoding fits its bytes"),
@@ -80,9 +79,48 @@ def test_json_nested_too_deep_fails_its_import_naming_the_file_and_line(bad_file
 
 def test_one_bad_file_among_good_ones_fails_the_whole_version(bad_files, upload, ingested, acme, earlier, client_for,
                                                               alice):
+    version = ingested(upload(acme.dataset, [("good.jsonl", GOOD_JSONL), ("pdf_named.csv", bad_files["pdf_named.csv"]
+                                                                          .read_bytes())]))
+    assert_failed_cleanly(client_for(alice), version, earlier, "pdf_named.csv: the file is named as CSV")
+
+
+def test_an_upload_imports_the_valid_rows_and_lists_every_bad_one_in_its_report(bad_files, upload, ingested, acme,
+                                                                                client_for, alice):
+    """Issue 15: one bad row no longer fails a whole upload. Nothing is lost: every row of the files
+    is in the version's file, listed as invalid with its file, line and reason, or a duplicate."""
+    client = client_for(alice)
     version = ingested(upload(acme.dataset, [("good.jsonl", GOOD_JSONL),
-                                             ("ragged.csv", bad_files["ragged.csv"].read_bytes())]))
-    assert_failed_cleanly(client_for(alice), version, earlier, "ragged.csv, line 3")
+                                             ("ragged.csv", bad_files["ragged.csv"].read_bytes()),
+                                             ("wrong_types.jsonl", bad_files["wrong_types.jsonl"].read_bytes())]))
+    body = client.get(f"/api/v1/dataset-versions/{version.pk}/").json()
+    assert body["status"] == "ready", body["error"]
+    expected = [
+        {"line": 3, "field": "row", "reason": "ragged row: 3 fields where the header has 2", "source": "ragged.csv",
+         "location": "line 3"},
+        {"line": 2, "field": "output", "reason": "field 'output' holds a list, expected text",
+         "source": "wrong_types.jsonl", "location": "line 2"},
+    ]
+    stats, stored = body["stats"], body["validation_report"]
+    assert stored["invalid"] == expected and stored["invalid_count"] == 2
+    assert stats["records_read"] == 6 + 2 + 3 == stats["examples_written"] + stats["skipped_count"] \
+        + stats["exact_duplicates"] + stats["near_duplicates"]
+    assert body["row_count"] == stored["valid_rows"] == stats["examples_written"] == 6 + 1 + 2
+    assert stored["total_rows"] == stored["valid_rows"] + stored["invalid_count"]
+    download = client.get(f"/api/v1/dataset-versions/{version.pk}/download/")
+    assert len(b"".join(download.streaming_content).splitlines()) == body["row_count"]
+    # A report computed afresh (another context length) lists them as well.
+    again = client.get(f"/api/v1/dataset-versions/{version.pk}/report/", {"max_seq_length": 64}).json()
+    assert again["invalid"] == expected and again["total_rows"] == stored["total_rows"]
+    warning = Event.all_teams.get(dataset_version=version, level="warning", message__contains="ragged.csv, line 3")
+    assert "ragged row" in warning.message
+
+
+def test_stop_at_the_first_bad_row_is_kept_for_those_who_want_it(bad_files, upload, ingested, acme, earlier,
+                                                                 client_for, alice):
+    for name, message in (("ragged.csv", "ragged.csv, line 3: ragged row: 3 fields where the header has 2"),
+                          ("wrong_types.jsonl", "wrong_types.jsonl, line 2: field 'output' holds a list, expected text")):
+        version = ingested(upload(acme.dataset, [(name, bad_files[name].read_bytes())], skip_bad_records=False))
+        assert_failed_cleanly(client_for(alice), version, earlier, message)
 
 
 def test_text_in_another_encoding_is_detected_not_refused(upload, ingested, acme):
@@ -93,12 +131,12 @@ def test_text_in_another_encoding_is_detected_not_refused(upload, ingested, acme
     assert "Très" in storage.path(version.storage_key).read_text(encoding="utf-8")
 
 
-def test_rows_that_cannot_become_examples_name_their_line_or_are_skipped_when_asked(upload, ingested, acme, earlier,
-                                                                                   client_for, alice):
+def test_rows_that_cannot_become_examples_are_skipped_or_name_their_line_when_asked_to_stop(upload, ingested, acme,
+                                                                                          earlier, client_for, alice):
     data = GOOD_JSONL + b'{"instruction": "no answer here"}\n'
-    failed = ingested(upload(acme.dataset, [("partial.jsonl", data)]))
+    failed = ingested(upload(acme.dataset, [("partial.jsonl", data)], skip_bad_records=False))
     assert_failed_cleanly(client_for(alice), failed, earlier, "partial.jsonl, line 7")
-    skipped = ingested(upload(acme.dataset, [("partial.jsonl", data)], skip_bad_records=True))
+    skipped = ingested(upload(acme.dataset, [("partial.jsonl", data)]))
     assert skipped.status == "ready" and skipped.row_count == 6
     assert skipped.stats["skipped_count"] == 1 and skipped.stats["sources"][0]["skipped"][0]["location"] == "line 7"
     warning = Event.all_teams.get(dataset_version=skipped, level="warning", message__startswith="skipped")

@@ -120,7 +120,8 @@ def test_a_diff_against_another_teams_version_is_refused(client_for, alice, mess
 
 
 def test_versions_that_are_not_ready_have_no_rows_to_show(client_for, alice, acme, upload, ingested, bad_files):
-    failed = ingested(upload(acme.dataset, [("ragged.csv", bad_files["ragged.csv"].read_bytes())]))
+    failed = ingested(upload(acme.dataset, [("ragged.csv", bad_files["ragged.csv"].read_bytes())],
+                             skip_bad_records=False))
     client = client_for(alice)
     for action in ("report", "preview", "download"):
         error = assert_error(client.get(f"/api/v1/dataset-versions/{failed.pk}/{action}/"), 409, "conflict")

@@ -21,7 +21,7 @@ from charset_normalizer import from_bytes
 
 from tinyforge import bounded_json
 from tinyforge.connectors.pdf import PdfLimits, iter_pdf_pages
-from tinyforge.connectors.records import Block, RawRecord, Row, SourceError
+from tinyforge.connectors.records import BadRecord, Block, RawRecord, Row, SourceError
 from tinyforge.connectors.word import ZipLimits, iter_docx_blocks
 
 DOCUMENT_FORMATS = ("txt", "md", "pdf", "docx")
@@ -182,7 +182,7 @@ class FileSource:
                     paragraph.append(line)
             yield from flush()
 
-    def _csv_rows(self) -> Iterator[Row]:
+    def _csv_rows(self) -> Iterator[Row | BadRecord]:
         raw, text = self._open_text(newline="")
         with raw, text:
             sample = text.read(65536)
@@ -204,11 +204,12 @@ class FileSource:
                 for row in reader:
                     if not row or not any(cell.strip() for cell in row):
                         continue
-                    if len(row) != len(header):
-                        raise SourceError(self.name, f"ragged row: {len(row)} fields where the header has "
-                                                     f"{len(header)}", f"line {reader.line_num}")
                     if reader.line_num % 1024 == 0:
                         self._fraction = raw.tell() / size
+                    if len(row) != len(header):
+                        yield BadRecord(self.name, f"line {reader.line_num}",
+                                        f"ragged row: {len(row)} fields where the header has {len(header)}")
+                        continue
                     yield Row(self.name, f"line {reader.line_num}", dict(zip(header, row)))
             except csv.Error as exc:
                 raise SourceError(self.name, f"malformed CSV: {exc}", f"line {reader.line_num}") from None
@@ -216,23 +217,23 @@ class FileSource:
                 raise SourceError(self.name, f"bytes that are not valid {self.encoding} ({exc.reason})",
                                   f"line {reader.line_num + 1}") from None
 
-    def _jsonl_rows(self) -> Iterator[Row]:
+    def _jsonl_rows(self) -> Iterator[Row | BadRecord]:
         raw, text = self._open_text()
         with raw, text:
             for number, line in self._lines(text, raw):
                 if not line.strip():
                     continue
                 try:
-                    value = bounded_json.loads(line)
+                    value = bounded_json.loads(line.rstrip("\r\n"))  # an error at its end names a column of this line
                 except json.JSONDecodeError as exc:
-                    raise SourceError(self.name, f"not valid JSON: {exc.msg} at column {exc.colno}",
-                                      f"line {number}") from None
+                    yield BadRecord(self.name, f"line {number}", f"not valid JSON: {exc.msg} at column {exc.colno}")
+                    continue
                 if not isinstance(value, dict):
-                    raise SourceError(self.name, f"expected a JSON object, found {type(value).__name__}",
-                                      f"line {number}")
+                    yield BadRecord(self.name, f"line {number}", f"expected a JSON object, found {type(value).__name__}")
+                    continue
                 yield Row(self.name, f"line {number}", value)
 
-    def _json_rows(self) -> Iterator[Row]:
+    def _json_rows(self) -> Iterator[Row | BadRecord]:
         """Objects of a top-level JSON array, decoded one at a time (the array is never loaded whole)."""
         raw, text = self._open_text()
         decoder = json.JSONDecoder()
@@ -291,10 +292,11 @@ class FileSource:
                             if not fill():
                                 raise SourceError(self.name, f"not valid JSON: {exc.msg}", f"line {line}") from None
                     index += 1
-                    if not isinstance(value, dict):
-                        raise SourceError(self.name, f"array item {index} is a {type(value).__name__}, "
-                                                     "expected an object", where())
-                    yield Row(self.name, f"item {index} ({where()})", value)
+                    if isinstance(value, dict):
+                        yield Row(self.name, f"item {index} ({where()})", value)
+                    else:
+                        yield BadRecord(self.name, f"item {index} ({where()})",
+                                        f"array item {index} is a {type(value).__name__}, expected an object")
                     position = end
                     separator = skip_space()
                     if separator == "]":

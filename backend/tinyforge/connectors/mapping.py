@@ -92,7 +92,8 @@ class RowMapper:
             if mapping.metadata is not None:
                 missing = [m for m in mapping.metadata if m not in fields]
                 if missing:
-                    raise SourceError(row.source, f"metadata field {missing[0]!r} is missing", row.location)
+                    raise SourceError(row.source, f"metadata field {missing[0]!r} is missing", row.location,
+                                      field=missing[0])
                 used |= set(fields) - set(mapping.metadata)
         metadata = dict(fields.get("metadata") or {}) if isinstance(fields.get("metadata"), dict) else {}
         metadata.update({k: v for k, v in fields.items() if k not in used and k != "metadata"})
@@ -124,43 +125,46 @@ def _text(fields: dict[str, Any], name: str, row: Row, required: bool) -> str:
     if name not in fields:
         if required:
             raise SourceError(row.source, f"field {name!r} is missing (fields: {', '.join(sorted(fields))})",
-                              row.location)
+                              row.location, field=name)
         return ""
     value = fields[name]
     if value is None:
         value = ""
     elif isinstance(value, (dict, list)):
-        raise SourceError(row.source, f"field {name!r} holds a {type(value).__name__}, expected text", row.location)
+        raise SourceError(row.source, f"field {name!r} holds a {type(value).__name__}, expected text", row.location,
+                          field=name)
     value = str(value)
     if "\x00" in value:
-        raise SourceError(row.source, f"field {name!r} contains a NUL character", row.location)
+        raise SourceError(row.source, f"field {name!r} contains a NUL character", row.location, field=name)
     return value
 
 
 def _list(fields: dict[str, Any], name: str, row: Row) -> list:
     value = fields.get(name)
     if not isinstance(value, list) or not value:
-        raise SourceError(row.source, f"field {name!r} must be a non-empty list of messages", row.location)
+        raise SourceError(row.source, f"field {name!r} must be a non-empty list of messages", row.location, field=name)
     return value
 
 
 def _message(message: Any, row: Row, name: str) -> dict[str, str]:
     if not isinstance(message, dict) or "role" not in message or "content" not in message:
-        raise SourceError(row.source, f"each item of {name!r} needs a role and a content", row.location)
+        raise SourceError(row.source, f"each item of {name!r} needs a role and a content", row.location, field=name)
     content = message["content"]
     if not isinstance(content, str):
         raise SourceError(row.source, f"a message content in {name!r} is a {type(content).__name__}, "
-                                      "expected text", row.location)
+                                      "expected text", row.location, field=name)
     if "\x00" in content:
-        raise SourceError(row.source, f"a message in {name!r} contains a NUL character", row.location)
+        raise SourceError(row.source, f"a message in {name!r} contains a NUL character", row.location, field=name)
     return {"role": message["role"], "content": content}
 
 
 def _sharegpt_message(message: Any, row: Row) -> dict[str, str]:
     if not isinstance(message, dict) or "from" not in message or "value" not in message:
-        raise SourceError(row.source, "each item of 'conversations' needs 'from' and 'value'", row.location)
+        raise SourceError(row.source, "each item of 'conversations' needs 'from' and 'value'", row.location,
+                          field="conversations")
     role = _SHAREGPT_ROLES.get(str(message["from"]).lower())
     if role is None:
         raise SourceError(row.source, f"unknown speaker {message['from']!r} in 'conversations' "
-                                      f"(known: {', '.join(sorted(_SHAREGPT_ROLES))})", row.location)
+                                      f"(known: {', '.join(sorted(_SHAREGPT_ROLES))})", row.location,
+                          field="conversations")
     return _message({"role": role, "content": message["value"]}, row, "conversations")

@@ -29,11 +29,10 @@ from tinyforge.connectors.chunking import chunk_blocks
 from tinyforge.connectors.cleaning import Deduplicator, Scrubber, example_text
 from tinyforge.connectors.mapping import FieldMapping, RowMapper
 from tinyforge.connectors.recipes import QAOptions, Recipe
-from tinyforge.connectors.records import Block, Row, Source, SourceError
+from tinyforge.connectors.records import BadRecord, Block, Row, Source, SourceError
 from tinyforge.errors import TinyforgeError
-from tinyforge.ml.schema import MAX_ROW_BYTES, ReportBuilder, parse_row
+from tinyforge.ml.schema import MAX_LISTED, MAX_ROW_BYTES, ReportBuilder, describe_errors, parse_row
 
-MAX_LISTED_SKIPS = 1000
 # Rows wait in a batch for the duplicate check, which costs about the same for one row as for a
 # batch; the byte bound keeps a batch of huge rows from holding much memory.
 BATCH_ROWS, BATCH_BYTES = 64, 1 << 18
@@ -55,7 +54,7 @@ class IngestOptions:
     near_threshold: float = 0.85  # estimated Jaccard similarity of word 3-grams above which rows are near duplicates
     scrub_emails: bool = False  # replace e-mail addresses with [EMAIL]
     scrub_phones: bool = False  # replace phone numbers with [PHONE]
-    skip_bad_records: bool = False  # False: the first bad record stops the import; True: skip and list it
+    skip_bad_records: bool = False  # False: the first bad record stops the import; True: skip it, list it, go on
 
     def __post_init__(self) -> None:
         if not 0.5 <= self.near_threshold <= 1.0:
@@ -84,7 +83,9 @@ class IngestReport:
     chunks: int = 0
     examples_written: int = 0
     skipped_count: int = 0
-    skipped: list[dict[str, str]] = field(default_factory=list)  # {"source", "location", "reason"}
+    # The first MAX_LISTED of them: {"source", "location", "field" (or "row"), "reason"}. Every record read is
+    # written, skipped or a duplicate: records_read = examples_written + skipped_count + the duplicates.
+    skipped: list[dict[str, str]] = field(default_factory=list)
     exact_duplicates: int = 0
     near_duplicates: int = 0
     near_dedup: bool = False
@@ -145,10 +146,11 @@ def ingest(source: Source, options: IngestOptions, out_path: str | os.PathLike,
             last_report = now
             progress(IngestProgress(stage, report.records_read, report.examples_written, source.progress()))
 
-    def skip(where_source: str, location: str, reason: str) -> None:
+    def skip(where_source: str, location: str, reason: str, field: str | None = None) -> None:
         report.skipped_count += 1
-        if len(report.skipped) < MAX_LISTED_SKIPS:
-            report.skipped.append({"source": where_source, "location": location, "reason": reason})
+        if len(report.skipped) < MAX_LISTED:
+            report.skipped.append({"source": where_source, "location": location, "field": field or "row",
+                                   "reason": reason})
 
     def examples() -> Iterator[tuple[str, str, dict[str, Any]]]:
         """(source, location, row) for every example, before cleaning."""
@@ -166,12 +168,17 @@ def ingest(source: Source, options: IngestOptions, out_path: str | os.PathLike,
             return
         for row in source.records():
             report.records_read += 1
+            if isinstance(row, BadRecord):
+                if not options.skip_bad_records:
+                    raise row.error()
+                skip(row.source, row.location, row.problem)
+                continue
             try:
                 example = mapper(row)
             except SourceError as exc:
                 if not options.skip_bad_records:
                     raise
-                skip(row.source, row.location, exc.problem)
+                skip(row.source, row.location, exc.problem, exc.field)
                 continue
             yield row.source, row.location, example
             tell("reading")
@@ -200,7 +207,7 @@ def ingest(source: Source, options: IngestOptions, out_path: str | os.PathLike,
             for where_source, location, example in examples():
                 if scrubber.active:
                     example = scrubber.example(example)
-                problem = row = None
+                problem = row = fields = None
                 try:
                     line = _encode_json(example).encode() + b"\n"
                 except UnicodeEncodeError as exc:
@@ -212,12 +219,16 @@ def ingest(source: Source, options: IngestOptions, out_path: str | os.PathLike,
                     else:
                         try:
                             row = parse_row(example)
-                        except (ValidationError, ValueError) as exc:
-                            problem = _describe(exc)
+                        except ValidationError as exc:
+                            described = describe_errors(exc)
+                            fields = ", ".join(dict.fromkeys(name for name, _ in described))
+                            problem = "; ".join(f"{name}: {message}" for name, message in described)
+                        except ValueError as exc:
+                            problem = str(exc)
                 if problem:
                     if not options.skip_bad_records:
-                        raise SourceError(where_source, f"cannot become a dataset row: {problem}", location)
-                    skip(where_source, location, problem)
+                        raise SourceError(where_source, f"cannot become a dataset row: {problem}", location, fields)
+                    skip(where_source, location, problem, fields)
                     continue
                 pending.append((line, example_text(example), row))
                 pending_bytes += len(line)
@@ -245,12 +256,6 @@ def ingest(source: Source, options: IngestOptions, out_path: str | os.PathLike,
     report.seconds = round(time.monotonic() - started, 3)
     tell("done", force=True)
     return report
-
-
-def _describe(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'row'}: {e['msg']}" for e in exc.errors())
-    return str(exc)
 
 
 def _why_nothing(report: IngestReport) -> str:

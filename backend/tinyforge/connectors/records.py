@@ -3,7 +3,8 @@
 A document source (TXT, Markdown, PDF, DOCX, Google Docs) yields `Block`s: headings,
 paragraphs and tables in reading order, with the heading path above them and the page they
 sit on. A structured source (CSV, JSON, JSONL, SQL) yields `Row`s: one dict of fields per
-record. Both carry `source` (a file path, a redacted database URL, a Google Doc id) and
+record, and a `BadRecord` for a record it could not read when the rest of it can still be
+read. All carry `source` (a file path, a redacted database URL, a Google Doc id) and
 `location` (line, row, page, paragraph), which every error message and every example's
 metadata repeats, so a bad example can be traced back to the byte it came from.
 """
@@ -44,7 +45,21 @@ class Row:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
-RawRecord = Block | Row
+@dataclass(frozen=True, slots=True)
+class BadRecord:
+    """A record of a structured source that could not be read (a ragged CSV line, a JSONL line
+    that is not a JSON object) while the records after it can: the pipeline lists it and goes
+    on, or stops at it (IngestOptions.skip_bad_records)."""
+
+    source: str
+    location: str
+    problem: str
+
+    def error(self) -> SourceError:
+        return SourceError(self.source, self.problem, self.location)
+
+
+RawRecord = Block | Row | BadRecord
 
 
 class Source(Protocol):
@@ -64,11 +79,13 @@ class Source(Protocol):
 
 
 class SourceError(TinyforgeError):
-    """A source could not be read: names the source, the record and what is wrong."""
+    """A source could not be read: names the source, the record and what is wrong (and the field
+    at fault, where one is)."""
 
-    def __init__(self, source: str, problem: str, location: str | None = None):
+    def __init__(self, source: str, problem: str, location: str | None = None, field: str | None = None):
         self.source = source
         self.location = location
         self.problem = problem
+        self.field = field
         where = f"{source}, {location}" if location else source
         super().__init__(f"{where}: {problem}")

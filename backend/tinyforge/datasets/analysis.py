@@ -12,12 +12,13 @@ import functools
 import hashlib
 import json
 import math
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from tinyforge.errors import TinyforgeError
-from tinyforge.ml.schema import iter_parsed, validate_file
+from tinyforge.ml.schema import MAX_LISTED, RowProblem, iter_parsed, validate_file
 
 HISTOGRAM_BUCKETS = 20
 
@@ -62,16 +63,33 @@ def token_histogram(lengths: list[int], max_seq_length: int | None) -> dict[str,
             "p95": percentile(0.95), "max_seq_length": max_seq_length}
 
 
+def rejected_rows(stats: dict | None) -> tuple[list[RowProblem], int]:
+    """The rows a version's import refused, from its statistics (each source's skipped records):
+    the first MAX_LISTED as RowProblems, and how many there were."""
+    stats = stats or {}
+    problems = [RowProblem(_line_of(item["location"]), item.get("field", "row"), item["reason"], item["source"],
+                           item["location"])
+                for source in stats.get("sources", []) for item in source.get("skipped", [])]
+    return problems[:MAX_LISTED], stats.get("skipped_count", 0)
+
+
+def _line_of(location: str) -> int | None:
+    """The line a record's location names ("line 3", "item 2 (line 5)"), or None ("row 17" of a query)."""
+    found = re.search(r"\bline (\d+)", location)
+    return int(found.group(1)) if found else None
+
+
 def validation_report(path: str | Path, base_model: str | None = None, max_seq_length: int | None = None,
-                      model_folder: str | None = None) -> dict:
-    """validate_file's report as JSON; with a base model (its name, and the folder its tokenizer is
-    loaded from), its token-length histogram and the rows over its context (max_seq_length,
-    default: the model's context length)."""
+                      model_folder: str | None = None, rejected: tuple[list[RowProblem], int] = ([], 0)) -> dict:
+    """validate_file's report as JSON, with the rows the import refused (`rejected`) among the
+    invalid ones; with a base model (its name, and the folder its tokenizer is loaded from), its
+    token-length histogram and the rows over its context (max_seq_length, default: the model's
+    context length)."""
     tokenizer = None
     if base_model:
         tokenizer, context = base_model_tokenizer(model_folder or base_model)
         max_seq_length = max_seq_length or context
-    report = validate_file(path, tokenizer, max_seq_length).to_dict()
+    report = validate_file(path, tokenizer, max_seq_length, rejected).to_dict()
     lengths = report.pop("token_lengths")
     report.pop("path")
     report["base_model"] = base_model

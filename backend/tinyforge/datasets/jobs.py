@@ -30,7 +30,7 @@ from tinyforge.core.heartbeat import Heartbeat
 from tinyforge.core.events import record_event
 from tinyforge.core.models import EventLevel
 from tinyforge.datasets import lifecycle
-from tinyforge.datasets.analysis import validation_report
+from tinyforge.datasets.analysis import rejected_rows, validation_report
 from tinyforge.datasets.importing import version_sources, ingest_options
 from tinyforge.datasets.models import DatasetVersion, DatasetVersionStatus
 from tinyforge.training import base_models
@@ -144,13 +144,17 @@ def _import(version: DatasetVersion, workdir: Path, log: VersionLog) -> None:
     if base_model:
         log.write(f"measuring token lengths with the tokenizer of {base_model}")
     folder = str(base_models.folder(base_model, version.dataset.project.team_id)) if base_model else None
-    report = validation_report(storage.path(version.storage_key), base_model, max_seq_length, model_folder=folder)
-    stats = _statistics([r for _, r in parts], report, size)
+    stats = _statistics([r for _, r in parts], size)
+    rejected = rejected_rows(stats)
+    report = validation_report(storage.path(version.storage_key), base_model, max_seq_length, model_folder=folder,
+                               rejected=rejected)
+    stats.update(rows=report["total_rows"] - rejected[1], token_histogram=report.get("token_histogram"))
     log.write(f"validation: {report['summary']}",
               EventLevel.WARNING if report["invalid_count"] or report["over_context_count"] else EventLevel.INFO)
     lifecycle.mark_ready(version.pk, storage_key=version.storage_key, sha256=sha256, size_bytes=size,
-                         row_count=report["total_rows"], stats=stats, validation_report=report)
-    log.write(f"version {version.number} is ready: {report['total_rows']} rows, sha256 {sha256[:12]}")
+                         row_count=stats["rows"], stats=stats, validation_report=report)
+    log.write(f"version {version.number} is ready: {stats['rows']} rows, sha256 {sha256[:12]}"
+              + (f" ({rejected[1]} bad rows skipped: the report lists them)" if rejected[1] else ""))
 
 
 def _write_version_file(key: str, parts: list[Path]) -> tuple[str, int]:
@@ -166,21 +170,20 @@ def _write_version_file(key: str, parts: list[Path]) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def _statistics(reports: list[IngestReport], validation: dict, size: int) -> dict:
-    """What the import did, summed over its sources, with one entry per source."""
+def _statistics(reports: list[IngestReport], size: int) -> dict:
+    """What the import did, summed over its sources, with one entry per source (its skipped
+    records listed as the pipeline lists them: the version's report counts them as invalid rows)."""
     totals = {name: sum(getattr(r, name) for r in reports) for name in (
         "records_read", "chunks", "examples_written", "skipped_count", "exact_duplicates", "near_duplicates",
         "emails_scrubbed", "phones_scrubbed", "chunks_without_heading", "qa_failed_chunks")}
     return {
         **totals,
-        "rows": validation["total_rows"],
         "size_bytes": size,
         "seconds": round(sum(r.seconds for r in reports), 3),
         "truncated_at_row_limit": any(r.truncated_at_row_limit for r in reports),
-        "token_histogram": validation.get("token_histogram"),
         "sources": [{"source": r.source, "kind": r.kind, "shape": r.shape, "recipe": r.recipe,
                      "records_read": r.records_read, "examples_written": r.examples_written,
-                     "skipped_count": r.skipped_count, "skipped": r.skipped[:100],
+                     "skipped_count": r.skipped_count, "skipped": r.skipped,
                      "exact_duplicates": r.exact_duplicates, "near_duplicates": r.near_duplicates,
                      "emails_scrubbed": r.emails_scrubbed, "phones_scrubbed": r.phones_scrubbed,
                      "qa_failures": r.qa_failures[:20], "truncated_at_row_limit": r.truncated_at_row_limit}

@@ -92,8 +92,11 @@ class DatasetVersionSerializer(StrictModelSerializer):
 class UploadSerializer(serializers.Serializer):
     files = serializers.ListField(child=serializers.FileField(), allow_empty=False, max_length=100)
     note = serializers.CharField(required=False, allow_blank=True, max_length=500)
-    options = CleanJSONField(required=False, help_text="Import options as a JSON object: mapping, recipe, "
-                             "chunk_chars, overlap_chars, dedup, scrub_emails, base_model... (see UploadOptions)")
+    # A default, so that the options' own defaults (skip_bad_records) apply when none are sent.
+    options = CleanJSONField(required=False, default=dict, help_text="Import options as a JSON object: mapping, "
+                             "recipe, chunk_chars, overlap_chars, dedup, scrub_emails, skip_bad_records (default "
+                             "true: bad rows are skipped and listed; false: stop at the first), base_model... "
+                             "(see UploadOptions)")
 
     def validate_options(self, value):
         options = UploadOptionsSerializer(data=value if value is not None else {}, context=self.context)
@@ -230,7 +233,10 @@ class ImportOptionsSerializer(StrictSerializer):
     near_threshold = serializers.FloatField(min_value=0.5, max_value=1.0, required=False)
     scrub_emails = serializers.BooleanField(required=False)
     scrub_phones = serializers.BooleanField(required=False)
-    skip_bad_records = serializers.BooleanField(required=False)
+    skip_bad_records = serializers.BooleanField(
+        required=False, help_text="true: a record that cannot become a row (a ragged CSV line, a field of the wrong type) "
+                                  "is skipped and listed with its line and reason in the version's report; false: the "
+                                  "first one fails the import. Default: false, true for uploads")
     base_model = BaseModelField(required=False, allow_blank=True,
                                 help_text="Its tokenizer measures token lengths for the validation report. "
                                           + base_models.HELP)
@@ -256,6 +262,10 @@ class ImportOptionsSerializer(StrictSerializer):
 
 
 class UploadOptionsSerializer(ImportOptionsSerializer):
+    # Uploaded files are where bad rows turn up; the rest of such a file is imported, the bad rows listed.
+    skip_bad_records = serializers.BooleanField(
+        default=True, help_text="true (the default): a record that cannot become a row is skipped and listed with its "
+                                "line and reason in the version's report; false: stop at the first bad row")
     format = serializers.ChoiceField(choices=FORMATS, required=False,
                                      help_text="File format when the extension does not say it")
     encoding = serializers.CharField(max_length=40, required=False,
@@ -353,9 +363,14 @@ class TokenHistogramSerializer(serializers.Serializer):
 
 
 class RowProblemSerializer(serializers.Serializer):
-    line = serializers.IntegerField()
+    line = serializers.IntegerField(allow_null=True, help_text="Line in the version's file; for a row the import "
+                                    "refused, its line in the source, or null where the source has no lines")
     field = serializers.CharField()
     reason = serializers.CharField()
+    source = serializers.CharField(required=False, allow_null=True,
+                                   help_text="A row the import refused: the file (or query) it came from")
+    location = serializers.CharField(required=False, allow_null=True,
+                                     help_text='A row the import refused: where in its source ("line 3", "row 17")')
 
 
 class ValidationReportSerializer(serializers.Serializer):

@@ -203,7 +203,8 @@ def version_report(version: DatasetVersion, base_model: str = "", max_seq_length
     if cached:
         return cached
     report = analysis.validation_report(ready_file(version), base_model or None, max_seq_length,
-                                        model_folder=_model_folder(version, base_model))
+                                        model_folder=_model_folder(version, base_model),
+                                        rejected=analysis.rejected_rows(version.stats))
     stats = dict(version.stats or {})
     stats["token_reports"] = {**stats.get("token_reports", {}), key: report}
     # Derived data only (the rows never change): written while the version is still ready.

@@ -94,9 +94,15 @@ def parse_row(data: Any) -> Row:
 
 @dataclass
 class RowProblem:
-    line: int
+    """Why a row is invalid. A row of the file has its line there; a row refused before it reached
+    the file (a bad record of an import) names the source and where in it (`location`, "line 3"),
+    with `line` its line there when it has one."""
+
+    line: int | None
     field: str
     reason: str
+    source: str | None = None
+    location: str | None = None
 
 
 @dataclass
@@ -140,6 +146,9 @@ class ValidationReport:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        # source and location only for the rows an import refused, which have them
+        data["invalid"] = [{k: v for k, v in p.items() if v is not None or k not in ("source", "location")}
+                           for p in data["invalid"]]
         data["ok"] = self.ok
         data["usable_rows"] = self.usable_rows
         data["summary"] = self.summary()
@@ -152,7 +161,8 @@ def _iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
             yield number, raw
 
 
-def _describe(error: ValidationError) -> list[tuple[str, str]]:
+def describe_errors(error: ValidationError) -> list[tuple[str, str]]:
+    """(field, what is wrong) for each problem pydantic found in a row, worded for people."""
     problems = []
     for item in error.errors():
         where = ".".join(str(p) for p in item["loc"] if not str(p).startswith("function-after")) or "row"
@@ -200,7 +210,7 @@ def iter_parsed(path: str | Path) -> Iterator[tuple[int, Row | None, list[RowPro
         try:
             yield number, parse_row(data), []
         except ValidationError as exc:
-            yield number, None, [RowProblem(number, f, r) for f, r in _describe(exc)]
+            yield number, None, [RowProblem(number, f, r) for f, r in describe_errors(exc)]
         except ValueError as exc:
             yield number, None, [RowProblem(number, "row", str(exc))]
 
@@ -223,6 +233,15 @@ class ReportBuilder:
         self.report = ValidationReport(path=str(path), max_seq_length=max_seq_length)
         self._tokenizer = tokenizer
         self._seen: dict[bytes, int] = {}  # only a 16-byte fingerprint per row, to find duplicates
+
+    def add_rejected(self, problems: list[RowProblem], count: int) -> None:
+        """Count `count` rows refused before they reached the file (an import's bad records, of
+        which `problems` lists the first ones) as invalid rows, so that the report accounts for
+        every row of the source."""
+        report = self.report
+        report.total_rows += count
+        report.invalid_count += count
+        report.invalid.extend(problems[: MAX_LISTED - len(report.invalid)])
 
     def add(self, number: int, row: Row | None, problems: list[RowProblem] = ()) -> None:
         """Count line `number`: a valid `row`, or None and the problems that made it invalid."""
@@ -256,13 +275,16 @@ class ReportBuilder:
                     report.over_context.append({"line": number, "tokens": length})
 
 
-def validate_file(path: str | Path, tokenizer=None, max_seq_length: int | None = None) -> ValidationReport:
+def validate_file(path: str | Path, tokenizer=None, max_seq_length: int | None = None,
+                  rejected: tuple[list[RowProblem], int] = ([], 0)) -> ValidationReport:
     """Check every row of a JSONL dataset; with a tokenizer, also measure token lengths.
+    `rejected`: the rows its import refused (listed problems, count), counted as invalid rows.
 
     Memory stays small whatever the file size: lines are read one at a time and only a 16-byte
     fingerprint per row is kept to find duplicates.
     """
     builder = ReportBuilder(path, tokenizer, max_seq_length)
+    builder.add_rejected(*rejected)
     for number, row, problems in iter_parsed(path):
         builder.add(number, row, problems)
     return builder.report
@@ -290,7 +312,7 @@ def format_problems(report: ValidationReport, limit: int = 20) -> str:
     """Human-readable lines for the CLI."""
     lines = [f"{report.path}: {report.summary()}"]
     for p in report.invalid[:limit]:
-        lines.append(f"  line {p.line}: {p.field}: {p.reason}")
+        lines.append(f"  {f'{p.source}, {p.location}' if p.source else f'line {p.line}'}: {p.field}: {p.reason}")
     if report.invalid_count > limit:
         lines.append(f"  ... and {report.invalid_count - limit} more invalid rows")
     for d in report.duplicates[:limit]:

@@ -2020,9 +2020,14 @@ export interface components {
          */
         RoleEnum: "owner" | "admin" | "member" | "viewer";
         RowProblem: {
-            line: number;
+            /** @description Line in the version's file; for a row the import refused, its line in the source, or null where the source has no lines */
+            line: number | null;
             field: string;
             reason: string;
+            /** @description A row the import refused: the file (or query) it came from */
+            source?: string | null;
+            /** @description A row the import refused: where in its source ("line 3", "row 17") */
+            location?: string | null;
         };
         RunComparison: {
             runs: {
@@ -2284,7 +2289,7 @@ export interface components {
         UploadRequest: {
             files: string[];
             note?: string;
-            /** @description Import options as a JSON object: mapping, recipe, chunk_chars, overlap_chars, dedup, scrub_emails, base_model... (see UploadOptions) */
+            /** @description Import options as a JSON object: mapping, recipe, chunk_chars, overlap_chars, dedup, scrub_emails, skip_bad_records (default true: bad rows are skipped and listed; false: stop at the first), base_model... (see UploadOptions) */
             options?: unknown;
         };
         UserSummary: {

@@ -112,7 +112,7 @@ interface SourceConfigs {
 /** The multipart upload: the files as the browser holds them, options sent as one JSON field. */
 export type UploadRequest = Omit<S["UploadRequest"], "files" | "options"> & {
   files: File[];
-  /** Import options: recipe, mapping, chunk_chars, overlap_chars, dedup, scrub_emails, base_model... */
+  /** Import options: recipe, mapping, chunk_chars, overlap_chars, dedup, scrub_emails, skip_bad_records, base_model... */
   options?: Record<string, unknown>;
 };
 export type TrainingRunRequest = Omit<S["TrainingRunRequest"], "config"> & {

@@ -26,6 +26,7 @@ export function UploadPanel({ datasetId }: { datasetId: number }) {
   const [progress, setProgress] = useState<UploadProgress | null>(null);
   const [note, setNote] = useState("");
   const [recipe, setRecipe] = useState("sections");
+  const [stopAtFirstBadRow, setStopAtFirstBadRow] = useState(false);
 
   const addFiles = (list: FileList | null) => {
     if (!list) return;
@@ -40,7 +41,7 @@ export function UploadPanel({ datasetId }: { datasetId: number }) {
     abortRef.current = new AbortController();
     setProgress({ loaded: 0, total: files.reduce((n, f) => n + f.size, 0) });
     upload.mutate(
-      { datasetId, files, note, options: { recipe }, onProgress: setProgress, signal: abortRef.current.signal },
+      { datasetId, files, note, options: { recipe, skip_bad_records: !stopAtFirstBadRow }, onProgress: setProgress, signal: abortRef.current.signal },
       {
         onSuccess: (version) => {
           setFiles([]);
@@ -116,6 +117,10 @@ export function UploadPanel({ datasetId }: { datasetId: number }) {
           <input className="input" value={note} onChange={(e) => setNote(e.target.value)} placeholder="What changed" />
         </Field>
       </div>
+      <label className="checkbox">
+        <input type="checkbox" checked={stopAtFirstBadRow} onChange={(e) => setStopAtFirstBadRow(e.target.checked)} />
+        Stop at the first bad row (otherwise bad rows are skipped and listed in the version&apos;s report)
+      </label>
       {progress ? (
         <div className="stack-sm" aria-live="polite">
           <ProgressBar value={progress.total ? progress.loaded / progress.total : 0} label="Upload progress" />

@@ -156,15 +156,15 @@ export function VersionPage() {
               <table className="table">
                 <thead>
                   <tr>
-                    <th className="num">Line</th>
+                    <th>Where</th>
                     <th>Field</th>
                     <th>Reason</th>
                   </tr>
                 </thead>
                 <tbody>
                   {invalidRows.map((r, i) => (
-                    <tr key={`${r.line}-${i}`}>
-                      <td className="num">{r.line}</td>
+                    <tr key={`${r.source ?? ""}-${r.line}-${i}`}>
+                      <td>{r.source ? `${r.source}, ${r.location ?? ""}` : `line ${r.line}`}</td>
                       <td>
                         <code>{r.field ?? "—"}</code>
                       </td>
