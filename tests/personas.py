@@ -17,6 +17,7 @@ from tinyforge.accounts.models import ApiToken, Invitation, Membership, Role, Te
 from tinyforge.core.models import AuditEvent, Event
 from tinyforge.datasets.models import DataConnection, Dataset, DatasetVersion
 from tinyforge.deployments.models import Deployment, Export
+from tinyforge.evals.models import EvalResult, EvalSet, EvalSetVersion, Evaluation, Gate
 from tinyforge.projects.models import Project
 from tinyforge.tracking.models import TrackedRun
 from tinyforge.training.models import Checkpoint, RunMetric, TrainingRun
@@ -58,9 +59,21 @@ def populate_team(team: Team, owner) -> SimpleNamespace:
     audit = AuditEvent.all_teams.create(team=team, project=project, actor=owner, action="created",
                                         target_type="project", target_id=str(project.pk))
     membership = Membership.all_teams.get(team=team, user=owner)
+    eval_set = EvalSet.all_teams.create(project=project, name="facts", created_by=owner)
+    eval_set_version = EvalSetVersion.all_teams.create(eval_set=eval_set, number=1, source_kind="rows", storage_key="e",
+                                                       sha256="0" * 64, row_count=1)
+    evaluation = Evaluation.all_teams.create(project=project, eval_set_version=eval_set_version, run=run,
+                                             targets=[{"kind": "run", "run": run.pk, "label": run.name}],
+                                             scorers=[{"name": "exact_match"}], status="succeeded")
+    eval_result = EvalResult.all_teams.create(evaluation=evaluation, index=0, input="q", answers={})
+    # Disabled: an enabled gate would hold back the deployments the other tests make in this world.
+    gate = Gate.all_teams.create(project=project, eval_set=eval_set, scorer={"name": "exact_match"}, threshold=0.5,
+                                 enabled=False)
     return SimpleNamespace(team=team, project=project, dataset=dataset, connection=connection, version=version,
-                           run=run, checkpoint=checkpoint, metric=metric, tracked=tracked, event=event, deployment=deployment,
-                           export=export, invitation=invitation, token=token, audit=audit, membership=membership)
+                           run=run, checkpoint=checkpoint, metric=metric, tracked=tracked, event=event,
+                           deployment=deployment, export=export, invitation=invitation, token=token, audit=audit,
+                           membership=membership, eval_set=eval_set, eval_set_version=eval_set_version, evaluation=evaluation,
+                           eval_result=eval_result, gate=gate)
 
 
 @pytest.fixture(autouse=True)

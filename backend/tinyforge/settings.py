@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "tinyforge.training",
     "tinyforge.deployments",
     "tinyforge.tracking",
+    "tinyforge.evals",
 ]
 
 MIDDLEWARE = [
@@ -154,6 +155,9 @@ RQ_QUEUES = {
     "ingest": {"URL": RQ_REDIS_URL, "DEFAULT_TIMEOUT": JOB_TIMEOUT_SECONDS},
     "train": {"URL": RQ_REDIS_URL, "DEFAULT_TIMEOUT": TRAIN_JOB_TIMEOUT_SECONDS},
     "deploy": {"URL": RQ_REDIS_URL, "DEFAULT_TIMEOUT": JOB_TIMEOUT_SECONDS},
+    # Evaluations, on workers of their own (`rqworker eval`): a run's gate check must not wait
+    # behind hours of queued training.
+    "eval": {"URL": RQ_REDIS_URL, "DEFAULT_TIMEOUT": JOB_TIMEOUT_SECONDS},
     # The periodic reconcilers (tinyforge.core.worker), on a scheduler process that never trains.
     "control": {"URL": RQ_REDIS_URL, "DEFAULT_TIMEOUT": JOB_TIMEOUT_SECONDS},
 }
@@ -165,6 +169,10 @@ RQ = {"COMMIT_MODE": "on_db_commit", "WORKER_CLASS": "tinyforge.core.worker.Work
 # a run whose heartbeat is older than RUN_STALE_SECONDS as lost, and resumes it from its last
 # checkpoint up to RUN_MAX_RETRIES times before marking it failed. A cancelled run that has not stopped within
 # RUN_CANCEL_GRACE_SECONDS is stopped with RQ's stop-job command.
+# Requests an evaluation keeps in flight to one endpoint: a target behind the inference service
+# (which batches them) and the judge.
+EVAL_TARGET_CONCURRENCY = env_int("TINYFORGE_EVAL_TARGET_CONCURRENCY", 16, minimum=1, maximum=256)
+EVAL_JUDGE_CONCURRENCY = env_int("TINYFORGE_EVAL_JUDGE_CONCURRENCY", 8, minimum=1, maximum=256)
 RUN_HEARTBEAT_SECONDS = env_int("TINYFORGE_RUN_HEARTBEAT_SECONDS", 10, minimum=1)
 RUN_STALE_SECONDS = env_int("TINYFORGE_RUN_STALE_SECONDS", 120, minimum=2)
 RUN_MAX_RETRIES = env_int("TINYFORGE_RUN_MAX_RETRIES", 0, minimum=0, maximum=100)

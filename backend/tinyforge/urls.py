@@ -12,6 +12,7 @@ from tinyforge.core import views as core
 from tinyforge.datasets import views as datasets
 from tinyforge.deployments import views as deployments
 from tinyforge.deployments.proxy import openai_proxy
+from tinyforge.evals import views as evals
 from tinyforge.projects import views as projects
 from tinyforge.tracking import views as tracking
 from tinyforge.training import views as training
@@ -30,6 +31,10 @@ router.register("runs", training.TrainingRunViewSet, basename="trainingrun")
 router.register("checkpoints", training.CheckpointViewSet, basename="checkpoint")
 router.register("deployments", deployments.DeploymentViewSet, basename="deployment")
 router.register("exports", deployments.ExportViewSet, basename="export")
+router.register("eval-sets", evals.EvalSetViewSet, basename="evalset")
+router.register("eval-set-versions", evals.EvalSetVersionViewSet, basename="evalsetversion")
+router.register("evaluations", evals.EvaluationViewSet, basename="evaluation")
+router.register("gates", evals.GateViewSet, basename="gate")
 router.register("events", core.EventViewSet, basename="event")
 router.register("audit-events", core.AuditEventViewSet, basename="auditevent")
 router.register("tracking-settings", tracking.TeamTrackingViewSet, basename="teamtracking")

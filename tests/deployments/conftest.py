@@ -42,11 +42,12 @@ def trained_run(world, source_dir, name: str = "trained run") -> TrainingRun:
     run = TrainingRun.all_teams.create(project=world.project, name=name, dataset_version=world.version,
                                        base_model="tiny", status="succeeded")
     run.output_key = storage.run_output_key(world.project.pk, run.pk)
-    shutil.copytree(source_dir, storage.path(run.output_key), ignore=shutil.ignore_patterns("checkpoints"))
+    shutil.copytree(source_dir, storage.path(run.output_key), ignore=shutil.ignore_patterns("checkpoints"),
+                    dirs_exist_ok=True)  # ids repeat across tests that roll back; the data directory stays
     last = sorted((source_dir / "checkpoints").iterdir())[-1]
     step = int(last.name.split("-")[1])
     key = storage.checkpoint_key(world.project.pk, run.pk, step)
-    shutil.copytree(last, storage.path(key))
+    shutil.copytree(last, storage.path(key), dirs_exist_ok=True)
     Checkpoint.all_teams.create(run=run, step=step, storage_key=key, eval_loss=1.0, is_best=True)
     run.save()
     return run

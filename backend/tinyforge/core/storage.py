@@ -130,6 +130,10 @@ def dataset_version_key(project_id: int, dataset_id: int, version_id: int) -> st
     return f"projects/{project_id}/datasets/{dataset_id}/versions/{version_id}/data.jsonl"
 
 
+def eval_set_version_key(project_id: int, eval_set_id: int, version_id: int) -> str:
+    return f"projects/{project_id}/eval-sets/{eval_set_id}/versions/{version_id}/rows.jsonl"
+
+
 def run_key(project_id: int, run_id: int) -> str:
     """The folder of a training run: its model output and checkpoints live below it."""
     return f"projects/{project_id}/runs/{run_id}"

@@ -6,6 +6,11 @@ from tinyforge.deployments.models import Deployment, Export, ExportFormat, Quant
 
 class DeploymentSerializer(StrictModelSerializer):
     project = serializers.IntegerField(source="project_id", read_only=True)
+    override_gate = serializers.BooleanField(
+        write_only=True, required=False, default=False,
+        help_text="Deploy although the run fails the project's gate (recorded in the audit log)")
+    override_reason = serializers.CharField(write_only=True, required=False, allow_blank=True, max_length=500,
+                                            help_text="Why the gate is overridden, for the audit log")
 
     class Meta:
         model = Deployment
@@ -13,7 +18,7 @@ class DeploymentSerializer(StrictModelSerializer):
             "id", "name", "project", "team", "run", "checkpoint", "runtime", "merge_adapter", "status", "error",
             "request_count", "error_count", "tokens_in", "tokens_out", "latency_p50_ms", "latency_p95_ms",
             "own_memory_bytes", "shared_memory_bytes", "stats_updated_at", "ready_at", "stopped_at", "created_by",
-            "created_at", "updated_at",
+            "created_at", "updated_at", "override_gate", "override_reason",
         ]
         read_only_fields = [
             "team", "status", "error", "request_count", "error_count", "tokens_in", "tokens_out", "latency_p50_ms",
@@ -26,7 +31,7 @@ class DeploymentSerializer(StrictModelSerializer):
     def get_fields(self):
         fields = super().get_fields()
         if self.instance is not None and not isinstance(self.instance, list):
-            for name in ("run", "checkpoint", "runtime", "merge_adapter"):
+            for name in ("run", "checkpoint", "runtime", "merge_adapter", "override_gate", "override_reason"):
                 fields[name].read_only = True
         return fields
 

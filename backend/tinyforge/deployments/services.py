@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 from django.db import transaction
 from rest_framework import exceptions
@@ -63,10 +64,22 @@ def _require_deployable(run: TrainingRun, checkpoint: Checkpoint | None) -> None
     _require_model(run, checkpoint, "deploy")
 
 
+# (request, run, *, override, reason) -> None, raising to refuse: checks other apps register
+# (the evals app's gate) without this module naming them.
+DEPLOY_CHECKS: list[Callable[..., None]] = []
+
+
+def register_deploy_check(check: Callable[..., None]) -> None:
+    if check not in DEPLOY_CHECKS:
+        DEPLOY_CHECKS.append(check)
+
+
 @transaction.atomic
 def create_deployment(request, *, run: TrainingRun, name: str, checkpoint: Checkpoint | None, runtime: str,
-                      merge_adapter: bool) -> Deployment:
+                      merge_adapter: bool, override_gate: bool = False, override_reason: str = "") -> Deployment:
     _require_deployable(run, checkpoint)
+    for check in DEPLOY_CHECKS:
+        check(request, run, override=override_gate, reason=override_reason)
     if Deployment.all_teams.filter(team_id=run.project.team_id, name=name).exists():
         raise exceptions.ValidationError({"name": [f"The team already has a deployment named {name}."]})
     deployment = Deployment.all_teams.create(

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from tinyforge.errors import TinyforgeError
 from tinyforge.serving.batch import Answer
@@ -28,6 +29,8 @@ class Endpoint:
     concurrency: int = 16
     timeout_s: float = 300.0
     max_retries: int = 2
+    # Short-lived keys (the platform's key for one deployment): a fresh one for every request.
+    key_factory: Callable[[], str] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
@@ -66,8 +69,11 @@ class ChatEndpoint:
 
         async with self._pool:
             started = time.monotonic()
+            client = self._client
+            if self.endpoint.key_factory is not None:
+                client = client.with_options(api_key=self.endpoint.key_factory())
             try:
-                reply = await self._client.chat.completions.create(
+                reply = await client.chat.completions.create(
                     model=self.endpoint.model, messages=messages, max_tokens=max_tokens, temperature=temperature)
             except (openai.APIConnectionError, openai.AuthenticationError, openai.PermissionDeniedError,
                     openai.NotFoundError) as exc:

@@ -167,76 +167,98 @@ def _score(config: EvalConfig, row: EvalRow, answer: Answer) -> tuple[dict, dict
     return scores, passed
 
 
-async def evaluate_async(rows: Sequence[EvalRow], targets: Sequence[Target], config: EvalConfig, *,
-                         on_chunk: Callable[[list[RowResult], list[PairResult]], None] | None = None,
-                         should_stop: Callable[[], bool] | None = None,
-                         on_progress: Callable[[str], None] | None = None) -> Summary:
-    if not targets:
-        raise TinyforgeError("choose at least one target")
-    if len({t.name for t in targets}) != len(targets):
-        raise TinyforgeError("two targets have the same name")
-    if config.judge and config.judge.mode == "pairwise" and len(targets) < 2:
-        raise TinyforgeError("a pairwise judge compares two targets or more; add another target")
-    if not rows:
-        raise TinyforgeError("the eval set has no rows")
-    say = on_progress or (lambda message: None)
-    endpoints = {t.name: ChatEndpoint(t.endpoint) for t in targets if t.endpoint is not None}
-    judge = Judge(ChatEndpoint(config.judge_endpoint), config.judge) if config.judge else None
-    local = None
-    try:
+class _Run:
+    """One evaluation's endpoints, models and totals; `chunk` answers, scores and judges some rows."""
+
+    def __init__(self, rows: Sequence[EvalRow], targets: Sequence[Target], config: EvalConfig):
+        if not targets:
+            raise TinyforgeError("choose at least one target")
+        if len({t.name for t in targets}) != len(targets):
+            raise TinyforgeError("two targets have the same name")
+        if config.judge and config.judge.mode == "pairwise" and len(targets) < 2:
+            raise TinyforgeError("a pairwise judge compares two targets or more; add another target")
+        if not rows:
+            raise TinyforgeError("the eval set has no rows")
+        self.rows, self.targets, self.config = rows, list(targets), config
+        self.endpoints: dict[str, ChatEndpoint] = {}
+        self.judge: Judge | None = None
+        self.local = None
+        self.totals = _Totals(config, targets)
+        self.done = 0
+
+    async def open(self, say: Callable[[str], None]) -> None:
+        self.endpoints = {t.name: ChatEndpoint(t.endpoint) for t in self.targets if t.endpoint is not None}
+        if self.config.judge:
+            self.judge = Judge(ChatEndpoint(self.config.judge_endpoint), self.config.judge)
         # Before any row is answered: an endpoint that cannot be used fails the evaluation now.
-        if judge is not None:
-            await judge.endpoint.check()
-        for endpoint in endpoints.values():
+        if self.judge is not None:
+            await self.judge.endpoint.check()
+        for endpoint in self.endpoints.values():
             await endpoint.check()
-        folders = {t.name: t.folder for t in targets if t.folder is not None}
+        folders = {t.name: t.folder for t in self.targets if t.folder is not None}
         if folders:
             from tinyforge.serving.batch import LocalModels
 
             say(f"loading {', '.join(folders)}")
-            local = await asyncio.to_thread(LocalModels, folders)
-        totals = _Totals(config, targets)
-        done = 0
+            self.local = await asyncio.to_thread(LocalModels, folders)
+
+    async def close(self) -> None:
+        if self.local is not None:
+            await asyncio.to_thread(self.local.close)
+        for endpoint in [*self.endpoints.values(), *([self.judge.endpoint] if self.judge else [])]:
+            with contextlib.suppress(Exception):
+                await endpoint.close()
+
+    async def chunk(self, start: int) -> tuple[list[RowResult], list[PairResult]]:
+        rows, targets, config, judge = self.rows, self.targets, self.config, self.judge
+        chunk = list(enumerate(rows[start:start + config.chunk_rows], start=start))
+        answers = await asyncio.gather(*(_answer(t, row, self.local, self.endpoints, config.max_tokens)
+                                         for _, row in chunk for t in targets))
+        by_target: dict[tuple[int, str], Answer] = {}
+        results = []
+        for (index, row), group in zip(chunk, _groups(answers, len(targets))):
+            for target, answer in zip(targets, group):
+                scores, passed = _score(config, row, answer)
+                by_target[(index, target.name)] = answer
+                results.append(RowResult(index, target.name, answer, scores, passed))
+        pairs: list[PairResult] = []
+        if judge is not None and judge.config.mode == "pointwise":
+            verdicts = await asyncio.gather(*(_pointwise(judge, rows[r.index], r.answer) for r in results))
+            for result, verdict in zip(results, verdicts):
+                result.judge = verdict
+                result.scores[JUDGE_KEY] = None if verdict is None else verdict.score
+                result.passed[JUDGE_KEY] = None if verdict is None else verdict.passed
+        elif judge is not None:
+            first = targets[0].name
+            jobs = [(index, t.name) for index, _ in chunk for t in targets[1:]]
+            verdicts = await asyncio.gather(*(
+                judge.pairwise(rows[index], by_target[(index, first)].text, by_target[(index, name)].text)
+                for index, name in jobs))
+            pairs = [PairResult(index, first, name, verdict) for (index, name), verdict in zip(jobs, verdicts)]
+        self.totals.add(results, pairs)
+        self.done += len(chunk)
+        return results, pairs
+
+
+async def evaluate_async(rows: Sequence[EvalRow], targets: Sequence[Target], config: EvalConfig, *,
+                         on_chunk: Callable[[list[RowResult], list[PairResult]], None] | None = None,
+                         should_stop: Callable[[], bool] | None = None,
+                         on_progress: Callable[[str], None] | None = None) -> Summary:
+    """The evaluation inside a running event loop (the callbacks are called in it)."""
+    say = on_progress or (lambda message: None)
+    run = _Run(rows, targets, config)
+    try:
+        await run.open(say)
         for start in range(0, len(rows), config.chunk_rows):
             if should_stop is not None and should_stop():
                 break
-            chunk = list(enumerate(rows[start:start + config.chunk_rows], start=start))
-            answers = await asyncio.gather(*(_answer(t, row, local, endpoints, config.max_tokens)
-                                             for _, row in chunk for t in targets))
-            by_target: dict[tuple[int, str], Answer] = {}
-            results = []
-            for (index, row), group in zip(chunk, _groups(answers, len(targets))):
-                for target, answer in zip(targets, group):
-                    scores, passed = _score(config, row, answer)
-                    by_target[(index, target.name)] = answer
-                    results.append(RowResult(index, target.name, answer, scores, passed))
-            pairs: list[PairResult] = []
-            if judge is not None and judge.config.mode == "pointwise":
-                verdicts = await asyncio.gather(*(
-                    _pointwise(judge, rows[r.index], r.answer) for r in results))
-                for result, verdict in zip(results, verdicts):
-                    result.judge = verdict
-                    result.scores[JUDGE_KEY] = None if verdict is None else verdict.score
-                    result.passed[JUDGE_KEY] = None if verdict is None else verdict.passed
-            elif judge is not None:
-                first = targets[0].name
-                jobs = [(index, t.name) for index, _ in chunk for t in targets[1:]]
-                verdicts = await asyncio.gather(*(
-                    judge.pairwise(rows[index], by_target[(index, first)].text, by_target[(index, name)].text)
-                    for index, name in jobs))
-                pairs = [PairResult(index, first, name, verdict) for (index, name), verdict in zip(jobs, verdicts)]
-            totals.add(results, pairs)
+            results, pairs = await run.chunk(start)
             if on_chunk is not None:
                 on_chunk(results, pairs)
-            done += len(chunk)
-            say(f"{done}/{len(rows)} rows")
-        return totals.summary(done)
+            say(f"{run.done}/{len(rows)} rows")
+        return run.totals.summary(run.done)
     finally:
-        if local is not None:
-            await asyncio.to_thread(local.close)
-        for endpoint in [*endpoints.values(), *([judge.endpoint] if judge else [])]:
-            with contextlib.suppress(Exception):
-                await endpoint.close()
+        await run.close()
 
 
 async def _pointwise(judge: Judge, row: EvalRow, answer: Answer) -> PointwiseVerdict | None:
@@ -249,6 +271,27 @@ def _groups(items: list, size: int):
         yield items[start:start + size]
 
 
-def evaluate(rows: Sequence[EvalRow], targets: Sequence[Target], config: EvalConfig, **callbacks) -> Summary:
-    """evaluate_async in a fresh event loop (for callers without one: the CLI, jobs)."""
-    return asyncio.run(evaluate_async(rows, targets, config, **callbacks))
+def evaluate(rows: Sequence[EvalRow], targets: Sequence[Target], config: EvalConfig, *,
+             on_chunk: Callable[[list[RowResult], list[PairResult]], None] | None = None,
+             should_stop: Callable[[], bool] | None = None,
+             on_progress: Callable[[str], None] | None = None) -> Summary:
+    """The evaluation for callers without an event loop (the CLI, jobs). The callbacks are called
+    between chunks, outside the loop, so they may block (a job writes results to its database)."""
+    say = on_progress or (lambda message: None)
+    run = _Run(rows, targets, config)
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(run.open(say))
+        for start in range(0, len(rows), config.chunk_rows):
+            if should_stop is not None and should_stop():
+                break
+            results, pairs = loop.run_until_complete(run.chunk(start))
+            if on_chunk is not None:
+                on_chunk(results, pairs)
+            say(f"{run.done}/{len(rows)} rows")
+        return run.totals.summary(run.done)
+    finally:
+        try:
+            loop.run_until_complete(run.close())
+        finally:
+            loop.close()

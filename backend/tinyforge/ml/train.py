@@ -164,25 +164,29 @@ def _load_rows(dataset):
     return rows
 
 
+def split_validation(config: TrainConfig, rows: list, validation: list | None) -> tuple[list, list]:
+    """(training rows, held-out rows): the separate validation rows when given, else a seeded
+    `validation_split` of `rows` (the platform's run evaluation asks for the same split again)."""
+    if validation is not None:
+        return rows, validation
+    if config.validation_split <= 0:
+        return rows, []
+    if len(rows) < 2:
+        raise TinyforgeError(
+            f"only {len(rows)} valid row: too few to hold out a validation split; add rows, "
+            "give a separate validation file, or set validation_split to 0"
+        )
+    order = list(range(len(rows)))
+    random.Random(config.seed).shuffle(order)
+    n_val = min(max(1, round(len(rows) * config.validation_split)), len(rows) - 1)
+    return [rows[i] for i in sorted(order[n_val:])], [rows[i] for i in sorted(order[:n_val])]
+
+
 def _prepare_data(config: TrainConfig, tokenizer, dataset, validation, log) -> _Data:
     from tinyforge.ml.formatting import tokenize_row
 
-    rows = _load_rows(dataset)
-    if validation is not None:
-        train_rows, val_rows = rows, _load_rows(validation)
-    elif config.validation_split > 0:
-        if len(rows) < 2:
-            raise TinyforgeError(
-                f"only {len(rows)} valid row: too few to hold out a validation split; add rows, "
-                "give a separate validation file, or set validation_split to 0"
-            )
-        order = list(range(len(rows)))
-        random.Random(config.seed).shuffle(order)
-        n_val = min(max(1, round(len(rows) * config.validation_split)), len(rows) - 1)
-        val_rows = [rows[i] for i in sorted(order[:n_val])]
-        train_rows = [rows[i] for i in sorted(order[n_val:])]
-    else:
-        train_rows, val_rows = rows, []
+    train_rows, val_rows = split_validation(config, _load_rows(dataset),
+                                            _load_rows(validation) if validation is not None else None)
 
     def tokenize(selection, what):
         examples, kept, longest = [], [], 0

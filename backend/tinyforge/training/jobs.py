@@ -34,6 +34,7 @@ from tinyforge.errors import TinyforgeError
 from tinyforge.ml.train import TrainerCallback
 from tinyforge.training import base_models, lifecycle
 from tinyforge.training.models import Checkpoint, RunMetric, TrainingRun
+from tinyforge.training.signals import run_succeeded
 
 logger = logging.getLogger(__name__)
 
@@ -273,6 +274,13 @@ def _train(run: TrainingRun, attempt: int, recorder: RunRecorder, out_dir: Path,
     recorder.log(f"succeeded after {result.steps} steps ({how}) in {_duration(result.elapsed_s)}; "
                  f"{result.train_tokens_per_second:,.0f} tokens/s", source="worker")
     recorder.flush(force=True)
+    try:
+        run_succeeded.send(TrainingRun, run=TrainingRun.all_teams.select_related(
+            "project", "dataset_version", "validation_version").get(pk=run.pk))
+    except Exception as exc:  # the run did succeed: what follows it must not turn it into a failure
+        logger.exception("after run %s succeeded", run.pk)
+        recorder.warning(f"could not start the run's evaluations: {type(exc).__name__}: {exc}")
+        recorder.flush(force=True)
     return "succeeded"
 
 

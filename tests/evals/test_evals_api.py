@@ -1,0 +1,264 @@
+"""Eval sets, evaluations run by a real worker, results, gates and the deploy override, through the API."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from evals.conftest import work_off
+from personas import assert_error
+from tinyforge.core.models import AuditEvent, Event
+from tinyforge.evals.models import Evaluation
+
+ROWS = [{"input": "What is the capital of Zorbland?", "reference": "The capital of Zorbland is Quillport.",
+         "must_include": ["Quillport"], "tags": ["geo"]},
+        {"input": "Reverse the word hello.", "reference": "olleh", "tags": ["words"]},
+        {"input": "Say hi", "reference": "hi"}]
+
+
+def new_set(client, world, rows=ROWS, name="facts-2"):
+    response = client.post("/api/v1/eval-sets/", {"project": world.project.pk, "name": name}, format="json")
+    assert response.status_code == 201, response.content
+    eval_set = response.json()
+    response = client.post(f"/api/v1/eval-sets/{eval_set['id']}/versions/", {"rows": rows}, format="json")
+    assert response.status_code == 201, response.content
+    return eval_set, response.json()
+
+
+def test_it_keeps_immutable_versions_named_by_their_sha256(client_for, alice, acme):
+    client = client_for(alice)
+    eval_set, first = new_set(client, acme)
+    second = client.post(f"/api/v1/eval-sets/{eval_set['id']}/versions/", {"rows": ROWS[:1]}, format="json").json()
+    assert (first["number"], second["number"]) == (1, 2) and first["sha256"] != second["sha256"]
+    assert first["row_count"] == 3 and first["tags"] == ["geo", "words"]
+    rows = client.get(f"/api/v1/eval-set-versions/{first['id']}/rows/").json()
+    assert rows["count"] == 3 and rows["results"][0]["must_include"] == ["Quillport"]
+    assert client.get(f"/api/v1/eval-sets/{eval_set['id']}/").json()["latest_version"] == second["id"]
+
+
+def test_it_takes_an_uploaded_jsonl_or_csv_and_the_general_set(client_for, alice, acme):
+    client = client_for(alice)
+    eval_set, _ = new_set(client, acme)
+    url = f"/api/v1/eval-sets/{eval_set['id']}/versions/"
+    upload = io.BytesIO(b"input,reference,must_include\nCapital of France?,Paris,Paris\n")
+    upload.name = "set.csv"
+    response = client.post(url, {"file": upload}, format="multipart")
+    assert response.status_code == 201 and response.json()["source"] == {"file": "set.csv"}
+    general = client.post(url, {"general": True}, format="json")
+    assert general.status_code == 201 and general.json()["row_count"] >= 100
+
+
+@pytest.mark.parametrize("body, field, message", [
+    ({"rows": []}, "rows", "the eval set has no rows"),
+    ({"rows": [{"reference": "x"}]}, "rows", "line 1 input: required field is missing"),
+    ({"rows": [{"input": "q"}, {"input": "q", "must_include": "Paris"}]}, "rows",
+     "line 2 must_include: Input should be a valid list"),
+    ({"rows": [{"input": "q", "must_include": [1]}]}, "rows", "must_include.0: Input should be a valid string"),
+    ({}, "non_field_errors", "Give exactly one of"),
+    ({"rows": [{"input": "q"}], "general": True}, "non_field_errors", "Give exactly one of"),
+])
+def test_bad_rows_are_refused_saying_which_and_where(client_for, alice, acme, body, field, message):
+    client = client_for(alice)
+    eval_set = client.post("/api/v1/eval-sets/", {"project": acme.project.pk, "name": "x"}, format="json").json()
+    error = assert_error(client.post(f"/api/v1/eval-sets/{eval_set['id']}/versions/", body, format="json"), 400)
+    assert message in (" ".join(error["fields"][field]) if field in error["fields"] else error["message"])
+
+
+def test_a_bad_upload_names_the_line(client_for, alice, acme):
+    client = client_for(alice)
+    eval_set = client.post("/api/v1/eval-sets/", {"project": acme.project.pk, "name": "x"}, format="json").json()
+    upload = io.BytesIO(b'{"input": "ok"}\n{"input": ""}\n')
+    upload.name = "set.jsonl"
+    error = assert_error(client.post(f"/api/v1/eval-sets/{eval_set['id']}/versions/", {"file": upload},
+                                     format="multipart"), 400)
+    assert "set.jsonl: 1 problem: line 2 input: input is blank" in error["message"]
+
+
+def evaluate(client, version, targets, **extra):
+    return client.post("/api/v1/evaluations/", {"eval_set_version": version["id"], "targets": targets,
+                                                "max_tokens": 6} | extra, format="json")
+
+
+def test_a_run_against_its_base_model_is_answered_scored_and_paged(client_for, alice, acme, run_with_model, eval_queue,
+                                                                   django_capture_on_commit_callbacks):
+    client = client_for(alice)
+    _, version = new_set(client, acme)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = evaluate(client, version, [{"kind": "run", "run": run_with_model.pk},
+                                              {"kind": "run", "run": run_with_model.pk, "label": "again"}],
+                            scorers=[{"name": "must_include"}, {"name": "rouge_l"}, {"name": "regex", "pattern": "^h"}])
+    assert response.status_code == 201, response.content
+    evaluation = response.json()
+    assert evaluation["status"] == "queued" and [t["label"] for t in evaluation["targets"]] == ["trained run", "again"]
+    work_off(eval_queue)
+    evaluation = client.get(f"/api/v1/evaluations/{evaluation['id']}/").json()
+    assert evaluation["status"] == "succeeded", evaluation["error"]
+    assert evaluation["rows_done"] == 3
+    scores = evaluation["summary"]["targets"]["trained run"]["scores"]
+    assert set(scores) == {"must_include", "rouge_l", "regex:^h"}
+    assert scores["rouge_l"]["n"] == 3 and scores["rouge_l"]["low"] <= scores["rouge_l"]["mean"] <= scores["rouge_l"]["high"]
+    assert scores["must_include"]["n"] == 1 and scores["must_include"]["unscored"] == 2
+    page = client.get(f"/api/v1/evaluations/{evaluation['id']}/results/", {"page_size": 2}).json()
+    assert page["count"] == 3 and len(page["results"]) == 2
+    row = page["results"][0]
+    # The same model twice, greedy: the same answers, so no regressions and no disagreements.
+    assert row["answers"]["trained run"]["answer"] == row["answers"]["again"]["answer"]
+    assert client.get(f"/api/v1/evaluations/{evaluation['id']}/results/", {"regressions": "true"}).json()["count"] == 0
+    assert client.get(f"/api/v1/evaluations/{evaluation['id']}/results/", {"tag": "geo"}).json()["count"] == 1
+    assert_error(client.get(f"/api/v1/evaluations/{evaluation['id']}/results/", {"regressions": "maybe"}), 400)
+
+
+def test_a_pairwise_judge_on_the_allow_list_is_asked_both_orders(client_for, alice, acme, judge, eval_queue,
+                                                                  django_capture_on_commit_callbacks):
+    client = client_for(alice)
+    _, version = new_set(client, acme)
+    targets = [{"kind": "endpoint", "base_url": judge.base_url, "model": "echo-target", "label": "last word"},
+               {"kind": "endpoint", "base_url": judge.base_url, "model": "first-word-target", "label": "first word"}]
+    judge_spec = {"mode": "pairwise", "target": {"kind": "endpoint", "base_url": judge.base_url, "model": "fair-judge"}}
+    with django_capture_on_commit_callbacks(execute=True):
+        response = evaluate(client, version, targets, scorers=[{"name": "exact_match"}], judge=judge_spec)
+    assert response.status_code == 201, response.content
+    assert "{answer_a}" in response.json()["judge"]["prompt"]  # the prompt used is shown
+    work_off(eval_queue)
+    evaluation = client.get(f"/api/v1/evaluations/{response.json()['id']}/").json()
+    assert evaluation["status"] == "succeeded", evaluation["error"]
+    pair = evaluation["summary"]["pairs"][0]
+    assert (pair["first"], pair["second"], pair["judged"]) == ("last word", "first word", 3)
+    results = client.get(f"/api/v1/evaluations/{evaluation['id']}/results/").json()["results"]
+    assert all(len(r["pairwise"][0]["raw"]) == 2 for r in results)
+    assert len(judge.judged()) == 6
+
+
+def test_a_judge_that_answers_garbage_leaves_rows_unscored_and_counted(client_for, alice, acme, judge, eval_queue,
+                                                                        django_capture_on_commit_callbacks):
+    client = client_for(alice)
+    _, version = new_set(client, acme)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = evaluate(client, version, [{"kind": "endpoint", "base_url": judge.base_url, "model": "echo-target"}],
+                            judge={"target": {"kind": "endpoint", "base_url": judge.base_url, "model": "garbage-judge"}})
+    work_off(eval_queue)
+    evaluation = client.get(f"/api/v1/evaluations/{response.json()['id']}/").json()
+    assert evaluation["summary"]["targets"]["echo-target"]["scores"]["judge"]["unscored"] == 3
+    result = client.get(f"/api/v1/evaluations/{evaluation['id']}/results/").json()["results"][0]
+    verdict = result["answers"]["echo-target"]["judge"]
+    assert verdict["unscored"] and "lovely question" in verdict["raw"]
+    assert result["answers"]["echo-target"]["passed"]["judge"] is None
+
+
+def test_a_judge_not_on_the_allow_list_is_refused(client_for, alice, acme):
+    client = client_for(alice)
+    _, version = new_set(client, acme)
+    error = assert_error(evaluate(client, version, [{"kind": "run", "run": acme.run.pk}],
+                                  judge={"target": {"kind": "endpoint", "base_url": "http://169.254.169.254/v1",
+                                                    "model": "j"}}), 400)
+    assert "is not a model server this platform may call" in error["fields"]["judge.target.base_url"][0]
+
+
+def test_an_unreachable_judge_fails_the_evaluation_before_any_row(client_for, alice, acme, settings, judge, eval_queue,
+                                                                   django_capture_on_commit_callbacks):
+    settings.QA_BASE_URLS = {**settings.QA_BASE_URLS, "http://127.0.0.1:9/v1": None}
+    client = client_for(alice)
+    _, version = new_set(client, acme)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = evaluate(client, version, [{"kind": "endpoint", "base_url": judge.base_url, "model": "echo-target"}],
+                            judge={"target": {"kind": "endpoint", "base_url": "http://127.0.0.1:9/v1", "model": "j"}})
+    work_off(eval_queue)
+    evaluation = Evaluation.all_teams.get(pk=response.json()["id"])
+    assert evaluation.status == "failed" and "at http://127.0.0.1:9/v1 cannot be used: Connection error" in evaluation.error
+    assert judge.requests == [] and evaluation.results.count() == 0
+    assert Event.all_teams.filter(project=acme.project, level="error", message__contains="failed after 0 of 3 rows").exists()
+
+
+def test_a_target_of_another_team_is_refused(client_for, charlie, globex, acme):
+    client = client_for(charlie)
+    _, version = new_set(client, globex)
+    error = assert_error(evaluate(client, version, [{"kind": "run", "run": acme.run.pk}]), 400)
+    assert "does not exist" in json.dumps(error["fields"])
+    assert_error(evaluate(client, version, [{"kind": "deployment", "deployment": acme.deployment.pk}]), 400)
+
+
+@pytest.mark.parametrize("targets, scorers, message", [
+    ([], [{"name": "exact_match"}], "Choose 1 to 4 targets"),
+    ([{"kind": "run"}], [{"name": "exact_match"}], "A run target needs run"),
+    ([{"kind": "endpoint", "base_url": "http://127.0.0.1:9/v1"}], [{"name": "exact_match"}], "needs model"),
+    (None, [], "Choose at least one scorer or a judge"),
+    (None, [{"name": "regex"}], "needs a pattern"),
+    (None, [{"name": "bleu"}], "is not a valid choice"),
+])
+def test_bad_evaluations_are_refused_naming_the_field(client_for, alice, acme, targets, scorers, message):
+    client = client_for(alice)
+    _, version = new_set(client, acme)
+    targets = targets if targets is not None else [{"kind": "run", "run": acme.run.pk}]
+    error = assert_error(evaluate(client, version, targets, scorers=scorers), 400)
+    assert message in json.dumps(error)
+
+
+def test_two_evaluations_at_once_queue_and_both_finish(client_for, alice, acme, judge, eval_queue,
+                                                       django_capture_on_commit_callbacks):
+    client = client_for(alice)
+    _, version = new_set(client, acme)
+    target = [{"kind": "endpoint", "base_url": judge.base_url, "model": "echo-target"}]
+    with django_capture_on_commit_callbacks(execute=True):
+        ids = [evaluate(client, version, target, scorers=[{"name": "token_f1"}]).json()["id"] for _ in range(2)]
+    assert [Evaluation.all_teams.get(pk=i).status for i in ids] == ["queued", "queued"]
+    assert eval_queue.count == 2
+    work_off(eval_queue)
+    assert [Evaluation.all_teams.get(pk=i).status for i in ids] == ["succeeded", "succeeded"]
+
+
+def test_ten_thousand_rows_are_written_in_chunks_and_paged(client_for, alice, acme, run_with_model, eval_queue,
+                                                           settings, django_capture_on_commit_callbacks):
+    # The heartbeat thread's writes would meet this test's open transaction on SQLite; not under test here.
+    settings.RUN_HEARTBEAT_SECONDS = 3600
+    client = client_for(alice)
+    rows = [{"input": f"Question number {i}", "reference": str(i), "tags": ["even" if i % 2 == 0 else "odd"]}
+            for i in range(10_000)]
+    _, version = new_set(client, acme, rows=rows)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = evaluate(client, version, [{"kind": "run", "run": run_with_model.pk}],
+                            scorers=[{"name": "exact_match"}], max_tokens=1)
+    work_off(eval_queue)
+    evaluation = client.get(f"/api/v1/evaluations/{response.json()['id']}/").json()
+    assert evaluation["status"] == "succeeded" and evaluation["rows_done"] == 10_000
+    assert evaluation["summary"]["targets"]["trained run"]["scores"]["exact_match"]["n"] == 10_000
+    page = client.get(f"/api/v1/evaluations/{evaluation['id']}/results/", {"page": 40, "tag": "odd", "page_size": 100})
+    assert page.json()["count"] == 5000 and page.json()["results"][0]["index"] == 7801  # the 3,901st odd row
+    assert_error(client.get(f"/api/v1/evaluations/{evaluation['id']}/results/", {"page_size": 100_000}), 400)
+
+
+def test_a_gate_refuses_a_failing_run_until_overridden_with_an_audit_record(client_for, alice, acme, judge, eval_queue,
+                                                                            run_with_model,
+                                                                            django_capture_on_commit_callbacks):
+    client = client_for(alice)
+    eval_set, _ = new_set(client, acme, name="gate set")
+    response = client.post("/api/v1/gates/", {"project": acme.project.pk, "eval_set": eval_set["id"],
+                                              "scorer": {"name": "exact_match"}, "threshold": 0.9}, format="json")
+    assert response.status_code == 201, response.content
+    gate = response.json()
+    status = client.get("/api/v1/evaluations/gate-status/", {"run": run_with_model.pk}).json()
+    assert status["state"] == "fails" and "not evaluated against the gate" in status["reason"]
+    with django_capture_on_commit_callbacks(execute=True):
+        check = client.post(f"/api/v1/gates/{gate['id']}/check/", {"run": run_with_model.pk}, format="json")
+    assert check.status_code == 201, check.content
+    assert client.get("/api/v1/evaluations/gate-status/", {"run": run_with_model.pk}).json()["state"] == "pending"
+    work_off(eval_queue)
+    status = client.get("/api/v1/evaluations/gate-status/", {"run": run_with_model.pk}).json()
+    assert status["state"] == "fails" and "below the threshold 0.900" in status["reason"]
+    deploy = {"run": run_with_model.pk, "name": "gated-model"}
+    error = assert_error(client.post("/api/v1/deployments/", deploy, format="json"), 409)
+    assert "fails the gate: exact_match is 0.000, below the threshold 0.900" in error["message"]
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/api/v1/deployments/", {**deploy, "override_gate": True,
+                                                        "override_reason": "demo day"}, format="json")
+    assert response.status_code == 201, response.content
+    audit = AuditEvent.all_teams.get(action="gate_overridden")
+    assert audit.actor == alice and audit.changes["reason"] == "demo day" and audit.changes["gate"]["state"] == "fails"
+
+
+def test_only_admins_set_the_gate(client_for, bob, acme):
+    error = assert_error(client_for(bob).post("/api/v1/gates/", {"project": acme.project.pk, "eval_set": acme.eval_set.pk,
+                                                                 "scorer": {"name": "exact_match"}, "threshold": 0.5},
+                                              format="json"), 403)
+    assert "set the deploy gate" in error["message"]
