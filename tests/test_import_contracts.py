@@ -2,7 +2,7 @@
 import statement of the source, at module level or inside a function, and fail on one that points
 back.
 
-- ml/, connectors/ and serving/ never import Django, DRF, RQ or a Django app: the CLI, the
+- ml/, connectors/, serving/ and evaluation/ never import Django, DRF, RQ or a Django app: the CLI, the
   workers, the inference service and an exported bundle run them as they are.
 - core/ imports no app: apps register with core (their tracked-job kinds, their accounts).
 """
@@ -47,9 +47,16 @@ def test_the_apps_are_found():
     assert {"core", "accounts", "projects", "datasets", "training", "deployments"} <= set(APPS)
 
 
-@pytest.mark.parametrize("package", ["ml", "connectors", "serving"])
+@pytest.mark.parametrize("package", ["ml", "connectors", "serving", "evaluation"])
 def test_the_pure_python_layers_never_import_django_or_an_app(package):
     assert violations(package, FRAMEWORKS + tuple(f"tinyforge.{app}" for app in APPS)) == []
+
+
+def test_ml_never_imports_serving_or_the_evaluation_above_it():
+    """Evaluations answer through serving's engine, so they sit above both; ml stays below."""
+    found = violations("ml", ("tinyforge.serving", "tinyforge.evaluation"))
+    # A bundle's server script is a file ml copies into the bundle, not a module ml imports.
+    assert [v for v in found if not v.startswith("ml/templates/bundle/")] == []
 
 
 def test_core_imports_no_app():

@@ -145,7 +145,7 @@ def register(subparsers) -> None:
 def demo_processes(args, python: str) -> list[Child]:
     """Everything `tinyforge demo` runs beside itself (after django.setup(): the queue names come
     from the worker module)."""
-    from tinyforge.core.worker import CONTROL_QUEUE, WORK_QUEUES
+    from tinyforge.core.worker import CONTROL_QUEUE, EVAL_QUEUE, WORK_QUEUES
 
     children = [
         Child("web", [python, "-m", "gunicorn", "tinyforge.wsgi:application", "--bind", f"{args.host}:{args.port}",
@@ -160,6 +160,8 @@ def demo_processes(args, python: str) -> list[Child]:
     # The periodic reconcilers on a process of their own: a worker busy training for hours would
     # otherwise leave a run whose worker died "running" until it finished.
     children.append(Child("scheduler", [python, "-m", "django", "rqworker", "--with-scheduler", CONTROL_QUEUE]))
+    # Evaluations apart from training, so a run's evaluation and gate check start when it ends.
+    children.append(Child("evaluator", [python, "-m", "django", "rqworker", EVAL_QUEUE]))
     return children
 
 

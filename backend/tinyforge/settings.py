@@ -317,6 +317,13 @@ SPECTACULAR_SETTINGS = {
         "RoleEnum": "tinyforge.accounts.models.Role.choices",  # the team roles, as the dashboard names them
         "ChatRoleEnum": ["system", "user", "assistant"],
         "InvitationKindEnum": "tinyforge.accounts.models.InvitationKind.choices",
+        # Evaluations go through the same statuses as runs (queued ... cancelled): one enum, the name it had.
+        "TrainingRunStatusEnum": "tinyforge.training.models.RunStatus.choices",
+        "SourceKindEnum": "tinyforge.datasets.models.SourceKind.choices",
+        "EvalSourceKindEnum": "tinyforge.evals.models.EvalSource.choices",
+        "KindEnum": "tinyforge.datasets.models.ConnectionKind.choices",
+        "TargetKindEnum": ["run", "base", "deployment", "endpoint"],
+        "JudgeTargetKindEnum": ["deployment", "endpoint"],
     },
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],

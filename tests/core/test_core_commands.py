@@ -146,8 +146,9 @@ def test_it_runs_the_demo_survives_a_killed_worker_and_stops_everything_it_start
         assert "sign in as:        demo / " in output.text, output.text[-3000:]
         password = (tmp_path / "data" / "demo_password").read_text()
         children = psutil.Process(demo.pid).children(recursive=True)
-        # One training worker (--workers 1) and the scheduler, which alone runs the reconcilers.
-        assert sorted(rqworker_pids(demo.pid)) == ["--with-scheduler control", "ingest train deploy"]
+        # One training worker (--workers 1), the scheduler, which alone runs the reconcilers, and the
+        # evaluator, so evaluations never wait behind training.
+        assert sorted(rqworker_pids(demo.pid)) == ["--with-scheduler control", "eval", "ingest train deploy"]
         assert any("redis-server" in line for line in processes_mentioning(str(tmp_path)))
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             client.get("/api/v1/auth/csrf/")

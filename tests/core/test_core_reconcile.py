@@ -17,7 +17,8 @@ from tinyforge.core.worker import PERIODIC_JOBS
 from tinyforge.training.models import TrainingRun
 
 # Which of the persona team's objects is a record of each kind: a new kind adds its line here.
-RECORD_OF_KIND = {"runs": "run", "versions": "version", "deployments": "deployment", "exports": "export"}
+RECORD_OF_KIND = {"runs": "run", "versions": "version", "deployments": "deployment", "exports": "export",
+                  "evaluations": "evaluation"}
 LONG_AGO = timedelta(minutes=10)
 
 

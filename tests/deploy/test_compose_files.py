@@ -14,7 +14,7 @@ import pytest
 from install_files import REPO, compose_file, dockerfile_stages, stage_chain
 
 COMPOSE_FILES = ["docker-compose.yml", "docker-compose.gpu.yml"]
-PLATFORM_SERVICES = ["web", "worker", "scheduler", "inference"]
+PLATFORM_SERVICES = ["web", "worker", "scheduler", "evaluator", "inference"]
 
 
 def check_jsonschema(*paths) -> subprocess.CompletedProcess:
@@ -83,7 +83,7 @@ def test_services_start_only_after_what_they_need_is_healthy():
         assert depends_on["postgres"]["condition"] == "service_healthy", name
         # Migrations ran, once, before any process that uses the database starts.
         assert depends_on["migrate"]["condition"] == "service_completed_successfully", name
-    for name in ("web", "worker", "scheduler"):
+    for name in ("web", "worker", "scheduler", "evaluator"):
         assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy", name
     assert services["nginx"]["depends_on"]["web"]["condition"] == "service_healthy"
 
@@ -116,21 +116,24 @@ def test_every_queue_has_a_worker_and_the_reconcilers_run_apart_from_training():
     from django.conf import settings
     from django.core.management import load_command_class
 
-    from tinyforge.core.worker import CONTROL_QUEUE, WORK_QUEUES
+    from tinyforge.core.worker import CONTROL_QUEUE, EVAL_QUEUE, WORK_QUEUES
 
     parser = load_command_class("django_rq", "rqworker").create_parser("manage.py", "rqworker")
     services = compose_file()["services"]
     options = {}
-    for name in ("worker", "scheduler"):
+    for name in ("worker", "scheduler", "evaluator"):
         command = service_command(name)
         assert command[:3] == ["python", "manage.py", "rqworker"], name
         options[name] = parser.parse_args(command[3:])
     # Training workers never take the periodic jobs: a run of hours would hold them up.
     assert options["worker"].args == list(WORK_QUEUES)
     assert options["scheduler"].args == [CONTROL_QUEUE] and options["scheduler"].with_scheduler is True
-    assert set(options["worker"].args) | set(options["scheduler"].args) == set(settings.RQ_QUEUES)
-    assert services["scheduler"]["image"] == services["worker"]["image"]
-    assert services["scheduler"]["build"] == services["worker"]["build"]
+    # Evaluations never wait behind training either: a run's gate check starts when it ends.
+    assert options["evaluator"].args == [EVAL_QUEUE]
+    assert set().union(*(options[name].args for name in options)) == set(settings.RQ_QUEUES)
+    for name in ("scheduler", "evaluator"):
+        assert services[name]["image"] == services["worker"]["image"]
+        assert services[name]["build"] == services["worker"]["build"]
 
 
 def test_workers_scale_with_the_scale_flag():

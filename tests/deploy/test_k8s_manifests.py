@@ -53,7 +53,8 @@ def test_the_validator_rejects_a_broken_manifest():
 
 def test_the_platform_runs_web_workers_scheduler_and_inference_with_migrations_first():
     deployments = by_kind("Deployment")
-    assert set(deployments) == {"tinyforge-web", "tinyforge-worker", "tinyforge-scheduler", "tinyforge-inference"}
+    assert set(deployments) == {"tinyforge-web", "tinyforge-worker", "tinyforge-scheduler", "tinyforge-evaluator",
+                                "tinyforge-inference"}
     (job,) = by_kind("Job").values()
     command = " ".join(job["spec"]["template"]["spec"]["containers"][0]["command"])
     assert "manage.py migrate --noinput && python manage.py createadmin" in command
@@ -73,6 +74,9 @@ def test_the_scheduler_runs_composes_command_once_on_the_worker_image():
     assert scheduler["spec"]["replicas"] == 1
     (worker,) = deployments["tinyforge-worker"]["spec"]["template"]["spec"]["containers"]
     assert "command" not in worker and "args" not in worker
+    (evaluator,) = deployments["tinyforge-evaluator"]["spec"]["template"]["spec"]["containers"]
+    assert evaluator["command"] == compose_file()["services"]["evaluator"]["command"]
+    assert evaluator["image"] == "tinyforge/worker"
 
 
 def test_services_select_their_deployments_pods_and_ports():

@@ -41,6 +41,9 @@ logger = logging.getLogger(__name__)
 # The training workers' queues, in priority order. Nothing on them is scheduled with enqueue_in,
 # so their workers run without RQ's scheduler.
 WORK_QUEUES = ("ingest", "train", "deploy")
+# Evaluations' queue, on an evaluator process of its own: a run's gate check must not wait for
+# the hours of training a worker may be busy with, nor behind the queued train jobs.
+EVAL_QUEUE = "eval"
 # The periodic control jobs' queue; only the scheduler process listens on it.
 CONTROL_QUEUE = "control"
 # name -> (function, the setting holding its interval in seconds). Apps register theirs when

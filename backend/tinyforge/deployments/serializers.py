@@ -7,7 +7,7 @@ from tinyforge.deployments.models import Deployment, Export, ExportFormat, Quant
 class DeploymentSerializer(StrictModelSerializer):
     project = serializers.IntegerField(source="project_id", read_only=True)
     override_gate = serializers.BooleanField(
-        write_only=True, required=False, default=False,
+        write_only=True, required=False,
         help_text="Deploy although the run fails the project's gate (recorded in the audit log)")
     override_reason = serializers.CharField(write_only=True, required=False, allow_blank=True, max_length=500,
                                             help_text="Why the gate is overridden, for the audit log")

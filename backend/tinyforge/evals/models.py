@@ -106,7 +106,8 @@ class Evaluation(TeamOwnedModel, TrackedJob):
         return self.name or f"evaluation {self.pk}"
 
     def event_links(self) -> dict:
-        return {"project_id": self.project_id, "run_id": self.run_id, "data": {"evaluation": self.pk}}
+        # Not the run's: its log (and the OpenAI job's events) end with the training's own last line.
+        return {"project_id": self.project_id, "data": {"evaluation": self.pk}}
 
 
 class EvalResult(TeamOwnedModel):

@@ -190,7 +190,9 @@ class GateSerializer(StrictModelSerializer):
         fields = ["id", "project", "eval_set", "scorer", "threshold", "max_drop", "enabled", "updated_by",
                   "created_at", "updated_at"]
         read_only_fields = ["updated_by"]
-        validators = []  # one gate per project: creating again replaces it
+        # One gate per project: setting it again replaces it (services.set_gate).
+        validators = []
+        extra_kwargs = {"project": {"validators": []}}
 
     def validate(self, attrs):
         eval_set, project = attrs.get("eval_set"), attrs.get("project")

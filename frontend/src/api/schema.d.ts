@@ -481,6 +481,198 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/eval-set-versions/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Eval set versions (filter by eval_set, project) */
+        get: operations["eval_set_versions_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/eval-set-versions/{id}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One eval set version */
+        get: operations["eval_set_versions_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/eval-set-versions/{id}/rows/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The version's rows, paged */
+        get: operations["eval_set_versions_rows_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/eval-sets/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Eval sets (filter by project) */
+        get: operations["eval_sets_list"];
+        put?: never;
+        /** Create an eval set (then add a version of rows) */
+        post: operations["eval_sets_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/eval-sets/{id}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One eval set */
+        get: operations["eval_sets_retrieve"];
+        put?: never;
+        post?: never;
+        /** Delete an eval set (not while an evaluation or gate uses it) */
+        delete: operations["eval_sets_destroy"];
+        options?: never;
+        head?: never;
+        /** Rename or describe an eval set */
+        patch: operations["eval_sets_partial_update"];
+        trace?: never;
+    };
+    "/api/v1/eval-sets/{id}/versions/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Add a version: an uploaded JSONL or CSV file (multipart `file`), rows, a run's validation rows, rows picked in a dataset version, or the shipped general set */
+        post: operations["eval_sets_versions_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/evaluations/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Evaluations (filter by project, run, eval_set_version, status, purpose) */
+        get: operations["evaluations_list"];
+        put?: never;
+        /** Evaluate: an eval set version answered by 1-4 targets, scored, optionally judged */
+        post: operations["evaluations_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/evaluations/{id}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One evaluation with its aggregates (95% intervals) per target */
+        get: operations["evaluations_retrieve"];
+        put?: never;
+        post?: never;
+        /** Delete an evaluation and its results */
+        delete: operations["evaluations_destroy"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/evaluations/{id}/cancel/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Cancel a queued or running evaluation (finished rows are kept) */
+        post: operations["evaluations_cancel_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/evaluations/{id}/results/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Per-row results: every target's answer, scores and judge verdict, paged */
+        get: operations["evaluations_results_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/evaluations/gate-status/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Whether a run passes its project's gate (for the run page and the Deploy dialog) */
+        get: operations["evaluations_gate_status_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/events/": {
         parameters: {
             query?: never;
@@ -548,6 +740,59 @@ export interface paths {
         get: operations["exports_download_retrieve"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/gates/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Gates (one per project at most) */
+        get: operations["gates_list"];
+        put?: never;
+        /** Set the project's gate (deploy only if): replaces the one it had */
+        post: operations["gates_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/gates/{id}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One gate */
+        get: operations["gates_retrieve"];
+        put?: never;
+        post?: never;
+        /** Remove a project's gate */
+        delete: operations["gates_destroy"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/gates/{id}/check/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Evaluate a run against the gate now */
+        post: operations["gates_check_create"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1349,6 +1594,10 @@ export interface components {
             checkpoint?: number | null;
             runtime?: components["schemas"]["RuntimeEnum"];
             merge_adapter?: boolean;
+            /** @description Deploy although the run fails the project's gate (recorded in the audit log) */
+            override_gate?: boolean;
+            /** @description Why the gate is overridden, for the audit log */
+            override_reason?: string;
         };
         /**
          * @description * `pending` - Pending
@@ -1371,6 +1620,121 @@ export interface components {
             fields: {
                 [key: string]: string[];
             };
+        };
+        EvalResult: {
+            readonly id: number;
+            /** @description Position of the row in the eval set version */
+            readonly index: number;
+            readonly input: unknown;
+            readonly reference: string | null;
+            readonly must_include: unknown;
+            readonly tags: unknown;
+            readonly answers: unknown;
+            readonly pairwise: unknown;
+            /** @description An earlier target passed a score a later one fails */
+            readonly regression: boolean;
+            /** @description The targets do not all pass or all fail a score, or the judge's two orders disagreed */
+            readonly disagreement: boolean;
+        };
+        /**
+         * @description Rejects fields it does not know (or that are read-only) instead of ignoring them, so a
+         *     typo in a hyperparameter name is an error, not a silently different run.
+         */
+        EvalSet: {
+            readonly id: number;
+            project: number;
+            name: string;
+            description?: string;
+            /** @description Id of the newest version (null: none yet) */
+            readonly latest_version: number | null;
+            readonly created_by: number | null;
+            /** Format: date-time */
+            readonly created_at: string;
+        };
+        /**
+         * @description Rejects fields it does not know (or that are read-only) instead of ignoring them, so a
+         *     typo in a hyperparameter name is an error, not a silently different run.
+         */
+        EvalSetRequest: {
+            project: number;
+            name: string;
+            description?: string;
+        };
+        /**
+         * @description Rejects fields it does not know (or that are read-only) instead of ignoring them, so a
+         *     typo in a hyperparameter name is an error, not a silently different run.
+         */
+        EvalSetVersion: {
+            readonly id: number;
+            readonly eval_set: number;
+            readonly number: number;
+            readonly source_kind: components["schemas"]["EvalSourceKindEnum"];
+            /** @description Where the rows came from (file name, run, dataset version) */
+            readonly source: unknown;
+            readonly sha256: string;
+            readonly row_count: number;
+            /** @description The tags its rows carry */
+            readonly tags: unknown;
+            readonly created_by: number | null;
+            /** Format: date-time */
+            readonly created_at: string;
+        };
+        /**
+         * @description * `upload` - Uploaded file (JSONL or CSV)
+         *     * `rows` - Rows in the request
+         *     * `run_validation` - A run's validation rows
+         *     * `dataset_version` - Rows picked in a dataset version
+         *     * `general` - The shipped general set
+         * @enum {string}
+         */
+        EvalSourceKindEnum: "upload" | "rows" | "run_validation" | "dataset_version" | "general";
+        /**
+         * @description Rejects fields it does not know (or that are read-only) instead of ignoring them, so a
+         *     typo in a hyperparameter name is an error, not a silently different run.
+         */
+        Evaluation: {
+            readonly id: number;
+            readonly project: number;
+            name?: string;
+            eval_set_version: number;
+            /** @description 1-4; the first is the baseline of comparisons */
+            targets: components["schemas"]["Target"][];
+            scorers?: components["schemas"]["Scorer"][];
+            judge?: components["schemas"]["Judge"] | null;
+            max_tokens?: number;
+            readonly purpose: components["schemas"]["PurposeEnum"];
+            /** @description The run an automatic or gate evaluation is about */
+            readonly run: number | null;
+            readonly status: components["schemas"]["TrainingRunStatusEnum"];
+            readonly rows_done: number;
+            readonly row_count: number;
+            /** @description Aggregates per target with 95% intervals, pairwise rates */
+            readonly summary: unknown;
+            readonly gate_passed: boolean | null;
+            readonly gate_reason: string;
+            readonly error: string;
+            /** @description Set through the OpenAI Evals API */
+            readonly metadata: unknown;
+            readonly created_by: number | null;
+            /** Format: date-time */
+            readonly created_at: string;
+            /** Format: date-time */
+            readonly started_at: string | null;
+            /** Format: date-time */
+            readonly finished_at: string | null;
+        };
+        /**
+         * @description Rejects fields it does not know (or that are read-only) instead of ignoring them, so a
+         *     typo in a hyperparameter name is an error, not a silently different run.
+         */
+        EvaluationRequest: {
+            name?: string;
+            eval_set_version: number;
+            /** @description 1-4; the first is the baseline of comparisons */
+            targets: components["schemas"]["TargetRequest"][];
+            scorers?: components["schemas"]["ScorerRequest"][];
+            judge?: components["schemas"]["JudgeRequest"] | null;
+            max_tokens?: number;
         };
         Event: {
             readonly id: number;
@@ -1474,6 +1838,64 @@ export interface components {
          * @enum {string}
          */
         FormatEnum: "hf" | "hf_merged" | "onnx" | "bundle";
+        /**
+         * @description Rejects fields it does not know (or that are read-only) instead of ignoring them, so a
+         *     typo in a hyperparameter name is an error, not a silently different run.
+         */
+        Gate: {
+            readonly id: number;
+            project: number;
+            /** @description Its latest version is used */
+            eval_set: number;
+            scorer: components["schemas"]["Scorer"];
+            /**
+             * Format: double
+             * @description The run's mean score must reach this
+             */
+            threshold: number;
+            /**
+             * Format: double
+             * @description No worse than the deployed model's mean by more than this (empty: not compared)
+             */
+            max_drop?: number | null;
+            enabled?: boolean;
+            readonly updated_by: number | null;
+            /** Format: date-time */
+            readonly created_at: string;
+            /** Format: date-time */
+            readonly updated_at: string;
+        };
+        /** @description A plain serializer (actions' request bodies) that rejects unknown fields too. */
+        GateCheckRequest: {
+            run: number;
+        };
+        /**
+         * @description Rejects fields it does not know (or that are read-only) instead of ignoring them, so a
+         *     typo in a hyperparameter name is an error, not a silently different run.
+         */
+        GateRequest: {
+            project: number;
+            /** @description Its latest version is used */
+            eval_set: number;
+            scorer: components["schemas"]["ScorerRequest"];
+            /**
+             * Format: double
+             * @description The run's mean score must reach this
+             */
+            threshold: number;
+            /**
+             * Format: double
+             * @description No worse than the deployed model's mean by more than this (empty: not compared)
+             */
+            max_drop?: number | null;
+            enabled?: boolean;
+        };
+        GateStatus: {
+            state: components["schemas"]["StateEnum"];
+            reason: string;
+            /** @description The gate evaluation it comes from */
+            evaluation: number | null;
+        };
         Health: {
             status: string;
             database: string;
@@ -1599,6 +2021,72 @@ export interface components {
             /** @description Expire this many days from now (default and most: 7) */
             expires_in_days?: number;
         };
+        /** @description A plain serializer (actions' request bodies) that rejects unknown fields too. */
+        Judge: {
+            /** @default pointwise */
+            mode: components["schemas"]["ModeEnum"];
+            /** @description The judge prompt template (empty: the default one of the mode) */
+            prompt?: string;
+            rubric?: string;
+            /** @default 256 */
+            max_tokens: number;
+            /** @description The judge model */
+            target: components["schemas"]["JudgeTarget"];
+        };
+        /** @description A plain serializer (actions' request bodies) that rejects unknown fields too. */
+        JudgeRequest: {
+            /** @default pointwise */
+            mode: components["schemas"]["ModeEnum"];
+            /** @description The judge prompt template (empty: the default one of the mode) */
+            prompt?: string;
+            rubric?: string;
+            /** @default 256 */
+            max_tokens: number;
+            /** @description The judge model */
+            target: components["schemas"]["JudgeTargetRequest"];
+        };
+        /** @description A plain serializer (actions' request bodies) that rejects unknown fields too. */
+        JudgeTarget: {
+            /**
+             * @description A deployment of this team, or an allow-listed endpoint
+             *
+             *     * `deployment` - deployment
+             *     * `endpoint` - endpoint
+             */
+            kind: components["schemas"]["JudgeTargetKindEnum"];
+            /** @description Its name in results (default: derived) */
+            label?: string;
+            run?: number;
+            checkpoint?: number | null;
+            deployment?: number;
+            /** Format: uri */
+            base_url?: string;
+            model?: string;
+        };
+        /**
+         * @description * `deployment` - deployment
+         *     * `endpoint` - endpoint
+         * @enum {string}
+         */
+        JudgeTargetKindEnum: "deployment" | "endpoint";
+        /** @description A plain serializer (actions' request bodies) that rejects unknown fields too. */
+        JudgeTargetRequest: {
+            /**
+             * @description A deployment of this team, or an allow-listed endpoint
+             *
+             *     * `deployment` - deployment
+             *     * `endpoint` - endpoint
+             */
+            kind: components["schemas"]["JudgeTargetKindEnum"];
+            /** @description Its name in results (default: derived) */
+            label?: string;
+            run?: number;
+            checkpoint?: number | null;
+            deployment?: number;
+            /** Format: uri */
+            base_url?: string;
+            model?: string;
+        };
         /**
          * @description * `debug` - Debug
          *     * `info` - Info
@@ -1654,6 +2142,36 @@ export interface components {
             results: components["schemas"]["RunMetric"][];
             next_after: number;
             has_more: boolean;
+        };
+        /**
+         * @description * `pointwise` - pointwise
+         *     * `pairwise` - pairwise
+         * @enum {string}
+         */
+        ModeEnum: "pointwise" | "pairwise";
+        /**
+         * @description * `exact_match` - exact_match
+         *     * `must_include` - must_include
+         *     * `rouge_l` - rouge_l
+         *     * `token_f1` - token_f1
+         *     * `regex` - regex
+         *     * `json_valid` - json_valid
+         *     * `json_schema` - json_schema
+         * @enum {string}
+         */
+        NameEnum: "exact_match" | "must_include" | "rouge_l" | "token_f1" | "regex" | "json_valid" | "json_schema";
+        /** @description Exactly one source of rows (an uploaded file goes as multipart `file` instead). */
+        NewVersionRequest: {
+            /** @description Rows: {input, reference?, must_include?, tags?, id?} */
+            rows?: unknown[];
+            /** @description A run's validation rows */
+            run?: number;
+            /** @description Rows of a ready dataset version of this team */
+            dataset_version?: number;
+            /** @description With dataset_version: the rows to take (1-based; empty: all) */
+            row_numbers?: number[];
+            /** @description The shipped general set (the forgetting check) */
+            general?: boolean;
         };
         PaginatedApiTokenList: {
             /** @example 123 */
@@ -1760,6 +2278,66 @@ export interface components {
             previous?: string | null;
             results: components["schemas"]["Deployment"][];
         };
+        PaginatedEvalResultList: {
+            /** @example 123 */
+            count: number;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?page=4
+             */
+            next?: string | null;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?page=2
+             */
+            previous?: string | null;
+            results: components["schemas"]["EvalResult"][];
+        };
+        PaginatedEvalSetList: {
+            /** @example 123 */
+            count: number;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?page=4
+             */
+            next?: string | null;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?page=2
+             */
+            previous?: string | null;
+            results: components["schemas"]["EvalSet"][];
+        };
+        PaginatedEvalSetVersionList: {
+            /** @example 123 */
+            count: number;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?page=4
+             */
+            next?: string | null;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?page=2
+             */
+            previous?: string | null;
+            results: components["schemas"]["EvalSetVersion"][];
+        };
+        PaginatedEvaluationList: {
+            /** @example 123 */
+            count: number;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?page=4
+             */
+            next?: string | null;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?page=2
+             */
+            previous?: string | null;
+            results: components["schemas"]["Evaluation"][];
+        };
         PaginatedExportList: {
             /** @example 123 */
             count: number;
@@ -1774,6 +2352,21 @@ export interface components {
              */
             previous?: string | null;
             results: components["schemas"]["Export"][];
+        };
+        PaginatedGateList: {
+            /** @example 123 */
+            count: number;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?page=4
+             */
+            next?: string | null;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?page=2
+             */
+            previous?: string | null;
+            results: components["schemas"]["Gate"][];
         };
         PaginatedInvitationList: {
             /** @example 123 */
@@ -1898,6 +2491,19 @@ export interface components {
             checkpoint?: number | null;
             runtime?: components["schemas"]["RuntimeEnum"];
             merge_adapter?: boolean;
+            /** @description Deploy although the run fails the project's gate (recorded in the audit log) */
+            override_gate?: boolean;
+            /** @description Why the gate is overridden, for the audit log */
+            override_reason?: string;
+        };
+        /**
+         * @description Rejects fields it does not know (or that are read-only) instead of ignoring them, so a
+         *     typo in a hyperparameter name is an error, not a silently different run.
+         */
+        PatchedEvalSetRequest: {
+            project?: number;
+            name?: string;
+            description?: string;
         };
         /**
          * @description Rejects fields it does not know (or that are read-only) instead of ignoring them, so a
@@ -2001,6 +2607,13 @@ export interface components {
             description?: string;
         };
         /**
+         * @description * `manual` - Started by a person
+         *     * `run` - A run's automatic evaluation on its validation rows
+         *     * `gate` - A run checked against the project's gate
+         * @enum {string}
+         */
+        PurposeEnum: "manual" | "run" | "gate";
+        /**
          * @description * `none` - None
          *     * `int8` - int8 (dynamic)
          * @enum {string}
@@ -2073,6 +2686,22 @@ export interface components {
          * @enum {string}
          */
         ScopesEnum: "read" | "write" | "inference";
+        /** @description A plain serializer (actions' request bodies) that rejects unknown fields too. */
+        Scorer: {
+            name: components["schemas"]["NameEnum"];
+            /** @description regex: the pattern */
+            pattern?: string;
+            /** @description json_schema: the JSON Schema */
+            schema?: unknown;
+        };
+        /** @description A plain serializer (actions' request bodies) that rejects unknown fields too. */
+        ScorerRequest: {
+            name: components["schemas"]["NameEnum"];
+            /** @description regex: the pattern */
+            pattern?: string;
+            /** @description json_schema: the JSON Schema */
+            schema?: unknown;
+        };
         /**
          * @description * `upload` - Uploaded files
          *     * `sql` - SQL query
@@ -2082,6 +2711,62 @@ export interface components {
          * @enum {string}
          */
         SourceKindEnum: "upload" | "sql" | "google_docs" | "openai_file" | "derived";
+        /**
+         * @description * `none` - none
+         *     * `pending` - pending
+         *     * `passes` - passes
+         *     * `fails` - fails
+         * @enum {string}
+         */
+        StateEnum: "none" | "pending" | "passes" | "fails";
+        /** @description A plain serializer (actions' request bodies) that rejects unknown fields too. */
+        Target: {
+            /**
+             * @description run (its model), base (its base model), deployment, or endpoint (an allow-listed OpenAI-compatible server)
+             *
+             *     * `run` - run
+             *     * `base` - base
+             *     * `deployment` - deployment
+             *     * `endpoint` - endpoint
+             */
+            kind: components["schemas"]["TargetKindEnum"];
+            /** @description Its name in results (default: derived) */
+            label?: string;
+            run?: number;
+            checkpoint?: number | null;
+            deployment?: number;
+            /** Format: uri */
+            base_url?: string;
+            model?: string;
+        };
+        /**
+         * @description * `run` - run
+         *     * `base` - base
+         *     * `deployment` - deployment
+         *     * `endpoint` - endpoint
+         * @enum {string}
+         */
+        TargetKindEnum: "run" | "base" | "deployment" | "endpoint";
+        /** @description A plain serializer (actions' request bodies) that rejects unknown fields too. */
+        TargetRequest: {
+            /**
+             * @description run (its model), base (its base model), deployment, or endpoint (an allow-listed OpenAI-compatible server)
+             *
+             *     * `run` - run
+             *     * `base` - base
+             *     * `deployment` - deployment
+             *     * `endpoint` - endpoint
+             */
+            kind: components["schemas"]["TargetKindEnum"];
+            /** @description Its name in results (default: derived) */
+            label?: string;
+            run?: number;
+            checkpoint?: number | null;
+            deployment?: number;
+            /** Format: uri */
+            base_url?: string;
+            model?: string;
+        };
         /**
          * @description Rejects fields it does not know (or that are read-only) instead of ignoring them, so a
          *     typo in a hyperparameter name is an error, not a silently different run.
@@ -4407,6 +5092,923 @@ export interface operations {
             };
         };
     };
+    eval_set_versions_list: {
+        parameters: {
+            query?: {
+                eval_set?: number;
+                /** @description Which field to use when ordering the results. */
+                ordering?: string;
+                /** @description A page number within the paginated result set. */
+                page?: number;
+                /** @description Number of results to return per page. */
+                page_size?: number;
+                project?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaginatedEvalSetVersionList"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Signed in, but your role or the token's scopes do not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    eval_set_versions_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this eval set version. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EvalSetVersion"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Signed in, but your role or the token's scopes do not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    eval_set_versions_rows_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this eval set version. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Signed in, but your role or the token's scopes do not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    eval_sets_list: {
+        parameters: {
+            query?: {
+                /** @description Which field to use when ordering the results. */
+                ordering?: string;
+                /** @description A page number within the paginated result set. */
+                page?: number;
+                /** @description Number of results to return per page. */
+                page_size?: number;
+                project?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaginatedEvalSetList"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Signed in, but your role or the token's scopes do not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    eval_sets_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["EvalSetRequest"];
+                "multipart/form-data": components["schemas"]["EvalSetRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["EvalSetRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EvalSet"];
+                };
+            };
+            /** @description Invalid input; `fields` names each bad field */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Signed in, but your role or the token's scopes do not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    eval_sets_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this eval set. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EvalSet"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Signed in, but your role or the token's scopes do not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    eval_sets_destroy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this eval set. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No response body */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Signed in, but your role or the token's scopes do not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not possible in the object's current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    eval_sets_partial_update: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this eval set. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["PatchedEvalSetRequest"];
+                "multipart/form-data": components["schemas"]["PatchedEvalSetRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["PatchedEvalSetRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EvalSet"];
+                };
+            };
+            /** @description Invalid input; `fields` names each bad field */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Signed in, but your role or the token's scopes do not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    eval_sets_versions_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this eval set. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["NewVersionRequest"];
+                "multipart/form-data": {
+                    /** Format: binary */
+                    file?: string;
+                };
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EvalSetVersion"];
+                };
+            };
+            /** @description Invalid input; `fields` names each bad field */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Signed in, but your role or the token's scopes do not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not possible in the object's current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    evaluations_list: {
+        parameters: {
+            query?: {
+                eval_set_version?: number;
+                /** @description Which field to use when ordering the results. */
+                ordering?: string;
+                /** @description A page number within the paginated result set. */
+                page?: number;
+                /** @description Number of results to return per page. */
+                page_size?: number;
+                project?: number;
+                /**
+                 * @description * `manual` - Started by a person
+                 *     * `run` - A run's automatic evaluation on its validation rows
+                 *     * `gate` - A run checked against the project's gate
+                 */
+                purpose?: ("gate" | "manual" | "run")[];
+                run?: number;
+                /**
+                 * @description * `queued` - Queued
+                 *     * `running` - Running
+                 *     * `succeeded` - Succeeded
+                 *     * `failed` - Failed
+                 *     * `cancelled` - Cancelled
+                 */
+                status?: ("cancelled" | "failed" | "queued" | "running" | "succeeded")[];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaginatedEvaluationList"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Signed in, but your role or the token's scopes do not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    evaluations_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["EvaluationRequest"];
+                "multipart/form-data": components["schemas"]["EvaluationRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["EvaluationRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Evaluation"];
+                };
+            };
+            /** @description Invalid input; `fields` names each bad field */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Signed in, but your role or the token's scopes do not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    evaluations_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this evaluation. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Evaluation"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Signed in, but your role or the token's scopes do not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    evaluations_destroy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this evaluation. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No response body */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Signed in, but your role or the token's scopes do not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    evaluations_cancel_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this evaluation. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Evaluation"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Signed in, but your role or the token's scopes do not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not possible in the object's current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    evaluations_results_list: {
+        parameters: {
+            query?: {
+                /** @description Only rows the targets (or the judge's two orders) disagree on */
+                disagreements?: boolean;
+                eval_set_version?: number;
+                /** @description Which field to use when ordering the results. */
+                ordering?: string;
+                page?: number;
+                page_size?: number;
+                project?: number;
+                /**
+                 * @description * `manual` - Started by a person
+                 *     * `run` - A run's automatic evaluation on its validation rows
+                 *     * `gate` - A run checked against the project's gate
+                 */
+                purpose?: ("gate" | "manual" | "run")[];
+                /** @description Only rows an earlier target passed and a later one fails */
+                regressions?: boolean;
+                run?: number;
+                /**
+                 * @description * `queued` - Queued
+                 *     * `running` - Running
+                 *     * `succeeded` - Succeeded
+                 *     * `failed` - Failed
+                 *     * `cancelled` - Cancelled
+                 */
+                status?: ("cancelled" | "failed" | "queued" | "running" | "succeeded")[];
+                /** @description Only rows with this tag */
+                tag?: string;
+            };
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this evaluation. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaginatedEvalResultList"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Signed in, but your role or the token's scopes do not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    evaluations_gate_status_retrieve: {
+        parameters: {
+            query: {
+                run: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GateStatus"];
+                };
+            };
+            /** @description Invalid input; `fields` names each bad field */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Signed in, but your role or the token's scopes do not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     events_list: {
         parameters: {
             query?: {
@@ -4746,6 +6348,282 @@ export interface operations {
                 };
                 content: {
                     "application/zip": string;
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Signed in, but your role or the token's scopes do not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not possible in the object's current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    gates_list: {
+        parameters: {
+            query?: {
+                /** @description Which field to use when ordering the results. */
+                ordering?: string;
+                /** @description A page number within the paginated result set. */
+                page?: number;
+                /** @description Number of results to return per page. */
+                page_size?: number;
+                project?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaginatedGateList"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Signed in, but your role or the token's scopes do not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    gates_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["GateRequest"];
+                "multipart/form-data": components["schemas"]["GateRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["GateRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Gate"];
+                };
+            };
+            /** @description Invalid input; `fields` names each bad field */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Signed in, but your role or the token's scopes do not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    gates_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this gate. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Gate"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Signed in, but your role or the token's scopes do not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    gates_destroy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this gate. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No response body */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Signed in, but your role or the token's scopes do not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    gates_check_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this gate. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["GateCheckRequest"];
+                "multipart/form-data": components["schemas"]["GateCheckRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["GateCheckRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Evaluation"];
+                };
+            };
+            /** @description Invalid input; `fields` names each bad field */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             /** @description Not signed in, or the token is invalid, expired or revoked */
