@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import django_rq
 import pytest
-from rq import SimpleWorker
 
-from deployments.conftest import trained_model_dir, trained_run  # noqa: F401
+from deployments.conftest import trained_model_dir, trained_run, work_off as work_off_queues  # noqa: F401
 from evaluation.judge_server import judge_server
 from personas import acme, alice, bob, charlie, client_for, fast_password_hashing, globex, token_client, vic  # noqa: F401
 
@@ -21,8 +20,8 @@ def eval_queue():
 
 
 def work_off(queue) -> None:
-    """A real RQ worker, in this process (where the test database is)."""
-    SimpleWorker([queue], connection=queue.connection).work(burst=True)
+    """A real RQ worker on the eval queue, in this process (where the test database is)."""
+    work_off_queues([queue])
 
 
 @pytest.fixture
