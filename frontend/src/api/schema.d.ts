@@ -1431,7 +1431,7 @@ export interface components {
             readonly id: number;
             project: number;
             name: string;
-            kind: components["schemas"]["DataConnectionKindEnum"];
+            kind: components["schemas"]["KindEnum"];
             options?: unknown;
             readonly created_by: number | null;
             /** Format: date-time */
@@ -1440,19 +1440,13 @@ export interface components {
             readonly updated_at: string;
         };
         /**
-         * @description * `sql` - SQL database
-         *     * `google` - Google Docs / Drive
-         * @enum {string}
-         */
-        DataConnectionKindEnum: "sql" | "google";
-        /**
          * @description Rejects fields it does not know (or that are read-only) instead of ignoring them, so a
          *     typo in a hyperparameter name is an error, not a silently different run.
          */
         DataConnectionRequest: {
             project: number;
             name: string;
-            kind: components["schemas"]["DataConnectionKindEnum"];
+            kind: components["schemas"]["KindEnum"];
             options?: unknown;
             /** @description Secret part (password or connection URL, Google key). Stored encrypted, never returned. */
             credentials: unknown;
@@ -2088,6 +2082,12 @@ export interface components {
             model?: string;
         };
         /**
+         * @description * `sql` - SQL database
+         *     * `google` - Google Docs / Drive
+         * @enum {string}
+         */
+        KindEnum: "sql" | "google";
+        /**
          * @description * `debug` - Debug
          *     * `info` - Info
          *     * `warning` - Warning
@@ -2465,7 +2465,7 @@ export interface components {
         PatchedDataConnectionRequest: {
             project?: number;
             name?: string;
-            kind?: components["schemas"]["DataConnectionKindEnum"];
+            kind?: components["schemas"]["KindEnum"];
             options?: unknown;
             /** @description Secret part (password or connection URL, Google key). Stored encrypted, never returned. */
             credentials?: unknown;
