@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tinyforge.errors import TinyforgeError
 from tinyforge.ml.formatting import expected_reply, prompt_messages
-from tinyforge.ml.schema import Message, RowProblem, _decode_line, _describe, parse_row
+from tinyforge.ml.schema import Message, RowProblem, _decode_line, describe_errors, parse_row
 
 MAX_LISTED_PROBLEMS = 50
 CSV_COLUMNS = ("input", "reference", "must_include", "tags", "id")
@@ -100,7 +100,7 @@ def _rows(numbered: Iterable[tuple[int, Any, RowProblem | None]], source: str) -
                 rows.append(row_from_data(data))
                 continue
             except ValidationError as exc:
-                found = [RowProblem(number, f, m.removeprefix("Value error, ")) for f, m in _describe(exc)]
+                found = [RowProblem(number, f, m.removeprefix("Value error, ")) for f, m in describe_errors(exc)]
             except ValueError as exc:
                 found = [RowProblem(number, "row", str(exc))]
         else:
