@@ -150,6 +150,7 @@ def platform(tmp_path_factory, tiny_model_dir) -> Platform:
     platform = Platform(url=f"http://127.0.0.1:{port}", env=env, data_dir=data_dir)
     try:
         platform.manage("migrate", "--noinput")
+        platform.manage("collectstatic", "--noinput")  # as `make demo` does: the admin's files
         platform.manage("shell", "-c", SEED)
         if embedded is None:
             import redis  # a leftover queue from an earlier run must not leak in

@@ -273,5 +273,11 @@ def test_the_dashboard_is_served_under_a_policy_the_browser_enforces(browser, pl
             script.textContent = "window.injected = true"; document.head.append(script); }""")
         assert page.evaluate("window.injected") is None
         assert any("Content Security Policy" in text for text in refused), refused
+        # Django admin's pages live under the same policy, and work under it.
+        refused.clear()
+        admin = page.goto("/admin/login/")
+        assert admin.headers["content-security-policy"] == settings.DASHBOARD_CSP
+        expect(page.get_by_label("Username")).to_be_visible()
+        assert refused == []
     finally:
         context.close()
