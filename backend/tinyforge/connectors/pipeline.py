@@ -83,8 +83,9 @@ class IngestReport:
     chunks: int = 0
     examples_written: int = 0
     skipped_count: int = 0
-    # The first MAX_LISTED of them: {"source", "location", "field" (or "row"), "reason"}. Every record read is
-    # written, skipped or a duplicate: records_read = examples_written + skipped_count + the duplicates.
+    # The first MAX_LISTED of them: {"source", "location", "field" (or "row"), "reason"}. Every record of a
+    # structured source is written, skipped or a duplicate: records_read = examples_written + skipped_count +
+    # the duplicates.
     skipped: list[dict[str, str]] = field(default_factory=list)
     exact_duplicates: int = 0
     near_duplicates: int = 0
