@@ -15,8 +15,8 @@ from tinyforge.cli import main
 from tinyforge.hardware import CpuCapabilities, cpu, pick_device
 
 ROOT = Path(__file__).resolve().parents[1]
-# oneDNN's and ATen's own caps: PyTorch then behaves as on an AVX2-only CPU (ONNX Runtime has no such
-# cap, so the int8 export's AVX2 figures in docs/export.md were measured under emulation instead).
+# oneDNN's and ATen's own caps: PyTorch then behaves as on an AVX2-only CPU. ONNX Runtime has no such
+# cap: tests/ml/test_export.py runs it under an emulated AVX2 CPU (qemu-user) instead.
 AVX2_ONLY = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
 CAPPED = os.environ.get("ONEDNN_MAX_CPU_ISA") == "AVX2"
 # What depends on the instruction set: the torch runtime's dtypes and prepacked matrices, training
