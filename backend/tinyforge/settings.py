@@ -284,7 +284,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "tinyforge.core.pagination.PageNumberPagination",
     "PAGE_SIZE": env_int("TINYFORGE_PAGE_SIZE", 50, minimum=1, maximum=1000),
     "DEFAULT_FILTER_BACKENDS": [
-        "django_filters.rest_framework.DjangoFilterBackend",
+        "tinyforge.core.query.FilterBackend",
         "rest_framework.filters.OrderingFilter",
     ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
@@ -301,6 +301,8 @@ REST_FRAMEWORK = {
 MAX_PAGE_SIZE = env_int("TINYFORGE_MAX_PAGE_SIZE", 500, minimum=1, maximum=10000)
 
 SPECTACULAR_SETTINGS = {
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "tinyforge.core.schema.document_error_answers"],
     "TITLE": "TinyForgeAI API",
     "DESCRIPTION": (
         "Control plane of TinyForgeAI: teams, API tokens, projects, datasets, training runs, "

@@ -94,6 +94,31 @@ def test_it_rejects_bad_filters(client_for, alice, acme, query):
     assert_error(client_for(alice).get(url, query), 400)
 
 
+@pytest.mark.parametrize("url, query, field", [
+    ("/api/v1/checkpoints/", {"is_best": "abc"}, "is_best"),  # was read as "no filter"
+    ("/api/v1/projects/", {"team": ["1", "2"]}, "team"),  # was silently the last one
+    ("/api/v1/events/", {"after": ["1", "2"]}, "after"),
+    ("/api/v1/events/", {"limit": "1_0"}, "limit"),  # int() takes it; a URL's number is digits
+    ("/api/v1/events/", {"after": "\u0663"}, "after"),  # ARABIC-INDIC DIGIT THREE: int() takes it too
+    ("/api/v1/projects/", {"page_size": " 7"}, "page_size"),
+    ("/api/v1/projects/", {"page": ["1", "2"]}, "page"),
+    ("/api/v1/runs/compare/", {"ids": ["1,2", "3,4"]}, "ids"),
+])
+def test_query_parameters_given_twice_or_unreadable_are_400s_naming_them(client_for, alice, acme, url, query, field):
+    assert field in assert_error(client_for(alice).get(url, query), 400)["fields"]
+
+
+def test_a_page_past_the_end_is_a_404(client_for, alice, acme):
+    assert_error(client_for(alice).get("/api/v1/projects/", {"page": 99}), 404, "not_found")
+
+
+def test_the_openai_mirror_takes_numbers_of_any_script_as_project_names_not_ids(token_client, alice, acme):
+    client, _ = token_client(alice, acme.team, ["read"])
+    for header in ("99999999999999999999999", "\u00b2"):  # too large for an id; a superscript two
+        response = client.get("/v1/files", HTTP_OPENAI_PROJECT=header)
+        assert response.status_code in (200, 400), (header, response.content[:300])
+
+
 def test_it_answers_unknown_api_paths_with_the_error_body(client_for, alice):
     assert_error(client_for(alice).get("/api/v1/no-such-thing/"), 404, "not_found")
 

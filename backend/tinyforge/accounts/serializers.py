@@ -83,7 +83,7 @@ class MembershipCreateSerializer(StrictSerializer):
 
 
 class InvitationSerializer(StrictModelSerializer):
-    invited_by = serializers.CharField(source="invited_by.username", read_only=True, default=None)
+    invited_by = serializers.CharField(source="invited_by.username", read_only=True, default=None, allow_null=True)
     kind = serializers.ChoiceField(choices=InvitationKind.choices, default=InvitationKind.ADDRESS,
                                    help_text="address (default): for `email` only; link: an open link anyone may "
                                              "use, up to `max_uses` times")

@@ -13,19 +13,14 @@ from rest_framework import exceptions, serializers, viewsets
 from rest_framework.generics import get_object_or_404
 
 from tinyforge.core.access import visible_team_ids
+from tinyforge.core.query import bounded_int, query_int
 
 # Largest id any of our tables can hold (BigAutoField); anything outside is no id at all.
 MAX_ID = 2**63 - 1
 
 
 def parse_id(value, name: str = "id") -> int:
-    try:
-        number = int(str(value))
-    except ValueError:
-        raise exceptions.ValidationError({name: ["Must be a positive whole number."]}) from None
-    if not 1 <= number <= MAX_ID:
-        raise exceptions.ValidationError({name: ["Must be a positive whole number."]})
-    return number
+    return bounded_int(value, name, 1, MAX_ID, "Must be a positive whole number.")
 
 
 def contains_nul(value) -> bool:
@@ -138,17 +133,8 @@ AFTER_PARAMETERS = [
 def rows_after(queryset, request, default_limit: int = 200, max_limit: int = 1000):
     """The tail of a log: rows with id > ?after, oldest first, at most ?limit. Returns
     (rows, next cursor, whether more are waiting)."""
-    after = request.query_params.get("after")
-    after_id = 0 if after in (None, "", "0") else parse_id(after, "after")
-    raw_limit = request.query_params.get("limit")
-    limit = default_limit
-    if raw_limit not in (None, ""):
-        try:
-            limit = int(raw_limit)
-        except ValueError:
-            raise exceptions.ValidationError({"limit": ["Must be a whole number."]}) from None
-        if not 1 <= limit <= max_limit:
-            raise exceptions.ValidationError({"limit": [f"Must be between 1 and {max_limit}."]})
+    after_id = query_int(request, "after", default=0, minimum=0, maximum=MAX_ID)
+    limit = query_int(request, "limit", default=default_limit, minimum=1, maximum=max_limit)
     rows = list(queryset.filter(id__gt=after_id).order_by("id")[: limit + 1])
     has_more = len(rows) > limit
     rows = rows[:limit]

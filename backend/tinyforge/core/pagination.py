@@ -1,5 +1,7 @@
 from django.conf import settings
-from rest_framework import exceptions, pagination
+from rest_framework import pagination
+
+from tinyforge.core.query import query_int, single_query_value
 
 
 class PageNumberPagination(pagination.PageNumberPagination):
@@ -13,27 +15,11 @@ class PageNumberPagination(pagination.PageNumberPagination):
         return settings.MAX_PAGE_SIZE
 
     def get_page_size(self, request):
-        raw = request.query_params.get(self.page_size_query_param)
-        if raw in (None, ""):
-            return self.page_size
-        try:
-            size = int(raw)
-        except ValueError:
-            size = 0
-        if not 1 <= size <= self.max_page_size:
-            raise exceptions.ValidationError(
-                {"page_size": [f"Must be a whole number between 1 and {self.max_page_size}."]}
-            )
-        return size
+        return query_int(request, self.page_size_query_param, default=self.page_size, minimum=1,
+                         maximum=self.max_page_size)
 
     def get_page_number(self, request, paginator):
-        raw = request.query_params.get(self.page_query_param, 1)
+        raw = single_query_value(request, self.page_query_param)
         if raw in self.last_page_strings:
             return raw
-        try:
-            number = int(raw)
-        except ValueError:
-            number = 0
-        if not 1 <= number <= 10**9:
-            raise exceptions.ValidationError({"page": ["Must be a positive whole number."]})
-        return number
+        return query_int(request, self.page_query_param, default=1, minimum=1, maximum=10**9)

@@ -18,16 +18,45 @@ ErrorBody = inline_serializer(
 )
 
 
+ERROR_TEXT = {
+    400: "Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given "
+         "twice, malformed JSON); `fields` names each bad one",
+    401: "Not signed in, or the token is invalid, expired or revoked",
+    403: "Signed in, but your role or the token's scopes do not allow this",
+    404: "No such object in your teams, or a page past the end",
+    409: "Not possible in the object's current state",
+    413: "Request body too large",
+}
+
+
 def errors(*codes: int) -> dict:
-    text = {
-        400: "Invalid input; `fields` names each bad field",
-        401: "Not signed in, or the token is invalid, expired or revoked",
-        403: "Signed in, but your role or the token's scopes do not allow this",
-        404: "No such object in your teams",
-        409: "Not possible in the object's current state",
-        413: "Request body too large",
-    }
-    return {code: OpenApiResponse(ErrorBody, description=text[code]) for code in codes}
+    return {code: OpenApiResponse(ErrorBody, description=ERROR_TEXT[code]) for code in codes}
+
+
+def document_error_answers(result, generator, request, public):
+    """drf-spectacular postprocessing hook: the error answers every operation can give, added
+    where its own @extend_schema did not list them, so the schema says what the API answers:
+    400 wherever a parameter or a body is read (ids, filters, page numbers, JSON), 404 for
+    objects by id and pages past the end, 413 wherever a body is sent."""
+    for path, operations in result.get("paths", {}).items():
+        for method, operation in operations.items():
+            if method not in ("get", "post", "put", "patch", "delete"):
+                continue
+            parameters = operation.get("parameters", [])
+            codes = set()
+            if parameters or "requestBody" in operation:
+                codes.add(400)
+            if any(p.get("in") == "path" for p in parameters) or any(p.get("name") == "page" for p in parameters):
+                codes.add(404)
+            if "requestBody" in operation:
+                codes.add(413)
+            responses = operation.setdefault("responses", {})
+            for code in sorted(codes):
+                responses.setdefault(str(code), {
+                    "description": ERROR_TEXT[code],
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+                })
+    return result
 
 
 READ_ERRORS = errors(401, 403)

@@ -1,11 +1,12 @@
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from tinyforge.core.models import AuditEvent, Event
 
 
 class AuditEventSerializer(serializers.ModelSerializer):
-    actor = serializers.CharField(source="actor.username", read_only=True, default=None)
-    actor_token = serializers.CharField(source="actor_token.prefix", read_only=True, default=None)
+    actor = serializers.CharField(source="actor.username", read_only=True, default=None, allow_null=True)
+    actor_token = serializers.CharField(source="actor_token.prefix", read_only=True, default=None, allow_null=True)
 
     class Meta:
         model = AuditEvent
@@ -26,6 +27,7 @@ class EventSerializer(serializers.ModelSerializer):
                   "dataset_version", "deployment", "export"]
 
 
+@extend_schema_serializer(many=False)  # the list action answers one page object, not an array
 class EventPageSerializer(serializers.Serializer):
     results = EventSerializer(many=True)
     next_after = serializers.IntegerField(help_text="Pass as ?after= to get what comes next")

@@ -32,7 +32,8 @@ from tinyforge.accounts.authentication import BearerTokenAuthentication
 from tinyforge.core.roles import Role
 from tinyforge.core import storage
 from tinyforge.core.access import require_role, token_of
-from tinyforge.core.api import MAX_ID
+from tinyforge.core.api import parse_id
+from tinyforge.core.query import query_int
 from tinyforge.core.parsers import JSONParser
 from tinyforge.datasets.models import Dataset, DatasetVersion, DatasetVersionStatus, SourceKind
 from tinyforge.datasets.services import create_version, save_uploads
@@ -51,21 +52,16 @@ def _unix(moment) -> int | None:
 
 def _row_id(value: str, prefix: str) -> int:
     """ftjob-12 -> 12; anything else is simply not found."""
-    number = value.removeprefix(prefix)
-    if value == number or not number.isdigit() or not 1 <= int(number) <= MAX_ID:
-        raise exceptions.NotFound(f"No such object: {value}")
-    return int(number)
+    try:
+        if not value.startswith(prefix):
+            raise exceptions.ValidationError("no prefix")
+        return parse_id(value.removeprefix(prefix))
+    except exceptions.ValidationError:
+        raise exceptions.NotFound(f"No such object: {value}") from None
 
 
 def _limit(request, default: int = 20, most: int = 100) -> int:
-    raw = request.query_params.get("limit", default)
-    try:
-        limit = int(raw)
-    except (TypeError, ValueError):
-        raise exceptions.ValidationError({"limit": ["Must be a whole number."]}) from None
-    if not 1 <= limit <= most:
-        raise exceptions.ValidationError({"limit": [f"Must be between 1 and {most}."]})
-    return limit
+    return query_int(request, "limit", default=default, minimum=1, maximum=most)
 
 
 def _page(rows, limit: int, render) -> dict:
@@ -102,7 +98,10 @@ class OpenAIView(APIView):
         wanted = (self.request.headers.get("OpenAI-Project") or "").strip()
         projects = Project.objects.for_teams([team_id])
         if wanted:
-            found = projects.filter(pk=int(wanted)).first() if wanted.isdigit() else projects.filter(name=wanted).first()
+            try:
+                found = projects.filter(pk=parse_id(wanted)).first()
+            except exceptions.ValidationError:  # not an id: a project's name
+                found = projects.filter(name=wanted).first()
             if found is None:
                 raise exceptions.ValidationError({"OpenAI-Project": [f"No project {wanted!r} in this token's team."]})
             return found

@@ -10,7 +10,8 @@ from rest_framework.response import Response
 
 from tinyforge.core.roles import Role
 from tinyforge.core.access import require_role
-from tinyforge.core.api import AFTER_PARAMETERS, TeamScopedViewSet, parse_id, rows_after
+from tinyforge.core.api import AFTER_PARAMETERS, MAX_ID, TeamScopedViewSet, parse_id, rows_after
+from tinyforge.core.query import bounded_int, single_query_value
 from tinyforge.core.audit import audit
 from tinyforge.core.serializers import EventPageSerializer, EventSerializer
 from tinyforge.core.schema import OBJECT_ERRORS, READ_ERRORS, WRITE_ERRORS, errors
@@ -174,8 +175,8 @@ class TrainingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixin
         run = self.get_object()
         queryset = RunEvent.all_teams.filter(run=run)  # scoped by the run fetched above
         for name in ("level", "source"):
-            if request.query_params.get(name):
-                queryset = queryset.filter(**{name: request.query_params[name]})
+            if value := single_query_value(request, name):
+                queryset = queryset.filter(**{name: value})
         rows, cursor, more = rows_after(queryset, request)
         return Response({"results": EventSerializer(rows, many=True).data, "next_after": cursor, "has_more": more})
 
@@ -186,8 +187,8 @@ class TrainingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixin
     def metrics(self, request, pk=None):
         run = self.get_object()
         queryset = RunMetric.all_teams.filter(run=run)
-        if request.query_params.get("name"):
-            queryset = queryset.filter(name=request.query_params["name"])
+        if name := single_query_value(request, "name"):
+            queryset = queryset.filter(name=name)
         rows, cursor, more = rows_after(queryset, request, default_limit=1000, max_limit=10000)
         return Response({"results": RunMetricSerializer(rows, many=True).data, "next_after": cursor, "has_more": more})
 
@@ -214,7 +215,7 @@ class TrainingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixin
                    summary="Several runs' metrics aligned by step, and their configs side by side")
     @action(detail=False, methods=["get"])
     def compare(self, request):
-        raw = [part for part in request.query_params.get("ids", "").split(",") if part.strip()]
+        raw = [part for part in (single_query_value(request, "ids") or "").split(",") if part.strip()]
         ids = list(dict.fromkeys(parse_id(part.strip(), "ids") for part in raw))
         if not 2 <= len(ids) <= 10:
             raise exceptions.ValidationError({"ids": ["Give 2 to 10 run ids, comma-separated."]})
@@ -231,10 +232,10 @@ class TrainingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixin
     def stream(self, request, pk=None):
         run = self.get_object()
         cursors = (request.headers.get("Last-Event-ID") or "").split(":")
-        after_event = request.query_params.get("after_event") or (cursors[0] if len(cursors) == 2 else 0)
-        after_metric = request.query_params.get("after_metric") or (cursors[1] if len(cursors) == 2 else 0)
-        stream = run_stream(run.pk, int(parse_id(after_event, "after_event")) if after_event not in (0, "0") else 0,
-                            int(parse_id(after_metric, "after_metric")) if after_metric not in (0, "0") else 0)
+        resumed = cursors if len(cursors) == 2 else ("0", "0")
+        after = [bounded_int(single_query_value(request, name) or cursor or "0", name, 0, MAX_ID)
+                 for name, cursor in zip(("after_event", "after_metric"), resumed)]
+        stream = run_stream(run.pk, *after)
         response = StreamingHttpResponse(stream, content_type="text/event-stream")
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"  # nginx passes each event on at once

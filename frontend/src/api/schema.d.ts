@@ -1341,8 +1341,8 @@ export interface components {
             readonly project: number | null;
             /** Format: date-time */
             readonly created_at: string;
-            readonly actor: string;
-            readonly actor_token: string;
+            readonly actor: string | null;
+            readonly actor_token: string | null;
             readonly action: string;
             readonly target_type: string;
             readonly target_id: string;
@@ -1924,7 +1924,7 @@ export interface components {
             /** @description Open links only (required there); an address invitation is for one */
             max_uses?: number;
             readonly uses: number;
-            readonly invited_by: string;
+            readonly invited_by: string | null;
             /** Format: date-time */
             readonly created_at: string;
             /** Format: date-time */
@@ -1964,7 +1964,7 @@ export interface components {
             /** @description Open links only (required there); an address invitation is for one */
             max_uses?: number;
             readonly uses: number;
-            readonly invited_by: string;
+            readonly invited_by: string | null;
             /** Format: date-time */
             readonly created_at: string;
             /** Format: date-time */
@@ -3081,6 +3081,15 @@ export interface operations {
                     "application/json": components["schemas"]["PaginatedAuditEventList"];
                 };
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -3092,6 +3101,15 @@ export interface operations {
             };
             /** @description Signed in, but your role or the token's scopes do not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams, or a page past the end */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3121,6 +3139,15 @@ export interface operations {
                     "application/json": components["schemas"]["AuditEvent"];
                 };
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -3139,7 +3166,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -3205,6 +3232,15 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
             };
             /** @description Locked out after repeated failures */
             429: {
@@ -3286,6 +3322,15 @@ export interface operations {
                     "application/json": components["schemas"]["PaginatedCheckpointList"];
                 };
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -3297,6 +3342,15 @@ export interface operations {
             };
             /** @description Signed in, but your role or the token's scopes do not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams, or a page past the end */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3326,6 +3380,15 @@ export interface operations {
                     "application/json": components["schemas"]["Checkpoint"];
                 };
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -3344,7 +3407,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -3385,6 +3448,15 @@ export interface operations {
                     "application/json": components["schemas"]["PaginatedDataConnectionList"];
                 };
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -3396,6 +3468,15 @@ export interface operations {
             };
             /** @description Signed in, but your role or the token's scopes do not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams, or a page past the end */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3428,7 +3509,7 @@ export interface operations {
                     "application/json": components["schemas"]["DataConnection"];
                 };
             };
-            /** @description Invalid input; `fields` names each bad field */
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3455,8 +3536,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3486,6 +3576,15 @@ export interface operations {
                     "application/json": components["schemas"]["DataConnection"];
                 };
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -3504,7 +3603,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -3534,6 +3633,15 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -3552,7 +3660,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -3589,7 +3697,7 @@ export interface operations {
                     "application/json": components["schemas"]["DataConnection"];
                 };
             };
-            /** @description Invalid input; `fields` names each bad field */
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3616,8 +3724,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3653,7 +3770,7 @@ export interface operations {
                     "application/json": components["schemas"]["ConnectionPreview"];
                 };
             };
-            /** @description Invalid input; `fields` names each bad field */
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3680,8 +3797,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3717,7 +3843,7 @@ export interface operations {
                     "application/json": components["schemas"]["ConnectionTestResult"];
                 };
             };
-            /** @description Invalid input; `fields` names each bad field */
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3744,8 +3870,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3797,6 +3932,15 @@ export interface operations {
                     "application/json": components["schemas"]["PaginatedDatasetVersionList"];
                 };
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -3808,6 +3952,15 @@ export interface operations {
             };
             /** @description Signed in, but your role or the token's scopes do not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams, or a page past the end */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3840,7 +3993,7 @@ export interface operations {
                     "application/json": components["schemas"]["DatasetVersion"];
                 };
             };
-            /** @description Invalid input; `fields` names each bad field */
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3867,8 +4020,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3898,6 +4060,15 @@ export interface operations {
                     "application/json": components["schemas"]["DatasetVersion"];
                 };
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -3916,7 +4087,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -3946,6 +4117,15 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -3964,7 +4144,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -4008,7 +4188,7 @@ export interface operations {
                     "application/json": components["schemas"]["VersionDiff"];
                 };
             };
-            /** @description Invalid input; `fields` names each bad field */
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4035,7 +4215,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -4075,6 +4255,15 @@ export interface operations {
                     "application/x-ndjson": string;
                 };
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -4093,7 +4282,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -4139,7 +4328,7 @@ export interface operations {
                     "application/json": components["schemas"]["VersionPreview"];
                 };
             };
-            /** @description Invalid input; `fields` names each bad field */
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4166,7 +4355,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -4210,7 +4399,7 @@ export interface operations {
                     "application/json": components["schemas"]["ValidationReport"];
                 };
             };
-            /** @description Invalid input; `fields` names each bad field */
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4237,7 +4426,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -4283,6 +4472,15 @@ export interface operations {
                     "application/json": components["schemas"]["PaginatedDatasetList"];
                 };
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -4294,6 +4492,15 @@ export interface operations {
             };
             /** @description Signed in, but your role or the token's scopes do not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams, or a page past the end */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4326,7 +4533,7 @@ export interface operations {
                     "application/json": components["schemas"]["Dataset"];
                 };
             };
-            /** @description Invalid input; `fields` names each bad field */
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4353,8 +4560,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4384,6 +4600,15 @@ export interface operations {
                     "application/json": components["schemas"]["Dataset"];
                 };
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -4402,7 +4627,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -4432,6 +4657,15 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -4450,7 +4684,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -4496,7 +4730,7 @@ export interface operations {
                     "application/json": components["schemas"]["Dataset"];
                 };
             };
-            /** @description Invalid input; `fields` names each bad field */
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4523,8 +4757,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4558,7 +4801,7 @@ export interface operations {
                     "application/json": components["schemas"]["DatasetVersion"];
                 };
             };
-            /** @description Invalid input; `fields` names each bad field */
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4585,7 +4828,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -4644,6 +4887,15 @@ export interface operations {
                     "application/json": components["schemas"]["PaginatedDeploymentList"];
                 };
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -4655,6 +4907,15 @@ export interface operations {
             };
             /** @description Signed in, but your role or the token's scopes do not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams, or a page past the end */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4687,7 +4948,7 @@ export interface operations {
                     "application/json": components["schemas"]["Deployment"];
                 };
             };
-            /** @description Invalid input; `fields` names each bad field */
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4714,7 +4975,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -4725,6 +4986,15 @@ export interface operations {
             };
             /** @description Not possible in the object's current state */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4754,6 +5024,15 @@ export interface operations {
                     "application/json": components["schemas"]["Deployment"];
                 };
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -4772,7 +5051,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -4802,6 +5081,15 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -4820,7 +5108,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -4857,7 +5145,7 @@ export interface operations {
                     "application/json": components["schemas"]["Deployment"];
                 };
             };
-            /** @description Invalid input; `fields` names each bad field */
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4884,8 +5172,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4924,7 +5221,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Invalid input; `fields` names each bad field */
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4954,7 +5251,7 @@ export interface operations {
                     "text/event-stream": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -4972,6 +5269,15 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["ErrorBody"];
                     "text/event-stream": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };
@@ -4996,6 +5302,15 @@ export interface operations {
                     "application/json": components["schemas"]["Deployment"];
                 };
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -5014,7 +5329,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -5054,6 +5369,15 @@ export interface operations {
                     "application/json": components["schemas"]["Deployment"];
                 };
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -5072,7 +5396,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -5118,6 +5442,15 @@ export interface operations {
                     "application/json": components["schemas"]["PaginatedEvalSetVersionList"];
                 };
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -5129,6 +5462,15 @@ export interface operations {
             };
             /** @description Signed in, but your role or the token's scopes do not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams, or a page past the end */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5158,6 +5500,15 @@ export interface operations {
                     "application/json": components["schemas"]["EvalSetVersion"];
                 };
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -5176,7 +5527,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -5209,6 +5560,15 @@ export interface operations {
                     };
                 };
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -5227,7 +5587,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -5263,6 +5623,15 @@ export interface operations {
                     "application/json": components["schemas"]["PaginatedEvalSetList"];
                 };
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -5274,6 +5643,15 @@ export interface operations {
             };
             /** @description Signed in, but your role or the token's scopes do not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams, or a page past the end */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5306,7 +5684,7 @@ export interface operations {
                     "application/json": components["schemas"]["EvalSet"];
                 };
             };
-            /** @description Invalid input; `fields` names each bad field */
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5333,8 +5711,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5364,6 +5751,15 @@ export interface operations {
                     "application/json": components["schemas"]["EvalSet"];
                 };
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -5382,7 +5778,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -5412,6 +5808,15 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -5430,7 +5835,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -5476,7 +5881,7 @@ export interface operations {
                     "application/json": components["schemas"]["EvalSet"];
                 };
             };
-            /** @description Invalid input; `fields` names each bad field */
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5503,8 +5908,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5542,7 +5956,7 @@ export interface operations {
                     "application/json": components["schemas"]["EvalSetVersion"];
                 };
             };
-            /** @description Invalid input; `fields` names each bad field */
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5569,7 +5983,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -5639,6 +6053,15 @@ export interface operations {
                     "application/json": components["schemas"]["PaginatedEvaluationList"];
                 };
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -5650,6 +6073,15 @@ export interface operations {
             };
             /** @description Signed in, but your role or the token's scopes do not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams, or a page past the end */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5682,7 +6114,7 @@ export interface operations {
                     "application/json": components["schemas"]["Evaluation"];
                 };
             };
-            /** @description Invalid input; `fields` names each bad field */
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5709,8 +6141,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5740,6 +6181,15 @@ export interface operations {
                     "application/json": components["schemas"]["Evaluation"];
                 };
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -5758,7 +6208,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -5788,6 +6238,15 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -5806,7 +6265,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -5837,6 +6296,15 @@ export interface operations {
                     "application/json": components["schemas"]["Evaluation"];
                 };
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -5855,7 +6323,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -5923,6 +6391,15 @@ export interface operations {
                     "application/json": components["schemas"]["PaginatedEvalResultList"];
                 };
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -5941,7 +6418,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -5971,7 +6448,7 @@ export interface operations {
                     "application/json": components["schemas"]["GateStatus"];
                 };
             };
-            /** @description Invalid input; `fields` names each bad field */
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5998,7 +6475,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -6064,10 +6541,10 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["EventPage"][];
+                    "application/json": components["schemas"]["EventPage"];
                 };
             };
-            /** @description Invalid input; `fields` names each bad field */
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6143,6 +6620,15 @@ export interface operations {
                     "application/json": components["schemas"]["PaginatedExportList"];
                 };
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -6154,6 +6640,15 @@ export interface operations {
             };
             /** @description Signed in, but your role or the token's scopes do not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams, or a page past the end */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6186,7 +6681,7 @@ export interface operations {
                     "application/json": components["schemas"]["Export"];
                 };
             };
-            /** @description Invalid input; `fields` names each bad field */
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6213,7 +6708,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -6224,6 +6719,15 @@ export interface operations {
             };
             /** @description Not possible in the object's current state */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6253,6 +6757,15 @@ export interface operations {
                     "application/json": components["schemas"]["Export"];
                 };
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -6271,7 +6784,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -6301,6 +6814,15 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -6319,7 +6841,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -6350,6 +6872,15 @@ export interface operations {
                     "application/zip": string;
                 };
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -6368,7 +6899,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -6413,6 +6944,15 @@ export interface operations {
                     "application/json": components["schemas"]["PaginatedGateList"];
                 };
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -6424,6 +6964,15 @@ export interface operations {
             };
             /** @description Signed in, but your role or the token's scopes do not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams, or a page past the end */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6456,7 +7005,7 @@ export interface operations {
                     "application/json": components["schemas"]["Gate"];
                 };
             };
-            /** @description Invalid input; `fields` names each bad field */
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6483,8 +7032,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6514,6 +7072,15 @@ export interface operations {
                     "application/json": components["schemas"]["Gate"];
                 };
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -6532,7 +7099,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -6562,6 +7129,15 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -6580,7 +7156,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -6617,7 +7193,7 @@ export interface operations {
                     "application/json": components["schemas"]["Evaluation"];
                 };
             };
-            /** @description Invalid input; `fields` names each bad field */
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6644,7 +7220,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -6655,6 +7231,15 @@ export interface operations {
             };
             /** @description Not possible in the object's current state */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6710,6 +7295,24 @@ export interface operations {
                     "application/json": components["schemas"]["PaginatedInvitationList"];
                 };
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams, or a page past the end */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     invitations_create: {
@@ -6749,6 +7352,15 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     invitations_retrieve: {
@@ -6769,6 +7381,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Invitation"];
+                };
+            };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             /** @description No such object in your teams */
@@ -6799,12 +7420,30 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not allowed */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description No such object in your teams, or a page past the end */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
             };
         };
     };
@@ -6837,6 +7476,15 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
             };
         };
     };
@@ -6900,6 +7548,24 @@ export interface operations {
                     "application/json": components["schemas"]["PaginatedMembershipList"];
                 };
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams, or a page past the end */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     memberships_create: {
@@ -6939,6 +7605,15 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     memberships_retrieve: {
@@ -6959,6 +7634,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Membership"];
+                };
+            };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             /** @description No such object in your teams */
@@ -6989,12 +7673,30 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not allowed */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description No such object in your teams, or a page past the end */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
             };
             /** @description Last owner */
             409: {
@@ -7031,6 +7733,15 @@ export interface operations {
                     "application/json": components["schemas"]["Membership"];
                 };
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not allowed */
             403: {
                 headers: {
@@ -7038,12 +7749,30 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description No such object in your teams, or a page past the end */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Last owner */
             409: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
             };
         };
     };
@@ -7073,6 +7802,15 @@ export interface operations {
                     "application/json": components["schemas"]["PaginatedProjectList"];
                 };
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -7084,6 +7822,15 @@ export interface operations {
             };
             /** @description Signed in, but your role or the token's scopes do not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams, or a page past the end */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7116,7 +7863,7 @@ export interface operations {
                     "application/json": components["schemas"]["Project"];
                 };
             };
-            /** @description Invalid input; `fields` names each bad field */
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7143,8 +7890,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7174,6 +7930,15 @@ export interface operations {
                     "application/json": components["schemas"]["Project"];
                 };
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -7192,7 +7957,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -7222,6 +7987,15 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -7240,7 +8014,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -7277,7 +8051,7 @@ export interface operations {
                     "application/json": components["schemas"]["Project"];
                 };
             };
-            /** @description Invalid input; `fields` names each bad field */
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7304,8 +8078,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7356,6 +8139,15 @@ export interface operations {
                     "application/json": components["schemas"]["PaginatedTrainingRunList"];
                 };
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -7367,6 +8159,15 @@ export interface operations {
             };
             /** @description Signed in, but your role or the token's scopes do not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams, or a page past the end */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7399,7 +8200,7 @@ export interface operations {
                     "application/json": components["schemas"]["TrainingRun"];
                 };
             };
-            /** @description Invalid input; `fields` names each bad field */
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7426,8 +8227,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7457,6 +8267,15 @@ export interface operations {
                     "application/json": components["schemas"]["TrainingRun"];
                 };
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -7475,7 +8294,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -7505,6 +8324,15 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -7523,7 +8351,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -7569,7 +8397,7 @@ export interface operations {
                     "application/json": components["schemas"]["TrainingRun"];
                 };
             };
-            /** @description Invalid input; `fields` names each bad field */
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7596,8 +8424,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7627,6 +8464,15 @@ export interface operations {
                     "application/json": components["schemas"]["TrainingRun"];
                 };
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -7645,7 +8491,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -7692,6 +8538,15 @@ export interface operations {
                     "application/json": components["schemas"]["EventPage"];
                 };
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -7710,7 +8565,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -7748,6 +8603,15 @@ export interface operations {
                     "application/json": components["schemas"]["MetricPage"];
                 };
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -7766,7 +8630,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -7803,7 +8667,7 @@ export interface operations {
                     "application/json": components["schemas"]["TrainingRun"];
                 };
             };
-            /** @description Invalid input; `fields` names each bad field */
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7830,7 +8694,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -7841,6 +8705,15 @@ export interface operations {
             };
             /** @description Not possible in the object's current state */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7874,6 +8747,15 @@ export interface operations {
                     "text/event-stream": string;
                 };
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -7894,7 +8776,7 @@ export interface operations {
                     "text/event-stream": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -7924,6 +8806,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["RunComparison"];
+                };
+            };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             /** @description Not signed in, or the token is invalid, expired or revoked */
@@ -8006,7 +8897,7 @@ export interface operations {
                     "application/json": components["schemas"]["RunEstimate"];
                 };
             };
-            /** @description Invalid input; `fields` names each bad field */
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -8033,7 +8924,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -8044,6 +8935,15 @@ export interface operations {
             };
             /** @description Not possible in the object's current state */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8075,6 +8975,24 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["PaginatedTeamList"];
+                };
+            };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams, or a page past the end */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };
@@ -8109,6 +9027,15 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     teams_retrieve: {
@@ -8129,6 +9056,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Team"];
+                };
+            };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             /** @description No such object in your teams */
@@ -8159,12 +9095,30 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not allowed */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description No such object in your teams, or a page past the end */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
             };
         };
     };
@@ -8194,12 +9148,39 @@ export interface operations {
                     "application/json": components["schemas"]["Team"];
                 };
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not allowed */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description No such object in your teams, or a page past the end */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
             };
         };
     };
@@ -8227,6 +9208,24 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["PaginatedApiTokenList"];
+                };
+            };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams, or a page past the end */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };
@@ -8261,6 +9260,15 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     tokens_retrieve: {
@@ -8281,6 +9289,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ApiToken"];
+                };
+            };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             /** @description No such object in your teams */
@@ -8311,12 +9328,30 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not allowed */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description No such object in your teams, or a page past the end */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
             };
         };
     };
@@ -8350,6 +9385,15 @@ export interface operations {
                     "application/json": components["schemas"]["PaginatedTrackedRunList"];
                 };
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -8361,6 +9405,15 @@ export interface operations {
             };
             /** @description Signed in, but your role or the token's scopes do not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams, or a page past the end */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8390,6 +9443,15 @@ export interface operations {
                     "application/json": components["schemas"]["TrackedRun"];
                 };
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -8408,7 +9470,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -8438,6 +9500,15 @@ export interface operations {
                     "application/json": components["schemas"]["TeamTracking"];
                 };
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -8456,7 +9527,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -8492,7 +9563,7 @@ export interface operations {
                     "application/json": components["schemas"]["TeamTracking"];
                 };
             };
-            /** @description Invalid input; `fields` names each bad field */
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -8519,8 +9590,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8548,6 +9628,15 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is invalid, expired or revoked */
             401: {
                 headers: {
@@ -8566,7 +9655,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such object in your teams */
+            /** @description No such object in your teams, or a page past the end */
             404: {
                 headers: {
                     [name: string]: unknown;
