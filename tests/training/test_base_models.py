@@ -118,3 +118,15 @@ def test_models_the_administrator_names_are_offered_and_accepted(client_for, ali
     preview = client_for(alice).get(f"/api/v1/dataset-versions/{acme.version.pk}/preview/",
                                     {"base_model": tiny_base_model})
     assert preview.status_code == 409  # past the model check: the fixture version has no file
+
+
+def test_an_evaluation_of_a_runs_base_model_loads_it_as_the_run_did(make_run, tiny_base_model, tiny_model_dir,
+                                                                    model_run, acme):
+    from tinyforge.evals.jobs import _folder
+
+    run = make_run()  # base model: the server-named tiny model
+    assert _folder({"kind": "base", "run": run.pk}) == tiny_model_dir
+    acme_run, _ = model_run
+    on_a_run = make_run(base_model=f"run:{acme_run.pk}")
+    assert _folder({"kind": "base", "run": on_a_run.pk}) == storage.path(storage.run_output_key(acme_run.project_id,
+                                                                                                acme_run.pk))

@@ -149,9 +149,9 @@ def _folder(spec: dict) -> Path:
 
     run = TrainingRun.all_teams.get(pk=spec["run"])
     if spec["kind"] == "base":
-        from tinyforge.ml.models import resolve_base_model
+        from tinyforge.training import base_models
 
-        return resolve_base_model(run.base_model)
+        return base_models.folder(run.base_model, run.project.team_id)  # a name or run:<id>, never a path
     if spec.get("checkpoint"):
         return storage.path(Checkpoint.all_teams.get(pk=spec["checkpoint"]).storage_key)
     if run.status != RunStatus.SUCCEEDED or not run.output_key:
