@@ -71,11 +71,12 @@ class Deduplicator:
     def is_duplicate(self, text: str) -> bool:
         return self.duplicates([text])[0]
 
-    def duplicates(self, texts: list[str]) -> list[bool]:
+    def duplicates(self, texts: list[str], remember: bool = True) -> list[bool]:
         """For each text in order, whether it repeats an earlier one (of this call or an earlier call).
 
         A batch costs about as many numpy calls as one text, so callers that can hold a few
-        dozen examples should pass them together.
+        dozen examples should pass them together. With remember=False the texts are only compared
+        with those already kept, not kept themselves (nor compared with each other).
         """
         if not texts or not (self.exact or self.near):
             return [False] * len(texts)
@@ -95,8 +96,9 @@ class Deduplicator:
                     self.exact_duplicates += 1
                     flags.append(True)
                     continue
-                self._digests.add(digests[i])
-            flags.append(i in signatures and self._near_duplicate(signatures[i], keys[i]))
+                if remember:
+                    self._digests.add(digests[i])
+            flags.append(i in signatures and self._near_duplicate(signatures[i], keys[i], remember))
         return flags
 
     def _digests_of(self, data: np.ndarray, in_word: np.ndarray, after_word: np.ndarray,
@@ -139,12 +141,14 @@ class Deduplicator:
         indexes = with_shingles.tolist()
         return dict(zip(indexes, signatures)), dict(zip(indexes, keys))
 
-    def _near_duplicate(self, signature: np.ndarray, keys: list[int]) -> bool:
+    def _near_duplicate(self, signature: np.ndarray, keys: list[int], remember: bool = True) -> bool:
         for key in keys:
             other = self._buckets.get(key)
             if other is not None and np.count_nonzero(self._signatures[other] == signature) >= self._min_matches:
                 self.near_duplicates += 1
                 return True
+        if not remember:
+            return False
         index = len(self._signatures)
         self._signatures.append(signature)
         for key in keys:

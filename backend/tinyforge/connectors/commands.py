@@ -43,13 +43,28 @@ def register(subparsers) -> None:
     shaping.add_argument("--map", action="append", default=[], metavar="TARGET=FIELD",
                          help="structured sources: instruction=, input=, output=, metadata=a,b (default: detect "
                               "alpaca, messages, sharegpt, prompt/completion, question/answer)")
-    shaping.add_argument("--recipe", choices=["text", "sections", "qa"], default="text", help="documents: recipe")
+    shaping.add_argument("--recipe", choices=["text", "sections", "qa", "knowledge"], default="text",
+                         help="documents: recipe")
     shaping.add_argument("--chunk-chars", type=int, default=2000, help="documents: largest chunk in characters")
     shaping.add_argument("--overlap-chars", type=int, default=200, help="documents: overlap between chunks")
-    shaping.add_argument("--qa-base-url", help="qa recipe: OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
-    shaping.add_argument("--qa-model", help="qa recipe: model name")
-    shaping.add_argument("--qa-api-key-env", default="OPENAI_API_KEY", help="qa recipe: variable holding the API key")
-    shaping.add_argument("--questions-per-chunk", type=int, default=3)
+    teacher = parser.add_argument_group("teacher (qa and knowledge recipes)")
+    teacher.add_argument("--teacher-url", "--qa-base-url", dest="teacher_url",
+                         help="OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
+    teacher.add_argument("--teacher-model", "--qa-model", dest="teacher_model", help="model name")
+    teacher.add_argument("--teacher-api-key-env", "--qa-api-key-env", dest="teacher_api_key_env",
+                         default="OPENAI_API_KEY", help="variable holding the API key")
+    teacher.add_argument("--teacher-timeout", type=float, default=120.0, help="seconds per request")
+    teacher.add_argument("--questions-per-chunk", type=int, default=3, help="qa recipe")
+    teacher.add_argument("--facts-per-chunk", type=int, default=8, help="knowledge recipe")
+    teacher.add_argument("--questions-per-fact", type=int, default=4,
+                         help="knowledge recipe: training questions per fact (one more is held out)")
+    teacher.add_argument("--restatements-per-chunk", type=int, default=0, help="knowledge recipe")
+    teacher.add_argument("--temperature", type=float, default=0.7,
+                         help="knowledge recipe: for questions and restatements")
+    teacher.add_argument("--concurrency", type=int, default=4, help="knowledge recipe: chunks worked on at once")
+    teacher.add_argument("--token-budget", type=int, help="knowledge recipe: stop after this many teacher tokens")
+    teacher.add_argument("--eval-out", help="knowledge recipe: held-out fact check file (default: OUTPUT's "
+                                            "name with .facts.jsonl)")
     cleaning = parser.add_argument_group("cleaning")
     cleaning.add_argument("--no-dedup", action="store_true", help="keep exact duplicates")
     cleaning.add_argument("--near-dedup", action=argparse.BooleanOptionalAction, default=None,
@@ -97,7 +112,9 @@ def build_source(args):
 
 def build_options(args):
     from tinyforge.connectors.pipeline import IngestOptions
+    from tinyforge.connectors.knowledge import KnowledgeOptions
     from tinyforge.connectors.recipes import QAOptions
+    from tinyforge.connectors.teacher import TeacherOptions
 
     mapping = {}
     for pair in args.map:
@@ -105,14 +122,23 @@ def build_options(args):
         if not sep or not name:
             raise TinyforgeError(f"--map {pair!r}: write TARGET=FIELD, e.g. --map output=answer")
         mapping[target.strip()] = name.strip()
-    qa = None
-    if args.recipe == "qa":
-        if not (args.qa_base_url and args.qa_model):
-            raise TinyforgeError("--recipe qa needs --qa-base-url and --qa-model")
-        qa = QAOptions(args.qa_base_url, args.qa_model, os.environ.get(args.qa_api_key_env) or "none",
-                       args.questions_per_chunk)
+    qa = knowledge = None
+    if args.recipe in ("qa", "knowledge"):
+        if not (args.teacher_url and args.teacher_model):
+            raise TinyforgeError(f"--recipe {args.recipe} needs --teacher-url and --teacher-model")
+        teacher = dict(base_url=args.teacher_url, model=args.teacher_model, timeout_s=args.teacher_timeout,
+                       api_key=os.environ.get(args.teacher_api_key_env) or "none")
+        if args.recipe == "qa":
+            qa = QAOptions(**teacher, questions_per_chunk=args.questions_per_chunk)
+        else:
+            knowledge = KnowledgeOptions(TeacherOptions(**teacher), facts_per_chunk=args.facts_per_chunk,
+                                         questions_per_fact=args.questions_per_fact,
+                                         restatements_per_chunk=args.restatements_per_chunk,
+                                         temperature=args.temperature, concurrency=args.concurrency,
+                                         token_budget=args.token_budget)
     return IngestOptions(mapping=mapping or None, recipe=args.recipe, chunk_chars=args.chunk_chars,
-                         overlap_chars=args.overlap_chars, qa=qa, dedup=not args.no_dedup,
+                         overlap_chars=args.overlap_chars, qa=qa, knowledge=knowledge, eval_out=args.eval_out,
+                         dedup=not args.no_dedup,
                          near_dedup=args.near_dedup, near_threshold=args.near_threshold,
                          scrub_emails=args.scrub_emails, scrub_phones=args.scrub_phones,
                          skip_bad_records=args.skip_bad_records)
@@ -130,7 +156,9 @@ def run_ingest(args) -> int:
         def progress(update) -> None:
             if update.fraction is not None:
                 bar.n = round(update.fraction * 100)
-            bar.set_postfix_str(f"{update.stage}, {update.records_read} records, {update.examples_written} examples")
+            teacher = f", {update.teacher_tokens} teacher tokens" if update.teacher_tokens else ""
+            bar.set_postfix_str(f"{update.stage}, {update.records_read} records, {update.examples_written} examples"
+                                f"{teacher}")
 
         report = ingest(source, options, args.output, progress)
     if args.report:

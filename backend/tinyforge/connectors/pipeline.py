@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from tinyforge.connectors.chunking import chunk_blocks
 from tinyforge.connectors.cleaning import Deduplicator, Scrubber, example_text
 from tinyforge.connectors.mapping import FieldMapping, RowMapper
+from tinyforge.connectors.knowledge import KnowledgeOptions
 from tinyforge.connectors.recipes import QAOptions, Recipe
 from tinyforge.connectors.records import BadRecord, Block, Row, Source, SourceError
 from tinyforge.errors import TinyforgeError
@@ -45,12 +46,14 @@ class IngestOptions:
     """How records become rows. Each field says what it does; defaults suit most imports."""
 
     mapping: dict[str, Any] | None = None  # structured: {"instruction": field, "output": field, ...}; None = detect
-    recipe: str = "text"  # documents: "text", "sections" or "qa"
+    recipe: str = "text"  # documents: "text", "sections", "qa" or "knowledge"
     chunk_chars: int = 2000  # documents: largest chunk, in characters
     overlap_chars: int = 200  # documents: characters of context repeated from the previous chunk
     qa: QAOptions | None = None  # the model for the "qa" recipe
+    knowledge: KnowledgeOptions | None = None  # the teacher and knobs of the "knowledge" recipe
+    eval_out: str | None = None  # knowledge: where to write the held-out fact check (JSONL); None: beside the output
     dedup: bool = True  # drop exact duplicates (case and whitespace folded)
-    near_dedup: bool | None = None  # drop near duplicates; None = on for documents, off for structured
+    near_dedup: bool | None = None  # drop near duplicates; None = on for documents (but knowledge), off for structured
     near_threshold: float = 0.85  # estimated Jaccard similarity of word 3-grams above which rows are near duplicates
     scrub_emails: bool = False  # replace e-mail addresses with [EMAIL]
     scrub_phones: bool = False  # replace phone numbers with [PHONE]
@@ -67,6 +70,9 @@ class IngestProgress:
     records_read: int
     examples_written: int
     fraction: float | None  # of the source read, when the source can tell
+    chunks: int = 0  # documents: chunks done
+    rows_dropped: int = 0  # knowledge: rows the grounding check dropped
+    teacher_tokens: int = 0  # qa and knowledge: tokens the teacher was billed for
 
 
 @dataclass
@@ -95,6 +101,7 @@ class IngestReport:
     chunks_without_heading: int = 0
     qa_failed_chunks: int = 0
     qa_failures: list[dict[str, str]] = field(default_factory=list)
+    knowledge: dict[str, Any] | None = None  # the knowledge recipe's counts (KnowledgeStats)
     truncated_at_row_limit: bool = False
     seconds: float = 0.0
     validation: dict[str, Any] = field(default_factory=dict)
@@ -110,6 +117,14 @@ class IngestReport:
                              ("chunks the model failed on", self.qa_failed_chunks)):
             if count:
                 parts.append(f"{count} {label}")
+        if self.knowledge:
+            k = self.knowledge
+            parts.append(f"{k['facts']} facts, {k['rows_dropped']} rows dropped by the grounding check, "
+                         f"{k['chunks_failed']} chunks failed, {k['teacher_tokens']} teacher tokens, "
+                         f"{k['heldout_questions']} held-out fact-check questions")
+            if k["budget_exhausted"]:
+                parts.append(f"stopped at the teacher token budget after {k['chunks_done']} chunks (the rest of "
+                             "the document was not used)")
         if self.truncated_at_row_limit:
             parts.append("stopped at the row limit")
         return ", ".join(parts)
@@ -132,9 +147,15 @@ def ingest(source: Source, options: IngestOptions, out_path: str | os.PathLike,
     documents = source.kind == "document"
     report = IngestReport(source=source.name, kind=source.kind, output=str(out),
                           recipe=options.recipe if documents else None)
-    recipe = Recipe(options.recipe, qa=options.qa) if documents else None
+    journal = out.with_name(out.name + ".journal")  # knowledge: finished chunks, kept until the import succeeds
+    recipe = Recipe(options.recipe, qa=options.qa, knowledge=options.knowledge, journal=str(journal)) \
+        if documents else None
+    knowledge = recipe.knowledge_generator if recipe else None
     mapper = None if documents else RowMapper(FieldMapping.parse(options.mapping) if options.mapping else None)
-    report.near_dedup = documents if options.near_dedup is None else options.near_dedup
+    # The knowledge recipe's rows share their answer by design (several questions per fact): near-duplicate
+    # removal, which compares whole rows, would keep one question per fact.
+    report.near_dedup = (documents and options.recipe != "knowledge") if options.near_dedup is None \
+        else options.near_dedup
     dedup = Deduplicator(exact=options.dedup, near=report.near_dedup, threshold=options.near_threshold)
     scrubber = Scrubber(options.scrub_emails, options.scrub_phones)
     digest = hashlib.sha256()
@@ -145,7 +166,10 @@ def ingest(source: Source, options: IngestOptions, out_path: str | os.PathLike,
         now = time.monotonic()
         if progress and (force or now - last_report >= 0.25):
             last_report = now
-            progress(IngestProgress(stage, report.records_read, report.examples_written, source.progress()))
+            stats = knowledge.stats if knowledge else None
+            progress(IngestProgress(stage, report.records_read, report.examples_written, source.progress(),
+                                    report.chunks, stats.rows_dropped if stats else 0,
+                                    stats.teacher_tokens if stats else 0))
 
     def skip(where_source: str, location: str, reason: str, field: str | None = None) -> None:
         report.skipped_count += 1
@@ -162,10 +186,11 @@ def ingest(source: Source, options: IngestOptions, out_path: str | os.PathLike,
                     yield block
                     tell("reading")
 
-            for chunk in chunk_blocks(counted_blocks(), options.chunk_chars, options.overlap_chars):
+            for chunk, rows in recipe.apply(chunk_blocks(counted_blocks(), options.chunk_chars, options.overlap_chars)):
                 report.chunks += 1
-                for example in recipe.examples(chunk):
+                for example in rows:
                     yield chunk.source, chunk.location, example
+                tell("reading")
             return
         for row in source.records():
             report.records_read += 1
@@ -245,6 +270,9 @@ def ingest(source: Source, options: IngestOptions, out_path: str | os.PathLike,
             if recipe.generator:
                 report.qa_failed_chunks = recipe.generator.failed_chunks
                 report.qa_failures = recipe.generator.failures
+            if knowledge:
+                knowledge.finish(options.eval_out or out.with_name(out.stem + ".facts.jsonl"))
+                report.knowledge = asdict(knowledge.stats)
         if report.examples_written == 0:
             raise TinyforgeError(f"{source.name}: no examples came out of {report.records_read} records"
                                  + _why_nothing(report))
@@ -266,6 +294,16 @@ def _why_nothing(report: IngestReport) -> str:
         return " (the sections recipe needs headings, and the document has none: try the text recipe)"
     if report.qa_failed_chunks:
         return f" (the model failed on every chunk; first: {report.qa_failures[0]['reason']})"
+    if report.knowledge:
+        k = report.knowledge
+        if k["budget_exhausted"]:
+            return f" (the teacher token budget was spent after {k['chunks_done']} chunks)"
+        if k["failures"]:
+            return f" ({k['chunks_failed']} chunks failed; first: {k['failures'][0]['reason']})"
+        if k["rows_dropped"]:
+            return f" (the grounding check dropped all {k['rows_dropped']} rows; first: {k['dropped'][0]['reason']})"
+        if k["chunks_without_facts"]:
+            return " (the teacher found no facts in the document)"
     if report.records_read == 0:
         return " (the source is empty)"
     return ""

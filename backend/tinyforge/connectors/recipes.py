@@ -7,37 +7,32 @@
   built from its heading path; chunks before the first heading have no question and are skipped.
 - "qa": a model behind any OpenAI-compatible API writes question/answer pairs about each chunk;
   the chunk is kept in the row's metadata (`source_chunk`) so every answer can be checked.
+- "knowledge": a teacher lists each chunk's facts and writes several grounded questions and answers
+  per fact, and a held-out fact check (knowledge.py).
 """
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from tinyforge import bounded_json
 from tinyforge.connectors.chunking import Chunk
+from tinyforge.connectors.knowledge import KnowledgeGenerator, KnowledgeOptions
+from tinyforge.connectors.teacher import Teacher, TeacherFailed, TeacherOptions, TeacherUnusable, json_array
 from tinyforge.errors import TinyforgeError
 
-RECIPES = ("text", "sections", "qa")
-_JSON_ARRAY = re.compile(r"\[.*\]", re.DOTALL)
+RECIPES = ("text", "sections", "qa", "knowledge")
 
 
 @dataclass
-class QAOptions:
-    """The model that writes question/answer pairs, reachable over the OpenAI API."""
+class QAOptions(TeacherOptions):
+    """The model that writes question/answer pairs (the qa recipe's teacher)."""
 
-    base_url: str  # e.g. http://localhost:8000/v1 (a TinyForge deployment) or any compatible server
-    model: str
-    api_key: str = "none"  # many local servers want no key, but the client needs a value
     questions_per_chunk: int = 3
-    temperature: float = 0.2
-    timeout_s: float = 120.0
-    max_retries: int = 2
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not 1 <= self.questions_per_chunk <= 20:
             raise TinyforgeError("questions per chunk must be between 1 and 20")
 
@@ -51,35 +46,23 @@ class QAGenerator:
     options: QAOptions
     failed_chunks: int = 0
     failures: list[dict[str, str]] = field(default_factory=list)  # first few {"location", "reason"}
-    _client: Any = None
+
+    def __post_init__(self) -> None:
+        self.teacher = Teacher(self.options)
 
     def pairs(self, chunk: Chunk) -> list[tuple[str, str]]:
-        import openai
-
-        if self._client is None:
-            self._client = openai.OpenAI(base_url=self.options.base_url, api_key=self.options.api_key,
-                                         timeout=self.options.timeout_s, max_retries=self.options.max_retries)
         where = " > ".join(chunk.heading_path)
         prompt = (f"Write {self.options.questions_per_chunk} question and answer pairs about this passage"
                   + (f" from the section \"{where}\"" if where else "") + f":\n\n{chunk.text}")
         try:
-            reply = self._client.chat.completions.create(
-                model=self.options.model, temperature=self.options.temperature,
-                messages=[{"role": "system", "content": _QA_SYSTEM}, {"role": "user", "content": prompt}])
-        except (openai.APIConnectionError, openai.AuthenticationError, openai.PermissionDeniedError,
-                openai.NotFoundError) as exc:
+            content, _ = self.teacher.chat(_QA_SYSTEM, prompt)
+        except TeacherUnusable as exc:
             # Nothing will work for the next chunk either: stop the import and say why.
-            raise TinyforgeError(f"question generation: the model {self.options.model!r} at "
-                                 f"{self.options.base_url} cannot be used: {exc}") from None
-        except openai.APIError as exc:
-            return self._failed(chunk, f"the API answered with an error: {exc}")
-        content = (reply.choices[0].message.content or "") if reply.choices else ""
-        match = _JSON_ARRAY.search(content)
-        try:
-            items = bounded_json.loads(match.group(0)) if match else None
-        except json.JSONDecodeError:
-            items = None
-        if not isinstance(items, list):
+            raise TinyforgeError(f"question generation: {exc}") from None
+        except TeacherFailed as exc:
+            return self._failed(chunk, str(exc))
+        items = json_array(content)
+        if items is None:
             return self._failed(chunk, f"the reply is not a JSON array: {content[:200]!r}")
         pairs = [(str(i["question"]).strip(), str(i["answer"]).strip()) for i in items
                  if isinstance(i, dict) and i.get("question") and i.get("answer")]
@@ -102,6 +85,8 @@ class Recipe:
     section_prompt: str = 'What does the section "{path}" of {document} say?'
     text_prompt: str = "Write the passage from {where}."
     qa: QAOptions | None = None
+    knowledge: KnowledgeOptions | None = None
+    journal: str | None = None  # knowledge: where finished chunks are kept for a resume
     chunks_without_heading: int = 0
 
     def __post_init__(self) -> None:
@@ -109,7 +94,18 @@ class Recipe:
             raise TinyforgeError(f"unknown recipe {self.name!r}; choose one of {', '.join(RECIPES)}")
         if self.name == "qa" and self.qa is None:
             raise TinyforgeError("the qa recipe needs a model: give its OpenAI-compatible base URL and model name")
+        if self.name == "knowledge" and self.knowledge is None:
+            raise TinyforgeError("the knowledge recipe needs a teacher: give its OpenAI-compatible base URL and "
+                                 "model name")
         self.generator = QAGenerator(self.qa) if self.name == "qa" else None
+        self.knowledge_generator = (KnowledgeGenerator(self.knowledge, self.journal)
+                                    if self.name == "knowledge" else None)
+
+    def apply(self, chunks: Iterable[Chunk]) -> Iterator[tuple[Chunk, Iterable[dict[str, Any]]]]:
+        """(chunk, its rows) in document order; the knowledge recipe works on several chunks at once."""
+        if self.knowledge_generator:
+            return self.knowledge_generator.rows(chunks)
+        return ((chunk, self.examples(chunk)) for chunk in chunks)
 
     def examples(self, chunk: Chunk) -> Iterator[dict[str, Any]]:
         metadata = chunk.metadata() | {"recipe": self.name}

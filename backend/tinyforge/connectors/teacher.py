@@ -1,0 +1,96 @@
+"""A teacher: a chat model behind any OpenAI-compatible API (a TinyForge deployment, vLLM, Ollama, a
+hosted API) that the `qa` and `knowledge` recipes ask to write training data.
+
+Retries are the openai client's own: 408, 409, 429 and 5xx answers and dropped connections are
+retried with exponential backoff and jitter, honouring Retry-After (up to a minute), `max_retries`
+times. The client is thread-safe, so one teacher serves concurrent chunks.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from tinyforge import bounded_json
+from tinyforge.errors import TinyforgeError
+
+_JSON_ARRAY = re.compile(r"\[.*\]", re.DOTALL)
+
+
+@dataclass
+class TeacherOptions:
+    """The model that writes training data, reachable over the OpenAI API."""
+
+    base_url: str  # e.g. http://localhost:8000/v1 (a TinyForge deployment) or any compatible server
+    model: str
+    api_key: str = "none"  # many local servers want no key, but the client needs a value
+    temperature: float = 0.2
+    timeout_s: float = 120.0
+    max_retries: int = 2
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.temperature <= 2.0:
+            raise TinyforgeError("the teacher's temperature must be between 0 and 2")
+        if not 0 <= self.max_retries <= 10:
+            raise TinyforgeError("the teacher's retries must be between 0 and 10")
+
+
+class TeacherUnusable(TinyforgeError):
+    """The teacher cannot be used at all (unreachable, unknown model, refused key): nothing later would work."""
+
+
+class TeacherFailed(Exception):
+    """One request failed for good (after retries): only the chunk it was for is lost."""
+
+
+class Teacher:
+    """One client for one teacher; counts the tokens it was billed for."""
+
+    def __init__(self, options: TeacherOptions):
+        self.options = options
+        self.tokens = 0
+        self.calls = 0
+        self._lock = threading.Lock()
+        self._client: Any = None
+
+    def chat(self, system: str, user: str, temperature: float | None = None) -> tuple[str, int]:
+        """The teacher's reply to one exchange and the tokens it cost. Raises TeacherUnusable or TeacherFailed."""
+        import openai
+
+        with self._lock:
+            if self._client is None:
+                self._client = openai.OpenAI(base_url=self.options.base_url, api_key=self.options.api_key,
+                                             timeout=self.options.timeout_s, max_retries=self.options.max_retries)
+        try:
+            reply = self._client.chat.completions.create(
+                model=self.options.model,
+                temperature=self.options.temperature if temperature is None else temperature,
+                messages=[{"role": "system", "content": system}, {"role": "user", "content": user}])
+        except openai.APITimeoutError:
+            # A subclass of APIConnectionError, but the server is there: only this request is lost.
+            raise TeacherFailed(f"the teacher did not answer within {self.options.timeout_s:g} s "
+                                f"({self.options.max_retries} retries)") from None
+        except (openai.APIConnectionError, openai.AuthenticationError, openai.PermissionDeniedError,
+                openai.NotFoundError) as exc:
+            raise TeacherUnusable(f"the model {self.options.model!r} at {self.options.base_url} cannot be "
+                                  f"used: {exc}") from None
+        except openai.APIError as exc:
+            raise TeacherFailed(f"the teacher answered with an error: {exc}") from None
+        tokens = int(getattr(getattr(reply, "usage", None), "total_tokens", 0) or 0)
+        with self._lock:
+            self.calls += 1
+            self.tokens += tokens
+        return ((reply.choices[0].message.content or "") if reply.choices else ""), tokens
+
+
+def json_array(content: str) -> list | None:
+    """The first JSON array in a model's reply (models wrap it in prose or code fences), or None."""
+    match = _JSON_ARRAY.search(content)
+    try:
+        items = bounded_json.loads(match.group(0)) if match else None
+    except (json.JSONDecodeError, ValueError):
+        return None
+    return items if isinstance(items, list) else None

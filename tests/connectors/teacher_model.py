@@ -1,0 +1,146 @@
+"""An OpenAI-compatible chat server that plays a literal teacher for the knowledge recipe's tests
+(here and in tests/datasets): started by the test on a free port, called by the real openai client.
+
+It answers the recipe's four requests (told apart by their default system prompts) from the passage:
+each sentence is a fact; questions name the fact's key term; the answer is the sentence that holds
+the question's words. Words in a passage make it misbehave: GARBLE (prose instead of JSON), NOFACTS,
+INVENT (a fact the passage does not state), FRENCH (answers in French), SLOW (answers after 2 s),
+BUSY (a 429 with Retry-After first), FLAKY (a 503 first), REPEAT (the held-out question nearly
+repeats a training one).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_WORD = re.compile(r"[A-Za-z0-9]+")
+TEMPLATES = ["What is true about {k}?", "Tell me about {k}.", "{k}: what is the rule?",
+             "As a new colleague, what should I know regarding {k}?", "A customer asks how {k} works.",
+             "Is there anything written on {k}?"]
+
+
+class TeacherServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, model: str = "teacher"):
+        super().__init__(("127.0.0.1", 0), TeacherHandler)
+        self.model = model
+        self.lock = threading.Lock()
+        self.requests: list[tuple[str, str]] = []  # (step, passage)
+        self.in_flight = self.most_in_flight = 0
+        self.refused_once: set[str] = set()
+        self.tokens_per_reply = 0  # 0: about a token per four characters
+        self.slow_s = 2.0  # how long SLOW passages take
+        self.record = True  # keep (step, passage) of every request; off for long documents
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+    def __enter__(self):
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.shutdown()
+        self.server_close()
+
+    def steps(self, step: str) -> list[str]:
+        return [p for s, p in self.requests if s == step]
+
+
+def _key(sentence: str) -> str:
+    names = [w for w in _WORD.findall(sentence)[1:] if w[0].isupper() or w.isdigit()]
+    return names[0] if names else _WORD.findall(sentence)[-1]
+
+
+class TeacherHandler(BaseHTTPRequestHandler):
+    server: TeacherServer
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if self.path != "/v1/chat/completions" or request["model"] != self.server.model:
+            return self.reply(404, {"error": {"message": f"model {request['model']!r} not found",
+                                              "type": "invalid_request_error"}})
+        system, user = request["messages"][0]["content"], request["messages"][-1]["content"]
+        step = next(s for s, word in (("facts", "extract facts"), ("questions", "write questions"),
+                                      ("answers", "answer questions"), ("restatements", "rewrite passages"))
+                    if word in system)
+        passage = user.split("<<<\n", 1)[1].split("\n>>>", 1)[0]
+        with self.server.lock:
+            if self.server.record:
+                self.server.requests.append((step, passage))
+            first = False
+            if "BUSY" in passage or "FLAKY" in passage:
+                first = (step, passage) not in self.server.refused_once
+                self.server.refused_once.add((step, passage))
+            self.server.in_flight += 1
+            self.server.most_in_flight = max(self.server.most_in_flight, self.server.in_flight)
+        try:
+            if "BUSY" in passage and first:
+                return self.reply(429, {"error": {"message": "slow down", "type": "rate_limit"}}, {"Retry-After": "0"})
+            if "FLAKY" in passage and first:
+                return self.reply(503, {"error": {"message": "overloaded", "type": "server_error"}})
+            if "SLOW" in passage:
+                time.sleep(self.server.slow_s)
+            content = self.content(step, passage, system, user)
+            tokens = self.server.tokens_per_reply or (len(system) + len(user) + len(content)) // 4
+            self.reply(200, {"id": "c1", "object": "chat.completion", "created": 0, "model": request["model"],
+                             "choices": [{"index": 0, "finish_reason": "stop",
+                                          "message": {"role": "assistant", "content": content}}],
+                             "usage": {"prompt_tokens": tokens - 1, "completion_tokens": 1, "total_tokens": tokens}})
+        finally:
+            with self.server.lock:
+                self.server.in_flight -= 1
+
+    def content(self, step: str, passage: str, system: str, user: str) -> str:
+        sentences = [s for s in _SENTENCE.split(passage.replace("\n", " ")) if s.strip()]
+        if "GARBLE" in passage:
+            return "Sorry, I cannot do that."
+        if step == "facts":
+            if "NOFACTS" in passage:
+                return "[]"
+            facts = [{"fact": s, "key_terms": [_key(s)]} for s in sentences]
+            if "INVENT" in passage:
+                facts.append({"fact": "The warranty lasts 99 years.", "key_terms": ["99 years"]})
+            return "```json\n" + json.dumps(facts) + "\n```"
+        if step == "questions":
+            count = int(re.search(r"write (\d+) questions", system).group(1))
+            facts = re.findall(r"^\d+\. (.*)$", user.split("\n\nFacts:\n", 1)[1], re.MULTILINE)
+            out = []
+            for n, fact in enumerate(facts, 1):
+                questions = [t.format(k=_key(fact)) for t in TEMPLATES][:count]
+                if "REPEAT" in passage:
+                    questions[-1] = "So " + questions[0].lower()
+                out.append({"fact": n, "questions": questions})
+            return json.dumps(out)
+        if step == "answers":
+            questions = re.findall(r"^\d+\. (.*)$", user.split("\n\nQuestions:\n", 1)[1], re.MULTILINE)
+            out = []
+            for n, question in enumerate(questions, 1):
+                words = set(_WORD.findall(question))
+                best = max(sentences, key=lambda s: len(words & set(_WORD.findall(s))))
+                answer = "La réponse se trouve dans le manuel de l'entreprise." if "FRENCH" in passage else best
+                out.append({"question": n, "answer": answer})
+            return json.dumps(out)
+        count = int(re.search(r"Rewrite the passage (\d+) times", system).group(1))
+        return json.dumps([" ".join(sentences[i % len(sentences):] + sentences[:i % len(sentences)])
+                           for i in range(1, count + 1)])
+
+    def reply(self, status, body, headers=None):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)

@@ -1,0 +1,264 @@
+"""The knowledge recipe against a local OpenAI-compatible teacher (tests/connectors/teacher_model.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from connectors.teacher_model import TeacherServer
+from tinyforge.cli import main as tinyforge
+from tinyforge.connectors.chunking import Chunk
+from tinyforge.connectors.files import FileSource
+from tinyforge.connectors.knowledge import KnowledgeGenerator, KnowledgeOptions, dry_run, estimate, ungrounded, ChunkWords
+from tinyforge.connectors.pipeline import IngestOptions, ingest
+from tinyforge.connectors.teacher import TeacherOptions
+from tinyforge.errors import TinyforgeError
+from tinyforge.evaluation.sets import read_eval_file
+from tinyforge.ml.schema import validate_file
+
+HANDBOOK = """# Leave
+Staff get 28 days of paid leave a year. Requests go to Maria Lopez two weeks ahead.
+
+# Equipment
+Every new colleague receives a laptop on the first day. The Oslo office lends monitors.
+"""
+
+
+@pytest.fixture
+def teacher():
+    with TeacherServer() as server:
+        yield server
+
+
+def options(server, **knobs):
+    teacher = TeacherOptions(server.url, knobs.pop("model", "teacher"), timeout_s=knobs.pop("timeout_s", 30),
+                             max_retries=knobs.pop("max_retries", 2))
+    return IngestOptions(recipe="knowledge", knowledge=KnowledgeOptions(teacher, **knobs))
+
+
+def write(tmp_path, text, name="handbook.md"):
+    (tmp_path / name).write_text(text)
+    return FileSource(tmp_path / name)
+
+
+def rows_of(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def test_each_fact_gets_grounded_questions_with_provenance_and_a_held_out_check(tmp_path, teacher):
+    updates = []
+    report = ingest(write(tmp_path, HANDBOOK), options(teacher, questions_per_fact=3), tmp_path / "out.jsonl",
+                    updates.append)
+    rows = rows_of(tmp_path / "out.jsonl")
+    k = report.knowledge
+    assert k["facts"] == 4 and k["rows_dropped"] == 0 and k["chunks_done"] == 2 and k["teacher_calls"] == 6
+    assert len(rows) == report.examples_written == 12
+    leave = [r for r in rows if "28 days" in r["metadata"]["fact"]]
+    assert len(leave) == 3 and len({r["instruction"] for r in leave}) == 3
+    assert all(r["output"] == "Staff get 28 days of paid leave a year." for r in leave)
+    meta = leave[0]["metadata"]
+    assert meta["source"] == "handbook.md" and meta["location"] == "line 2" and meta["heading_path"] == ["Leave"]
+    assert meta["kind"] == "question" and meta["teacher_model"] == "teacher" and len(meta["chunk_sha256"]) == 16
+    check = read_eval_file(tmp_path / "out.facts.jsonl")
+    assert k["heldout_questions"] == len(check) == 4 and k["eval_out"] == str(tmp_path / "out.facts.jsonl")
+    assert {tuple(c.must_include) for c in check} == {("28",), ("Maria",), ("day",), ("Oslo",)}
+    assert not {c.input for c in check} & {r["instruction"] for r in rows}
+    assert k["teacher_tokens"] > 0 and updates[-1].teacher_tokens == k["teacher_tokens"] and updates[-1].chunks == 2
+    assert validate_file(tmp_path / "out.jsonl").invalid_count == 0
+    assert not (tmp_path / "out.jsonl.journal").exists()
+    assert "4 facts" in report.summary() and "4 held-out" in report.summary()
+
+
+def test_restatements_are_rows_too_and_checked(tmp_path, teacher):
+    report = ingest(write(tmp_path, HANDBOOK), options(teacher, questions_per_fact=1, restatements_per_chunk=2),
+                    tmp_path / "out.jsonl")
+    restated = [r for r in rows_of(tmp_path / "out.jsonl") if r["metadata"]["kind"] == "restatement"]
+    assert len(restated) == 4 and restated[0]["instruction"] == "What does Leave say?"
+    assert report.knowledge["teacher_calls"] == 8
+
+
+@pytest.mark.parametrize("model, url, message", [
+    ("nope", None, "model 'nope' not found"),
+    ("teacher", "http://127.0.0.1:9/v1", "Connection error"),
+])
+def test_an_unusable_teacher_stops_the_import_saying_why_and_leaves_no_file(tmp_path, teacher, model, url, message):
+    opts = options(teacher, model=model, max_retries=0)
+    if url:
+        opts.knowledge.teacher.base_url = url
+    with pytest.raises(TinyforgeError, match=message) as raised:
+        ingest(write(tmp_path, HANDBOOK), opts, tmp_path / "out.jsonl")
+    assert "cannot be used" in str(raised.value)
+    assert not (tmp_path / "out.jsonl").exists() and not (tmp_path / "out.facts.jsonl").exists()
+
+
+def test_garbage_fails_only_its_chunk_and_is_counted_with_the_reply(tmp_path, teacher):
+    report = ingest(write(tmp_path, HANDBOOK + "\n# Odd\nGARBLE here. It has 3 words.\n"), options(teacher),
+                    tmp_path / "out.jsonl")
+    k = report.knowledge
+    assert k["chunks_failed"] == 1 and k["failures"][0]["location"] == "line 8"
+    assert "facts are not a JSON array: 'Sorry, I cannot do that.'" in k["failures"][0]["reason"]
+    assert k["facts"] == 4 and "1 chunks failed" in report.summary()
+
+
+def test_answers_in_another_language_and_invented_facts_are_dropped_and_counted(tmp_path, teacher):
+    text = HANDBOOK + "\n# Lunch\nFRENCH lunch is served at noon in the Bergen canteen.\n\n# Warranty\nINVENT devices come from Acme.\n"
+    report = ingest(write(tmp_path, text), options(teacher, questions_per_fact=2), tmp_path / "out.jsonl")
+    k = report.knowledge
+    assert k["dropped_by_reason"] == {"answer not in the chunk: its key terms are not in the chunk": 2,
+                                      "fact not in the chunk: the number 99 is not in the chunk": 1}
+    assert {d["location"] for d in k["dropped"]} == {"line 8", "line 11"}
+    rows = rows_of(tmp_path / "out.jsonl")
+    assert not [r for r in rows if "Bergen" in r["metadata"]["fact"]]
+    assert not [r for r in rows if "99" in r["metadata"]["fact"]]
+    assert [r for r in rows if "Acme" in r["metadata"]["fact"]]
+
+
+def test_the_grounding_check_names_what_is_not_in_the_chunk():
+    chunk = ChunkWords("Staff get 28 days of paid leave a year. Requests go to Maria Lopez.")
+    assert ungrounded("Staff get 28 days of leave.", chunk) is None
+    assert ungrounded("Staff get 30 days of leave.", chunk) == "the number 30 is not in the chunk"
+    assert ungrounded("Requests go to John Lopez.", chunk) == "the name 'John' is not in the chunk"
+    assert ungrounded("Employees receive generous vacation allowances.", chunk).startswith("its key terms")
+
+
+def test_a_document_without_facts_says_so(tmp_path, teacher):
+    with pytest.raises(TinyforgeError, match="the teacher found no facts in the document"):
+        ingest(write(tmp_path, "# Hello\nNOFACTS, only greetings.\n"), options(teacher), tmp_path / "out.jsonl")
+    report = ingest(write(tmp_path, HANDBOOK + "\n# Hi\nNOFACTS here.\n"), options(teacher), tmp_path / "o.jsonl")
+    assert report.knowledge["chunks_without_facts"] == 1 and report.knowledge["facts"] == 4
+
+
+def test_a_chunk_that_times_out_is_retried_then_counted_failed_and_the_import_goes_on(tmp_path, teacher):
+    text = HANDBOOK + "\n# Slow\nSLOW answers come from Oslo.\n"
+    report = ingest(write(tmp_path, text), options(teacher, timeout_s=0.3, max_retries=1), tmp_path / "out.jsonl")
+    k = report.knowledge
+    assert [p for p in teacher.steps("facts") if "SLOW" in p] == ["SLOW answers come from Oslo."] * 2
+    assert k["chunks_failed"] == 1 and "did not answer within 0.3 s" in k["failures"][0]["reason"]
+    assert k["facts"] == 4 and report.examples_written == 16
+
+
+def test_429_and_503_are_retried_honouring_retry_after(tmp_path, teacher):
+    text = "# A\nBUSY desks are in Oslo.\n\n# B\nFLAKY printers are in Bergen.\n"
+    report = ingest(write(tmp_path, text), options(teacher, questions_per_fact=1), tmp_path / "out.jsonl")
+    assert report.knowledge["facts"] == 2 and report.knowledge["chunks_failed"] == 0
+    assert len(teacher.steps("facts")) == 4  # each refused once, then answered
+
+
+def test_the_held_out_question_is_dropped_when_it_nearly_repeats_a_training_one(tmp_path, teacher):
+    report = ingest(write(tmp_path, HANDBOOK + "\n# Parking\nREPEAT parking is free at the Oslo office.\n"),
+                    options(teacher, questions_per_fact=2), tmp_path / "out.jsonl")
+    assert report.knowledge["heldout_duplicates"] == 1 and report.knowledge["heldout_questions"] == 4
+    assert all("REPEAT" not in c.reference for c in read_eval_file(tmp_path / "out.facts.jsonl"))
+
+
+def test_a_token_budget_stops_the_import_cleanly_with_what_it_has(tmp_path, teacher):
+    teacher.tokens_per_reply = 100
+    text = "".join(f"# Part {n}\nRoom {n} is on floor {n}.\n\n" for n in range(1, 21))
+    report = ingest(write(tmp_path, text), options(teacher, questions_per_fact=1, concurrency=1, token_budget=1000),
+                    tmp_path / "out.jsonl")
+    k = report.knowledge
+    # Three calls a chunk: the fourth chunk's second call would pass the budget, so it is not made.
+    assert k["budget_exhausted"] and k["chunks_done"] == 3 and k["teacher_tokens"] == 1000
+    assert report.examples_written == 3 and len(teacher.requests) == 10
+    assert "stopped at the teacher token budget after 3 chunks" in report.summary()
+
+
+def test_concurrency_is_bounded_and_5000_chunks_hold_bounded_memory(teacher):
+    chunks_read = 0
+    most_ahead = 0
+    done = 0
+
+    def chunks():
+        nonlocal chunks_read, most_ahead
+        for n in range(5000):
+            chunks_read += 1
+            most_ahead = max(most_ahead, chunks_read - done)
+            yield Chunk(f"NOFACTS in part {n}. " + "Filler text. " * 40, "big.md", f"line {n}", ("Part",))
+
+    teacher.record = False
+    generator = KnowledgeGenerator(KnowledgeOptions(TeacherOptions(teacher.url, "teacher"), concurrency=3))
+    tracemalloc.start()
+    for _ in generator.rows(chunks()):
+        done += 1
+        if done == 100:
+            tracemalloc.reset_peak()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert done == 5000 and generator.stats.chunks_without_facts == 5000
+    assert most_ahead <= 2 * 3 + 1 and teacher.most_in_flight <= 3
+    assert peak < 8 << 20, f"{peak} bytes at the peak after the first 100 chunks"
+
+
+KILLED_RUN = """
+import sys
+from tinyforge.connectors.files import FileSource
+from tinyforge.connectors.knowledge import KnowledgeOptions
+from tinyforge.connectors.pipeline import IngestOptions, ingest
+from tinyforge.connectors.teacher import TeacherOptions
+ingest(FileSource(sys.argv[1]), IngestOptions(recipe="knowledge", knowledge=KnowledgeOptions(
+    TeacherOptions(sys.argv[2], "teacher"), questions_per_fact=1, concurrency=1)), sys.argv[3])
+"""
+
+
+def test_an_import_killed_midway_resumes_from_the_last_finished_chunk(tmp_path, teacher):
+    teacher.slow_s = 0.5
+    text = "".join(f"# Part {n}\nSLOW room {n} is on floor {n}.\n\n" for n in range(1, 5))
+    source = write(tmp_path, text)
+    out = tmp_path / "out.jsonl"
+    journal = tmp_path / "out.jsonl.journal"
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}
+    child = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(source.path), teacher.url, str(out)], env=env)
+    try:
+        while not (journal.exists() and journal.read_bytes().count(b"\n") >= 1):
+            assert child.poll() is None, "the import ended before it could be killed"
+            time.sleep(0.1)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    finished = journal.read_bytes().count(b"\n")
+    assert 1 <= finished < 4 and not out.exists()
+    asked_before = len(teacher.steps("facts"))
+    report = ingest(source, options(teacher, questions_per_fact=1, concurrency=1), out)
+    assert report.knowledge["chunks_resumed"] == finished and report.knowledge["chunks_done"] == 4
+    assert len(teacher.steps("facts")) - asked_before == 4 - finished
+    assert sorted(r["metadata"]["fact"] for r in rows_of(out)) == sorted(
+        f"SLOW room {n} is on floor {n}." for n in range(1, 5))
+    assert not journal.exists()
+
+
+def test_estimate_and_dry_run_preview_the_first_chunks(tmp_path, teacher):
+    chunks = [Chunk("Staff get 28 days of paid leave a year.", "h.md", f"line {n}", ("Leave",)) for n in range(10)]
+    knobs = KnowledgeOptions(TeacherOptions(teacher.url, "teacher"), questions_per_fact=2)
+    guess = estimate(chunks, knobs)
+    assert guess["chunks"] == 10 and guess["teacher_calls"] == 30 and guess["teacher_tokens"] > 0
+    preview = dry_run(chunks, knobs, first=2)
+    assert len(teacher.requests) == 6 and len(preview["rows"]) == 4 and preview["stats"]["chunks_done"] == 2
+    assert preview["heldout"][0]["must_include"] == ["28"]
+
+
+def test_edited_prompts_reach_the_teacher_and_bad_knobs_are_refused(teacher):
+    with pytest.raises(TinyforgeError, match="questions per fact must be between 1 and 20"):
+        KnowledgeOptions(TeacherOptions(teacher.url, "teacher"), questions_per_fact=0)
+    with pytest.raises(TinyforgeError, match="unknown prompt 'fact'"):
+        KnowledgeOptions(TeacherOptions(teacher.url, "teacher"), prompts={"fact": "x"})
+    knobs = KnowledgeOptions(TeacherOptions(teacher.url, "teacher"), questions_per_fact=1,
+                             prompts={"facts": "You extract facts {\"like\": \"this\"}, at most {facts_per_chunk}."})
+    assert knobs.prompt("facts") == 'You extract facts {"like": "this"}, at most 8.'
+
+
+def test_the_cli_ingests_with_the_knowledge_recipe_and_writes_the_fact_check(tmp_path, teacher, capsys):
+    (tmp_path / "handbook.md").write_text(HANDBOOK)
+    code = tinyforge(["ingest", str(tmp_path / "handbook.md"), "-o", str(tmp_path / "rows.jsonl"), "--recipe",
+                      "knowledge", "--teacher-url", teacher.url, "--teacher-model", "teacher",
+                      "--questions-per-fact", "2", "--eval-out", str(tmp_path / "facts.jsonl")])
+    assert code == 0
+    assert len(read_eval_file(tmp_path / "facts.jsonl")) == 4 and len(rows_of(tmp_path / "rows.jsonl")) == 8
+    assert "4 facts" in capsys.readouterr().out
