@@ -172,6 +172,8 @@ RQ = {"COMMIT_MODE": "on_db_commit", "WORKER_CLASS": "tinyforge.core.worker.Work
 # Requests an evaluation keeps in flight to one endpoint: a target behind the inference service
 # (which batches them) and the judge.
 EVAL_TARGET_CONCURRENCY = env_int("TINYFORGE_EVAL_TARGET_CONCURRENCY", 16, minimum=1, maximum=256)
+# Rows an evaluation answers, scores and writes at a time: its memory, and how often it shows progress.
+EVAL_CHUNK_ROWS = env_int("TINYFORGE_EVAL_CHUNK_ROWS", 256, minimum=1, maximum=10_000)
 EVAL_JUDGE_CONCURRENCY = env_int("TINYFORGE_EVAL_JUDGE_CONCURRENCY", 8, minimum=1, maximum=256)
 RUN_HEARTBEAT_SECONDS = env_int("TINYFORGE_RUN_HEARTBEAT_SECONDS", 10, minimum=1)
 RUN_STALE_SECONDS = env_int("TINYFORGE_RUN_STALE_SECONDS", 120, minimum=2)

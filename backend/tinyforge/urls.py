@@ -68,6 +68,8 @@ urlpatterns = [
     path("django-rq/", include("django_rq.urls")),
     # OpenAI's fine-tuning API (files and jobs); the rest of /v1/ is the inference service's.
     path("v1/", include("tinyforge.training.openai_api")),
+    # OpenAI's Evals API over eval sets and evaluations.
+    path("v1/", include("tinyforge.evals.openai_api")),
     # Models and completions are the inference service's: passed on when they reach the web process.
     re_path(r"^v1/(?P<path>models|models/.+|chat/completions|completions)$", openai_proxy, name="openai-inference"),
     re_path(r"^(?!api/|admin/|static/|django-rq/|v1/)(?P<route>.*)$", dashboard, name="dashboard"),

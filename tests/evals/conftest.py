@@ -6,7 +6,7 @@ from __future__ import annotations
 import django_rq
 import pytest
 
-from deployments.conftest import trained_model_dir, trained_run, work_off as work_off_queues  # noqa: F401
+from deployments.conftest import inference_service, trained_model_dir, trained_run, work_off as work_off_queues  # noqa: F401
 from evaluation.judge_server import judge_server
 from personas import acme, alice, bob, charlie, client_for, fast_password_hashing, globex, token_client, vic  # noqa: F401
 

@@ -66,7 +66,8 @@ def _evaluate(evaluation: Evaluation) -> str:
                             max_tokens=spec["max_tokens"])
         judge_endpoint = _endpoint(spec["target"], concurrency=settings.EVAL_JUDGE_CONCURRENCY)
     config = EvalConfig(scorers=tuple(Scorer.from_dict(s) for s in evaluation.scorers), judge=judge,
-                        judge_endpoint=judge_endpoint, max_tokens=evaluation.max_tokens)
+                        judge_endpoint=judge_endpoint, max_tokens=evaluation.max_tokens,
+                        chunk_rows=settings.EVAL_CHUNK_ROWS)
     EvalResult.all_teams.filter(evaluation=evaluation).delete()  # a job delivered again starts over
     labels = [t["label"] for t in evaluation.targets]
     written = 0

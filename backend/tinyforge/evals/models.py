@@ -14,6 +14,9 @@ class EvalSet(TeamOwnedModel):
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="eval_sets")
     name = models.CharField(max_length=100)
     description = models.TextField(blank=True)
+    # An eval created through the OpenAI Evals API: its data_source_config, testing_criteria and
+    # metadata as given, and the scorers they map to (null: created otherwise).
+    openai_eval = models.JSONField(null=True, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -119,6 +119,8 @@ class ScorerSerializer(StrictSerializer):
     name = serializers.ChoiceField(choices=SCORERS)
     pattern = serializers.CharField(required=False, max_length=2000, help_text="regex: the pattern")
     schema = CleanJSONField(required=False, help_text="json_schema: the JSON Schema")
+    threshold = serializers.FloatField(required=False, min_value=0, max_value=1,
+                                       help_text="Where a row passes (default: 1, or 0.5 for rouge_l and token_f1)")
 
 
 class StoredAs(serializers.Field):

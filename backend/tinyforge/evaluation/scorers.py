@@ -42,10 +42,13 @@ class Scorer:
     name: str
     pattern: str | None = None
     schema: dict | None = field(default=None, hash=False, compare=False)
+    threshold: float | None = None  # where a row passes, instead of the scorer's own (OpenAI's pass_threshold)
 
     def __post_init__(self) -> None:
         if self.name not in SCORERS:
             raise TinyforgeError(f"unknown scorer {self.name!r}; the scorers are {', '.join(SCORERS)}")
+        if self.threshold is not None and not 0 <= self.threshold <= 1:
+            raise TinyforgeError(f"{self.name}: the pass threshold must be between 0 and 1")
         if self.name == "regex":
             if not self.pattern:
                 raise TinyforgeError("the regex scorer needs a pattern")
@@ -70,15 +73,18 @@ class Scorer:
 
     @property
     def pass_at(self) -> float:
+        if self.threshold is not None:
+            return self.threshold
         return 0.5 if self.name in ("rouge_l", "token_f1") else 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, **({"pattern": self.pattern} if self.pattern else {}),
-                **({"schema": self.schema} if self.schema is not None else {})}
+                **({"schema": self.schema} if self.schema is not None else {}),
+                **({"threshold": self.threshold} if self.threshold is not None else {})}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Scorer:
-        return cls(data["name"], pattern=data.get("pattern"), schema=data.get("schema"))
+        return cls(data["name"], pattern=data.get("pattern"), schema=data.get("schema"), threshold=data.get("threshold"))
 
     @cached_property
     def _regex(self):

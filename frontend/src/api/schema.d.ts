@@ -2693,6 +2693,11 @@ export interface components {
             pattern?: string;
             /** @description json_schema: the JSON Schema */
             schema?: unknown;
+            /**
+             * Format: double
+             * @description Where a row passes (default: 1, or 0.5 for rouge_l and token_f1)
+             */
+            threshold?: number;
         };
         /** @description A plain serializer (actions' request bodies) that rejects unknown fields too. */
         ScorerRequest: {
@@ -2701,6 +2706,11 @@ export interface components {
             pattern?: string;
             /** @description json_schema: the JSON Schema */
             schema?: unknown;
+            /**
+             * Format: double
+             * @description Where a row passes (default: 1, or 0.5 for rouge_l and token_f1)
+             */
+            threshold?: number;
         };
         /**
          * @description * `upload` - Uploaded files
