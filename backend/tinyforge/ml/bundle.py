@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 import tinyforge
 from tinyforge.errors import TinyforgeError
+from tinyforge.ml.quality_budget import QualityBudget
 
 TEMPLATES = Path(__file__).resolve().parent / "templates" / "bundle"
 BUNDLE_FORMAT_VERSION = 1
@@ -93,7 +94,8 @@ def _verification_section(verification: dict[str, Any] | None) -> str:
 
 
 def write_bundle(model_dir: Path, folder: Path, *, runtime: str, quantize: str | None,
-                 heldout_data: str | os.PathLike | None, progress: Callable[[str], None]) -> dict[str, Any] | None:
+                 heldout_data: str | os.PathLike | None, progress: Callable[[str], None],
+                 budget: QualityBudget | None = None, keep_anyway: bool = False) -> dict[str, Any] | None:
     """Fill `folder` with a bundle of `model_dir`; return the ONNX verification report, if any."""
     from tinyforge.ml.export import write_hf_folder, write_onnx_folder
 
@@ -104,8 +106,8 @@ def write_bundle(model_dir: Path, folder: Path, *, runtime: str, quantize: str |
     if runtime == "torch":
         write_hf_folder(model_dir, model_folder, merge=True, progress=progress)
     else:
-        verification = write_onnx_folder(model_dir, model_folder, quantize=quantize,
-                                         heldout_data=heldout_data, progress=progress)
+        verification = write_onnx_folder(model_dir, model_folder, quantize=quantize, heldout_data=heldout_data,
+                                         budget=budget, keep_anyway=keep_anyway, progress=progress)
     progress("adding the serving code")
     vendor_serving_code(folder / "app")
     requirements = pinned_requirements(runtime)
