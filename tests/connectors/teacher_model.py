@@ -32,6 +32,7 @@ class TeacherServer(ThreadingHTTPServer):
         self.model = model
         self.lock = threading.Lock()
         self.requests: list[tuple[str, str]] = []  # (step, passage)
+        self.keys: set[str] = set()  # Authorization headers seen
         self.in_flight = self.most_in_flight = 0
         self.refused_once: set[str] = set()
         self.tokens_per_reply = 0  # 0: about a token per four characters
@@ -76,6 +77,7 @@ class TeacherHandler(BaseHTTPRequestHandler):
                     if word in system)
         passage = user.split("<<<\n", 1)[1].split("\n>>>", 1)[0]
         with self.server.lock:
+            self.server.keys.add(self.headers.get("Authorization", ""))
             if self.server.record:
                 self.server.requests.append((step, passage))
             first = False

@@ -20,7 +20,9 @@ from django.conf import settings
 from tinyforge.connectors.files import FileSource
 from tinyforge.connectors.gdocs import GOOGLE_ENDPOINTS, GOOGLE_TOKEN_URIS, GoogleDocsSource
 from tinyforge.connectors.pipeline import IngestOptions
+from tinyforge.connectors.knowledge import KnowledgeOptions
 from tinyforge.connectors.recipes import QAOptions
+from tinyforge.connectors.teacher import TeacherOptions
 from tinyforge.connectors.records import Source, SourceError
 from tinyforge.connectors.sql import SqlSource, redact_url
 from tinyforge.core import storage
@@ -28,20 +30,42 @@ from tinyforge.datasets.models import ConnectionKind, DataConnection, DatasetVer
 from tinyforge.errors import TinyforgeError
 
 # Keys of source_config that are import options (the rest describe the source).
-OPTION_FIELDS = ("mapping", "recipe", "chunk_chars", "overlap_chars", "qa", "dedup", "near_dedup", "near_threshold",
-                 "scrub_emails", "scrub_phones", "skip_bad_records")
+OPTION_FIELDS = ("mapping", "recipe", "chunk_chars", "overlap_chars", "qa", "knowledge", "dedup", "near_dedup",
+                 "near_threshold", "scrub_emails", "scrub_phones", "skip_bad_records")
 REPORT_FIELDS = ("base_model", "max_seq_length")
 
 
-def ingest_options(config: dict) -> IngestOptions:
-    """The pipeline options recorded in a source_config (validated when the version was created)."""
+def ingest_options(config: dict, team_id: int | None = None) -> IngestOptions:
+    """The pipeline options recorded in a source_config (validated when the version was created).
+    `team_id`: the team importing, whose deployments the platform's own inference service answers for."""
     values = {name: config[name] for name in OPTION_FIELDS if config.get(name) is not None}
     if "qa" in values:
         qa = values["qa"]
         # Checked again here: the allow-list may have changed since the version was created.
-        values["qa"] = QAOptions(qa["base_url"], qa["model"], api_key=qa_api_key(qa["base_url"]),
+        values["qa"] = QAOptions(qa["base_url"], qa["model"], api_key=teacher_api_key(qa["base_url"], team_id),
                                  questions_per_chunk=qa.get("questions_per_chunk", 3))
+    if "knowledge" in values:
+        knobs = {k: v for k, v in values["knowledge"].items() if v is not None}
+        base_url, model = knobs.pop("base_url"), knobs.pop("model")
+        teacher = TeacherOptions(base_url, model, api_key=teacher_api_key(base_url, team_id))
+        values["knowledge"] = KnowledgeOptions(teacher, **knobs)
     return IngestOptions(**values)
+
+
+def teacher_api_key(base_url: str, team_id: int | None) -> str:
+    """The key to send a teacher at `base_url` (which must be allow-listed, see qa_api_key). For the
+    platform's own inference service without an operator's key, a key the platform signs itself for
+    the importing team: it answers for that team's deployments only, expires, and is never stored."""
+    key = qa_api_key(base_url)
+    if key == "none" and team_id is not None and _comparable_url(base_url) == _comparable_url(own_inference_url()):
+        from tinyforge.deployments.inference import team_key
+
+        return team_key(team_id)
+    return key
+
+
+def own_inference_url() -> str:
+    return settings.INFERENCE_URL.rstrip("/") + "/v1"
 
 
 def _comparable_url(url: str) -> str:
@@ -207,4 +231,4 @@ def connection_options(kind: str, credentials: dict) -> dict:
 
 __all__ = ["OPTION_FIELDS", "REPORT_FIELDS", "SourceError", "connection_options", "google_api_root_allowed", "google_source",
            "google_token_uri_allowed", "ingest_options",
-           "qa_api_key", "sql_source", "sqlite_allowed", "version_sources"]
+           "own_inference_url", "qa_api_key", "sql_source", "sqlite_allowed", "teacher_api_key", "version_sources"]

@@ -75,6 +75,9 @@ class ProgressWriter:
         within = update.fraction if update.fraction is not None else 0.0
         overall = READING_SHARE * (self.index + min(max(within, 0.0), 1.0)) / self.total
         message = f"{update.stage}: {update.records_read} records read, {update.examples_written} examples"
+        if update.teacher_tokens:
+            message += (f", {update.chunks} chunks done, {update.rows_dropped} rows dropped by the grounding check, "
+                        f"{update.teacher_tokens} teacher tokens")
         if self.total > 1:
             message = f"source {self.index + 1} of {self.total}, {message}"
         self.heartbeat(overall, message)
@@ -122,7 +125,7 @@ def ingest_version(version_id: int) -> str:
 
 def _import(version: DatasetVersion, workdir: Path, log: VersionLog) -> None:
     config = version.source_config
-    options = ingest_options(config)
+    options = ingest_options(config, version.dataset.project.team_id)
     sources = version_sources(version, workdir)
     if not sources:
         raise TinyforgeError("the import has no source (no files, query or documents)")
@@ -151,10 +154,35 @@ def _import(version: DatasetVersion, workdir: Path, log: VersionLog) -> None:
     stats.update(rows=report["total_rows"] - rejected[1], token_histogram=report.get("token_histogram"))
     log.write(f"validation: {report['summary']}",
               EventLevel.WARNING if report["invalid_count"] or report["over_context_count"] else EventLevel.INFO)
+    fact_check = [Path(r.knowledge["eval_out"]) for _, r in parts if r.knowledge and r.knowledge["eval_out"]]
+    if fact_check:
+        stats["fact_check"] = _save_fact_check(version, fact_check)
+        log.write(f"held-out fact check: {stats['fact_check']['questions']} questions saved as eval set "
+                  f"{stats['fact_check']['eval_set_name']}")
     lifecycle.mark_ready(version.pk, storage_key=version.storage_key, sha256=sha256, size_bytes=size,
                          row_count=stats["rows"], stats=stats, validation_report=report)
     log.write(f"version {version.number} is ready: {stats['rows']} rows, sha256 {sha256[:12]}"
               + (f" ({rejected[1]} bad rows skipped: the report lists them)" if rejected[1] else ""))
+
+
+def _save_fact_check(version: DatasetVersion, files: list[Path]) -> dict:
+    """The knowledge recipe's held-out questions as a version of the eval set "<dataset> fact check", so
+    runs trained on this version can be scored on questions they never saw."""
+    from tinyforge.evals.models import EvalSet, EvalSource
+    from tinyforge.evals.services import add_version
+    from tinyforge.evaluation.sets import read_eval_file
+
+    rows = [row for path in files for row in read_eval_file(path)]
+    name = f"{version.dataset.name} fact check"[:100]
+    eval_set, _ = EvalSet.all_teams.get_or_create(
+        project_id=version.dataset.project_id, name=name,
+        defaults={"description": f"Held-out questions written with the knowledge recipe from {version.dataset.name}; "
+                                 "none of them is a training row.", "created_by": version.created_by})
+    eval_version = add_version(None, eval_set, rows, source_kind=EvalSource.DATASET_VERSION,
+                               source={"dataset_version": version.pk, "dataset": version.dataset.name,
+                                       "number": version.number, "recipe": "knowledge"})
+    return {"eval_set": eval_set.pk, "eval_set_name": name, "eval_set_version": eval_version.pk,
+            "eval_set_version_number": eval_version.number, "questions": len(rows)}
 
 
 def _write_version_file(key: str, parts: list[Path]) -> tuple[str, int]:
@@ -186,7 +214,8 @@ def _statistics(reports: list[IngestReport], size: int) -> dict:
                      "skipped_count": r.skipped_count, "skipped": r.skipped,
                      "exact_duplicates": r.exact_duplicates, "near_duplicates": r.near_duplicates,
                      "emails_scrubbed": r.emails_scrubbed, "phones_scrubbed": r.phones_scrubbed,
-                     "qa_failures": r.qa_failures[:20], "truncated_at_row_limit": r.truncated_at_row_limit}
+                     "qa_failures": r.qa_failures[:20], "truncated_at_row_limit": r.truncated_at_row_limit,
+                     "knowledge": r.knowledge}
                     for r in reports],
     }
 

@@ -7,6 +7,7 @@ from rest_framework import serializers
 from tinyforge import bounded_json
 from tinyforge.connectors.files import FORMATS
 from tinyforge.connectors.mapping import FieldMapping
+from tinyforge.connectors import knowledge
 from tinyforge.connectors.recipes import RECIPES
 from tinyforge.connectors.records import SourceError
 from tinyforge.core.api import CleanJSONField, StrictModelSerializer, StrictSerializer
@@ -217,6 +218,32 @@ class QAOptionsSerializer(StrictSerializer):
         return value
 
 
+class KnowledgePromptsSerializer(StrictSerializer):
+    facts = serializers.CharField(max_length=4000, required=False, help_text=f"Default: {knowledge.FACTS_PROMPT}")
+    questions = serializers.CharField(max_length=4000, required=False,
+                                      help_text=f"Default: {knowledge.QUESTIONS_PROMPT}")
+    answers = serializers.CharField(max_length=4000, required=False, help_text=f"Default: {knowledge.ANSWERS_PROMPT}")
+    restatements = serializers.CharField(max_length=4000, required=False,
+                                         help_text=f"Default: {knowledge.RESTATEMENTS_PROMPT}")
+
+
+class KnowledgeOptionsSerializer(QAOptionsSerializer):
+    """The teacher of the knowledge recipe and its knobs (connectors.knowledge.KnowledgeOptions)."""
+
+    questions_per_chunk = None
+    facts_per_chunk = serializers.IntegerField(min_value=1, max_value=50, required=False, help_text="Default 8")
+    questions_per_fact = serializers.IntegerField(min_value=1, max_value=20, required=False,
+                                                  help_text="Training questions per fact (one more is held out). Default 4")
+    restatements_per_chunk = serializers.IntegerField(min_value=0, max_value=20, required=False, help_text="Default 0")
+    temperature = serializers.FloatField(min_value=0.0, max_value=2.0, required=False,
+                                         help_text="For questions and restatements. Default 0.7")
+    prompts = KnowledgePromptsSerializer(required=False, help_text="The teacher's instructions, to replace the defaults")
+    concurrency = serializers.IntegerField(min_value=1, max_value=32, required=False,
+                                           help_text="Chunks worked on at once. Default 4")
+    token_budget = serializers.IntegerField(min_value=1, max_value=10**12, required=False, allow_null=True,
+                                            help_text="Teacher tokens after which the import stops with what it has")
+
+
 class ImportOptionsSerializer(StrictSerializer):
     """How records become rows (see connectors.pipeline.IngestOptions) and which base model's
     tokenizer measures the rows. Every field is optional."""
@@ -224,10 +251,12 @@ class ImportOptionsSerializer(StrictSerializer):
     mapping = CleanJSONField(required=False, help_text='Structured sources: {"instruction": column, "output": '
                              'column, "input": column, "metadata": [columns]}; omitted: detected')
     recipe = serializers.ChoiceField(choices=RECIPES, required=False,
-                                     help_text="Documents: text (chunks), sections (heading -> section) or qa")
+                                     help_text="Documents: text (chunks), sections (heading -> section), qa or "
+                                               "knowledge (facts -> many grounded questions, and a fact check)")
     chunk_chars = serializers.IntegerField(min_value=100, max_value=100_000, required=False)
     overlap_chars = serializers.IntegerField(min_value=0, max_value=50_000, required=False)
     qa = QAOptionsSerializer(required=False, help_text="The model that writes question/answer pairs (recipe qa)")
+    knowledge = KnowledgeOptionsSerializer(required=False, help_text="The teacher and knobs of the knowledge recipe")
     dedup = serializers.BooleanField(required=False)
     near_dedup = serializers.BooleanField(required=False, allow_null=True)
     near_threshold = serializers.FloatField(min_value=0.5, max_value=1.0, required=False)
@@ -258,6 +287,8 @@ class ImportOptionsSerializer(StrictSerializer):
             raise serializers.ValidationError({"overlap_chars": ["Must be smaller than chunk_chars."]})
         if attrs.get("recipe") == "qa" and not attrs.get("qa"):
             raise serializers.ValidationError({"qa": ["The qa recipe needs the model that writes the questions."]})
+        if attrs.get("recipe") == "knowledge" and not attrs.get("knowledge"):
+            raise serializers.ValidationError({"knowledge": ["The knowledge recipe needs its teacher (base_url, model)."]})
         return attrs
 
 

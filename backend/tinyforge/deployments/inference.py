@@ -13,6 +13,10 @@ pure-Python serving app (tinyforge.serving, which never imports Django).
   also labels its Prometheus series.
 - Playground keys: the web process chats with one deployment for a signed-in user by sending a
   short-lived key signed with SECRET_KEY that names that deployment only.
+- Team keys: an import whose teacher is the platform's own service (the qa and knowledge recipes)
+  sends a key signed the same way that names the importing team: it sees that team's deployments
+  only, expires after a day, and exists nowhere but in the worker's memory. No operator needs to
+  create a token for the platform to call itself.
 - ServingStatsRecorder: copies each deployment's request count, errors, tokens, latency
   percentiles and memory (its own, and the runtime's it shares) from the service's Prometheus
   metrics onto its row every few seconds.
@@ -47,6 +51,9 @@ SERVED_STATUSES = (DeploymentStatus.PENDING, DeploymentStatus.READY)
 PLAYGROUND_PREFIX = "tfplay_"
 PLAYGROUND_SALT = "tinyforge.deployments.playground"
 PLAYGROUND_KEY_SECONDS = 300
+TEAM_PREFIX = "tfteam_"
+TEAM_SALT = "tinyforge.deployments.team"
+TEAM_KEY_SECONDS = 24 * 3600
 STATS_SECONDS = 5.0
 
 
@@ -107,15 +114,33 @@ class TokenAuthenticator(Authenticator):
         close_old_connections()
         if api_key.startswith(PLAYGROUND_PREFIX):
             return _playground_caller(api_key)
+        if api_key.startswith(TEAM_PREFIX):
+            return _team_caller(api_key)
         token = authenticate_token(api_key)
         if token is None:
             return None
         if not token.has_scope(Scope.INFERENCE):
             raise APIError(403, f"the API token {token.prefix}… lacks the 'inference' scope; create a token with "
                            "it under Settings → API tokens", type="invalid_request_error", code="insufficient_scope")
-        deployments = Deployment.all_teams.filter(team_id=token.team_id, status__in=SERVED_STATUSES)
-        return Caller(f"token {token.prefix}", {name: served_name(pk) for name, pk in
-                                               deployments.values_list("name", "pk")})
+        return Caller(f"token {token.prefix}", _team_models(token.team_id))
+
+
+def _team_models(team_id: int) -> dict[str, str]:
+    deployments = Deployment.all_teams.filter(team_id=team_id, status__in=SERVED_STATUSES)
+    return {name: served_name(pk) for name, pk in deployments.values_list("name", "pk")}
+
+
+def team_key(team_id: int) -> str:
+    """A key that lets the platform's own jobs call the team's deployments for a day."""
+    return TEAM_PREFIX + signing.dumps({"team": team_id}, salt=TEAM_SALT, compress=True)
+
+
+def _team_caller(api_key: str) -> Caller | None:
+    try:
+        value = signing.loads(api_key.removeprefix(TEAM_PREFIX), salt=TEAM_SALT, max_age=TEAM_KEY_SECONDS)
+    except signing.BadSignature:
+        return None
+    return Caller(f"jobs of team {value['team']}", _team_models(value["team"]))
 
 
 def playground_key(deployment: Deployment) -> str:

@@ -1,0 +1,84 @@
+"""The knowledge recipe through the API: its options, the allow-list, the fact check saved as an eval set,
+and the platform's own inference service as teacher with a key the platform signs for the team."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from connectors.teacher_model import TeacherServer
+from personas import assert_error
+from tinyforge.core import storage
+from tinyforge.core.models import Event
+from tinyforge.datasets import lifecycle
+from tinyforge.deployments.inference import TokenAuthenticator, served_name, team_key
+from tinyforge.evals.models import EvalSet
+from tinyforge.evaluation.sets import read_eval_file
+
+HANDBOOK = (b"# Leave\nStaff get 28 days of paid leave a year. Requests go to Maria Lopez two weeks ahead.\n\n"
+            b"# Equipment\nEvery new colleague receives a laptop on the first day.\n")
+
+
+@pytest.fixture
+def teacher():
+    with TeacherServer() as server:
+        yield server
+
+
+def test_an_upload_with_the_knowledge_recipe_makes_grounded_rows_and_a_fact_check_eval_set(
+        upload, ingested, acme, settings, teacher, monkeypatch):
+    settings.QA_BASE_URLS = {teacher.url: "k3y"}
+    messages = []
+    record_progress = lifecycle.record_progress
+    monkeypatch.setattr(lifecycle, "record_progress",
+                        lambda pk, fraction, message: messages.append(message) or record_progress(pk, fraction, message))
+    version = ingested(upload(acme.dataset, [("handbook.md", HANDBOOK)], recipe="knowledge",
+                              knowledge={"base_url": teacher.url, "model": "teacher", "questions_per_fact": 2,
+                                         "concurrency": 2, "prompts": {"answers": "You answer questions briefly."}}))
+    assert version.status == "ready", version.error
+    rows = [json.loads(line) for line in storage.path(version.storage_key).read_text().splitlines()]
+    assert len(rows) == 6 and {r["metadata"]["source"] for r in rows} == {"handbook.md"}
+    assert teacher.keys == {"Bearer k3y"}
+    source = version.stats["sources"][0]["knowledge"]
+    assert source["facts"] == 3 and source["rows_kept"] == 6 and source["teacher_tokens"] > 0
+    check = version.stats["fact_check"]
+    eval_set = EvalSet.all_teams.get(pk=check["eval_set"])
+    assert eval_set.project_id == acme.project.pk and eval_set.name == f"{acme.dataset.name} fact check"
+    (eval_version,) = eval_set.versions.all()
+    questions = read_eval_file(storage.path(eval_version.storage_key))
+    assert check["questions"] == len(questions) == 3 and eval_version.source["dataset_version"] == version.pk
+    assert {tuple(q.must_include) for q in questions} == {("28",), ("Maria",), ("day",)}
+    assert not {q.input for q in questions} & {r["instruction"] for r in rows}
+    assert any("2 chunks done, 0 rows dropped by the grounding check" in m and "teacher tokens" in m for m in messages)
+    events = Event.all_teams.filter(dataset_version=version).values_list("message", flat=True)
+    assert any("3 facts" in m and "teacher tokens" in m for m in events)
+    assert any("held-out fact check: 3 questions saved as eval set" in m for m in events)
+
+
+def test_the_knowledge_recipe_needs_an_allowed_teacher_and_sane_knobs(upload, acme, ingest_queue):
+    response = upload(acme.dataset, [("h.md", HANDBOOK)], recipe="knowledge")
+    assert assert_error(response, 400, "invalid")["fields"]["options.knowledge"]
+    response = upload(acme.dataset, [("h.md", HANDBOOK)], recipe="knowledge",
+                      knowledge={"base_url": "http://169.254.169.254/v1", "model": "m", "questions_per_fact": 0})
+    fields = assert_error(response, 400, "invalid")["fields"]
+    assert "TINYFORGE_QA_BASE_URLS" in fields["options.knowledge.base_url"][0]
+    assert fields["options.knowledge.questions_per_fact"]
+    assert ingest_queue.count == 0
+
+
+def test_the_platforms_own_inference_service_is_called_with_a_team_key_it_signs(
+        upload, ingested, acme, globex, settings, teacher):
+    settings.INFERENCE_URL = teacher.url.removesuffix("/v1")
+    settings.QA_BASE_URLS = {teacher.url: None}  # as out of the box: no operator key for the own service
+    version = ingested(upload(acme.dataset, [("handbook.md", HANDBOOK)], recipe="knowledge",
+                              knowledge={"base_url": teacher.url, "model": "teacher", "questions_per_fact": 1}))
+    assert version.status == "ready", version.error
+    (header,) = teacher.keys
+    key = header.removeprefix("Bearer ")
+    assert key.startswith("tfteam_") and key not in json.dumps(version.source_config)
+    caller = TokenAuthenticator().authenticate(key)
+    assert caller.models == {acme.deployment.name: served_name(acme.deployment.pk)}  # its team's only
+    assert TokenAuthenticator().authenticate(team_key(globex.team.pk)).models == {
+        globex.deployment.name: served_name(globex.deployment.pk)}
+    assert TokenAuthenticator().authenticate(key[:-2] + "xx") is None
