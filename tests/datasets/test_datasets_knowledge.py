@@ -82,3 +82,48 @@ def test_the_platforms_own_inference_service_is_called_with_a_team_key_it_signs(
     assert TokenAuthenticator().authenticate(team_key(globex.team.pk)).models == {
         globex.deployment.name: served_name(globex.deployment.pk)}
     assert TokenAuthenticator().authenticate(key[:-2] + "xx") is None
+
+
+def test_the_dry_run_estimates_the_import_and_shows_the_first_chunks_rows_saving_nothing(
+        client_for, alice, vic, acme, settings, teacher, ingest_queue):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    settings.QA_BASE_URLS = {teacher.url: None}
+    options = json.dumps({"recipe": "knowledge", "knowledge": {"base_url": teacher.url, "model": "teacher",
+                                                               "questions_per_fact": 2}})
+
+    def send(user, **extra):
+        return client_for(user).post(f"/api/v1/datasets/{acme.dataset.pk}/knowledge-preview/",
+                                     {"files": [SimpleUploadedFile("handbook.md", HANDBOOK)], "options": options,
+                                      **extra}, format="multipart")
+
+    response = send(alice, chunks=1)
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["estimate"]["chunks"] == 2 and body["estimate"]["teacher_calls"] == 6
+    assert len(body["rows"]) == 4 and body["stats"]["chunks_done"] == 1 and len(teacher.steps("facts")) == 1
+    assert {tuple(h["must_include"]) for h in body["heldout"]} == {("28",), ("Maria",)}
+    assert ingest_queue.count == 0 and acme.dataset.versions.count() == 1
+    assert send(vic).status_code == 403
+    bad = client_for(alice).post(f"/api/v1/datasets/{acme.dataset.pk}/knowledge-preview/",
+                                 {"files": [SimpleUploadedFile("h.md", HANDBOOK)], "options": "{}"}, format="multipart")
+    assert assert_error(bad, 400, "invalid")["fields"]["options.recipe"]
+
+
+def test_the_version_page_filters_rows_by_document_and_by_fact(upload, ingested, client_for, alice, acme, settings,
+                                                               teacher):
+    settings.QA_BASE_URLS = {teacher.url: None}
+    version = ingested(upload(acme.dataset, [("handbook.md", HANDBOOK), ("other.md", b"# Other\nThe gym opens at 7.\n")],
+                              recipe="knowledge", knowledge={"base_url": teacher.url, "model": "teacher",
+                                                             "questions_per_fact": 2}))
+    assert version.status == "ready", version.error
+    client = client_for(alice)
+    url = f"/api/v1/dataset-versions/{version.pk}/preview/"
+    other = client.get(url, {"source": "other.md"}).json()
+    assert other["count"] == 2 and {r["row"]["metadata"]["source"] for r in other["results"]} == {"other.md"}
+    fact_id = other["results"][0]["row"]["metadata"]["fact_id"]
+    by_id = client.get(url, {"fact": fact_id, "page_size": 1}).json()
+    assert by_id["count"] == 2 and len(by_id["results"]) == 1 and by_id["next"]
+    by_text = client.get(url, {"fact": "Staff get 28 days of paid leave a year."}).json()
+    assert by_text["count"] == 2 and all("28 days" in r["row"]["output"] for r in by_text["results"])
+    assert client.get(url).json()["count"] == version.row_count == 8

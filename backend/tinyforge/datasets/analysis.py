@@ -102,21 +102,31 @@ def _row_json(row) -> dict:
 
 
 def preview_rows(path: str | Path, *, offset: int, limit: int, model_folder: str | None = None,
-                 max_seq_length: int | None = None) -> list[dict]:
+                 max_seq_length: int | None = None, source: str = "", fact: str = "") -> tuple[list[dict], int | None]:
     """Rows `offset`..`offset + limit` of the file with their line numbers; with a base model's
-    folder, each row rendered through its chat template as segments {text, trained, tokens}."""
+    folder, each row rendered through its chat template as segments {text, trained, tokens}.
+    `source` / `fact` keep only the rows whose metadata names that document / that fact (its id
+    or its text: the knowledge recipe's rows), and the count of those is returned too (None without)."""
     from tinyforge.ml.formatting import preview_row
 
     tokenizer = context = None
     if model_folder:
         tokenizer, context = base_model_tokenizer(model_folder)
         max_seq_length = max_seq_length or context
+    filtered = bool(source or fact)
     rows = []
-    for index, (number, row, problems, raw) in enumerate(_parsed_with_text(path)):
-        if index < offset:
+    matched = 0
+    for number, row, problems, raw in _parsed_with_text(path):
+        if filtered:
+            metadata = (row.metadata if row is not None else None) or {}
+            if (source and metadata.get("source") != source) or (
+                    fact and fact not in (metadata.get("fact_id"), metadata.get("fact"))):
+                continue
+        matched += 1
+        if matched <= offset or len(rows) >= limit:
+            if not filtered and len(rows) >= limit:
+                break
             continue
-        if len(rows) >= limit:
-            break
         item: dict[str, Any] = {"line": number, "valid": row is not None,
                                 "row": _row_json(row) if row is not None else _text(raw),
                                 "problems": [{"field": p.field, "reason": p.reason} for p in problems]}
@@ -131,7 +141,7 @@ def preview_rows(path: str | Path, *, offset: int, limit: int, model_folder: str
             item["trained_token_count"] = sum(s["tokens"] for s in segments if s["trained"])
             item["over_context"] = max_seq_length is not None and item["token_count"] > max_seq_length
         rows.append(item)
-    return rows
+    return rows, (matched if filtered else None)
 
 
 def _parsed_with_text(path: str | Path):

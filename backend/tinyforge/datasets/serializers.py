@@ -106,6 +106,37 @@ class UploadSerializer(serializers.Serializer):
         return json.loads(json.dumps(options.validated_data))
 
 
+class KnowledgePreviewSerializer(UploadSerializer):
+    """A dry run of the knowledge recipe on the first chunks of the files, before an import."""
+
+    files = serializers.ListField(child=serializers.FileField(), allow_empty=False, max_length=20)
+    note = None
+    chunks = serializers.IntegerField(min_value=1, max_value=5, default=3, help_text="How many chunks the teacher works on")
+
+    def validate_options(self, value):
+        options = super().validate_options(value)
+        if options.get("recipe") != "knowledge":
+            raise serializers.ValidationError({"recipe": ['The dry run is of the knowledge recipe: give "recipe": '
+                                                          '"knowledge" and its "knowledge" options.']})
+        return options
+
+
+class KnowledgeEstimateSerializer(serializers.Serializer):
+    chunks = serializers.IntegerField()
+    characters = serializers.IntegerField()
+    teacher_calls = serializers.IntegerField()
+    teacher_tokens = serializers.IntegerField(help_text="Rough: about four characters a token")
+    training_rows_at_most = serializers.IntegerField()
+
+
+class KnowledgePreviewResultSerializer(serializers.Serializer):
+    estimate = KnowledgeEstimateSerializer(help_text="For the whole import")
+    rows = serializers.ListField(child=serializers.JSONField(), help_text="Training rows the dry run kept")
+    heldout = serializers.ListField(child=serializers.JSONField(), help_text="Fact-check questions (eval rows)")
+    stats = serializers.JSONField(help_text="Counts: facts, rows kept and dropped (with reasons), failed chunks, "
+                                            "teacher calls and tokens")
+
+
 class DataConnectionSerializer(StrictModelSerializer):
     credentials = CleanJSONField(
         write_only=True, help_text="Secret part (password or connection URL, Google key). Stored encrypted, never returned."
@@ -433,6 +464,11 @@ class ReportQuerySerializer(StrictSerializer):
 class PreviewQuerySerializer(ReportQuerySerializer):
     page = serializers.IntegerField(min_value=1, max_value=10**9, default=1)
     page_size = serializers.IntegerField(min_value=1, max_value=50, default=10)
+    source = serializers.CharField(max_length=500, required=False, allow_blank=True,
+                                   help_text="Only rows from this document (metadata.source)")
+    fact = serializers.CharField(max_length=2000, required=False, allow_blank=True,
+                                 help_text="Only rows about this fact (metadata.fact_id or metadata.fact): the "
+                                           "knowledge recipe's questions of one fact")
 
 
 class PreviewSegmentSerializer(serializers.Serializer):

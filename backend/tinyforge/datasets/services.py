@@ -86,6 +86,33 @@ def save_uploads(project_id: int, files) -> list[dict]:
     return saved
 
 
+def knowledge_preview(dataset: Dataset, files, options: dict, chunks: int) -> dict:
+    """The knowledge recipe's estimate for the whole of `files` and its rows for the first `chunks` chunks.
+    Raises TinyforgeError (a 400) when a file cannot be read or the teacher cannot be used."""
+    from tinyforge.connectors.chunking import chunk_blocks
+    from tinyforge.connectors.files import FileSource
+    from tinyforge.connectors.knowledge import dry_run, estimate
+
+    ingest = importing.ingest_options(options, dataset.project.team_id)
+    with tempfile.TemporaryDirectory(prefix="tinyforge-knowledge-") as workdir:
+        sources = []
+        for index, upload in enumerate(files):
+            name = storage.display_name(upload.name)
+            path = Path(workdir) / f"{index}{Path(name).suffix}"  # the extension says the format
+            with open(path, "wb") as handle:
+                for piece in upload.chunks():
+                    handle.write(piece)
+            sources.append(FileSource(str(path), format=options.get("format") or None,
+                                      name=name, encoding=options.get("encoding") or None))
+
+        def all_chunks():
+            for source in sources:
+                yield from chunk_blocks(source.records(), ingest.chunk_chars, ingest.overlap_chars)
+
+        guess = estimate(all_chunks(), ingest.knowledge)
+        return {"estimate": guess, **dry_run(all_chunks(), ingest.knowledge, first=chunks)}
+
+
 def create_upload_version(request, *, dataset: Dataset, files, options: dict, note: str = "") -> DatasetVersion:
     saved = save_uploads(dataset.project_id, files)
     try:
@@ -213,14 +240,15 @@ def version_report(version: DatasetVersion, base_model: str = "", max_seq_length
 
 
 def version_preview(version: DatasetVersion, *, page: int, page_size: int, base_model: str = "",
-                    max_seq_length: int | None = None) -> dict:
+                    max_seq_length: int | None = None, source: str = "", fact: str = "") -> dict:
     path = ready_file(version)
     folder = _model_folder(version, base_model)
-    rows = analysis.preview_rows(path, offset=(page - 1) * page_size, limit=page_size, model_folder=folder,
-                                 max_seq_length=max_seq_length)
+    rows, matched = analysis.preview_rows(path, offset=(page - 1) * page_size, limit=page_size, model_folder=folder,
+                                          max_seq_length=max_seq_length, source=source, fact=fact)
     if folder and max_seq_length is None:
         max_seq_length = analysis.base_model_tokenizer(folder)[1]
-    return {"count": version.row_count or 0, "page": page, "page_size": page_size, "results": rows,
+    count = matched if matched is not None else version.row_count or 0
+    return {"count": count, "page": page, "page_size": page_size, "results": rows,
             "base_model": base_model or None, "max_seq_length": max_seq_length}
 
 

@@ -24,6 +24,8 @@ from tinyforge.datasets.serializers import (
     DatasetSerializer,
     DatasetVersionSerializer,
     DiffQuerySerializer,
+    KnowledgePreviewResultSerializer,
+    KnowledgePreviewSerializer,
     PreviewQuerySerializer,
     ReportQuerySerializer,
     UploadSerializer,
@@ -77,6 +79,20 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
             options=upload.validated_data.get("options") or {}, note=upload.validated_data.get("note", ""),
         )
         return Response(DatasetVersionSerializer(version, context={"request": request}).data, status=status.HTTP_201_CREATED)
+
+
+    @extend_schema(request={"multipart/form-data": KnowledgePreviewSerializer},
+                   responses={200: KnowledgePreviewResultSerializer, **WRITE_ERRORS, **errors(413)},
+                   summary="Knowledge recipe dry run: the estimate of teacher calls and tokens for the files, and the "
+                           "rows and fact-check questions of their first chunks (nothing is saved)")
+    @action(detail=True, methods=["post"], url_path="knowledge-preview", parser_classes=[parsers.MultiPartParser])
+    def knowledge_preview(self, request, pk=None):
+        dataset = self.get_object()
+        require_role(request, team_id_of(dataset), Role.MEMBER, action="import data")
+        preview = KnowledgePreviewSerializer(data=request.data, context={"team_id": dataset.project.team_id})
+        preview.is_valid(raise_exception=True)
+        fields = preview.validated_data
+        return Response(services.knowledge_preview(dataset, fields["files"], fields["options"], fields["chunks"]))
 
 
 @extend_schema_view(
@@ -144,7 +160,8 @@ class DatasetVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mi
         query = _query(PreviewQuerySerializer, request, team_id=version.dataset.project.team_id)
         page, size = query["page"], query["page_size"]
         body = services.version_preview(version, page=page, page_size=size, base_model=query.get("base_model", ""),
-                                        max_seq_length=query.get("max_seq_length"))
+                                        max_seq_length=query.get("max_seq_length"), source=query.get("source", ""),
+                                        fact=query.get("fact", ""))
 
         def page_url(number):
             return request.build_absolute_uri(request.path + "?" + _with_page(request, number))

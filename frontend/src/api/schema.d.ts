@@ -376,6 +376,23 @@ export interface paths {
         patch: operations["datasets_partial_update"];
         trace?: never;
     };
+    "/api/v1/datasets/{id}/knowledge-preview/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Knowledge recipe dry run: the estimate of teacher calls and tokens for the files, and the rows and fact-check questions of their first chunks (nothing is saved) */
+        post: operations["datasets_knowledge_preview_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/datasets/{id}/upload/": {
         parameters: {
             query?: never;
@@ -2087,6 +2104,35 @@ export interface components {
          * @enum {string}
          */
         KindEnum: "sql" | "google";
+        KnowledgeEstimate: {
+            chunks: number;
+            characters: number;
+            teacher_calls: number;
+            /** @description Rough: about four characters a token */
+            teacher_tokens: number;
+            training_rows_at_most: number;
+        };
+        /** @description A dry run of the knowledge recipe on the first chunks of the files, before an import. */
+        KnowledgePreviewRequest: {
+            files: string[];
+            /** @description Import options as a JSON object: mapping, recipe, chunk_chars, overlap_chars, dedup, scrub_emails, skip_bad_records (default true: bad rows are skipped and listed; false: stop at the first), base_model... (see UploadOptions) */
+            options?: unknown;
+            /**
+             * @description How many chunks the teacher works on
+             * @default 3
+             */
+            chunks: number;
+        };
+        KnowledgePreviewResult: {
+            /** @description For the whole import */
+            estimate: components["schemas"]["KnowledgeEstimate"];
+            /** @description Training rows the dry run kept */
+            rows: unknown[];
+            /** @description Fact-check questions (eval rows) */
+            heldout: unknown[];
+            /** @description Counts: facts, rows kept and dropped (with reasons), failed chunks, teacher calls and tokens */
+            stats: unknown;
+        };
         /**
          * @description * `debug` - Debug
          *     * `info` - Info
@@ -4317,9 +4363,13 @@ export interface operations {
             query?: {
                 /** @description A preset or a model folder this server names (GET /api/v1/runs/config-options/), a Hugging Face id (org/name), or run:<id> / checkpoint:<id> of the same team; never a server path */
                 base_model?: string;
+                /** @description Only rows about this fact (metadata.fact_id or metadata.fact): the knowledge recipe's questions of one fact */
+                fact?: string;
                 max_seq_length?: number;
                 page?: number;
                 page_size?: number;
+                /** @description Only rows from this document (metadata.source) */
+                source?: string;
             };
             header?: never;
             path: {
@@ -4738,6 +4788,77 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Dataset"];
+                };
+            };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Signed in, but your role or the token's scopes do not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams, or a page past the end */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    datasets_knowledge_preview_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this dataset. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "multipart/form-data": components["schemas"]["KnowledgePreviewRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KnowledgePreviewResult"];
                 };
             };
             /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
