@@ -107,11 +107,11 @@ class JudgeTargetSerializer(TargetSerializer):
 
 
 class JudgeSerializer(StrictSerializer):
-    mode = serializers.ChoiceField(choices=JUDGE_MODES, default="pointwise")
+    mode = serializers.ChoiceField(choices=JUDGE_MODES, required=False, help_text="Default: pointwise")
     prompt = serializers.CharField(required=False, allow_blank=True, max_length=20_000,
                                    help_text="The judge prompt template (empty: the default one of the mode)")
     rubric = serializers.CharField(required=False, allow_blank=True, max_length=5_000)
-    max_tokens = serializers.IntegerField(required=False, min_value=16, max_value=4096, default=256)
+    max_tokens = serializers.IntegerField(required=False, min_value=16, max_value=4096, help_text="Default: 256")
     target = JudgeTargetSerializer(help_text="The judge model")
 
 

@@ -2034,25 +2034,35 @@ export interface components {
         };
         /** @description A plain serializer (actions' request bodies) that rejects unknown fields too. */
         Judge: {
-            /** @default pointwise */
-            mode: components["schemas"]["ModeEnum"];
+            /**
+             * @description Default: pointwise
+             *
+             *     * `pointwise` - pointwise
+             *     * `pairwise` - pairwise
+             */
+            mode?: components["schemas"]["ModeEnum"];
             /** @description The judge prompt template (empty: the default one of the mode) */
             prompt?: string;
             rubric?: string;
-            /** @default 256 */
-            max_tokens: number;
+            /** @description Default: 256 */
+            max_tokens?: number;
             /** @description The judge model */
             target: components["schemas"]["JudgeTarget"];
         };
         /** @description A plain serializer (actions' request bodies) that rejects unknown fields too. */
         JudgeRequest: {
-            /** @default pointwise */
-            mode: components["schemas"]["ModeEnum"];
+            /**
+             * @description Default: pointwise
+             *
+             *     * `pointwise` - pointwise
+             *     * `pairwise` - pairwise
+             */
+            mode?: components["schemas"]["ModeEnum"];
             /** @description The judge prompt template (empty: the default one of the mode) */
             prompt?: string;
             rubric?: string;
-            /** @default 256 */
-            max_tokens: number;
+            /** @description Default: 256 */
+            max_tokens?: number;
             /** @description The judge model */
             target: components["schemas"]["JudgeTargetRequest"];
         };

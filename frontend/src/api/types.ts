@@ -144,3 +144,42 @@ export interface EvalSample {
   rouge_l?: number;
 }
 
+
+// Evaluations. The summary and per-row answers are JSON the schema leaves free-form.
+export type EvalSet = S["EvalSet"];
+export type EvalSetVersion = S["EvalSetVersion"];
+export type EvaluationTargetInput = S["TargetRequest"];
+export type ScorerInput = S["ScorerRequest"];
+export type JudgeInput = S["JudgeRequest"];
+export type EvaluationInput = S["EvaluationRequest"];
+export type GateInput = S["GateRequest"];
+export type GateStatus = S["GateStatus"];
+export type Gate = Omit<S["Gate"], "scorer"> & { scorer: { name: string } };
+/** What an evaluation stored for a target: its kind, the label results use, and its ids. */
+export type EvaluationTarget = { kind: string; label: string; run?: number; deployment?: number; model?: string };
+export type ScoreInterval = { mean: number | null; low: number | null; high: number | null; n: number; unscored: number };
+export type EvaluationSummary = {
+  rows?: number;
+  targets?: Record<string, { scores: Record<string, ScoreInterval>; answered: number; errors: number; completion_tokens: number; mean_latency_s: number }>;
+  pairs?: { first: string; second: string; judged: number; unscored: number; second_wins: number | null; ties: number | null; first_wins: number | null; win_rate: ScoreInterval }[];
+};
+export type Evaluation = Omit<S["Evaluation"], "targets" | "summary" | "judge" | "scorers"> & {
+  targets: EvaluationTarget[];
+  scorers: { name: string; pattern?: string }[];
+  judge: { mode: string; prompt: string } | null;
+  summary: EvaluationSummary;
+};
+export type RowAnswer = {
+  answer: string;
+  error: string | null;
+  scores: Record<string, number | null>;
+  passed: Record<string, boolean | null>;
+  judge: { score: number | null; reasoning: string; raw: string; unscored: boolean } | null;
+  completion_tokens: number;
+  latency_ms: number;
+};
+export type EvalResult = Omit<S["EvalResult"], "answers" | "pairwise" | "input"> & {
+  input: string | { role: string; content: string }[];
+  answers: Record<string, RowAnswer>;
+  pairwise: { first: string; second: string; winner: string | null; orders: (string | null)[]; raw: string[] }[];
+};

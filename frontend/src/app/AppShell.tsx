@@ -35,6 +35,9 @@ function ProjectNav() {
       <NavLink className={navClass} to={`${base}/runs`}>
         Train
       </NavLink>
+      <NavLink className={navClass} to={`${base}/evals`}>
+        Evaluate
+      </NavLink>
       <NavLink className={navClass} to={`${base}/services`}>
         Services
       </NavLink>

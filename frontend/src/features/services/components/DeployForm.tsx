@@ -8,6 +8,8 @@ import { formatMetric } from "../../../lib/format";
 import { useCheckpoints } from "../../../api/list-checkpoints";
 import { useRuns } from "../../../api/list-runs";
 import { useCreateDeployment } from "../api/create-deployment";
+import { useGateStatus } from "../../../api/get-gate-status";
+import { GateStatusNote } from "../../../components/GateStatusNote";
 
 /** A model id clients can type: the run name lower-cased, with only URL-safe characters. */
 export function suggestModelName(runName: string): string {
@@ -24,13 +26,20 @@ export function DeployForm({ projectId, initialRun, onDone }: { projectId: numbe
   const [runtime, setRuntime] = useState<Runtime>("pytorch");
   const [merge, setMerge] = useState(false);
   const [name, setName] = useState("");
+  const [override, setOverride] = useState(false);
+  const [overrideReason, setOverrideReason] = useState("");
+  const gate = useGateStatus(run?.id ?? 0);
+  const blocked = gate.data != null && gate.data.state !== "none" && gate.data.state !== "passes";
   const create = useCreateDeployment();
   const modelName = name || (run ? suggestModelName(run.name) : "");
   const submit = (event: FormEvent) => {
     event.preventDefault();
     if (!run) return;
     create.mutate(
-      { name: modelName, run: run.id, checkpoint: checkpoint ? Number(checkpoint) : null, runtime, merge_adapter: merge },
+      {
+        name: modelName, run: run.id, checkpoint: checkpoint ? Number(checkpoint) : null, runtime, merge_adapter: merge,
+        ...(blocked && override ? { override_gate: true, override_reason: overrideReason } : {}),
+      },
       { onSuccess: onDone },
     );
   };
@@ -76,9 +85,23 @@ export function DeployForm({ projectId, initialRun, onDone }: { projectId: numbe
           Merge the LoRA adapter into the base weights (faster per request; shares no base memory)
         </label>
       ) : null}
-      <InlineError error={errorBesideButton(create.error, ["run", "checkpoint", "name", "runtime"])} />
+      {run ? <GateStatusNote projectId={projectId} runId={run.id} /> : null}
+      {blocked ? (
+        <div className="stack-sm">
+          <label className="checkbox">
+            <input type="checkbox" checked={override} onChange={(e) => setOverride(e.target.checked)} />
+            Deploy anyway: override the gate (recorded in the audit log)
+          </label>
+          {override ? (
+            <Field label="Why" errors={fieldError(create.error, "override_reason")}>
+              <input className="input" value={overrideReason} onChange={(e) => setOverrideReason(e.target.value)} />
+            </Field>
+          ) : null}
+        </div>
+      ) : null}
+      <InlineError error={errorBesideButton(create.error, ["run", "checkpoint", "name", "runtime", "override_reason"])} />
       <div className="form-actions">
-        <Button type="submit" variant="primary" busy={create.isPending} disabled={!run || !modelName}>
+        <Button type="submit" variant="primary" busy={create.isPending} disabled={!run || !modelName || (blocked && !override)}>
           Deploy
         </Button>
       </div>

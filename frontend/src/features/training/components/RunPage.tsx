@@ -11,6 +11,8 @@ import { formatDateTime, formatDuration, formatMetric, formatNumber, formatTime 
 import { useProjectId } from "../../../lib/use-project-id";
 import { useCurrentTeam } from "../../../lib/current-team";
 import { useRun } from "../api/get-run";
+import { useRunEvaluations } from "../../../api/list-run-evaluations";
+import { GateStatusNote } from "../../../components/GateStatusNote";
 import { useTrackedRuns } from "../api/list-tracked-runs";
 import { checkpointsKey, useCheckpoints } from "../../../api/list-checkpoints";
 import { runEventsKey, useRunEvents } from "../api/list-run-events";
@@ -81,6 +83,7 @@ export function RunPage() {
   const cancel = useCancelRun();
   const resume = useResumeRun();
   const { canWrite } = useCurrentTeam();
+  const evaluations = useRunEvaluations(runId);
 
   if (run.isPending) return <LoadingState label="Loading run…" />;
   if (run.isError) return <ErrorState error={run.error} onRetry={() => void run.refetch()} />;
@@ -92,7 +95,6 @@ export function RunPage() {
   // A running run's elapsed time is meant to move on with each poll's render.
   // eslint-disable-next-line react-hooks/purity
   const elapsed = r.started_at ? ((r.finished_at ? new Date(r.finished_at).getTime() : Date.now()) - new Date(r.started_at).getTime()) / 1000 : null;
-  const samples = r.eval_results?.samples ?? [];
   const canResume = (r.status === "failed" || r.status === "cancelled") && (checkpoints.data?.length ?? 0) > 0;
 
   return (
@@ -132,6 +134,7 @@ export function RunPage() {
       />
       <div className="stack">
         <InlineError error={cancel.error ?? resume.error} />
+        {r.status === "succeeded" ? <GateStatusNote projectId={projectId} runId={r.id} /> : null}
         {r.status === "failed" && r.error ? (
           <div className="alert alert-error" role="alert">
             <strong>The run failed.</strong> <span className="mono">{r.error.split("\n").slice(-3).join(" ")}</span>
@@ -201,35 +204,35 @@ export function RunPage() {
             </QueryState>
           </Card>
         </div>
-        <Card title={`Evaluation samples${samples.length ? ` (${samples.length})` : ""}`} bodyClassName="">
-          {samples.length === 0 ? (
-            <EmptyState title="No evaluation samples yet">Generated after training, from held-out prompts.</EmptyState>
-          ) : (
-            <div className="table-wrap">
-              <table className="table">
-                <thead>
-                  <tr>
-                    <th>Prompt</th>
-                    <th>Expected</th>
-                    <th>Generated</th>
-                    <th className="num">ROUGE-L</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {samples.map((s, i) => (
-                    <tr key={i}>
-                      <td style={{ maxWidth: 280, whiteSpace: "pre-wrap" }}>{s.prompt}</td>
-                      <td style={{ maxWidth: 280, whiteSpace: "pre-wrap" }}>{s.expected}</td>
-                      <td style={{ maxWidth: 280, whiteSpace: "pre-wrap" }}>
-                        {s.generated.trim() ? s.generated : <span className="muted">(empty answer)</span>} {s.exact_match ? <Badge tone="success">exact</Badge> : null}
-                      </td>
-                      <td className="num">{formatMetric(s.rouge_l)}</td>
+        <Card title="Evaluations" bodyClassName="">
+          <QueryState query={evaluations} isEmpty={(page) => page.results.length === 0} empty={<EmptyState title="No evaluations yet">When the run succeeds, its validation rows are answered by it and its base model, and the project's gate checks it.</EmptyState>}>
+            {(page) => (
+              <div className="table-wrap">
+                <table className="table">
+                  <thead>
+                    <tr>
+                      <th>Evaluation</th>
+                      <th>Status</th>
+                      <th>Result</th>
                     </tr>
-                  ))}
-                </tbody>
-              </table>
-            </div>
-          )}
+                  </thead>
+                  <tbody>
+                    {page.results.map((e) => (
+                      <tr key={e.id}>
+                        <td>
+                          <Link to={`/projects/${projectId}/evals/${e.id}`}>{e.name || `Evaluation ${e.id}`}</Link>
+                        </td>
+                        <td>
+                          <StatusBadge status={e.status} />
+                        </td>
+                        <td className="muted">{e.gate_passed == null ? `${e.rows_done}/${e.row_count} rows` : `${e.gate_passed ? "passes" : "fails"} the gate: ${e.gate_reason}`}</td>
+                      </tr>
+                    ))}
+                  </tbody>
+                </table>
+              </div>
+            )}
+          </QueryState>
         </Card>
         <Card title="Log">
           {events.isError ? <InlineError error={events.error} /> : events.isPending ? <LoadingState /> : <EventLines events={events.data.items} follow={live} />}

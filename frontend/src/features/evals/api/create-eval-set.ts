@@ -1,0 +1,41 @@
+import { useMutation, useQueryClient } from "@tanstack/react-query";
+import { apiFetch } from "../../../api/client";
+import type { EvalSet, EvalSetVersion } from "../../../api/types";
+
+/** Where a new version's rows come from: pasted JSONL rows, an uploaded file, or the general set. */
+export type VersionSource = { kind: "rows"; rows: unknown[] } | { kind: "file"; file: File } | { kind: "general" };
+
+export interface NewEvalSet {
+  project: number;
+  name: string;
+  source: VersionSource;
+}
+
+export function addVersion(evalSetId: number, source: VersionSource): Promise<EvalSetVersion> {
+  const url = `/api/v1/eval-sets/${evalSetId}/versions/`;
+  if (source.kind === "file") {
+    const body = new FormData();
+    body.append("file", source.file);
+    return apiFetch<EvalSetVersion>(url, { method: "POST", body });
+  }
+  return apiFetch<EvalSetVersion>(url, { method: "POST", json: source.kind === "rows" ? { rows: source.rows } : { general: true } });
+}
+
+/** The set, then its first version; a set whose rows were refused is removed again, so the name stays free. */
+export async function createEvalSet({ project, name, source }: NewEvalSet): Promise<EvalSetVersion> {
+  const evalSet = await apiFetch<EvalSet>("/api/v1/eval-sets/", { method: "POST", json: { project, name } });
+  try {
+    return await addVersion(evalSet.id, source);
+  } catch (error) {
+    await apiFetch(`/api/v1/eval-sets/${evalSet.id}/`, { method: "DELETE" }).catch(() => undefined);
+    throw error;
+  }
+}
+
+export function useCreateEvalSet() {
+  const queryClient = useQueryClient();
+  return useMutation({
+    mutationFn: createEvalSet,
+    onSuccess: () => queryClient.invalidateQueries({ queryKey: ["eval-sets"] }),
+  });
+}
