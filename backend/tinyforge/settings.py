@@ -178,6 +178,9 @@ EVAL_JUDGE_CONCURRENCY = env_int("TINYFORGE_EVAL_JUDGE_CONCURRENCY", 8, minimum=
 RUN_HEARTBEAT_SECONDS = env_int("TINYFORGE_RUN_HEARTBEAT_SECONDS", 10, minimum=1)
 RUN_STALE_SECONDS = env_int("TINYFORGE_RUN_STALE_SECONDS", 120, minimum=2)
 RUN_MAX_RETRIES = env_int("TINYFORGE_RUN_MAX_RETRIES", 0, minimum=0, maximum=100)
+# A knowledge-recipe import whose worker died resumes after the chunks it finished (their teacher
+# calls are paid for), up to this many times, before the reconciler marks it failed.
+INGEST_MAX_RETRIES = env_int("TINYFORGE_INGEST_MAX_RETRIES", 2, minimum=0, maximum=100)
 RUN_CANCEL_GRACE_SECONDS = env_int("TINYFORGE_RUN_CANCEL_GRACE_SECONDS", 60, minimum=1)
 RECONCILE_INTERVAL_SECONDS = env_int("TINYFORGE_RECONCILE_INTERVAL_SECONDS", 30, minimum=1)
 if RUN_STALE_SECONDS < 2 * RUN_HEARTBEAT_SECONDS:

@@ -127,3 +127,46 @@ def test_the_version_page_filters_rows_by_document_and_by_fact(upload, ingested,
     by_text = client.get(url, {"fact": "Staff get 28 days of paid leave a year."}).json()
     assert by_text["count"] == 2 and all("28 days" in r["row"]["output"] for r in by_text["results"])
     assert client.get(url).json()["count"] == version.row_count == 8
+
+
+def test_a_knowledge_import_whose_worker_died_resumes_after_the_chunks_it_finished(
+        upload, ingested, acme, settings, teacher, ingest_queue, django_capture_on_commit_callbacks):
+    from datetime import timedelta
+    from itertools import islice
+
+    from django.utils import timezone
+
+    from tinyforge.connectors.chunking import chunk_blocks
+    from tinyforge.connectors.knowledge import KnowledgeGenerator
+    from tinyforge.core.reconcile import reconcile
+    from tinyforge.datasets.importing import ingest_options, version_sources
+    from tinyforge.datasets.jobs import _work_key
+    from tinyforge.datasets.models import DatasetVersion
+
+    settings.QA_BASE_URLS = {teacher.url: None}
+    created = upload(acme.dataset, [("handbook.md", HANDBOOK)], recipe="knowledge",
+                     knowledge={"base_url": teacher.url, "model": "teacher", "questions_per_fact": 1})
+    version = DatasetVersion.all_teams.get(pk=created.json()["id"])
+    # The job's worker, killed after the first chunk: what it left is the journal in its work folder.
+    workdir = storage.folder(_work_key(version))
+    options = ingest_options(version.source_config, acme.team.pk)
+    (source,) = version_sources(version, workdir)
+    generator = KnowledgeGenerator(options.knowledge, workdir / "part-0000.jsonl.journal")
+    rows = generator.rows(chunk_blocks(source.records(), options.chunk_chars, options.overlap_chars))
+    next(islice(rows, 1))
+    rows.close()
+    long_ago = timezone.now() - timedelta(seconds=settings.RUN_STALE_SECONDS + 5)
+    DatasetVersion.all_teams.filter(pk=version.pk).update(status="ingesting", heartbeat_at=long_ago)
+    asked = len(teacher.steps("facts"))
+    ingest_queue.empty()  # the dead worker had taken the job
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert reconcile("versions")["retried"] == [version.pk]
+    assert ingest_queue.job_ids == [f"ingest-version-{version.pk}"]
+    version = ingested(version.pk)
+    assert version.status == "ready" and version.attempt == 2, version.error
+    knowledge = version.stats["sources"][0]["knowledge"]
+    assert knowledge["chunks_resumed"] == 1 and knowledge["chunks_done"] == 2
+    assert len(teacher.steps("facts")) - asked == 1 and version.row_count == 3
+    assert Event.all_teams.filter(dataset_version=version, source="reconciler",
+                                  message__contains="resuming as attempt 2 after the 1 chunks it finished").exists()

@@ -11,6 +11,7 @@ class DatasetsConfig(AppConfig):
         from tinyforge.core.reconcile import TrackedKind, register
         from tinyforge.datasets import lifecycle
         from tinyforge.datasets.models import DatasetVersion, DatasetVersionStatus as S
+        from tinyforge.datasets.jobs import retry_lost_import
         from tinyforge.datasets.services import INGEST_JOB, ingest_job_id
 
         def remove_partial_file(version: DatasetVersion) -> None:
@@ -25,5 +26,5 @@ class DatasetsConfig(AppConfig):
             job_id_for=ingest_job_id, noun="version", doing="importing", job_label="ingest",
             failed_label="import failed", remedy=lambda version: "import the data again",
             lost_detail=lambda version: f", last: {version.progress_message or version.status}",
-            on_lost=remove_partial_file, select_related=("dataset",),
+            on_lost=remove_partial_file, select_related=("dataset",), retry_lost=retry_lost_import,
         ))

@@ -23,6 +23,8 @@ import time
 from pathlib import Path, PurePosixPath
 
 
+from django.conf import settings
+
 from tinyforge.connectors.pipeline import IngestProgress, IngestReport, ingest
 from tinyforge.connectors.records import SourceError
 from tinyforge.core import storage
@@ -236,6 +238,25 @@ def _remove_unfinished_file(version: DatasetVersion) -> None:
     status = DatasetVersion.all_teams.filter(pk=version.pk).values_list("status", flat=True).first()
     if status != DatasetVersionStatus.READY and version.storage_key:
         storage.delete(version.storage_key)
+
+
+def retry_lost_import(version: DatasetVersion, silent: int) -> str | None:
+    """Start a knowledge import whose worker died again as its next attempt, within INGEST_MAX_RETRIES:
+    the journal of finished chunks its worker left in the work folder makes it resume where it
+    stopped. The event's message, or None when it is not retried (then it fails as any lost import)."""
+    if version.source_config.get("recipe") != "knowledge" or not version.storage_key:
+        return None
+    journals = sorted(storage.path(_work_key(version)).glob("*.journal"))
+    if not journals or version.attempt > settings.INGEST_MAX_RETRIES:
+        return None
+    chunks = sum(path.read_bytes().count(b"\n") for path in journals)
+    try:
+        lifecycle.retry_lost_attempt(version.pk, version.attempt, seen_heartbeat=version.heartbeat_at)
+    except lifecycle.InvalidTransition:
+        return None
+    return (f"the worker importing attempt {version.attempt} stopped responding (no heartbeat for {silent} s); "
+            f"resuming as attempt {version.attempt + 1} after the {chunks} chunks it finished "
+            f"(automatic retry {version.attempt} of {settings.INGEST_MAX_RETRIES})")
 
 
 def _work_key(version: DatasetVersion) -> str:

@@ -7,6 +7,7 @@ version never changes once it is ready (a new import makes a new version).
 
 from __future__ import annotations
 
+from django.db.models import F
 from django.utils import timezone
 
 from tinyforge.core.lifecycle import InvalidTransition, transition, update_if
@@ -14,7 +15,7 @@ from tinyforge.datasets.models import DatasetVersion, DatasetVersionStatus as S
 
 ACTIVE = (S.PENDING, S.INGESTING, S.VALIDATING)
 
-__all__ = ["ACTIVE", "InvalidTransition", "mark_ingesting", "mark_validating", "mark_ready", "mark_failed",
+__all__ = ["ACTIVE", "InvalidTransition", "mark_ingesting", "retry_lost_attempt", "mark_validating", "mark_ready", "mark_failed",
            "record_progress", "record_heartbeat"]
 
 
@@ -22,6 +23,14 @@ def mark_ingesting(version_id: int, *, job_id: str = "") -> None:
     now = timezone.now()
     transition(DatasetVersion, version_id, to=S.INGESTING, allowed_from=[S.PENDING],
                started_at=now, heartbeat_at=now, **({"job_id": job_id} if job_id else {}))
+
+
+def retry_lost_attempt(version_id: int, attempt: int, *, seen_heartbeat) -> None:
+    """ingesting -> pending as attempt + 1, only if the version is still on `attempt` with the stale
+    heartbeat the reconciler saw; InvalidTransition when anything moved meanwhile."""
+    transition(DatasetVersion, version_id, to=S.PENDING, allowed_from=[S.INGESTING],
+               only_if={"attempt": attempt, "heartbeat_at": seen_heartbeat},
+               attempt=F("attempt") + 1, heartbeat_at=None, error="")
 
 
 def mark_validating(version_id: int) -> None:
