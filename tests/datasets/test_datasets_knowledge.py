@@ -170,3 +170,13 @@ def test_a_knowledge_import_whose_worker_died_resumes_after_the_chunks_it_finish
     assert len(teacher.steps("facts")) - asked == 1 and version.row_count == 3
     assert Event.all_teams.filter(dataset_version=version, source="reconciler",
                                   message__contains="resuming as attempt 2 after the 1 chunks it finished").exists()
+
+
+def test_the_form_learns_the_allowed_teachers_and_default_prompts_but_no_key(client_for, alice, settings):
+    settings.QA_BASE_URLS = {settings.INFERENCE_URL + "/v1": None, "http://vllm:8000/v1": "s3cret"}
+    body = client_for(alice).get("/api/v1/datasets/knowledge-options/").json()
+    assert body["teachers"] == [settings.INFERENCE_URL + "/v1", "http://vllm:8000/v1"]
+    assert body["own_inference_url"] == settings.INFERENCE_URL + "/v1"
+    assert "atomic facts" in body["prompts"]["facts"] and body["defaults"]["questions_per_fact"] == 4
+    assert "s3cret" not in json.dumps(body)
+    assert client_for().get("/api/v1/datasets/knowledge-options/").status_code in (401, 403)

@@ -106,37 +106,6 @@ class UploadSerializer(serializers.Serializer):
         return json.loads(json.dumps(options.validated_data))
 
 
-class KnowledgePreviewSerializer(UploadSerializer):
-    """A dry run of the knowledge recipe on the first chunks of the files, before an import."""
-
-    files = serializers.ListField(child=serializers.FileField(), allow_empty=False, max_length=20)
-    note = None
-    chunks = serializers.IntegerField(min_value=1, max_value=5, default=3, help_text="How many chunks the teacher works on")
-
-    def validate_options(self, value):
-        options = super().validate_options(value)
-        if options.get("recipe") != "knowledge":
-            raise serializers.ValidationError({"recipe": ['The dry run is of the knowledge recipe: give "recipe": '
-                                                          '"knowledge" and its "knowledge" options.']})
-        return options
-
-
-class KnowledgeEstimateSerializer(serializers.Serializer):
-    chunks = serializers.IntegerField()
-    characters = serializers.IntegerField()
-    teacher_calls = serializers.IntegerField()
-    teacher_tokens = serializers.IntegerField(help_text="Rough: about four characters a token")
-    training_rows_at_most = serializers.IntegerField()
-
-
-class KnowledgePreviewResultSerializer(serializers.Serializer):
-    estimate = KnowledgeEstimateSerializer(help_text="For the whole import")
-    rows = serializers.ListField(child=serializers.JSONField(), help_text="Training rows the dry run kept")
-    heldout = serializers.ListField(child=serializers.JSONField(), help_text="Fact-check questions (eval rows)")
-    stats = serializers.JSONField(help_text="Counts: facts, rows kept and dropped (with reasons), failed chunks, "
-                                            "teacher calls and tokens")
-
-
 class DataConnectionSerializer(StrictModelSerializer):
     credentials = CleanJSONField(
         write_only=True, help_text="Secret part (password or connection URL, Google key). Stored encrypted, never returned."
@@ -519,3 +488,51 @@ class VersionDiffSerializer(serializers.Serializer):
     unchanged_count = serializers.IntegerField()
     added = DiffRowSerializer(many=True, help_text="The first `limit` added rows, with their line in version")
     removed = DiffRowSerializer(many=True, help_text="The first `limit` removed rows, with their line in against")
+
+
+class KnowledgePreviewSerializer(UploadSerializer):
+    """A dry run of the knowledge recipe on the first chunks of the files, before an import."""
+
+    files = serializers.ListField(child=serializers.FileField(), allow_empty=False, max_length=20)
+    note = None
+    chunks = serializers.IntegerField(min_value=1, max_value=5, default=3, help_text="How many chunks the teacher works on")
+
+    def validate_options(self, value):
+        options = super().validate_options(value)
+        if options.get("recipe") != "knowledge":
+            raise serializers.ValidationError({"recipe": ['The dry run is of the knowledge recipe: give "recipe": '
+                                                          '"knowledge" and its "knowledge" options.']})
+        return options
+
+
+class KnowledgeDefaultsSerializer(serializers.Serializer):
+    facts_per_chunk = serializers.IntegerField()
+    questions_per_fact = serializers.IntegerField()
+    restatements_per_chunk = serializers.IntegerField()
+    temperature = serializers.FloatField()
+    concurrency = serializers.IntegerField()
+
+
+class KnowledgeOptionsInfoSerializer(serializers.Serializer):
+    teachers = serializers.ListField(child=serializers.CharField(), help_text="Base URLs a teacher may have here "
+                                     "(the platform's inference service first, then TINYFORGE_QA_BASE_URLS)")
+    own_inference_url = serializers.CharField(help_text="The platform's inference service: its models are the "
+                                                        "team's deployments, by name")
+    prompts = KnowledgePromptsSerializer(help_text="The default prompts")
+    defaults = KnowledgeDefaultsSerializer()
+
+
+class KnowledgeEstimateSerializer(serializers.Serializer):
+    chunks = serializers.IntegerField()
+    characters = serializers.IntegerField()
+    teacher_calls = serializers.IntegerField()
+    teacher_tokens = serializers.IntegerField(help_text="Rough: about four characters a token")
+    training_rows_at_most = serializers.IntegerField()
+
+
+class KnowledgePreviewResultSerializer(serializers.Serializer):
+    estimate = KnowledgeEstimateSerializer(help_text="For the whole import")
+    rows = serializers.ListField(child=serializers.JSONField(), help_text="Training rows the dry run kept")
+    heldout = serializers.ListField(child=serializers.JSONField(), help_text="Fact-check questions (eval rows)")
+    stats = serializers.JSONField(help_text="Counts: facts, rows kept and dropped (with reasons), failed chunks, "
+                                            "teacher calls and tokens")

@@ -86,6 +86,21 @@ def save_uploads(project_id: int, files) -> list[dict]:
     return saved
 
 
+def knowledge_options() -> dict:
+    """What the import form offers for the knowledge recipe: allowed teachers (never their keys), defaults."""
+    from dataclasses import fields
+
+    from django.conf import settings
+
+    from tinyforge.connectors.knowledge import PROMPTS, KnowledgeOptions
+
+    own = importing.own_inference_url()
+    teachers = [own] + [url for url in settings.QA_BASE_URLS if url.rstrip("/") != own]
+    knobs = ("facts_per_chunk", "questions_per_fact", "restatements_per_chunk", "temperature", "concurrency")
+    return {"teachers": teachers, "own_inference_url": own, "prompts": dict(PROMPTS),
+            "defaults": {f.name: f.default for f in fields(KnowledgeOptions) if f.name in knobs}}
+
+
 def knowledge_preview(dataset: Dataset, files, options: dict, chunks: int) -> dict:
     """The knowledge recipe's estimate for the whole of `files` and its rows for the first `chunks` chunks.
     Raises TinyforgeError (a 400) when a file cannot be read or the teacher cannot be used."""

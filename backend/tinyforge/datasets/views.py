@@ -24,6 +24,7 @@ from tinyforge.datasets.serializers import (
     DatasetSerializer,
     DatasetVersionSerializer,
     DiffQuerySerializer,
+    KnowledgeOptionsInfoSerializer,
     KnowledgePreviewResultSerializer,
     KnowledgePreviewSerializer,
     PreviewQuerySerializer,
@@ -80,6 +81,12 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
         )
         return Response(DatasetVersionSerializer(version, context={"request": request}).data, status=status.HTTP_201_CREATED)
 
+
+    @extend_schema(responses={200: KnowledgeOptionsInfoSerializer, **errors(401)},
+                   summary="The knowledge recipe's teachers allowed here, default prompts and knobs")
+    @action(detail=False, methods=["get"], url_path="knowledge-options")
+    def knowledge_options(self, request):
+        return Response(services.knowledge_options())
 
     @extend_schema(request={"multipart/form-data": KnowledgePreviewSerializer},
                    responses={200: KnowledgePreviewResultSerializer, **WRITE_ERRORS, **errors(413)},

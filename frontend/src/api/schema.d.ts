@@ -410,6 +410,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/datasets/knowledge-options/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The knowledge recipe's teachers allowed here, default prompts and knobs */
+        get: operations["datasets_knowledge_options_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/deployments/": {
         parameters: {
             query?: never;
@@ -2114,6 +2131,14 @@ export interface components {
          * @enum {string}
          */
         KindEnum: "sql" | "google";
+        KnowledgeDefaults: {
+            facts_per_chunk: number;
+            questions_per_fact: number;
+            restatements_per_chunk: number;
+            /** Format: double */
+            temperature: number;
+            concurrency: number;
+        };
         KnowledgeEstimate: {
             chunks: number;
             characters: number;
@@ -2121,6 +2146,15 @@ export interface components {
             /** @description Rough: about four characters a token */
             teacher_tokens: number;
             training_rows_at_most: number;
+        };
+        KnowledgeOptionsInfo: {
+            /** @description Base URLs a teacher may have here (the platform's inference service first, then TINYFORGE_QA_BASE_URLS) */
+            teachers: string[];
+            /** @description The platform's inference service: its models are the team's deployments, by name */
+            own_inference_url: string;
+            /** @description The default prompts */
+            prompts: components["schemas"]["KnowledgePrompts"];
+            defaults: components["schemas"]["KnowledgeDefaults"];
         };
         /** @description A dry run of the knowledge recipe on the first chunks of the files, before an import. */
         KnowledgePreviewRequest: {
@@ -2142,6 +2176,17 @@ export interface components {
             heldout: unknown[];
             /** @description Counts: facts, rows kept and dropped (with reasons), failed chunks, teacher calls and tokens */
             stats: unknown;
+        };
+        /** @description A plain serializer (actions' request bodies) that rejects unknown fields too. */
+        KnowledgePrompts: {
+            /** @description Default: You extract facts for training data. List at most {facts_per_chunk} atomic facts that the passage states: each one short, self-contained sentence, in the passage's language, with its key terms (the names, numbers and words an answer about it must contain) copied exactly from the passage. Reply with only a JSON array of objects with the keys "fact" and "key_terms" (a list of strings); reply [] when the passage states no facts. */
+            facts?: string;
+            /** @description Default: You write questions for training data. For each numbered fact write {questions} questions whose answer is that fact, each phrased differently: direct, indirect, terse, as a customer would ask, as a new colleague would ask. Do not copy the fact's wording. Reply with only a JSON array of objects with the keys "fact" (the fact's number) and "questions" (a list of strings). */
+            questions?: string;
+            /** @description Default: You answer questions for training data from the passage alone. Answer each numbered question in one or two sentences, in the passage's language, with the passage's exact names and numbers. Reply with only a JSON array of objects with the keys "question" (its number) and "answer". */
+            answers?: string;
+            /** @description Default: You rewrite passages for training data. Rewrite the passage {restatements} times, each time in different words and order, keeping every fact, name and number and adding nothing. Reply with only a JSON array of strings. */
+            restatements?: string;
         };
         /**
          * @description * `debug` - Debug
@@ -4980,6 +5025,34 @@ export interface operations {
             };
             /** @description Request body too large */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    datasets_knowledge_options_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KnowledgeOptionsInfo"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked */
+            401: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -63,4 +63,69 @@ describe("UploadPanel", () => {
 
     expect(sent.map((options) => options.skip_bad_records)).toEqual([true, false]);
   });
+
+  it("offers the knowledge recipe with its teacher and knobs, a dry run, then imports with those options", async () => {
+    document.cookie = "csrftoken=t; path=/";
+    const info = {
+      teachers: ["http://inference:8001/v1", "http://vllm:8000/v1"],
+      own_inference_url: "http://inference:8001/v1",
+      prompts: { facts: "List facts.", questions: "Write questions.", answers: "Answer.", restatements: "Rewrite." },
+      defaults: { facts_per_chunk: 8, questions_per_fact: 4, restatements_per_chunk: 0, temperature: 0.7, concurrency: 4 },
+    };
+    vi.stubGlobal("fetch", vi.fn(async (url: string) => {
+      const body = String(url).includes("knowledge-options") ? info : { count: 1, next: null, previous: null, results: [{ id: 5, name: "smol" }] };
+      return new Response(JSON.stringify(body), { status: 200, headers: { "Content-Type": "application/json" } });
+    }));
+    const sent: { url: string; options: Record<string, unknown>; chunks: string | null }[] = [];
+    const preview = {
+      estimate: { chunks: 12, characters: 9000, teacher_calls: 36, teacher_tokens: 40000, training_rows_at_most: 384 },
+      rows: [{ instruction: "How many leave days do staff get?", output: "Staff get 28 days of paid leave a year.", metadata: { fact: "Staff get 28 days of paid leave." } }],
+      heldout: [{ input: "What is the yearly leave?", must_include: ["28"] }],
+      stats: { facts: 1, rows_dropped: 1, teacher_tokens: 900, dropped: [{ text: "30 days", reason: "answer not in the chunk: the number 30 is not in the chunk" }] },
+    };
+    class Xhr {
+      upload = {};
+      status = 200;
+      statusText = "OK";
+      responseText = "";
+      withCredentials = false;
+      onload: (() => void) | null = null;
+      url = "";
+      open(_method: string, url: string) {
+        this.url = url;
+      }
+      setRequestHeader() {}
+      send(form: FormData) {
+        sent.push({ url: this.url, options: JSON.parse(String(form.get("options"))) as Record<string, unknown>, chunks: form.get("chunks") as string | null });
+        const isPreview = this.url.includes("knowledge-preview");
+        this.status = isPreview ? 200 : 201;
+        this.responseText = JSON.stringify(isPreview ? preview : { id: 9 });
+        this.onload?.();
+      }
+    }
+    vi.stubGlobal("XMLHttpRequest", Xhr);
+    const user = userEvent.setup();
+    renderPanel();
+    await user.upload(screen.getByTestId("file-input"), new File(["# Leave\nStaff get 28 days."], "handbook.md"));
+    await user.selectOptions(screen.getByLabelText("Documents become"), "knowledge");
+    expect(await screen.findByText(/A larger teacher writes better data/)).toBeInTheDocument();
+    expect(await screen.findByRole("option", { name: /This platform's deployments/ })).toBeInTheDocument();
+    await user.type(screen.getByLabelText("Teacher model"), "smol");
+    await user.type(screen.getByLabelText("Questions per fact"), "6");
+    await user.click(screen.getByText("Teacher prompts"));
+    await user.clear(screen.getByLabelText("Answers prompt"));
+    await user.type(screen.getByLabelText("Answers prompt"), "Answer in one sentence.");
+    await user.click(screen.getByRole("button", { name: /Dry run on the first 3 chunks/ }));
+    expect(await screen.findByText(/about 36 teacher calls and 40,000 tokens/)).toBeInTheDocument();
+    expect(screen.getByText("How many leave days do staff get?")).toBeInTheDocument();
+    expect(screen.getByText(/the number 30 is not in the chunk/)).toBeInTheDocument();
+    expect(screen.getByText(/What is the yearly leave\?/)).toBeInTheDocument();
+    await user.click(screen.getByRole("button", { name: /^Upload 1 file/ }));
+    await screen.findByText("version page");
+
+    const knowledge = { base_url: "http://inference:8001/v1", model: "smol", questions_per_fact: 6, prompts: { answers: "Answer in one sentence." } };
+    expect(sent.map((s) => s.url)).toEqual(["/api/v1/datasets/2/knowledge-preview/", "/api/v1/datasets/2/upload/"]);
+    expect(sent[0]).toMatchObject({ chunks: "3", options: { recipe: "knowledge", knowledge } });
+    expect(sent[1]?.options).toMatchObject({ recipe: "knowledge", knowledge });
+  });
 });

@@ -6,7 +6,9 @@ import { Field } from "../../../components/Field";
 import { ProgressBar } from "../../../components/ProgressBar";
 import { InlineError } from "../../../components/States";
 import { formatBytes } from "../../../lib/format";
+import { useKnowledgeOptions, useKnowledgePreview } from "../api/knowledge";
 import { useUploadFiles } from "../api/upload-files";
+import { EMPTY_KNOWLEDGE, KnowledgeOptionsForm, KnowledgePreview, knowledgeOption } from "./KnowledgeOptionsForm";
 
 const ACCEPT = ".txt,.md,.markdown,.pdf,.docx,.csv,.json,.jsonl";
 
@@ -14,6 +16,11 @@ export const RECIPES = [
   { value: "sections", label: "Heading → section pairs", help: "Each heading becomes an instruction, its section the answer." },
   { value: "text", label: "Plain text chunks", help: "For continued pre-training on the raw text." },
   { value: "qa", label: "Generated questions and answers", help: "A model writes Q/A pairs from each chunk." },
+  {
+    value: "knowledge",
+    label: "Facts → many questions (knowledge)",
+    help: "A teacher model writes several grounded questions per fact, and a held-out fact check.",
+  },
 ];
 
 export function UploadPanel({ datasetId }: { datasetId: number }) {
@@ -27,6 +34,14 @@ export function UploadPanel({ datasetId }: { datasetId: number }) {
   const [note, setNote] = useState("");
   const [recipe, setRecipe] = useState("sections");
   const [stopAtFirstBadRow, setStopAtFirstBadRow] = useState(false);
+  const [knowledge, setKnowledge] = useState(EMPTY_KNOWLEDGE);
+  const knowledgeInfo = useKnowledgeOptions(recipe === "knowledge");
+  const preview = useKnowledgePreview();
+  const options = () => ({
+    recipe,
+    skip_bad_records: !stopAtFirstBadRow,
+    ...(recipe === "knowledge" ? { knowledge: knowledgeOption(knowledge, knowledgeInfo.data) } : {}),
+  });
 
   const addFiles = (list: FileList | null) => {
     if (!list) return;
@@ -41,7 +56,7 @@ export function UploadPanel({ datasetId }: { datasetId: number }) {
     abortRef.current = new AbortController();
     setProgress({ loaded: 0, total: files.reduce((n, f) => n + f.size, 0) });
     upload.mutate(
-      { datasetId, files, note, options: { recipe, skip_bad_records: !stopAtFirstBadRow }, onProgress: setProgress, signal: abortRef.current.signal },
+      { datasetId, files, note, options: options(), onProgress: setProgress, signal: abortRef.current.signal },
       {
         onSuccess: (version) => {
           setFiles([]);
@@ -117,6 +132,9 @@ export function UploadPanel({ datasetId }: { datasetId: number }) {
           <input className="input" value={note} onChange={(e) => setNote(e.target.value)} placeholder="What changed" />
         </Field>
       </div>
+      {recipe === "knowledge" ? <KnowledgeOptionsForm value={knowledge} onChange={setKnowledge} error={upload.error ?? preview.error} /> : null}
+      {recipe === "knowledge" && preview.data ? <KnowledgePreview preview={preview.data} /> : null}
+      {recipe === "knowledge" ? <InlineError error={errorBesideButton(preview.error, ["options", "files"])} /> : null}
       <label className="checkbox">
         <input type="checkbox" checked={stopAtFirstBadRow} onChange={(e) => setStopAtFirstBadRow(e.target.checked)} />
         Stop at the first bad row (otherwise bad rows are skipped and listed in the version&apos;s report)
@@ -135,6 +153,11 @@ export function UploadPanel({ datasetId }: { datasetId: number }) {
         <Button variant="primary" disabled={!files.length} busy={upload.isPending} onClick={start}>
           Upload {files.length ? `${files.length} file${files.length > 1 ? "s" : ""} (${formatBytes(total)})` : ""}
         </Button>
+        {recipe === "knowledge" ? (
+          <Button disabled={!files.length} busy={preview.isPending} onClick={() => preview.mutate({ datasetId, files, options: options(), chunks: 3 })}>
+            Dry run on the first 3 chunks
+          </Button>
+        ) : null}
         {upload.isPending ? <Button onClick={() => abortRef.current?.abort()}>Cancel upload</Button> : null}
       </div>
     </div>

@@ -1,0 +1,137 @@
+import { fieldError } from "../../../api/client";
+import { useDeployments } from "../../../api/list-deployments";
+import type { KnowledgeOptionsInfo, KnowledgePreviewResult } from "../../../api/types";
+import { Field } from "../../../components/Field";
+import { InlineError } from "../../../components/States";
+import { useProjectId } from "../../../lib/use-project-id";
+import { useKnowledgeOptions } from "../api/knowledge";
+
+const PROMPTS = ["facts", "questions", "answers", "restatements"] as const;
+type PromptName = (typeof PROMPTS)[number];
+
+/** What the form holds; `knowledgeOption` turns it into the import's `knowledge` option. */
+export interface KnowledgeDraft {
+  baseUrl: string;
+  model: string;
+  knobs: Record<string, string>;
+  prompts: Partial<Record<PromptName, string>>;
+}
+
+export const EMPTY_KNOWLEDGE: KnowledgeDraft = { baseUrl: "", model: "", knobs: {}, prompts: {} };
+
+/** The `knowledge` import option: the teacher (the first allowed one unless chosen), the knobs given, the prompts edited. */
+export function knowledgeOption(draft: KnowledgeDraft, info: KnowledgeOptionsInfo | undefined): Record<string, unknown> {
+  const numbers = Object.fromEntries(Object.entries(draft.knobs).filter(([, v]) => v !== "").map(([k, v]) => [k, Number(v)]));
+  const edited = Object.fromEntries(Object.entries(draft.prompts).filter(([name, text]) => text && text !== info?.prompts[name as PromptName]));
+  return { base_url: draft.baseUrl || info?.teachers[0] || "", model: draft.model, ...numbers, ...(Object.keys(edited).length ? { prompts: edited } : {}) };
+}
+
+/** The knowledge recipe's teacher and knobs. */
+export function KnowledgeOptionsForm({ value, onChange, error }: { value: KnowledgeDraft; onChange: (draft: KnowledgeDraft) => void; error: unknown }) {
+  const info = useKnowledgeOptions(true);
+  const projectId = useProjectId();
+  const deployments = useDeployments({ projectId: Number.isFinite(projectId) ? projectId : undefined });
+  const teacherUrl = value.baseUrl || info.data?.teachers[0] || "";
+  const ownService = teacherUrl === info.data?.own_inference_url;
+  const { knobs, prompts } = value;
+  const setKnobs = (next: Record<string, string>) => onChange({ ...value, knobs: next });
+  const setPrompts = (next: Partial<Record<PromptName, string>>) => onChange({ ...value, prompts: next });
+  const setBaseUrl = (baseUrl: string) => onChange({ ...value, baseUrl });
+  const setModel = (model: string) => onChange({ ...value, model });
+
+  const errors = (field: string) => fieldError(error, `options.knowledge.${field}`) ?? fieldError(error, `options.knowledge`);
+  const knob = (name: string, label: string, step = "1") => (
+    <Field label={label} errors={fieldError(error, `options.knowledge.${name}`)} help={`Default ${String(info.data?.defaults[name as keyof typeof info.data.defaults] ?? "")}`}>
+      <input className="input" type="number" step={step} min={0} value={knobs[name] ?? ""} onChange={(e) => setKnobs({ ...knobs, [name]: e.target.value })} />
+    </Field>
+  );
+  return (
+    <div className="stack-sm" aria-label="Knowledge recipe">
+      <p className="small muted">
+        A teacher model lists each chunk&apos;s facts, writes several questions per fact and answers them from the chunk; answers that the chunk
+        does not support are dropped. One more question per fact is kept out of training as a fact check (an eval set). A larger teacher writes
+        better data: the platform&apos;s own small deployments work offline, a 7B+ model on an allowed server writes far better questions.
+      </p>
+      <InlineError error={info.error} />
+      <div className="form-grid">
+        <Field label="Teacher server" errors={errors("base_url")}>
+          <select className="select" value={teacherUrl} onChange={(e) => setBaseUrl(e.target.value)}>
+            {info.data?.teachers.map((url) => (
+              <option key={url} value={url}>
+                {url === info.data?.own_inference_url ? `This platform's deployments (${url})` : url}
+              </option>
+            ))}
+          </select>
+        </Field>
+        <Field label="Teacher model" errors={fieldError(error, "options.knowledge.model")} help={ownService ? "A deployment of this team, by name" : undefined}>
+          <input className="input" list="knowledge-teachers" value={value.model} onChange={(e) => setModel(e.target.value)} placeholder="model name" />
+        </Field>
+        <datalist id="knowledge-teachers">{ownService ? deployments.data?.results.map((d) => <option key={d.id} value={d.name} />) : null}</datalist>
+        {knob("facts_per_chunk", "Facts per chunk")}
+        {knob("questions_per_fact", "Questions per fact")}
+        {knob("restatements_per_chunk", "Restatements per chunk")}
+        {knob("temperature", "Temperature", "0.1")}
+        {knob("concurrency", "Chunks at once")}
+        {knob("token_budget", "Teacher token budget")}
+      </div>
+      <details>
+        <summary>Teacher prompts</summary>
+        {PROMPTS.map((name) => (
+          <Field key={name} label={`${name.charAt(0).toUpperCase()}${name.slice(1)} prompt`} errors={fieldError(error, `options.knowledge.prompts.${name}`)}>
+            <textarea className="input" rows={4} value={prompts[name] ?? info.data?.prompts[name] ?? ""} onChange={(e) => setPrompts({ ...prompts, [name]: e.target.value })} />
+          </Field>
+        ))}
+      </details>
+    </div>
+  );
+}
+
+/** What a dry run made: the estimate for the whole import, the rows kept and dropped, the fact-check questions. */
+export function KnowledgePreview({ preview }: { preview: KnowledgePreviewResult }) {
+  const stats = preview.stats as { facts?: number; rows_dropped?: number; teacher_tokens?: number; dropped?: { reason: string; text: string }[]; failures?: { reason: string }[] };
+  const { estimate } = preview;
+  return (
+    <div className="stack-sm card" aria-label="Dry run">
+      <p className="small">
+        The whole import: {estimate.chunks} chunks, about {estimate.teacher_calls} teacher calls and {estimate.teacher_tokens.toLocaleString()} tokens, at
+        most {estimate.training_rows_at_most} rows. This dry run: {stats.facts ?? 0} facts, {preview.rows.length} rows kept, {stats.rows_dropped ?? 0} dropped,{" "}
+        {stats.teacher_tokens ?? 0} teacher tokens.
+      </p>
+      <table className="table">
+        <thead>
+          <tr>
+            <th>Question</th>
+            <th>Answer</th>
+            <th>Fact</th>
+          </tr>
+        </thead>
+        <tbody>
+          {(preview.rows as { instruction: string; output: string; metadata: { fact?: string } }[]).map((row, i) => (
+            <tr key={i}>
+              <td>{row.instruction}</td>
+              <td>{row.output}</td>
+              <td className="muted small">{row.metadata.fact}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      {stats.dropped?.length ? (
+        <ul className="small" aria-label="Dropped">
+          {stats.dropped.map((d, i) => (
+            <li key={i}>
+              Dropped: {d.text} — {d.reason}
+            </li>
+          ))}
+        </ul>
+      ) : null}
+      {stats.failures?.length ? (
+        <ul className="small" aria-label="Failed chunks">
+          {stats.failures.map((f, i) => (
+            <li key={i}>Chunk failed: {f.reason}</li>
+          ))}
+        </ul>
+      ) : null}
+      <p className="small muted">Fact check (held out of training): {(preview.heldout as { input: string }[]).map((h) => h.input).join(" · ")}</p>
+    </div>
+  );
+}
