@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tinyforge.core.env import SettingError, env_bool, env_float, env_int, env_str
+from tinyforge.core.env import SettingError, env_bool, env_float, env_int, env_str, env_url
 
 BACKEND = Path(__file__).resolve().parents[2] / "backend"
 
@@ -20,6 +20,9 @@ def test_it_reads_typed_values(monkeypatch):
     assert env_int("TF_TEST_UNSET", 7) == 7
     monkeypatch.setenv("TF_TEST_SHARE", "0.05")
     assert env_float("TF_TEST_SHARE", 0.02, minimum=0.0, maximum=1.0) == 0.05
+    monkeypatch.setenv("TF_TEST_URL", "https://mlflow.example.com:5000/")
+    assert env_url("TF_TEST_URL", None) == "https://mlflow.example.com:5000"
+    assert env_url("TF_TEST_UNSET", None) is None
 
 
 @pytest.mark.parametrize("name,value,reader", [
@@ -29,6 +32,8 @@ def test_it_reads_typed_values(monkeypatch):
     ("TF_TEST_SHARE", "two percent", lambda: env_float("TF_TEST_SHARE", 0.02)),
     ("TF_TEST_SHARE", "1.5", lambda: env_float("TF_TEST_SHARE", 0.5, maximum=1.0)),
     ("TF_TEST_CHOICE", "prod", lambda: env_str("TF_TEST_CHOICE", "a", choices=("a", "b"))),
+    ("TF_TEST_URL", "file:///data/mlruns", lambda: env_url("TF_TEST_URL", None)),
+    ("TF_TEST_URL", "mlflow.example.com", lambda: env_url("TF_TEST_URL", None)),
 ])
 def test_it_fails_loudly_on_bad_values(monkeypatch, name, value, reader):
     monkeypatch.setenv(name, value)

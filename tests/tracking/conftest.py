@@ -4,24 +4,14 @@ session; W&B runs in its offline mode and needs no server."""
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
-import time
-import urllib.request
-from dataclasses import dataclass
 
 import pytest
 
+from mlflow_server import free_port, start_mlflow_server
 from personas import acme, alice, bob, charlie, client_for, fast_password_hashing, globex, token_client, vic  # noqa: F401
 from training.conftest import make_run, tiny_config, toy_version  # noqa: F401
-
-ADMIN_USER = "tinyforge-admin"
-ADMIN_PASSWORD = "a-Test-Password-for-mlflow-42"
-SERVER_START_SECONDS = 180
 
 
 def require_mlflow_server():
@@ -31,64 +21,15 @@ def require_mlflow_server():
                                            "`pip install -e 'backend[dev]'` (make venv)")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class MlflowServer:
-    url: str
-    username: str
-    password: str
-
-    def client(self):
-        os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = self.username, self.password
-        from mlflow.tracking import MlflowClient
-
-        return MlflowClient(tracking_uri=self.url, registry_uri=self.url)
-
-
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory):
     require_mlflow_server()
-    root = tmp_path_factory.mktemp("mlflow-server")
-    auth_config = root / "basic_auth.ini"
-    auth_config.write_text(
-        "[mlflow]\ndefault_permission = READ\n"
-        f"database_uri = sqlite:///{root / 'auth.sqlite'}\n"
-        f"admin_username = {ADMIN_USER}\nadmin_password = {ADMIN_PASSWORD}\n"
-        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
-    port = free_port()
-    env = {**os.environ, "MLFLOW_AUTH_CONFIG_PATH": str(auth_config), "MLFLOW_FLASK_SERVER_SECRET_KEY": "tests-only"}
-    log = (root / "server.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth",
-         "--backend-store-uri", f"sqlite:///{root / 'mlflow.sqlite'}", "--artifacts-destination", str(root / "artifacts"),
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + SERVER_START_SECONDS
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/health", timeout=2)
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"mlflow server did not start: {(root / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.5)
-    server = MlflowServer(url, ADMIN_USER, ADMIN_PASSWORD)
-    server.client().search_experiments()  # its first API answer is slow (lazy imports): not in a test
-    yield server
-    os.killpg(process.pid, signal.SIGTERM)  # the server and its uvicorn worker
     try:
-        process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    log.close()
+        server = start_mlflow_server(tmp_path_factory.mktemp("mlflow-server"))
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    yield server
+    server.stop()
 
 
 class PortGate:

@@ -84,7 +84,7 @@ def test_a_server_that_stops_mid_run_costs_one_warning_and_gets_the_rest_at_the_
 
 
 def test_a_server_that_stays_down_does_not_hold_the_end_of_the_run(mlflow_server, tiny_model_dir, tmp_path):
-    from tracking.conftest import free_port
+    from mlflow_server import free_port
 
     warnings = []
     tracker = MlflowTracker(f"http://127.0.0.1:{free_port()}", experiment="nowhere")

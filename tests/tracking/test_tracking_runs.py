@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tracking.conftest import free_port
+from mlflow_server import free_port
 from tinyforge.core import storage
 from tinyforge.core.models import Event
 from tinyforge.deployments.jobs import deploy
