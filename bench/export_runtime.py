@@ -100,7 +100,7 @@ def measure(runtime_name: str, folder: str, steps: int, repeats: int, threads: i
 
 
 def ensure_exports(work: Path) -> tuple[Path, dict, Path, dict]:
-    from tinyforge.ml.export import export_model
+    from tinyforge.exports import export_model
     from tinyforge.ml.models import resolve_base_model
 
     base = resolve_base_model("smollm2-135m-instruct")

@@ -15,7 +15,8 @@ from tinyforge import __version__
 from tinyforge.errors import TinyforgeError
 
 COMMAND_MODULES = [
-    "tinyforge.ml.commands",  # train, generate, validate, export
+    "tinyforge.ml.commands",  # train, generate, validate
+    "tinyforge.exports.commands",  # export
     "tinyforge.evaluation.commands",  # eval
     "tinyforge.connectors.commands",  # ingest
     "tinyforge.serving.commands",  # serve

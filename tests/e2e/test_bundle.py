@@ -18,7 +18,7 @@ import pytest
 
 from tinyforge.ml.config import TrainConfig
 from tinyforge.ml.evaluate import generate_replies
-from tinyforge.ml.export import export_model
+from tinyforge.exports import export_model
 from tinyforge.ml.models import load_model_folder
 from tinyforge.ml.train import train
 

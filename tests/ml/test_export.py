@@ -20,7 +20,7 @@ from tinyforge.errors import TinyforgeError
 from tinyforge.ml import onnx_export
 from tinyforge.ml.config import TrainConfig
 from tinyforge.ml.evaluate import generate_replies
-from tinyforge.ml.export import export_model
+from tinyforge.exports import export_model
 from tinyforge.ml.models import load_model_folder
 from tinyforge.ml.onnx_model import OnnxCausalLM
 from tinyforge.ml.train import train

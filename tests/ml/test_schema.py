@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import pytest
 
 from conftest import DEMO_DATASET, write_jsonl
 from tinyforge.errors import TinyforgeError
+from tinyforge.ml.formatting import count_tokens
 from tinyforge.ml.schema import ChatRow, InstructionRow, read_rows, validate_file
 
 
@@ -104,7 +106,7 @@ def test_rows_over_the_context_are_found_with_a_tokenizer(tmp_path, tiny_model_d
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     rows = [{"instruction": "short", "output": "yes"}, {"instruction": "long " * 300, "output": "no"}]
-    report = validate_file(write_jsonl(tmp_path / "d.jsonl", rows), tokenizer=tokenizer, max_seq_length=64)
+    report = validate_file(write_jsonl(tmp_path / "d.jsonl", rows), partial(count_tokens, tokenizer), max_seq_length=64)
     assert report.over_context_count == 1 and report.over_context[0]["line"] == 2
     assert report.over_context[0]["tokens"] > 64
     assert report.usable_rows == 1 and report.to_dict()["ok"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tinyforge.ml.export import export_model
+from tinyforge.exports import export_model
 from tinyforge.serving.onnx_runtime import OnnxRuntime
 from tinyforge.serving.runtime import BASE_ADAPTER, AdapterNotShareable
 from tinyforge.serving.torch_runtime import TorchRuntime

@@ -5,7 +5,7 @@ from __future__ import annotations
 import openai
 
 from serving.conftest import running_server
-from tinyforge.ml.export import export_model
+from tinyforge.exports import export_model
 from tinyforge.serving.app import ServerSettings
 from tinyforge.serving.pool import RuntimeOptions
 from tinyforge.serving.registry import FolderRegistry

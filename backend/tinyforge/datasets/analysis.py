@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tinyforge.errors import TinyforgeError
+from tinyforge.ml.formatting import count_tokens
 from tinyforge.ml.schema import MAX_LISTED, RowProblem, iter_parsed, validate_file
 
 HISTOGRAM_BUCKETS = 20
@@ -85,11 +86,12 @@ def validation_report(path: str | Path, base_model: str | None = None, max_seq_l
     invalid ones; with a base model (its name, and the folder its tokenizer is loaded from), its
     token-length histogram and the rows over its context (max_seq_length, default: the model's
     context length)."""
-    tokenizer = None
+    counter = None
     if base_model:
         tokenizer, context = base_model_tokenizer(model_folder or base_model)
+        counter = functools.partial(count_tokens, tokenizer)
         max_seq_length = max_seq_length or context
-    report = validate_file(path, tokenizer, max_seq_length, rejected).to_dict()
+    report = validate_file(path, counter, max_seq_length, rejected).to_dict()
     lengths = report.pop("token_lengths")
     report.pop("path")
     report["base_model"] = base_model

@@ -43,7 +43,7 @@ from tinyforge.deployments.models import Deployment, DeploymentStatus, Export, E
 from tinyforge.errors import TinyforgeError
 
 if TYPE_CHECKING:
-    from tinyforge.ml.export import ExportResult
+    from tinyforge.exports import ExportResult
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +103,8 @@ def source_folder(deployment: Deployment | Export) -> Path:
 
 def prepare_model_folder(deployment: Deployment, say) -> str:
     """Write the served folder and return its storage key; older folders of the deployment go."""
-    from tinyforge.ml.export import export_model, is_adapter_folder
+    from tinyforge.exports import export_model
+    from tinyforge.ml.export import is_adapter_folder
 
     source = source_folder(deployment)
     parent_key = storage.deployment_key(deployment.project_id, deployment.pk)
@@ -187,7 +188,7 @@ def export(export_id: int) -> str:
 
 def write_export(record: Export, progress) -> tuple[str, ExportResult]:
     """Export the record's model into the zip its storage key names; returns (key, result)."""
-    from tinyforge.ml.export import export_model
+    from tinyforge.exports import export_model
     from tinyforge.ml.quality_budget import QualityBudget
 
     source = source_folder(record)
@@ -243,7 +244,7 @@ class ExportProgress:
         self.seen, self.expected = 0, 4
 
     def expect(self, record: Export, source: Path) -> None:
-        """How many messages export_model sends for this export (tinyforge.ml.export): model
+        """How many messages export_model sends for this export (tinyforge.exports): model
         steps, the serving code of a bundle, then "writing the zip archive" and "wrote ...";
         progress is the share seen, so it only approximates the time spent."""
         from tinyforge.ml.export import is_adapter_folder

@@ -79,10 +79,6 @@ def register(subparsers) -> None:
     validate.add_argument("--json", action="store_true", help="print the full report as JSON")
     validate.set_defaults(func=run_validate)
 
-    from tinyforge.ml.export import add_export_command  # its options live beside the export code
-
-    add_export_command(subparsers)
-
 
 class ProgressBar:
     """A rich progress bar fed by training callbacks (a TrainerCallback)."""
@@ -202,12 +198,16 @@ def run_generate(args) -> int:
 def run_validate(args) -> int:
     from tinyforge.ml.schema import format_problems, validate_file
 
-    tokenizer = None
+    counter = None
     if args.base:
+        from functools import partial
+
+        from tinyforge.ml.formatting import count_tokens
         from tinyforge.ml.models import load_training_tokenizer, resolve_base_model
 
         tokenizer, _ = load_training_tokenizer(resolve_base_model(args.base))
-    report = validate_file(args.file, tokenizer=tokenizer, max_seq_length=args.max_seq_length if tokenizer else None)
+        counter = partial(count_tokens, tokenizer)
+    report = validate_file(args.file, counter, max_seq_length=args.max_seq_length if counter else None)
     if args.json:
         data = report.to_dict()
         data.pop("token_lengths")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -121,7 +121,7 @@ class ValidationReport:
     over_context_count: int = 0
     over_context: list[dict[str, int]] = field(default_factory=list)  # {"line", "tokens"}
     max_seq_length: int | None = None
-    token_lengths: list[int] = field(default_factory=list)  # of valid rows, when a tokenizer was given
+    token_lengths: list[int] = field(default_factory=list)  # of valid rows, when tokens were counted
 
     @property
     def ok(self) -> bool:
@@ -229,9 +229,10 @@ class ReportBuilder:
     its report is the same as `validate_file` would give.
     """
 
-    def __init__(self, path: str | Path, tokenizer=None, max_seq_length: int | None = None):
+    def __init__(self, path: str | Path, count_tokens: Callable[[Row], int] | None = None,
+                 max_seq_length: int | None = None):
         self.report = ValidationReport(path=str(path), max_seq_length=max_seq_length)
-        self._tokenizer = tokenizer
+        self._count_tokens = count_tokens
         self._seen: dict[bytes, int] = {}  # only a 16-byte fingerprint per row, to find duplicates
 
     def add_rejected(self, problems: list[RowProblem], count: int) -> None:
@@ -264,10 +265,8 @@ class ReportBuilder:
             report.empty_output_count += 1
             if len(report.empty_outputs) < MAX_LISTED:
                 report.empty_outputs.append(number)
-        if self._tokenizer is not None:
-            from tinyforge.ml.formatting import count_tokens
-
-            length = count_tokens(self._tokenizer, row)
+        if self._count_tokens is not None:
+            length = self._count_tokens(row)
             report.token_lengths.append(length)
             if report.max_seq_length is not None and length > report.max_seq_length:
                 report.over_context_count += 1
@@ -275,15 +274,17 @@ class ReportBuilder:
                     report.over_context.append({"line": number, "tokens": length})
 
 
-def validate_file(path: str | Path, tokenizer=None, max_seq_length: int | None = None,
+def validate_file(path: str | Path, count_tokens: Callable[[Row], int] | None = None,
+                  max_seq_length: int | None = None,
                   rejected: tuple[list[RowProblem], int] = ([], 0)) -> ValidationReport:
-    """Check every row of a JSONL dataset; with a tokenizer, also measure token lengths.
-    `rejected`: the rows its import refused (listed problems, count), counted as invalid rows.
+    """Check every row of a JSONL dataset; with `count_tokens` (a row's length as the model sees
+    it: `functools.partial(tinyforge.ml.formatting.count_tokens, tokenizer)`), also measure token
+    lengths. `rejected`: the rows its import refused (listed problems, count), counted as invalid rows.
 
     Memory stays small whatever the file size: lines are read one at a time and only a 16-byte
     fingerprint per row is kept to find duplicates.
     """
-    builder = ReportBuilder(path, tokenizer, max_seq_length)
+    builder = ReportBuilder(path, count_tokens, max_seq_length)
     builder.add_rejected(*rejected)
     for number, row, problems in iter_parsed(path):
         builder.add(number, row, problems)

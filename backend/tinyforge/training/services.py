@@ -219,6 +219,7 @@ def estimate_run(*, dataset_version, config: dict, validation_version=None) -> d
 
     from tinyforge.datasets.analysis import base_model_tokenizer
     from tinyforge.datasets.models import DatasetVersionStatus
+    from tinyforge.ml.formatting import count_tokens
     from tinyforge.ml.schema import validate_file
 
     if dataset_version.status != DatasetVersionStatus.READY:
@@ -226,7 +227,8 @@ def estimate_run(*, dataset_version, config: dict, validation_version=None) -> d
                        "validated (the run itself would validate them first).")
     team_id = dataset_version.dataset.project.team_id
     tokenizer, _context = base_model_tokenizer(str(base_models.folder(config["base_model"], team_id)))
-    report = validate_file(storage.path(dataset_version.storage_key), tokenizer, config["max_seq_length"])
+    report = validate_file(storage.path(dataset_version.storage_key), partial(count_tokens, tokenizer),
+                           config["max_seq_length"])
     lengths = [n for n in report.token_lengths if n <= config["max_seq_length"]]
     held_out = 0 if validation_version is not None else round(len(lengths) * config["validation_split"])
     train_rows = max(len(lengths) - held_out, 1)

@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 import tinyforge
 from tinyforge.errors import TinyforgeError
+from tinyforge.ml.export import write_hf_folder, write_onnx_folder
 from tinyforge.ml.quality_budget import QualityBudget
 
 TEMPLATES = Path(__file__).resolve().parent / "templates" / "bundle"
@@ -97,8 +98,6 @@ def write_bundle(model_dir: Path, folder: Path, *, runtime: str, quantize: str |
                  heldout_data: str | os.PathLike | None, progress: Callable[[str], None],
                  budget: QualityBudget | None = None, keep_anyway: bool = False) -> dict[str, Any] | None:
     """Fill `folder` with a bundle of `model_dir`; return the ONNX verification report, if any."""
-    from tinyforge.ml.export import write_hf_folder, write_onnx_folder
-
     name = folder.name.removesuffix(".partial")
     model_folder = folder / "model"
     model_folder.mkdir()

@@ -1,0 +1,61 @@
+"""`tinyforge export`: a model folder as a Hugging Face folder, a verified ONNX model or a
+standalone bundle, from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tinyforge.exports import BUNDLE_RUNTIMES, FORMATS
+from tinyforge.ml.quality_budget import QualityBudget
+
+
+def register(subparsers) -> None:
+    """Add `tinyforge export` to the `tinyforge` parser (imports nothing heavy)."""
+    parser = subparsers.add_parser(
+        "export", help="export a model folder as Hugging Face, ONNX or a standalone bundle",
+        description="Export a model folder written by `tinyforge train`. OUT ending in .zip gets a zip "
+                    "archive, anything else a folder. ONNX exports are verified against PyTorch.",
+    )
+    parser.add_argument("--model", required=True, type=Path, help="model folder (full weights or LoRA adapter)")
+    parser.add_argument("--format", required=True, help=f"one of {', '.join(FORMATS)}")
+    parser.add_argument("--out", required=True, type=Path, help="output folder, or a .zip file")
+    parser.add_argument("--merge", action="store_true",
+                        help="hf: merge a LoRA adapter into its base weights (ONNX and bundles always merge)")
+    parser.add_argument("--quantize", default=None, metavar="int8", help="ONNX only: dynamic int8 quantization")
+    parser.add_argument("--runtime", default=None, metavar="|".join(BUNDLE_RUNTIMES),
+                        help="bundle only: the runtime inside (default: torch, or onnxruntime with --quantize)")
+    parser.add_argument("--heldout", type=Path, default=None,
+                        help="JSONL rows for the held-out loss of ONNX exports (default: built-in texts)")
+    parser.add_argument("--max-loss-increase", type=float, default=QualityBudget.max_loss_increase,
+                        help="quality budget of --quantize: held-out loss may rise by this share of "
+                             "PyTorch fp32's (default: %(default)s, i.e. 2%%)")
+    parser.add_argument("--min-token-agreement", type=float, default=QualityBudget.min_token_agreement,
+                        help="quality budget of --quantize: share of greedily generated tokens that must agree "
+                             "with PyTorch fp32 before the first divergence (default: %(default)s)")
+    parser.add_argument("--keep-anyway", action="store_true",
+                        help="keep a quantized model that misses its quality budget, with a loud warning in "
+                             "its report, card and README (default: such an export fails)")
+    parser.set_defaults(func=run_export)
+
+
+def run_export(args) -> int:
+    import sys
+
+    from tinyforge.exports import export_model
+
+    def progress(message: str) -> None:
+        print(f"export: {message}", file=sys.stderr, flush=True)
+
+    budget = QualityBudget(max_loss_increase=args.max_loss_increase, min_token_agreement=args.min_token_agreement)
+    result = export_model(args.model, args.format, args.out, merge=args.merge, quantize=args.quantize,
+                          runtime=args.runtime, heldout_data=args.heldout, budget=budget,
+                          keep_anyway=args.keep_anyway, progress=progress)
+    summary = {"format": result.format, "path": str(result.path), "size_bytes": result.size_bytes,
+               "merged": result.merged, "quantize": result.quantize, "runtime": result.runtime}
+    if result.verification:
+        summary["verification"] = result.verification
+    print(json.dumps(summary, indent=2))
+    if result.warning:
+        print(f"\nexport: WARNING: {result.warning}\n", file=sys.stderr, flush=True)
+    return 0
