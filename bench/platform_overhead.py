@@ -38,7 +38,7 @@ FLOOR = 0.02
 
 
 def final_state(out_dir: Path) -> dict:
-    from tinyforge.ml.train import list_checkpoints
+    from tinyforge.ml.checkpoints import list_checkpoints
 
     return json.loads((list_checkpoints(out_dir)[-1] / "trainer_state.json").read_text())
 

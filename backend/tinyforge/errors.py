@@ -1,7 +1,9 @@
-"""Errors shared by the pure-Python layers (ml, connectors, serving) and the CLI.
+"""Errors shared by the pure-Python layers (ml, connectors, serving), the CLI and the platform's
+services.
 
-They never import Django. The control plane maps them to HTTP answers; the CLI prints them
-and exits with status 2, without a traceback.
+They never import Django. The control plane maps them to HTTP answers (tinyforge.core.errors:
+TinyforgeError and InvalidInput 400, NotAllowed 403, Conflict 409); the CLI prints them and exits
+with status 2, without a traceback.
 """
 
 
@@ -10,3 +12,21 @@ class TinyforgeError(Exception):
 
     The message says what is wrong and where (file, line, field) and, when it helps, what to do.
     """
+
+
+class InvalidInput(TinyforgeError):
+    """Input the caller can fix, field by field: `fields` maps each field (dotted when nested:
+    config.learning_rate) to what is wrong with it."""
+
+    def __init__(self, fields: dict[str, list[str]]):
+        self.fields = fields
+        super().__init__("; ".join(f"{name}: {message}" for name, messages in fields.items() for message in messages))
+
+
+class Conflict(TinyforgeError):
+    """The request conflicts with the current state of what it names (a run still running, a
+    version not ready, the last owner of a team)."""
+
+
+class NotAllowed(TinyforgeError):
+    """The caller's role does not allow this, whatever the input."""

@@ -8,12 +8,13 @@ import signal
 
 import pytest
 import torch
+from capabilities import needs_native_bf16, without_native_bf16
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-from capabilities import needs_native_bf16, without_native_bf16
 from tinyforge.errors import TinyforgeError
 from tinyforge.hardware import cpu
+from tinyforge.ml.checkpoints import list_checkpoints
 from tinyforge.ml.config import TrainConfig
 from tinyforge.ml.evaluate import generate_replies
 from tinyforge.ml.formatting import tokenize_row
@@ -21,7 +22,7 @@ from tinyforge.ml.loss import loss_sum
 from tinyforge.ml.models import load_model_folder
 from tinyforge.ml.packing import collate, padding_share, plan_epoch
 from tinyforge.ml.schema import parse_row
-from tinyforge.ml.train import TrainerCallback, list_checkpoints, train
+from tinyforge.ml.train import TrainerCallback, train
 
 
 class Recorder(TrainerCallback):

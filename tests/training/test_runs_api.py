@@ -128,6 +128,26 @@ def test_it_estimates_from_token_counts_and_measured_throughput(client_for, alic
     assert second["seconds"] == pytest.approx(second["tokens"] / rate, abs=0.06) and "median of 1" in second["basis"]
 
 
+@pytest.mark.parametrize("packing", ["on", "batch", "off"])
+def test_the_estimate_is_the_engines_plan_of_the_run(client_for, alice, acme, toy_version, tiny_base_model,
+                                                     tiny_model_dir, packing):
+    """One estimate: the API's steps and tokens are what the engine plans for the same config
+    (packed sequences take fewer steps than batch_size rows a step would)."""
+    from tinyforge.core import storage
+    from tinyforge.ml.config import TrainConfig
+    from tinyforge.ml.train import estimate_run
+    from tinyforge.training.services import resolve_config
+
+    config = {"packing": packing, "batch_size": 2, "epochs": 2, "max_seq_length": 64}
+    answer = client_for(alice).post("/api/v1/runs/estimate/", body(acme, toy_version, tiny_base_model, **config),
+                                    format="json").json()
+    resolved = resolve_config(base_model=tiny_base_model, method="lora", config=config, team_id=acme.team.pk)
+    plan = estimate_run(TrainConfig.from_dict({**resolved, "base_model": str(tiny_model_dir)}),
+                        storage.path(toy_version.storage_key))
+    assert (answer["steps"], answer["tokens"]) == (plan["total_steps"], plan["total_tokens"])
+    assert plan["packing"] == packing
+
+
 @pytest.mark.django_db(transaction=True)
 def test_it_compares_runs_by_step_with_configs_side_by_side(client_for, alice, acme, make_run, globex):
     runs = [make_run(name="a"), make_run(name="b", learning_rate=1e-3)]

@@ -1,8 +1,8 @@
 from django_filters import rest_framework as filters
 
 from tinyforge.accounts.models import ApiToken, Invitation, Membership
-from tinyforge.core.roles import Role
 from tinyforge.core.api import IdFilter
+from tinyforge.core.roles import Role
 
 
 class MembershipFilter(filters.FilterSet):

@@ -8,9 +8,9 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from tinyforge.accounts.models import ApiToken, Invitation, InvitationKind, Membership, Team
-from tinyforge.core.roles import Role, Scope
 from tinyforge.core.access import require_role
 from tinyforge.core.api import StrictModelSerializer, StrictSerializer, TeamScopedRelatedField
+from tinyforge.core.roles import Role, Scope
 
 User = get_user_model()
 MAX_LINK_USES = 1000

@@ -10,12 +10,11 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.text import slugify
-from rest_framework import exceptions
 
 from tinyforge.accounts.models import ApiToken, Invitation, InvitationKind, Membership, Team, VerifiedEmail
+from tinyforge.core.audit import audit, save_changes
 from tinyforge.core.roles import Role, Scope
-from tinyforge.core.audit import audit
-from tinyforge.core.errors import Conflict
+from tinyforge.errors import Conflict, InvalidInput, NotAllowed
 
 User = get_user_model()
 
@@ -37,6 +36,10 @@ def create_team(request, *, name: str, owner) -> Team:
     return team
 
 
+def update_team(request, team: Team, changes: dict) -> Team:
+    return save_changes(request, team, changes)
+
+
 def delete_team(request, team: Team) -> None:
     audit(request, "deleted", team, changes={"name": team.name})
     team.delete()
@@ -48,7 +51,7 @@ def _owner_count(team_id: int) -> int:
 
 def _check_may_assign(request_role: str, role: str) -> None:
     if role == Role.OWNER and request_role != Role.OWNER:
-        raise exceptions.PermissionDenied("Only an owner can make someone an owner.")
+        raise NotAllowed("Only an owner can make someone an owner.")
 
 
 @transaction.atomic
@@ -56,7 +59,7 @@ def change_role(request, membership: Membership, role: str, *, request_role: str
     # Lock the team's owner rows so two concurrent demotions cannot both see "another owner".
     list(Membership.all_teams.select_for_update().filter(team_id=membership.team_id, role=Role.OWNER))
     if membership.role == Role.OWNER and request_role != Role.OWNER:
-        raise exceptions.PermissionDenied("Only an owner can change another owner's role.")
+        raise NotAllowed("Only an owner can change another owner's role.")
     _check_may_assign(request_role, role)
     if membership.role == Role.OWNER and role != Role.OWNER and _owner_count(membership.team_id) <= 1:
         raise Conflict("A team needs at least one owner: make someone else owner first.")
@@ -71,7 +74,7 @@ def change_role(request, membership: Membership, role: str, *, request_role: str
 def remove_member(request, membership: Membership, *, request_role: str | None) -> None:
     list(Membership.all_teams.select_for_update().filter(team_id=membership.team_id, role=Role.OWNER))
     if membership.role == Role.OWNER and request_role != Role.OWNER and membership.user_id != request.user.pk:
-        raise exceptions.PermissionDenied("Only an owner can remove an owner.")
+        raise NotAllowed("Only an owner can remove an owner.")
     if membership.role == Role.OWNER and _owner_count(membership.team_id) <= 1:
         raise Conflict("A team needs at least one owner: make someone else owner first, or delete the team.")
     audit(request, "removed", membership, changes={"user": membership.user.username, "role": membership.role})
@@ -84,14 +87,14 @@ def remove_member(request, membership: Membership, *, request_role: str | None) 
 
 def create_user(*, username: str, email: str, password: str):
     if User._default_manager.filter(username=username).exists():
-        raise exceptions.ValidationError({"username": ["A user with that user name already exists."]})
+        raise InvalidInput({"username": ["A user with that user name already exists."]})
     if email and User._default_manager.filter(email__iexact=email).exists():
-        raise exceptions.ValidationError({"email": ["A user with that e-mail address already exists."]})
+        raise InvalidInput({"email": ["A user with that e-mail address already exists."]})
     candidate = User(username=username, email=email)
     try:
         validate_password(password, user=candidate)
     except Exception as exc:  # django.core.exceptions.ValidationError
-        raise exceptions.ValidationError({"password": list(getattr(exc, "messages", [str(exc)]))}) from None
+        raise InvalidInput({"password": list(getattr(exc, "messages", [str(exc)]))}) from None
     return User._default_manager.create_user(username=username, email=email, password=password)
 
 
@@ -99,7 +102,7 @@ def create_user(*, username: str, email: str, password: str):
 def add_member(request, team: Team, *, user, role: str, request_role: str) -> Membership:
     _check_may_assign(request_role, role)
     if Membership.all_teams.filter(team=team, user=user).exists():
-        raise exceptions.ValidationError({"username": [f"{user.username} is already a member of {team.name}."]})
+        raise InvalidInput({"username": [f"{user.username} is already a member of {team.name}."]})
     membership = Membership.all_teams.create(team=team, user=user, role=role)
     audit(request, "added", membership, changes={"user": user.username, "role": role})
     return membership
@@ -125,7 +128,7 @@ def find_invitation(token: str) -> Invitation:
         .first()
     )
     if invitation is None or not invitation.is_usable:
-        raise exceptions.ValidationError({"token": ["This invitation link is invalid, used or expired."]})
+        raise InvalidInput({"token": ["This invitation link is invalid, used or expired."]})
     return invitation
 
 
@@ -138,23 +141,22 @@ def accept_invitation(request, invitation: Invitation, *, user=None, username: s
     bound = invitation.kind == InvitationKind.ADDRESS
     if user is None:
         if not username or not password:
-            raise exceptions.ValidationError({"username": ["Sign in first, or give a user name and password for a new "
-                                                           "account."]})
+            raise InvalidInput({"username": ["Sign in first, or give a user name and password for a new account."]})
         if bound and email and email.lower() != invitation.email.lower():
-            raise exceptions.ValidationError({"email": ["This invitation is for another e-mail address; a new "
-                                                        "account made with it gets the invited address."]})
+            raise InvalidInput({"email": ["This invitation is for another e-mail address; a new account made with it "
+                                          "gets the invited address."]})
         user = create_user(username=username, email=invitation.email if bound else email, password=password)
         if bound:
             VerifiedEmail.objects.create(user=user, email=invitation.email, how="invitation")
     elif bound and not VerifiedEmail.holds(user, invitation.email):
-        raise exceptions.PermissionDenied(
+        raise NotAllowed(
             "This invitation is for another e-mail address than your account's verified one. Open the link signed "
             "out to make an account for the invited address, or ask the team's admin to add you.")
     claimed = Invitation.all_teams.filter(pk=invitation.pk, uses__lt=F("max_uses"), expires_at__gt=timezone.now()).update(
         uses=F("uses") + 1, accepted_at=timezone.now(), accepted_by=user
     )
     if not claimed:
-        raise exceptions.ValidationError({"token": ["This invitation link is invalid, used or expired."]})
+        raise InvalidInput({"token": ["This invitation link is invalid, used or expired."]})
     membership, created = Membership.all_teams.get_or_create(
         team=invitation.team, user=user, defaults={"role": invitation.role}
     )
@@ -204,3 +206,8 @@ def ensure_user_with_team(*, username: str, email: str, password: str | None, te
         team = Team.all_teams.create(name=team_name, slug=unique_team_slug(team_name))
     Membership.all_teams.get_or_create(team=team, user=user, defaults={"role": Role.OWNER})
     return user, team, created
+
+
+def withdraw_invitation(request, invitation: Invitation) -> None:
+    audit(request, "withdrawn", invitation)
+    invitation.delete()

@@ -13,7 +13,6 @@ from rest_framework.views import APIView
 from tinyforge.accounts import services
 from tinyforge.accounts.filters import ApiTokenFilter, InvitationFilter, MembershipFilter
 from tinyforge.accounts.models import ApiToken, Invitation, Membership, Team
-from tinyforge.core.roles import Role
 from tinyforge.accounts.serializers import (
     ApiTokenCreatedSerializer,
     ApiTokenSerializer,
@@ -23,15 +22,15 @@ from tinyforge.accounts.serializers import (
     InvitationPreviewSerializer,
     InvitationSerializer,
     LoginSerializer,
-    MeSerializer,
     MembershipCreateSerializer,
     MembershipSerializer,
+    MeSerializer,
     TeamSerializer,
 )
-from tinyforge.core.access import has_role, require_role, role_in, team_roles, token_of, visible_team_ids
+from tinyforge.core.access import has_role, require_role, role_in, team_roles, token_of
 from tinyforge.core.api import TeamScopedViewSet
-from tinyforge.core.audit import audit
 from tinyforge.core.errors import json_error_response
+from tinyforge.core.roles import Role
 
 User = get_user_model()
 ERRORS = {400: OpenApiResponse(description="Invalid input (error body)"),
@@ -160,8 +159,7 @@ class TeamViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Creat
         self.request._tinyforge_team_roles = None  # the caller just joined a team
 
     def perform_update(self, serializer):
-        team = serializer.save()
-        audit(self.request, "updated", team, changes=serializer.validated_data)
+        serializer.instance = services.update_team(self.request, serializer.instance, serializer.validated_data)
 
     def perform_destroy(self, instance):
         services.delete_team(self.request, instance)
@@ -260,8 +258,7 @@ class InvitationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins
                         status=status.HTTP_201_CREATED)
 
     def perform_destroy(self, instance):
-        audit(self.request, "withdrawn", instance)
-        instance.delete()
+        services.withdraw_invitation(self.request, instance)
 
     @extend_schema(parameters=[OpenApiParameter("token", str, required=True)],
                    responses={200: InvitationPreviewSerializer, 400: ERRORS[400]},

@@ -141,150 +141,168 @@ def ingest(source: Source, options: IngestOptions, out_path: str | os.PathLike,
     when the source cannot be read, a record is bad and skipping was not asked for, or no
     example came out. Nothing is left at `out_path` then.
     """
-    started = time.monotonic()
-    out = Path(out_path)
-    partial = out.with_name(out.name + ".partial")
-    documents = source.kind == "document"
-    report = IngestReport(source=source.name, kind=source.kind, output=str(out),
-                          recipe=options.recipe if documents else None)
-    journal = out.with_name(out.name + ".journal")  # knowledge: finished chunks, kept until the import succeeds
-    recipe = Recipe(options.recipe, qa=options.qa, knowledge=options.knowledge, journal=str(journal)) \
-        if documents else None
-    knowledge = recipe.knowledge_generator if recipe else None
-    mapper = None if documents else RowMapper(FieldMapping.parse(options.mapping) if options.mapping else None)
-    # The knowledge recipe's rows share their answer by design (several questions per fact): near-duplicate
-    # removal, which compares whole rows, would keep one question per fact.
-    report.near_dedup = (documents and options.recipe != "knowledge") if options.near_dedup is None \
-        else options.near_dedup
-    dedup = Deduplicator(exact=options.dedup, near=report.near_dedup, threshold=options.near_threshold)
-    scrubber = Scrubber(options.scrub_emails, options.scrub_phones)
-    digest = hashlib.sha256()
-    last_report = 0.0
+    return _Ingestion(source, options, Path(out_path), progress).run()
 
-    def tell(stage: str, force: bool = False) -> None:
-        nonlocal last_report
+
+class _Ingestion:
+    """One import: its report filled in as the steps go (examples -> checked rows -> batches
+    written), the partial file, the running digest and the progress clock."""
+
+    def __init__(self, source: Source, options: IngestOptions, out: Path, progress: ProgressCallback | None):
+        self.source, self.options, self.out, self.progress = source, options, out, progress
+        self.started = time.monotonic()
+        self.partial = out.with_name(out.name + ".partial")
+        self.documents = documents = source.kind == "document"
+        self.report = IngestReport(source=source.name, kind=source.kind, output=str(out),
+                                   recipe=options.recipe if documents else None)
+        journal = out.with_name(out.name + ".journal")  # knowledge: finished chunks, kept until the import succeeds
+        self.recipe = Recipe(options.recipe, qa=options.qa, knowledge=options.knowledge, journal=str(journal)) \
+            if documents else None
+        self.knowledge = self.recipe.knowledge_generator if self.recipe else None
+        self.mapper = None if documents else RowMapper(
+            FieldMapping.parse(options.mapping) if options.mapping else None)
+        # The knowledge recipe's rows share their answer by design (several questions per fact): near-duplicate
+        # removal, which compares whole rows, would keep one question per fact.
+        self.report.near_dedup = (documents and options.recipe != "knowledge") if options.near_dedup is None \
+            else options.near_dedup
+        self.dedup = Deduplicator(exact=options.dedup, near=self.report.near_dedup, threshold=options.near_threshold)
+        self.scrubber = Scrubber(options.scrub_emails, options.scrub_phones)
+        self.digest = hashlib.sha256()
+        self.last_report = 0.0
+        self.validation = ReportBuilder(out)
+        self.pending: list[tuple[bytes, str, Any]] = []  # (JSONL line, text for the duplicate check, parsed row)
+        self.pending_bytes = 0
+
+    def run(self) -> IngestReport:
+        report = self.report
+        try:
+            with open(self.partial, "wb") as sink:
+                for where_source, location, example in self.examples():
+                    if self.scrubber.active:
+                        example = self.scrubber.example(example)
+                    line, row, problem, fields = self.checked(example)
+                    if problem:
+                        if not self.options.skip_bad_records:
+                            raise SourceError(where_source, f"cannot become a dataset row: {problem}", location, fields)
+                        self.skip(where_source, location, problem, fields)
+                        continue
+                    self.pending.append((line, example_text(example), row))
+                    self.pending_bytes += len(line)
+                    if len(self.pending) >= BATCH_ROWS or self.pending_bytes >= BATCH_BYTES:
+                        self.write_pending(sink)
+                self.write_pending(sink)
+            self.finish_report()
+            if report.examples_written == 0:
+                raise TinyforgeError(f"{self.source.name}: no examples came out of {report.records_read} records"
+                                     + _why_nothing(report))
+            report.validation = self.validation.report.to_dict()
+            os.replace(self.partial, self.out)
+        except BaseException:
+            self.partial.unlink(missing_ok=True)
+            raise
+        report.sha256 = self.digest.hexdigest()
+        report.seconds = round(time.monotonic() - self.started, 3)
+        self.tell("done", force=True)
+        return report
+
+    def tell(self, stage: str, force: bool = False) -> None:
         now = time.monotonic()
-        if progress and (force or now - last_report >= 0.25):
-            last_report = now
-            stats = knowledge.stats if knowledge else None
-            progress(IngestProgress(stage, report.records_read, report.examples_written, source.progress(),
-                                    report.chunks, stats.rows_dropped if stats else 0,
-                                    stats.teacher_tokens if stats else 0))
+        if self.progress and (force or now - self.last_report >= 0.25):
+            self.last_report = now
+            report, stats = self.report, self.knowledge.stats if self.knowledge else None
+            self.progress(IngestProgress(stage, report.records_read, report.examples_written, self.source.progress(),
+                                         report.chunks, stats.rows_dropped if stats else 0,
+                                         stats.teacher_tokens if stats else 0))
 
-    def skip(where_source: str, location: str, reason: str, field: str | None = None) -> None:
-        report.skipped_count += 1
-        if len(report.skipped) < MAX_LISTED:
-            report.skipped.append({"source": where_source, "location": location, "field": field or "row",
-                                   "reason": reason})
+    def skip(self, where_source: str, location: str, reason: str, field: str | None = None) -> None:
+        self.report.skipped_count += 1
+        if len(self.report.skipped) < MAX_LISTED:
+            self.report.skipped.append({"source": where_source, "location": location, "field": field or "row",
+                                        "reason": reason})
 
-    def examples() -> Iterator[tuple[str, str, dict[str, Any]]]:
+    def examples(self) -> Iterator[tuple[str, str, dict[str, Any]]]:
         """(source, location, row) for every example, before cleaning."""
-        if documents:
-            def counted_blocks() -> Iterator[Block]:
-                for block in source.records():
-                    report.records_read += 1
-                    yield block
-                    tell("reading")
-
-            for chunk, rows in recipe.apply(chunk_blocks(counted_blocks(), options.chunk_chars, options.overlap_chars)):
-                report.chunks += 1
+        options = self.options
+        if self.documents:
+            chunks = chunk_blocks(self.counted_blocks(), options.chunk_chars, options.overlap_chars)
+            for chunk, rows in self.recipe.apply(chunks):
+                self.report.chunks += 1
                 for example in rows:
                     yield chunk.source, chunk.location, example
-                tell("reading")
+                self.tell("reading")
             return
-        for row in source.records():
-            report.records_read += 1
+        for row in self.source.records():
+            self.report.records_read += 1
             if isinstance(row, BadRecord):
                 if not options.skip_bad_records:
                     raise row.error()
-                skip(row.source, row.location, row.problem)
+                self.skip(row.source, row.location, row.problem)
                 continue
             try:
-                example = mapper(row)
+                example = self.mapper(row)
             except SourceError as exc:
                 if not options.skip_bad_records:
                     raise
-                skip(row.source, row.location, exc.problem, exc.field)
+                self.skip(row.source, row.location, exc.problem, exc.field)
                 continue
             yield row.source, row.location, example
-            tell("reading")
+            self.tell("reading")
 
-    validation = ReportBuilder(out)
-    pending: list[tuple[bytes, str, Any]] = []  # (JSONL line, text for the duplicate check, parsed row)
-    pending_bytes = 0
+    def counted_blocks(self) -> Iterator[Block]:
+        for block in self.source.records():
+            self.report.records_read += 1
+            yield block
+            self.tell("reading")
 
-    def write_pending(sink) -> None:
-        nonlocal pending_bytes
-        duplicates = dedup.duplicates([text for _, text, _ in pending])
+    @staticmethod
+    def checked(example: dict[str, Any]) -> tuple[bytes | None, Any, str | None, str | None]:
+        """(JSONL line, parsed row, None, None), or what keeps the example from being a dataset
+        row and the fields at fault."""
+        try:
+            line = _encode_json(example).encode() + b"\n"
+        except UnicodeEncodeError as exc:
+            return None, None, (f"holds a lone surrogate ({exc.object[exc.start:exc.end]!a}), "
+                                "which is not text and cannot be written as UTF-8"), None
+        if len(line) > MAX_ROW_BYTES:
+            return line, None, f"the example is {len(line)} bytes, over the {MAX_ROW_BYTES}-byte row limit", None
+        try:
+            return line, parse_row(example), None, None
+        except ValidationError as exc:
+            described = describe_errors(exc)
+            fields = ", ".join(dict.fromkeys(name for name, _ in described))
+            return line, None, "; ".join(f"{name}: {message}" for name, message in described), fields
+        except ValueError as exc:
+            return line, None, str(exc), None
+
+    def write_pending(self, sink) -> None:
+        duplicates = self.dedup.duplicates([text for _, text, _ in self.pending])
         kept = []
-        for (line, _, row), duplicate in zip(pending, duplicates):
+        for (line, _, row), duplicate in zip(self.pending, duplicates):
             if not duplicate:
                 kept.append(line)
-                report.examples_written += 1
-                validation.add(report.examples_written, row)
+                self.report.examples_written += 1
+                self.validation.add(self.report.examples_written, row)
         written = b"".join(kept)
         sink.write(written)
-        digest.update(written)
-        pending.clear()
-        pending_bytes = 0
+        self.digest.update(written)
+        self.pending.clear()
+        self.pending_bytes = 0
 
-    try:
-        with open(partial, "wb") as sink:
-            for where_source, location, example in examples():
-                if scrubber.active:
-                    example = scrubber.example(example)
-                problem = row = fields = None
-                try:
-                    line = _encode_json(example).encode() + b"\n"
-                except UnicodeEncodeError as exc:
-                    problem = (f"holds a lone surrogate ({exc.object[exc.start:exc.end]!a}), "
-                               "which is not text and cannot be written as UTF-8")
-                else:
-                    if len(line) > MAX_ROW_BYTES:
-                        problem = f"the example is {len(line)} bytes, over the {MAX_ROW_BYTES}-byte row limit"
-                    else:
-                        try:
-                            row = parse_row(example)
-                        except ValidationError as exc:
-                            described = describe_errors(exc)
-                            fields = ", ".join(dict.fromkeys(name for name, _ in described))
-                            problem = "; ".join(f"{name}: {message}" for name, message in described)
-                        except ValueError as exc:
-                            problem = str(exc)
-                if problem:
-                    if not options.skip_bad_records:
-                        raise SourceError(where_source, f"cannot become a dataset row: {problem}", location, fields)
-                    skip(where_source, location, problem, fields)
-                    continue
-                pending.append((line, example_text(example), row))
-                pending_bytes += len(line)
-                if len(pending) >= BATCH_ROWS or pending_bytes >= BATCH_BYTES:
-                    write_pending(sink)
-            write_pending(sink)
-        report.shape = mapper.shape if mapper else None
-        report.exact_duplicates, report.near_duplicates = dedup.exact_duplicates, dedup.near_duplicates
-        report.emails_scrubbed, report.phones_scrubbed = scrubber.emails_scrubbed, scrubber.phones_scrubbed
-        report.truncated_at_row_limit = bool(getattr(source, "truncated", False))
+    def finish_report(self) -> None:
+        """The counts the steps kept for themselves (the knowledge recipe also writes its fact checks)."""
+        report, recipe, knowledge = self.report, self.recipe, self.knowledge
+        report.shape = self.mapper.shape if self.mapper else None
+        report.exact_duplicates, report.near_duplicates = self.dedup.exact_duplicates, self.dedup.near_duplicates
+        report.emails_scrubbed, report.phones_scrubbed = self.scrubber.emails_scrubbed, self.scrubber.phones_scrubbed
+        report.truncated_at_row_limit = bool(getattr(self.source, "truncated", False))
         if recipe:
             report.chunks_without_heading = recipe.chunks_without_heading
             if recipe.generator:
                 report.qa_failed_chunks = recipe.generator.failed_chunks
                 report.qa_failures = recipe.generator.failures
             if knowledge:
-                knowledge.finish(options.eval_out or out.with_name(out.stem + ".facts.jsonl"))
+                knowledge.finish(self.options.eval_out or self.out.with_name(self.out.stem + ".facts.jsonl"))
                 report.knowledge = asdict(knowledge.stats)
-        if report.examples_written == 0:
-            raise TinyforgeError(f"{source.name}: no examples came out of {report.records_read} records"
-                                 + _why_nothing(report))
-        report.validation = validation.report.to_dict()
-        os.replace(partial, out)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    report.sha256 = digest.hexdigest()
-    report.seconds = round(time.monotonic() - started, 3)
-    tell("done", force=True)
-    return report
 
 
 def _why_nothing(report: IngestReport) -> str:

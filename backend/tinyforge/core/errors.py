@@ -1,6 +1,7 @@
 """One error body for the whole API: {"error": {"code", "message", "fields"}}.
 
-`api_exception_handler` is DRF's EXCEPTION_HANDLER; `json_error_response` serves Django-level
+`api_exception_handler` is DRF's EXCEPTION_HANDLER, where the services' domain errors
+(tinyforge.errors) become HTTP answers; `json_error_response` serves Django-level
 failures under /api/ (unknown URL, CSRF failure outside DRF, body too large, server error) so
 that a client never has to parse an HTML page.
 """
@@ -16,17 +17,16 @@ from django.db import IntegrityError
 from django.db.models import ProtectedError, RestrictedError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
-from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
 from tinyforge.core.lifecycle import InvalidTransition
 from tinyforge.core.storage import MissingFile
-from tinyforge.errors import TinyforgeError
+from tinyforge.errors import Conflict, InvalidInput, NotAllowed, TinyforgeError
 
 logger = logging.getLogger(__name__)
 
 
-class Conflict(exceptions.APIException):
+class ConflictResponse(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
     default_detail = "The request conflicts with the current state of the resource."
     default_code = "conflict"
@@ -87,10 +87,14 @@ def _code_of(exc: exceptions.APIException) -> str:
 
 
 def api_exception_handler(exc, context):
-    if isinstance(exc, (InvalidTransition, MissingFile)):
-        exc = Conflict(str(exc))
+    if isinstance(exc, (InvalidTransition, MissingFile, Conflict)):
+        exc = ConflictResponse(str(exc))
     elif isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge(str(exc) or PayloadTooLarge.default_detail)
+    elif isinstance(exc, InvalidInput):
+        exc = exceptions.ValidationError(exc.fields)
+    elif isinstance(exc, NotAllowed):
+        exc = exceptions.PermissionDenied(str(exc))
     elif isinstance(exc, TinyforgeError):
         exc = exceptions.ValidationError({"non_field_errors": [str(exc)]})
     elif isinstance(exc, DjangoValidationError):
@@ -102,10 +106,10 @@ def api_exception_handler(exc, context):
     elif isinstance(exc, (ProtectedError, RestrictedError)):
         blocking = getattr(exc, "protected_objects", None) or getattr(exc, "restricted_objects", ())
         names = sorted({str(o._meta.verbose_name_plural) for o in blocking})
-        exc = Conflict(f"Still in use by {', '.join(names)}; delete those first.")
+        exc = ConflictResponse(f"Still in use by {', '.join(names)}; delete those first.")
     elif isinstance(exc, IntegrityError):
         logger.info("integrity error answered with 409: %s", exc)
-        exc = Conflict("The change conflicts with existing data (a duplicate name, or an object still in use).")
+        exc = ConflictResponse("The change conflicts with existing data (a duplicate name, or an object still in use).")
     elif isinstance(exc, SuspiciousOperation):
         exc = exceptions.ParseError(str(exc))
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from rest_framework import exceptions, permissions
 
-from tinyforge.core.roles import Role, Scope
 from tinyforge.core.access import require_role, team_id_of, token_of
+from tinyforge.core.roles import Role, Scope
 
 
 class TeamRolePermission(permissions.BasePermission):

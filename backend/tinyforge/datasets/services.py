@@ -11,12 +11,11 @@ from pathlib import Path
 from django.db import transaction
 
 from tinyforge.core import storage
-from tinyforge.core.audit import audit
+from tinyforge.core.audit import audit, save_changes
 from tinyforge.core.events import record_event
 from tinyforge.core.jobs import enqueue
 from tinyforge.connectors.mapping import FieldMapping, RowMapper
 from tinyforge.connectors.records import SourceError
-from tinyforge.core.errors import Conflict
 from tinyforge.core.lifecycle import update_if
 from tinyforge.datasets import analysis, importing
 from tinyforge.datasets.models import (
@@ -27,7 +26,7 @@ from tinyforge.datasets.models import (
     DatasetVersionStatus,
     SourceKind,
 )
-from tinyforge.errors import TinyforgeError
+from tinyforge.errors import Conflict, TinyforgeError
 from tinyforge.training import base_models
 
 INGEST_JOB = "tinyforge.datasets.jobs.ingest_version"
@@ -41,6 +40,10 @@ def create_dataset(request, *, project, name: str, description: str = "") -> Dat
     dataset = Dataset.all_teams.create(project=project, name=name, description=description, created_by=request.user)
     audit(request, "created", dataset)
     return dataset
+
+
+def update_dataset(request, dataset: Dataset, changes: dict) -> Dataset:
+    return save_changes(request, dataset, changes)
 
 
 def delete_dataset(request, dataset: Dataset) -> None:
@@ -154,6 +157,11 @@ def _delete_files_on_commit(keys: list[str]) -> None:
             storage.delete(key)
 
     transaction.on_commit(remove)
+
+
+def delete_connection(request, connection: DataConnection) -> None:
+    audit(request, "deleted", connection)
+    connection.delete()
 
 
 def save_connection(request, connection: DataConnection, credentials: dict | None, *, created: bool) -> DataConnection:

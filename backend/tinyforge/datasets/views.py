@@ -1,17 +1,15 @@
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, parsers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
-from tinyforge.core.roles import Role
 from tinyforge.core import storage
 from tinyforge.core.access import require_role, team_id_of
 from tinyforge.core.api import TeamScopedViewSet
-from tinyforge.core.audit import audit
-from tinyforge.core.errors import Conflict
+from tinyforge.core.roles import Role
 from tinyforge.core.schema import OBJECT_ERRORS, READ_ERRORS, WRITE_ERRORS, errors
 from tinyforge.datasets import services
 from tinyforge.datasets.filters import DataConnectionFilter, DatasetFilter, DatasetVersionFilter
@@ -34,6 +32,7 @@ from tinyforge.datasets.serializers import (
     VersionDiffSerializer,
     VersionPreviewSerializer,
 )
+from tinyforge.errors import Conflict
 
 
 @extend_schema_view(
@@ -61,8 +60,7 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
         )
 
     def perform_update(self, serializer):
-        dataset = serializer.save()
-        audit(self.request, "updated", dataset, changes=serializer.validated_data)
+        serializer.instance = services.update_dataset(self.request, serializer.instance, serializer.validated_data)
 
     def perform_destroy(self, instance):
         services.delete_dataset(self.request, instance)
@@ -235,8 +233,7 @@ class DataConnectionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mi
         services.save_connection(self.request, connection, credentials, created=False)
 
     def perform_destroy(self, instance):
-        audit(self.request, "deleted", instance)
-        instance.delete()
+        services.delete_connection(self.request, instance)
 
     @extend_schema(request=ConnectionProbeSerializer, responses={200: ConnectionTestResultSerializer, **WRITE_ERRORS},
                    summary="Test a connection: connect and run a query (default SELECT 1) or read a Google Doc; "

@@ -32,11 +32,11 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from tinyforge.accounts.authentication import authenticate_token
-from tinyforge.core.roles import Scope
 from tinyforge.core import storage
 from tinyforge.core.events import record_event
 from tinyforge.core.lifecycle import InvalidTransition
 from tinyforge.core.models import EventLevel
+from tinyforge.core.roles import Scope
 from tinyforge.deployments import lifecycle
 from tinyforge.deployments.models import Deployment, DeploymentStatus
 from tinyforge.serving.api import APIError

@@ -7,15 +7,14 @@ import uuid
 from collections.abc import Callable
 
 from django.db import transaction
-from rest_framework import exceptions
 
 from tinyforge.core import storage
-from tinyforge.core.audit import audit
-from tinyforge.core.errors import Conflict
+from tinyforge.core.audit import audit, save_changes
 from tinyforge.core.events import record_event
 from tinyforge.core.jobs import enqueue
 from tinyforge.deployments import lifecycle
 from tinyforge.deployments.models import Deployment, DeploymentStatus, Export
+from tinyforge.errors import Conflict, InvalidInput
 from tinyforge.training.models import Checkpoint, RunStatus, TrainingRun
 
 DEPLOY_JOB = "tinyforge.deployments.jobs.deploy"
@@ -74,14 +73,22 @@ def register_deploy_check(check: Callable[..., None]) -> None:
         DEPLOY_CHECKS.append(check)
 
 
+def _require_free_name(team_id: int, name: str, *, other_than: Deployment | None = None) -> None:
+    """A deployment's name is the model id clients call, so it is unique in its team."""
+    taken = Deployment.all_teams.filter(team_id=team_id, name=name)
+    if other_than is not None:
+        taken = taken.exclude(pk=other_than.pk)
+    if taken.exists():
+        raise InvalidInput({"name": [f"The team already has a deployment named {name}."]})
+
+
 @transaction.atomic
 def create_deployment(request, *, run: TrainingRun, name: str, checkpoint: Checkpoint | None, runtime: str,
                       merge_adapter: bool, override_gate: bool = False, override_reason: str = "") -> Deployment:
     _require_deployable(run, checkpoint)
     for check in DEPLOY_CHECKS:
         check(request, run, override=override_gate, reason=override_reason)
-    if Deployment.all_teams.filter(team_id=run.project.team_id, name=name).exists():
-        raise exceptions.ValidationError({"name": [f"The team already has a deployment named {name}."]})
+    _require_free_name(run.project.team_id, name)
     deployment = Deployment.all_teams.create(
         team_id=run.project.team_id, project_id=run.project_id, run=run, name=name,
         checkpoint=checkpoint or default_checkpoint(run), runtime=runtime, merge_adapter=merge_adapter,
@@ -98,6 +105,12 @@ def _enqueue_deploy(deployment: Deployment) -> None:
     record_event(project_id=deployment.project_id, deployment_id=deployment.pk, source="platform",
                  message=f"deployment {deployment.name} queued ({deployment.runtime})")
     enqueue("deploy", DEPLOY_JOB, deployment.pk, job_id=deployment.job_id)
+
+
+def update_deployment(request, deployment: Deployment, changes: dict) -> Deployment:
+    if changes.get("name"):
+        _require_free_name(deployment.team_id, changes["name"], other_than=deployment)
+    return save_changes(request, deployment, changes)
 
 
 def stop_deployment(request, deployment: Deployment) -> Deployment:

@@ -5,18 +5,17 @@ from rest_framework import exceptions, mixins, renderers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from tinyforge.core.roles import Role, Scope
 from tinyforge.core import storage
 from tinyforge.core.access import require_role
 from tinyforge.core.api import TeamScopedViewSet, parse_id
 from tinyforge.core.parsers import JSONParser
-from tinyforge.core.audit import audit
-from tinyforge.core.errors import Conflict
+from tinyforge.core.roles import Role, Scope
 from tinyforge.core.schema import OBJECT_ERRORS, READ_ERRORS, WRITE_ERRORS, errors
 from tinyforge.deployments import proxy, services
 from tinyforge.deployments.filters import DeploymentFilter, ExportFilter
 from tinyforge.deployments.models import Deployment, DeploymentStatus, Export, ExportStatus
 from tinyforge.deployments.serializers import DeploymentSerializer, ExportSerializer, PlaygroundChatSerializer
+from tinyforge.errors import Conflict
 from tinyforge.training.views import EventStreamRenderer
 
 
@@ -54,14 +53,7 @@ class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins
         return Response(self.get_serializer(deployment).data, status=status.HTTP_201_CREATED)
 
     def perform_update(self, serializer):
-        name = serializer.validated_data.get("name")
-        instance = serializer.instance
-        if name and Deployment.all_teams.filter(team_id=instance.team_id, name=name).exclude(pk=instance.pk).exists():
-            from rest_framework.exceptions import ValidationError
-
-            raise ValidationError({"name": [f"The team already has a deployment named {name}."]})
-        deployment = serializer.save()
-        audit(self.request, "updated", deployment, changes=serializer.validated_data)
+        serializer.instance = services.update_deployment(self.request, serializer.instance, serializer.validated_data)
 
     def perform_destroy(self, instance):
         services.delete_deployment(self.request, instance)

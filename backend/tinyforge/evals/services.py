@@ -115,7 +115,7 @@ def run_validation_rows(run: TrainingRun) -> list[EvalRow]:
     """The rows the run held out, as eval rows: the same split as training made."""
     from tinyforge.ml.config import TrainConfig
     from tinyforge.ml.schema import read_rows
-    from tinyforge.ml.train import split_validation
+    from tinyforge.ml.dataprep import split_validation
 
     rows = [row for _, row in read_rows(storage.path(run.dataset_version.storage_key))]
     validation = ([row for _, row in read_rows(storage.path(run.validation_version.storage_key))]

@@ -3,7 +3,8 @@
 The API the platform uses:
 
     from tinyforge.ml.config import TrainConfig           # documented, validated config; presets
-    from tinyforge.ml.train import train, TrainerCallback, Progress, TrainResult, find_checkpoint
+    from tinyforge.ml.train import train, TrainerCallback, Progress, TrainResult, estimate_run
+    from tinyforge.ml.checkpoints import find_checkpoint, list_checkpoints
     from tinyforge.ml.schema import validate_file          # streaming validation report
     from tinyforge.ml.formatting import preview_row        # rendered row, trained spans marked
     from tinyforge.ml.models import resolve_base_model, load_model_folder

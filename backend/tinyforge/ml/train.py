@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import random
 import shutil
 import signal
 import threading
@@ -35,10 +34,11 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from tinyforge.errors import TinyforgeError
+from tinyforge.ml.checkpoints import (CHECKPOINTS_DIR, STATE_FILE, find_checkpoint, list_checkpoints, rng_state,
+                                      set_rng_state)
 from tinyforge.ml.config import TrainConfig
+from tinyforge.ml.dataprep import prepare_data
 
-CHECKPOINTS_DIR = "checkpoints"
-STATE_FILE = "trainer_state.json"
 
 
 @dataclass
@@ -135,84 +135,6 @@ def _sigterm_requests_stop():
 
 
 # ---------------------------------------------------------------------------------------------
-# data
-
-
-@dataclass
-class _Data:
-    train: list  # TokenizedExample
-    validation: list
-    validation_rows: list  # schema rows, for generations
-    skipped_long: int
-
-
-def _load_rows(dataset):
-    from tinyforge.ml.schema import parse_row, read_rows
-
-    if isinstance(dataset, (str, Path)):
-        return [row for _, row in read_rows(dataset)]
-    from pydantic import ValidationError
-
-    rows = []
-    for number, item in enumerate(dataset, start=1):
-        try:
-            rows.append(item if hasattr(item, "to_messages") else parse_row(item))
-        except (ValidationError, ValueError) as exc:
-            raise TinyforgeError(f"dataset row {number} is invalid: {exc}") from None
-    if not rows:
-        raise TinyforgeError("the dataset has no rows")
-    return rows
-
-
-def split_validation(config: TrainConfig, rows: list, validation: list | None) -> tuple[list, list]:
-    """(training rows, held-out rows): the separate validation rows when given, else a seeded
-    `validation_split` of `rows` (the platform's run evaluation asks for the same split again)."""
-    if validation is not None:
-        return rows, validation
-    if config.validation_split <= 0:
-        return rows, []
-    if len(rows) < 2:
-        raise TinyforgeError(
-            f"only {len(rows)} valid row: too few to hold out a validation split; add rows, "
-            "give a separate validation file, or set validation_split to 0"
-        )
-    order = list(range(len(rows)))
-    random.Random(config.seed).shuffle(order)
-    n_val = min(max(1, round(len(rows) * config.validation_split)), len(rows) - 1)
-    return [rows[i] for i in sorted(order[n_val:])], [rows[i] for i in sorted(order[:n_val])]
-
-
-def _prepare_data(config: TrainConfig, tokenizer, dataset, validation, log) -> _Data:
-    from tinyforge.ml.formatting import tokenize_row
-
-    train_rows, val_rows = split_validation(config, _load_rows(dataset),
-                                            _load_rows(validation) if validation is not None else None)
-
-    def tokenize(selection, what):
-        examples, kept, longest = [], [], 0
-        for row in selection:
-            ex = tokenize_row(tokenizer, row, config.train_on_prompt)
-            if len(ex) <= config.max_seq_length:
-                examples.append(ex)
-                kept.append(row)
-            else:
-                longest = max(longest, len(ex))
-        skipped = len(selection) - len(examples)
-        if selection and not examples:
-            raise TinyforgeError(
-                f"every {what} row is longer than max_seq_length={config.max_seq_length} tokens "
-                f"(up to {longest}); raise max_seq_length or shorten the rows"
-            )
-        if skipped:
-            log(f"skipped {skipped} {what} rows longer than max_seq_length={config.max_seq_length} tokens")
-        return examples, kept, skipped
-
-    train_examples, _, skipped_train = tokenize(train_rows, "training")
-    val_examples, val_kept, skipped_val = tokenize(val_rows, "validation")
-    return _Data(train_examples, val_examples, val_kept, skipped_train + skipped_val)
-
-
-# ---------------------------------------------------------------------------------------------
 # model
 
 
@@ -276,54 +198,6 @@ def _build_model(config: TrainConfig, base_path: Path, tokenizer, added_tokens: 
 
 
 # ---------------------------------------------------------------------------------------------
-# checkpoints
-
-
-def _rng_state() -> dict[str, Any]:
-    import numpy as np
-    import torch
-
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    import numpy as np
-    import torch
-
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def list_checkpoints(out_dir: str | Path) -> list[Path]:
-    """Complete checkpoint folders of a run, oldest first."""
-    folder = Path(out_dir) / CHECKPOINTS_DIR
-    if not folder.is_dir():
-        return []
-    found = [p for p in folder.iterdir() if p.is_dir() and p.name.startswith("checkpoint-")
-             and not p.name.endswith((".partial", ".old")) and (p / STATE_FILE).is_file()]
-    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
-
-
-def find_checkpoint(out_dir: str | Path, which: str = "latest") -> Path | None:
-    """The latest or best ("best") checkpoint of a run, or None."""
-    checkpoints = list_checkpoints(out_dir)
-    if not checkpoints:
-        return None
-    if which == "best":
-        scored = [(json.loads((p / STATE_FILE).read_text()).get("eval_loss"), p) for p in checkpoints]
-        scored = [(s, p) for s, p in scored if s is not None]
-        if scored:
-            return min(scored, key=lambda sp: sp[0])[1]
-    return checkpoints[-1]
-
-
-# ---------------------------------------------------------------------------------------------
 # the run
 
 
@@ -370,7 +244,7 @@ class _Run:
         added = list(range(base_vocabulary, len(self.tokenizer)))
         if self.default_template:
             self.cb.on_log("the base model has no chat template; using TinyForge's default ChatML template")
-        self.data = _prepare_data(config, self.tokenizer, self.dataset, self.validation, self.cb.on_log)
+        self.data = prepare_data(config, self.tokenizer, self.dataset, self.validation, self.cb.on_log)
         self.packing = _packing_mode(config, self.device.type)
 
         model = _build_model(config, self.base_path, self.tokenizer, added)
@@ -446,7 +320,7 @@ class _Run:
         self.scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", weights_only=False))
         states = torch.load(checkpoint / "rng_state.pt", weights_only=False)
         states = [states] if isinstance(states, dict) else states  # one process's state, as first written
-        _set_rng_state(states[self.rank % len(states)])
+        set_rng_state(states[self.rank % len(states)])
         if state.get("processes", 1) != self.world:
             self.cb.on_log(f"{checkpoint.name} was written by {state.get('processes', 1)} processes and this run has "
                            f"{self.world}: each step's batches are split differently from here on")
@@ -652,7 +526,7 @@ class _Run:
         }
         # Random state differs between processes (dropout draws on batches of different shapes):
         # the checkpoint keeps one per process, in rank order.
-        rng_states = [_rng_state()]
+        rng_states = [rng_state()]
         if self.world > 1:
             from accelerate.utils import gather_object
 
@@ -800,7 +674,7 @@ def estimate_run(config: TrainConfig, dataset, validation=None) -> dict[str, Any
 
     tokenizer, _ = load_training_tokenizer(resolve_base_model(config.base_model))
     logs: list[str] = []
-    data = _prepare_data(config, tokenizer, dataset, validation, logs.append)
+    data = prepare_data(config, tokenizer, dataset, validation, logs.append)
     lengths = [len(ex) for ex in data.train]
     packing = _packing_mode(config, _pick_device(config))
     plan = plan_epoch(lengths, packing=packing, batch_size=config.batch_size,

@@ -1,10 +1,9 @@
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins
 
-from tinyforge.core.roles import Role
 from tinyforge.core.access import require_role
 from tinyforge.core.api import TeamScopedViewSet
-from tinyforge.core.audit import audit
+from tinyforge.core.roles import Role
 from tinyforge.core.schema import OBJECT_ERRORS, READ_ERRORS, WRITE_ERRORS
 from tinyforge.projects import services
 from tinyforge.projects.filters import ProjectFilter
@@ -41,8 +40,7 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
         )
 
     def perform_update(self, serializer):
-        project = serializer.save()
-        audit(self.request, "updated", project, changes=serializer.validated_data)
+        serializer.instance = services.update_project(self.request, serializer.instance, serializer.validated_data)
 
     def perform_destroy(self, instance):
         services.delete_project(self.request, instance)

@@ -29,15 +29,17 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from tinyforge.accounts.authentication import BearerTokenAuthentication
-from tinyforge.core.roles import Role
 from tinyforge.core import storage
 from tinyforge.core.access import require_role, token_of
 from tinyforge.core.api import parse_id
 from tinyforge.core.query import query_int
 from tinyforge.core.parsers import JSONParser
+from tinyforge.core.roles import Role
 from tinyforge.datasets.models import Dataset, DatasetVersion, DatasetVersionStatus, SourceKind
-from tinyforge.datasets.services import create_version, save_uploads
+from tinyforge.datasets.services import create_dataset, create_version, save_uploads
+from tinyforge.errors import InvalidInput
 from tinyforge.projects.models import Project
+from tinyforge.projects.services import create_project
 from tinyforge.training import services
 from tinyforge.training.models import Checkpoint, RunEvent, RunMetric, RunStatus, TrainingRun
 
@@ -108,8 +110,8 @@ class OpenAIView(APIView):
         found = projects.filter(name=DEFAULT_PROJECT).order_by("pk").first()
         if found is None:
             require_role(self.request, team_id, Role.MEMBER, action="create the OpenAI API project")
-            found = Project.all_teams.create(team_id=team_id, name=DEFAULT_PROJECT,
-                                             description="Files and fine-tuning jobs created through the OpenAI API")
+            found = create_project(self.request, team=token_of(self.request).team, name=DEFAULT_PROJECT,
+                                   description="Files and fine-tuning jobs created through the OpenAI API")
         return found
 
     def run(self, job_id: str) -> TrainingRun:
@@ -165,8 +167,8 @@ class FilesView(OpenAIView):
         require_role(request, project.team_id, Role.MEMBER, action="upload files")
         dataset = Dataset.objects.for_teams([project.team_id]).filter(project=project, name=FILES_DATASET).first()
         if dataset is None:
-            dataset = Dataset.all_teams.create(project=project, name=FILES_DATASET, created_by=request.user,
-                                               description="Training files uploaded through POST /v1/files")
+            dataset = create_dataset(request, project=project, name=FILES_DATASET,
+                                     description="Training files uploaded through POST /v1/files")
         saved = save_uploads(project.pk, [upload])
         try:
             version = create_version(request, dataset=dataset, source_kind=SourceKind.OPENAI_FILE,
@@ -360,9 +362,9 @@ class JobsView(OpenAIView):
         try:
             resolved = services.resolve_config(base_model=body["model"], method="lora", config=config,
                                                team_id=project.team_id)
-        except exceptions.ValidationError as exc:
+        except InvalidInput as exc:
             raise exceptions.ValidationError(
-                {OPENAI_NAMES.get(key, key): value for key, value in exc.detail.items()}) from None
+                {OPENAI_NAMES.get(key, key): value for key, value in exc.fields.items()}) from None
         with transaction.atomic():
             run = services.create_run(request, project=project, name=suffix or f"openai-{training.pk}",
                                       dataset_version=training, validation_version=validation,

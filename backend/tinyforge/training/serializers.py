@@ -1,6 +1,7 @@
 from rest_framework import serializers
 
 from tinyforge.core.api import StrictModelSerializer, StrictSerializer, TeamScopedRelatedField
+from tinyforge.errors import InvalidInput
 from tinyforge.training import base_models
 from tinyforge.training.models import Checkpoint, RunMetric, TrainingRun
 from tinyforge.training.services import resolve_config
@@ -47,9 +48,12 @@ class TrainingRunSerializer(StrictModelSerializer):
                 if version is not None and version.dataset.project_id != project.pk:
                     raise serializers.ValidationError({name: ["Must be a dataset version of the run's project."]})
         if self.instance is None:
-            attrs["config"] = resolve_config(base_model=attrs.get("base_model", ""), method=attrs.get("method", "lora"),
-                                             config=attrs.get("config") or {},
-                                             team_id=project.team_id if project is not None else None)
+            try:
+                attrs["config"] = resolve_config(base_model=attrs.get("base_model", ""),
+                                                 method=attrs.get("method", "lora"), config=attrs.get("config") or {},
+                                                 team_id=project.team_id if project is not None else None)
+            except InvalidInput as exc:
+                raise serializers.ValidationError(exc.fields) from None
         return attrs
 
 

@@ -9,13 +9,12 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
-from rest_framework import serializers
 
 from tinyforge.core import storage
-from tinyforge.core.audit import audit
-from tinyforge.core.errors import Conflict
+from tinyforge.core.audit import audit, save_changes
 from tinyforge.core.events import record_event
 from tinyforge.core.jobs import enqueue
+from tinyforge.errors import Conflict, InvalidInput
 from tinyforge.training import base_models, lifecycle
 from tinyforge.training.models import Checkpoint, RunStatus, TrainingRun
 
@@ -52,15 +51,15 @@ def resolve_config(*, base_model: str, method: str, config: dict, team_id: int |
     except base_models.UnusableBaseModel as exc:
         errors["base_model"] = [str(exc)]
     if errors:
-        raise serializers.ValidationError(errors)
+        raise InvalidInput(errors)
     try:
         resolved = TrainConfig.from_preset(preset, base_model=base_model, method=method, **config)
     except InvalidConfig as exc:
-        raise serializers.ValidationError({name if name in ("base_model", "method") else f"config.{name}": messages
-                                           for name, messages in exc.problems.items()}) from None
+        raise InvalidInput({name if name in ("base_model", "method") else f"config.{name}": messages
+                            for name, messages in exc.problems.items()}) from None
     precision_problem = cpu_precision_problem(resolved.precision, resolved.device)
     if precision_problem:
-        raise serializers.ValidationError({"config.precision": [precision_problem]})
+        raise InvalidInput({"config.precision": [precision_problem]})
     return resolved.to_dict()
 
 
@@ -185,6 +184,11 @@ def resume_run(request, run: TrainingRun, checkpoint: Checkpoint | None) -> Trai
     return run
 
 
+def update_run(request, run: TrainingRun, changes: dict) -> TrainingRun:
+    """Its name (the serializer lets nothing else change once a run exists)."""
+    return save_changes(request, run, changes)
+
+
 def delete_run(request, run: TrainingRun) -> None:
     if not run.is_finished:
         raise Conflict(f"The run is {run.status}; cancel it before deleting it.")
@@ -211,31 +215,25 @@ def queue_positions() -> dict[str, int] | None:
 
 
 def estimate_run(*, dataset_version, config: dict, validation_version=None) -> dict:
-    """Steps, trained tokens and duration of a run before it starts: tokens counted with the base
-    model's tokenizer on the version's rows, divided by the median throughput of this
-    installation's finished runs of the same base model and method."""
-    import math
+    """Steps, trained tokens and duration of a run before it starts: the engine's plan of the run
+    (tinyforge.ml.train.estimate_run, which lays out batches as training will, packing included),
+    its tokens divided by the median throughput of this installation's finished runs of the same
+    base model and method."""
     import statistics
 
-    from tinyforge.datasets.analysis import base_model_tokenizer
     from tinyforge.datasets.models import DatasetVersionStatus
-    from tinyforge.ml.formatting import count_tokens
-    from tinyforge.ml.schema import validate_file
+    from tinyforge.ml.config import TrainConfig
+    from tinyforge.ml.train import estimate_run as engine_estimate
 
     if dataset_version.status != DatasetVersionStatus.READY:
         raise Conflict(f"Dataset version {dataset_version} is {dataset_version.status}; an estimate needs its rows "
                        "validated (the run itself would validate them first).")
+    # The engine's own plan (rows kept, batch layout, packing) for this data: the steps the run will take.
     team_id = dataset_version.dataset.project.team_id
-    tokenizer, _context = base_model_tokenizer(str(base_models.folder(config["base_model"], team_id)))
-    report = validate_file(storage.path(dataset_version.storage_key), partial(count_tokens, tokenizer),
-                           config["max_seq_length"])
-    lengths = [n for n in report.token_lengths if n <= config["max_seq_length"]]
-    held_out = 0 if validation_version is not None else round(len(lengths) * config["validation_split"])
-    train_rows = max(len(lengths) - held_out, 1)
-    epoch_tokens = sum(lengths) * train_rows / max(len(lengths), 1)
-    steps_per_epoch = max(1, math.ceil(train_rows / config["batch_size"]) // config["gradient_accumulation_steps"])
-    steps = config["max_steps"] or math.ceil(config["epochs"] * steps_per_epoch)
-    tokens = round(epoch_tokens * steps / steps_per_epoch)
+    engine_config = TrainConfig.from_dict({**config, "base_model": str(base_models.folder(config["base_model"], team_id))})
+    plan = engine_estimate(engine_config, storage.path(dataset_version.storage_key),
+                           storage.path(validation_version.storage_key) if validation_version is not None else None)
+    steps, tokens = plan["total_steps"], plan["total_tokens"]
     earlier = [
         rate for rate in TrainingRun.all_teams.filter(
             status=RunStatus.SUCCEEDED, base_model=config["base_model"], method=config["method"],

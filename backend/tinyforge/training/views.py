@@ -8,13 +8,12 @@ from rest_framework import exceptions, mixins, renderers, serializers
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from tinyforge.core.roles import Role
 from tinyforge.core.access import require_role
 from tinyforge.core.api import AFTER_PARAMETERS, MAX_ID, TeamScopedViewSet, parse_id, rows_after
 from tinyforge.core.query import bounded_int, single_query_value
-from tinyforge.core.audit import audit
-from tinyforge.core.serializers import EventPageSerializer, EventSerializer
+from tinyforge.core.roles import Role
 from tinyforge.core.schema import OBJECT_ERRORS, READ_ERRORS, WRITE_ERRORS, errors
+from tinyforge.core.serializers import EventPageSerializer, EventSerializer
 from tinyforge.training import services
 from tinyforge.training.filters import CheckpointFilter, TrainingRunFilter
 from tinyforge.training.models import Checkpoint, RunEvent, RunMetric, TrainingRun
@@ -145,8 +144,7 @@ class TrainingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixin
         )
 
     def perform_update(self, serializer):
-        run = serializer.save()
-        audit(self.request, "updated", run, changes=serializer.validated_data)
+        serializer.instance = services.update_run(self.request, serializer.instance, serializer.validated_data)
 
     def perform_destroy(self, instance):
         services.delete_run(self.request, instance)
