@@ -67,7 +67,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("django-rq/", include("django_rq.urls")),
     # OpenAI's fine-tuning API (files and jobs); the rest of /v1/ is the inference service's.
-    path("v1/", include("tinyforge.training.openai_api")),
+    path("v1/", include("tinyforge.training.openai_urls")),
     # OpenAI's Evals API over eval sets and evaluations.
     path("v1/", include("tinyforge.evals.openai_api")),
     # Models and completions are the inference service's: passed on when they reach the web process.
