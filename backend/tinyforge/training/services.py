@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from functools import partial
-from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
