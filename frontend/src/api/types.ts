@@ -18,7 +18,7 @@ export type CreatedApiToken = S["ApiTokenCreated"];
 export type UserRef = S["UserSummary"];
 export type Membership = S["Membership"];
 export type TeamTracking = S["TeamTracking"];
-export type TeamTrackingInput = S["TeamTrackingRequest"];
+export type TeamTrackingRequest = S["TeamTrackingRequest"];
 export type TrackedRun = S["TrackedRun"];
 export type AuditEvent = Omit<S["AuditEvent"], "changes"> & { changes: Record<string, unknown> };
 export type Dataset = S["Dataset"];
@@ -31,6 +31,11 @@ export type PreviewRow = S["PreviewRow"];
 export type VersionPreview = S["VersionPreview"];
 export type KnowledgeOptionsInfo = S["KnowledgeOptionsInfo"];
 export type KnowledgePreviewResult = S["KnowledgePreviewResult"];
+/** The knowledge recipe's dry run, multipart like an upload. */
+export type KnowledgePreviewRequest = Omit<S["KnowledgePreviewRequest"], "files" | "options"> & {
+  files: File[];
+  options: Record<string, unknown>;
+};
 export type QueryPreview = S["ConnectionPreview"];
 export type ConnectionTestResult = S["ConnectionTestResult"];
 export type DatasetVersion = Omit<S["DatasetVersion"], "stats" | "validation_report" | "source_config"> & {
@@ -150,11 +155,14 @@ export interface EvalSample {
 // Evaluations. The summary and per-row answers are JSON the schema leaves free-form.
 export type EvalSet = S["EvalSet"];
 export type EvalSetVersion = S["EvalSetVersion"];
-export type EvaluationTargetInput = S["TargetRequest"];
-export type ScorerInput = S["ScorerRequest"];
-export type JudgeInput = S["JudgeRequest"];
-export type EvaluationInput = S["EvaluationRequest"];
-export type GateInput = S["GateRequest"];
+export type EvaluationTargetRequest = S["TargetRequest"];
+export type EvalSetRequest = S["EvalSetRequest"];
+export type EvalSetVersionRequest = S["NewVersionRequest"];
+export type GateCheckRequest = S["GateCheckRequest"];
+export type ScorerRequest = S["ScorerRequest"];
+export type JudgeRequest = S["JudgeRequest"];
+export type EvaluationRequest = S["EvaluationRequest"];
+export type GateRequest = S["GateRequest"];
 export type GateStatus = S["GateStatus"];
 export type Gate = Omit<S["Gate"], "scorer"> & { scorer: { name: string } };
 /** What an evaluation stored for a target: its kind, the label results use, and its ids. */

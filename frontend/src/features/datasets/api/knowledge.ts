@@ -1,6 +1,6 @@
 import { useMutation, useQuery } from "@tanstack/react-query";
 import { apiFetch, uploadWithProgress } from "../../../api/client";
-import type { KnowledgeOptionsInfo, KnowledgePreviewResult } from "../../../api/types";
+import type { KnowledgeOptionsInfo, KnowledgePreviewRequest, KnowledgePreviewResult } from "../../../api/types";
 
 /** The teachers this platform may call for the knowledge recipe, its default prompts and knobs. */
 export function useKnowledgeOptions(enabled: boolean) {
@@ -12,12 +12,7 @@ export function useKnowledgeOptions(enabled: boolean) {
   });
 }
 
-export interface KnowledgePreviewInput {
-  datasetId: number;
-  files: File[];
-  options: Record<string, unknown>;
-  chunks: number;
-}
+export type KnowledgePreviewInput = KnowledgePreviewRequest & { datasetId: number };
 
 /** A dry run of the knowledge recipe on the first chunks of the files: nothing is saved. */
 export function useKnowledgePreview() {

@@ -1,6 +1,6 @@
 import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { apiFetch } from "../../../api/client";
-import type { EvalSet, EvalSetVersion } from "../../../api/types";
+import type { EvalSet, EvalSetRequest, EvalSetVersion, EvalSetVersionRequest } from "../../../api/types";
 
 /** Where a new version's rows come from: pasted JSONL rows, an uploaded file, or the general set. */
 export type VersionSource = { kind: "rows"; rows: unknown[] } | { kind: "file"; file: File } | { kind: "general" };
@@ -18,12 +18,13 @@ export function addVersion(evalSetId: number, source: VersionSource): Promise<Ev
     body.append("file", source.file);
     return apiFetch<EvalSetVersion>(url, { method: "POST", body });
   }
-  return apiFetch<EvalSetVersion>(url, { method: "POST", json: source.kind === "rows" ? { rows: source.rows } : { general: true } });
+  const json: EvalSetVersionRequest = source.kind === "rows" ? { rows: source.rows } : { general: true };
+  return apiFetch<EvalSetVersion>(url, { method: "POST", json });
 }
 
 /** The set, then its first version; a set whose rows were refused is removed again, so the name stays free. */
 export async function createEvalSet({ project, name, source }: NewEvalSet): Promise<EvalSetVersion> {
-  const evalSet = await apiFetch<EvalSet>("/api/v1/eval-sets/", { method: "POST", json: { project, name } });
+  const evalSet = await apiFetch<EvalSet>("/api/v1/eval-sets/", { method: "POST", json: { project, name } satisfies EvalSetRequest });
   try {
     return await addVersion(evalSet.id, source);
   } catch (error) {

@@ -1,8 +1,8 @@
 import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { apiFetch } from "../../../api/client";
-import type { Evaluation, EvaluationInput } from "../../../api/types";
+import type { Evaluation, EvaluationRequest } from "../../../api/types";
 
-export function createEvaluation(input: EvaluationInput): Promise<Evaluation> {
+export function createEvaluation(input: EvaluationRequest): Promise<Evaluation> {
   return apiFetch<Evaluation>("/api/v1/evaluations/", { method: "POST", json: input });
 }
 

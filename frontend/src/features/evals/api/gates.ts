@@ -1,6 +1,6 @@
 import { queryOptions, useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { apiFetch, type Page } from "../../../api/client";
-import type { Evaluation, Gate, GateInput } from "../../../api/types";
+import type { Evaluation, Gate, GateCheckRequest, GateRequest } from "../../../api/types";
 
 export const gatesKey = (projectId: number) => ["gates", { projectId }] as const;
 
@@ -14,7 +14,7 @@ export function useGate(projectId: number) {
   return useQuery({ ...gatesQueryOptions(projectId), select: (page) => page.results[0] ?? null });
 }
 
-export function setGate(input: GateInput): Promise<Gate> {
+export function setGate(input: GateRequest): Promise<Gate> {
   return apiFetch<Gate>("/api/v1/gates/", { method: "POST", json: input });
 }
 
@@ -29,8 +29,8 @@ export function useSetGate() {
   });
 }
 
-export function checkGate({ gateId, run }: { gateId: number; run: number }): Promise<Evaluation> {
-  return apiFetch<Evaluation>(`/api/v1/gates/${gateId}/check/`, { method: "POST", json: { run } });
+export function checkGate({ gateId, ...body }: GateCheckRequest & { gateId: number }): Promise<Evaluation> {
+  return apiFetch<Evaluation>(`/api/v1/gates/${gateId}/check/`, { method: "POST", json: body });
 }
 
 export function useCheckGate() {

@@ -3,7 +3,7 @@ import { Link } from "react-router";
 import { errorBesideButton, fieldError, resultsOf } from "../../../api/client";
 import { useDeployments } from "../../../api/list-deployments";
 import { useRuns } from "../../../api/list-runs";
-import type { EvaluationTargetInput } from "../../../api/types";
+import type { EvaluationTargetRequest } from "../../../api/types";
 import { StatusBadge } from "../../../components/Badge";
 import { Button } from "../../../components/Button";
 import { Card, PageHeader } from "../../../components/Card";
@@ -20,7 +20,7 @@ import { useEvaluations } from "../api/list-evaluations";
 const SCORERS = ["exact_match", "must_include", "rouge_l", "token_f1", "json_valid"] as const;
 
 /** A target as the form holds it: "run:12", "base:12" or "deployment:4". */
-function targetOf(value: string): EvaluationTargetInput | null {
+function targetOf(value: string): EvaluationTargetRequest | null {
   const [kind, id] = value.split(":");
   if (!id) return null;
   return kind === "deployment" ? { kind: "deployment", deployment: Number(id) } : { kind: kind as "run" | "base", run: Number(id) };
@@ -104,7 +104,7 @@ function NewEvaluation({ projectId }: { projectId: number }) {
   const [judge, setJudge] = useState("");
   const [judgeMode, setJudgeMode] = useState<"pairwise" | "pointwise">("pairwise");
   const chosenSet = sets.find((s) => s.id === setId) ?? sets[0];
-  const chosen = targets.map(targetOf).filter((t): t is EvaluationTargetInput => t !== null);
+  const chosen = targets.map(targetOf).filter((t): t is EvaluationTargetRequest => t !== null);
   const submit = (event: FormEvent) => {
     event.preventDefault();
     if (!chosenSet?.latest_version) return;

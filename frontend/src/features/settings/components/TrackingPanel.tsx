@@ -1,6 +1,6 @@
 import { useState, type FormEvent } from "react";
 import { errorBesideButton, fieldError } from "../../../api/client";
-import type { TeamTracking, TeamTrackingInput } from "../../../api/types";
+import type { TeamTracking, TeamTrackingRequest } from "../../../api/types";
 import { Button } from "../../../components/Button";
 import { Card } from "../../../components/Card";
 import { Field } from "../../../components/Field";
@@ -39,7 +39,7 @@ function TrackingForm({ settings }: { settings: TeamTracking }) {
   const submit = (event: FormEvent) => {
     event.preventDefault();
     // Secrets left empty are not sent, so the saved ones stay.
-    const filled = Object.fromEntries(Object.entries(secrets).filter(([, v]) => v)) as Partial<TeamTrackingInput>;
+    const filled = Object.fromEntries(Object.entries(secrets).filter(([, v]) => v)) as Partial<TeamTrackingRequest>;
     update.mutate({ ...text, ...filled, log_model: logModel }, { onSuccess: () => setSecrets({}) });
   };
   return (
