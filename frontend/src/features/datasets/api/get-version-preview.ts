@@ -6,13 +6,17 @@ export interface PreviewParams {
   versionId: number;
   baseModel: string;
   page: number;
+  /** Only rows from this document (metadata.source). */
+  source?: string;
+  /** Only rows about this fact (its fact_id or text): the knowledge recipe's questions of one fact. */
+  fact?: string;
 }
 
 export const versionPreviewKey = (params: PreviewParams) => ["dataset-versions", "preview", params] as const;
 
-export function getVersionPreview({ versionId, baseModel, page }: PreviewParams): Promise<VersionPreview> {
+export function getVersionPreview({ versionId, baseModel, page, source, fact }: PreviewParams): Promise<VersionPreview> {
   return apiFetch<VersionPreview>(`/api/v1/dataset-versions/${versionId}/preview/`, {
-    query: { base_model: baseModel, page, page_size: 5 },
+    query: { base_model: baseModel, page, page_size: 5, source: source || undefined, fact: fact || undefined },
   });
 }
 

@@ -14,6 +14,7 @@ import { useVersionPreview } from "../api/get-version-preview";
 import { useVersionReport } from "../api/get-version-report";
 import { isVersionBusy } from "../../../api/status";
 import { invalidCountOf, invalidRowsOf } from "../version-status";
+import type { PreviewRow } from "../../../api/types";
 import { RenderedRow } from "./RenderedRow";
 import { TokenHistogramChart } from "./TokenHistogramChart";
 
@@ -33,9 +34,32 @@ function BaseModelPicker({ value, onChange }: { value: string; onChange: (model:
   );
 }
 
+/** Where a row came from; its document and (knowledge recipe) its fact filter the rows to their siblings. */
+function RowProvenance({ row, onSource, onFact }: { row: PreviewRow; onSource: (source: string) => void; onFact: (fact: string) => void }) {
+  const metadata = (typeof row.row === "object" && row.row !== null ? (row.row as { metadata?: Record<string, unknown> }).metadata : undefined) ?? {};
+  const source = typeof metadata.source === "string" ? metadata.source : "";
+  const factId = typeof metadata.fact_id === "string" ? metadata.fact_id : "";
+  return (
+    <>
+      {source ? (
+        <Button size="sm" variant="ghost" onClick={() => onSource(source)}>
+          · {source}
+        </Button>
+      ) : null}
+      {factId ? (
+        <Button size="sm" variant="ghost" title={String(metadata.fact)} onClick={() => onFact(factId)}>
+          · all questions of this fact
+        </Button>
+      ) : null}
+    </>
+  );
+}
+
 function PreviewCard({ versionId, baseModel, onBaseModel }: { versionId: number; baseModel: string; onBaseModel: (model: string) => void }) {
   const [page, setPage] = useState(1);
-  const preview = useVersionPreview({ versionId, baseModel, page }, Boolean(baseModel));
+  const [source, setSource] = useState("");
+  const [fact, setFact] = useState("");
+  const preview = useVersionPreview({ versionId, baseModel, page, source, fact }, Boolean(baseModel));
   return (
     <Card
       title="Rows as the model sees them"
@@ -44,6 +68,16 @@ function PreviewCard({ versionId, baseModel, onBaseModel }: { versionId: number;
       <p className="small muted" style={{ marginTop: 0 }}>
         <mark className="trained" style={{ background: "var(--trained-bg)", color: "var(--trained-text)" }}>Highlighted</mark> text is what the loss is computed on.
       </p>
+      <div className="row small">
+        <label className="row">
+          Document
+          <input className="input" value={source} placeholder="any" onChange={(e) => { setSource(e.target.value); setPage(1); }} />
+        </label>
+        <label className="row">
+          Fact
+          <input className="input" value={fact} placeholder="any" onChange={(e) => { setFact(e.target.value); setPage(1); }} />
+        </label>
+      </div>
       <QueryState query={preview} isEmpty={(d) => d.results.length === 0} empty={<EmptyState title="No rows to preview" />}>
         {(data) => (
           <div className="stack">
@@ -53,6 +87,7 @@ function PreviewCard({ versionId, baseModel, onBaseModel }: { versionId: number;
                   <span>Line {row.line}</span>
                   {row.token_count !== undefined ? <span>· {row.token_count} tokens</span> : null}
                   {row.trained_token_count !== undefined ? <span>· {row.trained_token_count} trained on</span> : null}
+                  <RowProvenance row={row} onSource={(s) => { setSource(s); setPage(1); }} onFact={(f) => { setFact(f); setPage(1); }} />
                 </div>
                 <RenderedRow row={row} />
               </div>
