@@ -262,3 +262,17 @@ def test_the_cli_ingests_with_the_knowledge_recipe_and_writes_the_fact_check(tmp
     assert code == 0
     assert len(read_eval_file(tmp_path / "facts.jsonl")) == 4 and len(rows_of(tmp_path / "rows.jsonl")) == 8
     assert "4 facts" in capsys.readouterr().out
+
+
+def test_the_journal_reuses_finished_chunks_but_not_failed_ones_or_a_half_written_line(tmp_path):
+    from tinyforge.connectors.knowledge import ChunkResult, Journal
+
+    path = tmp_path / "j"
+    path.write_bytes(ChunkResult(0, "a", rows=[{"x": 1}]).to_json() + ChunkResult(1, "b", failed="timeout").to_json()
+                     + ChunkResult(2, "c").to_json() + b'{"index": 3, "sha": "d", "ro')
+    journal = Journal(path)
+    assert journal.reuse(0, "a").rows == [{"x": 1}] and journal.reuse(0, "other") is None
+    assert journal.reuse(1, "b") is None and journal.reuse(2, "c") is not None and journal.reuse(3, "d") is None
+    journal.append(ChunkResult(1, "b", rows=[{"y": 2}]))
+    journal.close()
+    assert path.read_bytes().count(b"\n") == 4 and Journal(path).reuse(1, "b").rows == [{"y": 2}]

@@ -18,8 +18,8 @@ which questions that repeat a training question, exactly or nearly, are dropped.
 Chunks are worked on concurrently (at most `concurrency` in flight, a few more read ahead, so a
 document of any length holds a bounded number of chunks in memory) and come out in document order.
 Each finished chunk is appended to a journal; an import that is stopped (a killed worker) and started
-again reuses the journal's chunks as long as they match the document and asks the teacher only for
-the rest. A token budget stops the import cleanly, with the rows made so far, and says so.
+again reuses the journal's chunks that match the document (and did not fail) and asks the teacher
+only for the rest. A token budget stops the import cleanly, with the rows made so far, and says so.
 """
 
 from __future__ import annotations
@@ -473,51 +473,48 @@ def sha_short(sha: str) -> str:
 
 
 class Journal:
-    """Finished chunks, one JSON line each, in document order, for resuming an import that was stopped.
+    """Finished chunks, one JSON line each, for resuming an import that was stopped.
 
-    Reading and writing never overlap: earlier lines are reused while they match the chunks coming in;
-    at the first that does not (or the end, or a line cut short by the kill), the file is cut there and
-    new lines are appended.
+    Opening it indexes the lines (chunk index -> its hash and the line's offset: a few integers per
+    chunk, the rows stay on disk) and cuts off a last line the kill left half written. A chunk that
+    failed is not reused: a resume asks the teacher again (the failure may have been passing), and
+    its new line, appended at the end, replaces the old one.
     """
 
     def __init__(self, path: Path):
         self.path = path
-        self._reader = open(path, "rb") if path.exists() else None
-        self._writer = None
+        self._index: dict[int, tuple[str, int]] = {}
+        self._file = open(path, "a+b")
+        self._file.seek(0)
+        offset = 0
+        for line in iter(self._file.readline, b""):
+            if not line.endswith(b"\n"):
+                break
+            try:
+                data = json.loads(line)
+            except ValueError:
+                break
+            if isinstance(data, dict) and not data.get("failed"):
+                self._index[data["index"]] = (data["sha"], offset)
+            offset += len(line)
+        self._file.truncate(offset)
 
     def reuse(self, index: int, sha: str) -> ChunkResult | None:
-        if self._reader is None:
+        found = self._index.get(index)
+        if found is None or found[0] != sha:
             return None
-        position = self._reader.tell()
-        line = self._reader.readline()
-        try:
-            data = json.loads(line) if line.endswith(b"\n") else None
-        except ValueError:
-            data = None
-        if isinstance(data, dict) and data.get("index") == index and data.get("sha") == sha:
-            result = ChunkResult(**data)
-            result.resumed = True  # type: ignore[attr-defined]
-            return result
-        self._reader.close()
-        self._reader = None
-        with open(self.path, "r+b") as f:
-            f.truncate(position)
-        return None
+        self._file.seek(found[1])
+        result = ChunkResult(**json.loads(self._file.readline()))
+        result.resumed = True  # type: ignore[attr-defined]
+        return result
 
     def append(self, result: ChunkResult) -> None:
-        if self._reader is not None:  # every earlier line was reused: continue after them
-            self._reader.close()
-            self._reader = None
-        if self._writer is None:
-            self._writer = open(self.path, "ab")
-        self._writer.write(result.to_json())
-        self._writer.flush()
+        self._file.seek(0, os.SEEK_END)  # "a" mode writes there anyway; reads moved the position
+        self._file.write(result.to_json())
+        self._file.flush()
 
     def close(self) -> None:
-        for handle in (self._reader, self._writer):
-            if handle:
-                handle.close()
-        self._reader = self._writer = None
+        self._file.close()
 
     def remove(self) -> None:
         self.close()
