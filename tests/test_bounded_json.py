@@ -36,6 +36,7 @@ def test_brackets_inside_strings_do_not_count():
     ('["\\ud800"]', "half of a surrogate pair"),
     ('{"\\udfff": 1}', "half of a surrogate pair"),
     ("1" * 5000, "4300 digits"),
+    ('{"lr": 1e400}', "out of range"),
     (b"\xff[]", "not UTF-8"),
 ])
 def test_it_refuses_values_nothing_downstream_can_hold(text, message):

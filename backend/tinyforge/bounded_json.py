@@ -13,6 +13,7 @@ JSON with its line and column report these the same way.
 from __future__ import annotations
 
 import json
+import math
 import re
 from itertools import accumulate
 
@@ -97,14 +98,15 @@ def check_depth(text: str, max_depth: int = MAX_DEPTH) -> None:
 
 def loads(text: str | bytes, max_depth: int = MAX_DEPTH, **options):
     """`json.loads` that refuses, as JSONDecodeError: nesting deeper than `max_depth` (before
-    decoding), numbers Python cannot hold (over 4300 digits), and strings with half a surrogate
-    pair (no UTF-8 text, database or tokenizer can take them)."""
+    decoding), numbers nothing can hold (integers over 4300 digits, floats past 1.8e308), and
+    strings with half a surrogate pair (no UTF-8 text, database or tokenizer can take them)."""
     if isinstance(text, (bytes, bytearray)):
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise json.JSONDecodeError(f"not UTF-8 text ({exc.reason})", "", exc.start) from None
     check_depth(text, max_depth)
+    options.setdefault("parse_float", _finite_float)
     try:
         value = json.loads(text, **options)
     except json.JSONDecodeError:
@@ -116,6 +118,13 @@ def loads(text: str | bytes, max_depth: int = MAX_DEPTH, **options):
         raise json.JSONDecodeError("a \\u escape is half of a surrogate pair, not a character", text,
                                    surrogate.start())
     return value
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):  # 1e400: valid JSON syntax, no number any consumer can hold
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return number
 
 
 def _holds_lone_surrogate(value) -> bool:

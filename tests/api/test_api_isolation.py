@@ -132,3 +132,62 @@ def test_it_rejects_foreign_keys_to_another_teams_objects_on_update(template, cl
         response = client.patch(fill(template, own.pk), {field.name: foreign.pk}, format="json")
         assert response.status_code == 400, (template, field.name, response.status_code, response.content[:300])
         assert field.name in response.json()["error"]["fields"]
+
+
+# Query parameters that name objects, and the Acme object each is given in the test below. A new
+# parameter of this kind fails test_every_query_parameter_that_names_an_object_is_covered until
+# it is added here.
+REFERENCES = {
+    "team": lambda acme: acme.team.pk, "project": lambda acme: acme.project.pk,
+    "dataset": lambda acme: acme.dataset.pk, "run": lambda acme: acme.run.pk,
+    "dataset_version": lambda acme: acme.version.pk, "validation_version": lambda acme: acme.version.pk,
+    "deployment": lambda acme: acme.deployment.pk, "export": lambda acme: acme.export.pk,
+    "checkpoint": lambda acme: acme.checkpoint.pk, "connection": lambda acme: acme.connection.pk,
+    "actor": lambda acme: acme.membership.user_id, "against": lambda acme: acme.version.pk,
+    "parent": lambda acme: acme.version.pk, "target_id": lambda acme: acme.project.pk,
+    "ids": lambda acme: f"{acme.run.pk},{acme.run.pk}", "base_model": lambda acme: f"run:{acme.run.pk}",
+    "eval_set": lambda acme: acme.eval_set.pk, "eval_set_version": lambda acme: acme.eval_set_version.pk,
+}
+
+
+NOT_OBJECTS = {"page", "page_size", "limit", "after", "after_event", "after_metric", "ordering", "q", "name", "level",
+               "min_level", "source", "kind", "status", "method", "format", "action", "target_type", "token",
+               "max_seq_length", "created_after", "created_before", "is_best", "role", "scopes", "purpose", "order",
+               "step", "runtime", "email", "disagreements", "export_format", "open", "quantize", "regressions",
+               "revoked", "source_kind", "tag", "tracker"}
+
+
+def query_parameters():
+    """(schema path, parameter name, model of the path's objects or None) for every query parameter
+    of every GET operation of the control plane's schema."""
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    models = {fill(t, "{id}") if "(?P<pk>" in t else fill(t, ""): getattr(cls, "model", None)
+              for t, cls, _ in api_routes()}
+    for path, item in schema["paths"].items():
+        for parameter in item.get("get", {}).get("parameters", []):
+            if parameter["in"] == "query" and path.startswith("/api/"):
+                yield path, parameter["name"], models.get(path)
+
+
+def test_every_query_parameter_that_names_an_object_is_covered(db):
+    unknown = sorted({name for _path, name, _model in query_parameters() if name not in NOT_OBJECTS | set(REFERENCES)})
+    assert not unknown, f"say in acme_reference which object these name, or add them to NOT_OBJECTS: {unknown}"
+
+
+def test_query_parameters_naming_another_teams_objects_find_nothing_of_theirs(acme, globex, alice, charlie, client_for):
+    client = client_for(charlie)
+    checked = 0
+    for path, name, model in query_parameters():
+        if name not in REFERENCES:
+            continue
+        value = REFERENCES[name](acme)
+        url = path.replace("{id}", str(object_of(globex, model).pk)) if "{id}" in path else path
+        response = client.get(url, {name: value})
+        checked += 1
+        assert response.status_code in (200, 400, 404, 409), (url, name, response.status_code, response.content[:300])
+        assert "Acme" not in response.content.decode(), (url, name, response.content[:300])
+        if response.status_code == 200 and "results" in response.json() and "{id}" not in path:
+            assert response.json()["results"] == [], (url, name, "filtered by another team's object, found rows")
+    assert checked >= 30

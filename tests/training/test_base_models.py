@@ -21,7 +21,9 @@ def model_run(globex, acme, tiny_model_dir):
 
     def give(world):
         run = world.run
-        shutil.copytree(tiny_model_dir, storage.path(storage.run_output_key(run.project_id, run.pk)), dirs_exist_ok=True)
+        run.output_key = storage.run_output_key(run.project_id, run.pk)
+        run.save()
+        shutil.copytree(tiny_model_dir, storage.path(run.output_key), dirs_exist_ok=True)
         world.checkpoint.storage_key = storage.checkpoint_key(run.project_id, run.pk, world.checkpoint.step)
         world.checkpoint.save()
         shutil.copytree(tiny_model_dir, storage.path(world.checkpoint.storage_key), dirs_exist_ok=True)

@@ -37,13 +37,16 @@ def document_error_answers(result, generator, request, public):
     """drf-spectacular postprocessing hook: the error answers every operation can give, added
     where its own @extend_schema did not list them, so the schema says what the API answers:
     400 wherever a parameter or a body is read (ids, filters, page numbers, JSON), 404 for
-    objects by id and pages past the end, 413 wherever a body is sent."""
+    objects by id and pages past the end, 413 wherever a body is sent, 401 wherever a caller must
+    be signed in and 403 everywhere (a role, a token's scopes, a CSRF check)."""
     for path, operations in result.get("paths", {}).items():
         for method, operation in operations.items():
             if method not in ("get", "post", "put", "patch", "delete"):
                 continue
             parameters = operation.get("parameters", [])
-            codes = set()
+            codes = {403}
+            if operation.get("security") != [{}] and operation.get("security") != []:
+                codes.add(401)
             if parameters or "requestBody" in operation:
                 codes.add(400)
             if any(p.get("in") == "path" for p in parameters) or any(p.get("name") == "page" for p in parameters):

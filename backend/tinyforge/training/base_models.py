@@ -110,7 +110,7 @@ def _team_folder(kind: str, pk: int, team_id: int | None) -> Path:
 
     if kind == "run":
         run = TrainingRun.objects.for_teams([team_id] if team_id else []).filter(pk=pk, status=RunStatus.SUCCEEDED).first()
-        key = storage.run_output_key(run.project_id, run.pk) if run is not None else None
+        key = (run.output_key or None) if run is not None else None
         missing = f"No finished run {pk} in this team."
     else:
         checkpoint = Checkpoint.objects.for_teams([team_id] if team_id else []).filter(pk=pk).first()
