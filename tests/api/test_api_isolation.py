@@ -154,7 +154,7 @@ NOT_OBJECTS = {"page", "page_size", "limit", "after", "after_event", "after_metr
                "min_level", "source", "kind", "status", "method", "format", "action", "target_type", "token",
                "max_seq_length", "created_after", "created_before", "is_best", "role", "scopes", "purpose", "order",
                "step", "runtime", "email", "disagreements", "export_format", "open", "quantize", "regressions",
-               "revoked", "source_kind", "tag", "tracker"}
+               "revoked", "source_kind", "tag", "tracker", "fact"}
 
 
 def query_parameters():
