@@ -18,6 +18,9 @@ from typing import Any
 from tinyforge.errors import TinyforgeError
 
 METHODS = ("lora", "full")
+OBJECTIVES = ("sft", "dpo", "orpo", "kto")
+PREFERENCE_OBJECTIVES = ("dpo", "orpo", "kto")
+DPO_LOSSES = ("sigmoid", "hinge", "ipo", "robust")
 SCHEDULES = ("cosine", "linear", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
 PACKING = ("auto", "on", "batch", "off")
@@ -51,6 +54,16 @@ class TrainConfig:
     base_model: str = _f("smollm2-135m-instruct", "base model: a preset name, a Hugging Face id or a local folder",
                          max_length=500)
     method: str = _f("lora", "lora (train small adapter matrices) or full (train every weight)", choices=METHODS)
+    objective: str = _f("sft", "what is learned: sft (the answers of supervised rows), dpo or orpo (prefer the chosen "
+                        "answer of preference pairs over the rejected one), kto (unpaired answers labelled "
+                        "desirable or not)", choices=OBJECTIVES)
+    beta: float = _f(0.1, "dpo/kto: how far the model may move from the starting model (smaller: further); orpo: "
+                     "the weight of the odds-ratio term against the chosen answer's loss", gt=0, le=100)
+    dpo_loss: str = _f("sigmoid", "dpo loss variant: sigmoid (the DPO paper), hinge (SLiC), ipo (IPO, length-"
+                       "normalised), robust (rDPO, for noisy preferences; set label_smoothing)", choices=DPO_LOSSES)
+    label_smoothing: float = _f(0.0, "dpo robust: the assumed share of pairs whose preference is flipped", ge=0, lt=0.5)
+    kto_desirable_weight: float = _f(1.0, "kto: weight of the desirable answers' loss", gt=0, le=100)
+    kto_undesirable_weight: float = _f(1.0, "kto: weight of the undesirable answers' loss", gt=0, le=100)
     epochs: float = _f(5.0, "passes over the training data (ignored when max_steps is set)", gt=0, le=1000)
     max_steps: int | None = _f(None, "stop after this many optimizer steps (overrides epochs)", ge=1, le=10_000_000)
     learning_rate: float | None = _f(None, "peak learning rate after warmup", gt=0, lt=1)
@@ -93,7 +106,12 @@ class TrainConfig:
     device: str = _f("auto", "cpu, cuda, or auto (cuda when present)", choices=DEVICES)
 
     def __post_init__(self) -> None:
-        if self.learning_rate is None and self.method in METHODS:
+        if self.learning_rate is None and self.method in METHODS and self.objective in PREFERENCE_OBJECTIVES:
+            # Preference objectives start from a model that already answers well and move it a
+            # little: TRL's preference trainers default to 1e-6 for full weights; a fresh LoRA
+            # adapter's updates are scaled down by its rank, so it takes a larger rate.
+            self.learning_rate = 5e-5 if self.method == "lora" else 1e-6
+        elif self.learning_rate is None and self.method in METHODS:
             # LoRA on the small models this product trains: 2e-4 (the usual figure for 7B models)
             # taught SmolLM2-135M none of the demo dataset's facts in 3 or 5 epochs; 1e-3 in 5
             # epochs taught it every fact asked (tests/ml/test_smollm2.py).
@@ -112,6 +130,11 @@ class TrainConfig:
                                                "unset for the default"]
         if self.merge_adapter and self.method == "full":
             problems["merge_adapter"] = ["merge_adapter only applies to method lora"]
+        if self.train_on_prompt and self.objective in PREFERENCE_OBJECTIVES:
+            problems["train_on_prompt"] = [f"train_on_prompt only applies to objective sft; {self.objective} "
+                                           "compares answers to the same prompt"]
+        if self.label_smoothing and self.dpo_loss != "robust":
+            problems["label_smoothing"] = ["label_smoothing only applies to dpo_loss robust"]
         if problems:
             raise InvalidConfig(problems)
 
@@ -212,4 +235,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick": {"epochs": 1.0, "lora_r": 8, "lora_alpha": 16, "eval_generations": 4},
     "balanced": {},
     "thorough": {"epochs": 10.0, "lora_r": 32, "lora_alpha": 64, "early_stopping_patience": 3, "keep_checkpoints": 3},
+    # Preference tuning: a few passes over pairs of answers, from a model that already answers
+    # (a base instruct model or an earlier run). The betas are the papers' and TRL's defaults.
+    "dpo": {"objective": "dpo", "epochs": 3.0, "beta": 0.1},
+    "orpo": {"objective": "orpo", "epochs": 3.0, "beta": 0.1},
+    "kto": {"objective": "kto", "epochs": 3.0, "beta": 0.1},
 }

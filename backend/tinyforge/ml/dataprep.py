@@ -16,7 +16,7 @@ from tinyforge.ml.config import TrainConfig
 
 @dataclass
 class PreparedData:
-    train: list  # TokenizedExample
+    train: list  # the objective's units (TokenizedExample for sft)
     validation: list
     validation_rows: list  # schema rows, for generations
     skipped_long: int
@@ -59,20 +59,24 @@ def split_validation(config: TrainConfig, rows: list, validation: list | None) -
 
 
 def prepare_data(config: TrainConfig, tokenizer, dataset, validation, log) -> PreparedData:
-    from tinyforge.ml.formatting import tokenize_row
+    """Rows tokenized into the objective's units (ml/objectives.py): a tokenized row for sft, a
+    pair's two sequences for dpo/orpo, an answer and its mismatched answer for kto."""
+    from tinyforge.ml.objectives import check_row_kinds, objective_for
 
+    objective = objective_for(config)
     train_rows, val_rows = split_validation(config, load_rows(dataset),
                                             load_rows(validation) if validation is not None else None)
 
     def tokenize(selection, what):
+        check_row_kinds(objective, selection, what)
         examples, kept, longest = [], [], 0
-        for row in selection:
-            ex = tokenize_row(tokenizer, row, config.train_on_prompt)
-            if len(ex) <= config.max_seq_length:
+        for row, ex in zip(selection, objective.tokenize(tokenizer, selection)):
+            length = objective.longest_sequence(ex)
+            if length <= config.max_seq_length:
                 examples.append(ex)
                 kept.append(row)
             else:
-                longest = max(longest, len(ex))
+                longest = max(longest, length)
         skipped = len(selection) - len(examples)
         if selection and not examples:
             raise TinyforgeError(

@@ -121,7 +121,24 @@ def tokenize_row(tokenizer, row: Row, train_on_prompt: bool = False) -> Tokenize
     return tokenize_messages(tokenizer, row.to_messages(), train_on_prompt)
 
 
+def tokenize_completion(tokenizer, prompt: list[dict[str, str]], completion: str) -> TokenizedExample:
+    """The prompt followed by one assistant answer, with labels on the answer only (its text and
+    end-of-turn marker): a sequence whose log-probability a preference objective scores. Earlier
+    assistant turns of a conversational prompt are context, not labelled."""
+    messages = prompt + [{"role": "assistant", "content": completion}]
+    _full, offsets, example = _tokenize_with_offsets(tokenizer, messages, False)
+    answer_start = len(render(tokenizer, prompt, add_generation_prompt=True))
+    labels = [label if start >= answer_start else IGNORE_INDEX for (start, _end), label in zip(offsets, example.labels)]
+    return TokenizedExample(example.input_ids, labels)
+
+
 def count_tokens(tokenizer, row: Row) -> int:
+    """Tokens of the row as trained; for a preference pair, of its longer sequence."""
+    answers = [row.chosen_text(), row.rejected_text()] if hasattr(row, "chosen_text") else None
+    if answers:
+        prompt = row.prompt_messages()
+        return max(len(tokenizer(render(tokenizer, prompt + [{"role": "assistant", "content": a}]),
+                                 add_special_tokens=False)["input_ids"]) for a in answers)
     return len(tokenizer(render(tokenizer, row.to_messages()), add_special_tokens=False)["input_ids"])
 
 

@@ -55,6 +55,11 @@ class Batch:
     real_tokens: int  # tokens of real examples, padding excluded
     trained_tokens: int  # tokens that carry a label
 
+    @property
+    def weight(self) -> int:
+        """What the supervised loss is averaged over: the labelled tokens."""
+        return self.trained_tokens
+
     def to(self, device) -> Batch:
         move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
         return Batch(move(self.input_ids), move(self.labels), move(self.attention_mask),

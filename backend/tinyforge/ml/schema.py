@@ -5,6 +5,15 @@ A dataset is a JSONL file, one row per line, in one of two forms:
 - instruction form: {"instruction": str, "input": str (optional), "output": str, "metadata": {...} (optional)}
 - chat form: {"messages": [{"role": "system"|"user"|"assistant", "content": str}, ...], "metadata": {...}}
 
+or, for preference training, in one of TRL's preference forms:
+
+- pairs (DPO, ORPO): {"prompt": str | [messages], "chosen": str | [assistant message],
+  "rejected": str | [assistant message]}; "messages" may stand for a conversational prompt
+- unpaired (KTO): {"prompt": str | [messages], "completion": str | [assistant message], "label": bool}
+
+One file holds one kind of row (supervised, pairs or unpaired): a row of another kind than the
+file's first valid row is reported as invalid.
+
 `validate_file` reads the file as a stream (a large file never sits in memory) and reports every
 problem with its line number and field instead of stopping at the first one. Training uses
 `read_rows`, which yields only the rows that validate.
@@ -79,17 +88,129 @@ class ChatRow(BaseModel):
         return "".join(m.content for m in self.messages if m.role == "assistant")
 
 
-Row = Union[InstructionRow, ChatRow]
+def _prompt(prompt: str | list[Message] | None, messages: list[Message] | None) -> list[dict[str, str]]:
+    given = [name for name, value in (("prompt", prompt), ("messages", messages)) if value is not None]
+    if len(given) != 1:
+        raise ValueError("give the prompt as exactly one of prompt (text or messages) or messages, not "
+                         + (" and ".join(given) if given else "neither"))
+    value = prompt if prompt is not None else messages
+    if isinstance(value, str):
+        if not value.strip():
+            raise ValueError(f"{given[0]} is blank")
+        return [{"role": "user", "content": value}]
+    if not value:
+        raise ValueError(f"{given[0]} has no messages")
+    if value[-1].role == "assistant":
+        raise ValueError(f"{given[0]} ends with an assistant message; the answer to prefer goes in "
+                         "chosen/rejected (or completion), the prompt ends with the user's turn")
+    return [m.model_dump() for m in value]
+
+
+def _answer(name: str, value: str | list[Message]) -> str:
+    """The text of one answer: a string, or a list of exactly one assistant message (TRL's
+    conversational form)."""
+    if isinstance(value, list):
+        if len(value) != 1 or value[0].role != "assistant":
+            raise ValueError(f"{name} must be text or a list of one assistant message")
+        return value[0].content
+    return value
+
+
+class PreferenceRow(BaseModel):
+    """A prompt with a preferred and a dispreferred answer (DPO, ORPO)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    prompt: str | list[Message] | None = None
+    messages: list[Message] | None = None
+    chosen: str | list[Message]
+    rejected: str | list[Message]
+    metadata: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def answers_differ(self) -> PreferenceRow:
+        _prompt(self.prompt, self.messages)
+        chosen, rejected = _answer("chosen", self.chosen), _answer("rejected", self.rejected)
+        if not chosen.strip():
+            raise ValueError("chosen is blank")
+        if chosen == rejected:
+            raise ValueError("chosen and rejected are the same text, so there is no preference to learn")
+        return self
+
+    def prompt_messages(self) -> list[dict[str, str]]:
+        return _prompt(self.prompt, self.messages)
+
+    def chosen_text(self) -> str:
+        return _answer("chosen", self.chosen)
+
+    def rejected_text(self) -> str:
+        return _answer("rejected", self.rejected)
+
+    def to_messages(self) -> list[dict[str, str]]:
+        """The conversation with the chosen answer: what generations are scored against."""
+        return self.prompt_messages() + [{"role": "assistant", "content": self.chosen_text()}]
+
+    def output_text(self) -> str:
+        return self.chosen_text()
+
+    def canonical(self) -> Any:
+        return [self.prompt_messages(), self.chosen_text(), self.rejected_text()]
+
+
+class UnpairedRow(BaseModel):
+    """A prompt with one answer labelled desirable (true) or undesirable (false) (KTO)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    prompt: str | list[Message] | None = None
+    messages: list[Message] | None = None
+    completion: str | list[Message]
+    label: bool
+    metadata: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def has_prompt_and_completion(self) -> UnpairedRow:
+        _prompt(self.prompt, self.messages)
+        if not _answer("completion", self.completion).strip():
+            raise ValueError("completion is blank")
+        return self
+
+    def prompt_messages(self) -> list[dict[str, str]]:
+        return _prompt(self.prompt, self.messages)
+
+    def completion_text(self) -> str:
+        return _answer("completion", self.completion)
+
+    def to_messages(self) -> list[dict[str, str]]:
+        return self.prompt_messages() + [{"role": "assistant", "content": self.completion_text()}]
+
+    def output_text(self) -> str:
+        return self.completion_text()
+
+    def canonical(self) -> Any:
+        return [self.prompt_messages(), self.completion_text(), self.label]
+
+
+Row = Union[InstructionRow, ChatRow, PreferenceRow, UnpairedRow]
 _row_adapter: TypeAdapter[Row] = TypeAdapter(Row)
+
+ROW_KINDS = {InstructionRow: "supervised", ChatRow: "supervised", PreferenceRow: "pairs", UnpairedRow: "unpaired"}
+
+
+def row_kind(row: Row) -> str:
+    """"supervised", "pairs" (chosen/rejected) or "unpaired" (completion/label)."""
+    return ROW_KINDS[type(row)]
 
 
 def parse_row(data: Any) -> Row:
     """Validate one decoded JSON value as a row; raises pydantic's ValidationError."""
-    if isinstance(data, dict) and "messages" in data:
+    if not isinstance(data, dict):
+        raise ValueError(f"a row must be a JSON object, got {type(data).__name__}")
+    if "chosen" in data or "rejected" in data:
+        return PreferenceRow.model_validate(data)
+    if "completion" in data or "label" in data:
+        return UnpairedRow.model_validate(data)
+    if "messages" in data:
         return ChatRow.model_validate(data)
-    if isinstance(data, dict):
-        return InstructionRow.model_validate(data)
-    raise ValueError(f"a row must be a JSON object, got {type(data).__name__}")
+    return InstructionRow.model_validate(data)
 
 
 @dataclass
@@ -217,8 +338,13 @@ def iter_parsed(path: str | Path) -> Iterator[tuple[int, Row | None, list[RowPro
 
 def _fingerprint(row: Row) -> bytes:
     # Metadata is not part of what the model sees, so two rows differing only there are duplicates.
-    canonical = json.dumps(row.to_messages(), sort_keys=True, ensure_ascii=False)
+    seen = row.canonical() if isinstance(row, (PreferenceRow, UnpairedRow)) else row.to_messages()
+    canonical = json.dumps(seen, sort_keys=True, ensure_ascii=False)
     return hashlib.blake2b(canonical.encode(), digest_size=16).digest()
+
+
+_KIND_WORDS = {"supervised": "a supervised row (instruction/output or messages)",
+               "pairs": "a preference pair (chosen/rejected)", "unpaired": "an unpaired preference (completion/label)"}
 
 
 class ReportBuilder:
@@ -234,6 +360,7 @@ class ReportBuilder:
         self.report = ValidationReport(path=str(path), max_seq_length=max_seq_length)
         self._count_tokens = count_tokens
         self._seen: dict[bytes, int] = {}  # only a 16-byte fingerprint per row, to find duplicates
+        self._kind: tuple[str, int] | None = None  # the file's kind of row and the line that set it
 
     def add_rejected(self, problems: list[RowProblem], count: int) -> None:
         """Count `count` rows refused before they reached the file (an import's bad records, of
@@ -247,6 +374,14 @@ class ReportBuilder:
     def add(self, number: int, row: Row | None, problems: list[RowProblem] = ()) -> None:
         """Count line `number`: a valid `row`, or None and the problems that made it invalid."""
         report = self.report
+        if row is not None:
+            if self._kind is None:
+                self._kind = (row_kind(row), number)
+            elif row_kind(row) != self._kind[0]:
+                problems = [RowProblem(number, "row", f"this row is {_KIND_WORDS[row_kind(row)]} but line "
+                                       f"{self._kind[1]} is {_KIND_WORDS[self._kind[0]]}; a dataset holds one "
+                                       "kind of row, put the others in a file of their own")]
+                row = None
         report.total_rows += 1
         if row is None:
             report.invalid_count += 1

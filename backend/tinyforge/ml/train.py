@@ -55,6 +55,9 @@ class Progress:
     tokens_per_second: float  # non-padding tokens processed per second of training
     elapsed_s: float
     eta_s: float | None
+    # The objective's own curves: after a step, the step's (preference objectives: reward_chosen,
+    # reward_rejected, reward_margin, preference_accuracy); after an evaluation, the evaluation's.
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -244,6 +247,9 @@ class _Run:
         added = list(range(base_vocabulary, len(self.tokenizer)))
         if self.default_template:
             self.cb.on_log("the base model has no chat template; using TinyForge's default ChatML template")
+        from tinyforge.ml.objectives import objective_for
+
+        self.objective = objective_for(config)
         self.data = prepare_data(config, self.tokenizer, self.dataset, self.validation, self.cb.on_log)
         self.packing = _packing_mode(config, self.device.type)
 
@@ -281,10 +287,15 @@ class _Run:
         self.elapsed_before = 0.0
         self.tokens_before = 0
         self.resumed_from = None
+        self.autocast_dtype = torch.bfloat16 if self.precision == "bf16" else None
+        # Before a checkpoint's weights are loaded: the reference is the starting model.
+        for units in (self.data.train, self.data.validation):
+            self.objective.prepare_reference(self.accelerator.unwrap_model(self.model), units,
+                                             batch_size=config.batch_size, pad_token_id=self.tokenizer.pad_token_id,
+                                             device=self.device, autocast_dtype=self.autocast_dtype)
         if self.resume_from:
             self._restore(self._resolve_resume(self.resume_from))
         self.session_start_step = self.step
-        self.autocast_dtype = torch.bfloat16 if self.precision == "bf16" else None
 
     def _resolve_resume(self, resume_from) -> Path:
         if str(resume_from) in ("latest", "best"):
@@ -338,7 +349,7 @@ class _Run:
 
     # ---- fit
     def batches_for_step(self, step: int):
-        from tinyforge.ml.packing import collate, plan_epoch
+        from tinyforge.ml.packing import plan_epoch
 
         config = self.config
         epoch, index = divmod(step, self.steps_per_epoch)
@@ -353,38 +364,42 @@ class _Run:
         accum = config.gradient_accumulation_steps
         micro = local[index * accum:(index + 1) * accum]
         pad = self.tokenizer.pad_token_id
-        return [collate(self.data.train, p, pad) for p in micro]
+        return [self.objective.collate(self.data.train, p, pad) for p in micro]
 
-    def train_step(self, step: int) -> tuple[float, float | None, int]:
-        import torch
-
-        from tinyforge.ml.loss import loss_sum
+    def train_step(self, step: int) -> tuple[float, float | None, int, dict[str, float]]:
+        from tinyforge.ml.objectives import merge_metrics, metric_means
 
         batches = self.batches_for_step(step)
-        (step_tokens,) = self._all_reduce([sum(b.trained_tokens for b in batches)])
+        # What the step's loss is a mean over: labelled tokens (sft), pairs or answers (preference).
+        (step_tokens,) = self._all_reduce([sum(b.weight for b in batches)])
         total = 0.0
+        metric_totals: dict[str, list[float]] = {}
         for i, batch in enumerate(batches):
             batch = batch.to(self.device)
             sync = contextlib.nullcontext() if i == len(batches) - 1 else self.accelerator.no_sync(self.model)
             with sync, self.accelerator.autocast():
-                s, _ = loss_sum(self.model, batch)
+                s, metrics = self.objective.loss(self.model, batch)
                 # step_tokens counts the labelled tokens of every process's batches; DDP averages
                 # the processes' gradients, and the factor world turns that average back into the
                 # sum, so the gradient is the mean over all of the step's tokens, as with one process.
                 loss = s * self.world / max(step_tokens, 1)
             self.accelerator.backward(loss)
             total += float(s.detach())
+            merge_metrics(metric_totals, metrics)
         max_norm = self.config.max_grad_norm or float("inf")
         grad_norm = self.accelerator.clip_grad_norm_(self.trainable, max_norm)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        total, real_tokens = self._all_reduce([total, sum(b.real_tokens for b in batches)])
+        names = sorted(metric_totals)
+        total, real_tokens, *flat = self._all_reduce([total, sum(b.real_tokens for b in batches),
+                                                      *(v for name in names for v in metric_totals[name])])
         loss_value = total / max(step_tokens, 1)  # the same value, and the same decision below, everywhere
         if not math.isfinite(loss_value):
             raise TinyforgeError(f"the loss became {loss_value} at step {step + 1}; lower the learning rate")
         norm = float(grad_norm) if grad_norm is not None and math.isfinite(float(grad_norm)) else None
-        return loss_value, norm, int(real_tokens)
+        metrics = metric_means({name: flat[2 * i:2 * i + 2] for i, name in enumerate(names)})
+        return loss_value, norm, int(real_tokens), metrics
 
     def _all_reduce(self, values: list[float], op: str = "sum") -> list[float]:
         """The sum (or with op "max", the largest) of each value over the processes, the same list
@@ -398,16 +413,16 @@ class _Run:
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
         return tensor.tolist()
 
-    def evaluate(self) -> float | None:
-        from tinyforge.ml.evaluate import eval_loss
-
+    def evaluate(self) -> tuple[float, dict[str, float]] | None:
+        """(eval loss, the objective's eval metrics), or None without validation rows."""
         if not self.data.validation:
             return None
         # Each process scores every world-th row with its own (identical) copy of the weights,
         # outside the DDP wrapper, and the sums are combined: every process gets the same value.
-        return eval_loss(self.accelerator.unwrap_model(self.model), self.data.validation[self.rank::self.world],
-                         batch_size=self.config.batch_size, pad_token_id=self.tokenizer.pad_token_id,
-                         device=self.device, autocast_dtype=self.autocast_dtype, combine=self._all_reduce)
+        return self.objective.evaluate(
+            self.accelerator.unwrap_model(self.model), self.data.validation[self.rank::self.world],
+            batch_size=self.config.batch_size, pad_token_id=self.tokenizer.pad_token_id,
+            device=self.device, autocast_dtype=self.autocast_dtype, combine=self._all_reduce)
 
     def fit(self) -> str:
         config = self.config
@@ -430,20 +445,20 @@ class _Run:
             self.model.train()
             while self.step < self.total_steps:
                 tick = time.perf_counter()
-                loss, grad_norm, real_tokens = self.train_step(self.step)
+                loss, grad_norm, real_tokens, metrics = self.train_step(self.step)
                 self.train_seconds += time.perf_counter() - tick
                 self.tokens += real_tokens
                 self.step += 1
                 lr = self.scheduler.get_last_lr()[0]
                 self.history.append({"step": self.step, "epoch": self.step / self.steps_per_epoch,
-                                     "loss": loss, "learning_rate": lr, "grad_norm": grad_norm})
-                self.cb.on_step(self._progress(loss, lr, grad_norm))
+                                     "loss": loss, "learning_rate": lr, "grad_norm": grad_norm, **metrics})
+                self.cb.on_step(self._progress(loss, lr, grad_norm, metrics))
                 last = self.step == self.total_steps
                 if self.step % eval_every == 0 or last:
-                    eval_value = self.evaluate()
-                    if eval_value is not None:
-                        self._record_eval(eval_value)
-                        self.cb.on_evaluate(self._progress(loss, lr, grad_norm))
+                    evaluated = self.evaluate()
+                    if evaluated is not None:
+                        self._record_eval(*evaluated)
+                        self.cb.on_evaluate(self._progress(loss, lr, grad_norm, evaluated[1]))
                 stop = self.cb.stop_requested() or sigterm.is_set()
                 patience_out = bool(config.early_stopping_patience
                                     and self.evals_without_improvement >= config.early_stopping_patience)
@@ -467,8 +482,8 @@ class _Run:
             self.save_checkpoint()
         return status
 
-    def _record_eval(self, value: float) -> None:
-        self.evals.append({"step": self.step, "eval_loss": value})
+    def _record_eval(self, value: float, metrics: dict[str, float]) -> None:
+        self.evals.append({"step": self.step, "eval_loss": value, **{f"eval_{k}": v for k, v in metrics.items()}})
         threshold = self.config.early_stopping_threshold
         if self.best_eval is None or value < self.best_eval - threshold:
             self.best_eval, self.best_step = value, self.step
@@ -476,13 +491,14 @@ class _Run:
         else:
             self.evals_without_improvement += 1
 
-    def _progress(self, loss, lr, grad_norm) -> Progress:
+    def _progress(self, loss, lr, grad_norm, metrics) -> Progress:
         per_step = self.train_seconds / max(1, self.step - self.session_start_step)
         return Progress(
             step=self.step, total_steps=self.total_steps, epoch=self.step / self.steps_per_epoch,
             loss=loss, eval_loss=self.evals[-1]["eval_loss"] if self.evals else None, learning_rate=lr,
             grad_norm=grad_norm, tokens_per_second=self.tokens / self.train_seconds if self.train_seconds else 0.0,
             elapsed_s=time.monotonic() - self.started, eta_s=per_step * (self.total_steps - self.step),
+            metrics=metrics,
         )
 
     # ---- saving
@@ -569,16 +585,18 @@ class _Run:
             "validation_examples": len(self.data.validation),
         }
         if self.evals:
-            metrics["eval_loss"] = self.evals[-1]["eval_loss"]
-            metrics["perplexity"] = perplexity(metrics["eval_loss"])
+            metrics.update({k: v for k, v in self.evals[-1].items() if k != "step"})
+            if self.objective.name == "sft":
+                metrics["perplexity"] = perplexity(metrics["eval_loss"])
             metrics["best_eval_loss"] = self.best_eval
             metrics["best_step"] = self.best_step
-        n = min(self.config.eval_generations, len(self.data.validation_rows))
+        generation_rows = self.objective.generation_rows(self.data.validation_rows)
+        n = min(self.config.eval_generations, len(generation_rows))
         if n and self.accelerator.is_main_process:
             self.cb.on_log(f"generating answers for {n} validation prompts")
             model = self.accelerator.unwrap_model(self.model)
             model.config.use_cache = True
-            metrics.update(generation_metrics(model, self.tokenizer, self.data.validation_rows[:n],
+            metrics.update(generation_metrics(model, self.tokenizer, generation_rows[:n],
                                               max_new_tokens=self.config.max_new_tokens))
         if self.world > 1:  # the main process generated; every process returns the same metrics
             from accelerate.utils import broadcast_object_list

@@ -103,8 +103,10 @@ class RunRecorder(TrainerCallback):
 
     def on_step(self, progress):
         self.progress = progress
-        for name in ("loss", "learning_rate", "grad_norm", "tokens_per_second"):
-            value = getattr(progress, name)
+        values = {name: getattr(progress, name) for name in ("loss", "learning_rate", "grad_norm", "tokens_per_second")}
+        # The objective's own curves (preference runs: rewards, margin, preference accuracy).
+        values.update(progress.metrics)
+        for name, value in values.items():
             if value is not None and math.isfinite(value):
                 self.metrics.append(RunMetric(run_id=self.run_id, attempt=self.attempt, step=progress.step,
                                               name=name, value=value))
@@ -117,9 +119,12 @@ class RunRecorder(TrainerCallback):
         self.flush()
 
     def on_evaluate(self, progress):
-        self.metrics.append(RunMetric(run_id=self.run_id, attempt=self.attempt, step=progress.step,
-                                      name="eval_loss", value=progress.eval_loss))
-        self.log(f"evaluation at step {progress.step}: eval loss {progress.eval_loss:.4f}")
+        values = {"eval_loss": progress.eval_loss, **{f"eval_{k}": v for k, v in progress.metrics.items()}}
+        self.metrics.extend(RunMetric(run_id=self.run_id, attempt=self.attempt, step=progress.step, name=name,
+                                      value=value) for name, value in values.items() if math.isfinite(value))
+        accuracy = progress.metrics.get("preference_accuracy")
+        scored = f", preference accuracy {accuracy:.2f}" if accuracy is not None else ""
+        self.log(f"evaluation at step {progress.step}: eval loss {progress.eval_loss:.4f}{scored}")
         self.flush(force=True)
 
     def on_checkpoint(self, path, step, eval_loss, is_best):
