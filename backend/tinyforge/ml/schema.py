@@ -116,19 +116,31 @@ def _answer(name: str, value: str | list[Message]) -> str:
     return value
 
 
-class PreferenceRow(BaseModel):
-    """A prompt with a preferred and a dispreferred answer (DPO, ORPO)."""
+class _PromptedRow(BaseModel):
+    """A prompt (text, or a conversation ending with the user's turn) and answers to it."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
     prompt: str | list[Message] | None = None
     messages: list[Message] | None = None
+    metadata: dict[str, Any] | None = None
+
+    def prompt_messages(self) -> list[dict[str, str]]:
+        return _prompt(self.prompt, self.messages)
+
+    def to_messages(self) -> list[dict[str, str]]:
+        """The conversation with the answer to imitate: what generations are scored against."""
+        return self.prompt_messages() + [{"role": "assistant", "content": self.output_text()}]
+
+
+class PreferenceRow(_PromptedRow):
+    """A prompt with a preferred and a dispreferred answer (DPO, ORPO)."""
+
     chosen: str | list[Message]
     rejected: str | list[Message]
-    metadata: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def answers_differ(self) -> PreferenceRow:
-        _prompt(self.prompt, self.messages)
+        self.prompt_messages()
         chosen, rejected = _answer("chosen", self.chosen), _answer("rejected", self.rejected)
         if not chosen.strip():
             raise ValueError("chosen is blank")
@@ -136,18 +148,11 @@ class PreferenceRow(BaseModel):
             raise ValueError("chosen and rejected are the same text, so there is no preference to learn")
         return self
 
-    def prompt_messages(self) -> list[dict[str, str]]:
-        return _prompt(self.prompt, self.messages)
-
     def chosen_text(self) -> str:
         return _answer("chosen", self.chosen)
 
     def rejected_text(self) -> str:
         return _answer("rejected", self.rejected)
-
-    def to_messages(self) -> list[dict[str, str]]:
-        """The conversation with the chosen answer: what generations are scored against."""
-        return self.prompt_messages() + [{"role": "assistant", "content": self.chosen_text()}]
 
     def output_text(self) -> str:
         return self.chosen_text()
@@ -156,31 +161,21 @@ class PreferenceRow(BaseModel):
         return [self.prompt_messages(), self.chosen_text(), self.rejected_text()]
 
 
-class UnpairedRow(BaseModel):
+class UnpairedRow(_PromptedRow):
     """A prompt with one answer labelled desirable (true) or undesirable (false) (KTO)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
-    prompt: str | list[Message] | None = None
-    messages: list[Message] | None = None
     completion: str | list[Message]
     label: bool
-    metadata: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def has_prompt_and_completion(self) -> UnpairedRow:
-        _prompt(self.prompt, self.messages)
+        self.prompt_messages()
         if not _answer("completion", self.completion).strip():
             raise ValueError("completion is blank")
         return self
 
-    def prompt_messages(self) -> list[dict[str, str]]:
-        return _prompt(self.prompt, self.messages)
-
     def completion_text(self) -> str:
         return _answer("completion", self.completion)
-
-    def to_messages(self) -> list[dict[str, str]]:
-        return self.prompt_messages() + [{"role": "assistant", "content": self.completion_text()}]
 
     def output_text(self) -> str:
         return self.completion_text()
