@@ -1,5 +1,6 @@
 """Tenancy, checked by walking the URL configuration: every API route is covered, including
-routes added after this test was written.
+routes added after this test was written; so are the query parameters that name objects and the
+inference service's routes.
 
 charlie (team Globex) uses the ids of alice's team (Acme): every route with an id answers 404,
 every list shows only Globex rows, and every foreign key pointed at an Acme object is a 400.
@@ -12,6 +13,7 @@ import re
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
+from deployments.conftest import inference_service, queues, trained_model_dir  # noqa: F401  (fixtures)
 from tinyforge.core.tenancy import TeamOwnedModel
 
 API_PREFIX = "api/v1/"
@@ -191,3 +193,57 @@ def test_query_parameters_naming_another_teams_objects_find_nothing_of_theirs(ac
         if response.status_code == 200 and "results" in response.json() and "{id}" not in path:
             assert response.json()["results"] == [], (url, name, "filtered by another team's object, found rows")
     assert checked >= 30
+
+
+# The inference service's routes, each with the request that names a model (None: the route names
+# none). A route added to serving/app.py fails the walk below until it is listed here.
+INFERENCE_REQUESTS = {
+    "/health": None, "/readyz": None, "/metrics": None,
+    "/v1/models": ("GET", "/v1/models", None),
+    "/v1/models/{model:path}": ("GET", "/v1/models/{model}", None),
+    "/v1/chat/completions": ("POST", "/v1/chat/completions",
+                             {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}),
+    "/v1/completions": ("POST", "/v1/completions", {"prompt": "hi", "max_tokens": 2}),
+    "/predict": ("POST", "/predict", {"input": "hi", "max_tokens": 2}),
+}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_inference_service_answers_another_teams_models_as_missing(acme, globex, alice, charlie, client_for,
+                                                                       queues, inference_service, trained_model_dir):
+    import httpx
+
+    from deployments.conftest import inference_secret, trained_run, wait_for_status, work_off
+    from tinyforge.deployments.models import Deployment
+    from tinyforge.serving.app import create_app
+    from tinyforge.serving.auth import OpenAccess
+    from tinyforge.serving.registry import FolderRegistry
+
+    routes = {route.path for route in create_app(FolderRegistry({}), OpenAccess()).routes}
+    assert routes == set(INFERENCE_REQUESTS), "list the new route's model-naming request in INFERENCE_REQUESTS"
+    run = trained_run(acme, trained_model_dir)
+    created = client_for(alice).post("/api/v1/deployments/", {"name": "assistant", "run": run.pk}, format="json")
+    assert created.status_code == 201, created.content
+    work_off(queues)
+    deployment = Deployment.all_teams.get(pk=created.json()["id"])
+    wait_for_status(deployment, "ready")
+    keys = {"owner": inference_secret(alice, acme.team), "outsider": inference_secret(charlie, globex.team)}
+    for route, request in INFERENCE_REQUESTS.items():
+        if request is None:
+            continue
+        method, path, body = request
+        for model in ("assistant", f"deployment-{deployment.pk}"):
+            answers = {}
+            for who, key in keys.items():
+                answers[who] = httpx.request(
+                    method, inference_service.base_url + path.replace("{model}", model), timeout=60,
+                    headers={"Authorization": f"Bearer {key}"}, json={**body, "model": model} if body else None)
+            if path == "/v1/models":
+                assert [m["id"] for m in answers["owner"].json()["data"]] == ["assistant"]
+                assert answers["outsider"].json()["data"] == [], answers["outsider"].text
+                continue
+            if model == "assistant":  # the owner's own name for it works; the id form is not a name of hers
+                assert answers["owner"].status_code == 200, (route, answers["owner"].text)
+            outsider = answers["outsider"]
+            assert outsider.status_code == 404 and outsider.json()["error"]["code"] == "model_not_found", (
+                route, model, outsider.text)
