@@ -33,6 +33,7 @@ class TeacherServer(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.requests: list[tuple[str, str]] = []  # (step, passage)
         self.keys: set[str] = set()  # Authorization headers seen
+        self.max_tokens: set = set()  # the reply limits asked for
         self.in_flight = self.most_in_flight = 0
         self.refused_once: set[str] = set()
         self.tokens_per_reply = 0  # 0: about a token per four characters
@@ -78,6 +79,7 @@ class TeacherHandler(BaseHTTPRequestHandler):
         passage = user.split("<<<\n", 1)[1].split("\n>>>", 1)[0]
         with self.server.lock:
             self.server.keys.add(self.headers.get("Authorization", ""))
+            self.server.max_tokens.add(request.get("max_tokens"))
             if self.server.record:
                 self.server.requests.append((step, passage))
             first = False

@@ -74,6 +74,7 @@ def test_each_fact_gets_grounded_questions_with_provenance_and_a_held_out_check(
     assert k["teacher_tokens"] > 0 and updates[-1].teacher_tokens == k["teacher_tokens"] and updates[-1].chunks == 2
     assert validate_file(tmp_path / "out.jsonl").invalid_count == 0
     assert not (tmp_path / "out.jsonl.journal").exists()
+    assert teacher.max_tokens == {2048}  # a small teacher does not ramble to its context limit
     assert "4 facts" in report.summary() and "4 held-out" in report.summary()
 
 

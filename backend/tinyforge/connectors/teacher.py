@@ -30,12 +30,16 @@ class TeacherOptions:
     temperature: float = 0.2
     timeout_s: float = 120.0
     max_retries: int = 2
+    # Longest reply: without it a small model may ramble to its context limit on every call.
+    max_tokens: int = 2048
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.temperature <= 2.0:
             raise TinyforgeError("the teacher's temperature must be between 0 and 2")
         if not 0 <= self.max_retries <= 10:
             raise TinyforgeError("the teacher's retries must be between 0 and 10")
+        if not 16 <= self.max_tokens <= 32768:
+            raise TinyforgeError("the teacher's reply limit must be between 16 and 32768 tokens")
 
 
 class TeacherUnusable(TinyforgeError):
@@ -66,7 +70,7 @@ class Teacher:
                                              timeout=self.options.timeout_s, max_retries=self.options.max_retries)
         try:
             reply = self._client.chat.completions.create(
-                model=self.options.model,
+                model=self.options.model, max_tokens=self.options.max_tokens,
                 temperature=self.options.temperature if temperature is None else temperature,
                 messages=[{"role": "system", "content": system}, {"role": "user", "content": user}])
         except openai.APITimeoutError:
