@@ -180,3 +180,20 @@ def test_the_form_learns_the_allowed_teachers_and_default_prompts_but_no_key(cli
     assert "atomic facts" in body["prompts"]["facts"] and body["defaults"]["questions_per_fact"] == 4
     assert "s3cret" not in json.dumps(body)
     assert client_for().get("/api/v1/datasets/knowledge-options/").status_code in (401, 403)
+
+
+def test_a_run_trained_on_a_knowledge_version_is_scored_on_its_fact_check(upload, ingested, acme, settings, teacher):
+    from tinyforge.evals.models import Evaluation
+    from tinyforge.evals.services import evaluate_finished_run
+    from tinyforge.training.models import TrainingRun
+
+    settings.QA_BASE_URLS = {teacher.url: None}
+    version = ingested(upload(acme.dataset, [("handbook.md", HANDBOOK)], recipe="knowledge",
+                              knowledge={"base_url": teacher.url, "model": "teacher", "questions_per_fact": 1}))
+    run = TrainingRun.all_teams.create(project=acme.project, name="facts run", dataset_version=version,
+                                       base_model="smollm2-135m-instruct", status="succeeded")
+    evaluate_finished_run(run)
+    check = Evaluation.all_teams.get(run=run, name="facts run: fact check")
+    assert check.eval_set_version_id == version.stats["fact_check"]["eval_set_version"]
+    assert check.scorers == [{"name": "must_include"}] and [t["kind"] for t in check.targets][0] == "base"
+    assert not Evaluation.all_teams.filter(run=acme.run, name__endswith="fact check").exists()

@@ -221,7 +221,8 @@ def deployed_target(project) -> dict | None:
 
 def evaluate_finished_run(run: TrainingRun) -> list[Evaluation]:
     """Called when a run succeeds: its validation rows answered by the run and its base model, with
-    the default scorers; and, when the project has a gate, the gate's evaluation."""
+    the default scorers; when its dataset version was made with the knowledge recipe, the held-out
+    fact check (must_include) the same way; and, when the project has a gate, the gate's evaluation."""
     started = []
     rows = run_validation_rows(run)[:RUN_EVAL_ROWS]
     if rows:
@@ -232,6 +233,15 @@ def evaluate_finished_run(run: TrainingRun) -> list[Evaluation]:
         started.append(create_evaluation(None, project=run.project, version=version, targets=targets,
                                          scorers=list(RUN_SCORERS), judge=None, purpose=Purpose.RUN, run=run,
                                          name=f"{run.name}: validation rows"))
+    fact_check = (run.dataset_version.stats or {}).get("fact_check") if run.dataset_version_id else None
+    version = (EvalSetVersion.all_teams.filter(pk=fact_check["eval_set_version"]).first()
+               if isinstance(fact_check, dict) and fact_check.get("eval_set_version") else None)
+    if version is not None:
+        # The knowledge recipe's held-out questions about the run's own data: did the facts go in?
+        targets = [{"kind": "base", "run": run.pk, "label": f"base: {run.base_model}"[:100]}, run_target(run)]
+        started.append(create_evaluation(None, project=run.project, version=version, targets=targets,
+                                         scorers=[{"name": "must_include"}], judge=None, purpose=Purpose.RUN, run=run,
+                                         name=f"{run.name}: fact check"))
     gate = Gate.all_teams.filter(project=run.project, enabled=True).select_related("eval_set").first()
     if gate is not None:
         started.append(check_gate(None, gate, run))
