@@ -3,6 +3,8 @@ started by the test (pytest-django's live_server), jobs run by a real RQ worker 
 
 from __future__ import annotations
 
+import json
+
 import django_rq
 import openai
 import pytest
@@ -11,6 +13,7 @@ from openai.types.fine_tuning import FineTuningJob, FineTuningJobEvent
 from openai.types.fine_tuning.jobs import FineTuningJobCheckpoint
 from rq import SimpleWorker
 
+from ml.conftest import TOY_FACTS
 from training.conftest import toy_jsonl
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -184,3 +187,34 @@ def test_a_token_sees_only_its_own_teams_jobs(live_server, api_secret, globex, c
     with pytest.raises(openai.BadRequestError, match="training_file"):
         theirs.fine_tuning.jobs.create(model=tiny_base_model, training_file=file_id)
     assert job.id not in [j.id for j in theirs.fine_tuning.jobs.list().data]
+
+
+def test_a_dpo_job_trains_on_preference_pairs_like_openais_method_dpo(live_server, api_secret, tiny_base_model,
+                                                                      tmp_path, queues):
+    from tinyforge.training.models import RunMetric
+
+    client = openai_client(live_server, api_secret)
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps({"prompt": q, "chosen": f"Yes. {a}", "rejected": f"No. {a}"}) + "\n"
+                            for _ in range(3) for q, a in TOY_FACTS))
+    file_id = client.files.create(file=data.open("rb"), purpose="fine-tune").id
+    job = client.fine_tuning.jobs.create(model=tiny_base_model, training_file=file_id, method={
+        "type": "dpo", "dpo": {"hyperparameters": {"beta": 0.3, "n_epochs": 1, "batch_size": 4}}})
+    assert job.method.type == "dpo" and job.method.dpo.hyperparameters.beta == 0.3
+    assert job.method.dpo.hyperparameters.n_epochs == 1
+    work_off(queues)
+    done = client.fine_tuning.jobs.retrieve(job.id)
+    assert done.status == "succeeded", done.error
+    run_id = int(job.id.removeprefix("ftjob-"))
+    names = set(RunMetric.all_teams.filter(run_id=run_id).values_list("name", flat=True))
+    assert {"reward_chosen", "reward_rejected", "reward_margin", "preference_accuracy",
+            "eval_preference_accuracy"} <= names
+
+    with pytest.raises(openai.BadRequestError, match="Only the 'supervised' and 'dpo' methods"):
+        client.fine_tuning.jobs.create(model=tiny_base_model, training_file=file_id, method={"type": "reinforcement"})
+    with pytest.raises(openai.BadRequestError, match="Only method dpo takes beta"):
+        client.fine_tuning.jobs.create(model=tiny_base_model, training_file=file_id, method={
+            "type": "supervised", "supervised": {"hyperparameters": {"beta": 0.1}}})
+    with pytest.raises(openai.BadRequestError, match="hyperparameters.beta: beta must be greater than 0"):
+        client.fine_tuning.jobs.create(model=tiny_base_model, training_file=file_id, method={
+            "type": "dpo", "dpo": {"hyperparameters": {"beta": -1}}})

@@ -36,9 +36,19 @@ _PROVENANCE_KEYS = {"source", "location", "heading_path", "pages"}
 
 def example_text(example: dict[str, Any]) -> str:
     """What the model sees of an example (metadata excluded)."""
+    if any(k in example for k in ("chosen", "rejected", "completion")):  # a preference row (TRL's shapes)
+        parts = [example.get("prompt") or example.get("messages"), example.get("chosen"), example.get("rejected"),
+                 example.get("completion"), example.get("label")]
+        return "\n".join(_text_of(p) for p in parts if p is not None)
     if "messages" in example:
-        return "\n".join(f"{m['role']}: {m['content']}" for m in example["messages"])
+        return _text_of(example["messages"])
     return "\n".join(example.get(k) or "" for k in ("instruction", "input", "output"))
+
+
+def _text_of(value) -> str:
+    if isinstance(value, list):
+        return "\n".join(f"{m.get('role')}: {m.get('content')}" if isinstance(m, dict) else str(m) for m in value)
+    return str(value)
 
 
 class Deduplicator:

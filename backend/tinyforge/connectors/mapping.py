@@ -2,7 +2,8 @@
 
 Shapes recognised without a mapping: alpaca (instruction / input / output), messages (OpenAI
 chat), sharegpt (conversations of from / value), prompt / completion, question / answer
-(with an optional context). Fields that the shape does not use go to the row's metadata, so
+(with an optional context), and TRL's preference shapes: pairs (prompt or messages / chosen /
+rejected) and unpaired answers (prompt or messages / completion / label), kept as they are. Fields that the shape does not use go to the row's metadata, so
 nothing read from the source is dropped.
 """
 
@@ -74,7 +75,11 @@ class RowMapper:
                                           f"(fields: {', '.join(sorted(fields)) or 'none'}); give a mapping "
                                           "such as instruction=question output=answer", row.location)
         self.shapes[shape] = self.shapes.get(shape, 0) + 1
-        if shape == "messages":
+        if shape in _PREFERENCE_FIELDS:
+            # TRL's preference shapes are already dataset rows; the engine's schema validates them.
+            used = {name for name in ("prompt", "messages", *_PREFERENCE_FIELDS[shape]) if name in fields}
+            example = {name: fields[name] for name in used}
+        elif shape == "messages":
             example = {"messages": [_message(m, row, "messages") for m in _list(fields, "messages", row)]}
             used = {"messages"}
         elif shape == "sharegpt":
@@ -109,8 +114,16 @@ _SHAPE_MAPPINGS = {
 }
 
 
+# Preference rows in TRL's shapes (pairs for DPO/ORPO, unpaired answers for KTO): the fields each keeps.
+_PREFERENCE_FIELDS = {"preference_pairs": ("chosen", "rejected"), "unpaired_preference": ("completion", "label")}
+
+
 def detect_shape(fields: dict[str, Any]) -> str | None:
     """The common dataset shape these fields follow, or None."""
+    if "chosen" in fields or "rejected" in fields:
+        return "preference_pairs"
+    if "completion" in fields and "label" in fields:
+        return "unpaired_preference"
     if isinstance(fields.get("messages"), list):
         return "messages"
     if isinstance(fields.get("conversations"), list):

@@ -17,13 +17,13 @@ from tinyforge.errors import InvalidInput
 from tinyforge.training import services
 from tinyforge.training.models import Checkpoint, RunEvent, RunMetric, RunStatus, TrainingRun
 from tinyforge.training.openai_api import LEVELS, OpenAIView, _limit, _page, _row_id, _unix
-from tinyforge.training.serializers import OpenAIJobSerializer
+from tinyforge.training.serializers import OPENAI_METHODS, OpenAIJobSerializer
 
 
-def _default_learning_rate(method: str) -> float:
+def _default_learning_rate(method: str, objective: str = "sft") -> float:
     from tinyforge.ml.config import TrainConfig
 
-    return TrainConfig(method=method).learning_rate
+    return TrainConfig(method=method, objective=objective).learning_rate
 
 
 def job_status(run: TrainingRun) -> str:
@@ -44,9 +44,11 @@ def job_object(run: TrainingRun) -> dict:
         # An integer in OpenAI's job object; the engine allows fractions of an epoch.
         "n_epochs": int(epochs) if isinstance(epochs, float) and epochs.is_integer() else epochs,
         "batch_size": config.get("batch_size"),
-        "learning_rate_multiplier": round(config["learning_rate"] / _default_learning_rate(run.method), 6)
-        if config.get("learning_rate") else None,
+        "learning_rate_multiplier": round(config["learning_rate"] / _default_learning_rate(
+            run.method, config.get("objective", "sft")), 6) if config.get("learning_rate") else None,
     }
+    method_type = "dpo" if config.get("objective") == "dpo" else "supervised"
+    method_hyperparameters = {**hyperparameters, "beta": config.get("beta")} if method_type == "dpo" else hyperparameters
     eta = run.eta_seconds if run.status == RunStatus.RUNNING else None
     error = None
     if run.status == RunStatus.FAILED:
@@ -59,7 +61,7 @@ def job_object(run: TrainingRun) -> dict:
         "training_file": f"file-{run.dataset_version_id}",
         "validation_file": f"file-{run.validation_version_id}" if run.validation_version_id else None,
         "hyperparameters": hyperparameters,
-        "method": {"type": "supervised", "supervised": {"hyperparameters": hyperparameters}},
+        "method": {"type": method_type, method_type: {"hyperparameters": method_hyperparameters}},
         "result_files": [], "trained_tokens": run.summary_metrics.get("train_tokens"),
         "error": error, "seed": config.get("seed"), "user_provided_suffix": run.name,
         "estimated_finish": _unix(run.heartbeat_at) + int(eta) if eta and run.heartbeat_at else None,
@@ -86,7 +88,8 @@ def _filter_by_metadata(runs, params):
 # Our field errors under the names of the OpenAI request they came from.
 OPENAI_NAMES = {"base_model": "model", "config.epochs": "hyperparameters.n_epochs",
                 "config.batch_size": "hyperparameters.batch_size",
-                "config.learning_rate": "hyperparameters.learning_rate_multiplier", "config.seed": "seed"}
+                "config.learning_rate": "hyperparameters.learning_rate_multiplier", "config.seed": "seed",
+                "config.beta": "hyperparameters.beta"}
 
 
 class JobsView(OpenAIView):
@@ -118,10 +121,12 @@ class JobsView(OpenAIView):
                 raise exceptions.ValidationError({"validation_file": [f"No file {body['validation_file']} in this project."]})
         project = training.dataset.project
         require_role(request, project.team_id, Role.MEMBER, action="start fine-tuning jobs")
-        config = {"epochs": hyper.get("n_epochs"), "batch_size": hyper.get("batch_size"), "seed": body.get("seed")}
+        objective = OPENAI_METHODS[body["method"]["type"]]
+        config = {"epochs": hyper.get("n_epochs"), "batch_size": hyper.get("batch_size"), "seed": body.get("seed"),
+                  "beta": hyper.get("beta"), "objective": objective if objective != "sft" else None}
         multiplier = hyper.get("learning_rate_multiplier")
         if multiplier is not None:
-            config["learning_rate"] = _default_learning_rate("lora") * multiplier
+            config["learning_rate"] = _default_learning_rate("lora", objective) * multiplier
         config = {k: v for k, v in config.items() if v is not None}
         try:
             resolved = services.resolve_config(base_model=body["model"], method="lora", config=config,

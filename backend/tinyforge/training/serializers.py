@@ -121,6 +121,7 @@ class OpenAIHyperparametersSerializer(StrictSerializer):
     n_epochs = AutoOrNumber(int)
     batch_size = AutoOrNumber(int)
     learning_rate_multiplier = AutoOrNumber(float)
+    beta = AutoOrNumber(float)  # method dpo only
 
     default_error_messages = {"not_a_dict": "Must be an object."}
 
@@ -149,6 +150,10 @@ def metadata_problem(value) -> str | None:
     return None
 
 
+# OpenAI's method types and the engine objective each trains with.
+OPENAI_METHODS = {"supervised": "sft", "dpo": "dpo"}
+
+
 class OpenAIJobSerializer(StrictSerializer):
     """POST /v1/fine_tuning/jobs: OpenAI's fields; the files are ids (file-12) the view looks up."""
 
@@ -165,9 +170,9 @@ class OpenAIJobSerializer(StrictSerializer):
 
     def validate_method(self, value):
         method = value or {"type": "supervised"}
-        if not isinstance(method, dict) or method.get("type", "supervised") != "supervised":
-            raise serializers.ValidationError("Only the 'supervised' method is supported.")
-        return method
+        if not isinstance(method, dict) or method.get("type", "supervised") not in OPENAI_METHODS:
+            raise serializers.ValidationError("Only the 'supervised' and 'dpo' methods are supported.")
+        return {"type": "supervised", **method}
 
     def validate_metadata(self, value):
         if value is not None and (problem := metadata_problem(value)):
@@ -180,12 +185,16 @@ class OpenAIJobSerializer(StrictSerializer):
         return value
 
     def validate(self, attrs):
-        """The hyperparameters, given at the top level or inside method.supervised, as numbers."""
+        """The hyperparameters, given at the top level or inside method.<type>, as numbers."""
         method = attrs.get("method") or {"type": "supervised"}
-        given = attrs.get("hyperparameters") or (method.get("supervised") or {}).get("hyperparameters") or {}
+        attrs["method"] = method
+        inside = method.get(method["type"]) or {}
+        given = attrs.get("hyperparameters") or (inside.get("hyperparameters") if isinstance(inside, dict) else None) or {}
         hyper = OpenAIHyperparametersSerializer(data=given)
         if not hyper.is_valid():
             raise serializers.ValidationError({"hyperparameters": hyper.errors})
+        if method["type"] != "dpo" and hyper.validated_data.get("beta") is not None:
+            raise serializers.ValidationError({"hyperparameters": {"beta": ["Only method dpo takes beta."]}})
         attrs["hyperparameters"] = hyper.validated_data
         attrs["suffix"] = attrs.get("suffix") or ""
         return attrs
