@@ -162,10 +162,11 @@ def platform(tmp_path_factory, tiny_model_dir) -> Platform:
             cwd=BACKEND, env=env, stdout=web_log.open("w"), stderr=subprocess.STDOUT,
         )
         platform.processes.append(web)
-        # A training worker and the scheduler (the periodic reconcilers), as compose runs them.
-        from tinyforge.core.worker import CONTROL_QUEUE, WORK_QUEUES
+        # A training worker, the scheduler (the periodic reconcilers) and the evaluator, as compose runs them.
+        from tinyforge.core.worker import CONTROL_QUEUE, EVAL_QUEUE, WORK_QUEUES
 
-        for name, args in (("worker", WORK_QUEUES), ("scheduler", ("--with-scheduler", CONTROL_QUEUE))):
+        for name, args in (("worker", WORK_QUEUES), ("scheduler", ("--with-scheduler", CONTROL_QUEUE)),
+                           ("evaluator", (EVAL_QUEUE,))):
             log = data_dir / f"{name}.log"
             platform.processes.append(subprocess.Popen(
                 [sys.executable, "manage.py", "rqworker", *args],

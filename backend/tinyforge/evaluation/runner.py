@@ -49,6 +49,9 @@ class EvalConfig:
     judge_endpoint: Endpoint | None = None
     max_tokens: int = 128
     chunk_rows: int = 256
+    # Positions per batch slot of a local target (prompt + answer): every slot holds a KV cache this
+    # long, so the model's own context (8,192 for SmolLM2) would cost gigabytes for nothing.
+    max_context: int = 2048
 
     def __post_init__(self) -> None:
         if (self.judge is None) != (self.judge_endpoint is None):
@@ -198,9 +201,10 @@ class _Run:
         folders = {t.name: t.folder for t in self.targets if t.folder is not None}
         if folders:
             from tinyforge.serving.batch import LocalModels
+            from tinyforge.serving.pool import RuntimeOptions
 
             say(f"loading {', '.join(folders)}")
-            self.local = await asyncio.to_thread(LocalModels, folders)
+            self.local = await asyncio.to_thread(LocalModels, folders, RuntimeOptions(max_context=self.config.max_context))
 
     async def close(self) -> None:
         if self.local is not None:
