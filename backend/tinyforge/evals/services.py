@@ -25,6 +25,7 @@ EVAL_JOB = "tinyforge.evals.jobs.evaluate"
 MAX_ROWS = 50_000  # an eval set larger than this is a dataset, not a test
 RUN_SCORERS = ({"name": "exact_match"}, {"name": "must_include"}, {"name": "rouge_l"}, {"name": "token_f1"})
 RUN_EVAL_ROWS = 200  # a run's automatic evaluation answers at most this many validation rows
+RUN_EVAL_TOKENS = 64  # ... with answers this long at most: enough to score, short enough to finish soon
 
 
 def evaluation_job_id(evaluation: Evaluation) -> str:
@@ -232,7 +233,7 @@ def evaluate_finished_run(run: TrainingRun) -> list[Evaluation]:
         targets = [{"kind": "base", "run": run.pk, "label": f"base: {run.base_model}"[:100]}, run_target(run)]
         started.append(create_evaluation(None, project=run.project, version=version, targets=targets,
                                          scorers=list(RUN_SCORERS), judge=None, purpose=Purpose.RUN, run=run,
-                                         name=f"{run.name}: validation rows"))
+                                         name=f"{run.name}: validation rows", max_tokens=RUN_EVAL_TOKENS))
     fact_check = (run.dataset_version.stats or {}).get("fact_check") if run.dataset_version_id else None
     version = (EvalSetVersion.all_teams.filter(pk=fact_check["eval_set_version"]).first()
                if isinstance(fact_check, dict) and fact_check.get("eval_set_version") else None)
@@ -241,7 +242,7 @@ def evaluate_finished_run(run: TrainingRun) -> list[Evaluation]:
         targets = [{"kind": "base", "run": run.pk, "label": f"base: {run.base_model}"[:100]}, run_target(run)]
         started.append(create_evaluation(None, project=run.project, version=version, targets=targets,
                                          scorers=[{"name": "must_include"}], judge=None, purpose=Purpose.RUN, run=run,
-                                         name=f"{run.name}: fact check"))
+                                         name=f"{run.name}: fact check", max_tokens=RUN_EVAL_TOKENS))
     gate = Gate.all_teams.filter(project=run.project, enabled=True).select_related("eval_set").first()
     if gate is not None:
         started.append(check_gate(None, gate, run))

@@ -205,6 +205,7 @@ class _Run:
 
             say(f"loading {', '.join(folders)}")
             self.local = await asyncio.to_thread(LocalModels, folders, RuntimeOptions(max_context=self.config.max_context))
+            say(f"loaded {', '.join(folders)}")
 
     async def close(self) -> None:
         if self.local is not None:
