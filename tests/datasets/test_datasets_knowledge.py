@@ -67,6 +67,7 @@ def test_the_knowledge_recipe_needs_an_allowed_teacher_and_sane_knobs(upload, ac
     assert ingest_queue.count == 0
 
 
+@pytest.mark.django_db(transaction=True)  # the ingest job closes its connection when it ends
 def test_the_platforms_own_inference_service_is_called_with_a_team_key_it_signs(
         upload, ingested, acme, globex, settings, teacher):
     settings.INFERENCE_URL = teacher.url.removesuffix("/v1")

@@ -12,6 +12,11 @@ from personas import assert_error
 from tinyforge.core.models import AuditEvent, Event
 from tinyforge.evals.models import Evaluation
 
+# The eval job closes its database connection when it ends, as every job does; inside the
+# transaction of a plain db test that drops PostgreSQL's connection (SQLite's in-memory one is
+# never closed), so the tests that run the job in-process commit for real.
+JOBS_CLOSE_CONNECTIONS = pytest.mark.django_db(transaction=True)
+
 ROWS = [{"input": "What is the capital of Zorbland?", "reference": "The capital of Zorbland is Quillport.",
          "must_include": ["Quillport"], "tags": ["geo"]},
         {"input": "Reverse the word hello.", "reference": "olleh", "tags": ["words"]},
@@ -81,6 +86,7 @@ def evaluate(client, version, targets, **extra):
                                                 "max_tokens": 6} | extra, format="json")
 
 
+@JOBS_CLOSE_CONNECTIONS
 def test_a_run_against_its_base_model_is_answered_scored_and_paged(client_for, alice, acme, run_with_model, eval_queue,
                                                                    django_capture_on_commit_callbacks):
     client = client_for(alice)
@@ -110,6 +116,7 @@ def test_a_run_against_its_base_model_is_answered_scored_and_paged(client_for, a
     assert_error(client.get(f"/api/v1/evaluations/{evaluation['id']}/results/", {"regressions": "maybe"}), 400)
 
 
+@JOBS_CLOSE_CONNECTIONS
 def test_a_pairwise_judge_on_the_allow_list_is_asked_both_orders(client_for, alice, acme, judge, eval_queue,
                                                                   django_capture_on_commit_callbacks):
     client = client_for(alice)
@@ -131,6 +138,7 @@ def test_a_pairwise_judge_on_the_allow_list_is_asked_both_orders(client_for, ali
     assert len(judge.judged()) == 6
 
 
+@JOBS_CLOSE_CONNECTIONS
 def test_a_judge_that_answers_garbage_leaves_rows_unscored_and_counted(client_for, alice, acme, judge, eval_queue,
                                                                         django_capture_on_commit_callbacks):
     client = client_for(alice)
@@ -156,6 +164,7 @@ def test_a_judge_not_on_the_allow_list_is_refused(client_for, alice, acme):
     assert "is not a model server this platform may call" in error["fields"]["judge.target.base_url"][0]
 
 
+@JOBS_CLOSE_CONNECTIONS
 def test_an_unreachable_judge_fails_the_evaluation_before_any_row(client_for, alice, acme, settings, judge, eval_queue,
                                                                    django_capture_on_commit_callbacks):
     settings.QA_BASE_URLS = {**settings.QA_BASE_URLS, "http://127.0.0.1:9/v1": None}
@@ -195,6 +204,7 @@ def test_bad_evaluations_are_refused_naming_the_field(client_for, alice, acme, t
     assert message in json.dumps(error)
 
 
+@JOBS_CLOSE_CONNECTIONS
 def test_two_evaluations_at_once_queue_and_both_finish(client_for, alice, acme, judge, eval_queue,
                                                        django_capture_on_commit_callbacks):
     client = client_for(alice)
@@ -208,6 +218,7 @@ def test_two_evaluations_at_once_queue_and_both_finish(client_for, alice, acme, 
     assert [Evaluation.all_teams.get(pk=i).status for i in ids] == ["succeeded", "succeeded"]
 
 
+@JOBS_CLOSE_CONNECTIONS
 def test_ten_thousand_rows_are_written_in_chunks_and_paged(client_for, alice, acme, run_with_model, eval_queue,
                                                            settings, django_capture_on_commit_callbacks):
     # The heartbeat thread's writes would meet this test's open transaction on SQLite; not under test here.
@@ -228,6 +239,7 @@ def test_ten_thousand_rows_are_written_in_chunks_and_paged(client_for, alice, ac
     assert_error(client.get(f"/api/v1/evaluations/{evaluation['id']}/results/", {"page_size": 100_000}), 400)
 
 
+@JOBS_CLOSE_CONNECTIONS
 def test_a_gate_refuses_a_failing_run_until_overridden_with_an_audit_record(client_for, alice, acme, judge, eval_queue,
                                                                             run_with_model,
                                                                             django_capture_on_commit_callbacks):
