@@ -160,3 +160,21 @@ def test_a_derived_version_reruns_options_over_an_earlier_one(upload, ingested, 
     rows = [json.loads(line) for line in storage.path(derived.storage_key).read_text().splitlines()]
     assert rows[-1]["output"] == "Mail [EMAIL] today." and derived.stats["emails_scrubbed"] == 1
     assert rows[-1]["metadata"] == {"source": "faq v2", "location": "line 7"}  # traced to the parent version
+
+
+def test_an_upload_of_preference_pairs_previews_chosen_and_rejected_side_by_side(
+        client_for, alice, acme, upload, ingested, tiny_base_model):
+    pairs = b"".join(json.dumps({"prompt": f"Is {n} even?", "chosen": "Yes." if n % 2 == 0 else "No.",
+                                 "rejected": "No." if n % 2 == 0 else "Yes."}).encode() + b"\n" for n in range(4))
+    mixed = pairs + b'{"instruction": "Say hi", "output": "hi"}\n'
+    version = ingested(upload(acme.dataset, [("pairs.jsonl", mixed)]))
+    assert version.status == "ready", version.error
+    report = client_for(alice).get(f"/api/v1/dataset-versions/{version.pk}/report/").json()
+    assert report["valid_rows"] == 4 and report["invalid_count"] == 1
+    assert "line 1 is a preference pair" in report["invalid"][0]["reason"]
+    row = client_for(alice).get(f"/api/v1/dataset-versions/{version.pk}/preview/",
+                                {"page_size": 1, "base_model": tiny_base_model}).json()["results"][0]
+    assert row["row"]["chosen"] == "Yes." and row["row"]["rejected"] == "No."
+    assert [s["text"] for s in row["segments"] if s["trained"]][0].startswith("Yes.")
+    assert [s["text"] for s in row["rejected_segments"] if s["trained"]][0].startswith("No.")
+    assert "Is 0 even?" in "".join(s["text"] for s in row["rejected_segments"] if not s["trained"])

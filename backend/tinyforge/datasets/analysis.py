@@ -109,7 +109,8 @@ def preview_rows(path: str | Path, *, offset: int, limit: int, model_folder: str
     folder, each row rendered through its chat template as segments {text, trained, tokens}.
     `source` / `fact` keep only the rows whose metadata names that document / that fact (its id
     or its text: the knowledge recipe's rows), and the count of those is returned too (None without)."""
-    from tinyforge.ml.formatting import preview_row
+    from tinyforge.ml.formatting import preview_messages, preview_row
+    from tinyforge.ml.schema import PreferenceRow
 
     tokenizer = context = None
     if model_folder:
@@ -138,6 +139,9 @@ def preview_rows(path: str | Path, *, offset: int, limit: int, model_folder: str
             except TinyforgeError as exc:
                 raise TinyforgeError(f"line {number}: {exc}") from None
             item["segments"] = segments
+            if isinstance(row, PreferenceRow):  # shown beside the chosen answer
+                item["rejected_segments"] = preview_messages(
+                    tokenizer, row.prompt_messages() + [{"role": "assistant", "content": row.rejected_text()}])
             item["rendered"] = "".join(s["text"] for s in segments)
             item["token_count"] = sum(s["tokens"] for s in segments)
             item["trained_token_count"] = sum(s["tokens"] for s in segments if s["trained"])

@@ -453,6 +453,9 @@ class PreviewRowSerializer(serializers.Serializer):
     problems = serializers.ListField(child=serializers.DictField(child=serializers.CharField()))
     segments = PreviewSegmentSerializer(many=True, required=False,
                                         help_text="With base_model: the rendered chat template, in spans")
+    rejected_segments = PreviewSegmentSerializer(
+        many=True, required=False, help_text="A preference pair with base_model: the prompt with the rejected answer, "
+                                             "in spans (segments hold it with the chosen one)")
     rendered = serializers.CharField(required=False)
     token_count = serializers.IntegerField(required=False)
     trained_token_count = serializers.IntegerField(required=False)

@@ -159,7 +159,12 @@ def preview_row(tokenizer, row: Row, train_on_prompt: bool = False) -> list[dict
     For the dataset preview: [{"text": "<|im_start|>user\\n...", "trained": False}, ...],
     consecutive tokens with the same flag merged into one span.
     """
-    full, offsets, example = _tokenize_with_offsets(tokenizer, row.to_messages(), train_on_prompt)
+    return preview_messages(tokenizer, row.to_messages(), train_on_prompt)
+
+
+def preview_messages(tokenizer, messages: list[dict[str, str]], train_on_prompt: bool = False) -> list[dict]:
+    """preview_row's spans for a conversation (a preference pair's prompt with its rejected answer)."""
+    full, offsets, example = _tokenize_with_offsets(tokenizer, messages, train_on_prompt)
     spans: list[dict] = []
     previous_end = 0
     for (start, end), label in zip(offsets, example.labels):

@@ -2672,6 +2672,8 @@ export interface components {
             }[];
             /** @description With base_model: the rendered chat template, in spans */
             segments?: components["schemas"]["PreviewSegment"][];
+            /** @description A preference pair with base_model: the prompt with the rejected answer, in spans (segments hold it with the chosen one) */
+            rejected_segments?: components["schemas"]["PreviewSegment"][];
             rendered?: string;
             token_count?: number;
             trained_token_count?: number;
