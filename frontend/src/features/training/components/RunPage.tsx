@@ -92,6 +92,10 @@ export function RunPage() {
   const lossRows = curveRows(points, ["loss", "eval_loss"]);
   const lrRows = curveRows(points, ["learning_rate"]);
   const speedRows = curveRows(points, ["tokens_per_second"]);
+  // Preference runs (dpo, orpo, kto) also record their implicit rewards and how often the chosen answer wins.
+  const rewardRows = curveRows(points, ["reward_chosen", "reward_rejected", "reward_margin", "eval_reward_margin"]);
+  const accuracyRows = curveRows(points, ["preference_accuracy", "eval_preference_accuracy"]);
+  const isPreferenceRun = points.some((p) => p.name === "preference_accuracy");
   // A running run's elapsed time is meant to move on with each poll's render.
   // eslint-disable-next-line react-hooks/purity
   const elapsed = r.started_at ? ((r.finished_at ? new Date(r.finished_at).getTime() : Date.now()) - new Date(r.started_at).getTime()) / 1000 : null;
@@ -169,6 +173,32 @@ export function RunPage() {
             <MetricChart title="Learning rate" rows={lrRows} series={[{ key: "learning_rate", label: "learning rate", color: "var(--chart-3)" }]} />
           </Card>
         </div>
+        {isPreferenceRun ? (
+          <div className="grid-2">
+            <Card title="Rewards">
+              <MetricChart
+                title="Rewards"
+                rows={rewardRows}
+                series={[
+                  { key: "reward_chosen", label: "chosen reward", color: "var(--chart-3)" },
+                  { key: "reward_rejected", label: "rejected reward", color: "var(--chart-4)" },
+                  { key: "reward_margin", label: "margin", color: "var(--chart-1)" },
+                  { key: "eval_reward_margin", label: "held-out margin", color: "var(--chart-2)" },
+                ]}
+              />
+            </Card>
+            <Card title="Preference accuracy">
+              <MetricChart
+                title="Preference accuracy"
+                rows={accuracyRows}
+                series={[
+                  { key: "preference_accuracy", label: "train", color: "var(--chart-1)" },
+                  { key: "eval_preference_accuracy", label: "held-out pairs", color: "var(--chart-2)" },
+                ]}
+              />
+            </Card>
+          </div>
+        ) : null}
         <div className="grid-2">
           <Card title="Throughput">
             <MetricChart title="Throughput" rows={speedRows} series={[{ key: "tokens_per_second", label: "tokens/s", color: "var(--chart-5)" }]} height={180} />
