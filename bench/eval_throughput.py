@@ -181,7 +181,10 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     from tinyforge.evaluation.sets import general_rows
+    from tinyforge.hardware import machine_summary
     from tinyforge.ml.models import resolve_base_model
+
+    print(machine_summary(), flush=True)
 
     base = resolve_base_model("smollm2-135m-instruct")
     args.work.mkdir(parents=True, exist_ok=True)
@@ -216,7 +219,7 @@ def main() -> int:
     judge_ratio = pooled / sequential
     print(f"judge sequential: {sequential:6.2f} requests/s; pool of {args.judge_concurrency}: {pooled:6.2f} requests/s; "
           f"ratio {judge_ratio:.2f}x (floor {JUDGE_FLOOR}x)", flush=True)
-    figures = {"ours_rows_per_s": ours_rate, "peer_rows_per_s": peer_rate, "answer_ratio": answer_ratio,
+    figures = {"machine": machine_summary(), "ours_rows_per_s": ours_rate, "peer_rows_per_s": peer_rate, "answer_ratio": answer_ratio,
                "identical_answers": same, "compared_answers": 2 * len(peer_rows),
                "judge_sequential_per_s": sequential, "judge_pool_per_s": pooled, "judge_ratio": judge_ratio,
                "args": {k: str(v) for k, v in vars(args).items()}}
