@@ -5,14 +5,6 @@ from django.conf import settings
 from django.db import migrations, models
 
 
-def classify_existing(apps, schema_editor):
-    """Invitations made before kinds: one with an address stays bound to it; one without was an
-    open link for one use; a used one has used its one use."""
-    Invitation = apps.get_model("accounts", "Invitation")
-    Invitation._default_manager.filter(email="").update(kind="link")
-    Invitation._default_manager.filter(accepted_at__isnull=False).update(uses=1)
-
-
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -54,15 +46,6 @@ class Migration(migrations.Migration):
             model_name='invitation',
             name='email',
             field=models.EmailField(blank=True, help_text='The invited address (address invitations only)', max_length=254),
-        ),
-        migrations.RunPython(classify_existing, migrations.RunPython.noop),
-        migrations.AddConstraint(
-            model_name='invitation',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('kind', 'address'), ('max_uses', 1), models.Q(('email', ''), _negated=True)), models.Q(('email', ''), ('kind', 'link')), _connector='OR'), name='invitation_address_or_open_link'),
-        ),
-        migrations.AddConstraint(
-            model_name='invitation',
-            constraint=models.CheckConstraint(condition=models.Q(('uses__lte', models.F('max_uses'))), name='invitation_uses_in_limit'),
         ),
         migrations.AddField(
             model_name='verifiedemail',
