@@ -98,6 +98,14 @@ def test_dpo_from_an_earlier_run_keeps_its_weights_as_the_reference(tiny_config,
     assert result.losses[0]["loss"] == pytest.approx(0.693147, abs=1e-4)
     adapter = load_file(tmp_path / "dpo" / "adapter_model.safetensors")
     assert adapter and all("lora_" in name or "trainable_tokens" in name for name in adapter)
+    # The saved model is the earlier run plus the new (here unchanged) adapter, not the base plus it.
+    from tinyforge.ml.models import load_model_folder
+
+    ids = torch.tensor([[5, 17, 40, 99, 3, 8]])
+    with torch.no_grad():
+        earlier, dpo = load_model_folder(tmp_path / "sft")[0](ids).logits, load_model_folder(tmp_path / "dpo")[0](ids).logits
+        base = load_model_folder(tiny_model_dir)[0](ids).logits
+    assert torch.allclose(dpo, earlier, atol=1e-4) and not torch.allclose(dpo, base, atol=1e-3)
 
 
 def test_full_dpo_changes_weights_and_its_reference_is_the_starting_weights(tiny_config, tiny_model_dir, tmp_path):

@@ -197,6 +197,17 @@ def load_base_model(path: str | os.PathLike, dtype=None):
     return AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype or torch.float32)
 
 
+def load_merged_model(path: Path, dtype=None):
+    """A model folder as plain transformers weights: an adapter folder (an earlier LoRA run, which
+    may itself start from one) with its adapter merged into its base. Loading an adapter folder as
+    a base model instead would give its adapter the name a second adapter then overwrites."""
+    if not (path / "adapter_config.json").is_file():
+        return load_base_model(path, dtype)
+    model = load_model_folder(path, dtype)[0].merge_and_unload()
+    model.name_or_path = str(path)  # what an adapter trained on top records as its base
+    return model
+
+
 def load_model_folder(path: str | os.PathLike, dtype=None):
     """(model, tokenizer) from a model folder written by training: full weights or a LoRA adapter.
 
@@ -213,7 +224,7 @@ def load_model_folder(path: str | os.PathLike, dtype=None):
         base_ref = json.loads(adapter_config.read_text()).get("base_model_name_or_path")
         if not base_ref:
             raise TinyforgeError(f"{adapter_config} has no base_model_name_or_path")
-        base = load_base_model(resolve_base_model(base_ref), dtype)
+        base = load_merged_model(resolve_base_model(base_ref), dtype)
         if base.get_input_embeddings().num_embeddings != len(tokenizer):
             base.resize_token_embeddings(len(tokenizer))
         model = PeftModel.from_pretrained(base, str(folder))

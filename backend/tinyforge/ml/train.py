@@ -174,9 +174,9 @@ def _build_model(config: TrainConfig, base_path: Path, tokenizer, added_tokens: 
     import torch
     from transformers import set_seed
 
-    from tinyforge.ml.models import load_base_model, lora_target_modules
+    from tinyforge.ml.models import load_merged_model, lora_target_modules
 
-    model = load_base_model(base_path, torch.float32)
+    model = load_merged_model(base_path, torch.float32)  # an earlier LoRA run: merged into its base
     if model.get_input_embeddings().num_embeddings < len(tokenizer):
         model.resize_token_embeddings(len(tokenizer))
     if config.gradient_checkpointing:
