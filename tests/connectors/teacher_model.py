@@ -88,6 +88,7 @@ class TeacherHandler(BaseHTTPRequestHandler):
                 self.server.refused_once.add((step, passage))
             self.server.in_flight += 1
             self.server.most_in_flight = max(self.server.most_in_flight, self.server.in_flight)
+            self.counted = True
         try:
             if "BUSY" in passage and first:
                 return self.reply(429, {"error": {"message": "slow down", "type": "rate_limit"}}, {"Retry-After": "0"})
@@ -102,6 +103,13 @@ class TeacherHandler(BaseHTTPRequestHandler):
                                           "message": {"role": "assistant", "content": content}}],
                              "usage": {"prompt_tokens": tokens - 1, "completion_tokens": 1, "total_tokens": tokens}})
         finally:
+            self.leave()
+
+    def leave(self):
+        # Counted out before the answer's last byte goes: once the client holds it, it may send its
+        # next request before this thread runs again, which is not one more in flight.
+        if getattr(self, "counted", False):
+            self.counted = False
             with self.server.lock:
                 self.server.in_flight -= 1
 
@@ -147,4 +155,5 @@ class TeacherHandler(BaseHTTPRequestHandler):
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
+        self.leave()
         self.wfile.write(data)
