@@ -5,15 +5,13 @@ from __future__ import annotations
 
 from django.db import transaction
 from django.db.models import Max
-from rest_framework import exceptions
 
 from tinyforge.core import storage
 from tinyforge.core.audit import audit
-from tinyforge.core.errors import Conflict
 from tinyforge.core.events import record_event
 from tinyforge.core.jobs import enqueue
 from tinyforge.deployments.models import Deployment, DeploymentStatus
-from tinyforge.errors import TinyforgeError
+from tinyforge.errors import Conflict, InvalidInput, TinyforgeError
 from tinyforge.evals import lifecycle
 from tinyforge.evals.models import EvalSet, EvalSetVersion, EvalSource, EvalStatus, Evaluation, Gate, Purpose
 from tinyforge.evaluation.judges import JudgeConfig
@@ -37,7 +35,7 @@ def evaluation_job_id(evaluation: Evaluation) -> str:
 
 def create_eval_set(request, *, project, name: str, description: str = "") -> EvalSet:
     if EvalSet.all_teams.filter(project=project, name=name).exists():
-        raise exceptions.ValidationError({"name": [f"The project already has an eval set named {name}."]})
+        raise InvalidInput({"name": [f"The project already has an eval set named {name}."]})
     eval_set = EvalSet.all_teams.create(project=project, name=name, description=description,
                                         created_by=_user(request))
     audit(request, "created", eval_set)
@@ -77,7 +75,7 @@ def version_from_rows(request, eval_set: EvalSet, items: list) -> EvalSetVersion
     try:
         rows = parse_rows(items, "rows")
     except TinyforgeError as exc:
-        raise exceptions.ValidationError({"rows": [str(exc)]}) from None
+        raise InvalidInput({"rows": [str(exc)]}) from None
     return add_version(request, eval_set, rows, source_kind=EvalSource.ROWS, source={})
 
 
@@ -99,7 +97,7 @@ def version_from_dataset_version(request, eval_set: EvalSet, dataset_version, ro
     if row_numbers:
         missing = [n for n in row_numbers if not 1 <= n <= len(rows)]
         if missing:
-            raise exceptions.ValidationError({"rows": [f"The version has {len(rows)} rows; no row {missing[0]}."]})
+            raise InvalidInput({"rows": [f"The version has {len(rows)} rows; no row {missing[0]}."]})
         rows = [rows[n - 1] for n in row_numbers]
     return add_version(request, eval_set, [_from_training_row(r) for r in rows], source_kind=EvalSource.DATASET_VERSION,
                        source={"dataset_version": dataset_version.pk, "rows": row_numbers or []})
@@ -142,7 +140,7 @@ def check_scorers(scorers: list[dict]) -> list[dict]:
     try:
         return [Scorer.from_dict(s).to_dict() for s in scorers]
     except TinyforgeError as exc:
-        raise exceptions.ValidationError({"scorers": [str(exc)]}) from None
+        raise InvalidInput({"scorers": [str(exc)]}) from None
 
 
 def check_judge(judge: dict | None, targets: list[dict]) -> dict | None:
@@ -152,9 +150,9 @@ def check_judge(judge: dict | None, targets: list[dict]) -> dict | None:
         config = JudgeConfig(mode=judge.get("mode", "pointwise"), prompt=judge.get("prompt", ""),
                              rubric=judge.get("rubric") or JudgeConfig.rubric, max_tokens=judge.get("max_tokens", 256))
     except TinyforgeError as exc:
-        raise exceptions.ValidationError({"judge": [str(exc)]}) from None
+        raise InvalidInput({"judge": [str(exc)]}) from None
     if config.mode == "pairwise" and len(targets) < 2:
-        raise exceptions.ValidationError({"judge": ["A pairwise judge compares two targets or more; add a target."]})
+        raise InvalidInput({"judge": ["A pairwise judge compares two targets or more; add a target."]})
     return {**config.to_dict(), "target": judge["target"]}
 
 
@@ -165,7 +163,7 @@ def check_endpoint(base_url: str, field: str) -> None:
     try:
         qa_api_key(base_url)
     except TinyforgeError as exc:
-        raise exceptions.ValidationError({field: [str(exc)]}) from None
+        raise InvalidInput({field: [str(exc)]}) from None
 
 
 @transaction.atomic
@@ -173,10 +171,10 @@ def create_evaluation(request, *, project, version: EvalSetVersion, targets: lis
                       judge: dict | None, max_tokens: int = 128, name: str = "", purpose: str = Purpose.MANUAL,
                       run: TrainingRun | None = None, metadata: dict | None = None) -> Evaluation:
     if not scorers and judge is None:
-        raise exceptions.ValidationError({"scorers": ["Choose at least one scorer or a judge."]})
+        raise InvalidInput({"scorers": ["Choose at least one scorer or a judge."]})
     labels = [t["label"] for t in targets]
     if len(set(labels)) != len(labels):
-        raise exceptions.ValidationError({"targets": ["Two targets have the same label; name them apart."]})
+        raise InvalidInput({"targets": ["Two targets have the same label; name them apart."]})
     for index, target in enumerate(targets):
         if target["kind"] == "endpoint":
             check_endpoint(target["base_url"], f"targets.{index}.base_url")
