@@ -14,8 +14,9 @@ import os
 import hypothesis
 import pytest
 import schemathesis
+from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
-from django.db import transaction
+from django.db import close_old_connections, transaction
 from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, Phase, strategies as st
 from hypothesis.stateful import run_state_machine_as_test
@@ -47,7 +48,14 @@ def callers(acme, globex, alice, charlie, token_client):
 def api_schema():
     schema = schemathesis.openapi.from_dict(SchemaGenerator().get_schema(request=None, public=True))
     schema.app = get_wsgi_application()
-    return schema
+    # As Django's test client does: schemathesis calls the WSGI handler itself, whose request
+    # signals would close the test's database connection inside its transaction (PostgreSQL's
+    # closes for real, and every later request answered 500; SQLite's in-memory one never closes).
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield schema
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
 
 
 def cross_team(other_team: str):
