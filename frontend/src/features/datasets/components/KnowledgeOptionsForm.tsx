@@ -1,18 +1,15 @@
 import { fieldError } from "../../../api/client";
-import { useDeployments } from "../../../api/list-deployments";
 import type { KnowledgeOptionsInfo, KnowledgePreviewResult } from "../../../api/types";
 import { Field } from "../../../components/Field";
 import { InlineError } from "../../../components/States";
-import { useProjectId } from "../../../lib/use-project-id";
 import { useKnowledgeOptions } from "../api/knowledge";
+import { TeacherFields, teacherUrl, type TeacherDraft } from "./TeacherFields";
 
 const PROMPTS = ["facts", "questions", "answers", "restatements"] as const;
 type PromptName = (typeof PROMPTS)[number];
 
 /** What the form holds; `knowledgeOption` turns it into the import's `knowledge` option. */
-export interface KnowledgeDraft {
-  baseUrl: string;
-  model: string;
+export interface KnowledgeDraft extends TeacherDraft {
   knobs: Record<string, string>;
   prompts: Partial<Record<PromptName, string>>;
 }
@@ -23,23 +20,16 @@ export const EMPTY_KNOWLEDGE: KnowledgeDraft = { baseUrl: "", model: "", knobs: 
 export function knowledgeOption(draft: KnowledgeDraft, info: KnowledgeOptionsInfo | undefined): Record<string, unknown> {
   const numbers = Object.fromEntries(Object.entries(draft.knobs).filter(([, v]) => v !== "").map(([k, v]) => [k, Number(v)]));
   const edited = Object.fromEntries(Object.entries(draft.prompts).filter(([name, text]) => text && text !== info?.prompts[name as PromptName]));
-  return { base_url: draft.baseUrl || info?.teachers[0] || "", model: draft.model, ...numbers, ...(Object.keys(edited).length ? { prompts: edited } : {}) };
+  return { base_url: teacherUrl(draft, info), model: draft.model, ...numbers, ...(Object.keys(edited).length ? { prompts: edited } : {}) };
 }
 
 /** The knowledge recipe's teacher and knobs. */
 export function KnowledgeOptionsForm({ value, onChange, error }: { value: KnowledgeDraft; onChange: (draft: KnowledgeDraft) => void; error: unknown }) {
   const info = useKnowledgeOptions(true);
-  const projectId = useProjectId();
-  const deployments = useDeployments({ projectId: Number.isFinite(projectId) ? projectId : undefined });
-  const teacherUrl = value.baseUrl || info.data?.teachers[0] || "";
-  const ownService = teacherUrl === info.data?.own_inference_url;
   const { knobs, prompts } = value;
   const setKnobs = (next: Record<string, string>) => onChange({ ...value, knobs: next });
   const setPrompts = (next: Partial<Record<PromptName, string>>) => onChange({ ...value, prompts: next });
-  const setBaseUrl = (baseUrl: string) => onChange({ ...value, baseUrl });
-  const setModel = (model: string) => onChange({ ...value, model });
 
-  const errors = (field: string) => fieldError(error, `options.knowledge.${field}`) ?? fieldError(error, `options.knowledge`);
   const knob = (name: string, label: string, step = "1") => (
     <Field label={label} errors={fieldError(error, `options.knowledge.${name}`)} help={`Default ${String(info.data?.defaults[name as keyof typeof info.data.defaults] ?? "")}`}>
       <input className="input" type="number" step={step} min={0} value={knobs[name] ?? ""} onChange={(e) => setKnobs({ ...knobs, [name]: e.target.value })} />
@@ -54,19 +44,7 @@ export function KnowledgeOptionsForm({ value, onChange, error }: { value: Knowle
       </p>
       <InlineError error={info.error} />
       <div className="form-grid">
-        <Field label="Teacher server" errors={errors("base_url")}>
-          <select className="select" value={teacherUrl} onChange={(e) => setBaseUrl(e.target.value)}>
-            {info.data?.teachers.map((url) => (
-              <option key={url} value={url}>
-                {url === info.data?.own_inference_url ? `This platform's deployments (${url})` : url}
-              </option>
-            ))}
-          </select>
-        </Field>
-        <Field label="Teacher model" errors={fieldError(error, "options.knowledge.model")} help={ownService ? "A deployment of this team, by name" : undefined}>
-          <input className="input" list="knowledge-teachers" value={value.model} onChange={(e) => setModel(e.target.value)} placeholder="model name" />
-        </Field>
-        <datalist id="knowledge-teachers">{ownService ? deployments.data?.results.map((d) => <option key={d.id} value={d.name} />) : null}</datalist>
+        <TeacherFields value={value} onChange={(teacher) => onChange({ ...value, ...teacher })} error={error} field="options.knowledge" />
         {knob("facts_per_chunk", "Facts per chunk")}
         {knob("questions_per_fact", "Questions per fact")}
         {knob("restatements_per_chunk", "Restatements per chunk")}

@@ -25,6 +25,20 @@ function recordUploads(): Record<string, unknown>[] {
   return sent;
 }
 
+/** The servers an administrator allowed (the platform's own first) and one deployment of the team. */
+function stubTeachers(deployment: string) {
+  const info = {
+    teachers: ["http://inference:8001/v1", "http://vllm:8000/v1"],
+    own_inference_url: "http://inference:8001/v1",
+    prompts: { facts: "List facts.", questions: "Write questions.", answers: "Answer.", restatements: "Rewrite." },
+    defaults: { facts_per_chunk: 8, questions_per_fact: 4, restatements_per_chunk: 0, temperature: 0.7, concurrency: 4 },
+  };
+  vi.stubGlobal("fetch", vi.fn(async (url: string) => {
+    const body = String(url).includes("knowledge-options") ? info : { count: 1, next: null, previous: null, results: [{ id: 5, name: deployment }] };
+    return new Response(JSON.stringify(body), { status: 200, headers: { "Content-Type": "application/json" } });
+  }));
+}
+
 function renderPanel() {
   const router = createMemoryRouter(
     [
@@ -66,16 +80,7 @@ describe("UploadPanel", () => {
 
   it("offers the knowledge recipe with its teacher and knobs, a dry run, then imports with those options", async () => {
     document.cookie = "csrftoken=t; path=/";
-    const info = {
-      teachers: ["http://inference:8001/v1", "http://vllm:8000/v1"],
-      own_inference_url: "http://inference:8001/v1",
-      prompts: { facts: "List facts.", questions: "Write questions.", answers: "Answer.", restatements: "Rewrite." },
-      defaults: { facts_per_chunk: 8, questions_per_fact: 4, restatements_per_chunk: 0, temperature: 0.7, concurrency: 4 },
-    };
-    vi.stubGlobal("fetch", vi.fn(async (url: string) => {
-      const body = String(url).includes("knowledge-options") ? info : { count: 1, next: null, previous: null, results: [{ id: 5, name: "smol" }] };
-      return new Response(JSON.stringify(body), { status: 200, headers: { "Content-Type": "application/json" } });
-    }));
+    stubTeachers("smol");
     const sent: { url: string; options: Record<string, unknown>; chunks: string | null }[] = [];
     const preview = {
       estimate: { chunks: 12, characters: 9000, teacher_calls: 36, teacher_tokens: 40000, training_rows_at_most: 384 },
@@ -127,5 +132,60 @@ describe("UploadPanel", () => {
     expect(sent.map((s) => s.url)).toEqual(["/api/v1/datasets/2/knowledge-preview/", "/api/v1/datasets/2/upload/"]);
     expect(sent[0]).toMatchObject({ chunks: "3", options: { recipe: "knowledge", knowledge } });
     expect(sent[1]?.options).toMatchObject({ recipe: "knowledge", knowledge });
+  });
+
+  it("offers the qa recipe the same teacher picker, a deployment of the team by name, and shows the server's reason beside it", async () => {
+    document.cookie = "csrftoken=t; path=/";
+    stubTeachers("smol-teacher");
+    const sent: Record<string, unknown>[] = [];
+    class Xhr {
+      upload = {};
+      status = 400;
+      statusText = "Bad Request";
+      responseText = "";
+      withCredentials = false;
+      onload: (() => void) | null = null;
+      open() {}
+      setRequestHeader() {}
+      send(form: FormData) {
+        const options = JSON.parse(String(form.get("options"))) as { qa: { model: string } };
+        sent.push(options);
+        // The first upload names a model the server does not serve; the second one it takes.
+        const refused = options.qa.model === "gpt-4o";
+        this.status = refused ? 400 : 201;
+        this.responseText = JSON.stringify(
+          refused ? { error: { code: "invalid", message: "Invalid input.", fields: { "options.qa.model": ["No deployment gpt-4o here."] } } } : { id: 9 },
+        );
+        this.onload?.();
+      }
+    }
+    vi.stubGlobal("XMLHttpRequest", Xhr);
+    const user = userEvent.setup();
+    renderPanel();
+    await user.upload(screen.getByTestId("file-input"), new File(["# Leave\nStaff get 28 days."], "handbook.md"));
+    await user.selectOptions(screen.getByLabelText("Documents become"), "qa");
+    expect(await screen.findByText(/A larger teacher writes better pairs/)).toBeInTheDocument();
+    expect(await screen.findByRole("option", { name: /This platform's deployments \(http:\/\/inference:8001\/v1\)/ })).toBeInTheDocument();
+    expect(screen.getByText("A deployment of this team, by name")).toBeInTheDocument();
+    await waitFor(() => expect(document.querySelector('#teacher-models option[value="smol-teacher"]')).not.toBeNull());
+    expect(screen.queryByLabelText("Questions per fact")).not.toBeInTheDocument();
+
+    await user.type(screen.getByLabelText("Teacher model"), "gpt-4o");
+    await user.selectOptions(screen.getByLabelText("Teacher server"), "http://vllm:8000/v1");
+    expect(screen.queryByText("A deployment of this team, by name")).not.toBeInTheDocument();
+    await user.click(screen.getByRole("button", { name: /^Upload 1 file/ }));
+    expect(await screen.findByText("No deployment gpt-4o here.")).toBeInTheDocument();
+
+    await user.selectOptions(screen.getByLabelText("Teacher server"), "http://inference:8001/v1");
+    await user.clear(screen.getByLabelText("Teacher model"));
+    await user.type(screen.getByLabelText("Teacher model"), "smol-teacher");
+    await user.type(screen.getByLabelText("Questions per chunk"), "5");
+    await user.click(screen.getByRole("button", { name: /^Upload 1 file/ }));
+    await screen.findByText("version page");
+
+    expect(sent).toEqual([
+      { recipe: "qa", skip_bad_records: true, qa: { base_url: "http://vllm:8000/v1", model: "gpt-4o" } },
+      { recipe: "qa", skip_bad_records: true, qa: { base_url: "http://inference:8001/v1", model: "smol-teacher", questions_per_chunk: 5 } },
+    ]);
   });
 });

@@ -9,6 +9,7 @@ import { formatBytes } from "../../../lib/format";
 import { useKnowledgeOptions, useKnowledgePreview } from "../api/knowledge";
 import { useUploadFiles } from "../api/upload-files";
 import { EMPTY_KNOWLEDGE, KnowledgeOptionsForm, KnowledgePreview, knowledgeOption } from "./KnowledgeOptionsForm";
+import { EMPTY_QA, QAOptionsForm, qaOption } from "./QAOptionsForm";
 
 const ACCEPT = ".txt,.md,.markdown,.pdf,.docx,.csv,.json,.jsonl";
 
@@ -35,12 +36,15 @@ export function UploadPanel({ datasetId }: { datasetId: number }) {
   const [recipe, setRecipe] = useState("sections");
   const [stopAtFirstBadRow, setStopAtFirstBadRow] = useState(false);
   const [knowledge, setKnowledge] = useState(EMPTY_KNOWLEDGE);
-  const knowledgeInfo = useKnowledgeOptions(recipe === "knowledge");
+  const [qa, setQA] = useState(EMPTY_QA);
+  // The teachers an administrator allowed, for both recipes that call one.
+  const teacherInfo = useKnowledgeOptions(recipe === "knowledge" || recipe === "qa");
   const preview = useKnowledgePreview();
   const options = () => ({
     recipe,
     skip_bad_records: !stopAtFirstBadRow,
-    ...(recipe === "knowledge" ? { knowledge: knowledgeOption(knowledge, knowledgeInfo.data) } : {}),
+    ...(recipe === "knowledge" ? { knowledge: knowledgeOption(knowledge, teacherInfo.data) } : {}),
+    ...(recipe === "qa" ? { qa: qaOption(qa, teacherInfo.data) } : {}),
   });
 
   const addFiles = (list: FileList | null) => {
@@ -132,6 +136,7 @@ export function UploadPanel({ datasetId }: { datasetId: number }) {
           <input className="input" value={note} onChange={(e) => setNote(e.target.value)} placeholder="What changed" />
         </Field>
       </div>
+      {recipe === "qa" ? <QAOptionsForm value={qa} onChange={setQA} error={upload.error} /> : null}
       {recipe === "knowledge" ? <KnowledgeOptionsForm value={knowledge} onChange={setKnowledge} error={upload.error ?? preview.error} /> : null}
       {recipe === "knowledge" && preview.data ? <KnowledgePreview preview={preview.data} /> : null}
       {recipe === "knowledge" ? <InlineError error={errorBesideButton(preview.error, ["options", "files"])} /> : null}
