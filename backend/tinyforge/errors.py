@@ -2,7 +2,7 @@
 services.
 
 They never import Django. The control plane maps them to HTTP answers (tinyforge.core.errors:
-TinyforgeError and InvalidInput 400, NotAllowed 403, Conflict 409); the CLI prints them and exits
+TinyforgeError and InvalidInput 400, NotAllowed 403, NotFound 404, Conflict 409); the CLI prints them and exits
 with status 2, without a traceback.
 """
 
@@ -21,6 +21,11 @@ class InvalidInput(TinyforgeError):
     def __init__(self, fields: dict[str, list[str]]):
         self.fields = fields
         super().__init__("; ".join(f"{name}: {message}" for name, messages in fields.items() for message in messages))
+
+
+class NotFound(TinyforgeError):
+    """What the request names does not exist for the caller (or belongs to another team: the
+    same answer, so ids reveal nothing)."""
 
 
 class Conflict(TinyforgeError):

@@ -82,12 +82,29 @@ def test_runs_and_checkpoints_of_the_team_are_models_by_id_and_another_teams_are
         report = client.get(f"/api/v1/dataset-versions/{acme.version.pk}/report/", {"base_model": reference})
         assert report.status_code == 409, report.content  # the model is fine; the fixture version has no file
         assert "base_model" not in json.dumps(report.json()["error"]["fields"])
-    foreign = {f"run:{globex_run.pk}": f"No finished run {globex_run.pk} in this team.",
+    foreign = {f"run:{globex_run.pk}": f"No run {globex_run.pk} in this team.",
                f"checkpoint:{globex.checkpoint.pk}": f"No checkpoint {globex.checkpoint.pk} in this team.",
-               "run:99999999": "No finished run 99999999 in this team."}
+               "run:99999999": "No run 99999999 in this team."}
     for reference, expected in foreign.items():
         for where, response in ask_everywhere(client, acme, reference):
-            assert refusal(response) == expected, (where, reference)
+            if where.startswith("runs"):  # starting a run from it: not found, as another team's run is
+                assert assert_error(response, 404)["message"] == expected, (where, reference)
+            else:
+                assert refusal(response) == expected, (where, reference)
+
+
+@pytest.mark.parametrize("status", ["failed", "running", "cancelled", "succeeded"])
+def test_a_run_started_from_a_run_without_weights_is_a_conflict(client_for, alice, acme, toy_version, status):
+    """A preference run from a failed (or unfinished) run has nothing to start from: 409 naming it."""
+    acme.run.status = status
+    acme.run.output_key = ""  # a succeeded run whose final model was never written counts the same
+    acme.run.save()
+    body = {"project": acme.project.pk, "name": "dpo", "dataset_version": toy_version.pk,
+            "base_model": f"run:{acme.run.pk}", "method": "lora", "config": {"objective": "dpo"}}
+    for url in ("/api/v1/runs/", "/api/v1/runs/estimate/"):
+        message = assert_error(client_for(alice).post(url, body, format="json"), 409)["message"]
+        assert message.startswith(f"Run {acme.run.pk} is {status}"), message
+    assert not TrainingRun.all_teams.filter(name="dpo").exists()
 
 
 def test_a_run_of_the_team_trains_and_tokenizes_like_its_folder(client_for, alice, acme, model_run, toy_version):
@@ -111,7 +128,7 @@ def test_the_openai_mirror_takes_no_path_either(token_client, alice, acme, globe
         assert response.json()["error"]["fields"]["model"][0].startswith(f"Unknown base model {model[:100]!r}")
     response = client.post("/v1/fine_tuning/jobs", {"model": f"run:{globex_run.pk}",
                                                     "training_file": f"file-{toy_version.pk}"}, format="json")
-    assert response.json()["error"]["fields"]["model"] == [f"No finished run {globex_run.pk} in this team."]
+    assert assert_error(response, 404)["message"] == f"No run {globex_run.pk} in this team."
 
 
 def test_models_the_administrator_names_are_offered_and_accepted(client_for, alice, acme, tiny_base_model):

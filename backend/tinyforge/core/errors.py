@@ -21,7 +21,7 @@ from rest_framework.views import exception_handler
 
 from tinyforge.core.lifecycle import InvalidTransition
 from tinyforge.core.storage import MissingFile
-from tinyforge.errors import Conflict, InvalidInput, NotAllowed, TinyforgeError
+from tinyforge.errors import Conflict, InvalidInput, NotAllowed, NotFound, TinyforgeError
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +95,8 @@ def api_exception_handler(exc, context):
         exc = exceptions.ValidationError(exc.fields)
     elif isinstance(exc, NotAllowed):
         exc = exceptions.PermissionDenied(str(exc))
+    elif isinstance(exc, NotFound):
+        exc = exceptions.NotFound(str(exc))
     elif isinstance(exc, TinyforgeError):
         exc = exceptions.ValidationError({"non_field_errors": [str(exc)]})
     elif isinstance(exc, DjangoValidationError):

@@ -36,6 +36,16 @@ class UnusableBaseModel(TinyforgeError):
     """A model reference the API does not accept, or that names nothing of the team."""
 
 
+class StartingModelNotFound(UnusableBaseModel):
+    """run:<id> / checkpoint:<id> names nothing of the team (unknown, or another team's: the same
+    words either way). Starting a run from it is a 404; as a tokenizer for a report, a 400."""
+
+
+class StartingModelNotReady(UnusableBaseModel):
+    """run:<id> names a run of the team that has no weights to start from (queued, running, failed,
+    cancelled, or its files are gone). Starting a run from it is a 409."""
+
+
 class BaseModelField(serializers.CharField):
     """A model reference in a request, checked against the team in the serializer's context
     ("team_id": the team that owns what is being made or read; none accepts no run or checkpoint)."""
@@ -108,18 +118,23 @@ def _folder_or_hub_id(reference: str, team_id: int | None) -> Path | str:
 def _team_folder(kind: str, pk: int, team_id: int | None) -> Path:
     from tinyforge.training.models import Checkpoint, RunStatus, TrainingRun
 
+    teams = [team_id] if team_id else []
     if kind == "run":
-        run = TrainingRun.objects.for_teams([team_id] if team_id else []).filter(pk=pk, status=RunStatus.SUCCEEDED).first()
-        key = (run.output_key or None) if run is not None else None
-        missing = f"No finished run {pk} in this team."
+        run = TrainingRun.objects.for_teams(teams).filter(pk=pk).first()
+        if run is None:
+            raise StartingModelNotFound(f"No run {pk} in this team.")
+        if run.status != RunStatus.SUCCEEDED or not run.output_key:
+            raise StartingModelNotReady(f"Run {pk} is {run.status}" + (" without a final model" if run.status ==
+                                        RunStatus.SUCCEEDED else "") + ": only a finished run's weights can be "
+                                        "started from (or give checkpoint:<id> of one of its checkpoints).")
+        key = run.output_key
     else:
-        checkpoint = Checkpoint.objects.for_teams([team_id] if team_id else []).filter(pk=pk).first()
-        key = checkpoint.storage_key if checkpoint is not None else None
-        missing = f"No checkpoint {pk} in this team."
-    if key is None:
-        raise UnusableBaseModel(missing)
-    if not storage.exists(key):
-        raise UnusableBaseModel(f"The files of {kind} {pk} are missing from the data directory.")
+        checkpoint = Checkpoint.objects.for_teams(teams).filter(pk=pk).first()
+        if checkpoint is None:
+            raise StartingModelNotFound(f"No checkpoint {pk} in this team.")
+        key = checkpoint.storage_key
+    if not key or not storage.exists(key):
+        raise StartingModelNotReady(f"The files of {kind} {pk} are missing from the data directory.")
     return storage.path(key)
 
 

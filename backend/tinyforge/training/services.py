@@ -13,7 +13,7 @@ from tinyforge.core import storage
 from tinyforge.core.audit import audit, save_changes
 from tinyforge.core.events import record_event
 from tinyforge.core.jobs import enqueue
-from tinyforge.errors import Conflict, InvalidInput
+from tinyforge.errors import Conflict, InvalidInput, NotFound
 from tinyforge.training import base_models, lifecycle
 from tinyforge.training.models import Checkpoint, RunStatus, TrainingRun
 
@@ -47,6 +47,10 @@ def resolve_config(*, base_model: str, method: str, config: dict, team_id: int |
             errors[f"config.{name}"] = ["Unknown hyperparameter."]
     try:
         base_models.check(base_model, team_id)
+    except base_models.StartingModelNotFound as exc:
+        raise NotFound(str(exc)) from None  # another team's run reads as no run at all
+    except base_models.StartingModelNotReady as exc:
+        raise Conflict(str(exc)) from None
     except base_models.UnusableBaseModel as exc:
         errors["base_model"] = [str(exc)]
     if errors:

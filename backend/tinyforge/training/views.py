@@ -115,7 +115,8 @@ RunComparisonSerializer = inline_serializer("RunComparison", {
     list=extend_schema(summary="Training runs (filter by project, status, method...)",
                        responses={200: TrainingRunSerializer(many=True), **READ_ERRORS}),
     retrieve=extend_schema(summary="One run with its progress", responses={200: TrainingRunSerializer, **OBJECT_ERRORS}),
-    create=extend_schema(summary="Queue a training run", responses={201: TrainingRunSerializer, **WRITE_ERRORS}),
+    create=extend_schema(summary="Queue a training run (404: base_model names no run of the team; 409: that run has no weights)",
+                         responses={201: TrainingRunSerializer, **errors(400, 401, 403, 404, 409)}),
     partial_update=extend_schema(summary="Rename a run", responses={200: TrainingRunSerializer, **WRITE_ERRORS}),
     destroy=extend_schema(summary="Delete a finished run and its files", responses={204: None, **errors(401, 403, 404, 409)}),
 )

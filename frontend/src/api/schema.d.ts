@@ -1004,7 +1004,7 @@ export interface paths {
         /** Training runs (filter by project, status, method...) */
         get: operations["runs_list"];
         put?: never;
-        /** Queue a training run */
+        /** Queue a training run (404: base_model names no run of the team; 409: that run has no weights) */
         post: operations["runs_create"];
         delete?: never;
         options?: never;
@@ -8652,6 +8652,15 @@ export interface operations {
             };
             /** @description No such object in your teams, or a page past the end */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not possible in the object's current state */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
