@@ -109,6 +109,15 @@ def test_garbage_fails_only_its_chunk_and_is_counted_with_the_reply(tmp_path, te
     assert k["facts"] == 4 and "1 chunks failed" in report.summary()
 
 
+def test_a_teacher_that_answers_only_garbage_fails_the_import_with_its_first_reply(tmp_path, teacher):
+    # What `make demo` gives with a barely trained 135M deployment as teacher: prose, never JSON.
+    text = "# Odd\nGARBLE here. It has 3 words.\n\n# Odder\nGARBLE there, in 2 places.\n"
+    with pytest.raises(TinyforgeError, match=r"no examples came out of .* \(2 chunks failed; first: the teacher's facts "
+                                             r"are not a JSON array: 'Sorry, I cannot do that.'\)"):
+        ingest(write(tmp_path, text), options(teacher), tmp_path / "out.jsonl")
+    assert not (tmp_path / "out.jsonl").exists()
+
+
 def test_answers_in_another_language_and_invented_facts_are_dropped_and_counted(tmp_path, teacher):
     text = HANDBOOK + "\n# Lunch\nFRENCH lunch is served at noon in the Bergen canteen.\n\n# Warranty\nINVENT devices come from Acme.\n"
     report = ingest(write(tmp_path, text), options(teacher, questions_per_fact=2), tmp_path / "out.jsonl")

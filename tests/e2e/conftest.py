@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from e2e.browser import PASSWORD, REPO, Screenshots
+from e2e.knowledge_teacher import TEACHER_MODEL, build_teacher_model
 from tinymodel import TINY_MODEL
 
 BACKEND = REPO / "backend"
@@ -108,7 +109,13 @@ def _wait_for_http(url: str, process: subprocess.Popen, log: Path, timeout: floa
 
 
 @pytest.fixture(scope="session")
-def platform(tmp_path_factory, tiny_model_dir) -> Platform:
+def teacher_model_dir(tmp_path_factory) -> Path:
+    """The tiny Llama with a context long enough to serve as the knowledge recipe's teacher."""
+    return build_teacher_model(tmp_path_factory.mktemp("tiny-teacher"))
+
+
+@pytest.fixture(scope="session")
+def platform(tmp_path_factory, tiny_model_dir, teacher_model_dir) -> Platform:
     if not (FRONTEND_DIST / "index.html").is_file():
         pytest.fail("The dashboard is not built: run `make frontend` (make test does) before the browser journeys.")
     data_dir = tmp_path_factory.mktemp("platform") / "data"
@@ -117,7 +124,7 @@ def platform(tmp_path_factory, tiny_model_dir) -> Platform:
     env.update(
         TINYFORGE_DATA_DIR=str(data_dir),
         TINYFORGE_FRONTEND_DIR=str(FRONTEND_DIST),
-        TINYFORGE_MODEL_FOLDERS=f"{TINY_MODEL}={tiny_model_dir}",
+        TINYFORGE_MODEL_FOLDERS=f"{TINY_MODEL}={tiny_model_dir},{TEACHER_MODEL}={teacher_model_dir}",
         TINYFORGE_MODEL_CACHE=os.environ.get("TINYFORGE_MODEL_CACHE", str(Path.home() / ".cache" / "tinyforge" / "models")),
         DJANGO_SETTINGS_MODULE="tinyforge.settings",
         PYTHONUNBUFFERED="1",

@@ -12,6 +12,7 @@ import { useDataset } from "../api/get-dataset";
 import { useVersion, versionDownloadUrl } from "../api/get-version";
 import { useVersionPreview } from "../api/get-version-preview";
 import { useVersionReport } from "../api/get-version-report";
+import { useFactCheckQuestions, type FactCheckInfo } from "../api/get-fact-check";
 import { isVersionBusy } from "../../../api/status";
 import { invalidCountOf, invalidRowsOf } from "../version-status";
 import type { PreviewRow } from "../../../api/types";
@@ -104,6 +105,76 @@ function PreviewCard({ versionId, baseModel, onBaseModel }: { versionId: number;
           </div>
         )}
       </QueryState>
+    </Card>
+  );
+}
+
+interface KnowledgeStats {
+  facts: number;
+  rows_kept: number;
+  rows_dropped: number;
+  chunks_failed: number;
+  teacher_tokens: number;
+  dropped_by_reason: Record<string, number>;
+}
+
+/**
+ * What the knowledge recipe's teacher made of the documents, and the held-out fact check it wrote: the
+ * questions no training row contains, saved as an eval set that scores every run trained on this version.
+ */
+function KnowledgeCard({ stats, projectId }: { stats: Record<string, unknown>; projectId: number }) {
+  const check = stats.fact_check as FactCheckInfo | undefined;
+  const questions = useFactCheckQuestions(check?.eval_set_version);
+  const sources = ((stats.sources as { knowledge?: KnowledgeStats }[] | undefined) ?? []).flatMap((s) => (s.knowledge ? [s.knowledge] : []));
+  const total = (name: keyof Omit<KnowledgeStats, "dropped_by_reason">) => sources.reduce((n, s) => n + (s[name] || 0), 0);
+  const reasons = Object.entries(
+    sources.reduce<Record<string, number>>((all, s) => {
+      for (const [reason, n] of Object.entries(s.dropped_by_reason ?? {})) all[reason] = (all[reason] ?? 0) + n;
+      return all;
+    }, {}),
+  );
+  return (
+    <Card title="Knowledge recipe" actions={check ? <Link className="btn" to={`/projects/${projectId}/evals`}>Evaluate</Link> : null}>
+      <div className="grid-cards" style={{ gridTemplateColumns: "repeat(auto-fill, minmax(130px, 1fr))" }}>
+        <Stat label="Facts" value={formatNumber(total("facts"))} />
+        <Stat label="Rows kept" value={formatNumber(total("rows_kept"))} />
+        <Stat label="Rows dropped" value={formatNumber(total("rows_dropped"))} />
+        <Stat label="Chunks failed" value={formatNumber(total("chunks_failed"))} />
+        <Stat label="Teacher tokens" value={formatNumber(total("teacher_tokens"))} />
+      </div>
+      {reasons.length ? <p className="small muted">Dropped: {reasons.map(([reason, n]) => `${n} × ${reason}`).join("; ")}</p> : null}
+      {check ? (
+        <div className="stack-sm" aria-label="Fact check">
+          <p style={{ marginBottom: 0 }}>
+            Fact check: {check.questions} held-out question{check.questions === 1 ? "" : "s"} saved as eval set <strong>{check.eval_set_name}</strong> (version{" "}
+            {check.eval_set_version_number}). None of them is a training row; a run trained on this version is scored on them when it succeeds.
+          </p>
+          <QueryState query={questions}>
+            {(page) => (
+              <table className="table" aria-label="Fact-check questions">
+                <thead>
+                  <tr>
+                    <th>Question</th>
+                    <th>The answer must include</th>
+                    <th>Fact</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {page.results.map((q) => (
+                    <tr key={q.index}>
+                      <td>{q.input}</td>
+                      <td>{q.must_include.join(", ")}</td>
+                      <td className="muted small">{q.reference}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            )}
+          </QueryState>
+        </div>
+      ) : (
+        <p className="small muted">No fact check: the teacher wrote no question that could be held out.</p>
+      )}
     </Card>
   );
 }
@@ -226,6 +297,7 @@ export function VersionPage() {
             </p>
           ) : null}
         </Card>
+        {v.status === "ready" && (v.source_config as { recipe?: string } | undefined)?.recipe === "knowledge" ? <KnowledgeCard stats={v.stats as Record<string, unknown>} projectId={projectId} /> : null}
         {v.status === "ready" ? <PreviewCard versionId={v.id} baseModel={baseModel} onBaseModel={setBaseModel} /> : null}
       </div>
     </>
