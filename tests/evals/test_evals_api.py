@@ -274,3 +274,63 @@ def test_only_admins_set_the_gate(client_for, bob, acme):
                                                                  "scorer": {"name": "exact_match"}, "threshold": 0.5},
                                               format="json"), 403)
     assert "set the deploy gate" in error["message"]
+
+
+def save_from_playground(client, eval_set, **playground):
+    return client.post(f"/api/v1/eval-sets/{eval_set['id']}/versions/", {"playground": playground}, format="json")
+
+
+def test_a_playground_conversation_is_saved_as_a_new_version_holding_the_earlier_rows(client_for, alice, acme):
+    client = client_for(alice)
+    eval_set, first = new_set(client, acme)
+    conversation = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Where is Quillport?"}]
+    response = save_from_playground(client, eval_set, messages=conversation, reference="In Zorbland.",
+                                    must_include=["Zorbland"], deployment=acme.deployment.pk)
+    assert response.status_code == 201, response.content
+    second = response.json()
+    assert (second["number"], second["row_count"], second["source_kind"]) == (2, 4, "playground")
+    assert second["source"] == {"previous_version": first["id"], "deployment": acme.deployment.pk}
+    rows = client.get(f"/api/v1/eval-set-versions/{second['id']}/rows/").json()["results"]
+    assert [r["input"] for r in rows[:3]] == [r["input"] for r in ROWS]  # the earlier version's rows, unchanged
+    assert rows[3] == {"index": 3, "input": conversation, "reference": "In Zorbland.", "must_include": ["Zorbland"],
+                       "tags": ["playground"]}
+    # The earlier version is immutable: it still holds its three rows.
+    assert client.get(f"/api/v1/eval-set-versions/{first['id']}/rows/").json()["count"] == 3
+
+
+def test_a_prompt_saved_from_the_playground_into_a_new_set_needs_no_reference(client_for, alice, acme):
+    client = client_for(alice)
+    eval_set = client.post("/api/v1/eval-sets/", {"project": acme.project.pk, "name": "from chat"}, format="json").json()
+    response = save_from_playground(client, eval_set, messages=[{"role": "user", "content": "Name a prime."}],
+                                    reference="  ")
+    assert response.status_code == 201, response.content
+    assert response.json()["source"] == {"previous_version": None, "deployment": None}
+    row = client.get(f"/api/v1/eval-set-versions/{response.json()['id']}/rows/").json()["results"][0]
+    assert row == {"index": 0, "input": [{"role": "user", "content": "Name a prime."}], "tags": ["playground"]}
+
+
+@pytest.mark.parametrize("playground, field, message", [
+    ({"messages": []}, "playground.messages", "This list may not be empty"),
+    ({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}, "playground",
+     "the last message of input must be the user's"),
+    ({"messages": [{"role": "user", "content": "q"}], "must_include": "Paris"}, "playground.must_include",
+     "Expected a list"),
+    ({"messages": [{"role": "user", "content": "q"}], "must_include": [3]}, "playground",
+     "must_include.0: Input should be a valid string"),
+    ({"messages": [{"role": "user"}]}, "playground", "0.content: required field is missing"),
+])
+def test_a_bad_playground_row_is_refused_saying_which_field(client_for, alice, acme, playground, field, message):
+    client = client_for(alice)
+    eval_set, _ = new_set(client, acme)
+    error = assert_error(save_from_playground(client, eval_set, **playground), 400)
+    assert message in " ".join(error["fields"][field]), error
+    assert client.get(f"/api/v1/eval-sets/{eval_set['id']}/").json()["latest_version"] is not None
+    assert client.get("/api/v1/eval-set-versions/", {"eval_set": eval_set["id"]}).json()["count"] == 1
+
+
+def test_a_conversation_with_another_teams_deployment_is_refused(client_for, charlie, globex, acme):
+    client = client_for(charlie)
+    eval_set, _ = new_set(client, globex)
+    error = assert_error(save_from_playground(client, eval_set, messages=[{"role": "user", "content": "q"}],
+                                              deployment=acme.deployment.pk), 400)
+    assert "does not exist" in error["fields"]["playground.deployment"][0]

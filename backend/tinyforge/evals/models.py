@@ -36,6 +36,7 @@ class EvalSource(models.TextChoices):
     RUN_VALIDATION = "run_validation", "A run's validation rows"
     DATASET_VERSION = "dataset_version", "Rows picked in a dataset version"
     GENERAL = "general", "The shipped general set"
+    PLAYGROUND = "playground", "A Playground conversation added to the previous version's rows"
 
 
 class EvalSetVersion(TeamOwnedModel):

@@ -37,6 +37,20 @@ class EvalSetVersionSerializer(StrictModelSerializer):
         read_only_fields = fields
 
 
+class PlaygroundRowSerializer(StrictSerializer):
+    """A Playground conversation saved as one more row of the set."""
+
+    messages = serializers.ListField(child=CleanJSONField(), allow_empty=False,
+                                     help_text="The conversation up to the user's prompt: [{role, content}], the last "
+                                               "one the user's")
+    reference = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=100_000,
+                                      help_text="The reference answer (e.g. the model's answer, edited; blank: none)")
+    must_include = serializers.ListField(child=CleanJSONField(), required=False,
+                                         help_text="Key facts a right answer contains")
+    deployment = TeamScopedRelatedField(queryset=Deployment.objects, required=False, allow_null=True,
+                                        help_text="The deployment the conversation was held with")
+
+
 class NewVersionSerializer(StrictSerializer):
     """Exactly one source of rows (an uploaded file goes as multipart `file` instead)."""
 
@@ -48,14 +62,17 @@ class NewVersionSerializer(StrictSerializer):
     row_numbers = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False,
                                         help_text="With dataset_version: the rows to take (1-based; empty: all)")
     general = serializers.BooleanField(required=False, help_text="The shipped general set (the forgetting check)")
+    playground = PlaygroundRowSerializer(required=False, help_text="A Playground conversation: the new version holds "
+                                         "the previous version's rows and this one")
 
     def validate(self, attrs):
-        given = [name for name in ("rows", "run", "dataset_version", "general") if attrs.get(name) not in (None, False)]
+        given = [name for name in ("rows", "run", "dataset_version", "general", "playground")
+                 if attrs.get(name) not in (None, False)]
         if "rows" in attrs and "rows" not in given:
             given.append("rows")
         if len(given) != 1:
             raise serializers.ValidationError(
-                {"non_field_errors": ["Give exactly one of rows, run, dataset_version, general (or upload a file)."]})
+                {"non_field_errors": ["Give exactly one of rows, run, dataset_version, general, playground (or upload a file)."]})
         if attrs.get("row_numbers") and "dataset_version" not in given:
             raise serializers.ValidationError({"row_numbers": ["Only with dataset_version."]})
         return attrs

@@ -79,6 +79,29 @@ def version_from_rows(request, eval_set: EvalSet, items: list) -> EvalSetVersion
     return add_version(request, eval_set, rows, source_kind=EvalSource.ROWS, source={})
 
 
+@transaction.atomic
+def version_from_playground(request, eval_set: EvalSet, saved: dict) -> EvalSetVersion:
+    """The set's rows so far and one more: the prompt of a Playground conversation, with the answer
+    the user kept as reference and the key facts they named."""
+    deployment = saved.get("deployment")
+    item = {"input": saved["messages"], "tags": ["playground"]}
+    if saved.get("reference") is not None and saved["reference"].strip():
+        item["reference"] = saved["reference"]
+    if "must_include" in saved:
+        item["must_include"] = saved["must_include"]
+    try:
+        row = parse_rows([item], "playground")[0]
+    except TinyforgeError as exc:
+        raise InvalidInput({"playground": [str(exc)]}) from None
+    # Read the latest rows under the set's lock: two saves at once must not each drop the other's row.
+    EvalSet.all_teams.select_for_update().filter(pk=eval_set.pk).first()
+    previous = eval_set.versions.order_by("-number").first()
+    rows = (read_version_rows(previous) if previous is not None else []) + [row]
+    return add_version(request, eval_set, rows, source_kind=EvalSource.PLAYGROUND,
+                       source={"previous_version": previous.pk if previous else None,
+                               "deployment": deployment.pk if deployment else None})
+
+
 def version_from_general(request, eval_set: EvalSet) -> EvalSetVersion:
     from tinyforge.evaluation.sets import general_rows
 

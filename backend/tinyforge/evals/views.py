@@ -58,7 +58,8 @@ class EvalSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
 
     @extend_schema(
         summary="Add a version: an uploaded JSONL or CSV file (multipart `file`), rows, a run's validation rows, "
-                "rows picked in a dataset version, or the shipped general set",
+                "rows picked in a dataset version, the shipped general set, or a Playground conversation (added to the "
+                "previous version's rows)",
         request={"application/json": NewVersionSerializer,
                  "multipart/form-data": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}},
         responses={201: EvalSetVersionSerializer, **errors(400, 401, 403, 404, 409, 413)})
@@ -77,6 +78,8 @@ class EvalSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
             fields = serializer.validated_data
             if "rows" in fields:
                 version = services.version_from_rows(request, eval_set, fields["rows"])
+            elif fields.get("playground") is not None:
+                version = services.version_from_playground(request, eval_set, fields["playground"])
             elif fields.get("run") is not None:
                 version = services.version_from_run_validation(request, eval_set, fields["run"])
             elif fields.get("dataset_version"):

@@ -612,7 +612,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Add a version: an uploaded JSONL or CSV file (multipart `file`), rows, a run's validation rows, rows picked in a dataset version, or the shipped general set */
+        /** Add a version: an uploaded JSONL or CSV file (multipart `file`), rows, a run's validation rows, rows picked in a dataset version, the shipped general set, or a Playground conversation (added to the previous version's rows) */
         post: operations["eval_sets_versions_create"];
         delete?: never;
         options?: never;
@@ -1713,9 +1713,10 @@ export interface components {
          *     * `run_validation` - A run's validation rows
          *     * `dataset_version` - Rows picked in a dataset version
          *     * `general` - The shipped general set
+         *     * `playground` - A Playground conversation added to the previous version's rows
          * @enum {string}
          */
-        EvalSourceKindEnum: "upload" | "rows" | "run_validation" | "dataset_version" | "general";
+        EvalSourceKindEnum: "upload" | "rows" | "run_validation" | "dataset_version" | "general" | "playground";
         /**
          * @description Rejects fields it does not know (or that are read-only) instead of ignoring them, so a
          *     typo in a hyperparameter name is an error, not a silently different run.
@@ -2273,6 +2274,8 @@ export interface components {
             row_numbers?: number[];
             /** @description The shipped general set (the forgetting check) */
             general?: boolean;
+            /** @description A Playground conversation: the new version holds the previous version's rows and this one */
+            playground?: components["schemas"]["PlaygroundRowRequest"];
         };
         PaginatedApiTokenList: {
             /** @example 123 */
@@ -2661,6 +2664,17 @@ export interface components {
              * @default true
              */
             stream: boolean;
+        };
+        /** @description A Playground conversation saved as one more row of the set. */
+        PlaygroundRowRequest: {
+            /** @description The conversation up to the user's prompt: [{role, content}], the last one the user's */
+            messages: unknown[];
+            /** @description The reference answer (e.g. the model's answer, edited; blank: none) */
+            reference?: string | null;
+            /** @description Key facts a right answer contains */
+            must_include?: unknown[];
+            /** @description The deployment the conversation was held with */
+            deployment?: number | null;
         };
         PreviewRow: {
             line: number;

@@ -158,6 +158,7 @@ export type EvalSetVersion = S["EvalSetVersion"];
 export type EvaluationTargetRequest = S["TargetRequest"];
 export type EvalSetRequest = S["EvalSetRequest"];
 export type EvalSetVersionRequest = S["NewVersionRequest"];
+export type PlaygroundRowRequest = S["PlaygroundRowRequest"];
 export type GateCheckRequest = S["GateCheckRequest"];
 export type ScorerRequest = S["ScorerRequest"];
 export type JudgeRequest = S["JudgeRequest"];

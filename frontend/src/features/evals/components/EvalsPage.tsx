@@ -11,10 +11,10 @@ import { Field } from "../../../components/Field";
 import { EmptyState, InlineError, QueryState } from "../../../components/States";
 import { formatDateTime } from "../../../lib/format";
 import { useProjectId } from "../../../lib/use-project-id";
-import { useCreateEvalSet, type VersionSource } from "../api/create-eval-set";
+import { useCreateEvalSet, type VersionSource } from "../../../api/create-eval-set";
 import { useCreateEvaluation } from "../api/create-evaluation";
 import { useGate, useSetGate } from "../api/gates";
-import { useEvalSets } from "../api/list-eval-sets";
+import { useEvalSets } from "../../../api/list-eval-sets";
 import { useEvaluations } from "../api/list-evaluations";
 
 const SCORERS = ["exact_match", "must_include", "rouge_l", "token_f1", "json_valid"] as const;

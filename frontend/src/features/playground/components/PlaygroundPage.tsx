@@ -12,6 +12,7 @@ import { useDeployments } from "../../../api/list-deployments";
 import { conversationSnippet, inferenceBaseUrl } from "../../../lib/inference-snippets";
 import { useCurrentTeam } from "../../../lib/current-team";
 import { streamChat } from "../api/stream-chat";
+import { SaveToEvalSet } from "./SaveToEvalSet";
 
 export function PlaygroundPage() {
   const { team } = useCurrentTeam();
@@ -112,6 +113,7 @@ export function PlaygroundPage() {
                 <Button onClick={() => setTurns([])} disabled={chat.isPending || turns.length === 0}>
                   Clear
                 </Button>
+                {chosen ? <SaveToEvalSet projectId={chosen.project} deploymentId={chosen.id} conversation={conversation} disabled={chat.isPending} /> : null}
               </div>
             </div>
           </Card>

@@ -1,9 +1,14 @@
 import { useMutation, useQueryClient } from "@tanstack/react-query";
-import { apiFetch } from "../../../api/client";
-import type { EvalSet, EvalSetRequest, EvalSetVersion, EvalSetVersionRequest } from "../../../api/types";
+import { apiFetch } from "./client";
+import type { EvalSet, EvalSetRequest, EvalSetVersion, EvalSetVersionRequest, PlaygroundRowRequest } from "./types";
 
-/** Where a new version's rows come from: pasted JSONL rows, an uploaded file, or the general set. */
-export type VersionSource = { kind: "rows"; rows: unknown[] } | { kind: "file"; file: File } | { kind: "general" };
+/** Where a new version's rows come from: pasted JSONL rows, an uploaded file, the general set, or a
+ * Playground conversation (the new version holds the previous one's rows and this one). */
+export type VersionSource =
+  | { kind: "rows"; rows: unknown[] }
+  | { kind: "file"; file: File }
+  | { kind: "general" }
+  | { kind: "playground"; row: PlaygroundRowRequest };
 
 export interface NewEvalSet {
   project: number;
@@ -18,7 +23,8 @@ export function addVersion(evalSetId: number, source: VersionSource): Promise<Ev
     body.append("file", source.file);
     return apiFetch<EvalSetVersion>(url, { method: "POST", body });
   }
-  const json: EvalSetVersionRequest = source.kind === "rows" ? { rows: source.rows } : { general: true };
+  const json: EvalSetVersionRequest =
+    source.kind === "rows" ? { rows: source.rows } : source.kind === "playground" ? { playground: source.row } : { general: true };
   return apiFetch<EvalSetVersion>(url, { method: "POST", json });
 }
 
@@ -37,6 +43,15 @@ export function useCreateEvalSet() {
   const queryClient = useQueryClient();
   return useMutation({
     mutationFn: createEvalSet,
+    onSuccess: () => queryClient.invalidateQueries({ queryKey: ["eval-sets"] }),
+  });
+}
+
+/** One more row for a set: the set's next version. */
+export function useAddVersion() {
+  const queryClient = useQueryClient();
+  return useMutation({
+    mutationFn: ({ evalSetId, source }: { evalSetId: number; source: VersionSource }) => addVersion(evalSetId, source),
     onSuccess: () => queryClient.invalidateQueries({ queryKey: ["eval-sets"] }),
   });
 }

@@ -1,6 +1,6 @@
 import { queryOptions, useQuery } from "@tanstack/react-query";
-import { apiFetch, type Page } from "../../../api/client";
-import type { EvalSet } from "../../../api/types";
+import { apiFetch, type Page } from "./client";
+import type { EvalSet } from "./types";
 
 export const evalSetsKey = (projectId: number) => ["eval-sets", { projectId }] as const;
 
