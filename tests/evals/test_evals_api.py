@@ -180,12 +180,27 @@ def test_an_unreachable_judge_fails_the_evaluation_before_any_row(client_for, al
     assert Event.all_teams.filter(project=acme.project, level="error", message__contains="failed after 0 of 3 rows").exists()
 
 
-def test_a_target_of_another_team_is_refused(client_for, charlie, globex, acme):
+@pytest.mark.parametrize("target, what", [
+    (lambda own, other: {"kind": "run", "run": other.run.pk}, "training run"),
+    (lambda own, other: {"kind": "base", "run": other.run.pk}, "training run"),
+    (lambda own, other: {"kind": "run", "run": own.run.pk, "checkpoint": other.checkpoint.pk}, "checkpoint"),
+    (lambda own, other: {"kind": "deployment", "deployment": other.deployment.pk}, "deployment"),
+    (lambda own, other: {"kind": "run", "run": 987_654}, "training run"),
+])
+def test_a_target_of_another_team_is_not_found(client_for, charlie, globex, acme, target, what):
     client = client_for(charlie)
     _, version = new_set(client, globex)
-    error = assert_error(evaluate(client, version, [{"kind": "run", "run": acme.run.pk}]), 400)
-    assert "does not exist" in json.dumps(error["fields"])
-    assert_error(evaluate(client, version, [{"kind": "deployment", "deployment": acme.deployment.pk}]), 400)
+    error = assert_error(evaluate(client, version, [target(globex, acme)], scorers=[{"name": "exact_match"}]), 404)
+    assert error["message"].startswith(f"No {what} ") and error["message"].endswith(" in your teams.")
+    assert not Evaluation.all_teams.filter(project=globex.project).exclude(pk=globex.evaluation.pk).exists()
+
+
+def test_a_judge_deployment_of_another_team_is_not_found(client_for, charlie, globex, acme):
+    client = client_for(charlie)
+    _, version = new_set(client, globex)
+    error = assert_error(evaluate(client, version, [{"kind": "run", "run": globex.run.pk}],
+                                  judge={"target": {"kind": "deployment", "deployment": acme.deployment.pk}}), 404)
+    assert error["message"] == f"No deployment {acme.deployment.pk} in your teams."
 
 
 @pytest.mark.parametrize("targets, scorers, message", [
@@ -334,3 +349,20 @@ def test_a_conversation_with_another_teams_deployment_is_refused(client_for, cha
     error = assert_error(save_from_playground(client, eval_set, messages=[{"role": "user", "content": "q"}],
                                               deployment=acme.deployment.pk), 400)
     assert "does not exist" in error["fields"]["playground.deployment"][0]
+
+
+def test_an_openai_eval_run_on_another_teams_deployment_is_not_found(token_client, charlie, globex, acme):
+    client, _ = token_client(charlie, globex.team, ["read", "write"])
+    created = client.post("/v1/evals", {
+        "name": "facts", "data_source_config": {"type": "custom", "item_schema": {"type": "object"}},
+        "testing_criteria": [{"type": "string_check", "name": "exact", "input": "{{sample.output_text}}",
+                              "reference": "{{item.reference}}", "operation": "eq"}]}, format="json")
+    assert created.status_code in (200, 201), created.content
+    source = {"type": "completions", "source": {"type": "file_content", "content": [{"item": {"reference": "x"}}]},
+              "input_messages": {"type": "template", "template": [{"role": "user", "content": "q"}]}}
+    url = f"/v1/evals/{created.json()['id']}/runs"
+    response = client.post(url, {"data_source": {**source, "model": acme.deployment.name}}, format="json")
+    assert response.status_code == 404, response.content
+    assert f"The model '{acme.deployment.name}' does not exist" in response.json()["error"]["message"]
+    response = client.post(url, {"data_source": source}, format="json")
+    assert response.status_code == 400 and "data_source.model" in response.content.decode()

@@ -290,9 +290,11 @@ class RunsView(EvalsView):
             raise exceptions.ValidationError({"data_source.type": [
                 "Supported: completions (a deployment answers the items)."]})
         name = data_source.get("model")
-        deployment = Deployment.objects.for_teams([self.team_id()]).filter(name=name).first() if name else None
-        if deployment is None:
-            raise exceptions.ValidationError({"data_source.model": [f"No deployment {name!r} in this token's team."]})
+        if not isinstance(name, str) or not name:
+            raise exceptions.ValidationError({"data_source.model": ["The name of a deployment of this token's team."]})
+        deployment = Deployment.objects.for_teams([self.team_id()]).filter(name=name).first()
+        if deployment is None:  # another team's model is answered like one that does not exist, as OpenAI does
+            raise exceptions.NotFound(f"The model {name!r} does not exist in this token's team.")
         max_tokens = (data_source.get("sampling_params") or {}).get("max_completion_tokens") or 128
         if not isinstance(max_tokens, int) or not 1 <= max_tokens <= 4096:
             raise exceptions.ValidationError({"data_source.sampling_params.max_completion_tokens": [

@@ -1,5 +1,5 @@
 from drf_spectacular.utils import extend_schema_field
-from rest_framework import serializers
+from rest_framework import exceptions, serializers
 
 from tinyforge.core.api import CleanJSONField, StrictModelSerializer, StrictSerializer, TeamScopedRelatedField
 from tinyforge.deployments.models import Deployment
@@ -78,13 +78,23 @@ class NewVersionSerializer(StrictSerializer):
         return attrs
 
 
+class TargetObjectField(TeamScopedRelatedField):
+    """What a target answers with: a run, checkpoint or deployment that is not the caller's (unknown,
+    or another team's: the same words either way) is a 404, as when it is named in the URL."""
+
+    def fail(self, key, **kwargs):
+        if key == "does_not_exist":
+            raise exceptions.NotFound(f"No {self.queryset.model._meta.verbose_name} {kwargs['pk_value']} in your teams.")
+        super().fail(key, **kwargs)
+
+
 class TargetSerializer(StrictSerializer):
     kind = serializers.ChoiceField(choices=TARGET_KINDS, help_text="run (its model), base (its base model), "
                                    "deployment, or endpoint (an allow-listed OpenAI-compatible server)")
     label = serializers.CharField(required=False, max_length=100, help_text="Its name in results (default: derived)")
-    run = TeamScopedRelatedField(queryset=TrainingRun.objects, required=False)
-    checkpoint = TeamScopedRelatedField(queryset=Checkpoint.objects, required=False, allow_null=True)
-    deployment = TeamScopedRelatedField(queryset=Deployment.objects, required=False)
+    run = TargetObjectField(queryset=TrainingRun.objects, required=False)
+    checkpoint = TargetObjectField(queryset=Checkpoint.objects, required=False, allow_null=True)
+    deployment = TargetObjectField(queryset=Deployment.objects, required=False)
     base_url = serializers.URLField(required=False)
     model = serializers.CharField(required=False, max_length=200)
 
