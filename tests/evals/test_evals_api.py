@@ -366,3 +366,88 @@ def test_an_openai_eval_run_on_another_teams_deployment_is_not_found(token_clien
     assert f"The model '{acme.deployment.name}' does not exist" in response.json()["error"]["message"]
     response = client.post(url, {"data_source": source}, format="json")
     assert response.status_code == 400 and "data_source.model" in response.content.decode()
+
+
+def set_judge_gate(client, world, eval_set, judge, threshold, **extra):
+    return client.post("/api/v1/gates/", {"project": world.project.pk, "eval_set": eval_set["id"], "judge": judge,
+                                          "threshold": threshold} | extra, format="json")
+
+
+@JOBS_CLOSE_CONNECTIONS
+@pytest.mark.parametrize("model, threshold, state, reason", [
+    ("garbage-judge", 2, "fails", "no row could be scored by judge; 3 of 3 rows unscored, counted neither way"),
+    ("fair-judge", 1, "passes", "judge is "),
+    ("fair-judge", 5, "fails", "below the threshold 5.000"),
+])
+def test_a_gate_decided_by_a_pointwise_judge_reports_unscored_rows_and_never_passes_them(
+        client_for, alice, acme, judge, eval_queue, run_with_model, django_capture_on_commit_callbacks,
+        model, threshold, state, reason):
+    client = client_for(alice)
+    eval_set, _ = new_set(client, acme, name="judged gate")
+    response = set_judge_gate(client, acme, eval_set, {"mode": "pointwise", "target": {
+        "kind": "endpoint", "base_url": judge.base_url, "model": model}}, threshold)
+    assert response.status_code == 201, response.content
+    gate = response.json()
+    assert gate["scorer"] is None and gate["judge"]["mode"] == "pointwise" and "{answer}" in gate["judge"]["prompt"]
+    with django_capture_on_commit_callbacks(execute=True):
+        check = client.post(f"/api/v1/gates/{gate['id']}/check/", {"run": run_with_model.pk}, format="json")
+    assert check.status_code == 201, check.content
+    assert check.json()["judge"]["target"]["model"] == model and check.json()["scorers"] == []
+    work_off(eval_queue)
+    status = client.get("/api/v1/evaluations/gate-status/", {"run": run_with_model.pk}).json()
+    assert status["state"] == state and reason in status["reason"], status
+    assert len(judge.judged()) == 3
+
+
+@pytest.mark.parametrize("body, field, message", [
+    ({"scorer": {"name": "exact_match"}, "judge": "JUDGE"}, "non_field_errors", "Give exactly one of scorer and judge"),
+    ({}, "non_field_errors", "Give exactly one of scorer and judge"),
+    ({"judge": "PAIRWISE", "max_drop": 0.1}, "max_drop", "compares the run with the deployed model already"),
+    ({"judge": "PAIRWISE", "threshold": 1.5}, "threshold", "A win rate: from 0 to 1"),
+    ({"judge": "JUDGE", "threshold": 0.5}, "threshold", "scores 1 to 5"),
+    ({"judge": {"prompt": "no answer here", "target": {"kind": "deployment", "deployment": "OWN"}}}, "judge",
+     "must contain {answer}"),
+    ({"judge": {"target": {"kind": "endpoint", "base_url": "http://169.254.169.254/v1", "model": "j"}}},
+     "judge.target.base_url", "is not a model server this platform may call"),
+])
+def test_a_bad_judge_gate_is_refused_naming_the_field(client_for, alice, acme, body, field, message):
+    judges = {"JUDGE": {"target": {"kind": "deployment", "deployment": acme.deployment.pk}},
+              "PAIRWISE": {"mode": "pairwise", "target": {"kind": "deployment", "deployment": acme.deployment.pk}}}
+    body = {key: judges.get(value, value) if isinstance(value, str) else value for key, value in body.items()}
+    if isinstance(body.get("judge"), dict) and body["judge"]["target"].get("deployment") == "OWN":
+        body["judge"]["target"]["deployment"] = acme.deployment.pk
+    error = assert_error(client_for(alice).post("/api/v1/gates/", {
+        "project": acme.project.pk, "eval_set": acme.eval_set.pk, "threshold": 3, **body}, format="json"), 400)
+    assert message in json.dumps(error), error
+
+
+def test_a_pairwise_gate_with_nothing_deployed_holds_the_run_back_saying_so(client_for, alice, acme):
+    client = client_for(alice)
+    eval_set, _ = new_set(client, acme, name="pairwise gate")
+    response = set_judge_gate(client, acme, eval_set, {"mode": "pairwise", "target": {
+        "kind": "deployment", "deployment": acme.deployment.pk}}, 0.5)
+    assert response.status_code == 201, response.content
+    error = assert_error(client.post(f"/api/v1/gates/{response.json()['id']}/check/", {"run": acme.run.pk},
+                                     format="json"), 409)
+    assert "compares the run with the deployed model, and the project has no ready deployment" in error["message"]
+    status = client.get("/api/v1/evaluations/gate-status/", {"run": acme.run.pk}).json()
+    assert status["state"] == "fails" and status["reason"].startswith("the gate's pairwise judge compares")
+
+
+def test_a_pairwise_gate_is_the_runs_win_rate_with_ties_as_half_and_unscored_rows_said():
+    from types import SimpleNamespace
+
+    from tinyforge.evals.services import gate_verdict
+
+    gate = SimpleNamespace(judge={"mode": "pairwise"}, scorer=None, threshold=0.5, max_drop=None)
+    targets = [{"label": "run"}, {"label": "deployed: bot"}]
+    pair = {"first": "run", "second": "deployed: bot", "judged": 4, "unscored": 2, "first_wins": 0.25, "ties": 0.5,
+            "second_wins": 0.25}
+    passed, reason = gate_verdict(gate, {"pairs": [pair]}, targets)
+    assert passed and reason == ("win rate 0.500 (threshold 0.500) against deployed: bot over 4 rows (wins 25%, "
+                                 "ties 50%, losses 25%); 2 of 6 rows unscored, counted neither way")
+    passed, reason = gate_verdict(gate, {"pairs": [{**pair, "first_wins": 0.0, "second_wins": 0.5}]}, targets)
+    assert not passed and reason.startswith("win rate 0.250, below the threshold 0.500")
+    passed, reason = gate_verdict(gate, {"pairs": [{**pair, "judged": 0, "unscored": 6}]}, targets)
+    assert not passed and reason == ("the judge decided no row between the run and deployed: bot; 6 of 6 rows "
+                                     "unscored, counted neither way")

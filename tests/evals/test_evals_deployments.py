@@ -124,3 +124,30 @@ def test_a_deployment_undeployed_mid_evaluation_fails_it_with_an_event_and_keeps
     assert evaluation.results.count() == 4  # the finished chunk is kept
     event = Event.all_teams.get(project=acme.project, level="error", message__contains="failed after 4 of 12 rows (kept)")
     assert event.data["evaluation"] == evaluation.pk
+
+
+def test_a_gate_decided_by_a_pairwise_judge_compares_the_run_with_the_deployed_model(
+        acme, alice, deployed, client_for, settings):
+    from evaluation.judge_server import judge_server
+
+    deployment, eval_queue = deployed
+    client = client_for(alice)
+    eval_set = client.post("/api/v1/eval-sets/", {"project": acme.project.pk, "name": "pairwise gate"}, format="json").json()
+    rows = [{"input": "What is the capital of Zorbland?", "reference": "Quillport"}, {"input": "Say hi", "reference": "hi"}]
+    assert client.post(f"/api/v1/eval-sets/{eval_set['id']}/versions/", {"rows": rows}, format="json").status_code == 201
+    with judge_server() as judge:
+        settings.QA_BASE_URLS = {**settings.QA_BASE_URLS, judge.base_url: None}
+        for threshold, state in ((0.5, "passes"), (0.6, "fails")):
+            gate = client.post("/api/v1/gates/", {"project": acme.project.pk, "eval_set": eval_set["id"], "threshold": threshold,
+                                                  "judge": {"mode": "pairwise", "max_tokens": 32, "target": {
+                                                      "kind": "endpoint", "base_url": judge.base_url,
+                                                      "model": "fair-judge"}}}, format="json").json()
+            check = client.post(f"/api/v1/gates/{gate['id']}/check/", {"run": deployment.run_id}, format="json")
+            assert check.status_code == 201, check.content
+            assert [t["kind"] for t in check.json()["targets"]] == ["run", "deployment"]
+            work_off([eval_queue])
+            status = client.get("/api/v1/evaluations/gate-status/", {"run": deployment.run_id}).json()
+            # The deployed model is the run's own: the same greedy answers, a tie on every row in both orders.
+            assert status["state"] == state, status
+            assert "win rate 0.500" in status["reason"] and "over 2 rows (wins 0%, ties 100%, losses 0%)" in status["reason"]
+        assert len(judge.judged()) == 8  # 2 rows, both orders, twice

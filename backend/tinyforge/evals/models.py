@@ -142,13 +142,18 @@ class EvalResult(TeamOwnedModel):
 
 class Gate(TeamOwnedModel):
     """A project's "deploy only if": the run's score on the gate's eval set reaches `threshold`, and
-    is no worse than the deployed model's by more than `max_drop`."""
+    is no worse than the deployed model's by more than `max_drop`. The score is a scorer's mean, a
+    pointwise judge's mean (1-5), or a pairwise judge's win rate of the run against the deployed
+    model (a tie counts half). Rows the judge left unscored count neither way; they are reported."""
 
     project = models.OneToOneField("projects.Project", on_delete=models.CASCADE, related_name="gate")
     eval_set = models.ForeignKey(EvalSet, on_delete=models.RESTRICT, related_name="gates",
                                  help_text="Its latest version is used")
-    scorer = models.JSONField(help_text='The scorer that decides, e.g. {"name": "must_include"}')
-    threshold = models.FloatField(help_text="The run's mean score must reach this")
+    scorer = models.JSONField(null=True, blank=True,
+                              help_text='The scorer that decides, e.g. {"name": "must_include"} (null: the judge decides)')
+    # {"mode", "prompt", "rubric", "max_tokens", "target"} as an evaluation's judge, or null
+    judge = models.JSONField(null=True, blank=True, help_text="The judge that decides (null: the scorer decides)")
+    threshold = models.FloatField(help_text="The run's mean score (pairwise judge: its win rate) must reach this")
     max_drop = models.FloatField(null=True, blank=True,
                                  help_text="No worse than the deployed model's mean by more than this (empty: not compared)")
     enabled = models.BooleanField(default=True)

@@ -212,11 +212,15 @@ class EvalResultSerializer(serializers.ModelSerializer):
 
 
 class GateSerializer(StrictModelSerializer):
-    scorer = ScorerSerializer()
+    scorer = ScorerSerializer(required=False, allow_null=True, help_text="The scorer that decides (or give judge)")
+    judge = JudgeField(required=False, allow_null=True,
+                       help_text="The judge that decides (or give scorer): pointwise, the run's mean score (1-5) "
+                                 "reaches threshold; pairwise, the run's win rate against the deployed model (a tie "
+                                 "counts half) reaches threshold (0-1)")
 
     class Meta:
         model = Gate
-        fields = ["id", "project", "eval_set", "scorer", "threshold", "max_drop", "enabled", "updated_by",
+        fields = ["id", "project", "eval_set", "scorer", "judge", "threshold", "max_drop", "enabled", "updated_by",
                   "created_at", "updated_at"]
         read_only_fields = ["updated_by"]
         # One gate per project: setting it again replaces it (services.set_gate).
@@ -227,6 +231,19 @@ class GateSerializer(StrictModelSerializer):
         eval_set, project = attrs.get("eval_set"), attrs.get("project")
         if eval_set is not None and project is not None and eval_set.project_id != project.pk:
             raise serializers.ValidationError({"eval_set": ["Must be an eval set of the gate's project."]})
+        scorer, judge = attrs.get("scorer"), attrs.get("judge")
+        if (scorer is None) == (judge is None):
+            raise serializers.ValidationError({"non_field_errors": ["Give exactly one of scorer and judge: what decides."]})
+        mode = (judge or {}).get("mode", "pointwise")
+        threshold = attrs.get("threshold")
+        if judge is not None and mode == "pairwise":
+            if attrs.get("max_drop") is not None:
+                raise serializers.ValidationError({"max_drop": [
+                    "A pairwise judge compares the run with the deployed model already; leave max_drop empty."]})
+            if threshold is not None and not 0 <= threshold <= 1:
+                raise serializers.ValidationError({"threshold": ["A win rate: from 0 to 1 (0.5: as good as deployed)."]})
+        if judge is not None and mode == "pointwise" and threshold is not None and not 1 <= threshold <= 5:
+            raise serializers.ValidationError({"threshold": ["A pointwise judge scores 1 to 5: from 1 to 5."]})
         return attrs
 
     def to_representation(self, instance):

@@ -275,28 +275,61 @@ def check_gate(request, gate: Gate, run: TrainingRun) -> Evaluation:
     if version is None:
         raise Conflict(f"The gate's eval set {gate.eval_set.name} has no version yet; add rows to it.")
     targets = [run_target(run)]
-    deployed = deployed_target(run.project) if gate.max_drop is not None else None
+    pairwise = gate.judge is not None and gate.judge["mode"] == "pairwise"
+    deployed = deployed_target(run.project) if gate.max_drop is not None or pairwise else None
     if deployed is not None:
         targets.append(deployed)
-    return create_evaluation(request, project=run.project, version=version, targets=targets, scorers=[gate.scorer],
-                             judge=None, purpose=Purpose.GATE, run=run, name=f"{run.name}: gate")
+    elif pairwise:
+        raise Conflict(NOTHING_DEPLOYED)
+    return create_evaluation(request, project=run.project, version=version, targets=targets,
+                             scorers=[gate.scorer] if gate.scorer else [], judge=gate.judge, purpose=Purpose.GATE,
+                             run=run, name=f"{run.name}: gate")
+
+
+NOTHING_DEPLOYED = ("The gate's pairwise judge compares the run with the deployed model, and the project has no ready "
+                    "deployment; deploy the first model with an override (recorded in the audit log).")
 
 
 def gate_verdict(gate: Gate, summary: dict, targets: list[dict]) -> tuple[bool, str]:
-    """Whether the run (the first target) passes `gate`, and why not."""
-    key = Scorer.from_dict(gate.scorer).key
+    """Whether the run (the first target) passes `gate`, and why not. Rows left unscored (a judge's
+    reply that could not be read, a row without what the scorer needs) count neither way: the score
+    is over the scored rows, and how many were not is said."""
+    from tinyforge.evaluation.runner import JUDGE_KEY  # not at import: the runner loads the serving engine
+
+    if gate.judge is not None and gate.judge["mode"] == "pairwise":
+        return _pairwise_verdict(gate, summary)
+    key = Scorer.from_dict(gate.scorer).key if gate.scorer else JUDGE_KEY
     scores = summary["targets"][targets[0]["label"]]["scores"][key]
     mean = scores["mean"]
+    unscored = _unscored(scores["unscored"], scores["n"] + scores["unscored"])
     if mean is None:
-        return False, f"no row could be scored by {key}"
+        return False, f"no row could be scored by {key}{unscored}"
     if mean < gate.threshold:
-        return False, f"{key} is {mean:.3f}, below the threshold {gate.threshold:.3f}"
+        return False, f"{key} is {mean:.3f}, below the threshold {gate.threshold:.3f}{unscored}"
     if gate.max_drop is not None and len(targets) > 1:
         deployed = summary["targets"][targets[1]["label"]]["scores"][key]["mean"]
         if deployed is not None and mean < deployed - gate.max_drop:
             return False, (f"{key} is {mean:.3f}, worse than {targets[1]['label']} ({deployed:.3f}) by more than "
-                           f"{gate.max_drop:.3f}")
-    return True, f"{key} is {mean:.3f} (threshold {gate.threshold:.3f})"
+                           f"{gate.max_drop:.3f}{unscored}")
+    return True, f"{key} is {mean:.3f} (threshold {gate.threshold:.3f}){unscored}"
+
+
+def _pairwise_verdict(gate: Gate, summary: dict) -> tuple[bool, str]:
+    """The run is the first of the pair: its win rate is its wins and half its ties over the judged rows."""
+    pair = summary["pairs"][0]
+    judged, unscored = pair["judged"], _unscored(pair["unscored"], pair["judged"] + pair["unscored"])
+    if not judged:
+        return False, f"the judge decided no row between the run and {pair['second']}{unscored}"
+    rate = pair["first_wins"] + pair["ties"] / 2
+    against = (f"against {pair['second']} over {judged} rows (wins {pair['first_wins']:.0%}, ties {pair['ties']:.0%}, "
+               f"losses {pair['second_wins']:.0%}){unscored}")
+    if rate < gate.threshold:
+        return False, f"win rate {rate:.3f}, below the threshold {gate.threshold:.3f}, {against}"
+    return True, f"win rate {rate:.3f} (threshold {gate.threshold:.3f}) {against}"
+
+
+def _unscored(count: int, total: int) -> str:
+    return f"; {count} of {total} rows unscored, counted neither way" if count else ""
 
 
 def gate_status(run: TrainingRun) -> dict:
@@ -307,8 +340,11 @@ def gate_status(run: TrainingRun) -> dict:
         return {"state": "none", "reason": "the project has no gate", "evaluation": None}
     latest = run.evaluations.filter(purpose=Purpose.GATE).order_by("-pk").first()
     if latest is None:
-        return {"state": "fails", "reason": "the run was not evaluated against the gate; check it first",
-                "evaluation": None}
+        pairwise = gate.judge is not None and gate.judge["mode"] == "pairwise"
+        reason = (NOTHING_DEPLOYED[0].lower() + NOTHING_DEPLOYED[1:].rstrip(".")
+                  if pairwise and deployed_target(run.project) is None
+                  else "the run was not evaluated against the gate; check it first")
+        return {"state": "fails", "reason": reason, "evaluation": None}
     if latest.status in lifecycle.ACTIVE:
         return {"state": "pending", "reason": "the gate's evaluation is running", "evaluation": latest.pk}
     if latest.status != EvalStatus.SUCCEEDED:
@@ -331,15 +367,20 @@ def check_deploy(request, run: TrainingRun, *, override: bool, reason: str) -> N
     audit(request, "gate_overridden", run, changes={"gate": status, "reason": reason})
 
 
-def set_gate(request, *, project, eval_set: EvalSet, scorer: dict, threshold: float, max_drop: float | None,
-             enabled: bool = True) -> Gate:
-    scorer = check_scorers([scorer])[0]
+def set_gate(request, *, project, eval_set: EvalSet, scorer: dict | None, judge: dict | None, threshold: float,
+             max_drop: float | None, enabled: bool = True) -> Gate:
+    scorer = check_scorers([scorer])[0] if scorer else None
+    if judge is not None:
+        if judge["target"]["kind"] == "endpoint":
+            check_endpoint(judge["target"]["base_url"], "judge.target.base_url")
+        # A pairwise gate's second target is the deployed model, found when a run is checked.
+        judge = check_judge(judge, [{}, {}])
     gate, created = Gate.all_teams.update_or_create(
-        project=project, defaults={"eval_set": eval_set, "scorer": scorer, "threshold": threshold,
+        project=project, defaults={"eval_set": eval_set, "scorer": scorer, "judge": judge, "threshold": threshold,
                                    "max_drop": max_drop, "enabled": enabled, "updated_by": _user(request)})
     audit(request, "created" if created else "updated", gate,
-          changes={"eval_set": eval_set.pk, "scorer": scorer, "threshold": threshold, "max_drop": max_drop,
-                   "enabled": enabled})
+          changes={"eval_set": eval_set.pk, "scorer": scorer, "judge": judge, "threshold": threshold,
+                   "max_drop": max_drop, "enabled": enabled})
     return gate
 
 

@@ -214,8 +214,10 @@ class GateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Creat
         serializer.is_valid(raise_exception=True)
         fields = serializer.validated_data
         require_role(request, fields["project"].team_id, Role.ADMIN, action="set the deploy gate")
+        scorer = fields.get("scorer")
         gate = services.set_gate(request, project=fields["project"], eval_set=fields["eval_set"],
-                                 scorer=dict(fields["scorer"]), threshold=fields["threshold"],
+                                 scorer=dict(scorer) if scorer else None, judge=fields.get("judge"),
+                                 threshold=fields["threshold"],
                                  max_drop=fields.get("max_drop"), enabled=fields.get("enabled", True))
         return Response(self.get_serializer(gate).data, status=status.HTTP_201_CREATED)
 

@@ -1876,10 +1876,13 @@ export interface components {
             project: number;
             /** @description Its latest version is used */
             eval_set: number;
-            scorer: components["schemas"]["Scorer"];
+            /** @description The scorer that decides (or give judge) */
+            scorer?: components["schemas"]["Scorer"] | null;
+            /** @description The judge that decides (or give scorer): pointwise, the run's mean score (1-5) reaches threshold; pairwise, the run's win rate against the deployed model (a tie counts half) reaches threshold (0-1) */
+            judge?: components["schemas"]["Judge"] | null;
             /**
              * Format: double
-             * @description The run's mean score must reach this
+             * @description The run's mean score (pairwise judge: its win rate) must reach this
              */
             threshold: number;
             /**
@@ -1906,10 +1909,13 @@ export interface components {
             project: number;
             /** @description Its latest version is used */
             eval_set: number;
-            scorer: components["schemas"]["ScorerRequest"];
+            /** @description The scorer that decides (or give judge) */
+            scorer?: components["schemas"]["ScorerRequest"] | null;
+            /** @description The judge that decides (or give scorer): pointwise, the run's mean score (1-5) reaches threshold; pairwise, the run's win rate against the deployed model (a tie counts half) reaches threshold (0-1) */
+            judge?: components["schemas"]["JudgeRequest"] | null;
             /**
              * Format: double
-             * @description The run's mean score must reach this
+             * @description The run's mean score (pairwise judge: its win rate) must reach this
              */
             threshold: number;
             /**

@@ -165,7 +165,8 @@ export type JudgeRequest = S["JudgeRequest"];
 export type EvaluationRequest = S["EvaluationRequest"];
 export type GateRequest = S["GateRequest"];
 export type GateStatus = S["GateStatus"];
-export type Gate = Omit<S["Gate"], "scorer"> & { scorer: { name: string } };
+/** A gate is decided by a scorer or by a judge, the other one null. */
+export type Gate = Omit<S["Gate"], "scorer" | "judge"> & { scorer: { name: string } | null; judge: S["Judge"] | null };
 /** What an evaluation stored for a target: its kind, the label results use, and its ids. */
 export type EvaluationTarget = { kind: string; label: string; run?: number; deployment?: number; model?: string };
 export type ScoreInterval = { mean: number | null; low: number | null; high: number | null; n: number; unscored: number };

@@ -3,7 +3,7 @@ import { Link } from "react-router";
 import { errorBesideButton, fieldError, resultsOf } from "../../../api/client";
 import { useDeployments } from "../../../api/list-deployments";
 import { useRuns } from "../../../api/list-runs";
-import type { EvaluationTargetRequest } from "../../../api/types";
+import type { EvaluationTargetRequest, Gate } from "../../../api/types";
 import { StatusBadge } from "../../../components/Badge";
 import { Button } from "../../../components/Button";
 import { Card, PageHeader } from "../../../components/Card";
@@ -200,32 +200,44 @@ function NewEvaluation({ projectId }: { projectId: number }) {
   );
 }
 
+/** What decides a gate, in words. */
+export function gateRule(gate: Pick<Gate, "scorer" | "judge" | "threshold" | "max_drop">, setName: string): string {
+  const mode = gate.judge?.mode;
+  const rule =
+    mode === "pairwise"
+      ? `the run's win rate against the deployed model, by a pairwise judge on ${setName}, reaches ${gate.threshold}`
+      : `${mode === "pointwise" ? "a judge's mean score (1-5)" : gate.scorer?.name} on ${setName} reaches ${gate.threshold}`;
+  return `${rule}${gate.max_drop != null ? `, and no worse than the deployed model by more than ${gate.max_drop}` : ""}.`;
+}
+
 function GateCard({ projectId }: { projectId: number }) {
   const gate = useGate(projectId);
   const sets = resultsOf(useEvalSets(projectId).data);
+  const deployments = resultsOf(useDeployments({ projectId }).data).filter((d) => d.status === "ready");
   const save = useSetGate();
   const [setId, setSetId] = useState("");
-  const [scorer, setScorer] = useState("must_include");
+  const [decider, setDecider] = useState("must_include");
+  const [judge, setJudge] = useState("");
   const [threshold, setThreshold] = useState("0.5");
   const [maxDrop, setMaxDrop] = useState("");
+  const judgeMode = decider === "judge:pointwise" ? "pointwise" : decider === "judge:pairwise" ? "pairwise" : null;
   const submit = (event: FormEvent) => {
     event.preventDefault();
     save.mutate({
       project: projectId,
       eval_set: Number(setId || sets[0]?.id),
-      scorer: { name: scorer as (typeof SCORERS)[number] },
+      ...(judgeMode
+        ? { scorer: null, judge: { mode: judgeMode, target: { kind: "deployment", deployment: Number(judge || deployments[0]?.id) } } }
+        : { scorer: { name: decider as (typeof SCORERS)[number] } }),
       threshold: Number(threshold),
-      max_drop: maxDrop === "" ? null : Number(maxDrop),
+      max_drop: maxDrop === "" || judgeMode === "pairwise" ? null : Number(maxDrop),
     });
   };
   const current = gate.data;
   return (
     <Card title="Gate: deploy only if">
       {current && current.enabled ? (
-        <p>
-          {current.scorer.name} on {sets.find((s) => s.id === current.eval_set)?.name ?? `eval set ${current.eval_set}`} reaches {current.threshold}
-          {current.max_drop != null ? `, and no worse than the deployed model by more than ${current.max_drop}` : ""}.
-        </p>
+        <p>{gateRule(current, sets.find((s) => s.id === current.eval_set)?.name ?? `eval set ${current.eval_set}`)}</p>
       ) : (
         <p className="muted">No gate: any succeeded run may be deployed.</p>
       )}
@@ -239,22 +251,37 @@ function GateCard({ projectId }: { projectId: number }) {
             ))}
           </select>
         </Field>
-        <Field label="Scorer">
-          <select className="select" value={scorer} onChange={(e) => setScorer(e.target.value)}>
+        <Field label="Decided by" help={judgeMode === "pairwise" ? "Threshold: the run's win rate against the deployed model (0-1, a tie counts half)." : judgeMode ? "Threshold: the mean score, 1 to 5." : undefined}>
+          <select className="select" value={decider} onChange={(e) => setDecider(e.target.value)}>
             {SCORERS.map((name) => (
               <option key={name}>{name}</option>
             ))}
+            <option value="judge:pointwise">a judge's score (pointwise)</option>
+            <option value="judge:pairwise">a judge: run against the deployed model (pairwise)</option>
           </select>
         </Field>
+        {judgeMode ? (
+          <Field label="Judge model" errors={fieldError(save.error, "judge")}>
+            <select className="select" value={judge} onChange={(e) => setJudge(e.target.value)}>
+              {deployments.map((d) => (
+                <option key={d.id} value={d.id}>
+                  {d.name}
+                </option>
+              ))}
+            </select>
+          </Field>
+        ) : null}
         <Field label="Threshold" errors={fieldError(save.error, "threshold")}>
           <input className="input" inputMode="decimal" value={threshold} onChange={(e) => setThreshold(e.target.value)} />
         </Field>
-        <Field label="Max drop against the deployed model" help="Empty: not compared." errors={fieldError(save.error, "max_drop")}>
-          <input className="input" inputMode="decimal" value={maxDrop} onChange={(e) => setMaxDrop(e.target.value)} />
-        </Field>
-        <InlineError error={errorBesideButton(save.error, ["eval_set", "threshold", "max_drop"])} />
+        {judgeMode !== "pairwise" ? (
+          <Field label="Max drop against the deployed model" help="Empty: not compared." errors={fieldError(save.error, "max_drop")}>
+            <input className="input" inputMode="decimal" value={maxDrop} onChange={(e) => setMaxDrop(e.target.value)} />
+          </Field>
+        ) : null}
+        <InlineError error={errorBesideButton(save.error, ["eval_set", "threshold", "max_drop", "judge"])} />
         <div className="form-actions">
-          <Button type="submit" busy={save.isPending} disabled={!sets.length}>
+          <Button type="submit" busy={save.isPending} disabled={!sets.length || (judgeMode !== null && !deployments.length)}>
             Save the gate
           </Button>
         </div>
