@@ -16,7 +16,7 @@ from rest_framework.test import APIClient
 from tinyforge.accounts.models import ApiToken, Invitation, Membership, Role, Team
 from tinyforge.core.models import AuditEvent, Event
 from tinyforge.datasets.models import DataConnection, Dataset, DatasetVersion
-from tinyforge.deployments.models import Deployment, Export
+from tinyforge.deployments.models import Completion, Deployment, Export, Feedback
 from tinyforge.evals.models import EvalResult, EvalSet, EvalSetVersion, Evaluation, Gate
 from tinyforge.projects.models import Project
 from tinyforge.tracking.models import TrackedRun
@@ -51,6 +51,12 @@ def populate_team(team: Team, owner) -> SimpleNamespace:
     deployment = Deployment.all_teams.create(team=team, project=project, name=f"{team.slug}-model", run=run,
                                              checkpoint=checkpoint)
     export = Export.all_teams.create(project=project, run=run, checkpoint=checkpoint, format="hf")
+    completion = Completion.all_teams.create(
+        id=f"chatcmpl-{team.slug}", team=team, deployment=deployment, run=run, checkpoint=checkpoint,
+        model=deployment.name, kind="chat", prompt=[{"role": "user", "content": "hi"}], answer="hello",
+        finish_reason="stop", source="api")
+    feedback = Feedback.all_teams.create(team=team, completion=completion, kind="rating", rating=True, source="api",
+                                         created_by=owner)
     invitation = Invitation.all_teams.create(team=team, email="new@example.com", token_hash=f"hash-{team.slug}",
                                              invited_by=owner, expires_at=Invitation.default_expiry())
     _secret, prefix, token_hash = ApiToken.new_secret()
@@ -71,7 +77,8 @@ def populate_team(team: Team, owner) -> SimpleNamespace:
                                  enabled=False)
     return SimpleNamespace(team=team, project=project, dataset=dataset, connection=connection, version=version,
                            run=run, checkpoint=checkpoint, metric=metric, tracked=tracked, event=event,
-                           deployment=deployment, export=export, invitation=invitation, token=token, audit=audit,
+                           deployment=deployment, export=export, completion=completion, feedback=feedback,
+                           invitation=invitation, token=token, audit=audit,
                            membership=membership, eval_set=eval_set, eval_set_version=eval_set_version, evaluation=evaluation,
                            eval_result=eval_result, gate=gate)
 

@@ -182,6 +182,9 @@ RUN_MAX_RETRIES = env_int("TINYFORGE_RUN_MAX_RETRIES", 0, minimum=0, maximum=100
 # calls are paid for), up to this many times, before the reconciler marks it failed.
 INGEST_MAX_RETRIES = env_int("TINYFORGE_INGEST_MAX_RETRIES", 2, minimum=0, maximum=100)
 RUN_CANCEL_GRACE_SECONDS = env_int("TINYFORGE_RUN_CANCEL_GRACE_SECONDS", 60, minimum=1)
+# Answers the inference service keeps per team so feedback can name them by id; past this, the
+# oldest without feedback are dropped (answers with feedback are data and stay).
+COMPLETIONS_KEPT_PER_TEAM = env_int("TINYFORGE_COMPLETIONS_KEPT_PER_TEAM", 100_000, minimum=1)
 RECONCILE_INTERVAL_SECONDS = env_int("TINYFORGE_RECONCILE_INTERVAL_SECONDS", 30, minimum=1)
 if RUN_STALE_SECONDS < 2 * RUN_HEARTBEAT_SECONDS:
     raise SettingError(f"TINYFORGE_RUN_STALE_SECONDS ({RUN_STALE_SECONDS}) must be at least twice "

@@ -27,7 +27,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 FUZZ_EXAMPLES = int(os.environ.get("TINYFORGE_FUZZ_EXAMPLES", "6"))
-FUZZ_STEPS = int(os.environ.get("TINYFORGE_FUZZ_STEPS", "60"))
+# The chains test asserts that some creation was followed by its id: with ~110 operations to draw
+# from, 60 steps (derandomized) stopped reaching one when the feedback endpoints were added.
+FUZZ_STEPS = int(os.environ.get("TINYFORGE_FUZZ_STEPS", "100"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 # Server-Sent Events never end by themselves; the stream tests in tests/training cover them.
 ENDLESS = {("GET", "/api/v1/runs/{id}/stream/"), ("POST", "/api/v1/deployments/{id}/chat/")}

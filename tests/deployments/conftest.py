@@ -70,8 +70,9 @@ def work_off(queues) -> None:
 
 @pytest.fixture
 def inference_service(transactional_db, settings):
-    """The platform's inference service on a free port; the web process proxies to it."""
-    from tinyforge.deployments.inference import DeploymentRegistry, TokenAuthenticator
+    """The platform's inference service on a free port, wired as `tinyforge serve-platform` wires it
+    (deployments, API tokens, answers kept for feedback); the web process proxies to it."""
+    from tinyforge.deployments.inference import CompletionLog, DeploymentRegistry, TokenAuthenticator
     from tinyforge.serving.app import ServerSettings
     from tinyforge.serving.pool import RuntimeOptions
 
@@ -79,7 +80,7 @@ def inference_service(transactional_db, settings):
     registry.refresh_seconds = 0.3
     server_settings = ServerSettings(runtime=RuntimeOptions(device="cpu", max_slots=4, max_context=256))
     # Ready with no deployments at all: an empty platform is a healthy one.
-    with running_server(registry, TokenAuthenticator(), server_settings) as server:
+    with running_server(registry, TokenAuthenticator(), server_settings, answer_log=CompletionLog()) as server:
         settings.INFERENCE_URL = server.base_url
         yield server
 

@@ -67,14 +67,14 @@ class RunningServer:
 
 
 @contextlib.contextmanager
-def running_server(registry, authenticator=None, settings=None, *, wait_ready: bool = True):
+def running_server(registry, authenticator=None, settings=None, *, wait_ready: bool = True, answer_log=None):
     """A real uvicorn server with the inference app, in a thread of this process, on a free port."""
     import uvicorn
 
     from tinyforge.serving.app import ServerSettings, create_app
     from tinyforge.serving.auth import OpenAccess
 
-    app = create_app(registry, authenticator or OpenAccess(), settings or ServerSettings())
+    app = create_app(registry, authenticator or OpenAccess(), settings or ServerSettings(), answer_log)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -218,3 +218,56 @@ def test_a_dpo_job_trains_on_preference_pairs_like_openais_method_dpo(live_serve
     with pytest.raises(openai.BadRequestError, match="hyperparameters.beta: beta must be greater than 0"):
         client.fine_tuning.jobs.create(model=tiny_base_model, training_file=file_id, method={
             "type": "dpo", "dpo": {"hyperparameters": {"beta": -1}}})
+
+
+def openai_dpo_row(question: str, good: str, bad: str, **changes) -> dict:
+    row = {"input": {"messages": [{"role": "user", "content": question}], "tools": [], "parallel_tool_calls": True},
+           "preferred_output": [{"role": "assistant", "content": good}],
+           "non_preferred_output": [{"role": "assistant", "content": bad}]}
+    return {**row, **changes}
+
+
+def test_a_file_in_openais_dpo_format_becomes_pairs_and_a_bad_row_is_named_by_line_and_field(
+        live_server, api_secret, queues, tmp_path):
+    from tinyforge.core import storage
+    from tinyforge.datasets.models import DatasetVersion
+
+    client = openai_client(live_server, api_secret)
+
+    def upload(rows, name):
+        path = tmp_path / name
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+        return client.files.create(file=path.open("rb"), purpose="fine-tune").id
+
+    good = [openai_dpo_row(q, f"Yes. {a}", f"No. {a}") for q, a in TOY_FACTS]
+    bad = {  # each after the good rows, so on line len(good) + 1 of its file
+        "same": (openai_dpo_row("q1", "same", "same"),
+                 "row: Value error, chosen and rejected are the same text, so there is no preference to learn"),
+        "missing": ({k: v for k, v in openai_dpo_row("q2", "a", "b").items() if k != "non_preferred_output"},
+                    "field 'non_preferred_output' must be a list of one assistant message"),
+        "role": (openai_dpo_row("q3", "a", "b", preferred_output=[{"role": "user", "content": "a"}]),
+                 "the message in 'preferred_output' has role 'user'; it must be 'assistant'"),
+        "no-prompt": (openai_dpo_row("q4", "a", "b", input={"messages": []}),
+                      "field 'input.messages' must be a non-empty list of messages"),
+        "tools": (openai_dpo_row("q5", "a", "b", input={"messages": [{"role": "user", "content": "q5"}],
+                                                        "tools": [{"type": "function"}]}),
+                  "tools are not supported: give input.messages only"),
+    }
+    good_id = upload(good, "dpo.jsonl")
+    bad_ids = {name: upload(good + [row], f"{name}.jsonl") for name, (row, _) in bad.items()}
+    work_off(queues)
+
+    shown = client.files.retrieve(good_id)
+    assert shown.status == "processed", shown.status_details
+    version = DatasetVersion.all_teams.get(pk=int(good_id.removeprefix("file-")))
+    assert version.row_count == len(good) and version.validation_report["invalid_count"] == 0
+    first = json.loads(storage.path(version.storage_key).read_text().splitlines()[0])
+    assert first == {"messages": [{"role": "user", "content": TOY_FACTS[0][0]}],
+                     "chosen": [{"role": "assistant", "content": f"Yes. {TOY_FACTS[0][1]}"}],
+                     "rejected": [{"role": "assistant", "content": f"No. {TOY_FACTS[0][1]}"}],
+                     "metadata": first["metadata"]}
+    for name, (_, reason) in bad.items():
+        shown = client.files.retrieve(bad_ids[name])
+        assert shown.status == "error", name
+        assert f"{name}.jsonl, line {len(good) + 1}" in shown.status_details and reason in shown.status_details, (
+            name, shown.status_details)

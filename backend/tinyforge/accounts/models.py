@@ -17,6 +17,10 @@ from tinyforge.core.tenancy import TeamOwnedModel
 class Team(TeamOwnedModel):
     name = models.CharField(max_length=100)
     slug = models.SlugField(max_length=100, unique=True)
+    feedback_requires_write = models.BooleanField(
+        default=False, help_text="Feedback on completions needs an API token with the 'write' scope (or a member's "
+                                 "session); by default a token with 'inference', the one an application answers "
+                                 "with, may send its users' feedback too")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

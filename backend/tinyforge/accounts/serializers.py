@@ -45,7 +45,7 @@ class TeamSerializer(StrictModelSerializer):
 
     class Meta:
         model = Team
-        fields = ["id", "name", "slug", "role", "created_at", "updated_at"]
+        fields = ["id", "name", "slug", "role", "feedback_requires_write", "created_at", "updated_at"]
         read_only_fields = ["slug"]
 
     def get_role(self, team) -> str | None:

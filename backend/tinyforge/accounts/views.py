@@ -136,7 +136,7 @@ class MeView(APIView):
     list=extend_schema(summary="Your teams, with your role in each"),
     retrieve=extend_schema(summary="One of your teams", responses={200: TeamSerializer, 404: ERRORS[404]}),
     create=extend_schema(summary="Create a team (you become its owner)", responses={201: TeamSerializer, 400: ERRORS[400]}),
-    partial_update=extend_schema(summary="Rename a team (admin or owner)", responses={200: TeamSerializer, 403: ERRORS[403]}),
+    partial_update=extend_schema(summary="Rename a team or change its settings (admin or owner)", responses={200: TeamSerializer, 403: ERRORS[403]}),
     destroy=extend_schema(summary="Delete a team and everything in it (owner only)", responses={204: None, 403: ERRORS[403]}),
 )
 class TeamViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,

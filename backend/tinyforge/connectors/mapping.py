@@ -2,9 +2,11 @@
 
 Shapes recognised without a mapping: alpaca (instruction / input / output), messages (OpenAI
 chat), sharegpt (conversations of from / value), prompt / completion, question / answer
-(with an optional context), and TRL's preference shapes: pairs (prompt or messages / chosen /
-rejected) and unpaired answers (prompt or messages / completion / label), kept as they are. Fields that the shape does not use go to the row's metadata, so
-nothing read from the source is dropped.
+(with an optional context), TRL's preference shapes: pairs (prompt or messages / chosen /
+rejected) and unpaired answers (prompt or messages / completion / label), kept as they are, and
+OpenAI's DPO shape (input.messages / preferred_output / non_preferred_output), read as a pair.
+Fields that the shape does not use go to the row's metadata, so nothing read from the source is
+dropped.
 """
 
 from __future__ import annotations
@@ -79,6 +81,9 @@ class RowMapper:
             # TRL's preference shapes are already dataset rows; the engine's schema validates them.
             used = {name for name in ("prompt", "messages", *_PREFERENCE_FIELDS[shape]) if name in fields}
             example = {name: fields[name] for name in used}
+        elif shape == "openai_preference":
+            example = _openai_pair(fields, row)
+            used = {"input", "preferred_output", "non_preferred_output"}
         elif shape == "messages":
             example = {"messages": [_message(m, row, "messages") for m in _list(fields, "messages", row)]}
             used = {"messages"}
@@ -120,6 +125,8 @@ _PREFERENCE_FIELDS = {"preference_pairs": ("chosen", "rejected"), "unpaired_pref
 
 def detect_shape(fields: dict[str, Any]) -> str | None:
     """The common dataset shape these fields follow, or None."""
+    if "preferred_output" in fields or "non_preferred_output" in fields:
+        return "openai_preference"
     if "chosen" in fields or "rejected" in fields:
         return "preference_pairs"
     if "completion" in fields and "label" in fields:
@@ -181,3 +188,34 @@ def _sharegpt_message(message: Any, row: Row) -> dict[str, str]:
                                       f"(known: {', '.join(sorted(_SHAREGPT_ROLES))})", row.location,
                           field="conversations")
     return _message({"role": role, "content": message["value"]}, row, "conversations")
+
+
+def _openai_pair(fields: dict[str, Any], row: Row) -> dict[str, Any]:
+    """OpenAI's DPO row {"input": {"messages": [...]}, "preferred_output": [assistant message],
+    "non_preferred_output": [assistant message]} as TRL's pair {messages, chosen, rejected}."""
+    given = fields.get("input")
+    if not isinstance(given, dict):
+        raise SourceError(row.source, "field 'input' must be an object holding 'messages' (OpenAI's DPO format)",
+                          row.location, field="input")
+    unknown = sorted(set(given) - {"messages", "tools", "parallel_tool_calls"})
+    if unknown:
+        raise SourceError(row.source, f"unknown field(s) {unknown} in 'input'", row.location, field="input")
+    if given.get("tools"):
+        raise SourceError(row.source, "tools are not supported: give input.messages only", row.location,
+                          field="input.tools")
+    if not isinstance(given.get("messages"), list) or not given["messages"]:
+        raise SourceError(row.source, "field 'input.messages' must be a non-empty list of messages", row.location,
+                          field="input.messages")
+    messages = [_message(m, row, "input.messages") for m in given["messages"]]
+    example: dict[str, Any] = {"messages": messages}
+    for name, target in (("preferred_output", "chosen"), ("non_preferred_output", "rejected")):
+        value = fields.get(name)
+        if not isinstance(value, list) or len(value) != 1:
+            raise SourceError(row.source, f"field {name!r} must be a list of one assistant message", row.location,
+                              field=name)
+        message = _message(value[0], row, name)
+        if message["role"] != "assistant":
+            raise SourceError(row.source, f"the message in {name!r} has role {message['role']!r}; it must be "
+                                          "'assistant'", row.location, field=name)
+        example[target] = [message]
+    return example

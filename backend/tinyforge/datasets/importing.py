@@ -194,9 +194,10 @@ def credentials_of(connection: DataConnection) -> dict:
 
 
 def version_sources(version: DatasetVersion, workdir: Path) -> list[Source]:
-    """What a version imports: one Source per uploaded file, or its SQL query, or its Google Docs."""
+    """What a version imports: one Source per uploaded file (or the file of rows written from feedback:
+    deployments/feedback.py), or its SQL query, or its Google Docs."""
     config = version.source_config
-    if version.source_kind in (SourceKind.UPLOAD, SourceKind.OPENAI_FILE):
+    if version.source_kind in (SourceKind.UPLOAD, SourceKind.OPENAI_FILE, SourceKind.FEEDBACK):
         return [FileSource(str(storage.path(item["key"])), format=config.get("format") or None, name=item["name"],
                            encoding=config.get("encoding") or None)
                 for item in config.get("files", [])]

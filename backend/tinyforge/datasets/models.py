@@ -73,6 +73,7 @@ class SourceKind(models.TextChoices):
     GOOGLE_DOCS = "google_docs", "Google Docs"
     OPENAI_FILE = "openai_file", "OpenAI files API"
     DERIVED = "derived", "Derived from another version"
+    FEEDBACK = "feedback", "Feedback on deployed answers"
 
 
 class DatasetVersion(TeamOwnedModel, TrackedJob):

@@ -77,6 +77,9 @@ class DatasetVersionSerializer(StrictModelSerializer):
             raise serializers.ValidationError({"source_kind": ["Upload files with POST /api/v1/datasets/{id}/upload/."]})
         if kind == SourceKind.OPENAI_FILE:
             raise serializers.ValidationError({"source_kind": ["Made by the OpenAI files API (/v1/files)."]})
+        if kind == SourceKind.FEEDBACK:
+            raise serializers.ValidationError({"source_kind": ["Make it from feedback with POST "
+                                                               "/api/v1/feedback/dataset-version/."]})
         needed = {SourceKind.SQL: ConnectionKind.SQL, SourceKind.GOOGLE_DOCS: ConnectionKind.GOOGLE}.get(kind)
         if needed and (connection is None or connection.kind != needed):
             raise serializers.ValidationError({"connection": [f"A {kind} import needs a saved {needed} connection."]})

@@ -41,7 +41,9 @@ def serve_platform(args) -> int:
         django.setup()
     except Exception as exc:  # a bad setting: say which, no traceback
         raise TinyforgeError(f"cannot load the settings: {exc}") from exc
-    from tinyforge.deployments.inference import DeploymentRegistry, ServingStatsRecorder, TokenAuthenticator
+    from tinyforge.deployments.inference import (
+        CompletionLog, DeploymentRegistry, ServingStatsRecorder, TokenAuthenticator,
+    )
 
     def start_stats(app) -> None:
         ServingStatsRecorder(app.state.service.metrics.registry).start()
@@ -49,5 +51,5 @@ def serve_platform(args) -> int:
     from django.conf import settings
 
     run_server(DeploymentRegistry(), TokenAuthenticator(), args, what="the platform's deployments",
-               prepare=start_stats, metrics_token=settings.METRICS_TOKEN)
+               prepare=start_stats, metrics_token=settings.METRICS_TOKEN, answer_log=CompletionLog())
     return 0

@@ -1,8 +1,8 @@
 from django_filters import rest_framework as filters
 
 from tinyforge.core.api import IdFilter
-from tinyforge.deployments.models import (Deployment, DeploymentStatus, Export, ExportFormat, ExportStatus, Quantize,
-                                          Runtime)
+from tinyforge.deployments.models import (Completion, CompletionSource, Deployment, DeploymentStatus, Export,
+                                          ExportFormat, ExportStatus, Feedback, FeedbackKind, Quantize, Runtime)
 
 
 class DeploymentFilter(filters.FilterSet):
@@ -30,3 +30,25 @@ class ExportFilter(filters.FilterSet):
     class Meta:
         model = Export
         fields = ["project", "team", "run", "checkpoint", "status", "export_format", "quantize"]
+
+
+class CompletionFilter(filters.FilterSet):
+    team = IdFilter(field_name="team_id")
+    deployment = IdFilter(field_name="deployment_id")
+    run = IdFilter(field_name="run_id")
+    source = filters.ChoiceFilter(choices=CompletionSource.choices)
+
+    class Meta:
+        model = Completion
+        fields = ["team", "deployment", "run", "source"]
+
+
+class FeedbackFilter(filters.FilterSet):
+    team = IdFilter(field_name="team_id")
+    deployment = IdFilter(field_name="completion__deployment_id")
+    completion = filters.CharFilter(field_name="completion_id", max_length=64)
+    kind = filters.ChoiceFilter(choices=FeedbackKind.choices)
+
+    class Meta:
+        model = Feedback
+        fields = ["team", "deployment", "completion", "kind"]

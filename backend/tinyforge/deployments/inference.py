@@ -17,6 +17,8 @@ pure-Python serving app (tinyforge.serving, which never imports Django).
   sends a key signed the same way that names the importing team: it sees that team's deployments
   only, expires after a day, and exists nowhere but in the worker's memory. No operator needs to
   create a token for the platform to call itself.
+- CompletionLog: every answer the service returns to a person (an API token, the Playground) is
+  kept under its id for feedback (deployments/completions.py); the platform's own jobs' calls are not.
 - ServingStatsRecorder: copies each deployment's request count, errors, tokens, latency
   percentiles and memory (its own, and the runtime's it shares) from the service's Prometheus
   metrics onto its row every few seconds.
@@ -38,7 +40,9 @@ from tinyforge.core.lifecycle import InvalidTransition
 from tinyforge.core.models import EventLevel
 from tinyforge.core.roles import Scope
 from tinyforge.deployments import lifecycle
-from tinyforge.deployments.models import Deployment, DeploymentStatus
+from tinyforge.deployments.completions import keep_completion
+from tinyforge.deployments.models import CompletionSource, Deployment, DeploymentStatus
+from tinyforge.serving.answers import Answer, AnswerLog
 from tinyforge.serving.api import APIError
 from tinyforge.serving.auth import Authenticator, Caller
 from tinyforge.serving.metrics import split_memory
@@ -55,6 +59,9 @@ TEAM_PREFIX = "tfteam_"
 TEAM_SALT = "tinyforge.deployments.team"
 TEAM_KEY_SECONDS = 24 * 3600
 STATS_SECONDS = 5.0
+# How the callers of the platform's own keys are named (CompletionLog tells them apart by it).
+PLAYGROUND_CALLER = "playground"
+TEAM_CALLER = "jobs of team "
 
 
 def served_name(deployment_id: int) -> str:
@@ -140,7 +147,7 @@ def _team_caller(api_key: str) -> Caller | None:
         value = signing.loads(api_key.removeprefix(TEAM_PREFIX), salt=TEAM_SALT, max_age=TEAM_KEY_SECONDS)
     except signing.BadSignature:
         return None
-    return Caller(f"jobs of team {value['team']}", _team_models(value["team"]))
+    return Caller(f"{TEAM_CALLER}{value['team']}", _team_models(value["team"]))
 
 
 def playground_key(deployment: Deployment) -> str:
@@ -156,8 +163,21 @@ def _playground_caller(api_key: str) -> Caller | None:
         return None
     deployment = Deployment.all_teams.filter(pk=value.get("deployment"), status__in=SERVED_STATUSES).first()
     if deployment is None:
-        return Caller("playground", {})
-    return Caller(f"playground of {deployment.name}", {deployment.name: served_name(deployment.pk)})
+        return Caller(PLAYGROUND_CALLER, {})
+    return Caller(f"{PLAYGROUND_CALLER} of {deployment.name}", {deployment.name: served_name(deployment.pk)})
+
+
+class CompletionLog(AnswerLog):
+    """Keeps the answers of deployments for feedback; not those of the platform's own jobs (a
+    teacher writing rows, a judge scoring), which nobody rates and which would push people's out."""
+
+    def record(self, answer: Answer) -> None:
+        deployment_id = deployment_id_of(answer.served_name)
+        if deployment_id is None or answer.caller.startswith(TEAM_CALLER):
+            return
+        close_old_connections()
+        source = CompletionSource.PLAYGROUND if answer.caller.startswith(PLAYGROUND_CALLER) else CompletionSource.API
+        keep_completion(answer, deployment_id, source)
 
 
 # --- request statistics ------------------------------------------------------------------------

@@ -129,3 +129,84 @@ class Export(TeamOwnedModel, TrackedJob):
 
     def event_links(self) -> dict:
         return {"project_id": self.project_id, "export_id": self.pk, "run_id": self.run_id}
+
+
+class CompletionSource(models.TextChoices):
+    API = "api", "The OpenAI-compatible API (an API token)"
+    PLAYGROUND = "playground", "The Playground"
+    PLATFORM = "platform", "The platform's own jobs (a teacher, a judge)"
+
+
+class Completion(TeamOwnedModel):
+    """One answer the inference service returned, under the id its caller got, kept so that
+    feedback on that id can be resolved to what was asked, what was answered and which model
+    (deployment, run, checkpoint) answered. Kept per team up to COMPLETIONS_KEPT_PER_TEAM, the
+    oldest without feedback dropped first (deployments/feedback.py)."""
+
+    id = models.CharField(primary_key=True, max_length=64, help_text="The id the API returned (chatcmpl-…, cmpl-…)")
+    team = models.ForeignKey("accounts.Team", on_delete=models.CASCADE, related_name="completions")
+    # The answer outlives its deployment (feedback is data): what answered is copied onto the row.
+    deployment = models.ForeignKey(Deployment, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="completions")
+    run = models.ForeignKey("training.TrainingRun", null=True, blank=True, on_delete=models.SET_NULL,
+                            related_name="completions")
+    checkpoint = models.ForeignKey("training.Checkpoint", null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="completions")
+    model = models.CharField(max_length=100, help_text="The model id the caller asked for (the deployment's name)")
+    kind = models.CharField(max_length=16, choices=[("chat", "Chat completion"), ("completion", "Text completion")])
+    prompt = models.JSONField(help_text="Chat: the messages [{role, content}]; text completion: the prompt string")
+    answer = models.TextField()
+    finish_reason = models.CharField(max_length=16)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    source = models.CharField(max_length=16, choices=CompletionSource.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    team_path = "team"
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["team", "created_at"], name="completion_team_created")]
+
+    def __str__(self) -> str:
+        return self.id
+
+
+class FeedbackKind(models.TextChoices):
+    RATING = "rating", "Thumbs up or down"
+    CORRECTION = "correction", "What the answer should have been"
+    CHOICE = "choice", "The better of two answers to the same prompt (or a tie)"
+
+
+class Feedback(TeamOwnedModel):
+    """A person's judgement of a kept completion: a rating, a correction, or a choice between it
+    and another completion of the same prompt. Becomes preference data (deployments/feedback.py)."""
+
+    team = models.ForeignKey("accounts.Team", on_delete=models.CASCADE, related_name="feedback")
+    completion = models.ForeignKey(Completion, on_delete=models.CASCADE, related_name="feedback")
+    kind = models.CharField(max_length=16, choices=FeedbackKind.choices)
+    rating = models.BooleanField(null=True, blank=True, help_text="Ratings: true is thumbs up")
+    correction = models.TextField(blank=True, help_text="Corrections: the answer it should have given")
+    compared_with = models.ForeignKey(Completion, null=True, blank=True, on_delete=models.CASCADE,
+                                      related_name="compared_in", help_text="Choices: the other completion")
+    preferred = models.ForeignKey(Completion, null=True, blank=True, on_delete=models.CASCADE, related_name="+",
+                                  help_text="Choices: the better of the two; empty for a tie")
+    comment = models.CharField(max_length=2000, blank=True)
+    source = models.CharField(max_length=16, choices=CompletionSource.choices)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    token = models.ForeignKey("accounts.ApiToken", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    team_path = "team"
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.CheckConstraint(name="feedback_fields_match_kind", condition=(
+                models.Q(kind="rating", rating__isnull=False, correction="", compared_with__isnull=True)
+                | models.Q(kind="correction", rating__isnull=True, compared_with__isnull=True) & ~models.Q(correction="")
+                | models.Q(kind="choice", rating__isnull=True, correction="", compared_with__isnull=False))),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} on {self.completion_id}"

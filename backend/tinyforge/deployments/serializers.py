@@ -1,7 +1,9 @@
 from rest_framework import serializers
 
-from tinyforge.core.api import StrictModelSerializer
-from tinyforge.deployments.models import Deployment, Export, ExportFormat, Quantize, Runtime
+from tinyforge.core.api import StrictModelSerializer, StrictSerializer, TeamScopedRelatedField
+from tinyforge.datasets.models import Dataset
+from tinyforge.deployments.feedback import ROW_KINDS
+from tinyforge.deployments.models import Completion, Deployment, Export, ExportFormat, Feedback, Quantize, Runtime
 
 
 class DeploymentSerializer(StrictModelSerializer):
@@ -106,3 +108,53 @@ class PlaygroundChatSerializer(serializers.Serializer):
     stream = serializers.BooleanField(required=False, default=True,
                                       help_text="true (default): text/event-stream of chat.completion.chunk events "
                                                 "ending with `data: [DONE]`; false: one chat.completion object")
+
+
+class CompletionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Completion
+        fields = ["id", "team", "deployment", "run", "checkpoint", "model", "kind", "prompt", "answer",
+                  "finish_reason", "prompt_tokens", "completion_tokens", "source", "created_at"]
+        read_only_fields = fields
+        extra_kwargs = {"prompt": {"help_text": "Chat: the messages [{role, content}]; text completion: the prompt"}}
+
+
+class FeedbackSerializer(serializers.ModelSerializer):
+    rating = serializers.SerializerMethodField(help_text="Ratings: up or down")
+
+    class Meta:
+        model = Feedback
+        fields = ["id", "team", "completion", "kind", "rating", "correction", "compared_with", "preferred", "comment",
+                  "source", "created_by", "created_at"]
+        read_only_fields = fields
+
+    def get_rating(self, feedback) -> str | None:
+        return None if feedback.rating is None else ("up" if feedback.rating else "down")
+
+
+class GiveFeedbackSerializer(StrictSerializer):
+    """Exactly one of rating, correction or compared_with (with preferred)."""
+
+    completion = serializers.CharField(max_length=64, help_text="The id the API returned (chatcmpl-…, cmpl-…)")
+    rating = serializers.ChoiceField(required=False, choices=["up", "down"], help_text="Thumbs up or down")
+    correction = serializers.CharField(required=False, max_length=100_000, trim_whitespace=False,
+                                       help_text="What the answer should have been")
+    compared_with = serializers.CharField(required=False, max_length=64,
+                                          help_text="Another completion of the same prompt, for a choice")
+    preferred = serializers.CharField(required=False, max_length=64,
+                                      help_text="With compared_with: the better one's id, or \"tie\"")
+    comment = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+
+
+class FeedbackVersionSerializer(StrictSerializer):
+    dataset = TeamScopedRelatedField(queryset=Dataset.all_teams.all(), help_text="The dataset that gets the new version")
+    kind = serializers.ChoiceField(choices=list(ROW_KINDS.items()), help_text="The kind of rows the version holds")
+    deployment = TeamScopedRelatedField(queryset=Deployment.all_teams.all(), required=False, allow_null=True,
+                                        help_text="Only feedback on this deployment's answers (default: all of the team)")
+    note = serializers.CharField(required=False, allow_blank=True, max_length=500)
+
+
+class FeedbackSummarySerializer(serializers.Serializer):
+    feedback = serializers.IntegerField(help_text="Feedback given (ratings, corrections and choices)")
+    rows = serializers.DictField(child=serializers.IntegerField(),
+                                 help_text="How many rows of each kind (pairs, unpaired, supervised) a version would hold now")

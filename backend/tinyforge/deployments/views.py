@@ -1,20 +1,27 @@
 from django.http import FileResponse
+from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import exceptions, mixins, renderers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from tinyforge.core import storage
-from tinyforge.core.access import require_role
+from tinyforge.core.access import require_role, visible_team_ids
 from tinyforge.core.api import TeamScopedViewSet, parse_id
 from tinyforge.core.parsers import JSONParser
+from tinyforge.core.permissions import TeamRolePermission
 from tinyforge.core.roles import Role, Scope
 from tinyforge.core.schema import OBJECT_ERRORS, READ_ERRORS, WRITE_ERRORS, errors
+from tinyforge.datasets.serializers import DatasetVersionSerializer
 from tinyforge.deployments import proxy, services
-from tinyforge.deployments.filters import DeploymentFilter, ExportFilter
-from tinyforge.deployments.models import Deployment, DeploymentStatus, Export, ExportStatus
-from tinyforge.deployments.serializers import DeploymentSerializer, ExportSerializer, PlaygroundChatSerializer
+from tinyforge.deployments.feedback import ROW_KINDS, create_feedback_version, feedback_rows, give_feedback
+from tinyforge.deployments.filters import CompletionFilter, DeploymentFilter, ExportFilter, FeedbackFilter
+from tinyforge.deployments.models import Completion, Deployment, DeploymentStatus, Export, ExportStatus, Feedback
+from tinyforge.deployments.serializers import (
+    CompletionSerializer, DeploymentSerializer, ExportSerializer, FeedbackSerializer, FeedbackSummarySerializer,
+    FeedbackVersionSerializer, GiveFeedbackSerializer, PlaygroundChatSerializer,
+)
 from tinyforge.errors import Conflict
 from tinyforge.training.views import EventStreamRenderer
 
@@ -134,3 +141,97 @@ class ExportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
             raise Conflict(f"The export is {export.status}; only succeeded exports can be downloaded.")
         return FileResponse(storage.open_for_download(export.storage_key), as_attachment=True,
                             filename=storage.path(export.storage_key).name)
+
+
+class FeedbackPermission(TeamRolePermission):
+    """Giving feedback: which scope or role it needs is the completion's team's setting
+    (feedback.require_feedback_permission), known once the completion is found."""
+
+    def has_permission(self, request, view) -> bool:
+        if getattr(view, "action", None) == "create":
+            if not (request.user and request.user.is_authenticated):
+                raise exceptions.NotAuthenticated()
+            return True
+        return super().has_permission(request, view)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Answers the inference service returned and keeps for feedback (filter by deployment, "
+                               "run, source)", responses={200: CompletionSerializer(many=True), **READ_ERRORS}),
+    retrieve=extend_schema(summary="One answer by the id the API returned: its prompt, answer, deployment, run and "
+                                   "checkpoint", responses={200: CompletionSerializer, **OBJECT_ERRORS}),
+)
+class CompletionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TeamScopedViewSet):
+    model = Completion
+    serializer_class = CompletionSerializer
+    filterset_class = CompletionFilter
+    ordering_fields = ["created_at"]
+    lookup_value_regex = "[A-Za-z0-9_-]{1,64}"
+
+    def get_object(self):
+        # Its id is the string the API returned (chatcmpl-…), not a number.
+        return get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Feedback on answers (filter by deployment, completion, kind)",
+                       responses={200: FeedbackSerializer(many=True), **READ_ERRORS}),
+    retrieve=extend_schema(summary="One piece of feedback", responses={200: FeedbackSerializer, **OBJECT_ERRORS}),
+)
+class FeedbackViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TeamScopedViewSet):
+    model = Feedback
+    serializer_class = FeedbackSerializer
+    filterset_class = FeedbackFilter
+    ordering_fields = ["created_at"]
+    permission_classes = [FeedbackPermission]
+
+    @extend_schema(request=GiveFeedbackSerializer, responses={201: FeedbackSerializer, **errors(400, 401, 403, 404)},
+                   summary="Rate, correct, or choose between two answers by the ids the API returned (API token "
+                           "with 'inference' or 'write' scope, or a session; the team may require write)")
+    def create(self, request):
+        body = GiveFeedbackSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        feedback = give_feedback(request, **body.validated_data)
+        return Response(FeedbackSerializer(feedback).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(parameters=[OpenApiParameter("deployment", int, required=False),
+                               OpenApiParameter("team", int, required=False)],
+                   responses={200: FeedbackSummarySerializer, **errors(400, 401, 403, 404)},
+                   summary="How much feedback there is and how many rows of each kind a dataset version would hold")
+    @action(detail=False, methods=["get"])
+    def summary(self, request):
+        teams = visible_team_ids(request)
+        team = parse_id(request.query_params["team"], "team") if "team" in request.query_params else None
+        deployment = (parse_id(request.query_params["deployment"], "deployment")
+                      if "deployment" in request.query_params else None)
+        if deployment is not None:
+            found = Deployment.objects.for_teams(teams).filter(pk=deployment).first()
+            if found is None:
+                raise exceptions.NotFound("No such deployment in your teams.")
+            team = found.team_id
+        if team is None:
+            if len(teams) != 1:
+                raise exceptions.ValidationError({"team": ["Say which team (you are in several)."]})
+            team = teams[0]
+        elif team not in teams:
+            raise exceptions.NotFound("No such team.")
+        rows = {kind: len(feedback_rows(team, kind, deployment_id=deployment)) for kind in ROW_KINDS}
+        count = self.get_queryset().filter(team_id=team)
+        if deployment is not None:
+            count = count.filter(completion__deployment_id=deployment)
+        return Response({"feedback": count.count(), "rows": rows})
+
+    @extend_schema(request=FeedbackVersionSerializer, responses={201: DatasetVersionSerializer, **WRITE_ERRORS},
+                   summary="Make a dataset version from the team's feedback: preference pairs, unpaired "
+                           "preferences or supervised rows (imported and validated like an upload)")
+    @action(detail=False, methods=["post"], url_path="dataset-version")
+    def dataset_version(self, request):
+        body = FeedbackVersionSerializer(data=request.data, context={"request": request})
+        body.is_valid(raise_exception=True)
+        fields = body.validated_data
+        dataset = fields["dataset"]
+        require_role(request, dataset.project.team_id, Role.MEMBER, action="make dataset versions")
+        version = create_feedback_version(request, dataset=dataset, kind=fields["kind"],
+                                          deployment=fields.get("deployment"), note=fields.get("note", ""))
+        return Response(DatasetVersionSerializer(version, context={"request": request}).data,
+                        status=status.HTTP_201_CREATED)

@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from tinyforge import bounded_json
+from tinyforge.serving.answers import Answer, AnswerLog
 from tinyforge.serving.api import (
     APIError, ChatCompletionRequest, CompletionRequest, PredictRequest, parse,
 )
@@ -51,8 +52,9 @@ class ServerSettings:
 
 
 def create_app(registry: ModelRegistry, authenticator: Authenticator,
-               settings: ServerSettings = ServerSettings()) -> Starlette:
-    service = InferenceService(registry, authenticator, settings)
+               settings: ServerSettings = ServerSettings(), answer_log: AnswerLog | None = None) -> Starlette:
+    """`answer_log`, when given, receives every finished completion under its id (serving/answers.py)."""
+    service = InferenceService(registry, authenticator, settings, answer_log)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -107,10 +109,12 @@ async def _internal_error_response(request: Request, exc: Exception) -> JSONResp
 
 
 class InferenceService:
-    def __init__(self, registry: ModelRegistry, authenticator: Authenticator, settings: ServerSettings):
+    def __init__(self, registry: ModelRegistry, authenticator: Authenticator, settings: ServerSettings,
+                 answer_log: AnswerLog | None = None):
         self.registry = registry
         self.authenticator = authenticator
         self.settings = settings
+        self.answer_log = answer_log
         self.metrics = ServingMetrics()
         self.pool = ModelPool(registry, settings.runtime, self.metrics)
         self.started = time.monotonic()
@@ -255,12 +259,33 @@ class InferenceService:
             self._count(model_label, endpoint, error.status, started)
             return _error_response(error)
         request_id = ("chatcmpl-" if kind == "chat" else "cmpl-") + uuid.uuid4().hex
+        keep = self._keeper(request_id, kind, served, model_id, params, caller)
         if kind != "predict" and params.stream:
             include_usage = bool(params.stream_options and params.stream_options.include_usage)
-            stream = self._stream(request_id, kind, served, model_id, generation, include_usage, started, endpoint)
+            stream = self._stream(request_id, kind, served, model_id, generation, include_usage, started, endpoint,
+                                  keep)
             return StreamingResponse(stream, media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        return await self._complete(request, request_id, kind, served, model_id, generation, started, endpoint)
+        return await self._complete(request, request_id, kind, served, model_id, generation, started, endpoint, keep)
+
+    def _keeper(self, request_id, kind, served, model_id, params, caller: Caller):
+        """What hands the finished answer to the answer log: an async function of (text, Finished),
+        or None when there is no log, the endpoint gives no id (/predict) or the caller sent store: false."""
+        if self.answer_log is None or kind == "predict" or params.store is False:
+            return None
+        prompt = [m.as_template_message() for m in params.messages] if kind == "chat" else params.prompt
+
+        async def keep(text: str, finished: Finished) -> None:
+            answer = Answer(id=request_id, served_name=served.spec.name, model_id=model_id, kind=kind, prompt=prompt,
+                            text=text, finish_reason=finished.reason, prompt_tokens=finished.prompt_tokens,
+                            completion_tokens=finished.completion_tokens, caller=caller.name)
+            try:
+                await anyio.to_thread.run_sync(self.answer_log.record, answer)
+            except Exception:
+                # The client still gets its answer; feedback on this id will be refused as unknown.
+                log.exception("keeping answer %s of %s failed", request_id, served.spec.name)
+
+        return keep
 
     async def _authenticate(self, request: Request) -> Caller:
         api_key = _bearer_key(request)
@@ -347,7 +372,8 @@ class InferenceService:
         self.metrics.requests.labels(model, endpoint, str(status)).inc()
         self.metrics.latency.labels(model, endpoint).observe(time.monotonic() - started)
 
-    async def _complete(self, request, request_id, kind, served, model_id, generation, started, endpoint) -> Response:
+    async def _complete(self, request, request_id, kind, served, model_id, generation, started, endpoint,
+                        keep=None) -> Response:
         """Collect the whole answer, stopping the generation if the client goes away meanwhile."""
         model = served.spec.name  # metrics are labelled by the served name, answers carry the caller's id
         parts: list[str] = []
@@ -377,6 +403,8 @@ class InferenceService:
             self._count(model, endpoint, error.status, started)
             return _error_response(error)
         text = "".join(parts)
+        if keep is not None:
+            await keep(text, event)
         self._count(model, endpoint, 200, started)
         if kind == "predict":
             return JSONResponse({"output": text, "model": model_id})
@@ -392,7 +420,8 @@ class InferenceService:
         return JSONResponse({"id": request_id, "object": obj, "created": int(time.time()), "model": model_id,
                              "choices": [choice], "usage": usage})
 
-    async def _stream(self, request_id, kind, served, model_id, generation, include_usage, started, endpoint):
+    async def _stream(self, request_id, kind, served, model_id, generation, include_usage, started, endpoint,
+                      keep=None):
         model = served.spec.name
         created = int(time.time())
         obj = "chat.completion.chunk" if kind == "chat" else "text_completion"
@@ -409,13 +438,17 @@ class InferenceService:
             return f"data: {json.dumps(payload)}\n\n"
 
         status = 499
+        parts: list[str] = []
         try:
             if kind == "chat":
                 yield chunk(None, None, role=True)
             async for event in generation:
                 if isinstance(event, TextDelta):
+                    parts.append(event.text)
                     yield chunk(event.text, None)
                 elif isinstance(event, Finished):
+                    if keep is not None:
+                        await keep("".join(parts), event)
                     yield chunk(None, event.reason)
                     if include_usage:
                         usage = {"prompt_tokens": event.prompt_tokens, "completion_tokens": event.completion_tokens,

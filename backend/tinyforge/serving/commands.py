@@ -90,8 +90,10 @@ def metrics_listen_address(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def run_server(registry, authenticator, args, what: str, prepare=None, metrics_token: str | None = None) -> None:
-    """The inference app over `registry` and `authenticator`, under uvicorn until stopped.
+def run_server(registry, authenticator, args, what: str, prepare=None, metrics_token: str | None = None,
+               answer_log=None) -> None:
+    """The inference app over `registry` and `authenticator` (and `answer_log`, which keeps the
+    answers: serving/answers.py), under uvicorn until stopped.
     `prepare(app)`, when given, is called with the app before it serves. /metrics answers on the
     app's port only to `metrics_token`, and to anyone on args.metrics_address (an internal address)."""
     import torch
@@ -111,7 +113,7 @@ def run_server(registry, authenticator, args, what: str, prepare=None, metrics_t
     ), metrics_token=metrics_token)
     # A missing CUDA device or a dtype this CPU cannot run is a usage error, said before anything loads.
     pick_dtype(args.dtype, pick_device(args.device))
-    app = create_app(registry, authenticator, settings)
+    app = create_app(registry, authenticator, settings, answer_log)
     if prepare is not None:
         prepare(app)
     if args.metrics_address:

@@ -140,6 +140,40 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/completions/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Answers the inference service returned and keeps for feedback (filter by deployment, run, source) */
+        get: operations["completions_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/completions/{id}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One answer by the id the API returned: its prompt, answer, deployment, run and checkpoint */
+        get: operations["completions_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/connections/": {
         parameters: {
             query?: never;
@@ -780,6 +814,75 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/feedback/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Feedback on answers (filter by deployment, completion, kind) */
+        get: operations["feedback_list"];
+        put?: never;
+        /** Rate, correct, or choose between two answers by the ids the API returned (API token with 'inference' or 'write' scope, or a session; the team may require write) */
+        post: operations["feedback_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/feedback/{id}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One piece of feedback */
+        get: operations["feedback_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/feedback/dataset-version/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Make a dataset version from the team's feedback: preference pairs, unpaired preferences or supervised rows (imported and validated like an upload) */
+        post: operations["feedback_dataset_version_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/feedback/summary/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** How much feedback there is and how many rows of each kind a dataset version would hold */
+        get: operations["feedback_summary_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/gates/": {
         parameters: {
             query?: never;
@@ -1200,7 +1303,7 @@ export interface paths {
         delete: operations["teams_destroy"];
         options?: never;
         head?: never;
-        /** Rename a team (admin or owner) */
+        /** Rename a team or change its settings (admin or owner) */
         patch: operations["teams_partial_update"];
         trace?: never;
     };
@@ -1417,6 +1520,32 @@ export interface components {
             /** Format: date-time */
             readonly created_at: string;
         };
+        Completion: {
+            /** @description The id the API returned (chatcmpl-…, cmpl-…) */
+            readonly id: string;
+            readonly team: number;
+            readonly deployment: number | null;
+            readonly run: number | null;
+            readonly checkpoint: number | null;
+            /** @description The model id the caller asked for (the deployment's name) */
+            readonly model: string;
+            readonly kind: components["schemas"]["CompletionKindEnum"];
+            /** @description Chat: the messages [{role, content}]; text completion: the prompt */
+            readonly prompt: unknown;
+            readonly answer: string;
+            readonly finish_reason: string;
+            readonly prompt_tokens: number;
+            readonly completion_tokens: number;
+            readonly source: components["schemas"]["SourceEnum"];
+            /** Format: date-time */
+            readonly created_at: string;
+        };
+        /**
+         * @description * `chat` - Chat completion
+         *     * `completion` - Text completion
+         * @enum {string}
+         */
+        CompletionKindEnum: "chat" | "completion";
         ConnectionPreview: {
             columns: string[];
             /** @description The first rows, column -> value */
@@ -1859,6 +1988,64 @@ export interface components {
          * @enum {string}
          */
         ExportStatusEnum: "pending" | "running" | "succeeded" | "failed";
+        Feedback: {
+            readonly id: number;
+            readonly team: number;
+            /** @description The id the API returned (chatcmpl-…, cmpl-…) */
+            readonly completion: string;
+            readonly kind: components["schemas"]["FeedbackKindEnum"];
+            /** @description Ratings: up or down */
+            readonly rating: string | null;
+            /** @description Corrections: the answer it should have given */
+            readonly correction: string;
+            /** @description Choices: the other completion */
+            readonly compared_with: string | null;
+            /** @description Choices: the better of the two; empty for a tie */
+            readonly preferred: string | null;
+            readonly comment: string;
+            readonly source: components["schemas"]["SourceEnum"];
+            readonly created_by: number | null;
+            /** Format: date-time */
+            readonly created_at: string;
+        };
+        /**
+         * @description * `rating` - Thumbs up or down
+         *     * `correction` - What the answer should have been
+         *     * `choice` - The better of two answers to the same prompt (or a tie)
+         * @enum {string}
+         */
+        FeedbackKindEnum: "rating" | "correction" | "choice";
+        FeedbackSummary: {
+            /** @description Feedback given (ratings, corrections and choices) */
+            feedback: number;
+            /** @description How many rows of each kind (pairs, unpaired, supervised) a version would hold now */
+            rows: {
+                [key: string]: number;
+            };
+        };
+        /**
+         * @description * `pairs` - preference pairs {prompt, chosen, rejected} from choices and corrections (DPO, ORPO)
+         *     * `unpaired` - unpaired preferences {prompt, completion, label} from thumbs up and down (KTO)
+         *     * `supervised` - supervised rows from corrections (the answer it should have given)
+         * @enum {string}
+         */
+        FeedbackVersionKindEnum: "pairs" | "unpaired" | "supervised";
+        /** @description A plain serializer (actions' request bodies) that rejects unknown fields too. */
+        FeedbackVersionRequest: {
+            /** @description The dataset that gets the new version */
+            dataset: number;
+            /**
+             * @description The kind of rows the version holds
+             *
+             *     * `pairs` - preference pairs {prompt, chosen, rejected} from choices and corrections (DPO, ORPO)
+             *     * `unpaired` - unpaired preferences {prompt, completion, label} from thumbs up and down (KTO)
+             *     * `supervised` - supervised rows from corrections (the answer it should have given)
+             */
+            kind: components["schemas"]["FeedbackVersionKindEnum"];
+            /** @description Only feedback on this deployment's answers (default: all of the team) */
+            deployment?: number | null;
+            note?: string;
+        };
         /**
          * @description * `hf` - Hugging Face folder (adapter or full)
          *     * `hf_merged` - Hugging Face folder, adapter merged
@@ -1930,6 +2117,25 @@ export interface components {
             reason: string;
             /** @description The gate evaluation it comes from */
             evaluation: number | null;
+        };
+        /** @description Exactly one of rating, correction or compared_with (with preferred). */
+        GiveFeedbackRequest: {
+            /** @description The id the API returned (chatcmpl-…, cmpl-…) */
+            completion: string;
+            /**
+             * @description Thumbs up or down
+             *
+             *     * `up` - up
+             *     * `down` - down
+             */
+            rating?: components["schemas"]["RatingEnum"];
+            /** @description What the answer should have been */
+            correction?: string;
+            /** @description Another completion of the same prompt, for a choice */
+            compared_with?: string;
+            /** @description With compared_with: the better one's id, or "tie" */
+            preferred?: string;
+            comment?: string;
         };
         Health: {
             status: string;
@@ -2328,6 +2534,21 @@ export interface components {
             previous?: string | null;
             results: components["schemas"]["Checkpoint"][];
         };
+        PaginatedCompletionList: {
+            /** @example 123 */
+            count: number;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?page=4
+             */
+            next?: string | null;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?page=2
+             */
+            previous?: string | null;
+            results: components["schemas"]["Completion"][];
+        };
         PaginatedDataConnectionList: {
             /** @example 123 */
             count: number;
@@ -2462,6 +2683,21 @@ export interface components {
              */
             previous?: string | null;
             results: components["schemas"]["Export"][];
+        };
+        PaginatedFeedbackList: {
+            /** @example 123 */
+            count: number;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?page=4
+             */
+            next?: string | null;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?page=2
+             */
+            previous?: string | null;
+            results: components["schemas"]["Feedback"][];
         };
         PaginatedGateList: {
             /** @example 123 */
@@ -2637,6 +2873,8 @@ export interface components {
          */
         PatchedTeamRequest: {
             name?: string;
+            /** @description Feedback on completions needs an API token with the 'write' scope (or a member's session); by default a token with 'inference', the one an application answers with, may send its users' feedback too */
+            feedback_requires_write?: boolean;
         };
         /**
          * @description Rejects fields it does not know (or that are read-only) instead of ignoring them, so a
@@ -2742,6 +2980,12 @@ export interface components {
          * @enum {string}
          */
         QuantizeEnum: "none" | "int8";
+        /**
+         * @description * `up` - up
+         *     * `down` - down
+         * @enum {string}
+         */
+        RatingEnum: "up" | "down";
         /** @description A plain serializer (actions' request bodies) that rejects unknown fields too. */
         ResumeRequest: {
             /** @description Default: the latest checkpoint of the run */
@@ -2836,14 +3080,22 @@ export interface components {
             threshold?: number;
         };
         /**
+         * @description * `api` - The OpenAI-compatible API (an API token)
+         *     * `playground` - The Playground
+         *     * `platform` - The platform's own jobs (a teacher, a judge)
+         * @enum {string}
+         */
+        SourceEnum: "api" | "playground" | "platform";
+        /**
          * @description * `upload` - Uploaded files
          *     * `sql` - SQL query
          *     * `google_docs` - Google Docs
          *     * `openai_file` - OpenAI files API
          *     * `derived` - Derived from another version
+         *     * `feedback` - Feedback on deployed answers
          * @enum {string}
          */
-        SourceKindEnum: "upload" | "sql" | "google_docs" | "openai_file" | "derived";
+        SourceKindEnum: "upload" | "sql" | "google_docs" | "openai_file" | "derived" | "feedback";
         /**
          * @description * `none` - none
          *     * `pending` - pending
@@ -2910,6 +3162,8 @@ export interface components {
             readonly slug: string;
             /** @description Your role in this team */
             readonly role: string | null;
+            /** @description Feedback on completions needs an API token with the 'write' scope (or a member's session); by default a token with 'inference', the one an application answers with, may send its users' feedback too */
+            feedback_requires_write?: boolean;
             /** Format: date-time */
             readonly created_at: string;
             /** Format: date-time */
@@ -2927,6 +3181,8 @@ export interface components {
          */
         TeamRequest: {
             name: string;
+            /** @description Feedback on completions needs an API token with the 'write' scope (or a member's session); by default a token with 'inference', the one an application answers with, may send its users' feedback too */
+            feedback_requires_write?: boolean;
         };
         /** @description A team's trackers. Secrets are write-only: leave one out to keep it, send "" to remove it. */
         TeamTracking: {
@@ -3587,6 +3843,134 @@ export interface operations {
             };
         };
     };
+    completions_list: {
+        parameters: {
+            query?: {
+                deployment?: number;
+                /** @description Which field to use when ordering the results. */
+                ordering?: string;
+                /** @description A page number within the paginated result set. */
+                page?: number;
+                /** @description Number of results to return per page. */
+                page_size?: number;
+                run?: number;
+                /**
+                 * @description * `api` - The OpenAI-compatible API (an API token)
+                 *     * `playground` - The Playground
+                 *     * `platform` - The platform's own jobs (a teacher, a judge)
+                 */
+                source?: "api" | "platform" | "playground";
+                team?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaginatedCompletionList"];
+                };
+            };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Signed in, but your role or the token's scopes do not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams, or a page past the end */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    completions_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Completion"];
+                };
+            };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Signed in, but your role or the token's scopes do not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams, or a page past the end */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     connections_list: {
         parameters: {
             query?: {
@@ -4076,8 +4460,9 @@ export interface operations {
                  *     * `google_docs` - Google Docs
                  *     * `openai_file` - OpenAI files API
                  *     * `derived` - Derived from another version
+                 *     * `feedback` - Feedback on deployed answers
                  */
-                source_kind?: "derived" | "google_docs" | "openai_file" | "sql" | "upload";
+                source_kind?: "derived" | "feedback" | "google_docs" | "openai_file" | "sql" | "upload";
                 /**
                  * @description * `pending` - Pending
                  *     * `ingesting` - Ingesting
@@ -7191,6 +7576,333 @@ export interface operations {
             };
             /** @description Not possible in the object's current state */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    feedback_list: {
+        parameters: {
+            query?: {
+                completion?: string;
+                deployment?: number;
+                /**
+                 * @description * `rating` - Thumbs up or down
+                 *     * `correction` - What the answer should have been
+                 *     * `choice` - The better of two answers to the same prompt (or a tie)
+                 */
+                kind?: "choice" | "correction" | "rating";
+                /** @description Which field to use when ordering the results. */
+                ordering?: string;
+                /** @description A page number within the paginated result set. */
+                page?: number;
+                /** @description Number of results to return per page. */
+                page_size?: number;
+                team?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaginatedFeedbackList"];
+                };
+            };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Signed in, but your role or the token's scopes do not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams, or a page past the end */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    feedback_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["GiveFeedbackRequest"];
+                "multipart/form-data": components["schemas"]["GiveFeedbackRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["GiveFeedbackRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Feedback"];
+                };
+            };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Signed in, but your role or the token's scopes do not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams, or a page past the end */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    feedback_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this feedback. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Feedback"];
+                };
+            };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Signed in, but your role or the token's scopes do not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams, or a page past the end */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    feedback_dataset_version_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["FeedbackVersionRequest"];
+                "multipart/form-data": components["schemas"]["FeedbackVersionRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["FeedbackVersionRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DatasetVersion"];
+                };
+            };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Signed in, but your role or the token's scopes do not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams, or a page past the end */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    feedback_summary_retrieve: {
+        parameters: {
+            query?: {
+                deployment?: number;
+                team?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FeedbackSummary"];
+                };
+            };
+            /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Signed in, but your role or the token's scopes do not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such object in your teams, or a page past the end */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
