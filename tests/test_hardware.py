@@ -19,11 +19,12 @@ ROOT = Path(__file__).resolve().parents[1]
 # cap: tests/ml/test_export.py runs it under an emulated AVX2 CPU (qemu-user) instead.
 AVX2_ONLY = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
 CAPPED = os.environ.get("ONEDNN_MAX_CPU_ISA") == "AVX2"
-# What depends on the instruction set: the torch runtime's dtypes and prepacked matrices, training
+# What depends on the instruction set: the torch runtime's dtypes, int8 and prepacked matrices, training
 # precision, the fp32 ONNX export checked against PyTorch's (AVX2) kernels, and this probe.
 AVX2_TESTS = [
     "tests/test_hardware.py",
     "tests/serving/test_torch_runtime.py",
+    "tests/serving/test_precision.py",
     "tests/ml/test_train.py::test_auto_precision_is_bf16_only_where_the_cpu_multiplies_it_natively",
     "tests/ml/test_train.py::test_precision_bf16_without_native_support_names_what_the_cpu_lacks",
     "tests/ml/test_train.py::test_one_process_can_train_runs_with_different_precisions",
@@ -40,6 +41,10 @@ FALLBACK_TESTS = {
     "test_onnx_export_generates_token_for_token_what_pytorch_generates",
     "test_it_refuses_bf16_on_a_cpu_without_it_naming_the_missing_feature",
     "test_the_cli_refuses_bfloat16_naming_what_the_cpu_lacks",
+    # int8 without VNNI: 7-bit weights, gate/up in float (serving.torch_runtime._Int8Matrix).
+    "test_int8_matrices_follow_float32_and_a_rows_answer_does_not_depend_on_its_batch",
+    "test_a_batch_whose_rows_use_different_adapters_and_precisions",
+    "test_a_cpu_without_the_int8_kernels_gets_float_and_says_why",
 }
 
 

@@ -88,6 +88,27 @@ class CpuCapabilities:
         return None
 
     @property
+    def int8_missing(self) -> str | None:
+        """Why the serving engine's int8 matrices (torch._int_mm, oneDNN's s8 x s8 GEMM) cannot run
+        fast here, naming the missing feature; None when they can. Below AVX2 oneDNN has no
+        vectorised int8 kernel and int8 would be slower than float32."""
+        if "avx2" not in self.flags:
+            return f"this CPU ({self.model}) has no AVX2, which oneDNN's int8 matrix kernels need"
+        if "avx2" not in self.usable:
+            return f"oneDNN is capped below AVX2 (ONEDNN_MAX_CPU_ISA={self.onednn_max_isa})"
+        if self.torch_capability == "DEFAULT":
+            return "PyTorch's kernels are capped below AVX2 (ATEN_CPU_CAPABILITY=default)"
+        return None
+
+    @property
+    def int8_full_range(self) -> bool:
+        """Whether oneDNN multiplies int8 exactly over the whole signed range here. With VNNI or AMX
+        it does; without (AVX2, AVX-512 before Cascade Lake) it goes through VPMADDUBSW, whose
+        16-bit pair sums saturate once weights exceed 64 in magnitude (measured: torch._int_mm
+        with all-127 operands was off by 9.2M under ONEDNN_MAX_CPU_ISA=AVX2, exact with |w| <= 64)."""
+        return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & set(self.usable))
+
+    @property
     def int8_dot_product(self) -> str:
         """The instructions ONNX Runtime's int8 matrix kernels use here: AMX, AVX512-VNNI,
         AVX-VNNI (one fused u8 x s8 dot product), or the AVX2 path without VNNI."""

@@ -270,7 +270,7 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return length
 
 
-def _agreement(reference: list[list[int]], candidate: list[list[int]]) -> dict:
+def generation_agreement(reference: list[list[int]], candidate: list[list[int]]) -> dict:
     matched = total = identical = 0
     for ref, cand in zip(reference, candidate):
         total += max(len(ref), len(cand))
@@ -306,7 +306,7 @@ def compare_with_reference(runtime: OnnxCausalLM, reference: dict, prompts, held
     loss = runtime.heldout_loss(heldout)
     ref_loss = reference["heldout_loss"]
     return {
-        **_agreement(reference["generations"], generations),
+        **generation_agreement(reference["generations"], generations),
         "max_abs_logit_diff": max(max_step_diff, max_full_diff),
         "max_abs_logit_diff_full_sequence": max_full_diff,
         "max_abs_logit_diff_decode_steps": max_step_diff,

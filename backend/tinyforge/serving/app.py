@@ -215,6 +215,9 @@ class InferenceService:
             "tinyforge": {
                 "runtime": info.name if info else None, "device": info.device if info else None,
                 "dtype": info.dtype if info else None, "max_context": info.max_context if info else None,
+                # Which precision serves it and why (serving.precision), where the runtime chose one.
+                "precision": choice.to_dict() if (choice := served.engine.runtime.precision_choice
+                                                  if served.engine else None) else None,
                 "adapter_on_shared_base": bool(served.shared_base), "own_memory_bytes": own,
                 "shared_memory_bytes": shared, "memory_bytes_by_part": served.memory,
             },

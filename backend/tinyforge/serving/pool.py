@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tinyforge.errors import TinyforgeError
+from tinyforge.ml.quality_budget import QualityBudget
 from tinyforge.serving.engine import Engine
 from tinyforge.serving.registry import ModelRegistry, ModelSpec
 from tinyforge.serving.runtime import BASE_ADAPTER, AdapterNotShareable, Runtime
@@ -31,7 +32,8 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_mo
 @dataclass(frozen=True)
 class RuntimeOptions:
     device: str = "auto"
-    dtype: str = "auto"
+    dtype: str = "auto"  # a model's precision unless its spec names one (serving.precision)
+    budget: QualityBudget = QualityBudget()  # what int8 must keep, checked at load
     max_slots: int = 16
     max_context: int | None = None
     max_waiting: int = 64
@@ -115,6 +117,14 @@ class ModelPool:
             for key in [k for k, entry in self._runtimes.items() if not entry.users]:
                 self._drop_unused(key)
             return
+        choice = served.engine.runtime.precision_choice if served.engine else None
+        if choice is not None:
+            log.log(logging.WARNING if choice.fell_back else logging.INFO, "model %s serves in %s: %s",
+                    spec.name, choice.precision, choice.reason)
+            try:
+                self.registry.model_precision_chosen(spec.name, choice)
+            except Exception:
+                log.exception("registry could not record the precision of model %s", spec.name)
         served.state = "ready"
         self._set_state(spec.name, "ready", "")
         for part, value in served.memory.items():
@@ -137,27 +147,30 @@ class ModelPool:
                 raise TinyforgeError(f"{adapter_config} has no base_model_name_or_path")
             base = resolve_base_model(base_ref)
             served.tokenizer = _load_tokenizer(path if (path / "tokenizer_config.json").is_file() else base)
-            entry = self._runtime_for(str(base), lambda: self._runtime_from_folder(base))
+            precision = served.spec.precision or self.options.dtype
+            base_key = _runtime_key(str(base), precision)
+            entry = self._runtime_for(base_key, lambda: self._runtime_from_folder(base, precision))
             if len(served.tokenizer) > entry.runtime.info.vocab_size:
                 reason = f"its tokenizer has {len(served.tokenizer)} tokens, the base model {entry.runtime.info.vocab_size}"
-                self._drop_unused(str(base))
+                self._drop_unused(base_key)
                 self._load_merged(served, path, reason)
             else:
                 try:
                     served.adapter_id = entry.engine.call(lambda runtime: runtime.add_adapter(path))
                 except AdapterNotShareable as exc:
-                    self._drop_unused(str(base))
+                    self._drop_unused(base_key)
                     self._load_merged(served, path, str(exc))
                 else:
-                    self._attach(served, str(base), entry)
+                    self._attach(served, base_key, entry)
                     served.shared_base = str(base)
                     served.memory = {"adapter": entry.runtime.adapter_bytes(served.adapter_id),
                                      "shared_base": entry.runtime.info.weights_bytes,
                                      "kv_cache": entry.runtime.info.kv_cache_bytes}
         else:
             served.tokenizer = _load_tokenizer(path)
-            key = str(path.resolve())
-            entry = self._runtime_for(key, lambda: self._runtime_from_folder(path))
+            precision = served.spec.precision or self.options.dtype
+            key = _runtime_key(str(path.resolve()), precision)
+            entry = self._runtime_for(key, lambda: self._runtime_from_folder(path, precision))
             self._attach(served, key, entry)
             served.memory = {"weights": entry.runtime.info.weights_bytes, "kv_cache": entry.runtime.info.kv_cache_bytes}
         served.stop_token_ids = _stop_token_ids(path, served.tokenizer, served.shared_base)
@@ -169,12 +182,14 @@ class ModelPool:
 
         log.warning("model %s: adapter cannot share its base (%s); serving it merged on its own copy",
                     served.spec.name, reason)
-        key = f"merged:{path.resolve()}"
-        entry = self._runtime_for(key, lambda: self._build_runtime(load_model_folder(path)[0].merge_and_unload()))
+        precision = served.spec.precision or self.options.dtype
+        key = _runtime_key(f"merged:{path.resolve()}", precision)
+        entry = self._runtime_for(key, lambda: self._build_runtime(load_model_folder(path)[0].merge_and_unload(),
+                                                                   served.tokenizer, precision))
         self._attach(served, key, entry)
         served.memory = {"weights": entry.runtime.info.weights_bytes, "kv_cache": entry.runtime.info.kv_cache_bytes}
 
-    def _runtime_from_folder(self, folder: Path) -> Runtime:
+    def _runtime_from_folder(self, folder: Path, precision: str) -> Runtime:
         """ONNX Runtime for an ONNX export (tinyforge export --format onnx), PyTorch otherwise."""
         from tinyforge.serving.onnx_runtime import OnnxRuntime, is_onnx_folder
 
@@ -183,13 +198,15 @@ class ModelPool:
         # Through ml.models: models load in threads, and transformers' lazy imports are not thread-safe.
         from tinyforge.ml.models import load_base_model
 
-        return self._build_runtime(load_base_model(folder))
+        return self._build_runtime(load_base_model(folder), _load_tokenizer(folder), precision)
 
-    def _build_runtime(self, model) -> Runtime:
-        from tinyforge.serving.torch_runtime import TorchRuntime
+    def _build_runtime(self, model, tokenizer, precision: str) -> Runtime:
+        from tinyforge.serving.precision import load_torch_runtime
 
         o = self.options
-        return TorchRuntime(model, max_slots=o.max_slots, max_context=o.max_context, device=o.device, dtype=o.dtype)
+        # The tokenizer renders int8's quality-check prompts (serving.precision.int8_quality).
+        return load_torch_runtime(model, tokenizer, precision=precision, budget=o.budget,
+                                  max_slots=o.max_slots, max_context=o.max_context, device=o.device)
 
     def _runtime_for(self, key: str, build) -> _RuntimeEntry:
         """The runtime and engine of `key`, built by `build` on the engine's own thread (see
@@ -250,6 +267,12 @@ class ModelPool:
             entry = self._runtimes.pop(key)
             entry.engine.stop()
             entry.runtime.close()
+
+
+def _runtime_key(folder: str, precision: str) -> str:
+    """One runtime per set of weights and precision: deployments of one base in different
+    precisions hold one copy each, and batch with the others of theirs."""
+    return f"{folder}@{precision}"
 
 
 def _has_files(path: Path) -> bool:

@@ -29,6 +29,7 @@ class ModelSpec:
     path: Path
     revision: str = ""
     owned_by: str = "tinyforge"
+    precision: str = ""  # auto, float32, bfloat16, float16, int8 (serving.precision); "": the server's --dtype
 
 
 class ModelRegistry(ABC):
@@ -46,6 +47,10 @@ class ModelRegistry(ABC):
     def model_state_changed(self, name: str, state: str, detail: str = "") -> None:
         """Told when a model becomes "loading", "ready", "failed" (detail says why) or "unloaded",
         so a platform can record it on the deployment."""
+
+    def model_precision_chosen(self, name: str, choice) -> None:
+        """Told, before "ready", which precision serves the model and why
+        (tinyforge.serving.precision.PrecisionChoice), int8's quality numbers and any fallback."""
 
 
 class FolderRegistry(ModelRegistry):

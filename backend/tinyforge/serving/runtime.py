@@ -34,6 +34,9 @@ class RuntimeInfo:
 
 class Runtime(ABC):
     info: RuntimeInfo
+    # Which precision serves and why (tinyforge.serving.precision.PrecisionChoice), where the
+    # runtime chose one; the pool reports it on the deployment.
+    precision_choice = None
 
     @abstractmethod
     def prefill(self, first_slot: int, prompts: list[list[int]], adapters: list[int]):

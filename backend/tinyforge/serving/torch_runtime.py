@@ -41,6 +41,14 @@ def pick_device(requested: str = "auto") -> torch.device:
 
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+INT8 = "int8"  # int8 weight matrices, activations quantized per row at run time (see _Int8Matrix)
+MATRIX_KINDS = ("qkv", "out", "gate_up", "down")
+# Kept in float where int8 weights get 7 bits (no VNNI, see _Int8Matrix). Measured on SmolLM2-135M
+# under ONEDNN_MAX_CPU_ISA=AVX2 (held-out loss against float32, start-up check's texts): every
+# matrix in int8 +2.45% (the budget is 2%); gate/up in float +1.30%, any other one kind in float
+# +2.4% to +3.6%. With 8 bits (VNNI) every matrix in int8 gave +0.64%, down projections in float
+# +1.40%: per-row activation scales absorb the outliers that broke the ONNX export's per-tensor ones.
+SEVEN_BIT_FLOAT_KINDS = ("gate_up",)
 
 
 def pick_dtype(requested: str, device: torch.device) -> torch.dtype:
@@ -51,10 +59,10 @@ def pick_dtype(requested: str, device: torch.device) -> torch.dtype:
     be emulated (slower than float32) or, for bfloat16 without AVX-512, not run at all."""
     from tinyforge.hardware import native_bf16, require_native
 
-    if requested == "auto":
+    if requested in ("auto", INT8):  # int8 keeps its output head and norms in the float auto picks
         return torch.bfloat16 if native_bf16(device.type) else torch.float32
     if requested not in DTYPES:
-        raise TinyforgeError(f"--dtype {requested}: choose auto, {', '.join(DTYPES)}")
+        raise TinyforgeError(f"--dtype {requested}: choose auto, {', '.join(DTYPES)} or {INT8}")
     if requested != "float32":
         require_native(device.type, requested, f"--dtype {requested}", "--dtype float32 or auto")
     return DTYPES[requested]
@@ -82,14 +90,50 @@ REFINED_CANDIDATES = 64
 
 
 @dataclass
+class _Int8Matrix:
+    """A weight matrix in int8 with one float32 scale per output channel (symmetric, absmax).
+
+    Its input is quantized per row at run time (absmax of the row), multiplied in integers by
+    torch._int_mm (oneDNN's s8 x s8 -> s32 GEMM) and scaled back: exact integer sums and per-row
+    scales make every row's result independent of the other rows in the batch, so a request's
+    greedy answer does not depend on who shares its step. Per-tensor activation scales did
+    (docs/benchmarks.md). Weight-only int8 (aten._weight_int8pack_mm, float activations) was
+    measured too and lost: a 30-layer SmolLM2-135M step of the four projections took 269 ms with
+    one row against 56 ms here and 91 ms in prepacked float32 (one thread, shared machine); with
+    8 rows 2.3 s against 64 ms, as it re-reads the weights per row.
+
+    Without VNNI, oneDNN's int8 GEMM saturates 16-bit pair sums above |w| = 64, so weights are
+    rounded to 7 bits (|w| <= 63) there (`levels`), at a small cost in accuracy measured by the
+    deployment's start-up check."""
+
+    weight_t: torch.Tensor  # int8 [in, out]: the transpose of a contiguous [out, in] matrix
+    scale: torch.Tensor  # float32 [out]
+
+    @classmethod
+    def quantize(cls, weight: torch.Tensor, levels: int) -> "_Int8Matrix":
+        weight = weight.detach().float()
+        scale = weight.abs().amax(dim=1).clamp_min(1e-12) / levels
+        q = torch.round(weight / scale[:, None]).clamp_(-levels, levels).to(torch.int8).contiguous()
+        return cls(q.t(), scale.contiguous())
+
+    @property
+    def nbytes(self) -> int:
+        return self.weight_t.nbytes + self.scale.nbytes
+
+    @property
+    def shape(self) -> torch.Size:  # [out, in], as the float matrix's
+        return self.weight_t.t().shape
+
+
+@dataclass
 class _Layer:
     input_norm: torch.Tensor
-    qkv: torch.Tensor
+    qkv: torch.Tensor | _Int8Matrix
     qkv_bias: torch.Tensor | None
-    out: torch.Tensor
+    out: torch.Tensor | _Int8Matrix
     post_norm: torch.Tensor
-    gate_up: torch.Tensor
-    down: torch.Tensor
+    gate_up: torch.Tensor | _Int8Matrix
+    down: torch.Tensor | _Int8Matrix
 
 
 @dataclass
@@ -124,6 +168,15 @@ class TorchRuntime(Runtime):
             raise TinyforgeError(f"rope type {rope.get('rope_type')!r} is not supported by the torch serving runtime")
         self.device = pick_device(device)
         self.dtype = pick_dtype(dtype, self.device)
+        self.int8 = dtype == INT8
+        if self.int8:
+            from tinyforge.hardware import cpu
+
+            missing = "int8 matrices run on the CPU only" if self.device.type != "cpu" else cpu().int8_missing
+            if missing:
+                raise TinyforgeError(f"--dtype int8: {missing}; use --dtype float32 or auto")
+            levels = 127 if cpu().int8_full_range else 63
+            float_kinds = () if cpu().int8_full_range else SEVEN_BIT_FLOAT_KINDS
         # Small element-wise ops in bfloat16 are slow on CPUs: only the big matrices use it there.
         self.act_dtype = self.dtype if self.device.type == "cuda" else torch.float32
         self.hidden = config.hidden_size
@@ -145,6 +198,12 @@ class TorchRuntime(Runtime):
         small = lambda t: t.detach().to(self.device, self.act_dtype).contiguous()  # noqa: E731
         # A matrix only ever multiplied: in oneDNN's blocked layout on the CPU (see _can_prepack).
         matrix = (lambda t: torch.ops.mkldnn._reorder_linear_weight(put(t))) if self.prepacked else put  # noqa: E731
+        float_matrix = matrix
+        if self.int8:
+            matrix = lambda t: _Int8Matrix.quantize(t, levels)  # noqa: E731
+        self.int8_levels = levels if self.int8 else None
+        self.float_kinds = float_kinds if self.int8 else MATRIX_KINDS
+        pick = lambda kind: float_matrix if kind in self.float_kinds else matrix  # noqa: E731
         self.embed = put(inner.embed_tokens.weight)
         head = model.get_output_embeddings().weight
         # The row-major head is kept for the embedding lookup (when tied) and the float32 refinement.
@@ -157,12 +216,12 @@ class TorchRuntime(Runtime):
             biases = [getattr(attn, p).bias for p in ATTENTION_PARTS]
             self.layers.append(_Layer(
                 input_norm=small(block.input_layernorm.weight),
-                qkv=matrix(torch.cat([getattr(attn, p).weight for p in ATTENTION_PARTS])),
+                qkv=pick("qkv")(torch.cat([getattr(attn, p).weight for p in ATTENTION_PARTS])),
                 qkv_bias=put(torch.cat(biases)) if all(b is not None for b in biases) else None,
-                out=matrix(attn.o_proj.weight),
+                out=pick("out")(attn.o_proj.weight),
                 post_norm=small(block.post_attention_layernorm.weight),
-                gate_up=matrix(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight])),
-                down=matrix(mlp.down_proj.weight),
+                gate_up=pick("gate_up")(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight])),
+                down=pick("down")(mlp.down_proj.weight),
             ))
             if attn.o_proj.bias is not None or mlp.down_proj.bias is not None:
                 raise TinyforgeError("the torch serving runtime does not support output or MLP biases")
@@ -189,7 +248,7 @@ class TorchRuntime(Runtime):
         self._next_adapter = BASE_ADAPTER + 1
         weights = {id(t): t.nbytes for t in self._weight_tensors()}
         self.info = RuntimeInfo(
-            name="torch", device=str(self.device), dtype=str(self.dtype).removeprefix("torch."),
+            name="torch", device=str(self.device), dtype=INT8 if self.int8 else str(self.dtype).removeprefix("torch."),
             vocab_size=self.vocab_size, max_context=self.max_context, max_slots=max_slots,
             weights_bytes=sum(weights.values()),
             kv_cache_bytes=self.k_cache.nbytes + self.v_cache.nbytes,
@@ -248,6 +307,17 @@ class TorchRuntime(Runtime):
 
     @torch.inference_mode()
     def prefill(self, first_slot: int, prompts: list[list[int]], adapters: list[int]):
+        x = self._prefill_hidden(first_slot, prompts, adapters)
+        last = torch.tensor([len(p) - 1 for p in prompts], device=self.device)
+        return self._logits(x[torch.arange(len(prompts), device=self.device), last])
+
+    @torch.inference_mode()
+    def sequence_logits(self, ids: list[int]):
+        """Float32 logits at every position of one sequence [len(ids), vocab] (for held-out loss),
+        computed through slot 0 as a prefill does."""
+        return self._logits(self._prefill_hidden(0, [ids], [BASE_ADAPTER])[0])
+
+    def _prefill_hidden(self, first_slot: int, prompts: list[list[int]], adapters: list[int]):
         rows, length = len(prompts), max(len(p) for p in prompts)
         if first_slot + rows > self.max_slots or length > self.max_context:
             raise ValueError("prefill outside the cache")
@@ -277,8 +347,7 @@ class TorchRuntime(Runtime):
             h = F.rms_norm(x, (self.hidden,), layer.post_norm, self.eps)
             gate, up = self._linear(h, layer.gate_up, None, groups, index, "gate_up").chunk(2, dim=-1)
             x = x + self._linear(self.act(gate) * up, layer.down, None, groups, index, "down")
-        last = torch.tensor([len(p) - 1 for p in prompts], device=self.device)
-        return self._logits(x[torch.arange(rows, device=self.device), last])
+        return x
 
     def _logits(self, x):
         x = F.rms_norm(x, (self.hidden,), self.final_norm, self.eps)
@@ -304,6 +373,14 @@ class TorchRuntime(Runtime):
 
     def _matmul(self, x, weight, bias):
         """x @ weight.T + bias in the weights' dtype, returned in x's."""
+        if isinstance(weight, _Int8Matrix):
+            rows = x.reshape(-1, x.shape[-1])
+            step = rows.abs().amax(dim=-1, keepdim=True).clamp_min_(1e-12).div_(127)
+            quantized = torch.round(rows / step).to(torch.int8)
+            out = torch._int_mm(quantized, weight.weight_t).to(x.dtype).mul_(step).mul_(weight.scale)
+            if bias is not None:
+                out += bias
+            return out.view(*x.shape[:-1], -1)
         if self.prepacked:
             out = torch.ops.mkldnn._linear_pointwise(x.to(weight.dtype), weight, bias, "none", [], "")
         else:
