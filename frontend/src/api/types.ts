@@ -195,3 +195,8 @@ export type EvalResult = Omit<S["EvalResult"], "answers" | "pairwise" | "input">
   answers: Record<string, RowAnswer>;
   pairwise: { first: string; second: string; winner: string | null; orders: (string | null)[]; raw: string[] }[];
 };
+export type Feedback = S["Feedback"];
+export type GiveFeedbackRequest = S["GiveFeedbackRequest"];
+export type FeedbackSummary = S["FeedbackSummary"];
+export type FeedbackVersionRequest = S["FeedbackVersionRequest"];
+export type FeedbackRowKind = S["FeedbackVersionRequest"]["kind"];

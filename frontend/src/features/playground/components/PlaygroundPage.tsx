@@ -13,6 +13,9 @@ import { conversationSnippet, inferenceBaseUrl } from "../../../lib/inference-sn
 import { useCurrentTeam } from "../../../lib/current-team";
 import { streamChat } from "../api/stream-chat";
 import { SaveToEvalSet } from "./SaveToEvalSet";
+import { AnswerFeedback } from "./AnswerFeedback";
+import { CompareAnswers } from "./CompareAnswers";
+import { FeedbackToDataset } from "./FeedbackToDataset";
 
 export function PlaygroundPage() {
   const { team } = useCurrentTeam();
@@ -24,6 +27,9 @@ export function PlaygroundPage() {
   const [temperature, setTemperature] = useState(0.7);
   const [maxTokens, setMaxTokens] = useState(256);
   const [turns, setTurns] = useState<ChatMessage[]>([]);
+  // The completion id of each answer, by its index in turns: what feedback names it by.
+  const [answerIds, setAnswerIds] = useState<Record<number, string>>({});
+  const [mode, setMode] = useState<"chat" | "compare">("chat");
   const [draft, setDraft] = useState("");
   const abortRef = useRef<AbortController | null>(null);
   const chatRef = useRef<HTMLDivElement>(null);
@@ -32,7 +38,7 @@ export function PlaygroundPage() {
     mutationFn: async (history: ChatMessage[]) => {
       abortRef.current = new AbortController();
       const messages = system.trim() ? [{ role: "system" as const, content: system }, ...history] : history;
-      await streamChat(
+      const id = await streamChat(
         { deploymentId: chosen!.id, messages, temperature, max_tokens: maxTokens },
         (text) =>
           setTurns((current) => {
@@ -42,6 +48,7 @@ export function PlaygroundPage() {
           }),
         abortRef.current.signal,
       );
+      if (id) setAnswerIds((current) => ({ ...current, [history.length]: id }));
     },
     // A reply that failed or was stopped before its first token leaves no empty bubble behind;
     // the reason shows under the conversation.
@@ -110,51 +117,72 @@ export function PlaygroundPage() {
                   label="Copy as code"
                   text={conversationSnippet(inferenceBaseUrl(), chosen?.name ?? "model", conversation.filter((t) => t.content), temperature, maxTokens)}
                 />
-                <Button onClick={() => setTurns([])} disabled={chat.isPending || turns.length === 0}>
+                <Button onClick={() => { setTurns([]); setAnswerIds({}); }} disabled={chat.isPending || turns.length === 0}>
                   Clear
                 </Button>
                 {chosen ? <SaveToEvalSet projectId={chosen.project} deploymentId={chosen.id} conversation={conversation} disabled={chat.isPending} /> : null}
               </div>
+              {chosen ? (
+                <details>
+                  <summary>Feedback to data</summary>
+                  <FeedbackToDataset projectId={chosen.project} deploymentId={chosen.id} />
+                </details>
+              ) : null}
             </div>
           </Card>
-          <Card bodyClassName="">
-            <div className="chat" ref={chatRef} role="log" aria-live="polite" aria-label="Conversation">
-              {turns.length === 0 ? <EmptyState title={`Say something to ${chosen?.name}`}>Enter sends; Shift+Enter adds a line.</EmptyState> : null}
-              {turns.map((turn, i) => (
-                <div key={i} className={`chat-message ${turn.role}`}>
-                  <div className="chat-role">{turn.role === "user" ? "You" : chosen?.name}</div>
-                  {turn.content ? (
-                    <div className="chat-text">{turn.content}</div>
-                  ) : chat.isPending && i === turns.length - 1 ? (
-                    <span className="spinner" aria-label="Generating" />
-                  ) : turn.role === "assistant" ? (
-                    <div className="chat-text muted">(no text: the model ended its answer at once)</div>
-                  ) : null}
-                </div>
-              ))}
+          <div className="stack">
+            <div className="row" role="group" aria-label="Mode">
+              <Button size="sm" aria-pressed={mode === "chat"} onClick={() => setMode("chat")}>Chat</Button>
+              <Button size="sm" aria-pressed={mode === "compare"} onClick={() => setMode("compare")}>Compare</Button>
             </div>
-            <form className="card-body stack-sm" onSubmit={send} style={{ borderTop: "1px solid var(--border)" }}>
-              {chat.isError && !stopped ? <InlineError error={chat.error} /> : null}
-              {stopped ? <div className="small muted">Stopped.</div> : null}
-              <div className="row" style={{ alignItems: "flex-end" }}>
-                <div className="field" style={{ flex: 1 }}>
-                  <label htmlFor="chat-message" className="visually-hidden">
-                    Message
-                  </label>
-                  <textarea id="chat-message" className="textarea" rows={2} placeholder="Message" value={draft} onChange={(e) => setDraft(e.target.value)} onKeyDown={onKeyDown} />
+            {mode === "compare" ? (
+              <Card>
+                <CompareAnswers deployments={ready} system={system} temperature={temperature} maxTokens={maxTokens} />
+              </Card>
+            ) : (
+              <Card bodyClassName="">
+                <div className="chat" ref={chatRef} role="log" aria-live="polite" aria-label="Conversation">
+                  {turns.length === 0 ? <EmptyState title={`Say something to ${chosen?.name}`}>Enter sends; Shift+Enter adds a line.</EmptyState> : null}
+                  {turns.map((turn, i) => (
+                    <div key={i} className={`chat-message ${turn.role}`}>
+                      <div className="chat-role">{turn.role === "user" ? "You" : chosen?.name}</div>
+                      {turn.content ? (
+                        <div className="chat-text">{turn.content}</div>
+                      ) : chat.isPending && i === turns.length - 1 ? (
+                        <span className="spinner" aria-label="Generating" />
+                      ) : turn.role === "assistant" ? (
+                        <div className="chat-text muted">(no text: the model ended its answer at once)</div>
+                      ) : null}
+                      {turn.role === "assistant" && answerIds[i] && !(chat.isPending && i === turns.length - 1) ? (
+                        <AnswerFeedback completionId={answerIds[i]} answer={turn.content} />
+                      ) : null}
+                    </div>
+                  ))}
                 </div>
-                {chat.isPending ? (
-                  <Button variant="danger" onClick={stop}>
-                    Stop
-                  </Button>
-                ) : (
-                  <Button type="submit" variant="primary" disabled={!draft.trim()}>
-                    Send
-                  </Button>
-                )}
-              </div>
-            </form>
-          </Card>
+                <form className="card-body stack-sm" onSubmit={send} style={{ borderTop: "1px solid var(--border)" }}>
+                  {chat.isError && !stopped ? <InlineError error={chat.error} /> : null}
+                  {stopped ? <div className="small muted">Stopped.</div> : null}
+                  <div className="row" style={{ alignItems: "flex-end" }}>
+                    <div className="field" style={{ flex: 1 }}>
+                      <label htmlFor="chat-message" className="visually-hidden">
+                        Message
+                      </label>
+                      <textarea id="chat-message" className="textarea" rows={2} placeholder="Message" value={draft} onChange={(e) => setDraft(e.target.value)} onKeyDown={onKeyDown} />
+                    </div>
+                    {chat.isPending ? (
+                      <Button variant="danger" onClick={stop}>
+                        Stop
+                      </Button>
+                    ) : (
+                      <Button type="submit" variant="primary" disabled={!draft.trim()}>
+                        Send
+                      </Button>
+                    )}
+                  </div>
+                </form>
+              </Card>
+            )}
+          </div>
         </div>
       )}
     </>
