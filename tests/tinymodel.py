@@ -61,19 +61,21 @@ TINY_MODEL = "tiny-llama"
 
 
 def build_tiny_model(out_dir: str | Path, *, seed: int = 0, hidden_size: int = 64,
-                     layers: int = 2, context: int = 256, chat: bool = True, vocab_size: int | None = None) -> Path:
+                     layers: int = 2, context: int = 256, chat: bool = True, vocab_size: int | None = None,
+                     tokenizer=None) -> Path:
     """Write a tiny Llama model and its tokenizer as a Hugging Face folder; return the path.
 
     chat=False builds a base model with no chat template and no ChatML tokens. vocab_size pads
     the embedding matrix beyond the tokenizer, as real models do (Qwen2.5: 151,936 rows for
-    151,665 tokens), so the logits are as wide as a real model's.
+    151,665 tokens), so the logits are as wide as a real model's. `tokenizer` replaces the one
+    trained here (llama.cpp's converter knows only the tokenizers of published models).
     """
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer(chat=chat)
+    tokenizer = tokenizer or build_tokenizer(chat=chat)
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=vocab_size or len(tokenizer),

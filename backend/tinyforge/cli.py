@@ -17,6 +17,7 @@ from tinyforge.errors import TinyforgeError
 COMMAND_MODULES = [
     "tinyforge.ml.commands",  # train, generate, validate
     "tinyforge.exports.commands",  # export
+    "tinyforge.llama_cpp",  # llama-cpp install: llama.cpp's programs and converter, built from source
     "tinyforge.evaluation.commands",  # eval
     "tinyforge.connectors.commands",  # ingest
     "tinyforge.serving.commands",  # serve

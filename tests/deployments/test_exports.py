@@ -20,6 +20,7 @@ from django.conf import settings as django_settings
 from django.db import connection
 from django.utils import timezone
 
+from capabilities import needs_llama_cpp
 from deployments.conftest import trained_run, work_off
 from personas import assert_error
 from tinyforge.core import storage
@@ -131,6 +132,53 @@ def test_a_real_worker_exports_verified_onnx_int8_with_its_numbers(acme, alice, 
     assert "quantizing to int8" in messages(export)
 
 
+@pytest.fixture(scope="module")
+def smol_tokenizer_run_dir(tmp_path_factory):
+    """A LoRA fine-tune (with checkpoints) of a tiny Llama carrying SmolLM2's tokenizer: llama.cpp's
+    converter knows only the tokenizers of published models."""
+    from transformers import AutoTokenizer
+
+    from tinymodel import build_tiny_model
+    from tinyforge.ml.config import TrainConfig
+    from tinyforge.ml.models import resolve_base_model
+    from tinyforge.ml.train import train
+
+    root = tmp_path_factory.mktemp("gguf-deployable")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_base_model("smollm2-135m-instruct"))
+    base = build_tiny_model(root / "base", hidden_size=256, context=512, tokenizer=tokenizer)
+    train(TrainConfig(base_model=str(base), max_steps=4, batch_size=4, learning_rate=3e-3, max_seq_length=96,
+                      eval_generations=0, lora_dropout=0.0, seed=5, validation_split=0.25, eval_steps=2, save_steps=2),
+          [json.loads(line) for line in toy_jsonl(1).decode().splitlines()] * 4, root / "run")
+    return root / "run"
+
+
+@needs_llama_cpp
+def test_a_real_worker_exports_a_q4_k_m_gguf_verified_in_llama_cpp_with_its_numbers(
+        acme, alice, client_for, queues, smol_tokenizer_run_dir, settings):
+    settings.EXPORT_MIN_TOKEN_AGREEMENT = 0.0  # a 4-step tiny model: its agreement is not the point here
+    run = trained_run(acme, smol_tokenizer_run_dir)
+    run.validation_version = make_version(acme.dataset, toy_jsonl(1))
+    run.save()
+    client = client_for(alice)
+    response = client.post("/api/v1/exports/", {"run": run.pk, "format": "gguf", "quantize": "q4_k_m"}, format="json")
+    assert response.status_code == 201, response.content
+    work_off(queues)
+    body = client.get(f"/api/v1/exports/{response.json()['id']}/").json()
+    assert body["status"] == "succeeded", body["error"]
+    report = body["verification"]
+    assert report["passed"] is True and report["precision"] == "q4_k_m"
+    assert report["heldout_source"] == f"validation set faq v{run.validation_version.number}"
+    assert report["f16"]["identical_generations"] == report["f16"]["generations"] > 0
+    assert report["q4_k_m"]["budget"]["max_loss_increase"] == django_settings.EXPORT_Q4_K_M_MAX_LOSS_INCREASE
+    assert body["filename"].endswith("-gguf-q4_k_m.zip")
+    export = Export.all_teams.get(pk=body["id"])
+    names = download(client, export).namelist()
+    top = body["filename"].removesuffix(".zip")
+    assert {f"{top}/model.gguf", f"{top}/Modelfile", f"{top}/verification.json", f"{top}/README.md"} <= set(names)
+    assert "quantizing to q4_k_m" in messages(export)
+    assert export.progress == 1.0
+
+
 def test_a_failed_verification_keeps_the_numbers_and_offers_nothing(acme, alice, client_for, queues, trained_model_dir,
                                                                     monkeypatch):
     # Float arithmetic in another order always moves some logit: a zero tolerance must fail.
@@ -196,7 +244,9 @@ def test_missing_model_files_fail_the_export_with_the_reason(acme, alice, client
 
 
 @pytest.mark.parametrize("fields, errors", [
-    ({"format": "gguf"}, {"format"}),
+    ({"format": "tflite"}, {"format"}),
+    ({"format": "gguf", "quantize": "int8"}, {"quantize"}),
+    ({"format": "onnx", "quantize": "q4_k_m"}, {"quantize"}),
     ({"format": "hf", "quantize": "int8", "runtime": "onnx"}, {"quantize", "runtime"}),
     ({"format": "hf_merged", "quantize": "int4"}, {"quantize"}),
     ({"format": "bundle", "quantize": "int8", "runtime": "pytorch"}, {"runtime"}),

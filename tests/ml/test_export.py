@@ -247,9 +247,10 @@ def test_an_unsupported_architecture_is_named(tmp_path):
 
 
 @pytest.mark.parametrize("options, message", [
-    (dict(format="gguf"), "unknown export format 'gguf'"),
+    (dict(format="tflite"), "unknown export format 'tflite'"),
     (dict(format="onnx", quantize="int4"), "unknown value 'int4'"),
     (dict(format="hf", quantize="int8"), "applies to ONNX exports"),
+    (dict(format="onnx", quantize="q4_k_m"), "applies to GGUF exports"),
     (dict(format="bundle", runtime="torch", quantize="int8"), "needs --runtime onnxruntime"),
     (dict(format="hf", runtime="torch"), "applies to bundles only"),
     (dict(format="onnx", keep_anyway=True), "--keep-anyway applies to quantized exports"),
@@ -294,7 +295,7 @@ def test_the_cli_exports_and_reports(trained_dirs, tmp_path):
     assert main(["export", "--model", str(trained_dirs["lora"]), "--format", "hf", "--merge",
                  "--out", str(tmp_path / "m.zip")]) == 0
     assert zipfile.is_zipfile(tmp_path / "m.zip")
-    assert main(["export", "--model", str(trained_dirs["lora"]), "--format", "gguf", "--out", str(tmp_path / "x")]) == 2
+    assert main(["export", "--model", str(trained_dirs["lora"]), "--format", "tflite", "--out", str(tmp_path / "x")]) == 2
 
 
 @pytest.mark.slow

@@ -193,8 +193,8 @@ def write_export(record: Export, progress) -> tuple[str, ExportResult]:
 
     source = source_folder(record)
     key = storage.export_key(record.project_id, record.pk, export_filename(record))
-    onnx = record.format == ExportFormat.ONNX or record.runtime == Runtime.ONNX
-    heldout, heldout_name = _heldout(record) if onnx else (None, "")
+    verified = record.format in (ExportFormat.ONNX, ExportFormat.GGUF) or record.runtime == Runtime.ONNX
+    heldout, heldout_name = _heldout(record) if verified else (None, "")
     progress.expect(record, source)
     result = export_model(
         source, "hf" if record.format == ExportFormat.HF_MERGED else record.format, storage.path(key),
@@ -202,7 +202,8 @@ def write_export(record: Export, progress) -> tuple[str, ExportResult]:
         quantize=None if record.quantize == Quantize.NONE else record.quantize,
         runtime=BUNDLE_RUNTIMES[record.runtime] if record.format == ExportFormat.BUNDLE else None,
         heldout_data=heldout, progress=progress, keep_anyway=record.keep_anyway,
-        budget=QualityBudget(max_loss_increase=settings.EXPORT_MAX_LOSS_INCREASE,
+        budget=QualityBudget(max_loss_increase=settings.EXPORT_Q4_K_M_MAX_LOSS_INCREASE
+                             if record.quantize == Quantize.Q4_K_M else settings.EXPORT_MAX_LOSS_INCREASE,
                              min_token_agreement=settings.EXPORT_MIN_TOKEN_AGREEMENT),
     )
     if result.verification:
@@ -217,18 +218,20 @@ def write_export(record: Export, progress) -> tuple[str, ExportResult]:
 
 
 def export_filename(record: Export) -> str:
-    """`<run>-step-<n>-<format>[-onnx][-int8].zip`: says what is inside once downloaded."""
+    """`<run>-step-<n>-<format>[-onnx][-int8|-f16|-q8_0|-q4_k_m].zip`: says what is inside once downloaded."""
     parts = [slugify(record.run.name) or f"run-{record.run_id}",
              f"step-{record.checkpoint.step}" if record.checkpoint else "final", record.format.replace("_", "-")]
     if record.format == ExportFormat.BUNDLE and record.runtime == Runtime.ONNX:
         parts.append("onnx")
     if record.quantize != Quantize.NONE:
         parts.append(record.quantize)
+    elif record.format == ExportFormat.GGUF:
+        parts.append("f16")
     return "-".join(parts) + ".zip"
 
 
 def _heldout(record: Export) -> tuple[str | None, str]:
-    """The run's validation set for the held-out loss of ONNX exports, when it has one."""
+    """The run's validation set for the held-out loss of ONNX and GGUF exports, when it has one."""
     version = record.run.validation_version
     if version is None or not version.storage_key or not storage.exists(version.storage_key):
         return None, ""
@@ -249,7 +252,7 @@ class ExportProgress:
         progress is the share seen, so it only approximates the time spent."""
         from tinyforge.ml.export import is_adapter_folder
 
-        if record.format == ExportFormat.ONNX or record.runtime == Runtime.ONNX:
+        if record.format in (ExportFormat.ONNX, ExportFormat.GGUF) or record.runtime == Runtime.ONNX:
             model_steps = 5 + (2 if record.quantize != Quantize.NONE else 0)
         elif record.format == ExportFormat.HF and is_adapter_folder(source):
             model_steps = 1
@@ -265,14 +268,14 @@ class ExportProgress:
 
 
 def _fail_export(record: Export, exc: Exception, say) -> str:
-    from tinyforge.ml.onnx_export import OnnxExportError
+    from tinyforge.ml.quality_budget import VerificationFailed
 
     if isinstance(exc, TinyforgeError):
         message = str(exc)
     else:
         logger.exception("export %s failed", record.pk)
         message = f"{type(exc).__name__}: {exc}"
-    verification = exc.verification if isinstance(exc, OnnxExportError) else None
+    verification = exc.verification if isinstance(exc, VerificationFailed) else None
     try:
         lifecycle.mark_export_failed(record.pk, message, verification=verification)
     except (InvalidTransition, Export.DoesNotExist):

@@ -80,12 +80,15 @@ class ExportFormat(models.TextChoices):
     HF = "hf", "Hugging Face folder (adapter or full)"
     HF_MERGED = "hf_merged", "Hugging Face folder, adapter merged"
     ONNX = "onnx", "ONNX"
+    GGUF = "gguf", "GGUF (llama.cpp, Ollama, LM Studio)"
     BUNDLE = "bundle", "Standalone inference bundle"
 
 
 class Quantize(models.TextChoices):
     NONE = "none", "None"
     INT8 = "int8", "int8 (dynamic)"
+    Q8_0 = "q8_0", "GGUF q8_0 (8-bit)"
+    Q4_K_M = "q4_k_m", "GGUF q4_k_m (4.5-bit)"
 
 
 class ExportStatus(models.TextChoices):

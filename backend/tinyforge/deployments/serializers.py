@@ -44,6 +44,9 @@ class DeploymentSerializer(StrictModelSerializer):
         return attrs
 
 
+GGUF_QUANTIZE = (Quantize.Q8_0, Quantize.Q4_K_M)
+
+
 class ExportSerializer(StrictModelSerializer):
     project = serializers.IntegerField(source="project_id", read_only=True)
     filename = serializers.SerializerMethodField(help_text="The zip's name, once the export succeeded")
@@ -70,11 +73,15 @@ class ExportSerializer(StrictModelSerializer):
         runtime = attrs.get("runtime", "")
         problems = {}
         if attrs.get("keep_anyway") and quantize == Quantize.NONE:
-            problems["keep_anyway"] = ["Applies to quantized exports (quantize int8): an fp32 export that does not "
-                                       "reproduce PyTorch is never kept."]
+            problems["keep_anyway"] = ["Applies to quantized exports (quantize int8, q8_0 or q4_k_m): an fp32 ONNX "
+                                       "or f16 GGUF export that does not reproduce PyTorch is never kept."]
         if run is not None and checkpoint is not None and checkpoint.run_id != run.pk:
             problems["checkpoint"] = ["Must be a checkpoint of the chosen run."]
-        if quantize != Quantize.NONE and format not in (ExportFormat.ONNX, ExportFormat.BUNDLE):
+        if quantize in GGUF_QUANTIZE and format != ExportFormat.GGUF:
+            problems["quantize"] = [f"{quantize} applies to GGUF exports (format gguf)."]
+        elif format == ExportFormat.GGUF and quantize not in (Quantize.NONE, *GGUF_QUANTIZE):
+            problems["quantize"] = [f"A GGUF is f16 (none), q8_0 or q4_k_m, not {quantize}."]
+        elif quantize != Quantize.NONE and format not in (ExportFormat.ONNX, ExportFormat.BUNDLE, ExportFormat.GGUF):
             problems["quantize"] = [f"{quantize} applies to ONNX exports and bundles (format onnx or bundle); "
                                     "a Hugging Face export keeps the trained weights."]
         if format == ExportFormat.BUNDLE:

@@ -1,4 +1,5 @@
-"""Exports of a model folder: a Hugging Face folder, a verified ONNX model, a standalone bundle.
+"""Exports of a model folder: a Hugging Face folder, a verified ONNX model, a GGUF verified in
+llama.cpp (with an Ollama Modelfile), a standalone bundle.
 
 `export_model(model_dir, format, out)` is the one entry point (the CLI's `tinyforge export` and
 the platform's export job both call it). `out` ending in `.zip` gets a zip archive holding one
@@ -8,6 +9,7 @@ verification or a full disk never leaves something that looks like a finished ex
 
 - hf: tinyforge.ml.export.write_hf_folder (an adapter as it is, or merged; or full weights).
 - onnx: tinyforge.ml.export.write_onnx_folder (verified against PyTorch, optionally int8).
+- gguf: tinyforge.ml.export.write_gguf_folder (f16, or q8_0 / q4_k_m within a quality budget).
 - bundle: the model (HF or ONNX) plus the serving code, pinned requirements, a Dockerfile and a
   compose file: it runs without the platform (tinyforge.exports.bundle).
 
@@ -27,11 +29,13 @@ from typing import Any, Callable
 from tinyforge.errors import TinyforgeError
 from tinyforge.exports.bundle import write_bundle
 from tinyforge.ml.artifacts import _is_disk_full, write_atomically
-from tinyforge.ml.export import is_adapter_folder, write_hf_folder, write_onnx_folder
+from tinyforge.ml.export import is_adapter_folder, write_gguf_folder, write_hf_folder, write_onnx_folder
 from tinyforge.ml.quality_budget import QualityBudget
 
-FORMATS = ("hf", "onnx", "bundle")
-QUANTIZATIONS = ("int8",)
+FORMATS = ("hf", "onnx", "gguf", "bundle")
+ONNX_QUANTIZATIONS = ("int8",)
+GGUF_QUANTIZATIONS = ("q8_0", "q4_k_m")  # without one, a GGUF is f16
+QUANTIZATIONS = ONNX_QUANTIZATIONS + GGUF_QUANTIZATIONS
 BUNDLE_RUNTIMES = ("torch", "onnxruntime")
 
 # Weights are incompressible; deflating them only burns CPU.
@@ -48,7 +52,7 @@ class ExportResult:
     merged: bool
     quantize: str | None = None
     runtime: str | None = None  # bundles only
-    verification: dict[str, Any] | None = None  # onnx (and ONNX bundles) only
+    verification: dict[str, Any] | None = None  # onnx, gguf (and ONNX bundles) only
     files: list[str] = field(default_factory=list)
 
     @property
@@ -63,10 +67,10 @@ def export_model(model_dir: str | os.PathLike, format: str, out: str | os.PathLi
                  keep_anyway: bool = False, progress: ProgressCallback | None = None) -> ExportResult:
     """Export `model_dir` (a model folder written by training) as `format` into `out`.
 
-    Raises TinyforgeError for bad input, OnnxExportError (with the numbers) when an ONNX export
-    fails verification or a quantized one misses its quality `budget` (unless `keep_anyway`: then
-    the result's `warning` says so). `heldout_data` (JSONL rows) feeds the held-out loss of ONNX
-    exports; without it a few built-in texts are used and the report says so.
+    Raises TinyforgeError for bad input, VerificationFailed (with the numbers) when an ONNX or GGUF
+    export fails verification or a quantized one misses its quality `budget` (unless `keep_anyway`:
+    then the result's `warning` says so). `heldout_data` (JSONL rows) feeds the held-out loss of
+    ONNX and GGUF exports; without it a few built-in texts are used and the report says so.
     """
     model_dir = Path(model_dir)
     out = Path(out)
@@ -76,10 +80,16 @@ def export_model(model_dir: str | os.PathLike, format: str, out: str | os.PathLi
     if quantize is not None and quantize not in QUANTIZATIONS:
         raise TinyforgeError(f"--quantize: unknown value {quantize!r} (supported: {', '.join(QUANTIZATIONS)})")
     if quantize and format == "hf":
-        raise TinyforgeError("--quantize int8 applies to ONNX exports (--format onnx, or a bundle with "
-                             "--runtime onnxruntime); a Hugging Face export keeps the trained weights")
+        raise TinyforgeError(f"--quantize {quantize} applies to ONNX exports (int8), GGUF exports "
+                             f"({', '.join(GGUF_QUANTIZATIONS)}) and bundles; a Hugging Face export keeps the "
+                             "trained weights")
+    if quantize in GGUF_QUANTIZATIONS and format != "gguf":
+        raise TinyforgeError(f"--quantize {quantize} applies to GGUF exports (--format gguf)")
+    if quantize in ONNX_QUANTIZATIONS and format == "gguf":
+        raise TinyforgeError(f"--quantize {quantize} applies to ONNX exports; a GGUF takes "
+                             f"{' or '.join(GGUF_QUANTIZATIONS)} (or nothing, for f16)")
     if keep_anyway and not quantize:
-        raise TinyforgeError("--keep-anyway applies to quantized exports (--quantize int8): an fp32 ONNX "
+        raise TinyforgeError("--keep-anyway applies to quantized exports (--quantize): an fp32 ONNX or f16 GGUF "
                              "export that does not reproduce PyTorch is never kept")
     if format == "bundle":
         runtime = runtime or ("onnxruntime" if quantize else "torch")
@@ -102,6 +112,10 @@ def export_model(model_dir: str | os.PathLike, format: str, out: str | os.PathLi
     def fill(folder: Path) -> None:
         if format == "hf":
             write_hf_folder(model_dir, folder, merge=merge, progress=say)
+        elif format == "gguf":
+            result.verification = write_gguf_folder(model_dir, folder, gguf_type=quantize or "f16",
+                                                    heldout_data=heldout_data, budget=budget,
+                                                    keep_anyway=keep_anyway, progress=say)
         elif format == "onnx":
             result.verification = write_onnx_folder(model_dir, folder, quantize=quantize,
                                                     heldout_data=heldout_data, budget=budget,

@@ -5,6 +5,9 @@ tinyforge.exports puts them in zips and bundles):
   weights, with tokenizer, chat template, generation config, tinyforge.json and a model card.
 - `write_onnx_folder`: merged weights traced to ONNX with the KV cache, verified against PyTorch,
   optionally int8 within a quality budget (tinyforge.ml.onnx_export).
+- `write_gguf_folder`: merged weights as a GGUF (f16, q8_0 or q4_k_m) by llama.cpp's own tools,
+  verified in llama.cpp against PyTorch, with an Ollama Modelfile (tinyforge.ml.gguf_export,
+  tinyforge.ml.ollama).
 """
 
 from __future__ import annotations
@@ -86,7 +89,8 @@ def write_export_info(folder: Path, info: dict[str, Any] | None, **export: Any) 
 
 
 def write_export_card(folder: Path, model_dir: Path, info: dict[str, Any] | None, *, format: str,
-                      merged: bool, verification: dict[str, Any] | None = None) -> None:
+                      merged: bool, verification: dict[str, Any] | None = None,
+                      modelfile_note: str | None = None) -> None:
     """README.md: the training card of the source (when it has one) and how to use this export."""
     source_card = model_dir / "README.md"
     card = source_card.read_text() if source_card.is_file() else (
@@ -117,6 +121,8 @@ inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, ret
                                        return_dict=True)
 print(tokenizer.decode(model.generate(**inputs, max_new_tokens=64)[0]))
 ```"""
+    elif format == "gguf":
+        usage = _gguf_usage(verification or {}, modelfile_note)
     else:
         usage = _onnx_usage(verification or {})
     text = card.rstrip() + f"\n\n## Export ({format})\n\n{usage}\n"
@@ -197,3 +203,78 @@ def write_onnx_folder(model_dir: Path, folder: Path, *, quantize: str | None,
                       precision=verification["precision"])
     write_export_card(folder, model_dir, info, format="onnx", merged=True, verification=verification)
     return verification
+
+
+# --- GGUF -------------------------------------------------------------------------------------
+
+
+def write_gguf_folder(model_dir: Path, folder: Path, *, gguf_type: str,
+                      heldout_data: str | os.PathLike | None, progress: ProgressCallback,
+                      budget: QualityBudget | None = None, keep_anyway: bool = False) -> dict[str, Any]:
+    """model.gguf (verified in llama.cpp), verification.json, an Ollama Modelfile, README.md and
+    tinyforge.json."""
+    from transformers import AutoConfig
+
+    from tinyforge.ml import gguf_export, ollama
+    from tinyforge.ml.onnx_export import eos_token_ids, verification_prompts
+
+    info = _read_info(model_dir)
+    if not is_adapter_folder(model_dir):
+        gguf_export.check_architecture(AutoConfig.from_pretrained(model_dir))  # before loading any weights
+    progress("loading the model")
+    model, tokenizer = load_merged_model(model_dir)
+    gguf_export.check_architecture(model.config)
+    examples, source = heldout_examples(tokenizer, heldout_data)
+    verification = gguf_export.export_gguf(
+        model, tokenizer, folder, source=None if is_adapter_folder(model_dir) else model_dir,
+        gguf_type=gguf_type, prompts=verification_prompts(tokenizer), heldout=examples,
+        heldout_source=source, budget=budget, keep_anyway=keep_anyway, progress=progress)
+    turns = ollama.turn_format(tokenizer)
+    if turns is not None:
+        stops = ollama.stop_strings(tokenizer, eos_token_ids(model))
+        (folder / ollama.MODELFILE).write_text(ollama.modelfile(gguf_export.GGUF_FILE, turns, stops))
+        note = None
+    else:
+        note = ("This model's chat template is not a plain sequence of turns, so no Ollama Modelfile could "
+                "render it exactly; llama.cpp and LM Studio read the template from the GGUF itself.")
+    write_export_info(folder, info, format="gguf", merged=True, quantize=gguf_type, precision=gguf_type)
+    write_export_card(folder, model_dir, info, format="gguf", merged=True, verification=verification,
+                      modelfile_note=note)
+    return verification
+
+
+def _gguf_usage(verification: dict[str, Any], modelfile_note: str | None) -> str:
+    gguf_type = verification.get("gguf_type", "f16")
+    f16 = verification.get("f16", {})
+    lines = []
+    if verification.get("warning"):
+        lines += [f"> **WARNING: {verification['warning']}.** Its answers are measurably worse than the "
+                  "trained model's; use it only if you accept that.", ""]
+    lines += [
+        f"`model.gguf` is the merged model as GGUF {gguf_type}, with its tokenizer and chat template inside, "
+        "for llama.cpp, Ollama and LM Studio.",
+        "",
+        f"Verified in llama.cpp against PyTorch on {f16.get('generations', '?')} prompts: the f16 file generated "
+        f"{f16.get('identical_generations', '?')} of {f16.get('generations', '?')} greedy answers token for "
+        "token as PyTorch does.",
+    ]
+    quantized = verification.get(gguf_type) if gguf_type != "f16" else None
+    if quantized:
+        lines += [
+            "",
+            f"This file is quantized ({gguf_type}). Against PyTorch fp32: held-out loss "
+            f"{quantized['heldout_loss']:.4f} vs {quantized['heldout_loss_pytorch']:.4f} "
+            f"({100 * quantized['heldout_loss_change']:+.2f}%), "
+            f"{quantized['identical_generations']}/{quantized['generations']} identical greedy generations, "
+            f"{100 * quantized['token_agreement']:.1f}% of generated tokens agree.",
+        ]
+    lines += ["", "llama.cpp:", "", "```sh", "llama-server -m model.gguf --port 8080   # OpenAI API on :8080/v1",
+              "```", ""]
+    if modelfile_note:
+        lines.append(modelfile_note)
+    else:
+        lines += ["Ollama (the Modelfile renders the chat template this model was trained with, and stops at its "
+                  "end-of-turn token):", "", "```sh", "ollama create my-model -f Modelfile", "ollama run my-model",
+                  "```"]
+    lines += ["", "`verification.json` has every number."]
+    return "\n".join(lines)

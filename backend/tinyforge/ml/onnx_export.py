@@ -20,7 +20,6 @@ import json
 import logging
 import time
 import warnings
-from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -29,7 +28,7 @@ import numpy as np
 from tinyforge.errors import TinyforgeError
 from tinyforge.ml.formatting import TokenizedExample, render
 from tinyforge.ml.onnx_model import ONNX_CONFIG_FILE, ONNX_MODEL_FILE, OnnxCausalLM, mean_labelled_loss
-from tinyforge.ml.quality_budget import QualityBudget
+from tinyforge.ml.quality_budget import QualityBudget, VerificationFailed, hold_to_budget, require_architecture
 
 VERIFICATION_FILE = "verification.json"
 ONNX_FORMAT_VERSION = 1
@@ -62,26 +61,15 @@ DEFAULT_HELDOUT_TEXTS = (
 )
 
 
-class OnnxExportError(TinyforgeError):
-    """The export ran but its result failed verification; `verification` holds the numbers."""
-
-    def __init__(self, message: str, verification: dict):
-        super().__init__(message)
-        self.verification = verification
+class OnnxExportError(VerificationFailed):
+    """The ONNX export ran but its result failed verification; `verification` holds the numbers."""
 
 
 ProgressCallback = Callable[[str], None]
 
 
 def check_architecture(config) -> None:
-    architectures = list(getattr(config, "architectures", None) or [])
-    name = architectures[0] if architectures else type(config).__name__
-    if name not in ONNX_EXPORTABLE_ARCHITECTURES:
-        raise TinyforgeError(
-            f"ONNX export does not support the architecture {name!r} "
-            f"(supported: {', '.join(ONNX_EXPORTABLE_ARCHITECTURES)}); export to the Hugging Face "
-            "format instead"
-        )
+    require_architecture(config, ONNX_EXPORTABLE_ARCHITECTURES, "ONNX")
 
 
 def _cache_geometry(config) -> dict:
@@ -419,19 +407,10 @@ def export_onnx(model, out_dir: Path, *, quantize: str | None = None,
         int8["heldout_loss_change_vs_onnx_fp32"] = round(
             (int8["heldout_loss"] - fp32["heldout_loss"]) / fp32["heldout_loss"], 6)
         int8.update(settings)
-        misses = budget.misses(int8)
-        int8.update(budget=asdict(budget), within_budget=not misses, misses=misses)
-        report["int8"] = int8
-        report["passed"] = not misses
-        if misses:
-            problem = (f"the int8 model misses its quality budget on this CPU ({here.model}, int8 kernels "
-                       f"{here.int8_dot_product}): {'; '.join(misses)}")
-            if not keep_anyway:
-                raise OnnxExportError(f"{problem}; export it without quantization, or keep it anyway "
-                                      "knowing its answers are worse", report)
-            report["kept_anyway"] = True
-            report["warning"] = f"KEPT ANYWAY BELOW ITS QUALITY BUDGET: {problem}"
-            say(f"WARNING: {report['warning']}")
+        hold_to_budget(report, "int8", int8, budget, keep_anyway=keep_anyway, error=OnnxExportError, say=say,
+                       problem=f"the int8 model misses its quality budget on this CPU ({here.model}, int8 kernels "
+                               f"{here.int8_dot_product})",
+                       advice="export it without quantization, or keep it anyway knowing its answers are worse")
     report["precision"] = onnx_config["precision"]
     (out_dir / VERIFICATION_FILE).write_text(json.dumps(report, indent=2))
     say("ONNX export verified")

@@ -2050,10 +2050,11 @@ export interface components {
          * @description * `hf` - Hugging Face folder (adapter or full)
          *     * `hf_merged` - Hugging Face folder, adapter merged
          *     * `onnx` - ONNX
+         *     * `gguf` - GGUF (llama.cpp, Ollama, LM Studio)
          *     * `bundle` - Standalone inference bundle
          * @enum {string}
          */
-        FormatEnum: "hf" | "hf_merged" | "onnx" | "bundle";
+        FormatEnum: "hf" | "hf_merged" | "onnx" | "gguf" | "bundle";
         /**
          * @description Rejects fields it does not know (or that are read-only) instead of ignoring them, so a
          *     typo in a hyperparameter name is an error, not a silently different run.
@@ -2977,9 +2978,11 @@ export interface components {
         /**
          * @description * `none` - None
          *     * `int8` - int8 (dynamic)
+         *     * `q8_0` - GGUF q8_0 (8-bit)
+         *     * `q4_k_m` - GGUF q4_k_m (4.5-bit)
          * @enum {string}
          */
-        QuantizeEnum: "none" | "int8";
+        QuantizeEnum: "none" | "int8" | "q8_0" | "q4_k_m";
         /**
          * @description * `up` - up
          *     * `down` - down
@@ -7247,9 +7250,10 @@ export interface operations {
                  * @description * `hf` - Hugging Face folder (adapter or full)
                  *     * `hf_merged` - Hugging Face folder, adapter merged
                  *     * `onnx` - ONNX
+                 *     * `gguf` - GGUF (llama.cpp, Ollama, LM Studio)
                  *     * `bundle` - Standalone inference bundle
                  */
-                export_format?: ("bundle" | "hf" | "hf_merged" | "onnx")[];
+                export_format?: ("bundle" | "gguf" | "hf" | "hf_merged" | "onnx")[];
                 /** @description Which field to use when ordering the results. */
                 ordering?: string;
                 /** @description A page number within the paginated result set. */
@@ -7260,8 +7264,10 @@ export interface operations {
                 /**
                  * @description * `none` - None
                  *     * `int8` - int8 (dynamic)
+                 *     * `q8_0` - GGUF q8_0 (8-bit)
+                 *     * `q4_k_m` - GGUF q4_k_m (4.5-bit)
                  */
-                quantize?: "int8" | "none";
+                quantize?: "int8" | "none" | "q4_k_m" | "q8_0";
                 run?: number;
                 /**
                  * @description * `pending` - Pending

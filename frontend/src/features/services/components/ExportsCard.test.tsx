@@ -62,4 +62,20 @@ describe("ExportsCard", () => {
     await user.click(within(form).getByRole("button", { name: "Export" }));
     await vi.waitFor(() => expect(posted).toEqual([{ run: 42, checkpoint: null, format: "onnx", quantize: "int8", keep_anyway: true }]));
   });
+
+  it("offers a GGUF as f16, q8_0 or q4_k_m, and forgets another format's quantization", async () => {
+    const posted: unknown[] = [];
+    renderCard(posted);
+    const user = userEvent.setup();
+    const form = await screen.findByRole("form", { name: "New export" });
+    await user.selectOptions(within(form).getByLabelText("Format"), "onnx");
+    await user.selectOptions(within(form).getByLabelText("Quantization"), "int8");
+    await user.selectOptions(within(form).getByLabelText("Format"), "gguf");
+    const quantization = within(form).getByLabelText("Quantization");
+    expect(within(quantization).getAllByRole("option").map((o) => o.getAttribute("value"))).toEqual(["none", "q8_0", "q4_k_m"]);
+    expect(quantization).toHaveValue("none");
+    await user.selectOptions(quantization, "q4_k_m");
+    await user.click(within(form).getByRole("button", { name: "Export" }));
+    await vi.waitFor(() => expect(posted).toEqual([{ run: 42, checkpoint: null, format: "gguf", quantize: "q4_k_m", keep_anyway: false }]));
+  });
 });

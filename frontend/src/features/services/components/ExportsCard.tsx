@@ -17,8 +17,27 @@ const FORMATS: { value: ExportFormat; label: string }[] = [
   { value: "hf", label: "Hugging Face folder (adapter or full)" },
   { value: "hf_merged", label: "Hugging Face folder, adapter merged" },
   { value: "onnx", label: "ONNX (verified against PyTorch)" },
+  { value: "gguf", label: "GGUF for llama.cpp and Ollama (verified in llama.cpp)" },
   { value: "bundle", label: "Standalone inference bundle (Dockerfile + server)" },
 ];
+
+// The quantizations each format offers; "none" first (fp32 ONNX, f16 GGUF).
+const QUANTIZATIONS: Partial<Record<ExportFormat, { value: ExportQuantization; label: string }[]>> = {
+  onnx: [
+    { value: "none", label: "None (fp32)" },
+    { value: "int8", label: "int8 (dynamic)" },
+  ],
+  gguf: [
+    { value: "none", label: "f16 (as trained)" },
+    { value: "q8_0", label: "q8_0 (8-bit)" },
+    { value: "q4_k_m", label: "q4_k_m (4.5-bit, smallest and fastest)" },
+  ],
+};
+
+const QUANTIZATION_HELP: Partial<Record<ExportFormat, string>> = {
+  onnx: "int8 is smaller and faster; it fails if it misses the quality budget against PyTorch.",
+  gguf: "q8_0 and q4_k_m are smaller and faster in llama.cpp; they fail if they miss the quality budget against PyTorch.",
+};
 
 function verificationSummary(verification: Record<string, unknown>): string {
   const parts: string[] = [];
@@ -37,7 +56,8 @@ function NewExportForm({ projectId }: { projectId: number }) {
   const [keepAnyway, setKeepAnyway] = useState(false);
   const create = useCreateExport();
   const runId = run ? Number(run) : succeeded[0]?.id;
-  const quantized = format === "onnx" && quantize !== "none";
+  const choices = QUANTIZATIONS[format];
+  const quantized = choices !== undefined && quantize !== "none";
   const submit = (event: FormEvent) => {
     event.preventDefault();
     if (runId) create.mutate({ run: runId, checkpoint: null, format, quantize: quantized ? quantize : "none", keep_anyway: quantized && keepAnyway });
@@ -56,7 +76,14 @@ function NewExportForm({ projectId }: { projectId: number }) {
           </select>
         </Field>
         <Field label="Format" errors={fieldError(create.error, "format")}>
-          <select className="select" value={format} onChange={(e) => setFormat(e.target.value as ExportFormat)}>
+          <select
+            className="select"
+            value={format}
+            onChange={(e) => {
+              setFormat(e.target.value as ExportFormat);
+              setQuantize("none");
+            }}
+          >
             {FORMATS.map((f) => (
               <option key={f.value} value={f.value}>
                 {f.label}
@@ -64,11 +91,14 @@ function NewExportForm({ projectId }: { projectId: number }) {
             ))}
           </select>
         </Field>
-        {format === "onnx" ? (
-          <Field label="Quantization" errors={fieldError(create.error, "quantize")} help="int8 is smaller and faster; it fails if it misses the quality budget against PyTorch.">
+        {choices ? (
+          <Field label="Quantization" errors={fieldError(create.error, "quantize")} help={QUANTIZATION_HELP[format]}>
             <select className="select" value={quantize} onChange={(e) => setQuantize(e.target.value as ExportQuantization)}>
-              <option value="none">None (fp32)</option>
-              <option value="int8">int8 (dynamic)</option>
+              {choices.map((q) => (
+                <option key={q.value} value={q.value}>
+                  {q.label}
+                </option>
+              ))}
             </select>
           </Field>
         ) : null}
