@@ -191,7 +191,9 @@ if RUN_STALE_SECONDS < 2 * RUN_HEARTBEAT_SECONDS:
                        f"TINYFORGE_RUN_HEARTBEAT_SECONDS ({RUN_HEARTBEAT_SECONDS}), or live runs look lost")
 RQ_SHOW_ADMIN_LINK = True
 # The quality budget of quantized (int8, q8_0, q4_k_m) exports, measured against PyTorch fp32 on the run's validation
-# set (tinyforge.ml.quality_budget): one that misses it fails, unless created with keep_anyway.
+# set (tinyforge.ml.quality_budget): one that misses it fails, unless created with keep_anyway. The
+# inference service holds int8 deployments to the same budget at load (tinyforge.serving.precision):
+# one that misses it is served in float, and its events say so.
 EXPORT_MAX_LOSS_INCREASE = env_float("TINYFORGE_EXPORT_MAX_LOSS_INCREASE", 0.02, minimum=0.0)
 # GGUF q4_k_m (4.5-bit weights) costs more by design; the 2% above applies to int8 and q8_0.
 EXPORT_Q4_K_M_MAX_LOSS_INCREASE = env_float("TINYFORGE_EXPORT_Q4_K_M_MAX_LOSS_INCREASE", 0.05, minimum=0.0)

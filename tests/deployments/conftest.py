@@ -69,7 +69,7 @@ def work_off(queues) -> None:
 
 
 @pytest.fixture
-def inference_service(transactional_db, settings):
+def inference_service(transactional_db, settings, request):
     """The platform's inference service on a free port, wired as `tinyforge serve-platform` wires it
     (deployments, API tokens, answers kept for feedback); the web process proxies to it."""
     from tinyforge.deployments.inference import CompletionLog, DeploymentRegistry, TokenAuthenticator
@@ -78,7 +78,11 @@ def inference_service(transactional_db, settings):
 
     registry = DeploymentRegistry()
     registry.refresh_seconds = 0.3
-    server_settings = ServerSettings(runtime=RuntimeOptions(device="cpu", max_slots=4, max_context=256))
+    from tinyforge.ml.quality_budget import QualityBudget
+
+    # A test may parametrize the int8 quality budget (indirect=True), e.g. one no model meets.
+    budget = getattr(request, "param", None) or QualityBudget()
+    server_settings = ServerSettings(runtime=RuntimeOptions(device="cpu", max_slots=4, max_context=256, budget=budget))
     # Ready with no deployments at all: an empty platform is a healthy one.
     with running_server(registry, TokenAuthenticator(), server_settings, answer_log=CompletionLog()) as server:
         settings.INFERENCE_URL = server.base_url

@@ -12,6 +12,7 @@ from personas import assert_error
 from tinyforge.core import storage
 from tinyforge.core.models import Event
 from tinyforge.deployments.models import Deployment
+from tinyforge.ml.quality_budget import QualityBudget
 from tinyforge.training.models import TrainingRun
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -148,3 +149,41 @@ def test_the_reconciler_enqueues_a_lost_deploy_job_again(acme, alice, client_for
     deployment.refresh_from_db()
     assert deployment.model_path and deployment.status == "pending"
     assert reconcile("deployments") == {"retried": [], "failed_lost": [], "requeued": [], "failed_in_queue": []}
+
+
+@pytest.mark.skipif(__import__("tinyforge.hardware").hardware.cpu().int8_missing is not None,
+                    reason="needs the int8 kernels (AVX2); the fallback without them: tests/serving/test_precision.py")
+@pytest.mark.parametrize("inference_service", [QualityBudget(max_loss_increase=-0.5)], indirect=True)
+def test_an_int8_deployment_that_misses_the_quality_budget_falls_back_to_float_and_says_so(
+        acme, alice, client_for, queues, inference_service, live_server, trained_model_dir):
+    """The budget here is one no quantized model meets (held-out loss must halve)."""
+    run = trained_run(acme, trained_model_dir)
+    client = client_for(alice)
+    deployment = wait_for_status(deploy(client, run, "squeezed", queues, precision="int8"), "ready")
+    body = client.get(f"/api/v1/deployments/{deployment.pk}/").json()
+    assert body["precision"] == "int8" and body["serving_precision"] in ("float32", "bfloat16")
+    assert body["precision_reason"].startswith("int8 missed the quality budget (held-out loss")
+    assert body["precision_quality"]["heldout_loss_change"] > -0.5
+    assert Event.all_teams.filter(
+        deployment=deployment, level="warning",
+        message=f"serving in {body['serving_precision']}: {body['precision_reason']}").exists()
+    assert ask(openai_client(live_server, inference_secret(alice, acme.team)), "squeezed") is not None
+
+    # The user's override reloads it in what they chose, and the page says why.
+    response = client.patch(f"/api/v1/deployments/{deployment.pk}/", {"precision": "float32"}, format="json")
+    assert response.status_code == 200 and response.json()["serving_precision"] == ""
+    deployment.refresh_from_db()
+    wait_for(lambda: Deployment.all_teams.filter(pk=deployment.pk, serving_precision="float32").exists(),
+             "the service to reload the deployment in float32")
+    body = client.get(f"/api/v1/deployments/{deployment.pk}/").json()
+    assert body["precision_reason"] == "chosen by the user" and body["status"] == "ready"
+
+
+def test_precision_applies_to_the_pytorch_runtime_only(acme, alice, client_for, queues, trained_model_dir):
+    run = trained_run(acme, trained_model_dir)
+    response = client_for(alice).post("/api/v1/deployments/", {"name": "onnx-int8", "run": run.pk, "runtime": "onnx",
+                                                               "precision": "int8"}, format="json")
+    assert "Applies to the PyTorch runtime" in str(assert_error(response, 400)["fields"]["precision"])
+    response = client_for(alice).post("/api/v1/deployments/", {"name": "odd", "run": run.pk, "precision": "int4"},
+                                      format="json")
+    assert "precision" in assert_error(response, 400)["fields"]

@@ -50,6 +50,10 @@ def serve_platform(args) -> int:
 
     from django.conf import settings
 
+    from tinyforge.ml.quality_budget import QualityBudget
+
+    # One quality budget for int8, exported or served: deployments in int8 are checked at load against it.
+    budget = QualityBudget(settings.EXPORT_MAX_LOSS_INCREASE, settings.EXPORT_MIN_TOKEN_AGREEMENT)
     run_server(DeploymentRegistry(), TokenAuthenticator(), args, what="the platform's deployments",
-               prepare=start_stats, metrics_token=settings.METRICS_TOKEN, answer_log=CompletionLog())
+               prepare=start_stats, metrics_token=settings.METRICS_TOKEN, answer_log=CompletionLog(), budget=budget)
     return 0

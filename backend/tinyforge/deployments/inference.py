@@ -82,7 +82,18 @@ class DeploymentRegistry(ModelRegistry):
                 .select_related("team").order_by("pk"))
         # The revision is the deploy job: a redeploy prepares a new folder and reloads.
         return [ModelSpec(name=served_name(d.pk), path=storage.path(d.model_path), revision=d.job_id,
-                          owned_by=d.team.slug) for d in rows]
+                          owned_by=d.team.slug, precision=d.precision) for d in rows]
+
+    def model_precision_chosen(self, name: str, choice) -> None:
+        deployment_id = deployment_id_of(name)
+        deployment = Deployment.all_teams.filter(pk=deployment_id).only("pk", "project_id").first() if deployment_id else None
+        if deployment is None:
+            return  # deleted meanwhile
+        Deployment.all_teams.filter(pk=deployment.pk).update(
+            serving_precision=choice.precision, precision_reason=choice.reason[:1000], precision_quality=choice.quality)
+        record_event(project_id=deployment.project_id, deployment_id=deployment.pk, source="inference",
+                     message=f"serving in {choice.precision}: {choice.reason}",
+                     level=EventLevel.WARNING if choice.fell_back else EventLevel.INFO)
 
     def model_state_changed(self, name: str, state: str, detail: str = "") -> None:
         deployment_id = deployment_id_of(name)

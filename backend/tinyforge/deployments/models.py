@@ -8,6 +8,7 @@ from django.db import models
 
 from tinyforge.core.models import TrackedJob, tracked_status
 from tinyforge.core.tenancy import TeamOwnedModel
+from tinyforge.serving.precision import PRECISIONS
 
 
 class Runtime(models.TextChoices):
@@ -40,6 +41,16 @@ class Deployment(TeamOwnedModel, TrackedJob):
     )
     runtime = models.CharField(max_length=16, choices=Runtime.choices, default=Runtime.PYTORCH)
     merge_adapter = models.BooleanField(default=False)
+    precision = models.CharField(
+        max_length=16, choices=[(p, p) for p in PRECISIONS], default="auto",
+        help_text="Weight precision the user asked for (PyTorch runtime): auto picks from the inference service's "
+                  "CPU or GPU (bfloat16 where native, int8 where it keeps the quality budget, else float32)")
+    serving_precision = models.CharField(max_length=16, blank=True,
+                                         help_text="What the inference service serves it in, once loaded")
+    precision_reason = models.CharField(max_length=1000, blank=True,
+                                        help_text="Why: the CPU's features, int8's measured quality, a fallback")
+    precision_quality = models.JSONField(
+        null=True, blank=True, help_text="int8's numbers against float32 at load (token_agreement, heldout_loss_change)")
     status = tracked_status(DeploymentStatus, DeploymentStatus.PENDING)
     model_path = models.CharField(
         max_length=1000, blank=True, help_text="Storage key of the folder the inference service loads"

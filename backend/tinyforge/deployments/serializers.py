@@ -17,13 +17,13 @@ class DeploymentSerializer(StrictModelSerializer):
     class Meta:
         model = Deployment
         fields = [
-            "id", "name", "project", "team", "run", "checkpoint", "runtime", "merge_adapter", "status", "error",
-            "request_count", "error_count", "tokens_in", "tokens_out", "latency_p50_ms", "latency_p95_ms",
+            "id", "name", "project", "team", "run", "checkpoint", "runtime", "merge_adapter", "precision",
+            "serving_precision", "precision_reason", "precision_quality", "status", "error", "request_count", "error_count", "tokens_in", "tokens_out", "latency_p50_ms", "latency_p95_ms",
             "own_memory_bytes", "shared_memory_bytes", "stats_updated_at", "ready_at", "stopped_at", "created_by",
             "created_at", "updated_at", "override_gate", "override_reason",
         ]
         read_only_fields = [
-            "team", "status", "error", "request_count", "error_count", "tokens_in", "tokens_out", "latency_p50_ms",
+            "team", "serving_precision", "precision_reason", "precision_quality", "status", "error", "request_count", "error_count", "tokens_in", "tokens_out", "latency_p50_ms",
             "latency_p95_ms", "own_memory_bytes", "shared_memory_bytes", "stats_updated_at", "ready_at", "stopped_at",
             "created_by",
         ]
@@ -41,6 +41,10 @@ class DeploymentSerializer(StrictModelSerializer):
         run, checkpoint = attrs.get("run"), attrs.get("checkpoint")
         if run is not None and checkpoint is not None and checkpoint.run_id != run.pk:
             raise serializers.ValidationError({"checkpoint": ["Must be a checkpoint of the chosen run."]})
+        runtime = attrs.get("runtime") or getattr(self.instance, "runtime", Runtime.PYTORCH)
+        if attrs.get("precision", "auto") != "auto" and runtime != Runtime.PYTORCH:
+            raise serializers.ValidationError(
+                {"precision": [f"Applies to the PyTorch runtime; a {runtime} deployment serves its export's own precision."]})
         return attrs
 
 

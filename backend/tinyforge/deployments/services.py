@@ -84,7 +84,8 @@ def _require_free_name(team_id: int, name: str, *, other_than: Deployment | None
 
 @transaction.atomic
 def create_deployment(request, *, run: TrainingRun, name: str, checkpoint: Checkpoint | None, runtime: str,
-                      merge_adapter: bool, override_gate: bool = False, override_reason: str = "") -> Deployment:
+                      merge_adapter: bool, override_gate: bool = False, override_reason: str = "",
+                      precision: str = "auto") -> Deployment:
     _require_deployable(run, checkpoint)
     for check in DEPLOY_CHECKS:
         check(request, run, override=override_gate, reason=override_reason)
@@ -92,6 +93,7 @@ def create_deployment(request, *, run: TrainingRun, name: str, checkpoint: Check
     deployment = Deployment.all_teams.create(
         team_id=run.project.team_id, project_id=run.project_id, run=run, name=name,
         checkpoint=checkpoint or default_checkpoint(run), runtime=runtime, merge_adapter=merge_adapter,
+        precision=precision,
         created_by=getattr(request, "user", None),
     )
     _enqueue_deploy(deployment)
@@ -110,6 +112,11 @@ def _enqueue_deploy(deployment: Deployment) -> None:
 def update_deployment(request, deployment: Deployment, changes: dict) -> Deployment:
     if changes.get("name"):
         _require_free_name(deployment.team_id, changes["name"], other_than=deployment)
+    if "precision" in changes and changes["precision"] != deployment.precision:
+        # The registry lists the precision with the model, so the inference service reloads it.
+        record_event(project_id=deployment.project_id, deployment_id=deployment.pk, source="platform",
+                     message=f"precision set to {changes['precision']}: the inference service reloads the model")
+        changes = {**changes, "serving_precision": "", "precision_reason": "", "precision_quality": None}
     return save_changes(request, deployment, changes)
 
 

@@ -93,11 +93,12 @@ def metrics_listen_address(value: str) -> tuple[str, int]:
 
 
 def run_server(registry, authenticator, args, what: str, prepare=None, metrics_token: str | None = None,
-               answer_log=None) -> None:
+               answer_log=None, budget=None) -> None:
     """The inference app over `registry` and `authenticator` (and `answer_log`, which keeps the
     answers: serving/answers.py), under uvicorn until stopped.
     `prepare(app)`, when given, is called with the app before it serves. /metrics answers on the
-    app's port only to `metrics_token`, and to anyone on args.metrics_address (an internal address)."""
+    app's port only to `metrics_token`, and to anyone on args.metrics_address (an internal address).
+    `budget` (tinyforge.ml.quality_budget.QualityBudget) is what int8 weights must keep; default its defaults."""
     import torch
     import uvicorn
     from prometheus_client import start_http_server
@@ -112,6 +113,7 @@ def run_server(registry, authenticator, args, what: str, prepare=None, metrics_t
     settings = ServerSettings(runtime=RuntimeOptions(
         device=args.device, dtype=args.dtype, max_slots=args.max_batch, max_waiting=args.max_waiting,
         max_context=args.max_context or DEFAULT_MAX_CONTEXT, request_timeout=args.timeout,
+        **({"budget": budget} if budget else {}),
     ), metrics_token=metrics_token)
     # A missing CUDA device or a dtype this CPU cannot run is a usage error, said before anything loads.
     pick_dtype(args.dtype, pick_device(args.device))

@@ -1713,6 +1713,22 @@ export interface components {
             checkpoint?: number | null;
             runtime?: components["schemas"]["RuntimeEnum"];
             merge_adapter?: boolean;
+            /**
+             * @description Weight precision the user asked for (PyTorch runtime): auto picks from the inference service's CPU or GPU (bfloat16 where native, int8 where it keeps the quality budget, else float32)
+             *
+             *     * `auto` - auto
+             *     * `float32` - float32
+             *     * `bfloat16` - bfloat16
+             *     * `float16` - float16
+             *     * `int8` - int8
+             */
+            precision?: components["schemas"]["PrecisionEnum"];
+            /** @description What the inference service serves it in, once loaded */
+            readonly serving_precision: string;
+            /** @description Why: the CPU's features, int8's measured quality, a fallback */
+            readonly precision_reason: string;
+            /** @description int8's numbers against float32 at load (token_agreement, heldout_loss_change) */
+            readonly precision_quality: unknown;
             readonly status: components["schemas"]["DeploymentStatusEnum"];
             readonly error: string;
             readonly request_count: number;
@@ -1751,6 +1767,16 @@ export interface components {
             checkpoint?: number | null;
             runtime?: components["schemas"]["RuntimeEnum"];
             merge_adapter?: boolean;
+            /**
+             * @description Weight precision the user asked for (PyTorch runtime): auto picks from the inference service's CPU or GPU (bfloat16 where native, int8 where it keeps the quality budget, else float32)
+             *
+             *     * `auto` - auto
+             *     * `float32` - float32
+             *     * `bfloat16` - bfloat16
+             *     * `float16` - float16
+             *     * `int8` - int8
+             */
+            precision?: components["schemas"]["PrecisionEnum"];
             /** @description Deploy although the run fails the project's gate (recorded in the audit log) */
             override_gate?: boolean;
             /** @description Why the gate is overridden, for the audit log */
@@ -2838,6 +2864,16 @@ export interface components {
             checkpoint?: number | null;
             runtime?: components["schemas"]["RuntimeEnum"];
             merge_adapter?: boolean;
+            /**
+             * @description Weight precision the user asked for (PyTorch runtime): auto picks from the inference service's CPU or GPU (bfloat16 where native, int8 where it keeps the quality budget, else float32)
+             *
+             *     * `auto` - auto
+             *     * `float32` - float32
+             *     * `bfloat16` - bfloat16
+             *     * `float16` - float16
+             *     * `int8` - int8
+             */
+            precision?: components["schemas"]["PrecisionEnum"];
             /** @description Deploy although the run fails the project's gate (recorded in the audit log) */
             override_gate?: boolean;
             /** @description Why the gate is overridden, for the audit log */
@@ -2921,6 +2957,15 @@ export interface components {
             /** @description The deployment the conversation was held with */
             deployment?: number | null;
         };
+        /**
+         * @description * `auto` - auto
+         *     * `float32` - float32
+         *     * `bfloat16` - bfloat16
+         *     * `float16` - float16
+         *     * `int8` - int8
+         * @enum {string}
+         */
+        PrecisionEnum: "auto" | "float32" | "bfloat16" | "float16" | "int8";
         PreviewRow: {
             line: number;
             valid: boolean;

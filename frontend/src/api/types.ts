@@ -83,6 +83,7 @@ export type Checkpoint = S["Checkpoint"];
 export type Deployment = S["Deployment"];
 export type DeploymentStatus = S["Deployment"]["status"];
 export type Runtime = NonNullable<S["Deployment"]["runtime"]>;
+export type Precision = NonNullable<S["Deployment"]["precision"]>;
 export type Export = Omit<S["Export"], "verification"> & { verification: Record<string, unknown> };
 export type ExportFormat = S["Export"]["format"];
 

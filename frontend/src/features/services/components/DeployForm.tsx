@@ -1,6 +1,6 @@
 import { useState, type FormEvent } from "react";
 import { errorBesideButton, fieldError, resultsOf } from "../../../api/client";
-import type { Runtime } from "../../../api/types";
+import type { Precision, Runtime } from "../../../api/types";
 import { Button } from "../../../components/Button";
 import { Field } from "../../../components/Field";
 import { InlineError } from "../../../components/States";
@@ -10,6 +10,7 @@ import { useRuns } from "../../../api/list-runs";
 import { useCreateDeployment } from "../api/create-deployment";
 import { useGateStatus } from "../../../api/get-gate-status";
 import { GateStatusNote } from "../../../components/GateStatusNote";
+import { PRECISIONS } from "./PrecisionNote";
 
 /** A model id clients can type: the run name lower-cased, with only URL-safe characters. */
 export function suggestModelName(runName: string): string {
@@ -25,6 +26,7 @@ export function DeployForm({ projectId, initialRun, onDone }: { projectId: numbe
   const [checkpoint, setCheckpoint] = useState<string>("");
   const [runtime, setRuntime] = useState<Runtime>("pytorch");
   const [merge, setMerge] = useState(false);
+  const [precision, setPrecision] = useState<Precision>("auto");
   const [name, setName] = useState("");
   const [override, setOverride] = useState(false);
   const [overrideReason, setOverrideReason] = useState("");
@@ -38,6 +40,7 @@ export function DeployForm({ projectId, initialRun, onDone }: { projectId: numbe
     create.mutate(
       {
         name: modelName, run: run.id, checkpoint: checkpoint ? Number(checkpoint) : null, runtime, merge_adapter: merge,
+        ...(runtime === "pytorch" ? { precision } : {}),
         ...(blocked && override ? { override_gate: true, override_reason: overrideReason } : {}),
       },
       { onSuccess: onDone },
@@ -78,6 +81,18 @@ export function DeployForm({ projectId, initialRun, onDone }: { projectId: numbe
             <option value="onnx">ONNX Runtime</option>
           </select>
         </Field>
+        {runtime === "pytorch" ? (
+          <Field label="Precision" errors={fieldError(create.error, "precision")}
+                 help="auto: bfloat16 where the CPU has it natively, else int8 if the model keeps its quality budget (checked at load), else float32.">
+            <select className="select" value={precision} onChange={(e) => setPrecision(e.target.value as Precision)}>
+              {PRECISIONS.map((p) => (
+                <option key={p.value} value={p.value}>
+                  {p.label}
+                </option>
+              ))}
+            </select>
+          </Field>
+        ) : null}
       </div>
       {run?.method === "lora" ? (
         <label className="checkbox">
@@ -99,7 +114,7 @@ export function DeployForm({ projectId, initialRun, onDone }: { projectId: numbe
           ) : null}
         </div>
       ) : null}
-      <InlineError error={errorBesideButton(create.error, ["run", "checkpoint", "name", "runtime", "override_reason"])} />
+      <InlineError error={errorBesideButton(create.error, ["run", "checkpoint", "name", "runtime", "precision", "override_reason"])} />
       <div className="form-actions">
         <Button type="submit" variant="primary" busy={create.isPending} disabled={!run || !modelName || (blocked && !override)}>
           Deploy

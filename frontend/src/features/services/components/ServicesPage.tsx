@@ -19,6 +19,7 @@ import { curlSnippet, inferenceBaseUrl, openaiSnippet } from "../../../lib/infer
 import { useRequestRate } from "../request-rate";
 import { DeployForm } from "./DeployForm";
 import { ExportsCard } from "./ExportsCard";
+import { PrecisionNote } from "./PrecisionNote";
 
 function DeploymentCard({ deployment, runName }: { deployment: Deployment; runName: string }) {
   const { canWrite } = useCurrentTeam();
@@ -88,6 +89,7 @@ function DeploymentCard({ deployment, runName }: { deployment: Deployment; runNa
           Endpoint <code>{baseUrl}/chat/completions</code> · model <code>{d.name}</code>
           {d.stats_updated_at ? ` · statistics ${formatRelative(d.stats_updated_at)}` : " · no requests yet"}
         </div>
+        <PrecisionNote deployment={d} />
         <div>
           <Tabs label={`Code for ${d.name}`} tabs={[{ id: "curl", label: "curl" }, { id: "openai", label: "Python (openai)" }]} selected={snippet} onSelect={setSnippet} />
           <CodeBlock label={`${snippet} example`} code={snippet === "curl" ? curlSnippet(baseUrl, d.name) : openaiSnippet(baseUrl, d.name)} />
