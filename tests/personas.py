@@ -47,7 +47,7 @@ def populate_team(team: Team, owner) -> SimpleNamespace:
     metric = RunMetric.all_teams.create(run=run, step=1, name="loss", value=2.0)
     tracked = TrackedRun.all_teams.create(run=run, tracker="mlflow", external_id=f"{team.slug}-mlflow-run",
                                           url=f"https://mlflow.example.com/#/experiments/1/runs/{team.slug}-mlflow-run")
-    event = Event.all_teams.create(project=project, run=run, message="started", source="trainer")
+    event = Event.all_teams.create(project=project, subject=run, message="started", source="trainer")
     deployment = Deployment.all_teams.create(team=team, project=project, name=f"{team.slug}-model", run=run,
                                              checkpoint=checkpoint)
     export = Export.all_teams.create(project=project, run=run, checkpoint=checkpoint, format="hf")

@@ -4,7 +4,8 @@ back.
 
 - ml/, connectors/, serving/ and evaluation/ never import Django, DRF, RQ or a Django app: the CLI, the
   workers, the inference service and an exported bundle run them as they are.
-- core/ imports no app: apps register with core (their tracked-job kinds, their accounts).
+- core/ imports no app: apps register with core (their tracked-job kinds, their accounts), and
+  core's tables hold no foreign key to an app's, tenancy aside (an event's subject is generic).
 - ml/ never imports serving/ or exports/: bundles (the engine plus the server) are assembled one
   level up, in exports/, which serving/ never imports either.
 - No module imports itself through others (no import cycles anywhere in the package).
@@ -72,6 +73,38 @@ def test_ml_never_imports_serving_or_the_evaluation_above_it():
 
 def test_core_imports_no_app():
     assert violations("core", tuple(f"tinyforge.{app}" for app in APPS if app != "core")) == []
+
+
+# What every team-owned record is scoped through, and who did what in the audit log: the only
+# tables of the apps that core's tables may point at.
+TENANCY = {"accounts.Team", "accounts.ApiToken", "projects.Project"}
+
+
+def app_references(app_label: str) -> list[str]:
+    """'model.field -> app.Model' for every relation of the app's models to another of our apps'
+    models (the tenancy's aside): foreign keys, one-to-ones, many-to-manys, generic relations."""
+    from django.apps import apps
+
+    ours = {f"tinyforge.{app}" for app in APPS}
+    found = []
+    for model in apps.get_app_config(app_label).get_models():
+        for field in model._meta.get_fields(include_hidden=True):
+            target = field.related_model if field.is_relation and not field.auto_created else None
+            if target is None or target._meta.app_config.name not in ours:
+                continue
+            label = target._meta.label
+            if target._meta.app_label != app_label and label not in TENANCY:
+                found.append(f"{model._meta.label}.{field.name} -> {label}")
+    return sorted(found)
+
+
+def test_core_tables_hold_no_link_to_an_app():
+    assert app_references("core") == []
+
+
+def test_the_table_check_sees_links_to_an_app():
+    """The check itself: deployments' tables point at training's (a deployment's run)."""
+    assert "deployments.Deployment.run -> training.TrainingRun" in app_references("deployments")
 
 
 def test_the_engine_never_imports_serving_or_exports():

@@ -4,6 +4,7 @@ from django.db import transaction
 
 from personas import assert_error
 from tinyforge.core.events import record_event
+from tinyforge.core.models import event_links_to
 from tinyforge.training.models import RunStatus, TrainingRun
 
 
@@ -75,7 +76,8 @@ def test_it_resumes_a_cancelled_run_as_the_next_attempt(client_for, alice, acme,
 def test_it_tails_run_events_after_a_cursor(client_for, alice, acme):
     first = acme.event.pk
     for n in range(3):
-        record_event(project_id=acme.project.pk, run_id=acme.run.pk, message=f"line {n}", source="trainer")
+        record_event(project_id=acme.project.pk, **event_links_to(TrainingRun, acme.run.pk), message=f"line {n}",
+                     source="trainer")
     client = client_for(alice)
     page = client.get(f"/api/v1/runs/{acme.run.pk}/events/", {"after": first, "limit": 2}).json()
     assert [e["message"] for e in page["results"]] == ["line 0", "line 1"] and page["has_more"]
@@ -84,7 +86,7 @@ def test_it_tails_run_events_after_a_cursor(client_for, alice, acme):
 
 
 def test_it_filters_the_logs_page_by_project_level_and_kind(client_for, alice, acme):
-    record_event(project_id=acme.project.pk, dataset_version_id=acme.version.pk, message="bad row", level="warning",
+    record_event(**acme.version.event_links(), message="bad row", level="warning",
                  source="ingest")
     rows = client_for(alice).get("/api/v1/events/", {"project": acme.project.pk, "min_level": "warning",
                                                       "kind": "ingest"}).json()["results"]

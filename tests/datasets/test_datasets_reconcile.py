@@ -40,5 +40,5 @@ def test_a_pending_version_whose_job_vanished_is_queued_again(upload, acme, inge
         done = reconcile("versions")
     assert done["requeued"] == [version_id]
     assert ingest_queue.job_ids == [f"ingest-version-{version_id}"]
-    assert Event.all_teams.filter(dataset_version_id=version_id, source="reconciler", level="warning").exists()
+    assert Event.all_teams.filter(dataset_version=version_id, source="reconciler", level="warning").exists()
     assert reconcile("versions")["requeued"] == []  # the job is there now

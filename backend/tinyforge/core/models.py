@@ -4,7 +4,10 @@ tracked job's record shares (TrackedJob)."""
 
 from __future__ import annotations
 
+from django.apps import apps
 from django.conf import settings
+from django.contrib.contenttypes.fields import GenericForeignKey, GenericRelation
+from django.contrib.contenttypes.models import ContentType
 from django.db import models
 
 from tinyforge.core.tenancy import TeamOwnedModel
@@ -22,8 +25,8 @@ class TrackedJob(models.Model):
     is found again in Redis by `job_id`, and `core.reconcile` requeues it when that job vanished or
     fails it when its heartbeat went stale (see core/reconcile.py to register a kind).
 
-    Subclasses declare `status = tracked_status(TheirStatus, TheirStatus.FIRST)` and
-    `event_links()`.
+    Subclasses declare `status = tracked_status(TheirStatus, TheirStatus.FIRST)`, `event_links()`
+    and, when their events name them, `events = EventSubject(...)`.
     """
 
     status = models.CharField(max_length=16, db_index=True)
@@ -55,8 +58,10 @@ class EventLevel(models.TextChoices):
 class Event(TeamOwnedModel):
     """One log line about a project's work. Its integer id is the tail cursor (?after=<id>).
 
-    Exactly what it concerns is given by the optional links: a training run (training.RunEvent
-    is the view of these), a dataset version being ingested, a deployment or an export.
+    What it concerns is its subject: a training run (training.RunEvent is the view of those), a
+    dataset version being ingested, a deployment, an export... any model that declares
+    `events = EventSubject(...)`, so the table names no app. A record whose lines also belong in
+    another one's log names that one as the parent (an export's lines show in its run's log).
     """
 
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="events")
@@ -66,25 +71,60 @@ class Event(TeamOwnedModel):
     source = models.CharField(max_length=32, default="platform")
     message = models.TextField()
     data = models.JSONField(default=dict, blank=True)
-    run = models.ForeignKey("training.TrainingRun", null=True, blank=True, on_delete=models.CASCADE, related_name="events")
     attempt = models.PositiveIntegerField(null=True, blank=True)
-    dataset_version = models.ForeignKey(
-        "datasets.DatasetVersion", null=True, blank=True, on_delete=models.CASCADE, related_name="events"
-    )
-    deployment = models.ForeignKey(
-        "deployments.Deployment", null=True, blank=True, on_delete=models.CASCADE, related_name="events"
-    )
-    export = models.ForeignKey("deployments.Export", null=True, blank=True, on_delete=models.CASCADE, related_name="events")
+    subject_type = models.ForeignKey(ContentType, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    subject_id = models.PositiveBigIntegerField(null=True, blank=True)
+    subject = GenericForeignKey("subject_type", "subject_id")
+    parent_type = models.ForeignKey(ContentType, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    parent_id = models.PositiveBigIntegerField(null=True, blank=True)
+    parent = GenericForeignKey("parent_type", "parent_id")
 
     class Meta:
         ordering = ["id"]
         indexes = [
             models.Index(fields=["project", "id"], name="event_project_cursor"),
-            models.Index(fields=["run", "id"], name="event_run_cursor"),
+            models.Index(fields=["subject_type", "subject_id", "id"], name="event_subject_cursor"),
+            models.Index(fields=["parent_type", "parent_id", "id"], name="event_parent_cursor"),
         ]
 
     def __str__(self) -> str:
         return f"[{self.level}] {self.source}: {self.message[:80]}"
+
+    def linked_id(self, model: type[models.Model]) -> int | None:
+        """The id of the record of `model` this line is in the log of (its subject or its parent)."""
+        kind = ContentType.objects.get_for_model(model).pk
+        if self.subject_type_id == kind:
+            return self.subject_id
+        if self.parent_type_id == kind:
+            return self.parent_id
+        return None
+
+
+class EventSubject(GenericRelation):
+    """Declared on a model whose work is logged (`events = EventSubject("run", "run", "Training
+    runs")`): the record's `events`, deleted with it; `name` is how the events API filters on it
+    (?run=<id>) and names it in each line; `kind` and `label` are its choice in the ?kind= filter."""
+
+    def __init__(self, name: str, kind: str, label: str):
+        super().__init__(Event, content_type_field="subject_type", object_id_field="subject_id",
+                         related_query_name=name)
+        self.subject_name, self.kind, self.kind_label = name, kind, label
+
+
+def event_subjects() -> list[EventSubject]:
+    """Every EventSubject the installed apps declare, in INSTALLED_APPS order."""
+    return [field for model in apps.get_models() if not model._meta.proxy
+            for field in model._meta.private_fields if isinstance(field, EventSubject)]
+
+
+def event_links_to(model: type[models.Model], pk: int,
+                   parent: tuple[type[models.Model], int] | None = None) -> dict:
+    """The columns that make an event about record `pk` of `model` (and part of `parent`'s log):
+    what `TrackedJob.event_links` returns besides the project, and what `record_event` takes."""
+    links = {"subject_type": ContentType.objects.get_for_model(model), "subject_id": pk}
+    if parent is not None:
+        links.update(parent_type=ContentType.objects.get_for_model(parent[0]), parent_id=parent[1])
+    return links
 
 
 class AuditEvent(TeamOwnedModel):

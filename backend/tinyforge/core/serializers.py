@@ -1,7 +1,7 @@
 from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
-from tinyforge.core.models import AuditEvent, Event
+from tinyforge.core.models import AuditEvent, Event, event_subjects
 
 
 class AuditEventSerializer(serializers.ModelSerializer):
@@ -20,11 +20,29 @@ class HealthSerializer(serializers.Serializer):
     database = serializers.CharField()
 
 
+class LinkedIdField(serializers.IntegerField):
+    """The id of the record of one subject model whose log the event is in, else null."""
+
+    def __init__(self, model):
+        super().__init__(source="*", read_only=True, allow_null=True)
+        self.linked_model = model
+
+    def to_representation(self, event: Event) -> int | None:
+        return event.linked_id(self.linked_model)
+
+
 class EventSerializer(serializers.ModelSerializer):
+    # A log line, with one field per subject the apps declare (run, dataset_version, deployment,
+    # export...): the id of that record when the line is in its log, else null.
+
     class Meta:
         model = Event
-        fields = ["id", "created_at", "level", "source", "message", "data", "project", "run", "attempt",
-                  "dataset_version", "deployment", "export"]
+        fields = ["id", "created_at", "level", "source", "message", "data", "project", "attempt"]
+
+    def get_fields(self):
+        fields = super().get_fields()
+        fields.update({subject.subject_name: LinkedIdField(subject.model) for subject in event_subjects()})
+        return fields
 
 
 @extend_schema_serializer(many=False)  # the list action answers one page object, not an array

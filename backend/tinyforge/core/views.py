@@ -5,7 +5,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from tinyforge.core.api import AFTER_PARAMETERS, TeamScopedViewSet, rows_after
-from tinyforge.core.filters import AuditEventFilter, EventFilter
+from tinyforge.core.filters import AuditEventFilter, event_filter
 from tinyforge.core.models import AuditEvent, Event
 from tinyforge.core.schema import OBJECT_ERRORS, READ_ERRORS, errors
 from tinyforge.core.serializers import AuditEventSerializer, EventPageSerializer, EventSerializer, HealthSerializer
@@ -16,8 +16,11 @@ class EventViewSet(mixins.ListModelMixin, TeamScopedViewSet):
 
     model = Event
     serializer_class = EventSerializer
-    filterset_class = EventFilter
     pagination_class = None
+
+    @property
+    def filterset_class(self):
+        return event_filter()
 
     @extend_schema(parameters=AFTER_PARAMETERS, responses={200: EventPageSerializer, **errors(400, 401, 403)},
                    summary="Log lines after a cursor, oldest first (filter by project, run, level, source, kind)")

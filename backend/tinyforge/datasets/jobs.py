@@ -30,7 +30,7 @@ from tinyforge.connectors.records import SourceError
 from tinyforge.core import storage
 from tinyforge.core.heartbeat import Heartbeat
 from tinyforge.core.events import record_event
-from tinyforge.core.models import EventLevel
+from tinyforge.core.models import EventLevel, event_links_to
 from tinyforge.datasets import lifecycle
 from tinyforge.datasets.analysis import rejected_rows, validation_report
 from tinyforge.datasets.importing import version_sources, ingest_options
@@ -58,7 +58,7 @@ class VersionLog:
         self.version_id = version.pk
 
     def write(self, message: str, level: str = EventLevel.INFO, **data) -> None:
-        record_event(project_id=self.project_id, dataset_version_id=self.version_id, source="ingest",
+        record_event(project_id=self.project_id, **event_links_to(DatasetVersion, self.version_id), source="ingest",
                      message=message, level=level, data=data)
 
 

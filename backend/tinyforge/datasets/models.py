@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import models
 
 from tinyforge.core.encryption import decrypt_json, encrypt_json
-from tinyforge.core.models import TrackedJob, tracked_status
+from tinyforge.core.models import EventSubject, TrackedJob, event_links_to, tracked_status
 from tinyforge.core.tenancy import TeamOwnedModel
 
 
@@ -83,6 +83,7 @@ class DatasetVersion(TeamOwnedModel, TrackedJob):
     number = models.PositiveIntegerField(help_text="1, 2, 3... within the dataset")
     note = models.CharField(max_length=500, blank=True)
     status = tracked_status(DatasetVersionStatus, DatasetVersionStatus.PENDING)
+    events = EventSubject("dataset_version", kind="ingest", label="Dataset imports")
     source_kind = models.CharField(max_length=16, choices=SourceKind.choices)
     # What to import and how: file keys and names, SQL query and column mapping, document ids,
     # chunking and recipe options. Never secrets (those stay in the connection).
@@ -111,7 +112,7 @@ class DatasetVersion(TeamOwnedModel, TrackedJob):
         return f"{self.dataset} v{self.number}"
 
     def event_links(self) -> dict:
-        return {"project_id": self.dataset.project_id, "dataset_version_id": self.pk}
+        return {"project_id": self.dataset.project_id, **event_links_to(DatasetVersion, self.pk)}
 
     @property
     def project(self):

@@ -17,6 +17,7 @@ from tinyforge.core.jobs import enqueue
 from tinyforge.connectors.mapping import FieldMapping, RowMapper
 from tinyforge.connectors.records import SourceError
 from tinyforge.core.lifecycle import update_if
+from tinyforge.core.models import event_links_to
 from tinyforge.datasets import analysis, importing
 from tinyforge.datasets.models import (
     ConnectionKind,
@@ -68,7 +69,7 @@ def create_version(request, *, dataset: Dataset, source_kind: str, source_config
     version.storage_key = storage.dataset_version_key(dataset.project_id, dataset.pk, version.pk)
     version.job_id = ingest_job_id(version)
     version.save(update_fields=["storage_key", "job_id"])
-    record_event(project_id=dataset.project_id, dataset_version_id=version.pk, source="platform",
+    record_event(project_id=dataset.project_id, **event_links_to(DatasetVersion, version.pk), source="platform",
                  message=f"version {version.number} of {dataset.name} queued for import ({source_kind})")
     audit(request, "created", version, project_id=dataset.project_id, changes={"source_kind": source_kind})
     enqueue("ingest", INGEST_JOB, version.pk, job_id=version.job_id)

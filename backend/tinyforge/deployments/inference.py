@@ -103,7 +103,7 @@ class DeploymentRegistry(ModelRegistry):
             return  # deleted meanwhile
 
         def say(message: str, level: str = EventLevel.INFO) -> None:
-            record_event(project_id=deployment.project_id, deployment_id=deployment.pk, source="inference",
+            record_event(**deployment.event_links(), source="inference",
                          message=message, level=level)
 
         if state == "loading":

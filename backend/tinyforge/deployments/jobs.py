@@ -131,7 +131,7 @@ def prepare_model_folder(deployment: Deployment, say) -> str:
 
 def _say(deployment: Deployment):
     def say(message: str, level: str = EventLevel.INFO) -> None:
-        record_event(project_id=deployment.project_id, deployment_id=deployment.pk, source=SOURCE,
+        record_event(**deployment.event_links(), source=SOURCE,
                      message=message, level=level)
 
     return say
@@ -286,7 +286,7 @@ def _fail_export(record: Export, exc: Exception, say) -> str:
 
 def _export_say(record: Export, source: str = EXPORT_SOURCE):
     def say(message: str, level: str = EventLevel.INFO, data: dict | None = None) -> None:
-        record_event(project_id=record.project_id, export_id=record.pk, run_id=record.run_id, source=source,
+        record_event(**record.event_links(), source=source,
                      message=message, level=level, data=data)
 
     return say

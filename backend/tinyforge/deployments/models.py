@@ -6,9 +6,10 @@ from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 
-from tinyforge.core.models import TrackedJob, tracked_status
+from tinyforge.core.models import EventSubject, TrackedJob, event_links_to, tracked_status
 from tinyforge.core.tenancy import TeamOwnedModel
 from tinyforge.serving.precision import PRECISIONS
+from tinyforge.training.models import TrainingRun
 
 
 class Runtime(models.TextChoices):
@@ -35,6 +36,7 @@ class Deployment(TeamOwnedModel, TrackedJob):
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="deployments")
     name = models.CharField(max_length=100, validators=[model_id_validator], help_text="The OpenAI model id")
     run = models.ForeignKey("training.TrainingRun", on_delete=models.RESTRICT, related_name="deployments")
+    events = EventSubject("deployment", kind="deployment", label="Deployments")
     checkpoint = models.ForeignKey(
         "training.Checkpoint", null=True, blank=True, on_delete=models.RESTRICT, related_name="deployments",
         help_text="Empty: the run's final model",
@@ -84,7 +86,7 @@ class Deployment(TeamOwnedModel, TrackedJob):
         return self.name
 
     def event_links(self) -> dict:
-        return {"project_id": self.project_id, "deployment_id": self.pk}
+        return {"project_id": self.project_id, **event_links_to(Deployment, self.pk)}
 
 
 class ExportFormat(models.TextChoices):
@@ -112,6 +114,7 @@ class ExportStatus(models.TextChoices):
 class Export(TeamOwnedModel, TrackedJob):
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="exports")
     run = models.ForeignKey("training.TrainingRun", on_delete=models.CASCADE, related_name="exports")
+    events = EventSubject("export", kind="export", label="Exports")
     checkpoint = models.ForeignKey(
         "training.Checkpoint", null=True, blank=True, on_delete=models.SET_NULL, related_name="exports"
     )
@@ -142,7 +145,8 @@ class Export(TeamOwnedModel, TrackedJob):
         return (self.verification or {}).get("warning", "")
 
     def event_links(self) -> dict:
-        return {"project_id": self.project_id, "export_id": self.pk, "run_id": self.run_id}
+        # Its lines are its run's too (the run page's log shows the export's progress).
+        return {"project_id": self.project_id, **event_links_to(Export, self.pk, parent=(TrainingRun, self.run_id))}
 
 
 class CompletionSource(models.TextChoices):

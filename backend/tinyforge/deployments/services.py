@@ -104,7 +104,7 @@ def create_deployment(request, *, run: TrainingRun, name: str, checkpoint: Check
 def _enqueue_deploy(deployment: Deployment) -> None:
     deployment.job_id = deploy_job_id(deployment)
     Deployment.all_teams.filter(pk=deployment.pk).update(job_id=deployment.job_id)
-    record_event(project_id=deployment.project_id, deployment_id=deployment.pk, source="platform",
+    record_event(**deployment.event_links(), source="platform",
                  message=f"deployment {deployment.name} queued ({deployment.runtime})")
     enqueue("deploy", DEPLOY_JOB, deployment.pk, job_id=deployment.job_id)
 
@@ -123,7 +123,7 @@ def update_deployment(request, deployment: Deployment, changes: dict) -> Deploym
 def stop_deployment(request, deployment: Deployment) -> Deployment:
     if deployment.status != DeploymentStatus.STOPPED:
         lifecycle.mark_deployment_stopped(deployment.pk)
-        record_event(project_id=deployment.project_id, deployment_id=deployment.pk, source="platform",
+        record_event(**deployment.event_links(), source="platform",
                      message=f"deployment {deployment.name} stopped")
         audit(request, "undeployed", deployment)
     deployment.refresh_from_db()
@@ -159,7 +159,7 @@ def create_export(request, *, run: TrainingRun, checkpoint: Checkpoint | None, f
     export.job_id = export_job_id(export)
     export.save(update_fields=["job_id"])
     what = f"step {export.checkpoint.step}" if export.checkpoint else "the final model"
-    record_event(project_id=run.project_id, export_id=export.pk, run_id=run.pk, source="platform",
+    record_event(**export.event_links(), source="platform",
                  message=f"{export.get_format_display()} export of {run.name} ({what}) queued")
     audit(request, "exported", export, changes={"run": run.pk, "format": format, "quantize": quantize,
                                                  "runtime": runtime, "keep_anyway": keep_anyway})

@@ -64,6 +64,7 @@ class RunRecorder(TrainerCallback):
 
     def __init__(self, run: TrainingRun, attempt: int):
         self.run_id, self.project_id, self.attempt = run.pk, run.project_id, attempt
+        self.links = {**run.event_links(), "attempt": attempt}  # every line's project, run and attempt
         self.metrics: list[RunMetric] = []
         self.events: list[Event] = []
         self.last_lines: deque[str] = deque(maxlen=LAST_LINES)
@@ -77,8 +78,7 @@ class RunRecorder(TrainerCallback):
     # ---- log lines
     def log(self, message: str, level: str = EventLevel.INFO, source: str = "trainer", data: dict | None = None) -> None:
         self.last_lines.append(message)
-        self.events.append(Event(project_id=self.project_id, run_id=self.run_id, attempt=self.attempt,
-                                 source=source, level=level, message=message, data=data or {}))
+        self.events.append(Event(**self.links, source=source, level=level, message=message, data=data or {}))
 
     def warning(self, message) -> None:
         text = str(message)
@@ -320,7 +320,7 @@ def _record_failure(run: TrainingRun, attempt: int, recorder: RunRecorder, exc: 
         logger.exception("could not write the last log lines of run %s", run.pk)
         close_old_connections()
     record_event(
-        project_id=run.project_id, run_id=run.pk, attempt=attempt, source="worker", level=EventLevel.ERROR,
+        **recorder.links, source="worker", level=EventLevel.ERROR,
         message=f"failed: {message}",
         data={"traceback": "".join(traceback.format_exception(exc)), "last_lines": list(recorder.last_lines),
               "removed_temporary_files": removed},

@@ -5,7 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from tinyforge.core.models import Event, TrackedJob, tracked_status
+from tinyforge.core.events import in_log_of
+from tinyforge.core.models import Event, EventSubject, TrackedJob, event_links_to, tracked_status
 from tinyforge.core.tenancy import TeamOwnedModel, TeamScopedQuerySet
 
 
@@ -33,6 +34,7 @@ class TrainingRun(TeamOwnedModel, TrackedJob):
     method = models.CharField(max_length=8, choices=Method.choices, default=Method.LORA)
     # The engine's full training config (preset merged with the user's hyperparameters).
     config = models.JSONField(default=dict, blank=True)
+    events = EventSubject("run", kind="run", label="Training runs")
     status = tracked_status(RunStatus, RunStatus.QUEUED)
     resumed_from = models.ForeignKey(
         "training.Checkpoint", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
@@ -60,7 +62,7 @@ class TrainingRun(TeamOwnedModel, TrackedJob):
         return self.name
 
     def event_links(self) -> dict:
-        return {"project_id": self.project_id, "run_id": self.pk, "attempt": self.attempt}
+        return {"project_id": self.project_id, **event_links_to(TrainingRun, self.pk), "attempt": self.attempt}
 
     @property
     def is_finished(self) -> bool:
@@ -108,11 +110,11 @@ class Checkpoint(TeamOwnedModel):
 
 class _RunEventsOnly(models.Manager):
     def get_queryset(self):
-        return super().get_queryset().filter(run__isnull=False)
+        return super().get_queryset().filter(in_log_of(TrainingRun))
 
 
 class RunEvent(Event):
-    """The log lines of training runs: the events that carry a run (see core.models.Event)."""
+    """The log lines of training runs: the events in a run's log (see core.events.in_log_of)."""
 
     all_teams = _RunEventsOnly()
     objects = _RunEventsOnly.from_queryset(TeamScopedQuerySet)()

@@ -11,6 +11,7 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 
 from tinyforge.core.access import require_role
+from tinyforge.core.events import in_log_of
 from tinyforge.core.roles import Role
 from tinyforge.datasets.models import DatasetVersion, DatasetVersionStatus
 from tinyforge.errors import InvalidInput
@@ -162,7 +163,7 @@ class JobEventsView(OpenAIView):
     @extend_schema(exclude=True)
     def get(self, request, job_id: str):
         run = self.run(job_id)
-        events = RunEvent.all_teams.filter(run=run).order_by("-id")
+        events = RunEvent.all_teams.filter(in_log_of(TrainingRun, run.pk)).order_by("-id")
         if request.query_params.get("after"):
             events = events.filter(id__lt=_row_id(request.query_params["after"], "ftevent-"))
         return Response(_page(events, _limit(request), lambda e: {

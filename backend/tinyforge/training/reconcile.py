@@ -19,7 +19,7 @@ from django.conf import settings
 
 from tinyforge.core.events import record_event
 from tinyforge.core.lifecycle import InvalidTransition
-from tinyforge.core.models import EventLevel
+from tinyforge.core.models import EventLevel, event_links_to
 from tinyforge.core.reconcile import SOURCE, stop_job
 from tinyforge.training import lifecycle
 from tinyforge.training.models import Checkpoint, RunStatus, TrainingRun
@@ -69,7 +69,7 @@ def stop_overdue_cancels(now: datetime) -> dict[str, list[int]]:
             continue  # it stopped by itself meanwhile
         checkpoint = last_checkpoint(run["pk"])
         record_event(
-            project_id=run["project_id"], run_id=run["pk"], attempt=run["attempt"], source=SOURCE,
+            project_id=run["project_id"], **event_links_to(TrainingRun, run["pk"]), attempt=run["attempt"], source=SOURCE,
             level=EventLevel.WARNING,
             message=(f"cancelled: the run did not stop within {settings.RUN_CANCEL_GRACE_SECONDS} s of the request, "
                      f"so its job was stopped with RQ's stop-job command at step {run['progress_step']}"

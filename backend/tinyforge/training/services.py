@@ -128,7 +128,7 @@ def create_run(request, *, project, name: str, dataset_version, base_model: str,
     )
     run.job_id = job_id_for(run)
     run.save(update_fields=["job_id"])
-    record_event(project_id=project.pk, run_id=run.pk, attempt=run.attempt, source="platform",
+    record_event(**run.event_links(), source="platform",
                  message=f"queued: {method} fine-tune of {base_model} on {dataset_version}")
     audit(request, "created", run, changes={"base_model": base_model, "method": method})
     enqueue("train", TRAIN_JOB, run.pk, run.attempt, job_id=run.job_id)
@@ -146,7 +146,7 @@ def cancel_run(request, run: TrainingRun) -> TrainingRun:
         transaction.on_commit(partial(_withdraw_job, run.job_id))
     else:
         message = "cancel requested; stopping after a checkpoint"
-    record_event(project_id=run.project_id, run_id=run.pk, attempt=run.attempt, source="platform", message=message)
+    record_event(**run.event_links(), source="platform", message=message)
     audit(request, "cancelled", run)
     return run
 
@@ -180,7 +180,7 @@ def resume_run(request, run: TrainingRun, checkpoint: Checkpoint | None) -> Trai
     run.refresh_from_db()
     run.job_id = job_id_for(run)
     run.save(update_fields=["job_id"])
-    record_event(project_id=run.project_id, run_id=run.pk, attempt=run.attempt, source="platform",
+    record_event(**run.event_links(), source="platform",
                  message=f"attempt {run.attempt} queued, resuming from step {checkpoint.step}")
     audit(request, "resumed", run, changes={"attempt": run.attempt, "checkpoint_step": checkpoint.step})
     enqueue("train", TRAIN_JOB, run.pk, run.attempt, job_id=run.job_id)

@@ -10,6 +10,7 @@ from rest_framework.response import Response
 
 from tinyforge.core.access import require_role
 from tinyforge.core.api import AFTER_PARAMETERS, MAX_ID, TeamScopedViewSet, parse_id, rows_after
+from tinyforge.core.events import in_log_of
 from tinyforge.core.query import bounded_int, single_query_value
 from tinyforge.core.roles import Role
 from tinyforge.core.schema import OBJECT_ERRORS, READ_ERRORS, WRITE_ERRORS, errors
@@ -59,7 +60,7 @@ def run_stream(run_id: int, after_event: int, after_metric: int):
             if run is None:
                 yield _sse("end", {"reason": "deleted"}, f"{after_event}:{after_metric}")
                 return
-            events = list(RunEvent.all_teams.filter(run_id=run_id, id__gt=after_event).order_by("id")[:500])
+            events = list(RunEvent.all_teams.filter(in_log_of(TrainingRun, run_id), id__gt=after_event).order_by("id")[:500])
             for event in events:
                 after_event = event.id
                 yield _sse("log", EventSerializer(event).data, f"{after_event}:{after_metric}")
@@ -172,7 +173,7 @@ class TrainingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixin
     @action(detail=True, methods=["get"])
     def events(self, request, pk=None):
         run = self.get_object()
-        queryset = RunEvent.all_teams.filter(run=run)  # scoped by the run fetched above
+        queryset = RunEvent.all_teams.filter(in_log_of(TrainingRun, run.pk))  # scoped by the run fetched above
         for name in ("level", "source"):
             if value := single_query_value(request, name):
                 queryset = queryset.filter(**{name: value})

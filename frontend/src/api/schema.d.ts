@@ -1929,12 +1929,12 @@ export interface components {
             message: string;
             data?: unknown;
             project: number;
-            run?: number | null;
             /** Format: int64 */
             attempt?: number | null;
-            dataset_version?: number | null;
-            deployment?: number | null;
-            export?: number | null;
+            readonly dataset_version: number | null;
+            readonly run: number | null;
+            readonly deployment: number | null;
+            readonly export: number | null;
         };
         EventPage: {
             results: components["schemas"]["Event"][];
@@ -7211,8 +7211,8 @@ export interface operations {
                 /**
                  * @description What the events are about
                  *
-                 *     * `run` - Training runs
                  *     * `ingest` - Dataset imports
+                 *     * `run` - Training runs
                  *     * `deployment` - Deployments
                  *     * `export` - Exports
                  */
