@@ -40,7 +40,7 @@ from tinyforge.evals import lifecycle, services
 from tinyforge.evals.models import EvalResult, EvalSet, EvalSource, EvalStatus, Evaluation
 from tinyforge.evaluation.scorers import Scorer
 from tinyforge.evaluation.sets import parse_rows
-from tinyforge.training.openai_api import OpenAIView, _limit, _page, _row_id, _unix
+from tinyforge.training.openai_api import OpenAIView, _limit, _ordered_after, _page, _row_id, _unix
 
 STATUS = {EvalStatus.QUEUED: "queued", EvalStatus.RUNNING: "in_progress", EvalStatus.SUCCEEDED: "completed",
           EvalStatus.FAILED: "failed", EvalStatus.CANCELLED: "canceled"}
@@ -168,14 +168,8 @@ class EvalsView(OpenAIView):
 
     @extend_schema(exclude=True)
     def get(self, request):
-        sets = EvalSet.objects.for_teams([self.team_id()]).filter(openai_eval__isnull=False)
-        order = request.query_params.get("order") or "asc"
-        if order not in ("asc", "desc"):
-            raise exceptions.ValidationError({"order": ["Must be 'asc' or 'desc'."]})
-        sets = sets.order_by("pk" if order == "asc" else "-pk")
-        if request.query_params.get("after"):
-            after = _row_id(request.query_params["after"], "eval-")
-            sets = sets.filter(pk__gt=after) if order == "asc" else sets.filter(pk__lt=after)
+        sets = _ordered_after(request, EvalSet.objects.for_teams([self.team_id()]).filter(openai_eval__isnull=False),
+                              "eval-")
         return Response(_page(sets, _limit(request), eval_object))
 
     @extend_schema(exclude=True)
@@ -270,15 +264,8 @@ class RunsView(EvalsView):
     @extend_schema(exclude=True)
     def get(self, request, eval_id: str):
         eval_set = self.eval_set(eval_id)
-        runs = Evaluation.objects.for_teams([self.team_id()]).select_related("eval_set_version__eval_set").filter(
-            eval_set_version__eval_set=eval_set)
-        order = request.query_params.get("order") or "asc"
-        if order not in ("asc", "desc"):
-            raise exceptions.ValidationError({"order": ["Must be 'asc' or 'desc'."]})
-        runs = runs.order_by("pk" if order == "asc" else "-pk")
-        if request.query_params.get("after"):
-            after = _row_id(request.query_params["after"], "evalrun-")
-            runs = runs.filter(pk__gt=after) if order == "asc" else runs.filter(pk__lt=after)
+        runs = _ordered_after(request, Evaluation.objects.for_teams([self.team_id()]).select_related(
+            "eval_set_version__eval_set").filter(eval_set_version__eval_set=eval_set), "evalrun-")
         return Response(_page(runs, _limit(request), run_object))
 
     @extend_schema(exclude=True)
@@ -345,14 +332,7 @@ class OutputItemsView(EvalsView):
     @extend_schema(exclude=True)
     def get(self, request, eval_id: str, run_id: str):
         evaluation = self.evaluation(self.eval_set(eval_id), run_id)
-        results = evaluation.results.order_by("pk")
-        order = request.query_params.get("order") or "asc"
-        if order not in ("asc", "desc"):
-            raise exceptions.ValidationError({"order": ["Must be 'asc' or 'desc'."]})
-        results = results.order_by("pk" if order == "asc" else "-pk")
-        if request.query_params.get("after"):
-            after = _row_id(request.query_params["after"], "outputitem-")
-            results = results.filter(pk__gt=after) if order == "asc" else results.filter(pk__lt=after)
+        results = _ordered_after(request, evaluation.results.all(), "outputitem-")
         wanted = request.query_params.get("status")
         items = [output_item(evaluation, r) for r in results]
         if wanted in ("pass", "fail"):

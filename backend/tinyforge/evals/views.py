@@ -22,6 +22,8 @@ from tinyforge.training.models import TrainingRun
 
 
 @extend_schema_view(
+    create=extend_schema(summary="Create an eval set (then add a version of rows)",
+                         responses={201: EvalSetSerializer, **errors(400, 401, 403, 404)}),
     list=extend_schema(summary="Eval sets (filter by project)", responses={200: EvalSetSerializer(many=True), **READ_ERRORS}),
     retrieve=extend_schema(summary="One eval set", responses={200: EvalSetSerializer, **OBJECT_ERRORS}),
     partial_update=extend_schema(summary="Rename or describe an eval set", responses={200: EvalSetSerializer, **WRITE_ERRORS}),
@@ -36,16 +38,11 @@ class EvalSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
     ordering_fields = ["created_at", "name"]
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
-    @extend_schema(summary="Create an eval set (then add a version of rows)",
-                   responses={201: EvalSetSerializer, **errors(400, 401, 403, 404)})
-    def create(self, request):
-        serializer = self.get_serializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+    def perform_create(self, serializer):
         fields = serializer.validated_data
-        require_role(request, fields["project"].team_id, Role.MEMBER, action="create eval sets")
-        eval_set = services.create_eval_set(request, project=fields["project"], name=fields["name"],
-                                            description=fields.get("description", ""))
-        return Response(self.get_serializer(eval_set).data, status=status.HTTP_201_CREATED)
+        require_role(self.request, fields["project"].team_id, Role.MEMBER, action="create eval sets")
+        serializer.instance = services.create_eval_set(self.request, project=fields["project"], name=fields["name"],
+                                                       description=fields.get("description", ""))
 
     def perform_update(self, serializer):
         require_role(self.request, serializer.instance.project.team_id, Role.MEMBER, action="change eval sets")
@@ -124,6 +121,8 @@ RESULT_PARAMETERS = [
 
 
 @extend_schema_view(
+    create=extend_schema(summary="Evaluate: an eval set version answered by 1-4 targets, scored, optionally judged",
+                         responses={201: EvaluationSerializer, **errors(400, 401, 403, 404)}),
     list=extend_schema(summary="Evaluations (filter by project, run, eval_set_version, status, purpose)",
                        responses={200: EvaluationSerializer(many=True), **READ_ERRORS}),
     retrieve=extend_schema(summary="One evaluation with its aggregates (95% intervals) per target",
@@ -138,19 +137,15 @@ class EvaluationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins
     select_related = ("project",)
     ordering_fields = ["created_at", "status"]
 
-    @extend_schema(summary="Evaluate: an eval set version answered by 1-4 targets, scored, optionally judged",
-                   responses={201: EvaluationSerializer, **errors(400, 401, 403, 404)})
-    def create(self, request):
-        serializer = self.get_serializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+    def perform_create(self, serializer):
         fields = serializer.validated_data
         version = fields["eval_set_version"]
         project = version.eval_set.project
-        require_role(request, project.team_id, Role.MEMBER, action="start evaluations")
-        evaluation = services.create_evaluation(
-            request, project=project, version=version, targets=fields["targets"], scorers=fields.get("scorers", []),
-            judge=fields.get("judge"), max_tokens=fields.get("max_tokens", 128), name=fields.get("name", ""))
-        return Response(self.get_serializer(evaluation).data, status=status.HTTP_201_CREATED)
+        require_role(self.request, project.team_id, Role.MEMBER, action="start evaluations")
+        serializer.instance = services.create_evaluation(
+            self.request, project=project, version=version, targets=fields["targets"],
+            scorers=fields.get("scorers", []), judge=fields.get("judge"), max_tokens=fields.get("max_tokens", 128),
+            name=fields.get("name", ""))
 
     def perform_destroy(self, instance):
         require_role(self.request, instance.project.team_id, Role.MEMBER, action="delete evaluations")
@@ -196,6 +191,8 @@ class EvaluationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins
 
 
 @extend_schema_view(
+    create=extend_schema(summary="Set the project's gate (deploy only if): replaces the one it had",
+                         responses={201: GateSerializer, **errors(400, 401, 403, 404)}),
     list=extend_schema(summary="Gates (one per project at most)", responses={200: GateSerializer(many=True), **READ_ERRORS}),
     retrieve=extend_schema(summary="One gate", responses={200: GateSerializer, **OBJECT_ERRORS}),
     destroy=extend_schema(summary="Remove a project's gate", responses={204: None, **OBJECT_ERRORS}),
@@ -207,19 +204,14 @@ class GateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Creat
     filterset_class = GateFilter
     select_related = ("project", "eval_set")
 
-    @extend_schema(summary="Set the project's gate (deploy only if): replaces the one it had",
-                   responses={201: GateSerializer, **errors(400, 401, 403, 404)})
-    def create(self, request):
-        serializer = self.get_serializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+    def perform_create(self, serializer):
         fields = serializer.validated_data
-        require_role(request, fields["project"].team_id, Role.ADMIN, action="set the deploy gate")
+        require_role(self.request, fields["project"].team_id, Role.ADMIN, action="set the deploy gate")
         scorer = fields.get("scorer")
-        gate = services.set_gate(request, project=fields["project"], eval_set=fields["eval_set"],
-                                 scorer=dict(scorer) if scorer else None, judge=fields.get("judge"),
-                                 threshold=fields["threshold"],
-                                 max_drop=fields.get("max_drop"), enabled=fields.get("enabled", True))
-        return Response(self.get_serializer(gate).data, status=status.HTTP_201_CREATED)
+        serializer.instance = services.set_gate(
+            self.request, project=fields["project"], eval_set=fields["eval_set"],
+            scorer=dict(scorer) if scorer else None, judge=fields.get("judge"), threshold=fields["threshold"],
+            max_drop=fields.get("max_drop"), enabled=fields.get("enabled", True))
 
     def perform_destroy(self, instance):
         require_role(self.request, instance.project.team_id, Role.ADMIN, action="remove the deploy gate")

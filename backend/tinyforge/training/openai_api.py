@@ -59,6 +59,18 @@ def _limit(request, default: int = 20, most: int = 100) -> int:
     return query_int(request, "limit", default=default, minimum=1, maximum=most)
 
 
+def _ordered_after(request, rows, prefix: str, default: str = "asc"):
+    """OpenAI's list cursor: ?order=asc|desc by id, and ?after=<prefix><id> for what follows."""
+    order = request.query_params.get("order") or default
+    if order not in ("asc", "desc"):
+        raise exceptions.ValidationError({"order": ["Must be 'asc' or 'desc'."]})
+    rows = rows.order_by("pk" if order == "asc" else "-pk")
+    if request.query_params.get("after"):
+        after = _row_id(request.query_params["after"], prefix)
+        rows = rows.filter(pk__gt=after) if order == "asc" else rows.filter(pk__lt=after)
+    return rows
+
+
 def _page(rows, limit: int, render) -> dict:
     rows = list(rows[: limit + 1])
     data = [render(row) for row in rows[:limit]]

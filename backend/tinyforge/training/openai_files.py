@@ -13,7 +13,8 @@ from tinyforge.core.access import require_role
 from tinyforge.core.roles import Role
 from tinyforge.datasets.models import Dataset, DatasetVersion, DatasetVersionStatus, SourceKind
 from tinyforge.datasets.services import create_dataset, create_version, save_uploads
-from tinyforge.training.openai_api import FILES_DATASET, IgnoreAcceptHeader, OpenAIView, _limit, _page, _row_id, _unix
+from tinyforge.training.openai_api import (FILES_DATASET, IgnoreAcceptHeader, OpenAIView, _limit, _ordered_after, _page,
+                                         _row_id, _unix)
 from tinyforge.training.serializers import OpenAIFileSerializer
 
 
@@ -32,16 +33,10 @@ class FilesView(OpenAIView):
 
     @extend_schema(exclude=True)
     def get(self, request):
-        order = request.query_params.get("order") or "desc"
-        if order not in ("asc", "desc"):
-            raise exceptions.ValidationError({"order": ["Must be 'asc' or 'desc'."]})
-        versions = DatasetVersion.objects.for_teams([self.team_id()]).filter(
-            source_kind=SourceKind.OPENAI_FILE).order_by("pk" if order == "asc" else "-pk")
+        versions = _ordered_after(request, DatasetVersion.objects.for_teams([self.team_id()]).filter(
+            source_kind=SourceKind.OPENAI_FILE), "file-", default="desc")
         if request.query_params.get("purpose") not in (None, "", "fine-tune"):
             versions = versions.none()
-        if request.query_params.get("after"):
-            after = _row_id(request.query_params["after"], "file-")
-            versions = versions.filter(pk__gt=after) if order == "asc" else versions.filter(pk__lt=after)
         # OpenAI's limits for files: 1 to 10,000, all of them by default.
         return Response(_page(versions, _limit(request, 10_000, most=10_000), file_object))
 

@@ -8,7 +8,8 @@ import { StatusBadge } from "../../../components/Badge";
 import { Button } from "../../../components/Button";
 import { Card, PageHeader } from "../../../components/Card";
 import { Field } from "../../../components/Field";
-import { EmptyState, InlineError, QueryState } from "../../../components/States";
+import { RecordTable } from "../../../components/RecordTable";
+import { InlineError } from "../../../components/States";
 import { formatDateTime } from "../../../lib/format";
 import { useProjectId } from "../../../lib/use-project-id";
 import { useCreateEvalSet, type VersionSource } from "../../../api/create-eval-set";
@@ -306,41 +307,26 @@ export function EvalsPage() {
           </Card>
         </div>
         <Card title="Evaluations" bodyClassName="">
-          <QueryState query={evaluations} isEmpty={(page) => page.results.length === 0} empty={<EmptyState title="No evaluations yet" />}>
-            {(page) => (
-              <div className="table-wrap">
-                <table className="table" aria-label="Evaluations">
-                  <thead>
-                    <tr>
-                      <th>Evaluation</th>
-                      <th>Targets</th>
-                      <th>Status</th>
-                      <th>Rows</th>
-                      <th>Started</th>
-                    </tr>
-                  </thead>
-                  <tbody>
-                    {page.results.map((e) => (
-                      <tr key={e.id}>
-                        <td>
-                          <Link to={`/projects/${projectId}/evals/${e.id}`}>{e.name || `Evaluation ${e.id}`}</Link>
-                          {e.gate_passed != null ? <span className="muted"> · {e.gate_passed ? "passes the gate" : "fails the gate"}</span> : null}
-                        </td>
-                        <td>{e.targets.map((t) => t.label).join(" vs ")}</td>
-                        <td>
-                          <StatusBadge status={e.status} />
-                        </td>
-                        <td>
-                          {e.rows_done}/{e.row_count}
-                        </td>
-                        <td>{formatDateTime(e.created_at)}</td>
-                      </tr>
-                    ))}
-                  </tbody>
-                </table>
-              </div>
-            )}
-          </QueryState>
+          <RecordTable
+            query={evaluations}
+            label="Evaluations"
+            empty="No evaluations yet"
+            columns={[
+              {
+                header: "Evaluation",
+                cell: (e) => (
+                  <>
+                    <Link to={`/projects/${projectId}/evals/${e.id}`}>{e.name || `Evaluation ${e.id}`}</Link>
+                    {e.gate_passed != null ? <span className="muted"> · {e.gate_passed ? "passes the gate" : "fails the gate"}</span> : null}
+                  </>
+                ),
+              },
+              { header: "Targets", cell: (e) => e.targets.map((t) => t.label).join(" vs ") },
+              { header: "Status", cell: (e) => <StatusBadge status={e.status} /> },
+              { header: "Rows", cell: (e) => `${e.rows_done}/${e.row_count}` },
+              { header: "Started", cell: (e) => formatDateTime(e.created_at) },
+            ]}
+          />
         </Card>
         <GateCard projectId={projectId} />
       </div>

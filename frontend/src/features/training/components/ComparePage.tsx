@@ -5,7 +5,7 @@ import { EmptyState, ErrorState, LoadingState } from "../../../components/States
 import { formatMetric } from "../../../lib/format";
 import { useProjectId } from "../../../lib/use-project-id";
 import { useRunCompare } from "../api/compare-runs";
-import { MetricChart } from "./MetricChart";
+import { MetricCard } from "./MetricChart";
 
 const COLORS = ["var(--chart-1)", "var(--chart-2)", "var(--chart-3)", "var(--chart-4)", "var(--chart-5)"];
 const CHARTS = [
@@ -44,9 +44,7 @@ export function ComparePage() {
       <div className="stack">
         <div className="grid-2">
           {CHARTS.map(({ metric, title }) => (
-            <Card key={metric} title={title}>
-              <MetricChart title={title} rows={metrics[metric] ?? []} series={series} />
-            </Card>
+            <MetricCard key={metric} title={title} rows={metrics[metric] ?? []} series={series} />
           ))}
         </div>
         <Card title="Configuration side by side" bodyClassName="">

@@ -1,4 +1,5 @@
 import { CartesianGrid, Legend, Line, LineChart, ResponsiveContainer, Tooltip, XAxis, YAxis } from "recharts";
+import { Card } from "../../../components/Card";
 import { EmptyState } from "../../../components/States";
 import { formatMetric } from "../../../lib/format";
 
@@ -8,20 +9,25 @@ export interface Series {
   color: string;
 }
 
-/** A line chart of metric curves against the training step, with a table for screen readers. */
-export function MetricChart({
-  title,
-  rows,
-  series,
-  height = 220,
-  scale = "linear",
-}: {
+interface MetricChartProps {
   title: string;
   rows: Record<string, number>[];
   series: Series[];
   height?: number;
   scale?: "linear" | "log";
-}) {
+}
+
+/** A card of its own for one chart, under the chart's title (the run and compare pages' grids). */
+export function MetricCard(props: MetricChartProps) {
+  return (
+    <Card title={props.title}>
+      <MetricChart {...props} />
+    </Card>
+  );
+}
+
+/** A line chart of metric curves against the training step, with a table for screen readers. */
+export function MetricChart({ title, rows, series, height = 220, scale = "linear" }: MetricChartProps) {
   const present = series.filter((s) => rows.some((r) => r[s.key] !== undefined));
   return (
     <figure style={{ margin: 0 }} aria-label={title} data-testid={`chart-${title}`}>

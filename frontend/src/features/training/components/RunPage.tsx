@@ -6,6 +6,7 @@ import { Badge, StatusBadge } from "../../../components/Badge";
 import { Button } from "../../../components/Button";
 import { Card, PageHeader, Stat } from "../../../components/Card";
 import { ProgressBar } from "../../../components/ProgressBar";
+import { RecordTable } from "../../../components/RecordTable";
 import { EmptyState, ErrorState, InlineError, LoadingState, QueryState } from "../../../components/States";
 import { formatDateTime, formatDuration, formatMetric, formatNumber, formatTime } from "../../../lib/format";
 import { useProjectId } from "../../../lib/use-project-id";
@@ -20,7 +21,34 @@ import { runMetricsKey, useRunMetrics } from "../api/list-run-metrics";
 import { useCancelRun, useResumeRun } from "../api/run-actions";
 import { isRunActive } from "../../../api/status";
 import { curveRows, latestValue, runProgress } from "../run-status";
-import { MetricChart } from "./MetricChart";
+import { MetricCard, type Series } from "./MetricChart";
+
+interface Chart {
+  title: string;
+  series: Series[];
+  height?: number;
+}
+
+/** The run's curves, each a card of the metric points named by its series. */
+const CHARTS = {
+  loss: { title: "Loss", series: [{ key: "loss", label: "train loss", color: "var(--chart-1)" }, { key: "eval_loss", label: "eval loss", color: "var(--chart-2)" }] },
+  learningRate: { title: "Learning rate", series: [{ key: "learning_rate", label: "learning rate", color: "var(--chart-3)" }] },
+  // Preference runs (dpo, orpo, kto) also record their implicit rewards and how often the chosen answer wins.
+  rewards: {
+    title: "Rewards",
+    series: [
+      { key: "reward_chosen", label: "chosen reward", color: "var(--chart-3)" },
+      { key: "reward_rejected", label: "rejected reward", color: "var(--chart-4)" },
+      { key: "reward_margin", label: "margin", color: "var(--chart-1)" },
+      { key: "eval_reward_margin", label: "held-out margin", color: "var(--chart-2)" },
+    ],
+  },
+  preferenceAccuracy: {
+    title: "Preference accuracy",
+    series: [{ key: "preference_accuracy", label: "train", color: "var(--chart-1)" }, { key: "eval_preference_accuracy", label: "held-out pairs", color: "var(--chart-2)" }],
+  },
+  throughput: { title: "Throughput", series: [{ key: "tokens_per_second", label: "tokens/s", color: "var(--chart-5)" }], height: 180 },
+} satisfies Record<string, Chart>;
 
 const TRACKER_NAMES: Record<string, string> = { mlflow: "MLflow", wandb: "W&B" };
 
@@ -89,12 +117,7 @@ export function RunPage() {
   if (run.isError) return <ErrorState error={run.error} onRetry={() => void run.refetch()} />;
   const r = run.data;
   const points = metrics.data?.items ?? [];
-  const lossRows = curveRows(points, ["loss", "eval_loss"]);
-  const lrRows = curveRows(points, ["learning_rate"]);
-  const speedRows = curveRows(points, ["tokens_per_second"]);
-  // Preference runs (dpo, orpo, kto) also record their implicit rewards and how often the chosen answer wins.
-  const rewardRows = curveRows(points, ["reward_chosen", "reward_rejected", "reward_margin", "eval_reward_margin"]);
-  const accuracyRows = curveRows(points, ["preference_accuracy", "eval_preference_accuracy"]);
+  const curves = (chart: Chart) => <MetricCard {...chart} rows={curveRows(points, chart.series.map((s) => s.key))} />;
   const isPreferenceRun = points.some((p) => p.name === "preference_accuracy");
   // A running run's elapsed time is meant to move on with each poll's render.
   // eslint-disable-next-line react-hooks/purity
@@ -159,50 +182,17 @@ export function RunPage() {
           </div>
         </Card>
         <div className="grid-2">
-          <Card title="Loss">
-            <MetricChart
-              title="Loss"
-              rows={lossRows}
-              series={[
-                { key: "loss", label: "train loss", color: "var(--chart-1)" },
-                { key: "eval_loss", label: "eval loss", color: "var(--chart-2)" },
-              ]}
-            />
-          </Card>
-          <Card title="Learning rate">
-            <MetricChart title="Learning rate" rows={lrRows} series={[{ key: "learning_rate", label: "learning rate", color: "var(--chart-3)" }]} />
-          </Card>
+          {curves(CHARTS.loss)}
+          {curves(CHARTS.learningRate)}
         </div>
         {isPreferenceRun ? (
           <div className="grid-2">
-            <Card title="Rewards">
-              <MetricChart
-                title="Rewards"
-                rows={rewardRows}
-                series={[
-                  { key: "reward_chosen", label: "chosen reward", color: "var(--chart-3)" },
-                  { key: "reward_rejected", label: "rejected reward", color: "var(--chart-4)" },
-                  { key: "reward_margin", label: "margin", color: "var(--chart-1)" },
-                  { key: "eval_reward_margin", label: "held-out margin", color: "var(--chart-2)" },
-                ]}
-              />
-            </Card>
-            <Card title="Preference accuracy">
-              <MetricChart
-                title="Preference accuracy"
-                rows={accuracyRows}
-                series={[
-                  { key: "preference_accuracy", label: "train", color: "var(--chart-1)" },
-                  { key: "eval_preference_accuracy", label: "held-out pairs", color: "var(--chart-2)" },
-                ]}
-              />
-            </Card>
+            {curves(CHARTS.rewards)}
+            {curves(CHARTS.preferenceAccuracy)}
           </div>
         ) : null}
         <div className="grid-2">
-          <Card title="Throughput">
-            <MetricChart title="Throughput" rows={speedRows} series={[{ key: "tokens_per_second", label: "tokens/s", color: "var(--chart-5)" }]} height={180} />
-          </Card>
+          {curves(CHARTS.throughput)}
           <Card title="Checkpoints" bodyClassName="">
             <QueryState query={checkpoints} isEmpty={(d) => d.length === 0} empty={<EmptyState title="No checkpoints yet" />}>
               {(data) => (
@@ -235,34 +225,18 @@ export function RunPage() {
           </Card>
         </div>
         <Card title="Evaluations" bodyClassName="">
-          <QueryState query={evaluations} isEmpty={(page) => page.results.length === 0} empty={<EmptyState title="No evaluations yet">When the run succeeds, its validation rows are answered by it and its base model, and the project's gate checks it.</EmptyState>}>
-            {(page) => (
-              <div className="table-wrap">
-                <table className="table">
-                  <thead>
-                    <tr>
-                      <th>Evaluation</th>
-                      <th>Status</th>
-                      <th>Result</th>
-                    </tr>
-                  </thead>
-                  <tbody>
-                    {page.results.map((e) => (
-                      <tr key={e.id}>
-                        <td>
-                          <Link to={`/projects/${projectId}/evals/${e.id}`}>{e.name || `Evaluation ${e.id}`}</Link>
-                        </td>
-                        <td>
-                          <StatusBadge status={e.status} />
-                        </td>
-                        <td className="muted">{e.gate_passed == null ? `${e.rows_done}/${e.row_count} rows` : `${e.gate_passed ? "passes" : "fails"} the gate: ${e.gate_reason}`}</td>
-                      </tr>
-                    ))}
-                  </tbody>
-                </table>
-              </div>
-            )}
-          </QueryState>
+          <RecordTable
+            query={evaluations}
+            empty={<EmptyState title="No evaluations yet">When the run succeeds, its validation rows are answered by it and its base model, and the project's gate checks it.</EmptyState>}
+            columns={[
+              { header: "Evaluation", cell: (e) => <Link to={`/projects/${projectId}/evals/${e.id}`}>{e.name || `Evaluation ${e.id}`}</Link> },
+              { header: "Status", cell: (e) => <StatusBadge status={e.status} /> },
+              {
+                header: "Result",
+                cell: (e) => <span className="muted">{e.gate_passed == null ? `${e.rows_done}/${e.row_count} rows` : `${e.gate_passed ? "passes" : "fails"} the gate: ${e.gate_reason}`}</span>,
+              },
+            ]}
+          />
         </Card>
         <Card title="Log">
           {events.isError ? <InlineError error={events.error} /> : events.isPending ? <LoadingState /> : <EventLines events={events.data.items} follow={live} />}
