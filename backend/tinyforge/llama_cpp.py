@@ -86,10 +86,11 @@ def tool_env(binary: Path) -> dict[str, str]:
     return {**os.environ, "LD_LIBRARY_PATH": f"{binary.parent}:{os.environ.get('LD_LIBRARY_PATH', '')}"}
 
 
-def converter_script() -> Path:
-    script = home() / "src" / "llama.cpp" / "convert_hf_to_gguf.py"
+def converter_script(name: str = "convert_hf_to_gguf.py") -> Path:
+    """llama.cpp's converter of full models, or (convert_lora_to_gguf.py) of LoRA adapters."""
+    script = home() / "src" / "llama.cpp" / name
     if not script.is_file():
-        raise _missing("converter (convert_hf_to_gguf.py)")
+        raise _missing(f"converter ({name})")
     return script
 
 

@@ -247,6 +247,7 @@ def test_missing_model_files_fail_the_export_with_the_reason(acme, alice, client
     ({"format": "tflite"}, {"format"}),
     ({"format": "gguf", "quantize": "int8"}, {"quantize"}),
     ({"format": "onnx", "quantize": "q4_k_m"}, {"quantize"}),
+    ({"format": "gguf_lora", "quantize": "q8_0"}, {"quantize"}),
     ({"format": "hf", "quantize": "int8", "runtime": "onnx"}, {"quantize", "runtime"}),
     ({"format": "hf_merged", "quantize": "int4"}, {"quantize"}),
     ({"format": "bundle", "quantize": "int8", "runtime": "pytorch"}, {"runtime"}),

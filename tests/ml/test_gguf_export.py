@@ -193,6 +193,26 @@ def test_a_quantized_gguf_that_misses_its_budget_fails_unless_kept_anyway_and_th
     assert json.loads((kept.path / "verification.json").read_text())["kept_anyway"] is True
 
 
+def test_a_lora_adapter_exports_as_a_gguf_lora_that_llama_cpp_applies_to_its_base_as_pytorch_does(lora_run, tmp_path):
+    result = export_model(lora_run, "gguf_lora", tmp_path / "lora")
+
+    report = result.verification
+    assert not result.merged and report["passed"]
+    assert report["lora"]["identical_generations"] == report["lora"]["generations"] == 4
+    assert sorted(p.name for p in result.path.iterdir()) == ["Modelfile", "README.md", "adapter.gguf", "tinyforge.json",
+                                                            "verification.json"]
+    fields = read_gguf_fields(result.path / "adapter.gguf")
+    assert fields["general.type"] == "adapter"
+    assert (result.path / "Modelfile").read_text().startswith("FROM ./base.gguf\nADAPTER ./adapter.gguf\n")
+    assert "--lora adapter.gguf" in (result.path / "README.md").read_text()
+
+
+def test_a_full_fine_tune_has_no_gguf_lora(full_run, tmp_path):
+    with pytest.raises(TinyforgeError, match="holds full weights, not a LoRA adapter; export it with --format gguf"):
+        export_model(full_run, "gguf_lora", tmp_path / "lora")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_unsupported_architecture_is_named_before_any_work(tmp_path):
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -210,10 +230,11 @@ def test_an_unsupported_architecture_is_named_before_any_work(tmp_path):
     (dict(quantize="int8"), "a GGUF takes q8_0 or q4_k_m"),
     (dict(quantize="q4_0"), "unknown value 'q4_0'"),
     (dict(keep_anyway=True), "--keep-anyway applies to quantized exports"),
+    (dict(format="gguf_lora", quantize="q8_0"), "--quantize does not apply to --format gguf_lora"),
 ])
 def test_bad_gguf_options_are_refused_before_any_work(lora_run, tmp_path, options, message):
     with pytest.raises(TinyforgeError, match=message):
-        export_model(lora_run, "gguf", tmp_path / "out", **options)
+        export_model(lora_run, options.pop("format", "gguf"), tmp_path / "out", **options)
     assert list(tmp_path.iterdir()) == []
 
 

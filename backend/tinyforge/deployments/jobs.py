@@ -193,7 +193,7 @@ def write_export(record: Export, progress) -> tuple[str, ExportResult]:
 
     source = source_folder(record)
     key = storage.export_key(record.project_id, record.pk, export_filename(record))
-    verified = record.format in (ExportFormat.ONNX, ExportFormat.GGUF) or record.runtime == Runtime.ONNX
+    verified = record.format in (ExportFormat.ONNX, ExportFormat.GGUF, ExportFormat.GGUF_LORA) or record.runtime == Runtime.ONNX
     heldout, heldout_name = _heldout(record) if verified else (None, "")
     progress.expect(record, source)
     result = export_model(
@@ -254,6 +254,8 @@ class ExportProgress:
 
         if record.format in (ExportFormat.ONNX, ExportFormat.GGUF) or record.runtime == Runtime.ONNX:
             model_steps = 5 + (2 if record.quantize != Quantize.NONE else 0)
+        elif record.format == ExportFormat.GGUF_LORA:
+            model_steps = 6
         elif record.format == ExportFormat.HF and is_adapter_folder(source):
             model_steps = 1
         else:

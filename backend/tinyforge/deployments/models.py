@@ -94,6 +94,7 @@ class ExportFormat(models.TextChoices):
     HF_MERGED = "hf_merged", "Hugging Face folder, adapter merged"
     ONNX = "onnx", "ONNX"
     GGUF = "gguf", "GGUF (llama.cpp, Ollama, LM Studio)"
+    GGUF_LORA = "gguf_lora", "GGUF LoRA adapter (llama.cpp --lora, Ollama ADAPTER)"
     BUNDLE = "bundle", "Standalone inference bundle"
 
 

@@ -85,6 +85,8 @@ class ExportSerializer(StrictModelSerializer):
             problems["quantize"] = [f"{quantize} applies to GGUF exports (format gguf)."]
         elif format == ExportFormat.GGUF and quantize not in (Quantize.NONE, *GGUF_QUANTIZE):
             problems["quantize"] = [f"A GGUF is f16 (none), q8_0 or q4_k_m, not {quantize}."]
+        elif quantize != Quantize.NONE and format == ExportFormat.GGUF_LORA:
+            problems["quantize"] = ["A GGUF LoRA adapter is f16 (none); it runs on a base GGUF of any precision."]
         elif quantize != Quantize.NONE and format not in (ExportFormat.ONNX, ExportFormat.BUNDLE, ExportFormat.GGUF):
             problems["quantize"] = [f"{quantize} applies to ONNX exports and bundles (format onnx or bundle); "
                                     "a Hugging Face export keeps the trained weights."]

@@ -10,6 +10,7 @@ verification or a full disk never leaves something that looks like a finished ex
 - hf: tinyforge.ml.export.write_hf_folder (an adapter as it is, or merged; or full weights).
 - onnx: tinyforge.ml.export.write_onnx_folder (verified against PyTorch, optionally int8).
 - gguf: tinyforge.ml.export.write_gguf_folder (f16, or q8_0 / q4_k_m within a quality budget).
+- gguf_lora: tinyforge.ml.export.write_gguf_lora_folder (a LoRA adapter for llama.cpp's --lora).
 - bundle: the model (HF or ONNX) plus the serving code, pinned requirements, a Dockerfile and a
   compose file: it runs without the platform (tinyforge.exports.bundle).
 
@@ -29,10 +30,11 @@ from typing import Any, Callable
 from tinyforge.errors import TinyforgeError
 from tinyforge.exports.bundle import write_bundle
 from tinyforge.ml.artifacts import _is_disk_full, write_atomically
-from tinyforge.ml.export import is_adapter_folder, write_gguf_folder, write_hf_folder, write_onnx_folder
+from tinyforge.ml.export import (is_adapter_folder, write_gguf_folder, write_gguf_lora_folder, write_hf_folder,
+                                 write_onnx_folder)
 from tinyforge.ml.quality_budget import QualityBudget
 
-FORMATS = ("hf", "onnx", "gguf", "bundle")
+FORMATS = ("hf", "onnx", "gguf", "gguf_lora", "bundle")
 ONNX_QUANTIZATIONS = ("int8",)
 GGUF_QUANTIZATIONS = ("q8_0", "q4_k_m")  # without one, a GGUF is f16
 QUANTIZATIONS = ONNX_QUANTIZATIONS + GGUF_QUANTIZATIONS
@@ -83,6 +85,9 @@ def export_model(model_dir: str | os.PathLike, format: str, out: str | os.PathLi
         raise TinyforgeError(f"--quantize {quantize} applies to ONNX exports (int8), GGUF exports "
                              f"({', '.join(GGUF_QUANTIZATIONS)}) and bundles; a Hugging Face export keeps the "
                              "trained weights")
+    if quantize and format == "gguf_lora":
+        raise TinyforgeError("--quantize does not apply to --format gguf_lora: the adapter is f16, and it runs "
+                             "on a base GGUF of any precision")
     if quantize in GGUF_QUANTIZATIONS and format != "gguf":
         raise TinyforgeError(f"--quantize {quantize} applies to GGUF exports (--format gguf)")
     if quantize in ONNX_QUANTIZATIONS and format == "gguf":
@@ -107,7 +112,7 @@ def export_model(model_dir: str | os.PathLike, format: str, out: str | os.PathLi
         raise TinyforgeError(f"--out: {out} is inside the model folder {model_dir}; choose another place")
 
     result = ExportResult(format=format, path=out, size_bytes=0, quantize=quantize, runtime=runtime,
-                          merged=format != "hf" or merge or not is_adapter_folder(model_dir))
+                          merged=format not in ("hf", "gguf_lora") or merge or not is_adapter_folder(model_dir))
 
     def fill(folder: Path) -> None:
         if format == "hf":
@@ -116,6 +121,8 @@ def export_model(model_dir: str | os.PathLike, format: str, out: str | os.PathLi
             result.verification = write_gguf_folder(model_dir, folder, gguf_type=quantize or "f16",
                                                     heldout_data=heldout_data, budget=budget,
                                                     keep_anyway=keep_anyway, progress=say)
+        elif format == "gguf_lora":
+            result.verification = write_gguf_lora_folder(model_dir, folder, heldout_data=heldout_data, progress=say)
         elif format == "onnx":
             result.verification = write_onnx_folder(model_dir, folder, quantize=quantize,
                                                     heldout_data=heldout_data, budget=budget,

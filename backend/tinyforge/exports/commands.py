@@ -22,7 +22,8 @@ def register(subparsers) -> None:
     parser.add_argument("--format", required=True, help=f"one of {', '.join(FORMATS)}")
     parser.add_argument("--out", required=True, type=Path, help="output folder, or a .zip file")
     parser.add_argument("--merge", action="store_true",
-                        help="hf: merge a LoRA adapter into its base weights (ONNX and bundles always merge)")
+                        help="hf: merge a LoRA adapter into its base weights (ONNX, GGUF and bundles always merge; "
+                             "gguf_lora writes the adapter alone)")
     parser.add_argument("--quantize", default=None, metavar="int8|" + "|".join(GGUF_QUANTIZATIONS),
                         help="ONNX: int8 (dynamic quantization); GGUF: q8_0 or q4_k_m (default: f16)")
     parser.add_argument("--runtime", default=None, metavar="|".join(BUNDLE_RUNTIMES),

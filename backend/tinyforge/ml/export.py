@@ -123,6 +123,8 @@ print(tokenizer.decode(model.generate(**inputs, max_new_tokens=64)[0]))
 ```"""
     elif format == "gguf":
         usage = _gguf_usage(verification or {}, modelfile_note)
+    elif format == "gguf_lora":
+        usage = _gguf_lora_usage(verification or {}, base, modelfile_note)
     else:
         usage = _onnx_usage(verification or {})
     text = card.rstrip() + f"\n\n## Export ({format})\n\n{usage}\n"
@@ -276,5 +278,76 @@ def _gguf_usage(verification: dict[str, Any], modelfile_note: str | None) -> str
         lines += ["Ollama (the Modelfile renders the chat template this model was trained with, and stops at its "
                   "end-of-turn token):", "", "```sh", "ollama create my-model -f Modelfile", "ollama run my-model",
                   "```"]
+    lines += ["", "`verification.json` has every number."]
+    return "\n".join(lines)
+
+
+def write_gguf_lora_folder(model_dir: Path, folder: Path, *, heldout_data: str | os.PathLike | None,
+                           progress: ProgressCallback) -> dict[str, Any]:
+    """adapter.gguf (a LoRA for llama.cpp's --lora, verified on its base in llama.cpp),
+    verification.json, an Ollama Modelfile (FROM the base's GGUF, ADAPTER this one), README.md and
+    tinyforge.json."""
+    from transformers import AutoConfig
+
+    from tinyforge.ml import gguf_export, ollama
+    from tinyforge.ml.models import load_tokenizer, resolve_base_model
+    from tinyforge.ml.onnx_export import eos_token_ids, verification_prompts
+
+    if not is_adapter_folder(model_dir):
+        raise TinyforgeError(f"--format gguf_lora: {model_dir} holds full weights, not a LoRA adapter; "
+                             "export it with --format gguf")
+    info = _read_info(model_dir)
+    adapter_config = json.loads((model_dir / "adapter_config.json").read_text())
+    base_folder = resolve_base_model(adapter_config.get("base_model_name_or_path") or "")
+    base_config = AutoConfig.from_pretrained(base_folder)
+    gguf_export.check_architecture(base_config)
+    # A GGUF LoRA carries low-rank deltas of linear layers only; the base GGUF it is applied to has
+    # the base's vocabulary and every other weight as they were.
+    changed = [name for name in ("modules_to_save", "trainable_token_indices") if adapter_config.get(name)]
+    if adapter_config.get("use_dora"):
+        changed.append("use_dora")
+    if len(load_tokenizer(model_dir)) > base_config.vocab_size:
+        changed.append("tokens added to the vocabulary")
+    if changed:
+        raise TinyforgeError(f"this adapter changes more than low-rank deltas of its base ({', '.join(changed)}), "
+                             "which a GGUF LoRA cannot carry; export it merged with --format gguf")
+    progress("loading the model")
+    model, tokenizer = load_merged_model(model_dir)
+    examples, source = heldout_examples(tokenizer, heldout_data)
+    verification = gguf_export.export_gguf_lora(
+        model, model_dir, base_folder, folder, prompts=verification_prompts(tokenizer), heldout=examples,
+        heldout_source=source, progress=progress)
+    turns = ollama.turn_format(tokenizer)
+    note = None
+    if turns is not None:
+        stops = ollama.stop_strings(tokenizer, eos_token_ids(model))
+        (folder / ollama.MODELFILE).write_text(
+            ollama.modelfile("base.gguf", turns, stops, adapter=gguf_export.LORA_FILE))
+    else:
+        note = ("This model's chat template is not a plain sequence of turns, so no Ollama Modelfile could "
+                "render it exactly.")
+    write_export_info(folder, info, format="gguf_lora", merged=False, precision="f16")
+    write_export_card(folder, model_dir, info, format="gguf_lora", merged=False, verification=verification,
+                      modelfile_note=note)
+    return verification
+
+
+def _gguf_lora_usage(verification: dict[str, Any], base: str, modelfile_note: str | None) -> str:
+    lora = verification.get("lora", {})
+    lines = [
+        f"`adapter.gguf` is this run's LoRA adapter for llama.cpp (`--lora`), f16, on its base model `{base}`. "
+        "It needs that base as a GGUF (any precision; an f16 one is `tinyforge export --format gguf` of the base "
+        "folder).",
+        "",
+        f"Verified in llama.cpp on the f16 GGUF of its base against PyTorch on {lora.get('generations', '?')} "
+        f"prompts: {lora.get('identical_generations', '?')} of {lora.get('generations', '?')} greedy answers "
+        "equal token for token.",
+        "", "llama.cpp:", "", "```sh", "llama-server -m base.gguf --lora adapter.gguf --port 8080", "```", "",
+    ]
+    if modelfile_note:
+        lines.append(modelfile_note)
+    else:
+        lines += ["Ollama: put the base model's GGUF beside the Modelfile as `base.gguf`, then", "", "```sh",
+                  "ollama create my-model -f Modelfile", "ollama run my-model", "```"]
     lines += ["", "`verification.json` has every number."]
     return "\n".join(lines)

@@ -55,11 +55,20 @@ def check_architecture(config) -> None:
 
 def convert(hf_folder: Path, target: Path) -> None:
     """A Hugging Face folder (full weights, tokenizer, chat template) as an f16 GGUF."""
+    _run_converter("convert_hf_to_gguf.py", [hf_folder], target)
+
+
+def convert_lora(adapter_folder: Path, base_folder: Path, target: Path) -> None:
+    """A PEFT LoRA adapter as an f16 GGUF LoRA for llama.cpp's --lora (the base's config names its tensors)."""
+    _run_converter("convert_lora_to_gguf.py", [adapter_folder, "--base", base_folder], target)
+
+
+def _run_converter(script: str, arguments: list, target: Path) -> None:
     from tinyforge.llama_cpp import converter_script, run_tool
 
     try:
-        run_tool([sys.executable, converter_script(), hf_folder, "--outtype", "f16", "--outfile", target],
-                 what="llama.cpp's converter (convert_hf_to_gguf.py)", timeout=TOOL_TIMEOUT_SECONDS)
+        run_tool([sys.executable, converter_script(script), *arguments, "--outtype", "f16", "--outfile", target],
+                 what=f"llama.cpp's converter ({script})", timeout=TOOL_TIMEOUT_SECONDS)
     except TinyforgeError as exc:
         # The converter writes tensors with numpy, which reports a full disk as a short write
         # ("N requested and M written") without the errno; say what it is, so the export's clean-up
@@ -123,7 +132,7 @@ def llama_heldout_loss(http, heldout: Sequence[TokenizedExample]) -> float:
 
 
 def measure_in_llama_cpp(gguf: Path, reference: dict, prompts: Sequence[Sequence[int]],
-                         heldout: Sequence[TokenizedExample], max_new_tokens: int) -> dict:
+                         heldout: Sequence[TokenizedExample], max_new_tokens: int, lora: Sequence[Path] = ()) -> dict:
     """Load `gguf` in llama-server and compare it with the PyTorch reference
     (tinyforge.ml.onnx_export.torch_reference): greedy agreement and held-out loss."""
     import httpx
@@ -133,7 +142,7 @@ def measure_in_llama_cpp(gguf: Path, reference: dict, prompts: Sequence[Sequence
 
     longest = max([len(p) + max_new_tokens for p in prompts] + [len(e.input_ids) for e in heldout])
     started = time.perf_counter()
-    with LlamaServer(gguf, context=max(256, longest + 8)) as server, \
+    with LlamaServer(gguf, context=max(256, longest + 8), lora=lora) as server, \
             httpx.Client(base_url=server.url, timeout=600) as http:
         generations = [_strip_eos(llama_greedy(http, prompt, max_new_tokens), reference["eos"])
                        for prompt in prompts]
@@ -229,4 +238,50 @@ def export_gguf(model, tokenizer, out_dir: Path, *, source: Path | None = None, 
     report["precision"] = gguf_type
     (out_dir / VERIFICATION_FILE).write_text(json.dumps(report, indent=2))
     say("GGUF export verified in llama.cpp")
+    return report
+
+
+LORA_FILE = "adapter.gguf"
+
+
+def export_gguf_lora(model, adapter_folder: Path, base_folder: Path, out_dir: Path, *,
+                     prompts: Sequence[Sequence[int]], heldout: Sequence[TokenizedExample],
+                     heldout_source: str = "built-in", max_new_tokens: int = 16,
+                     progress: ProgressCallback | None = None) -> dict:
+    """Write the LoRA adapter in `adapter_folder` as out_dir/adapter.gguf, verify it in llama.cpp on
+    an f16 GGUF of its base (made here, then removed) against `model` (the adapter merged, fp32), and
+    return the report: greedy generations must equal PyTorch's token for token."""
+    from tinyforge.hardware import cpu
+    from tinyforge.llama_cpp import converter_script, find_tool
+    from tinyforge.ml.onnx_export import torch_reference
+
+    say = progress or (lambda message: None)
+    check_architecture(model.config)
+    converter_script()
+    converter_script("convert_lora_to_gguf.py")
+    find_tool("llama-server")
+    say("converting the LoRA adapter to GGUF (f16)")
+    convert_lora(adapter_folder, base_folder, out_dir / LORA_FILE)
+    say("converting its base model to GGUF (f16) to verify the adapter on")
+    base_dir = out_dir / ".base"
+    base_dir.mkdir()
+    convert(base_folder, base_dir / "base.gguf")
+    say("running the PyTorch reference")
+    reference = torch_reference(model, prompts, heldout, max_new_tokens)
+    say("verifying the GGUF LoRA on its base in llama.cpp against PyTorch")
+    numbers = measure_in_llama_cpp(base_dir / "base.gguf", reference, prompts, heldout, max_new_tokens,
+                                   lora=[out_dir / LORA_FILE])
+    shutil.rmtree(base_dir)
+    numbers["passed"] = numbers["identical_generations"] == numbers["generations"]
+    here = cpu()
+    report = {"prompts": len(prompts), "max_new_tokens": max_new_tokens, "heldout_texts": len(heldout),
+              "heldout_source": heldout_source, "cpu": {"model": here.model, "flags": list(here.flags)},
+              "lora": numbers, "passed": numbers["passed"], "gguf_type": "f16", "precision": "f16"}
+    if not numbers["passed"]:
+        raise GgufExportError(
+            "GGUF LoRA export failed verification: "
+            f"{numbers['identical_generations']}/{numbers['generations']} greedy generations of the adapter on its "
+            "f16 base in llama.cpp equal PyTorch's", report)
+    (out_dir / VERIFICATION_FILE).write_text(json.dumps(report, indent=2))
+    say("GGUF LoRA verified in llama.cpp")
     return report

@@ -123,8 +123,9 @@ def stop_strings(tokenizer, eos_ids: list[int]) -> list[str]:
     return [tokenizer.convert_ids_to_tokens(i) for i in eos_ids if tokenizer.convert_ids_to_tokens(i)]
 
 
-def modelfile(gguf_name: str, fmt: TurnFormat, stops: list[str]) -> str:
-    lines = [f"FROM ./{gguf_name}", "", f'TEMPLATE """{fmt.go_template()}"""', ""]
+def modelfile(gguf_name: str, fmt: TurnFormat, stops: list[str], adapter: str | None = None) -> str:
+    lines = [f"FROM ./{gguf_name}", *([f"ADAPTER ./{adapter}"] if adapter else []), "",
+             f'TEMPLATE """{fmt.go_template()}"""', ""]
     if fmt.default_system is not None:
         lines += [f'SYSTEM """{fmt.default_system}"""', ""]
     lines += [f'PARAMETER stop "{stop}"' for stop in stops]

@@ -2077,10 +2077,11 @@ export interface components {
          *     * `hf_merged` - Hugging Face folder, adapter merged
          *     * `onnx` - ONNX
          *     * `gguf` - GGUF (llama.cpp, Ollama, LM Studio)
+         *     * `gguf_lora` - GGUF LoRA adapter (llama.cpp --lora, Ollama ADAPTER)
          *     * `bundle` - Standalone inference bundle
          * @enum {string}
          */
-        FormatEnum: "hf" | "hf_merged" | "onnx" | "gguf" | "bundle";
+        FormatEnum: "hf" | "hf_merged" | "onnx" | "gguf" | "gguf_lora" | "bundle";
         /**
          * @description Rejects fields it does not know (or that are read-only) instead of ignoring them, so a
          *     typo in a hyperparameter name is an error, not a silently different run.
@@ -7296,9 +7297,10 @@ export interface operations {
                  *     * `hf_merged` - Hugging Face folder, adapter merged
                  *     * `onnx` - ONNX
                  *     * `gguf` - GGUF (llama.cpp, Ollama, LM Studio)
+                 *     * `gguf_lora` - GGUF LoRA adapter (llama.cpp --lora, Ollama ADAPTER)
                  *     * `bundle` - Standalone inference bundle
                  */
-                export_format?: ("bundle" | "gguf" | "hf" | "hf_merged" | "onnx")[];
+                export_format?: ("bundle" | "gguf" | "gguf_lora" | "hf" | "hf_merged" | "onnx")[];
                 /** @description Which field to use when ordering the results. */
                 ordering?: string;
                 /** @description A page number within the paginated result set. */

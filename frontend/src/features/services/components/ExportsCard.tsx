@@ -18,6 +18,7 @@ const FORMATS: { value: ExportFormat; label: string }[] = [
   { value: "hf_merged", label: "Hugging Face folder, adapter merged" },
   { value: "onnx", label: "ONNX (verified against PyTorch)" },
   { value: "gguf", label: "GGUF for llama.cpp and Ollama (verified in llama.cpp)" },
+  { value: "gguf_lora", label: "GGUF LoRA adapter for llama.cpp --lora (LoRA runs)" },
   { value: "bundle", label: "Standalone inference bundle (Dockerfile + server)" },
 ];
 
