@@ -106,20 +106,28 @@ def test_a_chosen_checkpoint_is_merged_into_full_weights(acme, alice, client_for
     assert not any(name.endswith("adapter_config.json") for name in names)
 
 
-def test_a_real_worker_exports_verified_onnx_int8_with_its_numbers(acme, alice, client_for, queues,
-                                                                    trained_model_dir):
-    run = trained_run(acme, trained_model_dir)
+def verified_export(acme, client, queues, run_dir, format: str, quantize: str) -> dict:
+    """A run trained in `run_dir`, held out on a validation set of its own, exported by a real
+    worker: the export's body, once it succeeded and passed its verification on those rows."""
+    run = trained_run(acme, run_dir)
     run.validation_version = make_version(acme.dataset, toy_jsonl(1))
     run.save()
-    client = client_for(alice)
-    response = client.post("/api/v1/exports/", {"run": run.pk, "format": "onnx", "quantize": "int8"}, format="json")
+    response = client.post("/api/v1/exports/", {"run": run.pk, "format": format, "quantize": quantize}, format="json")
     assert response.status_code == 201, response.content
     work_off(queues)
     body = client.get(f"/api/v1/exports/{response.json()['id']}/").json()
     assert body["status"] == "succeeded", body["error"]
     report = body["verification"]
-    assert report["passed"] is True and report["precision"] == "int8"
+    assert report["passed"] is True and report["precision"] == quantize
     assert report["heldout_source"] == f"validation set faq v{run.validation_version.number}"
+    return body
+
+
+def test_a_real_worker_exports_verified_onnx_int8_with_its_numbers(acme, alice, client_for, queues,
+                                                                    trained_model_dir):
+    client = client_for(alice)
+    body = verified_export(acme, client, queues, trained_model_dir, "onnx", "int8")
+    report = body["verification"]
     fp32, int8 = report["fp32"], report["int8"]
     assert fp32["identical_generations"] == fp32["generations"] > 0
     assert fp32["max_abs_logit_diff"] <= fp32["logits_atol"]
@@ -156,18 +164,9 @@ def smol_tokenizer_run_dir(tmp_path_factory):
 def test_a_real_worker_exports_a_q4_k_m_gguf_verified_in_llama_cpp_with_its_numbers(
         acme, alice, client_for, queues, smol_tokenizer_run_dir, settings):
     settings.EXPORT_MIN_TOKEN_AGREEMENT = 0.0  # a 4-step tiny model: its agreement is not the point here
-    run = trained_run(acme, smol_tokenizer_run_dir)
-    run.validation_version = make_version(acme.dataset, toy_jsonl(1))
-    run.save()
     client = client_for(alice)
-    response = client.post("/api/v1/exports/", {"run": run.pk, "format": "gguf", "quantize": "q4_k_m"}, format="json")
-    assert response.status_code == 201, response.content
-    work_off(queues)
-    body = client.get(f"/api/v1/exports/{response.json()['id']}/").json()
-    assert body["status"] == "succeeded", body["error"]
+    body = verified_export(acme, client, queues, smol_tokenizer_run_dir, "gguf", "q4_k_m")
     report = body["verification"]
-    assert report["passed"] is True and report["precision"] == "q4_k_m"
-    assert report["heldout_source"] == f"validation set faq v{run.validation_version.number}"
     assert report["f16"]["identical_generations"] == report["f16"]["generations"] > 0
     assert report["q4_k_m"]["budget"]["max_loss_increase"] == django_settings.EXPORT_Q4_K_M_MAX_LOSS_INCREASE
     assert body["filename"].endswith("-gguf-q4_k_m.zip")
