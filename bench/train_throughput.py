@@ -18,6 +18,19 @@ Contenders:
                  processes about as many tokens as the others: one packed batch holds ~8x512 tokens)
   hf-trainer     transformers.Trainer with dynamic padding (DataCollatorForSeq2Seq), our labels
 
+With --dpo, preference tuning instead (issue 20's benchmark): the same rows made pairs (the prompt,
+its own answer chosen, the next row's answer rejected; 40 pairs held out), the same LoRA, beta 0.1,
+lr 5e-5 (ours' LoRA default for preference runs; TRL's default 1e-6 would barely move in a few
+steps, so both get 5e-5), batch 8 pairs, the same number of steps:
+  ours-dpo       tinyforge.ml.train with objective dpo as a CPU runs it (reference log-probabilities of
+                 the starting model computed once, before the first step, included in the time)
+  trl-dpo        trl.DPOTrainer with DPOConfig's defaults otherwise (reference forward every step with
+                 the adapter switched off, gradient checkpointing on, bf16 where supported)
+Reported: non-pad tokens per second of the training forwards (chosen and rejected sequences, over
+the whole train call), peak memory, and preference accuracy on the held-out pairs, measured the same
+way for both: the share of pairs whose chosen answer gains more log-probability over the base model
+than the rejected one (the sign of DPO's implicit reward margin).
+
 Reported per contender: non-pad tokens per second (tokens of real examples, padding excluded,
 counted at each one's model forward), non-pad tokens per CPU-second (all threads; far less
 sensitive than wall time when other jobs share the cores), seconds per epoch (training-set tokens /
@@ -26,6 +39,7 @@ contender by the same function on the same held-out rows (assistant tokens only)
 FLOPs utilisation against this machine's measured fp32 matmul peak.
 
     .venv/bin/python bench/train_throughput.py --steps 12
+    .venv/bin/python bench/train_throughput.py --dpo --steps 12
 """
 
 from __future__ import annotations
@@ -92,6 +106,19 @@ def split_rows(rows):
     return rows[HELD_OUT:], rows[:HELD_OUT]
 
 
+DPO_LR = 5e-5
+
+
+def build_pairs(limit: int | None = None) -> tuple[list[dict], list[dict]]:
+    """(training pairs, held-out pairs): each row's prompt with its own answer chosen and the next
+    row's answer rejected; `limit` keeps the first training and held-out pairs (a smoke run)."""
+    rows = build_rows()
+    pairs = [{"messages": row["messages"][:-1], "chosen": row["messages"][-1]["content"],
+              "rejected": rows[(i + 1) % len(rows)]["messages"][-1]["content"]} for i, row in enumerate(rows)]
+    train_pairs, held_out = split_rows(pairs)
+    return (train_pairs[:limit], held_out[:limit]) if limit else (train_pairs, held_out)
+
+
 # ------------------------------------------------------------------------------------------------
 # measurements shared by all contenders (run inside each subprocess)
 
@@ -102,6 +129,35 @@ def held_out_loss(model, tokenizer, held_out) -> float:
 
     examples = [tokenize_messages(tokenizer, r["messages"]) for r in held_out]
     return eval_loss(model, examples, batch_size=BATCH, pad_token_id=tokenizer.pad_token_id, device="cpu")
+
+
+def held_out_preference_accuracy(model, tokenizer, pairs) -> float:
+    """Share of pairs whose chosen answer gains more log-probability over the base model (the
+    reference both contenders start from) than the rejected one: the sign of DPO's reward margin."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from tinyforge.ml.formatting import tokenize_messages
+    from tinyforge.ml.models import resolve_base_model
+
+    base = AutoModelForCausalLM.from_pretrained(resolve_base_model("smollm2-135m-instruct")).eval()
+    model.eval()
+
+    def logp(network, messages) -> float:
+        example = tokenize_messages(tokenizer, messages)
+        ids, labels = torch.tensor([example.input_ids]), torch.tensor([example.labels])[:, 1:]
+        with torch.no_grad():
+            logits = network(input_ids=ids).logits[:, :-1].float()
+        taken = torch.log_softmax(logits, -1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        return float((taken * (labels != -100)).sum())
+
+    right = 0
+    for pair in pairs:
+        chosen = pair["messages"] + [{"role": "assistant", "content": pair["chosen"]}]
+        rejected = pair["messages"] + [{"role": "assistant", "content": pair["rejected"]}]
+        margin = (logp(model, chosen) - logp(base, chosen)) - (logp(model, rejected) - logp(base, rejected))
+        right += margin > 0
+    return right / len(pairs)
 
 
 def peak_rss_mb() -> float:
@@ -156,13 +212,67 @@ class TokenCounter:
         model.register_forward_pre_hook(self._count, with_kwargs=True)
 
     def _count(self, module, args, kwargs):
-        if not module.training:
+        # Reference passes (DPO's, under no_grad with the adapter off) train nothing: not counted.
+        if not module.training or not torch_grad_enabled():
             return
         ids = kwargs.get("input_ids", args[0] if args else None)
         mask = kwargs.get("attention_mask")
         # Padding-free packed batches carry no attention mask and no padding.
         self.real += int(mask.sum()) if mask is not None else ids.numel()
         self.total += ids.numel()
+
+
+def torch_grad_enabled() -> bool:
+    import torch
+
+    return torch.is_grad_enabled()
+
+
+def run_ours_dpo(steps: int, workdir: Path, precision: str = "auto", seed: int = SEED, limit: int | None = None) -> dict:
+    from tinyforge.ml.config import TrainConfig
+    from tinyforge.ml.models import load_model_folder
+    from tinyforge.ml.train import train
+
+    train_pairs, held_out = build_pairs(limit)
+    config = TrainConfig(base_model="smollm2-135m-instruct", method="lora", objective="dpo", beta=0.1, max_steps=steps,
+                         learning_rate=DPO_LR, lr_schedule="cosine", warmup_ratio=0.0, batch_size=BATCH,
+                         max_seq_length=MAX_LENGTH * 2, lora_r=LORA["r"], lora_alpha=LORA["lora_alpha"],
+                         lora_dropout=LORA["lora_dropout"], lora_target_modules=LORA["target_modules"], seed=seed,
+                         validation_split=0.0, eval_generations=0, precision=precision)
+    start = time.perf_counter()
+    result = train(config, train_pairs, workdir / "out")
+    seconds = time.perf_counter() - start
+    model, tokenizer = load_model_folder(result.output_dir)
+    return {"tok_s": result.train_tokens / seconds, "tokens": result.train_tokens, "steps": result.steps,
+            "accuracy": held_out_preference_accuracy(model, tokenizer, held_out)}
+
+
+def run_trl_dpo(steps: int, workdir: Path, seed: int = SEED, limit: int | None = None) -> dict:
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOConfig, DPOTrainer
+
+    from tinyforge.ml.models import resolve_base_model
+
+    train_pairs, held_out = build_pairs(limit)
+    base = resolve_base_model("smollm2-135m-instruct")
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    model = AutoModelForCausalLM.from_pretrained(base)
+    dataset = Dataset.from_list([{"prompt": p["messages"], "chosen": [{"role": "assistant", "content": p["chosen"]}],
+                                  "rejected": [{"role": "assistant", "content": p["rejected"]}]} for p in train_pairs])
+    args = DPOConfig(output_dir=str(workdir / "trl-dpo"), per_device_train_batch_size=BATCH, max_steps=steps,
+                     learning_rate=DPO_LR, lr_scheduler_type="cosine", warmup_steps=0, seed=seed, report_to=[],
+                     save_strategy="no", eval_strategy="no", logging_steps=10_000, dataloader_num_workers=0,
+                     use_cpu=True, beta=0.1)
+    trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                         peft_config=LoraConfig(task_type="CAUSAL_LM", **LORA))
+    counter = TokenCounter(trainer.model)
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    return {"tok_s": counter.real / seconds, "tokens": counter.real, "steps": steps,
+            "accuracy": held_out_preference_accuracy(trainer.model, tokenizer, held_out)}
 
 
 def run_ours(steps: int, packing: str, workdir: Path, precision: str = "auto", seed: int = SEED) -> dict:
@@ -263,7 +373,7 @@ def matmul_peak_gflops(dtype) -> float:
     return best
 
 
-def child(name: str, steps: int, precision: str, seed: int) -> None:
+def child(name: str, steps: int, precision: str, seed: int, limit: int | None = None) -> None:
     from transformers.utils import logging
 
     logging.set_verbosity_error()
@@ -282,6 +392,10 @@ def child(name: str, steps: int, precision: str, seed: int) -> None:
             result = run_trl(steps, True, workdir, seed)
         elif name == "hf-trainer":
             result = run_hf(steps, workdir, seed)
+        elif name == "ours-dpo":
+            result = run_ours_dpo(steps, workdir, precision, seed, limit)
+        elif name == "trl-dpo":
+            result = run_trl_dpo(steps, workdir, seed, limit)
         else:
             raise SystemExit(f"unknown contender {name}")
     result["peak_rss_mb"] = peak_rss_mb()
@@ -296,15 +410,21 @@ def main() -> None:
                         help="precision of our contenders (auto: bf16 on CPUs with native bfloat16)")
     parser.add_argument("--seed", type=int, default=SEED, help="training seed of every contender (adapter init, "
                         "batch order, dropout); the data and its split stay the same")
+    parser.add_argument("--dpo", action="store_true", help="preference tuning: ours-dpo against trl-dpo")
+    parser.add_argument("--pairs", type=int, default=None,
+                        help="--dpo: only this many training and held-out pairs (a smoke run; figures need all)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.steps, args.precision, args.seed)
+        child(args.child, args.steps, args.precision, args.seed, args.pairs)
         return
 
     from tinyforge.hardware import machine_summary
 
     print(machine_summary(), flush=True)
+    if args.dpo:
+        compare_dpo(args)
+        return
 
     from transformers import AutoTokenizer
 
@@ -341,18 +461,9 @@ def main() -> None:
     results = {}
     for name in contenders:
         steps = packed_steps if name.endswith("packing") or name.endswith("packed") else args.steps
-        load_before = os.getloadavg()[0]
-        start = time.perf_counter()
-        proc = subprocess.run([sys.executable, __file__, "--child", name, "--steps", str(steps),
-                               "--precision", args.precision, "--seed", str(args.seed)],
-                              capture_output=True, text=True)
-        line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
-        if proc.returncode != 0 or line is None:
-            print(f"{name}: FAILED\n{proc.stderr[-3000:]}")
+        result = run_child(name, args, steps)
+        if result is None:
             continue
-        result = json.loads(line[len("RESULT "):])
-        result["wall_s"] = time.perf_counter() - start
-        result["load"] = (load_before + os.getloadavg()[0]) / 2
         result["s_per_epoch"] = epoch_tokens / result["tok_s"]
         result["mfu"] = result["tok_s"] * flops_per_token / (peak * 1e9)
         results[name] = result
@@ -372,6 +483,43 @@ def main() -> None:
                   f"per CPU-second {ours['tok_cpu_s'] / r['tok_cpu_s']:.2f}x  "
                   f"eval loss {ours['eval_loss'] - r['eval_loss']:+.4f}  "
                   f"memory {ours['peak_rss_mb'] / r['peak_rss_mb']:.2f}x")
+
+
+def run_child(name: str, args, steps: int) -> dict | None:
+    """One contender in its own process (its peak memory its own), with the load around it."""
+    load_before = os.getloadavg()[0]
+    start = time.perf_counter()
+    command = [sys.executable, __file__, "--child", name, "--steps", str(steps), "--precision", args.precision,
+               "--seed", str(args.seed)] + (["--pairs", str(args.pairs)] if getattr(args, "pairs", None) else [])
+    proc = subprocess.run(command, capture_output=True, text=True)
+    line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
+    if proc.returncode != 0 or line is None:
+        print(f"{name}: FAILED\n{proc.stderr[-3000:]}")
+        return None
+    result = json.loads(line[len("RESULT "):])
+    result["wall_s"] = time.perf_counter() - start
+    result["load"] = (load_before + os.getloadavg()[0]) / 2
+    return result
+
+
+def compare_dpo(args) -> None:
+    pairs, held_out = build_pairs(args.pairs)
+    print(f"data: {len(pairs)} training pairs, {len(held_out)} held out; {args.steps} steps of {BATCH} pairs; "
+          f"lr {DPO_LR}, beta 0.1, LoRA r{LORA['r']}", flush=True)
+    results = {}
+    for name in ("ours-dpo", "trl-dpo"):
+        result = run_child(name, args, args.steps)
+        if result is None:
+            continue
+        results[name] = result
+        print(f"{name:9s} {result['tok_s']:7.1f} non-pad tok/s  peak {result['peak_rss_mb']:6.0f} MB  "
+              f"held-out preference accuracy {result['accuracy']:.3f}  tokens {result['tokens']}  "
+              f"steps {result['steps']}  wall {result['wall_s']:.0f} s  load {result['load']:.1f}", flush=True)
+    if len(results) == 2:
+        ours, trl = results["ours-dpo"], results["trl-dpo"]
+        print(f"\nours / TRL DPOTrainer: throughput {ours['tok_s'] / trl['tok_s']:.2f}x (floor 1.3x), "
+              f"memory {ours['peak_rss_mb'] / trl['peak_rss_mb']:.2f}x, "
+              f"accuracy {ours['accuracy'] - trl['accuracy']:+.3f} (must not be below)")
 
 
 if __name__ == "__main__":
