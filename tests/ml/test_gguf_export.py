@@ -262,3 +262,20 @@ def test_a_full_disk_during_the_conversion_removes_the_partial_export(full_run, 
     assert "disk filled up" in process.stderr and "Traceback" not in process.stderr
     assert "converting the model to GGUF" in process.stderr
     assert list(out.parent.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_smollm2_as_q4_k_m_generates_like_pytorch_in_f16_and_stays_within_its_budget(tmp_path):
+    """The figures of docs/export.md: f16 4 of 4 greedy answers as PyTorch's, q4_k_m about +3.4% loss."""
+    from tinyforge.ml.models import resolve_base_model
+
+    result = export_model(resolve_base_model("smollm2-135m-instruct"), "gguf", tmp_path / "smollm2-q4.zip",
+                          quantize="q4_k_m", budget=QualityBudget(max_loss_increase=0.05))
+    report = result.verification
+    assert report["f16"]["identical_generations"] == report["f16"]["generations"] == 4
+    assert report["passed"] and report["q4_k_m"]["within_budget"]
+    assert 0 < report["q4_k_m"]["heldout_loss_change"] < 0.05
+    with zipfile.ZipFile(result.path) as archive:
+        assert "smollm2-q4/Modelfile" in archive.namelist()
+        modelfile = archive.read("smollm2-q4/Modelfile").decode()
+    assert 'SYSTEM """You are a helpful AI assistant named SmolLM, trained by Hugging Face"""' in modelfile
