@@ -1,9 +1,12 @@
 """Serving throughput: our inference service against transformers `generate` and llama.cpp's llama-server.
 
 Same model (SmolLM2-135M-Instruct, and a LoRA fine-tune of it on the shared base), same chat
-prompts, same machine, one run. Prints single-stream decode tokens/s, time to first token p50/p99,
-aggregate tokens/s at 1, 4, 8 and 16 concurrent streaming clients, memory per deployment, and
-the ratios against the peers.
+prompts, same machine, one run. Our service runs once per weight precision this CPU can run
+(float32; bfloat16 where native; int8 where the kernels exist) and once with `auto`. Prints the CPU
+(model, flags, caps), single-stream decode tokens/s, time to first token p50/p99 and for one
+40-token prompt, aggregate tokens/s at 1, 4, 8 and 16 concurrent streaming clients, memory per
+deployment, and the ratios against the peers. An AVX2-only CPU is emulated on a bigger one with
+`ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2` (figures so measured must say so).
 
     .venv/bin/python bench/serve_throughput.py            # full run (a few minutes on 2 idle cores)
     .venv/bin/python bench/serve_throughput.py --quick    # shorter answers, one round
@@ -214,24 +217,71 @@ def bench_transformers(base: Path, args) -> dict:
             "ttft_p99": percentile(ttfts, 99)}
 
 
-def bench_ours(base: Path, lora: Path, args) -> tuple[dict[int, LevelResult], dict[int, LevelResult], dict]:
+# Time to first token of one 40-token prompt (the issue's prefill figure): a raw completion, so no
+# chat template changes its length; the same text for every system (the GGUF has the same tokenizer).
+TTFT_PROMPT_TOKENS = 40
+
+
+def ttft_prompt(base: Path) -> str:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(base))
+    words = " ".join(QUESTIONS)
+    ids = tokenizer(words, add_special_tokens=False)["input_ids"][:TTFT_PROMPT_TOKENS]
+    return tokenizer.decode(ids)
+
+
+def measure_ttft(url: str, model: str, prompt: str, repeats: int) -> float:
+    """Median seconds from request to the first streamed token of a 40-token prompt, one at a time."""
+    async def once(http):
+        body = {"model": model, "prompt": prompt, "max_tokens": 2, "temperature": 0, "stream": True}
+        start = time.perf_counter()
+        async with http.stream("POST", url, json=body) as response:
+            response.raise_for_status()
+            async for line in response.aiter_lines():
+                if line.startswith("data: ") and line != "data: [DONE]":
+                    payload = json.loads(line[6:])
+                    if any(c.get("text") for c in payload.get("choices") or []):
+                        return time.perf_counter() - start
+        return time.perf_counter() - start
+
+    async def run():
+        async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_keepalive_connections=0)) as http:
+            await once(http)  # warm-up
+            return [await once(http) for _ in range(repeats)]
+
+    return statistics.median(asyncio.run(run()))
+
+
+def precisions_here() -> list[str]:
+    """Every weight precision our engine can run on this CPU: float32 always, bfloat16 where native,
+    int8 where the kernels exist (quality is checked at load; a miss serves float and says so)."""
+    from tinyforge.hardware import cpu
+
+    here = cpu()
+    return ["float32"] + (["bfloat16"] if here.native_bf16 else []) + (["int8"] if here.int8_missing is None else [])
+
+
+def bench_ours(base: Path, lora: Path, args, dtype: str, prompt: str):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "TINYFORGE_API_KEY"}  # local, no key
     command = [sys.executable, "-m", "tinyforge.cli", "serve", "--model", f"smollm2={base}",
                "--model", f"smollm2-lora={lora}", "--port", str(port), "--threads", str(args.threads),
-               "--max-batch", "16", "--max-context", "1024", "--dtype", args.dtype]
+               "--max-batch", "16", "--max-context", "1024", "--dtype", dtype]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_ready(f"http://127.0.0.1:{port}/readyz", process)
         models = httpx.get(f"http://127.0.0.1:{port}/v1/models").json()["data"]
         memory = {m["id"]: m["tinyforge"]["memory_bytes_by_part"] for m in models}
         memory["dtype"] = models[0]["tinyforge"]["dtype"]
+        memory["precision"] = models[0]["tinyforge"]["precision"]
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        ttft = measure_ttft(f"http://127.0.0.1:{port}/v1/completions", "smollm2", prompt, args.ttft_repeats)
         base_results = measure_server(url, "smollm2", args, extra={}, levels=LEVELS)
         lora_results = measure_server(url, "smollm2-lora", args, extra={}, levels=(1, 8))
     finally:
         stop(process)
-    return base_results, lora_results, memory
+    return base_results, lora_results, memory, ttft
 
 
 def find_llama_server(explicit: str | None) -> Path | None:
@@ -245,7 +295,7 @@ def find_llama_server(explicit: str | None) -> Path | None:
         return None
 
 
-def bench_llama_server(binary: Path, gguf: Path, args) -> dict[int, LevelResult]:
+def bench_llama_server(binary: Path, gguf: Path, args, prompt: str) -> tuple[dict[int, LevelResult], float]:
     from tinyforge.llama_cpp import link_shared_libraries, tool_env
 
     link_shared_libraries(binary.parent)
@@ -260,7 +310,8 @@ def bench_llama_server(binary: Path, gguf: Path, args) -> dict[int, LevelResult]
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_ready(f"http://127.0.0.1:{port}/health", process)
-        return measure_server(f"http://127.0.0.1:{port}/v1/chat/completions", "smollm2", args)
+        ttft = measure_ttft(f"http://127.0.0.1:{port}/v1/completions", "smollm2", prompt, args.ttft_repeats)
+        return measure_server(f"http://127.0.0.1:{port}/v1/chat/completions", "smollm2", args), ttft
     except httpx.HTTPError as exc:
         log.seek(0)
         tail = log.read()[-2000:]
@@ -294,13 +345,18 @@ def main() -> int:
     parser.add_argument("--max-tokens", type=int, default=None, help="answer length (default 128, quick 32)")
     parser.add_argument("--rounds", type=int, default=None, help="requests per client per level (default 2, quick 1)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads for every system")
-    parser.add_argument("--dtype", default="auto", help="our service's weight dtype (auto, float32, bfloat16)")
+    parser.add_argument("--dtype", action="append", default=None,
+                        help="our service's weight precision, repeatable (default: every one this CPU runs, "
+                             "then auto)")
+    parser.add_argument("--ttft-repeats", type=int, default=None, help="40-token prompts timed (default 10, quick 3)")
     parser.add_argument("--hf-requests", type=int, default=4, help="requests timed for transformers generate")
     parser.add_argument("--llama-server", default=None, help="path to llama.cpp's llama-server binary")
     parser.add_argument("--skip", action="append", default=[], choices=["transformers", "llama-server"])
     args = parser.parse_args()
     args.max_tokens = args.max_tokens or (32 if args.quick else 128)
     args.rounds = args.rounds or (1 if args.quick else 2)
+    args.ttft_repeats = args.ttft_repeats or (3 if args.quick else 10)
+    args.dtype = args.dtype or precisions_here() + ["auto"]
 
     from tinyforge.hardware import machine_summary
     from tinyforge.ml.models import PRESETS, resolve_base_model
@@ -314,17 +370,25 @@ def main() -> int:
     print(f"{os.cpu_count()} CPUs, {args.threads} threads each; answers of {args.max_tokens} tokens, greedy; "
           f"{args.rounds} request(s) per client per level; load average at start {load_before[0]:.1f}")
 
+    print(f"precisions run here: {', '.join(args.dtype)}")
+    prompt = ttft_prompt(base)
+    runs = {}
     with tempfile.TemporaryDirectory() as tmp:
         lora = make_lora(base, Path(tmp) / "lora")
-        ours, ours_lora, memory = bench_ours(base, lora, args)
-    ours_single = single_stream(ours)
-    print(f"\nour service ({memory.pop('dtype')} weights, continuous batching):")
-    print_table("smollm2", ours)
-    print_table("smollm2-lora (shared base)", ours_lora)
-    print(f"  single stream: decode {ours_single['decode']:.1f} tok/s, TTFT p50 {ours_single['ttft_p50'] * 1000:.0f} ms "
-          f"p99 {ours_single['ttft_p99'] * 1000:.0f} ms")
-    for name, parts in memory.items():
-        print(f"  memory {name}: " + ", ".join(f"{part} {value / 2**20:.1f} MiB" for part, value in parts.items()))
+        for dtype in args.dtype:
+            ours, ours_lora, memory, ttft = bench_ours(base, lora, args, dtype, prompt)
+            runs[dtype] = (ours, ours_lora, ttft)
+            ours_single = single_stream(ours)
+            served, choice = memory.pop("dtype"), memory.pop("precision")
+            print(f"\nour service, --dtype {dtype}: {served} weights, continuous batching"
+                  + (f" ({choice['reason']})" if choice else ""))
+            print_table("smollm2", ours)
+            print_table("smollm2-lora (shared base)", ours_lora)
+            print(f"  single stream: decode {ours_single['decode']:.1f} tok/s, TTFT p50 {ours_single['ttft_p50'] * 1000:.0f} ms "
+                  f"p99 {ours_single['ttft_p99'] * 1000:.0f} ms; TTFT of a {TTFT_PROMPT_TOKENS}-token prompt "
+                  f"{ttft * 1000:.0f} ms (median)")
+            for name, parts in memory.items():
+                print(f"  memory {name}: " + ", ".join(f"{part} {value / 2**20:.1f} MiB" for part, value in parts.items()))
 
     hf = None
     if "transformers" not in args.skip:
@@ -342,25 +406,31 @@ def main() -> int:
               "  nice -n 19 tinyforge llama-cpp install\n"
               "or pass --llama-server PATH.")
     else:
-        llama = bench_llama_server(binary, gguf, args)
+        llama, llama_ttft = bench_llama_server(binary, gguf, args, prompt)
         print(f"\nllama-server ({binary}, 8 slots, Q4_1 GGUF):")
         print_table("llama-server", llama)
         llama_single = single_stream(llama)
         print(f"  single stream: decode {llama_single['decode']:.1f} tok/s, TTFT p50 "
-              f"{llama_single['ttft_p50'] * 1000:.0f} ms p99 {llama_single['ttft_p99'] * 1000:.0f} ms")
+              f"{llama_single['ttft_p50'] * 1000:.0f} ms p99 {llama_single['ttft_p99'] * 1000:.0f} ms; TTFT of a "
+              f"{TTFT_PROMPT_TOKENS}-token prompt {llama_ttft * 1000:.0f} ms (median)")
 
-    print("\nratios:")
-    if hf:
-        print(f"  single-stream decode, ours / transformers generate:          {ours_single['decode'] / hf['decode']:5.2f}x"
-              "  (floor 2x)")
-        print(f"  aggregate at 8 clients, ours / transformers one at a time:   {ours[8].aggregate / hf['aggregate']:5.2f}x"
-              "  (floor 5x)")
-    if llama:
-        print(f"  aggregate at 8 clients, ours / llama-server at 8:            {ours[8].aggregate / llama[8].aggregate:5.2f}x"
-              "  (floor 0.75x)")
-        print(f"  single-stream decode, ours / llama-server:                   "
-              f"{ours_single['decode'] / single_stream(llama)['decode']:5.2f}x")
-    print(f"  LoRA on the shared base / base model, aggregate at 8:        {ours_lora[8].aggregate / ours[8].aggregate:5.2f}x")
+    for dtype, (ours, ours_lora, ttft) in runs.items():
+        ours_single = single_stream(ours)
+        print(f"\nratios, --dtype {dtype}:")
+        if hf:
+            print(f"  single-stream decode, ours / transformers generate:          {ours_single['decode'] / hf['decode']:5.2f}x"
+                  "  (floor 2x)")
+            print(f"  aggregate at 8 clients, ours / transformers one at a time:   {ours[8].aggregate / hf['aggregate']:5.2f}x"
+                  "  (floor 5x)")
+        if llama:
+            print(f"  aggregate at 8 clients, ours / llama-server at 8:            {ours[8].aggregate / llama[8].aggregate:5.2f}x"
+                  "  (floor 1.0x)")
+            print(f"  single-stream decode, ours / llama-server:                   "
+                  f"{ours_single['decode'] / single_stream(llama)['decode']:5.2f}x")
+            print(f"  TTFT of a {TTFT_PROMPT_TOKENS}-token prompt, ours / llama-server:          {ttft / llama_ttft:5.2f}x"
+                  "  (ceiling 2x)")
+        print(f"  LoRA on the shared base / base model, aggregate at 8:        {ours_lora[8].aggregate / ours[8].aggregate:5.2f}x"
+              "  (floor 0.85x)")
     print(f"load average at end {os.getloadavg()[0]:.1f} (other processes share these cores)")
     return 0
 
