@@ -217,23 +217,25 @@ def bench_transformers(base: Path, args) -> dict:
             "ttft_p99": percentile(ttfts, 99)}
 
 
-# Time to first token of one 40-token prompt (the issue's prefill figure): a raw completion, so no
-# chat template changes its length; the same text for every system (the GGUF has the same tokenizer).
+# Time to first token of a 40-token prompt (the issue's prefill figure): raw completions, so no
+# chat template changes their length; the same texts for every system (the GGUF has the same
+# tokenizer). Each request starts with different tokens: llama-server reuses the KV cache of a
+# prompt prefix it has seen, and timing one prompt again measured its cache, not its prefill.
 TTFT_PROMPT_TOKENS = 40
 
 
-def ttft_prompt(base: Path) -> str:
+def ttft_prompts(base: Path, count: int) -> list[str]:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(base))
-    words = " ".join(QUESTIONS)
-    ids = tokenizer(words, add_special_tokens=False)["input_ids"][:TTFT_PROMPT_TOKENS]
-    return tokenizer.decode(ids)
+    ids = tokenizer(" ".join(QUESTIONS * 2), add_special_tokens=False)["input_ids"]
+    return [tokenizer.decode(ids[3 * i: 3 * i + TTFT_PROMPT_TOKENS]) for i in range(count)]
 
 
-def measure_ttft(url: str, model: str, prompt: str, repeats: int) -> float:
-    """Median seconds from request to the first streamed token of a 40-token prompt, one at a time."""
-    async def once(http):
+def measure_ttft(url: str, model: str, prompts: list[str]) -> float:
+    """Median seconds from request to the first streamed token of a 40-token prompt, one at a
+    time, each prompt new to the server (the first is a warm-up)."""
+    async def once(http, prompt):
         body = {"model": model, "prompt": prompt, "max_tokens": 2, "temperature": 0, "stream": True}
         start = time.perf_counter()
         async with http.stream("POST", url, json=body) as response:
@@ -247,8 +249,8 @@ def measure_ttft(url: str, model: str, prompt: str, repeats: int) -> float:
 
     async def run():
         async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_keepalive_connections=0)) as http:
-            await once(http)  # warm-up
-            return [await once(http) for _ in range(repeats)]
+            await once(http, prompts[0])  # warm-up
+            return [await once(http, prompt) for prompt in prompts[1:]]
 
     return statistics.median(asyncio.run(run()))
 
@@ -262,7 +264,7 @@ def precisions_here() -> list[str]:
     return ["float32"] + (["bfloat16"] if here.native_bf16 else []) + (["int8"] if here.int8_missing is None else [])
 
 
-def bench_ours(base: Path, lora: Path, args, dtype: str, prompt: str):
+def bench_ours(base: Path, lora: Path, args, dtype: str, prompts: list[str]):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "TINYFORGE_API_KEY"}  # local, no key
     command = [sys.executable, "-m", "tinyforge.cli", "serve", "--model", f"smollm2={base}",
@@ -276,7 +278,7 @@ def bench_ours(base: Path, lora: Path, args, dtype: str, prompt: str):
         memory["dtype"] = models[0]["tinyforge"]["dtype"]
         memory["precision"] = models[0]["tinyforge"]["precision"]
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
-        ttft = measure_ttft(f"http://127.0.0.1:{port}/v1/completions", "smollm2", prompt, args.ttft_repeats)
+        ttft = measure_ttft(f"http://127.0.0.1:{port}/v1/completions", "smollm2", prompts)
         base_results = measure_server(url, "smollm2", args, extra={}, levels=LEVELS)
         lora_results = measure_server(url, "smollm2-lora", args, extra={}, levels=(1, 8))
     finally:
@@ -295,7 +297,7 @@ def find_llama_server(explicit: str | None) -> Path | None:
         return None
 
 
-def bench_llama_server(binary: Path, gguf: Path, args, prompt: str) -> tuple[dict[int, LevelResult], float]:
+def bench_llama_server(binary: Path, gguf: Path, args, prompts: list[str]) -> tuple[dict[int, LevelResult], float]:
     from tinyforge.llama_cpp import link_shared_libraries, tool_env
 
     link_shared_libraries(binary.parent)
@@ -310,7 +312,7 @@ def bench_llama_server(binary: Path, gguf: Path, args, prompt: str) -> tuple[dic
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_ready(f"http://127.0.0.1:{port}/health", process)
-        ttft = measure_ttft(f"http://127.0.0.1:{port}/v1/completions", "smollm2", prompt, args.ttft_repeats)
+        ttft = measure_ttft(f"http://127.0.0.1:{port}/v1/completions", "smollm2", prompts)
         return measure_server(f"http://127.0.0.1:{port}/v1/chat/completions", "smollm2", args), ttft
     except httpx.HTTPError as exc:
         log.seek(0)
@@ -371,12 +373,12 @@ def main() -> int:
           f"{args.rounds} request(s) per client per level; load average at start {load_before[0]:.1f}")
 
     print(f"precisions run here: {', '.join(args.dtype)}")
-    prompt = ttft_prompt(base)
+    prompts = ttft_prompts(base, 1 + args.ttft_repeats)
     runs = {}
     with tempfile.TemporaryDirectory() as tmp:
         lora = make_lora(base, Path(tmp) / "lora")
         for dtype in args.dtype:
-            ours, ours_lora, memory, ttft = bench_ours(base, lora, args, dtype, prompt)
+            ours, ours_lora, memory, ttft = bench_ours(base, lora, args, dtype, prompts)
             runs[dtype] = (ours, ours_lora, ttft)
             ours_single = single_stream(ours)
             served, choice = memory.pop("dtype"), memory.pop("precision")
@@ -406,7 +408,7 @@ def main() -> int:
               "  nice -n 19 tinyforge llama-cpp install\n"
               "or pass --llama-server PATH.")
     else:
-        llama, llama_ttft = bench_llama_server(binary, gguf, args, prompt)
+        llama, llama_ttft = bench_llama_server(binary, gguf, args, prompts)
         print(f"\nllama-server ({binary}, 8 slots, Q4_1 GGUF):")
         print_table("llama-server", llama)
         llama_single = single_stream(llama)
