@@ -79,11 +79,11 @@ def test_validate_counts_tokens_with_a_base_model(tmp_path, tiny_model_dir, caps
 def test_train_then_eval_then_generate(tmp_path, tiny_model_dir, toy_dataset, capsys):
     out = tmp_path / "model"
     code = main(["train", "--data", str(toy_dataset), "--base", str(tiny_model_dir), "--out", str(out),
-                 "--preset", "quick", "--max-steps", "4", "--batch-size", "4", "--max-seq-length", "128",
-                 "--eval-generations", "2", "--max-new-tokens", "4"])
+                 "--preset", "quick", "--max-steps", "4", "--batch-size", "4", "--max-seq-length", "128"])
     assert code == 0
     printed = capsys.readouterr().out
     assert "completed: 4/4 steps" in printed and f"model folder: {out}" in printed
+    assert f"--against {out} --data" in printed and "generations:" not in printed  # scored by tinyforge eval
     info = json.loads((out / "tinyforge.json").read_text())
     assert info["config"]["lora_r"] == 8  # the quick preset
     # The trained adapter against its base, side by side on the first training rows (their prompts and outputs).

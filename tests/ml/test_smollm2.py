@@ -32,7 +32,7 @@ def test_lora_teaches_smollm2_facts_it_did_not_know(tmp_path):
 
     # The preset a user starts with must teach the facts, not only a hand-tuned config.
     config = TrainConfig.from_preset("balanced", base_model="smollm2-135m-instruct", method="lora",
-                                     validation_split=0.05, eval_generations=4, max_new_tokens=32,
+                                     validation_split=0.05,
                                      max_seq_length=256)
     result = train(config, DEMO_DATASET, tmp_path / "model")
     assert result.status == "completed"
@@ -42,4 +42,3 @@ def test_lora_teaches_smollm2_facts_it_did_not_know(tmp_path):
     after = ask(model, tokenizer)
     learned = [fact for fact, reply in zip(QUESTIONS.values(), after) if fact in reply]
     assert len(learned) >= 2, after
-    assert result.metrics["rouge_l"] > 0.3

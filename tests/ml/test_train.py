@@ -232,7 +232,7 @@ def test_the_model_folder_follows_the_contract_and_plain_peft_generates_the_same
                                                                                  tiny_model_dir, tmp_path):
     from peft import PeftModel
 
-    config = tiny_config(max_steps=10, eval_generations=3, max_new_tokens=12, validation_split=0.25)
+    config = tiny_config(max_steps=10, validation_split=0.25)
     result = train(config, toy_dataset, tmp_path / "out")
     out = result.output_dir
     for name in ("adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "tokenizer_config.json",
@@ -248,7 +248,9 @@ def test_the_model_folder_follows_the_contract_and_plain_peft_generates_the_same
     for key in ("base_model:", "library_name: \"peft\"", "license:", "datasets:", "metrics:"):
         assert key in front
     results = json.loads((out / "eval_results.json").read_text())
-    assert len(results["samples"]) == 3 and 0 <= results["rouge_l"] <= 1 and results["perplexity"] > 1
+    assert results["perplexity"] > 1 and results["validation_examples"] > 0
+    # Answers are scored by the run's evaluation (tinyforge.evaluation), not by training.
+    assert not {"samples", "exact_match", "rouge_l"} & set(results)
 
     # Plain transformers + PEFT, without any TinyForge code, gives the same greedy answer.
     tokenizer = AutoTokenizer.from_pretrained(out)

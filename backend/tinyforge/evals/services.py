@@ -21,9 +21,9 @@ from tinyforge.training.models import TrainingRun
 
 EVAL_JOB = "tinyforge.evals.jobs.evaluate"
 MAX_ROWS = 50_000  # an eval set larger than this is a dataset, not a test
+# The project's default scorers: a run's automatic evaluation scores its validation rows with these
+# (how many rows and how long the answers: the run's eval_generations and max_new_tokens).
 RUN_SCORERS = ({"name": "exact_match"}, {"name": "must_include"}, {"name": "rouge_l"}, {"name": "token_f1"})
-RUN_EVAL_ROWS = 200  # a run's automatic evaluation answers at most this many validation rows
-RUN_EVAL_TOKENS = 64  # ... with answers this long at most: enough to score, short enough to finish soon
 
 
 def evaluation_job_id(evaluation: Evaluation) -> str:
@@ -143,13 +143,17 @@ def run_validation_rows(run: TrainingRun) -> list[EvalRow]:
     validation = ([row for _, row in read_rows(storage.path(run.validation_version.storage_key))]
                   if run.validation_version_id else None)
     _, held_out = split_validation(TrainConfig.from_dict(run.config), rows, validation)
-    return [_from_training_row(r) for r in held_out]
+    # A row whose answer is not one to imitate (KTO's undesirable) is no reference.
+    return [_from_training_row(r) for r in held_out if getattr(r, "label", True) is not False]
 
 
 def _from_training_row(row) -> EvalRow:
-    from tinyforge.evaluation.sets import row_from_data
+    """Any training row (supervised or preference) asks its prompt; the answer to imitate is the
+    reference (a pair's chosen, a desirable completion)."""
+    from tinyforge.ml.formatting import expected_reply, prompt_messages
+    from tinyforge.ml.schema import Message
 
-    return row_from_data(row.model_dump(mode="json", exclude_none=True))
+    return EvalRow(input=[Message(**m) for m in prompt_messages(row)], reference=expected_reply(row) or None)
 
 
 def read_version_rows(version: EvalSetVersion) -> list[EvalRow]:
@@ -245,8 +249,12 @@ def evaluate_finished_run(run: TrainingRun) -> list[Evaluation]:
     """Called when a run succeeds: its validation rows answered by the run and its base model, with
     the default scorers; when its dataset version was made with the knowledge recipe, the held-out
     fact check (must_include) the same way; and, when the project has a gate, the gate's evaluation."""
+    from tinyforge.ml.config import TrainConfig
+
     started = []
-    rows = run_validation_rows(run)[:RUN_EVAL_ROWS]
+    config = TrainConfig.from_dict(run.config)
+    max_tokens = min(config.max_new_tokens, 4096)  # an evaluation's longest answer; older runs allowed more
+    rows = run_validation_rows(run)[:config.eval_generations] if config.eval_generations else []
     if rows:
         eval_set, _ = EvalSet.all_teams.get_or_create(project=run.project, name=f"{run.name} validation rows",
                                                       defaults={"description": f"Held out by run {run.pk}"})
@@ -254,7 +262,7 @@ def evaluate_finished_run(run: TrainingRun) -> list[Evaluation]:
         targets = [{"kind": "base", "run": run.pk, "label": f"base: {run.base_model}"[:100]}, run_target(run)]
         started.append(create_evaluation(None, project=run.project, version=version, targets=targets,
                                          scorers=list(RUN_SCORERS), judge=None, purpose=Purpose.RUN, run=run,
-                                         name=f"{run.name}: validation rows", max_tokens=RUN_EVAL_TOKENS))
+                                         name=f"{run.name}: validation rows", max_tokens=max_tokens))
     fact_check = (run.dataset_version.stats or {}).get("fact_check") if run.dataset_version_id else None
     version = (EvalSetVersion.all_teams.filter(pk=fact_check["eval_set_version"]).first()
                if isinstance(fact_check, dict) and fact_check.get("eval_set_version") else None)
@@ -263,7 +271,7 @@ def evaluate_finished_run(run: TrainingRun) -> list[Evaluation]:
         targets = [{"kind": "base", "run": run.pk, "label": f"base: {run.base_model}"[:100]}, run_target(run)]
         started.append(create_evaluation(None, project=run.project, version=version, targets=targets,
                                          scorers=[{"name": "must_include"}], judge=None, purpose=Purpose.RUN, run=run,
-                                         name=f"{run.name}: fact check", max_tokens=RUN_EVAL_TOKENS))
+                                         name=f"{run.name}: fact check", max_tokens=max_tokens))
     gate = Gate.all_teams.filter(project=run.project, enabled=True).select_related("eval_set").first()
     if gate is not None:
         started.append(check_gate(None, gate, run))

@@ -108,7 +108,7 @@ def model_card(info: dict[str, Any], metrics: dict[str, Any], *, license: str, b
         "library_name": library,
         "license": license,
         "datasets": [dataset_name],
-        "metrics": [m for m in ("loss", "perplexity", "exact_match", "rouge") if m],
+        "metrics": ["loss", "perplexity"],
         "tags": ["tinyforge", info["method"], "text-generation"],
         "pipeline_tag": "text-generation",
     }
@@ -121,8 +121,8 @@ def model_card(info: dict[str, Any], metrics: dict[str, Any], *, license: str, b
             yaml_lines.append(f"{key}: {json.dumps(value)}")
     yaml_lines.append("---")
     config = info["config"]
-    rows = [(name, metrics[name]) for name in ("eval_loss", "perplexity", "exact_match", "rouge_l",
-                                               "train_loss", "steps", "train_tokens_per_second")
+    rows = [(name, metrics[name]) for name in ("eval_loss", "perplexity", "train_loss", "steps",
+                                               "train_tokens_per_second")
             if metrics.get(name) is not None]
     table = "\n".join(f"| {name} | {value:.4g} |" if isinstance(value, float) else f"| {name} | {value} |"
                       for name, value in rows)

@@ -172,12 +172,13 @@ def run_train(args) -> int:
           f"{result.train_tokens_per_second:.0f} tok/s")
     if result.final_eval_loss is not None:
         print(f"eval loss {result.final_eval_loss:.4f}" + (f", perplexity {m['perplexity']:.2f}" if "perplexity" in m else ""))
-    if "rouge_l" in m:
-        print(f"generations: exact match {m['exact_match']:.0%}, ROUGE-L {m['rouge_l']:.3f}")
     if result.status == "cancelled":
         print(f"cancelled; resume with: tinyforge train ... --out {args.out} --resume")
         return 1
     print(f"model folder: {result.output_dir}")
+    # Answers are scored by the evaluation machinery, not by training (on the platform, an eval job).
+    print(f"score its answers against its base model: tinyforge eval --model {config.base_model} "
+          f"--against {result.output_dir} --data <eval set .jsonl or .csv> (or --general)")
     return 0
 
 

@@ -100,9 +100,14 @@ class TrainConfig:
                                                "projection for known architectures, else all linear layers",
                                                max_items=256, max_length=200)
     merge_adapter: bool = _f(False, "write merged full weights instead of a LoRA adapter")
-    eval_generations: int = _f(8, "validation prompts answered greedily at the end and scored (0 disables)",
+    # The run's automatic evaluation (the platform's eval job after training, tinyforge.evals): the
+    # names are kept from when training generated a few answers itself, since stored configs and
+    # clients send them.
+    eval_generations: int = _f(200, "validation rows the run's evaluation answers after training, by the run and "
+                                    "its base model, scored with the default scorers (0: none)",
                                ge=0, le=10_000)
-    max_new_tokens: int = _f(128, "longest answer generated during evaluation", ge=1, le=32768)
+    max_new_tokens: int = _f(64, "longest answer in the run's evaluation (at most 4096 are used)", ge=1,
+                             le=32768)  # older runs stored up to 32768
     device: str = _f("auto", "cpu, cuda, or auto (cuda when present)", choices=DEVICES)
 
     def __post_init__(self) -> None:
@@ -232,7 +237,7 @@ _FIELD_TYPES = _field_types()
 # asked in 2.3 minutes (held-out paraphrases: ROUGE-L 0.65, exact match 0.13); 3 epochs answered
 # none (0.46); "thorough" stopped early at epoch 8 after 4.3 minutes (ROUGE-L 0.77, exact 0.50).
 PRESETS: dict[str, dict[str, Any]] = {
-    "quick": {"epochs": 1.0, "lora_r": 8, "lora_alpha": 16, "eval_generations": 4},
+    "quick": {"epochs": 1.0, "lora_r": 8, "lora_alpha": 16, "eval_generations": 50},
     "balanced": {},
     "thorough": {"epochs": 10.0, "lora_r": 32, "lora_alpha": 64, "early_stopping_patience": 3, "keep_checkpoints": 3},
     # Preference tuning: a few passes over pairs of answers, from a model that already answers

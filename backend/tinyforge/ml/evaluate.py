@@ -1,22 +1,20 @@
-"""Evaluation: held-out loss and perplexity, and greedy answers scored against expected outputs.
+"""Evaluation during training: held-out loss and perplexity (training writes them as
+eval_results.json beside the model), and plain greedy answers (`tinyforge generate`).
 
-Exact match compares whitespace-normalised text; ROUGE-L is the F-measure of the longest common
-subsequence (Google's rouge_score, with stemming). Training writes the results as eval_results.json
-beside the model.
+Answers scored against references are tinyforge.evaluation's: a platform run's validation rows go
+through an eval job after training (tinyforge.evals), the CLI's through `tinyforge eval`.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 
 from tinyforge.errors import TinyforgeError
-from tinyforge.ml.formatting import TokenizedExample, expected_reply, prompt_messages
+from tinyforge.ml.formatting import TokenizedExample
 from tinyforge.ml.loss import loss_sum
 from tinyforge.ml.packing import collate
-from tinyforge.ml.schema import Row
 
 RESULTS_FILE = "eval_results.json"
 
@@ -77,27 +75,3 @@ def generate_replies(model, tokenizer, conversations: list[list[dict[str, str]]]
         tokenizer.padding_side = previous_side
         model.train(was_training)
     return [r.strip() for r in replies]
-
-
-def _normalise(text: str) -> str:
-    return " ".join(text.split()).lower()
-
-
-def score_replies(predictions: list[str], references: list[str]) -> dict[str, Any]:
-    from rouge_score import rouge_scorer
-
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-    exact = [float(_normalise(p) == _normalise(r)) for p, r in zip(predictions, references)]
-    rouge = [scorer.score(r, p)["rougeL"].fmeasure for p, r in zip(predictions, references)]
-    n = max(len(predictions), 1)
-    return {"exact_match": sum(exact) / n, "rouge_l": sum(rouge) / n, "per_sample": list(zip(exact, rouge))}
-
-
-def generation_metrics(model, tokenizer, rows: list[Row], *, max_new_tokens: int) -> dict[str, Any]:
-    conversations = [prompt_messages(row) for row in rows]
-    expected = [expected_reply(row) for row in rows]
-    replies = generate_replies(model, tokenizer, conversations, max_new_tokens=max_new_tokens)
-    scores = score_replies(replies, expected)
-    samples = [{"prompt": c[-1]["content"], "expected": e, "generated": g, "exact_match": s[0], "rouge_l": s[1]}
-               for c, e, g, s in zip(conversations, expected, replies, scores["per_sample"])]
-    return {"exact_match": scores["exact_match"], "rouge_l": scores["rouge_l"], "samples": samples}

@@ -66,9 +66,6 @@ class SupervisedObjective:
         return eval_loss(model, units, batch_size=batch_size, pad_token_id=pad_token_id, device=device,
                          autocast_dtype=autocast_dtype, combine=combine), {}
 
-    def generation_rows(self, rows: list) -> list:
-        return rows
-
 
 @dataclass
 class PreferenceUnit:
@@ -245,10 +242,6 @@ class PreferenceObjective:
         if "reward_chosen" in means and "reward_rejected" in means and "reward_margin" not in means:
             means["reward_margin"] = means["reward_chosen"] - means["reward_rejected"]
         return loss, means
-
-    def generation_rows(self, rows: list) -> list:
-        """Validation rows whose answer is one to imitate: a pair's chosen, a desirable answer."""
-        return [row for row in rows if getattr(row, "label", True)]
 
 
 def _autocast(device, dtype):

@@ -6,7 +6,7 @@ whether it feeds a progress bar or a database.
 
 Output layout of `out_dir`:
     <model folder files>            written at the end (see tinyforge.ml.artifacts)
-    eval_results.json               loss, perplexity, generations with exact match and ROUGE-L
+    eval_results.json               loss and perplexity (answers are scored by tinyforge.evaluation)
     checkpoints/checkpoint-000120/  self-describing: a loadable model folder plus trainer_state.json,
                                     optimizer.pt, scheduler.pt, rng_state.pt
 
@@ -574,7 +574,7 @@ class _Run:
                 shutil.rmtree(path, ignore_errors=True)
 
     def final_metrics(self) -> dict[str, Any]:
-        from tinyforge.ml.evaluate import generation_metrics, perplexity
+        from tinyforge.ml.evaluate import perplexity
 
         metrics: dict[str, Any] = {
             "steps": self.step, "train_loss": self.history[-1]["loss"] if self.history else None,
@@ -590,15 +590,7 @@ class _Run:
                 metrics["perplexity"] = perplexity(metrics["eval_loss"])
             metrics["best_eval_loss"] = self.best_eval
             metrics["best_step"] = self.best_step
-        generation_rows = self.objective.generation_rows(self.data.validation_rows)
-        n = min(self.config.eval_generations, len(generation_rows))
-        if n and self.accelerator.is_main_process:
-            self.cb.on_log(f"generating answers for {n} validation prompts")
-            model = self.accelerator.unwrap_model(self.model)
-            model.config.use_cache = True
-            metrics.update(generation_metrics(model, self.tokenizer, generation_rows[:n],
-                                              max_new_tokens=self.config.max_new_tokens))
-        if self.world > 1:  # the main process generated; every process returns the same metrics
+        if self.world > 1:  # throughput differs between processes: every process returns the main one's
             from accelerate.utils import broadcast_object_list
 
             metrics = broadcast_object_list([metrics])[0]
@@ -616,8 +608,7 @@ class _Run:
             model = model.merge_and_unload()
         library = "peft" if self.config.method == "lora" and not merged else "transformers"
         preset = preset_info(self.config.base_model)
-        info = self._info(step=self.step, eval_loss=metrics.get("eval_loss"), merged=merged, metrics={
-            k: v for k, v in metrics.items() if k != "samples"})
+        info = self._info(step=self.step, eval_loss=metrics.get("eval_loss"), merged=merged, metrics=metrics)
         dataset_name = Path(self.dataset).name if isinstance(self.dataset, (str, Path)) else "in-memory rows"
         card = model_card(info, metrics, license=preset.license if preset else "other",
                           base_model_id=preset.hf_id if preset else self.config.base_model,

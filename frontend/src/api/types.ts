@@ -50,7 +50,8 @@ export type TrainingMethod = NonNullable<S["TrainingRun"]["method"]>;
 export type TrainingRun = Omit<S["TrainingRun"], "config" | "summary_metrics" | "eval_results"> & {
   config: Record<string, unknown>;
   summary_metrics: Record<string, number>;
-  eval_results: { samples?: EvalSample[]; eval_loss?: number; perplexity?: number; exact_match?: number; rouge_l?: number; [key: string]: unknown };
+  // Loss and perplexity; answers are scored by the run's automatic evaluation (an Evaluation of purpose "run").
+  eval_results: { eval_loss?: number; perplexity?: number; [key: string]: unknown };
 };
 export type RunEstimate = S["RunEstimate"];
 export type Hyperparameter = S["Hyperparameter"];
@@ -144,13 +145,6 @@ export interface CursorPage<T> {
   has_more: boolean;
 }
 
-export interface EvalSample {
-  prompt: string;
-  expected: string;
-  generated: string;
-  exact_match?: boolean;
-  rouge_l?: number;
-}
 
 
 // Evaluations. The summary and per-row answers are JSON the schema leaves free-form.

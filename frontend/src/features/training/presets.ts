@@ -30,8 +30,8 @@ const LABELS: Record<string, string> = {
   lora_dropout: "LoRA dropout",
   lora_target_modules: "LoRA target modules",
   merge_adapter: "Merge the adapter",
-  eval_generations: "Evaluation samples",
-  max_new_tokens: "Max answer tokens",
+  eval_generations: "Rows evaluated after training",
+  max_new_tokens: "Max answer tokens (evaluation)",
   device: "Device",
 };
 

@@ -22,6 +22,7 @@ import { useCancelRun, useResumeRun } from "../api/run-actions";
 import { isRunActive } from "../../../api/status";
 import { curveRows, latestValue, runProgress } from "../run-status";
 import { MetricCard, type Series } from "./MetricChart";
+import { SampleAnswers } from "./SampleAnswers";
 
 interface Chart {
   title: string;
@@ -224,6 +225,17 @@ export function RunPage() {
             </QueryState>
           </Card>
         </div>
+        {(evaluations.data?.results ?? []).some((e) => e.purpose === "run") ? (
+          <Card title="Sample answers">
+            <div className="stack">
+              {(evaluations.data?.results ?? [])
+                .filter((e) => e.purpose === "run")
+                .map((e) => (
+                  <SampleAnswers key={e.id} projectId={projectId} evaluation={e} />
+                ))}
+            </div>
+          </Card>
+        ) : null}
         <Card title="Evaluations" bodyClassName="">
           <RecordTable
             query={evaluations}
