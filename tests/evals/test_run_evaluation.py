@@ -64,3 +64,18 @@ def test_a_preference_run_is_asked_its_prompts_with_the_answers_to_imitate_as_re
     # A KTO completion labelled undesirable is no reference: its row is left out.
     assert 2 <= len(held_out) <= 4 and all(r.reference.split()[0] in ("good", "fine") for r in held_out)
     assert all(r.messages()[-1]["role"] == "user" for r in held_out)
+
+
+def test_a_pairwise_gate_with_nothing_deployed_leaves_the_runs_own_evaluation_and_says_why(acme):
+    from tinyforge.core.models import Event
+    from tinyforge.evals.models import Gate
+    from tinyforge.evals.services import gate_status
+
+    Gate.all_teams.filter(project=acme.project).update(
+        enabled=True, scorer=None, judge={"mode": "pairwise", "prompt": "", "rubric": "", "max_tokens": 64,
+                                          "target": {"kind": "deployment", "deployment": acme.deployment.pk}})
+    run = run_with_rows(acme)
+    assert [e.purpose for e in evaluate_finished_run(run)] == [Purpose.RUN]
+    event = Event.all_teams.get(run=run, level="warning")
+    assert event.message.startswith("not checked against the gate: The gate's pairwise judge compares the run")
+    assert gate_status(run)["state"] == "fails"

@@ -10,6 +10,7 @@ from tinyforge.core import storage
 from tinyforge.core.audit import audit
 from tinyforge.core.events import record_event
 from tinyforge.core.jobs import enqueue
+from tinyforge.core.models import EventLevel
 from tinyforge.deployments.models import Deployment, DeploymentStatus
 from tinyforge.errors import Conflict, InvalidInput, TinyforgeError
 from tinyforge.evals import lifecycle
@@ -274,7 +275,11 @@ def evaluate_finished_run(run: TrainingRun) -> list[Evaluation]:
                                          name=f"{run.name}: fact check", max_tokens=max_tokens))
     gate = Gate.all_teams.filter(project=run.project, enabled=True).select_related("eval_set").first()
     if gate is not None:
-        started.append(check_gate(None, gate, run))
+        try:
+            started.append(check_gate(None, gate, run))
+        except Conflict as exc:  # the gate cannot be checked (nothing deployed, no rows): the run page says why
+            record_event(project_id=run.project_id, run_id=run.pk, level=EventLevel.WARNING, source="platform",
+                         message=f"not checked against the gate: {exc}")
     return started
 
 
