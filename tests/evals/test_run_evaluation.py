@@ -67,6 +67,7 @@ def test_a_preference_run_is_asked_its_prompts_with_the_answers_to_imitate_as_re
 
 
 def test_a_pairwise_gate_with_nothing_deployed_leaves_the_runs_own_evaluation_and_says_why(acme):
+    from tinyforge.core.events import in_log_of
     from tinyforge.core.models import Event
     from tinyforge.evals.models import Gate
     from tinyforge.evals.services import gate_status
@@ -76,6 +77,6 @@ def test_a_pairwise_gate_with_nothing_deployed_leaves_the_runs_own_evaluation_an
                                           "target": {"kind": "deployment", "deployment": acme.deployment.pk}})
     run = run_with_rows(acme)
     assert [e.purpose for e in evaluate_finished_run(run)] == [Purpose.RUN]
-    event = Event.all_teams.get(run=run, level="warning")
+    event = Event.all_teams.filter(in_log_of(TrainingRun, run.pk)).get(level="warning")
     assert event.message.startswith("not checked against the gate: The gate's pairwise judge compares the run")
     assert gate_status(run)["state"] == "fails"

@@ -278,7 +278,7 @@ def evaluate_finished_run(run: TrainingRun) -> list[Evaluation]:
         try:
             started.append(check_gate(None, gate, run))
         except Conflict as exc:  # the gate cannot be checked (nothing deployed, no rows): the run page says why
-            record_event(project_id=run.project_id, run_id=run.pk, level=EventLevel.WARNING, source="platform",
+            record_event(**run.event_links(), level=EventLevel.WARNING, source="platform",
                          message=f"not checked against the gate: {exc}")
     return started
 
