@@ -122,7 +122,7 @@ interface KnowledgeStats {
  * What the knowledge recipe's teacher made of the documents, and the held-out fact check it wrote: the
  * questions no training row contains, saved as an eval set that scores every run trained on this version.
  */
-function KnowledgeCard({ stats, projectId }: { stats: Record<string, unknown>; projectId: number }) {
+export function KnowledgeCard({ stats, projectId }: { stats: Record<string, unknown>; projectId: number }) {
   const check = stats.fact_check as FactCheckInfo | undefined;
   const questions = useFactCheckQuestions(check?.eval_set_version);
   const sources = ((stats.sources as { knowledge?: KnowledgeStats }[] | undefined) ?? []).flatMap((s) => (s.knowledge ? [s.knowledge] : []));
