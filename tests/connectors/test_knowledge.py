@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from connectors.chat_model import ChatCompletions
 from connectors.teacher_model import TeacherServer
 from tinyforge.cli import main as tinyforge
 from tinyforge.connectors.chunking import Chunk
@@ -129,6 +130,42 @@ def test_answers_in_another_language_and_invented_facts_are_dropped_and_counted(
     assert not [r for r in rows if "Bergen" in r["metadata"]["fact"]]
     assert not [r for r in rows if "99" in r["metadata"]["fact"]]
     assert [r for r in rows if "Acme" in r["metadata"]["fact"]]
+
+
+class ExampleFollower(ChatCompletions):
+    """A teacher that replies with the example its system prompt ends with, as a 135M model given one does."""
+
+    def do_POST(self):
+        request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        example = request["messages"][0]["content"].rsplit("\n", 1)[1]
+        self.reply(200, {"id": "c1", "object": "chat.completion", "created": 0, "model": request["model"],
+                         "choices": [{"index": 0, "finish_reason": "stop",
+                                      "message": {"role": "assistant", "content": example}}],
+                         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
+
+
+def test_each_default_prompt_ends_with_an_example_reply_the_recipe_takes_whole():
+    from http.server import ThreadingHTTPServer
+    import threading
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ExampleFollower)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        teacher = TeacherOptions(f"http://127.0.0.1:{server.server_address[1]}/v1", "small", max_retries=0)
+        chunk = Chunk(text="Staff park behind the office. The car park closes at 20:00.", source="h.md",
+                      location="line 1", heading_path=("Parking",))
+        result = dry_run([chunk], KnowledgeOptions(teacher, questions_per_fact=2, restatements_per_chunk=2))
+    finally:
+        server.shutdown()
+        server.server_close()
+    stats = result["stats"]
+    assert stats["facts"] == 1 and stats["rows_dropped"] == 0 and not stats["failures"]
+    assert [(r["instruction"], r["output"]) for r in result["rows"]] == [
+        ("When does the car park close?", "The car park closes at 20:00."),
+        ("Until what time can I leave my car there?", "Until 20:00, when the car park closes."),
+        ("What does Parking say?", "The car park behind the office, where staff park, closes at 20:00."),
+        ("What does Parking say?", "At 20:00 the staff car park behind the office closes.")]
+    assert [(h["input"], h["must_include"]) for h in result["heldout"]] == [("Car park closing time?", ["20:00"])]
 
 
 def test_the_grounding_check_names_what_is_not_in_the_chunk():

@@ -42,25 +42,43 @@ from tinyforge.connectors.cleaning import Deduplicator
 from tinyforge.connectors.teacher import Teacher, TeacherFailed, TeacherOptions, json_array
 from tinyforge.errors import TinyforgeError
 
+# Each prompt ends with an example reply: without one a 135M teacher (SmolLM2, the platform's offline
+# deployment) answers in prose or in JSON of its own shape, and every chunk fails; with it, it replies
+# with the array asked for. A teacher that copies the example's car park is caught by the grounding check.
+# The examples follow one another (facts -> questions of fact 1 -> their answers), as the recipe's calls do.
+_EXAMPLE_PASSAGE = "Section: Parking\nPassage:\n<<<\nStaff park behind the office. The car park closes at 20:00.\n>>>"
 FACTS_PROMPT = (
     "You extract facts for training data. List at most {facts_per_chunk} atomic facts that the passage "
     "states: each one short, self-contained sentence, in the passage's language, with its key terms (the "
     "names, numbers and words an answer about it must contain) copied exactly from the passage. Reply with "
     "only a JSON array of objects with the keys \"fact\" and \"key_terms\" (a list of strings); reply [] "
-    "when the passage states no facts.")
+    "when the passage states no facts."
+    "\n\nExample passage:\n" + _EXAMPLE_PASSAGE + "\nExample reply:\n"
+    "[{\"fact\": \"The car park closes at 20:00.\", \"key_terms\": [\"20:00\"]}, "
+    "{\"fact\": \"Staff park behind the office.\", \"key_terms\": [\"behind the office\"]}]")
 QUESTIONS_PROMPT = (
     "You write questions for training data. For each numbered fact write {questions} questions whose answer "
     "is that fact, each phrased differently: direct, indirect, terse, as a customer would ask, as a new "
     "colleague would ask. Do not copy the fact's wording. Reply with only a JSON array of objects with the "
-    "keys \"fact\" (the fact's number) and \"questions\" (a list of strings).")
+    "keys \"fact\" (the fact's number) and \"questions\" (a list of strings)."
+    "\n\nExample request:\n" + _EXAMPLE_PASSAGE + "\n\nFacts:\n1. The car park closes at 20:00.\nExample reply:\n"
+    "[{\"fact\": 1, \"questions\": [\"When does the car park close?\", \"Until what time can I leave my car "
+    "there?\", \"Car park closing time?\"]}]")
 ANSWERS_PROMPT = (
     "You answer questions for training data from the passage alone. Answer each numbered question in one or "
     "two sentences, in the passage's language, with the passage's exact names and numbers. Reply with only a "
-    "JSON array of objects with the keys \"question\" (its number) and \"answer\".")
+    "JSON array of objects with the keys \"question\" (its number) and \"answer\"."
+    "\n\nExample request:\n" + _EXAMPLE_PASSAGE + "\n\nQuestions:\n1. When does the car park close?\n"
+    "2. Until what time can I leave my car there?\nExample reply:\n"
+    "[{\"question\": 1, \"answer\": \"The car park closes at 20:00.\"}, "
+    "{\"question\": 2, \"answer\": \"Until 20:00, when the car park closes.\"}]")
 RESTATEMENTS_PROMPT = (
     "You rewrite passages for training data. Rewrite the passage {restatements} times, each time in different "
     "words and order, keeping every fact, name and number and adding nothing. Reply with only a JSON array "
-    "of strings.")
+    "of strings."
+    "\n\nExample passage (two rewrites):\n" + _EXAMPLE_PASSAGE + "\nExample reply:\n"
+    "[\"The car park behind the office, where staff park, closes at 20:00.\", "
+    "\"At 20:00 the staff car park behind the office closes.\"]")
 PROMPTS = {"facts": FACTS_PROMPT, "questions": QUESTIONS_PROMPT, "answers": ANSWERS_PROMPT,
            "restatements": RESTATEMENTS_PROMPT}
 RESTATEMENT_INSTRUCTION = "What does {where} say?"
@@ -319,7 +337,7 @@ class KnowledgeGenerator:
         stats.chunks_done += 1
         stats.chunks_failed += bool(result.failed)
         stats.chunks_without_facts += result.no_facts
-        stats.facts += len({row["metadata"]["fact"] for row in result.rows})
+        stats.facts += len({row["metadata"]["fact"] for row in result.rows} - {None})  # restatements have none
         stats.rows_kept += len(result.rows)
         stats.rows_dropped += len(result.dropped)
         for drop in result.dropped:

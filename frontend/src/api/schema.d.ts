@@ -2420,13 +2420,64 @@ export interface components {
         };
         /** @description A plain serializer (actions' request bodies) that rejects unknown fields too. */
         KnowledgePrompts: {
-            /** @description Default: You extract facts for training data. List at most {facts_per_chunk} atomic facts that the passage states: each one short, self-contained sentence, in the passage's language, with its key terms (the names, numbers and words an answer about it must contain) copied exactly from the passage. Reply with only a JSON array of objects with the keys "fact" and "key_terms" (a list of strings); reply [] when the passage states no facts. */
+            /**
+             * @description Default: You extract facts for training data. List at most {facts_per_chunk} atomic facts that the passage states: each one short, self-contained sentence, in the passage's language, with its key terms (the names, numbers and words an answer about it must contain) copied exactly from the passage. Reply with only a JSON array of objects with the keys "fact" and "key_terms" (a list of strings); reply [] when the passage states no facts.
+             *
+             *     Example passage:
+             *     Section: Parking
+             *     Passage:
+             *     <<<
+             *     Staff park behind the office. The car park closes at 20:00.
+             *     >>>
+             *     Example reply:
+             *     [{"fact": "The car park closes at 20:00.", "key_terms": ["20:00"]}, {"fact": "Staff park behind the office.", "key_terms": ["behind the office"]}]
+             */
             facts?: string;
-            /** @description Default: You write questions for training data. For each numbered fact write {questions} questions whose answer is that fact, each phrased differently: direct, indirect, terse, as a customer would ask, as a new colleague would ask. Do not copy the fact's wording. Reply with only a JSON array of objects with the keys "fact" (the fact's number) and "questions" (a list of strings). */
+            /**
+             * @description Default: You write questions for training data. For each numbered fact write {questions} questions whose answer is that fact, each phrased differently: direct, indirect, terse, as a customer would ask, as a new colleague would ask. Do not copy the fact's wording. Reply with only a JSON array of objects with the keys "fact" (the fact's number) and "questions" (a list of strings).
+             *
+             *     Example request:
+             *     Section: Parking
+             *     Passage:
+             *     <<<
+             *     Staff park behind the office. The car park closes at 20:00.
+             *     >>>
+             *
+             *     Facts:
+             *     1. The car park closes at 20:00.
+             *     Example reply:
+             *     [{"fact": 1, "questions": ["When does the car park close?", "Until what time can I leave my car there?", "Car park closing time?"]}]
+             */
             questions?: string;
-            /** @description Default: You answer questions for training data from the passage alone. Answer each numbered question in one or two sentences, in the passage's language, with the passage's exact names and numbers. Reply with only a JSON array of objects with the keys "question" (its number) and "answer". */
+            /**
+             * @description Default: You answer questions for training data from the passage alone. Answer each numbered question in one or two sentences, in the passage's language, with the passage's exact names and numbers. Reply with only a JSON array of objects with the keys "question" (its number) and "answer".
+             *
+             *     Example request:
+             *     Section: Parking
+             *     Passage:
+             *     <<<
+             *     Staff park behind the office. The car park closes at 20:00.
+             *     >>>
+             *
+             *     Questions:
+             *     1. When does the car park close?
+             *     2. Until what time can I leave my car there?
+             *     Example reply:
+             *     [{"question": 1, "answer": "The car park closes at 20:00."}, {"question": 2, "answer": "Until 20:00, when the car park closes."}]
+             */
             answers?: string;
-            /** @description Default: You rewrite passages for training data. Rewrite the passage {restatements} times, each time in different words and order, keeping every fact, name and number and adding nothing. Reply with only a JSON array of strings. */
+            /**
+             * @description Default: You rewrite passages for training data. Rewrite the passage {restatements} times, each time in different words and order, keeping every fact, name and number and adding nothing. Reply with only a JSON array of strings.
+             *
+             *     Example passage (two rewrites):
+             *     Section: Parking
+             *     Passage:
+             *     <<<
+             *     Staff park behind the office. The car park closes at 20:00.
+             *     >>>
+             *     Example reply:
+             *     ["The car park behind the office, where staff park, closes at 20:00.", "At 20:00 the staff car park behind the office closes."]
+             */
             restatements?: string;
         };
         /**
