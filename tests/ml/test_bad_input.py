@@ -109,7 +109,7 @@ def test_the_disk_filling_while_saving_removes_the_partial_folder(tiny_model_dir
     out = tmp_path / "out"
     proc = subprocess.run(
         [TINYFORGE, "train", "--data", str(toy_dataset), "--base", str(tiny_model_dir), "--out", str(out),
-         "--method", "full", "--max-steps", "2", "--save-steps", "1", "--quiet", "--eval-generations", "0"],
+         "--method", "full", "--max-steps", "2", "--save-steps", "1", "--quiet"],
         capture_output=True, text=True, preexec_fn=_limit_file_size, timeout=300,
     )
     assert proc.returncode == 2, proc.stderr

@@ -14,6 +14,7 @@ import pytest
 from conftest import DEMO_DATASET, write_jsonl
 from tinyforge.cli import main
 from tinyforge.ml.config import TrainConfig
+from tinyforge.ml.commands import PLATFORM_ONLY
 
 TINYFORGE = str(Path(sys.executable).with_name("tinyforge"))
 
@@ -30,6 +31,9 @@ def test_train_help_lists_every_option_with_its_default():
     entries = {e.split()[0].rstrip(","): " ".join(e.split()) for e in re.split(r"\n  (?=--)", section)[1:]}
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
+        if f.name in PLATFORM_ONLY:  # the platform's evaluation after a run; the CLI's is tinyforge eval
+            assert flag not in entries, flag
+            continue
         assert "(default:" in entries[flag], flag
     assert "(default: smollm2-135m-instruct)" in text and "(default: 1e-3 for lora, 2e-5 for full)" in text
     assert "--base" in text and "--data" in text and "--out" in text
@@ -84,6 +88,9 @@ def test_train_then_eval_then_generate(tmp_path, tiny_model_dir, toy_dataset, ca
     printed = capsys.readouterr().out
     assert "completed: 4/4 steps" in printed and f"model folder: {out}" in printed
     assert f"--against {out} --data" in printed and "generations:" not in printed  # scored by tinyforge eval
+    with pytest.raises(SystemExit):  # the platform's evaluation settings are no training options
+        main(["train", "--data", str(toy_dataset), "--out", str(out), "--eval-generations", "2"])
+    assert "unrecognized arguments: --eval-generations" in capsys.readouterr().err
     info = json.loads((out / "tinyforge.json").read_text())
     assert info["config"]["lora_r"] == 8  # the quick preset
     # The trained adapter against its base, side by side on the first training rows (their prompts and outputs).
@@ -97,4 +104,4 @@ def test_train_then_eval_then_generate(tmp_path, tiny_model_dir, toy_dataset, ca
     # Resuming a finished run is a no-op that still writes the model.
     assert main(["train", "--data", str(toy_dataset), "--base", str(tiny_model_dir), "--out", str(out),
                  "--preset", "quick", "--max-steps", "4", "--batch-size", "4", "--max-seq-length", "128",
-                 "--eval-generations", "0", "--resume", "--quiet"]) == 0
+                 "--resume", "--quiet"]) == 0

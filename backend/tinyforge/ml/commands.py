@@ -21,12 +21,17 @@ from tinyforge.ml.config import PRESETS, TrainConfig
 ALIASES = {"base_model": ["--base"], "max_seq_length": ["--max-length"]}
 # How the progress line names each batch layout of TrainConfig.packing.
 LAYOUTS = {"on": "packed sequences", "batch": "random batches packed into rows", "off": "length-grouped batches"}
+# Settings of the platform's evaluation after a run, not of training: the CLI evaluates with
+# `tinyforge eval`, whose --max-new-tokens and eval set say the same.
+PLATFORM_ONLY = ("eval_generations", "max_new_tokens")
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("training options (override the preset)")
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
+        if f.name in PLATFORM_ONLY:
+            continue
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         shown = {"learning_rate": "1e-3 for lora, 2e-5 for full", "max_steps": "unset",
@@ -134,7 +139,7 @@ class ProgressBar:
 
 
 def _config_from_args(args) -> TrainConfig:
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if f.name not in PLATFORM_ONLY}
     return TrainConfig.from_preset(args.preset, **overrides)
 
 
