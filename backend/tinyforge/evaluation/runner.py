@@ -202,9 +202,12 @@ class _Run:
         if folders:
             from tinyforge.serving.batch import LocalModels
             from tinyforge.serving.pool import RuntimeOptions
+            from tinyforge.serving.precision import float_precision
 
             say(f"loading {', '.join(folders)}")
-            self.local = await asyncio.to_thread(LocalModels, folders, RuntimeOptions(max_context=self.config.max_context))
+            # In float: an evaluation measures the model, not int8's rounding of it (serving's auto).
+            options = RuntimeOptions(max_context=self.config.max_context, dtype=float_precision())
+            self.local = await asyncio.to_thread(LocalModels, folders, options)
             say(f"loaded {', '.join(folders)}")
 
     async def close(self) -> None:

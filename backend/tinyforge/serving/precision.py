@@ -35,10 +35,12 @@ class PrecisionChoice:
         return asdict(self)
 
 
-def _float_auto(device: str) -> str:
-    from tinyforge.hardware import native_bf16
+def float_precision(device: str = "auto") -> str:
+    """The fastest float precision on `device`: what measures a model itself, without int8's rounding
+    (evaluations), and what int8 falls back to."""
+    from tinyforge.hardware import native_bf16, pick_device
 
-    return "bfloat16" if native_bf16(device) else "float32"
+    return "bfloat16" if native_bf16(pick_device(device)) else "float32"
 
 
 def choose_precision(requested: str, device: str) -> PrecisionChoice:
@@ -49,7 +51,7 @@ def choose_precision(requested: str, device: str) -> PrecisionChoice:
 
     if requested not in PRECISIONS:
         raise TinyforgeError(f"precision {requested!r}: choose {', '.join(PRECISIONS)}")
-    floating = _float_auto(device)
+    floating = float_precision(device)
     if device.startswith("cuda"):
         if requested == "int8":
             return PrecisionChoice(requested, floating, f"int8 matrices run on the CPU only; serving {floating} "
@@ -93,7 +95,7 @@ def load_torch_runtime(model, tokenizer, *, precision: str = "auto", budget: Qua
         misses = budget.misses(numbers)
         if misses:
             runtime.close()
-            floating = _float_auto(device)
+            floating = float_precision(device)
             runtime = TorchRuntime(model, device=device, dtype=floating, **options)
             choice = PrecisionChoice(choice.requested, floating,
                                      f"int8 missed the quality budget ({'; '.join(misses)}); serving {floating}",
