@@ -55,6 +55,31 @@ def test_it_takes_an_uploaded_jsonl_or_csv_and_the_general_set(client_for, alice
     assert general.status_code == 201 and general.json()["row_count"] >= 100
 
 
+def test_an_eval_set_is_renamed_and_deleted_through_its_service_audited_and_its_files_go_with_it(
+        client_for, alice, acme, django_capture_on_commit_callbacks):
+    from tinyforge.core import storage
+    from tinyforge.evals.models import EvalSetVersion
+
+    client = client_for(alice)
+    eval_set, version = new_set(client, acme, name="to go")
+    renamed = client.patch(f"/api/v1/eval-sets/{eval_set['id']}/", {"name": "renamed"}, format="json")
+    assert renamed.status_code == 200 and renamed.json()["name"] == "renamed"
+    assert AuditEvent.all_teams.get(action="updated", target_id=str(eval_set["id"])).changes == {"name": "renamed"}
+    stored = storage.path(EvalSetVersion.all_teams.get(pk=version["id"]).storage_key)
+    assert stored.exists()
+    # A gate still names the set: refused with a 409 that says why, the set and its file kept.
+    gate = client.post("/api/v1/gates/", {"project": acme.project.pk, "eval_set": eval_set["id"],
+                                          "scorer": {"name": "exact_match"}, "threshold": 0.5}, format="json")
+    assert gate.status_code == 201, gate.content
+    assert_error(client.delete(f"/api/v1/eval-sets/{eval_set['id']}/"), 409)
+    assert stored.exists()
+    assert client.delete(f"/api/v1/gates/{gate.json()['id']}/").status_code == 204
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.delete(f"/api/v1/eval-sets/{eval_set['id']}/").status_code == 204
+    assert not stored.exists()
+    assert AuditEvent.all_teams.filter(action="deleted", changes={"name": "renamed"}).exists()
+
+
 @pytest.mark.parametrize("body, field, message", [
     ({"rows": []}, "rows", "the eval set has no rows"),
     ({"rows": [{"reference": "x"}]}, "rows", "line 1 input: required field is missing"),

@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 from django.conf import settings
+from django.db import transaction
 
 
 class StorageKeyError(ValueError):
@@ -71,6 +72,16 @@ def delete(key: str) -> None:
         shutil.rmtree(target, ignore_errors=True)
     else:
         target.unlink(missing_ok=True)
+
+
+def delete_on_commit(keys: list[str]) -> None:
+    """Remove files once the transaction that deleted their records commits: a rolled-back delete
+    keeps its files, and a committed one leaves none behind."""
+    def remove():
+        for key in keys:
+            delete(key)
+
+    transaction.on_commit(remove)
 
 
 @contextmanager

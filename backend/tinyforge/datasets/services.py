@@ -51,7 +51,7 @@ def delete_dataset(request, dataset: Dataset) -> None:
     keys = [v.storage_key for v in dataset.versions.all() if v.storage_key]
     audit(request, "deleted", dataset, changes={"name": dataset.name})
     dataset.delete()
-    _delete_files_on_commit(keys)
+    storage.delete_on_commit(keys)
 
 
 @transaction.atomic
@@ -149,15 +149,7 @@ def delete_version(request, version: DatasetVersion) -> None:
     audit(request, "deleted", version, project_id=version.dataset.project_id,
           changes={"dataset": version.dataset.name, "number": version.number})
     version.delete()
-    _delete_files_on_commit(keys)
-
-
-def _delete_files_on_commit(keys: list[str]) -> None:
-    def remove():
-        for key in keys:
-            storage.delete(key)
-
-    transaction.on_commit(remove)
+    storage.delete_on_commit(keys)
 
 
 def delete_connection(request, connection: DataConnection) -> None:

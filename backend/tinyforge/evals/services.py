@@ -7,7 +7,7 @@ from django.db import transaction
 from django.db.models import Max
 
 from tinyforge.core import storage
-from tinyforge.core.audit import audit
+from tinyforge.core.audit import audit, save_changes
 from tinyforge.core.events import record_event
 from tinyforge.core.jobs import enqueue
 from tinyforge.core.models import EventLevel
@@ -44,6 +44,19 @@ def create_eval_set(request, *, project, name: str, description: str = "") -> Ev
 
 
 @transaction.atomic
+def update_eval_set(request, eval_set: EvalSet, changes: dict) -> EvalSet:
+    return save_changes(request, eval_set, changes)
+
+
+def delete_eval_set(request, eval_set: EvalSet) -> None:
+    """An eval set that an evaluation or the gate still uses is refused (RESTRICT, a 409); one that
+    goes takes its versions' files with it."""
+    keys = [v.storage_key for v in eval_set.versions.all() if v.storage_key]
+    audit(request, "deleted", eval_set, changes={"name": eval_set.name})
+    eval_set.delete()
+    storage.delete_on_commit(keys)
+
+
 def add_version(request, eval_set: EvalSet, rows: list[EvalRow], *, source_kind: str, source: dict) -> EvalSetVersion:
     """A new immutable version of the set holding `rows` (already validated)."""
     if not rows:
@@ -230,6 +243,11 @@ def cancel_evaluation(request, evaluation: Evaluation) -> Evaluation:
     return evaluation
 
 
+def delete_evaluation(request, evaluation: Evaluation) -> None:
+    audit(request, "deleted", evaluation)
+    evaluation.delete()
+
+
 def run_target(run: TrainingRun, checkpoint=None, label: str | None = None) -> dict:
     return {"kind": "run", "run": run.pk, "checkpoint": checkpoint.pk if checkpoint else None,
             "label": label or run.name}
@@ -395,6 +413,11 @@ def set_gate(request, *, project, eval_set: EvalSet, scorer: dict | None, judge:
           changes={"eval_set": eval_set.pk, "scorer": scorer, "judge": judge, "threshold": threshold,
                    "max_drop": max_drop, "enabled": enabled})
     return gate
+
+
+def delete_gate(request, gate: Gate) -> None:
+    audit(request, "deleted", gate)
+    gate.delete()
 
 
 def _user(request):

@@ -7,7 +7,6 @@ from rest_framework.response import Response
 from tinyforge.accounts.models import Role
 from tinyforge.core.access import require_role, visible_team_ids
 from tinyforge.core.api import TeamScopedViewSet, parse_id
-from tinyforge.core.audit import audit
 from tinyforge.core.parsers import JSONParser
 from tinyforge.core.schema import OBJECT_ERRORS, READ_ERRORS, WRITE_ERRORS, errors
 from tinyforge.datasets.models import DatasetVersion
@@ -46,12 +45,11 @@ class EvalSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
 
     def perform_update(self, serializer):
         require_role(self.request, serializer.instance.project.team_id, Role.MEMBER, action="change eval sets")
-        audit(self.request, "updated", serializer.save(), changes=serializer.validated_data)
+        serializer.instance = services.update_eval_set(self.request, serializer.instance, serializer.validated_data)
 
     def perform_destroy(self, instance):
         require_role(self.request, instance.project.team_id, Role.MEMBER, action="delete eval sets")
-        audit(self.request, "deleted", instance)
-        instance.delete()
+        services.delete_eval_set(self.request, instance)
 
     @extend_schema(
         summary="Add a version: an uploaded JSONL or CSV file (multipart `file`), rows, a run's validation rows, "
@@ -149,8 +147,7 @@ class EvaluationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins
 
     def perform_destroy(self, instance):
         require_role(self.request, instance.project.team_id, Role.MEMBER, action="delete evaluations")
-        audit(self.request, "deleted", instance)
-        instance.delete()
+        services.delete_evaluation(self.request, instance)
 
     @extend_schema(request=None, summary="Cancel a queued or running evaluation (finished rows are kept)",
                    responses={200: EvaluationSerializer, **errors(401, 403, 404, 409)})
@@ -215,8 +212,7 @@ class GateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Creat
 
     def perform_destroy(self, instance):
         require_role(self.request, instance.project.team_id, Role.ADMIN, action="remove the deploy gate")
-        audit(self.request, "deleted", instance)
-        instance.delete()
+        services.delete_gate(self.request, instance)
 
     @extend_schema(request=GateCheckSerializer, summary="Evaluate a run against the gate now",
                    responses={201: EvaluationSerializer, **errors(400, 401, 403, 404, 409)})
