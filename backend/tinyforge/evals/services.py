@@ -43,7 +43,6 @@ def create_eval_set(request, *, project, name: str, description: str = "") -> Ev
     return eval_set
 
 
-@transaction.atomic
 def update_eval_set(request, eval_set: EvalSet, changes: dict) -> EvalSet:
     return save_changes(request, eval_set, changes)
 
@@ -57,6 +56,7 @@ def delete_eval_set(request, eval_set: EvalSet) -> None:
     storage.delete_on_commit(keys)
 
 
+@transaction.atomic
 def add_version(request, eval_set: EvalSet, rows: list[EvalRow], *, source_kind: str, source: dict) -> EvalSetVersion:
     """A new immutable version of the set holding `rows` (already validated)."""
     if not rows:
