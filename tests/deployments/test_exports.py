@@ -303,7 +303,7 @@ def test_exports_are_listed_per_run_and_project_within_the_callers_teams(acme, g
     assert ids(f"project={acme.project.pk}&export_format=onnx") == {mine.pk}
     assert ids(f"project={globex.project.pk}") == set()
     assert ids("status=pending&export_format=hf&export_format=onnx") == {acme.export.pk, mine.pk}
-    assert_error(client.get("/api/v1/exports/?export_format=gguf"), 400)
+    assert_error(client.get("/api/v1/exports/?export_format=tflite"), 400)  # gguf is a format now
     assert_error(client.get(f"/api/v1/exports/{globex.export.pk}/"), 404)
 
 

@@ -91,7 +91,7 @@ class DeploymentRegistry(ModelRegistry):
             return  # deleted meanwhile
         Deployment.all_teams.filter(pk=deployment.pk).update(
             serving_precision=choice.precision, precision_reason=choice.reason[:1000], precision_quality=choice.quality)
-        record_event(project_id=deployment.project_id, deployment_id=deployment.pk, source="inference",
+        record_event(**deployment.event_links(), source="inference",
                      message=f"serving in {choice.precision}: {choice.reason}",
                      level=EventLevel.WARNING if choice.fell_back else EventLevel.INFO)
 

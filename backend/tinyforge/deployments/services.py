@@ -114,7 +114,7 @@ def update_deployment(request, deployment: Deployment, changes: dict) -> Deploym
         _require_free_name(deployment.team_id, changes["name"], other_than=deployment)
     if "precision" in changes and changes["precision"] != deployment.precision:
         # The registry lists the precision with the model, so the inference service reloads it.
-        record_event(project_id=deployment.project_id, deployment_id=deployment.pk, source="platform",
+        record_event(**deployment.event_links(), source="platform",
                      message=f"precision set to {changes['precision']}: the inference service reloads the model")
         changes = {**changes, "serving_precision": "", "precision_reason": "", "precision_quality": None}
     return save_changes(request, deployment, changes)
