@@ -43,7 +43,10 @@ def torchrun(*args, timeout=300) -> subprocess.CompletedProcess:
 
 
 def flags(options: dict) -> list[str]:
-    return [f"--{name.replace('_', '-')}={value}" for name, value in options.items()]
+    # The CLI has no flags for what only the platform acts on (the run's evaluation after training).
+    from tinyforge.ml.commands import PLATFORM_ONLY
+
+    return [f"--{name.replace('_', '-')}={value}" for name, value in options.items() if name not in PLATFORM_ONLY]
 
 
 def trainer_state(out: Path, step: int) -> dict:
