@@ -4,6 +4,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.utils import timezone
 from rest_framework import serializers
 
@@ -73,7 +74,9 @@ class MembershipCreateSerializer(StrictSerializer):
     """Add an existing user (username) or create an account for a new one (username, email, password)."""
 
     team = TeamScopedRelatedField(queryset=Team.all_teams.all())
-    username = serializers.CharField(max_length=150)
+    # A new account's name obeys Django's own rule (letters, digits, @.+-_): the API documents it,
+    # and an account made without it could not sign in through forms that check it.
+    username = serializers.CharField(max_length=150, validators=[UnicodeUsernameValidator()])
     email = serializers.EmailField(required=False, allow_blank=True, default="")
     password = serializers.CharField(
         required=False, write_only=True, trim_whitespace=False, max_length=4096,
@@ -137,7 +140,8 @@ class InvitationPreviewSerializer(serializers.Serializer):
 
 class InvitationAcceptSerializer(StrictSerializer):
     token = serializers.CharField(max_length=200)
-    username = serializers.CharField(max_length=150, required=False, help_text="New account (when not signed in)")
+    username = serializers.CharField(max_length=150, required=False, validators=[UnicodeUsernameValidator()],
+                                     help_text="New account (when not signed in)")
     email = serializers.EmailField(required=False, allow_blank=True, default="")
     password = serializers.CharField(required=False, write_only=True, trim_whitespace=False, max_length=4096)
 
