@@ -101,7 +101,7 @@ def test_base_against_a_run_with_a_pairwise_judge_and_the_gate_holding_back_a_po
 
     nav(page, "Evaluate").click()
     gate = page.get_by_role("form", name="Gate")
-    gate.get_by_label("Scorer").select_option("must_include")
+    gate.get_by_label("Decided by").select_option("must_include")
     gate.get_by_label("Threshold").fill("0.9")
     gate.get_by_role("button", name="Save the gate").click()
     expect(page.get_by_text(re.compile("must_include on Held-out facts reaches 0.9"))).to_be_visible()
