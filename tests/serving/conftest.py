@@ -101,3 +101,83 @@ def running_server(registry, authenticator=None, settings=None, *, wait_ready: b
 def copy_model(source, target):
     shutil.copytree(source, target)
     return target
+
+
+# --- llama.cpp --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def smol_tiny_model_dir(tmp_path_factory):
+    """The tiny Llama with SmolLM2's real tokenizer and chat template: llama.cpp's converter knows only
+    the pre-tokenizers of published models, so the tiny model's own tokenizer cannot become a GGUF."""
+    from transformers import AutoTokenizer
+
+    from tinyforge.ml.models import resolve_base_model
+    from tinymodel import build_tiny_model
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_base_model("smollm2-135m-instruct"))
+    return build_tiny_model(tmp_path_factory.mktemp("smol-tiny"), tokenizer=tokenizer)
+
+
+@pytest.fixture(scope="session")
+def smol_lora_adapter_dir(smol_tiny_model_dir, tmp_path_factory):
+    return make_lora_adapter(smol_tiny_model_dir, tmp_path_factory.mktemp("smol-lora-a"), seed=1)
+
+
+@pytest.fixture(scope="session")
+def smol_second_lora_adapter_dir(smol_tiny_model_dir, tmp_path_factory):
+    return make_lora_adapter(smol_tiny_model_dir, tmp_path_factory.mktemp("smol-lora-b"), seed=2,
+                             targets=["q_proj", "v_proj"])
+
+
+@pytest.fixture(scope="session")
+def gguf_caches(tmp_path_factory):
+    """Where the llama.cpp folders' GGUFs go: (per model, bases) as the deploy job keeps them."""
+    root = tmp_path_factory.mktemp("gguf-cache")
+    return root / "runs", root / "bases"
+
+
+def llama_cpp_folder(source, target, gguf_caches, **options):
+    """`source` as the llama.cpp runtime serves it (a served folder naming its GGUFs), converted and
+    verified by the same code as the deploy job's."""
+    from tinyforge.serving.llama_cpp_runtime import write_llama_cpp_folder
+
+    cache, bases = gguf_caches
+    write_llama_cpp_folder(source, target, cache=cache / target.name, base_cache=bases, **options)
+    return target
+
+
+@pytest.fixture(scope="session")
+def llama_cpp_tiny_dir(smol_tiny_model_dir, gguf_caches, tmp_path_factory):
+    return llama_cpp_folder(smol_tiny_model_dir, tmp_path_factory.mktemp("served") / "tiny-gguf", gguf_caches)
+
+
+@pytest.fixture(scope="session")
+def llama_cpp_lora_dir(smol_lora_adapter_dir, gguf_caches, tmp_path_factory):
+    return llama_cpp_folder(smol_lora_adapter_dir, tmp_path_factory.mktemp("served") / "lora-gguf", gguf_caches)
+
+
+@pytest.fixture(scope="session")
+def llama_cpp_second_lora_dir(smol_second_lora_adapter_dir, gguf_caches, tmp_path_factory):
+    return llama_cpp_folder(smol_second_lora_adapter_dir, tmp_path_factory.mktemp("served") / "lora-b-gguf",
+                            gguf_caches)
+
+
+RUNTIMES = ["pytorch", "llama.cpp"]
+
+
+@pytest.fixture(scope="module", params=RUNTIMES)
+def runtime_models(request):
+    """The contract tests' models on each runtime: {"runtime", "tokenizer_dir", "tiny", "tiny-lora"}
+    (a full model of 256 positions and a LoRA adapter on it), built only for the runtime a test runs on."""
+    if request.param == "pytorch":
+        return {"runtime": "torch", "tokenizer_dir": request.getfixturevalue("tiny_model_dir"),
+                "tiny": request.getfixturevalue("tiny_model_dir"),
+                "tiny-lora": request.getfixturevalue("lora_adapter_dir")}
+    from capabilities import require_llama_cpp
+
+    require_llama_cpp()
+    return {"runtime": "llama.cpp", "tokenizer_dir": request.getfixturevalue("smol_tiny_model_dir"),
+            "gguf_caches": request.getfixturevalue("gguf_caches"),
+            "tiny": request.getfixturevalue("llama_cpp_tiny_dir"),
+            "tiny-lora": request.getfixturevalue("llama_cpp_lora_dir")}

@@ -1,4 +1,5 @@
-"""Every bad input of the serving issue gets a clear OpenAI-shaped error, and the server keeps serving."""
+"""Every bad input of the serving issue gets a clear OpenAI-shaped error, and the server keeps serving,
+on every runtime that serves a model and its adapter (PyTorch, llama.cpp)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import openai
 import psutil
 import pytest
 
-from serving.conftest import copy_model, running_server
+from serving.conftest import copy_model, llama_cpp_folder, running_server
 from tinyforge.serving.app import ServerSettings
 from tinyforge.serving.pool import RuntimeOptions
 from tinyforge.serving.registry import FolderRegistry
@@ -25,14 +26,20 @@ ENDLESS = [{"role": "user", "content": "hi"}]
 
 
 @pytest.fixture(scope="module")
-def long_context_model(tmp_path_factory):
+def long_context_model(runtime_models, tmp_path_factory):
     """Room for thousands of tokens, so a generation lasts long enough to interrupt."""
-    return build_tiny_model(tmp_path_factory.mktemp("long-context"), context=4096)
+    if runtime_models["runtime"] == "torch":
+        return build_tiny_model(tmp_path_factory.mktemp("long-context"), context=4096)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(runtime_models["tokenizer_dir"])
+    long = build_tiny_model(tmp_path_factory.mktemp("long-context"), context=4096, tokenizer=tokenizer)
+    return llama_cpp_folder(long, tmp_path_factory.mktemp("served") / "long-gguf", runtime_models["gguf_caches"])
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_dir):
-    with running_server(FolderRegistry({"tiny": tiny_model_dir})) as running:
+def server(runtime_models):
+    with running_server(FolderRegistry({"tiny": runtime_models["tiny"]})) as running:
         yield running
 
 
@@ -220,9 +227,11 @@ def wait_for(condition, seconds=30):
         time.sleep(0.1)
 
 
-def test_a_model_whose_files_were_deleted_fails_clearly_while_others_serve(tiny_model_dir, lora_adapter_dir, tmp_path):
-    doomed = copy_model(tiny_model_dir, tmp_path / "doomed")
-    registry = RecordingRegistry({"doomed": doomed, "tiny": tiny_model_dir, "tiny-lora": lora_adapter_dir})
+def test_a_model_whose_files_were_deleted_fails_clearly_while_others_serve(runtime_models, tmp_path):
+    # A served folder of llama.cpp names its GGUFs relative to itself: its copy sits beside it.
+    doomed = copy_model(runtime_models["tiny"], runtime_models["tiny"].parent / f"doomed-{tmp_path.name}")
+    registry = RecordingRegistry({"doomed": doomed, "tiny": runtime_models["tiny"],
+                                  "tiny-lora": runtime_models["tiny-lora"]})
     with running_server(registry) as server:
         client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="none", max_retries=0)
         assert client.chat.completions.create(model="doomed", messages=USER, max_tokens=2).choices
@@ -238,14 +247,14 @@ def test_a_model_whose_files_were_deleted_fails_clearly_while_others_serve(tiny_
             assert client.chat.completions.create(model=name, messages=USER, max_tokens=3).choices[0].message
 
 
-def test_models_appear_and_disappear_without_a_restart(tiny_model_dir, lora_adapter_dir, tmp_path):
+def test_models_appear_and_disappear_without_a_restart(runtime_models, tmp_path):
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "config.json").write_text("{not json")
-    registry = RecordingRegistry({"tiny": tiny_model_dir})
+    registry = RecordingRegistry({"tiny": runtime_models["tiny"]})
     with running_server(registry) as server:
         client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="none", max_retries=0)
-        registry.models["added"] = lora_adapter_dir
+        registry.models["added"] = runtime_models["tiny-lora"]
         registry.models["broken"] = broken
         wait_for(lambda: getattr(server.service.pool.get("broken"), "state", "") == "failed")
         assert client.chat.completions.create(model="added", messages=USER, max_tokens=2).choices

@@ -1,4 +1,5 @@
-"""The official `openai` client against a real uvicorn server serving the tiny model and an adapter."""
+"""The official `openai` client against a real uvicorn server serving the tiny model and an adapter, on
+every runtime that serves both (PyTorch, llama.cpp): a client sees the same contract whichever serves."""
 
 from __future__ import annotations
 
@@ -27,9 +28,10 @@ METRICS_TOKEN = "metrics-token-9876"
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_dir, lora_adapter_dir):
-    registry = FolderRegistry({"tiny": tiny_model_dir, "tiny-lora": lora_adapter_dir})
+def server(runtime_models):
+    registry = FolderRegistry({"tiny": runtime_models["tiny"], "tiny-lora": runtime_models["tiny-lora"]})
     with running_server(registry, APIKeyAuthenticator(KEY), ServerSettings(metrics_token=METRICS_TOKEN)) as running:
+        running.models = runtime_models
         yield running
 
 
@@ -38,9 +40,10 @@ def client(server):
     return openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=KEY, max_retries=0)
 
 
-def test_it_lists_the_models_with_their_memory(client):
+def test_it_lists_the_models_with_their_memory(client, server):
     models = {m.id: m for m in client.models.list()}
     assert set(models) == {"tiny", "tiny-lora"}
+    assert {m.model_extra["tinyforge"]["runtime"] for m in models.values()} == {server.models["runtime"]}
     lora = models["tiny-lora"].model_extra["tinyforge"]
     assert lora["adapter_on_shared_base"] is True
     parts = lora["memory_bytes_by_part"]
@@ -112,8 +115,8 @@ def test_a_seed_gives_the_same_sample_and_stop_strings_cut_the_text(client):
     assert streamed == text[: text.index(stop)]
 
 
-def test_a_conversation_becomes_the_token_ids_of_training(server, tiny_model_dir, client):
-    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+def test_a_conversation_becomes_the_token_ids_of_training(server, client):
+    tokenizer = AutoTokenizer.from_pretrained(str(server.models["tokenizer_dir"]))
     served = server.service.pool.get("tiny")
     request = ChatCompletionRequest.model_validate({"model": "tiny", "messages": CONVERSATION})
     ids = server.service._prompt_ids(served, request, "chat")

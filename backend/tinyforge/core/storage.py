@@ -162,6 +162,12 @@ def deployment_key(project_id: int, deployment_id: int) -> str:
     return f"projects/{project_id}/deployments/{deployment_id}"
 
 
+def gguf_base_folder_key() -> str:
+    """GGUF conversions of base models (one folder each, named by the base folder's fingerprint), shared
+    by every llama.cpp deployment of that base: one file and one llama-server for all its adapters."""
+    return "llama-cpp/bases"
+
+
 def export_folder_key(project_id: int, export_id: int) -> str:
     return f"projects/{project_id}/exports/{export_id}"
 

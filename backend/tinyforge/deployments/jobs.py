@@ -116,17 +116,49 @@ def prepare_model_folder(deployment: Deployment, say) -> str:
     if deployment.runtime == Runtime.ONNX:
         say(f"exporting {source.name} to ONNX (merged, verified against PyTorch)")
         result = export_model(source, "onnx", target, progress=say)
+    elif deployment.runtime == Runtime.LLAMA_CPP:
+        _prepare_llama_cpp_folder(deployment, source, target, say)
+        say(f"model folder ready for llama.cpp ({deployment.gguf_type}), verified against PyTorch")
+        _remove_older_folders(target)
+        return key
     else:
         merge = deployment.merge_adapter and is_adapter_folder(source)
         if deployment.merge_adapter and not merge:
             say("the model has full weights: there is no adapter to merge")
         say(f"preparing {source.name}" + (" with the LoRA adapter merged into its base" if merge else ""))
         result = export_model(source, "hf", target, merge=merge, progress=say)
+    _remove_older_folders(target)
+    say(f"model folder ready: {result.size_bytes / 1e6:.1f} MB")
+    return key
+
+
+def _remove_older_folders(target: Path) -> None:
     for old in target.parent.iterdir():
         if old != target and old.is_dir():
             shutil.rmtree(old, ignore_errors=True)
-    say(f"model folder ready: {result.size_bytes / 1e6:.1f} MB")
-    return key
+
+
+def _prepare_llama_cpp_folder(deployment: Deployment, source: Path, target: Path, say) -> None:
+    """The served folder of a llama.cpp deployment: its manifest and tokenizer; the GGUFs it names are
+    cached beside the run (per checkpoint and type, so a redeploy or a second deployment of the same
+    model converts nothing and shares its llama-server) and, for a LoRA's base, with the other bases."""
+    from tinyforge.ml.export import is_adapter_folder
+    from tinyforge.ml.quality_budget import QualityBudget
+    from tinyforge.serving.llama_cpp_runtime import write_llama_cpp_folder
+
+    merge = deployment.merge_adapter and is_adapter_folder(source)
+    where = f"step-{deployment.checkpoint.step}" if deployment.checkpoint else "final"
+    cache = storage.path(f"{storage.run_key(deployment.project_id, deployment.run_id)}/gguf/{where}"
+                         + ("-merged" if merge else ""))
+    heldout, _ = _heldout(deployment)
+    say(f"preparing {source.name} for llama.cpp as GGUF {deployment.gguf_type}"
+        + (" with the LoRA adapter merged into its base" if merge else ""))
+    write_llama_cpp_folder(
+        source, target, cache=cache, base_cache=storage.path(storage.gguf_base_folder_key()),
+        gguf_type=deployment.gguf_type, merge=merge, heldout_data=heldout, progress=say,
+        budget=QualityBudget(max_loss_increase=settings.EXPORT_Q4_K_M_MAX_LOSS_INCREASE
+                             if deployment.gguf_type == "q4_k_m" else settings.EXPORT_MAX_LOSS_INCREASE,
+                             min_token_agreement=settings.EXPORT_MIN_TOKEN_AGREEMENT))
 
 
 def _say(deployment: Deployment):
@@ -230,8 +262,9 @@ def export_filename(record: Export) -> str:
     return "-".join(parts) + ".zip"
 
 
-def _heldout(record: Export) -> tuple[str | None, str]:
-    """The run's validation set for the held-out loss of ONNX and GGUF exports, when it has one."""
+def _heldout(record: Export | Deployment) -> tuple[str | None, str]:
+    """The run's validation set for the held-out loss of ONNX and GGUF exports (and of a llama.cpp
+    deployment's GGUF), when it has one."""
     version = record.run.validation_version
     if version is None or not version.storage_key or not storage.exists(version.storage_key):
         return None, ""

@@ -15,6 +15,13 @@ from tinyforge.training.models import TrainingRun
 class Runtime(models.TextChoices):
     PYTORCH = "pytorch", "PyTorch"
     ONNX = "onnx", "ONNX Runtime"
+    LLAMA_CPP = "llama.cpp", "llama.cpp (GGUF)"
+
+
+class GgufType(models.TextChoices):
+    F16 = "f16", "f16 (as trained)"
+    Q8_0 = "q8_0", "q8_0 (8-bit)"
+    Q4_K_M = "q4_k_m", "q4_k_m (4.5-bit)"
 
 
 class DeploymentStatus(models.TextChoices):
@@ -43,6 +50,11 @@ class Deployment(TeamOwnedModel, TrackedJob):
     )
     runtime = models.CharField(max_length=16, choices=Runtime.choices, default=Runtime.PYTORCH)
     merge_adapter = models.BooleanField(default=False)
+    gguf_type = models.CharField(
+        max_length=8, choices=GgufType.choices, default=GgufType.F16,
+        help_text="llama.cpp runtime only: the GGUF it serves. f16 serves a LoRA run as its adapter on the base's "
+                  "f16 GGUF, shared with the other deployments of that base (unless merge_adapter); q8_0 and q4_k_m "
+                  "serve the model merged and quantized, verified against PyTorch within the export's quality budget")
     precision = models.CharField(
         max_length=16, choices=[(p, p) for p in PRECISIONS], default="auto",
         help_text="Weight precision the user asked for (PyTorch runtime): auto picks from the inference service's "

@@ -3,7 +3,8 @@ from rest_framework import serializers
 from tinyforge.core.api import StrictModelSerializer, StrictSerializer, TeamScopedRelatedField
 from tinyforge.datasets.models import Dataset
 from tinyforge.deployments.feedback import ROW_KINDS
-from tinyforge.deployments.models import Completion, Deployment, Export, ExportFormat, Feedback, Quantize, Runtime
+from tinyforge.deployments.models import (Completion, Deployment, Export, ExportFormat, Feedback, GgufType, Quantize,
+                                          Runtime)
 
 
 class DeploymentSerializer(StrictModelSerializer):
@@ -17,7 +18,7 @@ class DeploymentSerializer(StrictModelSerializer):
     class Meta:
         model = Deployment
         fields = [
-            "id", "name", "project", "team", "run", "checkpoint", "runtime", "merge_adapter", "precision",
+            "id", "name", "project", "team", "run", "checkpoint", "runtime", "merge_adapter", "gguf_type", "precision",
             "serving_precision", "precision_reason", "precision_quality", "status", "error", "request_count", "error_count", "tokens_in", "tokens_out", "latency_p50_ms", "latency_p95_ms",
             "own_memory_bytes", "shared_memory_bytes", "stats_updated_at", "ready_at", "stopped_at", "created_by",
             "created_at", "updated_at", "override_gate", "override_reason",
@@ -33,7 +34,8 @@ class DeploymentSerializer(StrictModelSerializer):
     def get_fields(self):
         fields = super().get_fields()
         if self.instance is not None and not isinstance(self.instance, list):
-            for name in ("run", "checkpoint", "runtime", "merge_adapter", "override_gate", "override_reason"):
+            for name in ("run", "checkpoint", "runtime", "merge_adapter", "gguf_type", "override_gate",
+                         "override_reason"):
                 fields[name].read_only = True
         return fields
 
@@ -45,6 +47,9 @@ class DeploymentSerializer(StrictModelSerializer):
         if attrs.get("precision", "auto") != "auto" and runtime != Runtime.PYTORCH:
             raise serializers.ValidationError(
                 {"precision": [f"Applies to the PyTorch runtime; a {runtime} deployment serves its export's own precision."]})
+        if attrs.get("gguf_type", GgufType.F16) != GgufType.F16 and runtime != Runtime.LLAMA_CPP:
+            raise serializers.ValidationError(
+                {"gguf_type": [f"Applies to the llama.cpp runtime; a {runtime} deployment does not serve a GGUF."]})
         return attrs
 
 
@@ -90,7 +95,10 @@ class ExportSerializer(StrictModelSerializer):
         elif quantize != Quantize.NONE and format not in (ExportFormat.ONNX, ExportFormat.BUNDLE, ExportFormat.GGUF):
             problems["quantize"] = [f"{quantize} applies to ONNX exports and bundles (format onnx or bundle); "
                                     "a Hugging Face export keeps the trained weights."]
-        if format == ExportFormat.BUNDLE:
+        if format == ExportFormat.BUNDLE and runtime == Runtime.LLAMA_CPP:
+            problems["runtime"] = ["A bundle runs on PyTorch or ONNX Runtime (pytorch or onnx); for llama.cpp, "
+                                   "export the model as GGUF (format gguf)."]
+        elif format == ExportFormat.BUNDLE:
             if not runtime:
                 runtime = Runtime.ONNX if quantize != Quantize.NONE else Runtime.PYTORCH
             elif quantize != Quantize.NONE and runtime != Runtime.ONNX:

@@ -13,7 +13,7 @@ from tinyforge.core.audit import audit, save_changes
 from tinyforge.core.events import record_event
 from tinyforge.core.jobs import enqueue
 from tinyforge.deployments import lifecycle
-from tinyforge.deployments.models import Deployment, DeploymentStatus, Export
+from tinyforge.deployments.models import Deployment, DeploymentStatus, Export, GgufType, Runtime
 from tinyforge.errors import Conflict, InvalidInput
 from tinyforge.training.models import Checkpoint, RunStatus, TrainingRun
 
@@ -82,10 +82,28 @@ def _require_free_name(team_id: int, name: str, *, other_than: Deployment | None
         raise InvalidInput({"name": [f"The team already has a deployment named {name}."]})
 
 
+def _require_runtime_installed(runtime: str, gguf_type: str) -> None:
+    """llama.cpp is built separately (`tinyforge llama-cpp install`): without it the deploy job could
+    only fail, so say now what is missing and how to build it."""
+    if runtime != Runtime.LLAMA_CPP:
+        return
+    from tinyforge.llama_cpp import LlamaCppMissing, converter_script, find_tool
+
+    try:
+        converter_script()
+        converter_script("convert_lora_to_gguf.py")
+        find_tool("llama-server")
+        if gguf_type != GgufType.F16:
+            find_tool("llama-quantize")
+    except LlamaCppMissing as exc:
+        raise InvalidInput({"runtime": [f"The llama.cpp runtime is not available on this platform: {exc}."]}) from None
+
+
 @transaction.atomic
 def create_deployment(request, *, run: TrainingRun, name: str, checkpoint: Checkpoint | None, runtime: str,
                       merge_adapter: bool, override_gate: bool = False, override_reason: str = "",
-                      precision: str = "auto") -> Deployment:
+                      precision: str = "auto", gguf_type: str = GgufType.F16) -> Deployment:
+    _require_runtime_installed(runtime, gguf_type)
     _require_deployable(run, checkpoint)
     for check in DEPLOY_CHECKS:
         check(request, run, override=override_gate, reason=override_reason)
@@ -93,11 +111,12 @@ def create_deployment(request, *, run: TrainingRun, name: str, checkpoint: Check
     deployment = Deployment.all_teams.create(
         team_id=run.project.team_id, project_id=run.project_id, run=run, name=name,
         checkpoint=checkpoint or default_checkpoint(run), runtime=runtime, merge_adapter=merge_adapter,
-        precision=precision,
+        precision=precision, gguf_type=gguf_type,
         created_by=getattr(request, "user", None),
     )
     _enqueue_deploy(deployment)
-    audit(request, "deployed", deployment, changes={"run": run.pk, "runtime": runtime})
+    audit(request, "deployed", deployment, changes={"run": run.pk, "runtime": runtime,
+                                                    **({"gguf_type": gguf_type} if runtime == Runtime.LLAMA_CPP else {})})
     return deployment
 
 

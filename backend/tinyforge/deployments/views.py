@@ -55,7 +55,7 @@ class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins
         deployment = services.create_deployment(
             request, run=run, name=fields["name"], checkpoint=fields.get("checkpoint"),
             runtime=fields.get("runtime", "pytorch"), merge_adapter=fields.get("merge_adapter", False),
-            precision=fields.get("precision", "auto"),
+            precision=fields.get("precision", "auto"), gguf_type=fields.get("gguf_type", "f16"),
             override_gate=fields.get("override_gate", False), override_reason=fields.get("override_reason", ""),
         )
         return Response(self.get_serializer(deployment).data, status=status.HTTP_201_CREATED)

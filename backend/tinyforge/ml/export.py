@@ -283,10 +283,10 @@ def _gguf_usage(verification: dict[str, Any], modelfile_note: str | None) -> str
 
 
 def write_gguf_lora_folder(model_dir: Path, folder: Path, *, heldout_data: str | os.PathLike | None,
-                           progress: ProgressCallback) -> dict[str, Any]:
-    """adapter.gguf (a LoRA for llama.cpp's --lora, verified on its base in llama.cpp),
-    verification.json, an Ollama Modelfile (FROM the base's GGUF, ADAPTER this one), README.md and
-    tinyforge.json."""
+                           progress: ProgressCallback, base_gguf: Path | None = None) -> dict[str, Any]:
+    """adapter.gguf (a LoRA for llama.cpp's --lora, verified on its base in llama.cpp: `base_gguf`,
+    else an f16 conversion made for the check), verification.json, an Ollama Modelfile (FROM the
+    base's GGUF, ADAPTER this one), README.md and tinyforge.json."""
     from transformers import AutoConfig
 
     from tinyforge.ml import gguf_export, ollama
@@ -316,7 +316,7 @@ def write_gguf_lora_folder(model_dir: Path, folder: Path, *, heldout_data: str |
     examples, source = heldout_examples(tokenizer, heldout_data)
     verification = gguf_export.export_gguf_lora(
         model, model_dir, base_folder, folder, prompts=verification_prompts(tokenizer), heldout=examples,
-        heldout_source=source, progress=progress)
+        heldout_source=source, base_gguf=base_gguf, progress=progress)
     turns = ollama.turn_format(tokenizer)
     note = None
     if turns is not None:

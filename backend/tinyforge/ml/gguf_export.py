@@ -246,11 +246,12 @@ LORA_FILE = "adapter.gguf"
 
 def export_gguf_lora(model, adapter_folder: Path, base_folder: Path, out_dir: Path, *,
                      prompts: Sequence[Sequence[int]], heldout: Sequence[TokenizedExample],
-                     heldout_source: str = "built-in", max_new_tokens: int = 16,
+                     heldout_source: str = "built-in", max_new_tokens: int = 16, base_gguf: Path | None = None,
                      progress: ProgressCallback | None = None) -> dict:
     """Write the LoRA adapter in `adapter_folder` as out_dir/adapter.gguf, verify it in llama.cpp on
-    an f16 GGUF of its base (made here, then removed) against `model` (the adapter merged, fp32), and
-    return the report: greedy generations must equal PyTorch's token for token."""
+    an f16 GGUF of its base against `model` (the adapter merged, fp32), and return the report: greedy
+    generations must equal PyTorch's token for token. The base's GGUF is `base_gguf` where the caller
+    has one (the llama.cpp runtime keeps one per base), else it is made here and removed."""
     from tinyforge.hardware import cpu
     from tinyforge.llama_cpp import converter_script, find_tool
     from tinyforge.ml.onnx_export import torch_reference
@@ -262,16 +263,18 @@ def export_gguf_lora(model, adapter_folder: Path, base_folder: Path, out_dir: Pa
     find_tool("llama-server")
     say("converting the LoRA adapter to GGUF (f16)")
     convert_lora(adapter_folder, base_folder, out_dir / LORA_FILE)
-    say("converting its base model to GGUF (f16) to verify the adapter on")
     base_dir = out_dir / ".base"
-    base_dir.mkdir()
-    convert(base_folder, base_dir / "base.gguf")
+    if base_gguf is None:
+        say("converting its base model to GGUF (f16) to verify the adapter on")
+        base_dir.mkdir()
+        base_gguf = base_dir / "base.gguf"
+        convert(base_folder, base_gguf)
     say("running the PyTorch reference")
     reference = torch_reference(model, prompts, heldout, max_new_tokens)
     say("verifying the GGUF LoRA on its base in llama.cpp against PyTorch")
-    numbers = measure_in_llama_cpp(base_dir / "base.gguf", reference, prompts, heldout, max_new_tokens,
+    numbers = measure_in_llama_cpp(base_gguf, reference, prompts, heldout, max_new_tokens,
                                    lora=[out_dir / LORA_FILE])
-    shutil.rmtree(base_dir)
+    shutil.rmtree(base_dir, ignore_errors=True)
     numbers["passed"] = numbers["identical_generations"] == numbers["generations"]
     here = cpu()
     report = {"prompts": len(prompts), "max_new_tokens": max_new_tokens, "heldout_texts": len(heldout),

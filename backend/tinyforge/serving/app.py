@@ -38,7 +38,8 @@ from tinyforge.serving.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
 
-FAILURE_STATUS = {"timeout": 504, "model_unloaded": 503, "engine_error": 500}
+# engine_unavailable: an external runtime's process (llama-server) is down and restarting.
+FAILURE_STATUS = {"timeout": 504, "model_unloaded": 503, "engine_unavailable": 503, "engine_error": 500}
 
 
 @dataclass(frozen=True)

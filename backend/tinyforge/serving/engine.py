@@ -66,7 +66,7 @@ class Finished:
 
 @dataclass(frozen=True)
 class Failed:
-    code: str  # "timeout", "model_unloaded", "engine_error"
+    code: str  # "timeout", "model_unloaded", "engine_error", "engine_unavailable" (llama-server restarting)
     message: str
 
 

@@ -138,6 +138,11 @@ class ModelPool:
         path = Path(served.spec.path)
         if not path.is_dir():
             raise TinyforgeError(f"{path} does not exist")
+        from tinyforge.serving.llama_cpp_runtime import is_llama_cpp_folder
+
+        if is_llama_cpp_folder(path):
+            self._load_llama_cpp(served, path)
+            return
         if not _has_files(path):
             raise TinyforgeError(f"{path} has no model weights ({' or '.join(WEIGHT_FILES)})")
         adapter_config = path / "adapter_config.json"
@@ -176,6 +181,34 @@ class ModelPool:
         served.stop_token_ids = _stop_token_ids(path, served.tokenizer, served.shared_base)
         if not served.tokenizer.chat_template:
             log.warning("model %s has no chat template: /v1/chat/completions will refuse it", served.spec.name)
+
+    def _load_llama_cpp(self, served: ServedModel, path: Path) -> None:
+        """A GGUF served by llama-server: one process per GGUF (tinyforge.serving.llama_cpp_runtime),
+        shared by the deployments of that model and, each as an adapter in it, of its LoRAs."""
+        from tinyforge.serving.llama_cpp_runtime import LlamaCppEngine, LlamaCppFolder
+
+        folder = LlamaCppFolder.read(path)
+        served.tokenizer = _load_tokenizer(path)
+        key = f"llama.cpp:{folder.model}"
+        o = self.options
+        entry = self._runtimes.get(key)
+        if entry is None:
+            engine = LlamaCppEngine(folder.model, name=key, metrics=self.metrics, gguf_type=folder.gguf_type,
+                                    max_slots=o.max_slots, max_context=o.max_context, max_waiting=o.max_waiting,
+                                    request_timeout=o.request_timeout, first_adapter=folder.lora)
+            entry = self._runtimes[key] = _RuntimeEntry(engine.runtime, engine)
+            served.adapter_id = engine.first_adapter_id
+        elif folder.lora is not None:
+            served.adapter_id = entry.engine.add_adapter(folder.lora)
+        self._attach(served, key, entry)
+        info = entry.runtime.info
+        if folder.lora is not None:
+            served.shared_base = str(folder.model)
+            served.memory = {"adapter": folder.lora.stat().st_size, "shared_base": info.weights_bytes,
+                             "kv_cache": info.kv_cache_bytes}
+        else:
+            served.memory = {"weights": info.weights_bytes, "kv_cache": info.kv_cache_bytes}
+        served.stop_token_ids = _stop_token_ids(path, served.tokenizer)
 
     def _load_merged(self, served: ServedModel, path: Path, reason: str) -> None:
         from tinyforge.ml.models import load_model_folder
@@ -276,6 +309,14 @@ def _runtime_key(folder: str, precision: str) -> str:
 
 
 def _has_files(path: Path) -> bool:
+    from tinyforge.serving.llama_cpp_runtime import LlamaCppFolder, is_llama_cpp_folder
+
+    if is_llama_cpp_folder(path):  # its GGUFs are where its manifest says
+        try:
+            LlamaCppFolder.read(path)
+        except TinyforgeError:
+            return False
+        return True
     return any((Path(path) / name).is_file() for name in WEIGHT_FILES)
 
 

@@ -76,7 +76,8 @@ def parse_model_argument(value: str) -> tuple[str, Path]:
         raise TinyforgeError(f"--model {value!r}: expected NAME=DIR or DIR")
     if not path.is_dir():
         raise TinyforgeError(f"--model {value!r}: {path} is not a folder")
-    if not any((path / marker).is_file() for marker in ("config.json", "adapter_config.json", "onnx_config.json")):
+    markers = ("config.json", "adapter_config.json", "onnx_config.json", "llama_cpp.json")
+    if not any((path / marker).is_file() for marker in markers):
         raise TinyforgeError(f"--model {value!r}: {path} is not a model folder "
-                             "(no config.json, adapter_config.json or onnx_config.json)")
+                             "(no config.json, adapter_config.json, onnx_config.json or llama_cpp.json)")
     return name, path.resolve()

@@ -1714,6 +1714,14 @@ export interface components {
             runtime?: components["schemas"]["RuntimeEnum"];
             merge_adapter?: boolean;
             /**
+             * @description llama.cpp runtime only: the GGUF it serves. f16 serves a LoRA run as its adapter on the base's f16 GGUF, shared with the other deployments of that base (unless merge_adapter); q8_0 and q4_k_m serve the model merged and quantized, verified against PyTorch within the export's quality budget
+             *
+             *     * `f16` - f16 (as trained)
+             *     * `q8_0` - q8_0 (8-bit)
+             *     * `q4_k_m` - q4_k_m (4.5-bit)
+             */
+            gguf_type?: components["schemas"]["GgufTypeEnum"];
+            /**
              * @description Weight precision the user asked for (PyTorch runtime): auto picks from the inference service's CPU or GPU (bfloat16 where native, int8 where it keeps the quality budget, else float32)
              *
              *     * `auto` - auto
@@ -1767,6 +1775,14 @@ export interface components {
             checkpoint?: number | null;
             runtime?: components["schemas"]["RuntimeEnum"];
             merge_adapter?: boolean;
+            /**
+             * @description llama.cpp runtime only: the GGUF it serves. f16 serves a LoRA run as its adapter on the base's f16 GGUF, shared with the other deployments of that base (unless merge_adapter); q8_0 and q4_k_m serve the model merged and quantized, verified against PyTorch within the export's quality budget
+             *
+             *     * `f16` - f16 (as trained)
+             *     * `q8_0` - q8_0 (8-bit)
+             *     * `q4_k_m` - q4_k_m (4.5-bit)
+             */
+            gguf_type?: components["schemas"]["GgufTypeEnum"];
             /**
              * @description Weight precision the user asked for (PyTorch runtime): auto picks from the inference service's CPU or GPU (bfloat16 where native, int8 where it keeps the quality budget, else float32)
              *
@@ -1959,6 +1975,7 @@ export interface components {
              *
              *     * `pytorch` - PyTorch
              *     * `onnx` - ONNX Runtime
+             *     * `llama.cpp` - llama.cpp (GGUF)
              */
             runtime?: components["schemas"]["RuntimeEnum"] | components["schemas"]["BlankEnum"];
             /** @description Quantized exports only: keep one that misses its quality budget (its verification then carries a warning) instead of failing */
@@ -2001,6 +2018,7 @@ export interface components {
              *
              *     * `pytorch` - PyTorch
              *     * `onnx` - ONNX Runtime
+             *     * `llama.cpp` - llama.cpp (GGUF)
              */
             runtime?: components["schemas"]["RuntimeEnum"] | components["schemas"]["BlankEnum"];
             /** @description Quantized exports only: keep one that misses its quality budget (its verification then carries a warning) instead of failing */
@@ -2146,6 +2164,13 @@ export interface components {
             /** @description The gate evaluation it comes from */
             evaluation: number | null;
         };
+        /**
+         * @description * `f16` - f16 (as trained)
+         *     * `q8_0` - q8_0 (8-bit)
+         *     * `q4_k_m` - q4_k_m (4.5-bit)
+         * @enum {string}
+         */
+        GgufTypeEnum: "f16" | "q8_0" | "q4_k_m";
         /** @description Exactly one of rating, correction or compared_with (with preferred). */
         GiveFeedbackRequest: {
             /** @description The id the API returned (chatcmpl-…, cmpl-…) */
@@ -2917,6 +2942,14 @@ export interface components {
             runtime?: components["schemas"]["RuntimeEnum"];
             merge_adapter?: boolean;
             /**
+             * @description llama.cpp runtime only: the GGUF it serves. f16 serves a LoRA run as its adapter on the base's f16 GGUF, shared with the other deployments of that base (unless merge_adapter); q8_0 and q4_k_m serve the model merged and quantized, verified against PyTorch within the export's quality budget
+             *
+             *     * `f16` - f16 (as trained)
+             *     * `q8_0` - q8_0 (8-bit)
+             *     * `q4_k_m` - q4_k_m (4.5-bit)
+             */
+            gguf_type?: components["schemas"]["GgufTypeEnum"];
+            /**
              * @description Weight precision the user asked for (PyTorch runtime): auto picks from the inference service's CPU or GPU (bfloat16 where native, int8 where it keeps the quality budget, else float32)
              *
              *     * `auto` - auto
@@ -3143,9 +3176,10 @@ export interface components {
         /**
          * @description * `pytorch` - PyTorch
          *     * `onnx` - ONNX Runtime
+         *     * `llama.cpp` - llama.cpp (GGUF)
          * @enum {string}
          */
-        RuntimeEnum: "pytorch" | "onnx";
+        RuntimeEnum: "pytorch" | "onnx" | "llama.cpp";
         /**
          * @description * `read` - Read
          *     * `write` - Write (implies read)
@@ -5628,8 +5662,9 @@ export interface operations {
                 /**
                  * @description * `pytorch` - PyTorch
                  *     * `onnx` - ONNX Runtime
+                 *     * `llama.cpp` - llama.cpp (GGUF)
                  */
-                runtime?: "onnx" | "pytorch";
+                runtime?: "llama.cpp" | "onnx" | "pytorch";
                 /**
                  * @description * `pending` - Pending
                  *     * `ready` - Ready

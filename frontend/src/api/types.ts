@@ -85,6 +85,7 @@ export type Deployment = S["Deployment"];
 export type DeploymentStatus = S["Deployment"]["status"];
 export type Runtime = NonNullable<S["Deployment"]["runtime"]>;
 export type Precision = NonNullable<S["Deployment"]["precision"]>;
+export type GgufType = NonNullable<S["Deployment"]["gguf_type"]>;
 export type Export = Omit<S["Export"], "verification"> & { verification: Record<string, unknown> };
 export type ExportFormat = S["Export"]["format"];
 

@@ -1,6 +1,6 @@
 import { useState, type FormEvent } from "react";
 import { errorBesideButton, fieldError, resultsOf } from "../../../api/client";
-import type { Precision, Runtime } from "../../../api/types";
+import type { GgufType, Precision, Runtime } from "../../../api/types";
 import { Button } from "../../../components/Button";
 import { Field } from "../../../components/Field";
 import { InlineError } from "../../../components/States";
@@ -11,6 +11,19 @@ import { useCreateDeployment } from "../api/create-deployment";
 import { useGateStatus } from "../../../api/get-gate-status";
 import { GateStatusNote } from "../../../components/GateStatusNote";
 import { PRECISIONS } from "./PrecisionNote";
+
+/** What each runtime is for (docs/serving.md, "Which runtime"), shown under the choice. */
+export const RUNTIMES: { value: Runtime; label: string; help: string }[] = [
+  { value: "pytorch", label: "PyTorch", help: "Many clients at once: continuous batching, LoRA adapters sharing their base." },
+  { value: "onnx", label: "ONNX Runtime", help: "The verified ONNX export, merged, in float32." },
+  { value: "llama.cpp", label: "llama.cpp (GGUF)", help: "Fastest single stream on a CPU: a llama-server per base model, LoRA adapters sharing it." },
+];
+
+export const GGUF_TYPES: { value: GgufType; label: string }[] = [
+  { value: "f16", label: "f16 (as trained; a LoRA shares its base)" },
+  { value: "q8_0", label: "q8_0 (8-bit, merged)" },
+  { value: "q4_k_m", label: "q4_k_m (4.5-bit, merged, fastest)" },
+];
 
 /** A model id clients can type: the run name lower-cased, with only URL-safe characters. */
 export function suggestModelName(runName: string): string {
@@ -27,6 +40,7 @@ export function DeployForm({ projectId, initialRun, onDone }: { projectId: numbe
   const [runtime, setRuntime] = useState<Runtime>("pytorch");
   const [merge, setMerge] = useState(false);
   const [precision, setPrecision] = useState<Precision>("auto");
+  const [ggufType, setGgufType] = useState<GgufType>("f16");
   const [name, setName] = useState("");
   const [override, setOverride] = useState(false);
   const [overrideReason, setOverrideReason] = useState("");
@@ -41,6 +55,7 @@ export function DeployForm({ projectId, initialRun, onDone }: { projectId: numbe
       {
         name: modelName, run: run.id, checkpoint: checkpoint ? Number(checkpoint) : null, runtime, merge_adapter: merge,
         ...(runtime === "pytorch" ? { precision } : {}),
+        ...(runtime === "llama.cpp" ? { gguf_type: ggufType } : {}),
         ...(blocked && override ? { override_gate: true, override_reason: overrideReason } : {}),
       },
       { onSuccess: onDone },
@@ -75,12 +90,27 @@ export function DeployForm({ projectId, initialRun, onDone }: { projectId: numbe
         <Field label="Model name" errors={fieldError(create.error, "name")} help="The model id clients pass to the API.">
           <input className="input mono" value={modelName} onChange={(e) => setName(e.target.value)} />
         </Field>
-        <Field label="Runtime" errors={fieldError(create.error, "runtime")}>
+        <Field label="Runtime" errors={fieldError(create.error, "runtime")} help={RUNTIMES.find((r) => r.value === runtime)?.help}>
           <select className="select" value={runtime} onChange={(e) => setRuntime(e.target.value as Runtime)}>
-            <option value="pytorch">PyTorch</option>
-            <option value="onnx">ONNX Runtime</option>
+            {RUNTIMES.map((r) => (
+              <option key={r.value} value={r.value}>
+                {r.label}
+              </option>
+            ))}
           </select>
         </Field>
+        {runtime === "llama.cpp" ? (
+          <Field label="GGUF type" errors={fieldError(create.error, "gguf_type")}
+                 help="Converted when deploying and verified against PyTorch; q8_0 and q4_k_m must keep the export's quality budget.">
+            <select className="select" value={ggufType} onChange={(e) => setGgufType(e.target.value as GgufType)}>
+              {GGUF_TYPES.map((g) => (
+                <option key={g.value} value={g.value}>
+                  {g.label}
+                </option>
+              ))}
+            </select>
+          </Field>
+        ) : null}
         {runtime === "pytorch" ? (
           <Field label="Precision" errors={fieldError(create.error, "precision")}
                  help="auto: bfloat16 where the CPU has it natively, else int8 if the model keeps its quality budget (checked at load), else float32.">
@@ -94,7 +124,7 @@ export function DeployForm({ projectId, initialRun, onDone }: { projectId: numbe
           </Field>
         ) : null}
       </div>
-      {run?.method === "lora" ? (
+      {run?.method === "lora" && !(runtime === "llama.cpp" && ggufType !== "f16") ? (
         <label className="checkbox">
           <input type="checkbox" checked={merge} onChange={(e) => setMerge(e.target.checked)} />
           Merge the LoRA adapter into the base weights (faster per request; shares no base memory)
@@ -114,7 +144,7 @@ export function DeployForm({ projectId, initialRun, onDone }: { projectId: numbe
           ) : null}
         </div>
       ) : null}
-      <InlineError error={errorBesideButton(create.error, ["run", "checkpoint", "name", "runtime", "precision", "override_reason"])} />
+      <InlineError error={errorBesideButton(create.error, ["run", "checkpoint", "name", "runtime", "gguf_type", "precision", "override_reason"])} />
       <div className="form-actions">
         <Button type="submit" variant="primary" busy={create.isPending} disabled={!run || !modelName || (blocked && !override)}>
           Deploy

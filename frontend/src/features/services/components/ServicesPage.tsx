@@ -17,9 +17,15 @@ import { useDeleteDeployment, useStartDeployment, useStopDeployment } from "../a
 import { useDeployments } from "../../../api/list-deployments";
 import { curlSnippet, inferenceBaseUrl, openaiSnippet } from "../../../lib/inference-snippets";
 import { useRequestRate } from "../request-rate";
-import { DeployForm } from "./DeployForm";
+import { DeployForm, RUNTIMES } from "./DeployForm";
 import { ExportsCard } from "./ExportsCard";
 import { PrecisionNote } from "./PrecisionNote";
+
+/** Which runtime serves a deployment, with the GGUF a llama.cpp deployment serves. */
+export function runtimeLabel(d: Pick<Deployment, "runtime" | "gguf_type">): string {
+  if (d.runtime === "llama.cpp") return `served by llama.cpp · GGUF ${d.gguf_type}`;
+  return `served by ${RUNTIMES.find((r) => r.value === d.runtime)?.label ?? d.runtime}`;
+}
 
 function DeploymentCard({ deployment, runName }: { deployment: Deployment; runName: string }) {
   const { canWrite } = useCurrentTeam();
@@ -83,7 +89,7 @@ function DeploymentCard({ deployment, runName }: { deployment: Deployment; runNa
           <Stat label="Shared (base, KV cache)" value={formatBytes(d.shared_memory_bytes)} />
         </div>
         <div className="small muted">
-          Run <Link to={`/projects/${d.project}/runs/${d.run}`}>{runName}</Link> · {d.runtime === "onnx" ? "ONNX Runtime" : "PyTorch"}
+          Run <Link to={`/projects/${d.project}/runs/${d.run}`}>{runName}</Link> · {runtimeLabel(d)}
           {d.ready_at ? ` · serving since ${formatRelative(d.ready_at)}` : ""}
           <br />
           Endpoint <code>{baseUrl}/chat/completions</code> · model <code>{d.name}</code>
