@@ -240,6 +240,11 @@ class _ProxiedGeneration(Generation):
 
     request: _Request | None = None
 
+    def _emit(self, event) -> None:
+        # Every event comes from the request's task, on the loop itself: no wake-up through the
+        # loop's self-pipe for each token, as Engine's scheduler thread needs.
+        self.events.put_nowait(event)
+
     def cancel(self) -> None:
         super().cancel()
         task = self.request.task if self.request else None
