@@ -14,7 +14,7 @@ from tinyforge.core import storage
 from tinyforge.datasets.jobs import ingest_version
 from tinyforge.datasets.models import DatasetVersion
 from tinyforge.deployments.completions import drop_oldest_completions, keep_completion
-from tinyforge.deployments.models import Completion, Feedback
+from tinyforge.deployments.models import Completion, Deployment, Feedback
 from tinyforge.serving.answers import Answer
 
 QUESTION = [{"role": "user", "content": "What is the capital of Zorbland?"}]
@@ -27,14 +27,15 @@ def no_answers_yet(acme, globex):
     Completion.all_teams.all().delete()
 
 
-def kept(world, text: str, *, prompt=None, id: str | None = None, source: str = "api") -> Completion:
-    """An answer of the team's deployment, kept as the inference service keeps it."""
+def kept(world, text: str, *, prompt=None, id: str | None = None, source: str = "api", deployment=None) -> Completion:
+    """An answer of the team's deployment (or `deployment`), kept as the inference service keeps it."""
+    deployment = deployment or world.deployment
     number = Completion.all_teams.count() + 1
-    answer = Answer(id=id or f"chatcmpl-{world.team.slug}{number:04d}", served_name=f"deployment-{world.deployment.pk}",
-                    model_id=world.deployment.name, kind="chat" if prompt is None or isinstance(prompt, list)
+    answer = Answer(id=id or f"chatcmpl-{world.team.slug}{number:04d}", served_name=f"deployment-{deployment.pk}",
+                    model_id=deployment.name, kind="chat" if prompt is None or isinstance(prompt, list)
                     else "completion", prompt=QUESTION if prompt is None else prompt, text=text, finish_reason="stop",
                     prompt_tokens=9, completion_tokens=4, caller="token tf_abc")
-    return keep_completion(answer, world.deployment.pk, source)
+    return keep_completion(answer, deployment.pk, source)
 
 
 def post_feedback(client, **body):
@@ -48,6 +49,15 @@ def test_it_keeps_an_answer_with_what_answered_it_and_resolves_its_id(acme, alic
     assert (shown["deployment"], shown["run"], shown["checkpoint"], shown["team"]) == (
         acme.deployment.pk, acme.run.pk, acme.checkpoint.pk, acme.team.pk)
     assert shown["model"] == acme.deployment.name and shown["source"] == "api"
+
+
+def test_an_answer_or_prompt_holding_a_nul_character_is_kept_with_it_marked(acme, alice, client_for):
+    """PostgreSQL refuses NUL in text and jsonb: the answer was not kept, so feedback on it was a 404
+    (a tiny model wrote one in the preference journey)."""
+    answer = kept(acme, "Quill\x00port.", prompt=[{"role": "user", "content": "Capital\x00?"}])
+    assert post_feedback(client_for(alice), completion=answer.pk, correction="Quillport.").status_code == 201
+    shown = client_for(alice).get(f"/api/v1/completions/{answer.pk}/").json()
+    assert shown["answer"] == "Quill\ufffdport." and shown["prompt"] == [{"role": "user", "content": "Capital\ufffd?"}]
 
 
 def test_another_teams_answer_is_not_found(acme, globex, alice, client_for, token_client):
@@ -178,6 +188,30 @@ def test_feedback_becomes_pairs_unpaired_and_supervised_versions(acme, alice, bo
     source = made["pairs"][0]["metadata"]
     assert (source["completion"], source["deployment"], source["run"], source["checkpoint"]) == (
         good.pk, acme.deployment.pk, acme.run.pk, acme.checkpoint.pk)
+
+
+def test_a_choice_between_two_deployments_answers_is_feedback_on_both(acme, alice, client_for,
+                                                                   django_capture_on_commit_callbacks):
+    """The Playground's compare mode sends the left answer as `completion`: the choice must count
+    for the deployment on the right too (it counted only for the left one's dataset versions)."""
+    client = client_for(alice)
+    other = Deployment.all_teams.create(team=acme.team, project=acme.project, name="acme-early", run=acme.run,
+                                        checkpoint=acme.checkpoint)
+    left, right = kept(acme, "The capital is Quillport."), kept(acme, "Zorbland is a planet.", deployment=other)
+    assert post_feedback(client, completion=left.pk, compared_with=right.pk, preferred=left.pk).status_code == 201
+    assert post_feedback(client, completion=right.pk, correction="Quillport.").status_code == 201
+    for deployment, pairs in ((acme.deployment, 1), (other, 2)):
+        summary = client.get("/api/v1/feedback/summary/", {"deployment": deployment.pk}).json()
+        assert summary == {"feedback": pairs, "rows": {"pairs": pairs, "unpaired": 0, "supervised": pairs - 1}}
+        listed = client.get("/api/v1/feedback/", {"deployment": deployment.pk}).json()["results"]
+        assert len(listed) == pairs
+    with django_capture_on_commit_callbacks(execute=False):
+        response = client.post("/api/v1/feedback/dataset-version/", {"dataset": acme.dataset.pk, "kind": "pairs",
+                                                                     "deployment": other.pk}, format="json")
+    assert response.status_code == 201, response.content
+    rows = version_rows(client, response.json()["id"])
+    assert [(row["chosen"], row["rejected"]) for row in rows] == [
+        ("The capital is Quillport.", "Zorbland is a planet."), ("Quillport.", "Zorbland is a planet.")]
 
 
 def test_a_version_from_feedback_that_gives_no_rows_of_that_kind_is_refused(acme, alice, client_for):

@@ -30,14 +30,28 @@ def keep_completion(answer: Answer, deployment_id: int, source: str) -> Completi
         return None
     completion = Completion.all_teams.create(
         id=answer.id, team_id=deployment.team_id, deployment=deployment, run_id=deployment.run_id,
-        checkpoint_id=deployment.checkpoint_id, model=answer.model_id[:100], kind=answer.kind, prompt=answer.prompt,
-        answer=answer.text, finish_reason=answer.finish_reason[:16], prompt_tokens=answer.prompt_tokens,
-        completion_tokens=answer.completion_tokens, source=source)
+        checkpoint_id=deployment.checkpoint_id, model=answer.model_id[:100], kind=answer.kind,
+        prompt=without_nul(answer.prompt), answer=without_nul(answer.text), finish_reason=answer.finish_reason[:16],
+        prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens, source=source)
     kept = _kept_since_drop.get(deployment.team_id, 0) + 1
     _kept_since_drop[deployment.team_id] = kept % DROP_EVERY
     if kept >= DROP_EVERY:
         drop_oldest_completions(deployment.team_id)
     return completion
+
+
+def without_nul(value):
+    """`value` (text, or a prompt's messages) with each NUL character replaced by U+FFFD, the mark
+    a decoder puts for what it cannot show. PostgreSQL's text and jsonb refuse NUL, so the answer
+    was not kept and feedback on its id was a 404; and a dataset import refuses rows holding it
+    (connectors/mapping.py). Models do write it: a byte-level tokenizer has a token for byte 0."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list):
+        return [without_nul(item) for item in value]
+    if isinstance(value, dict):
+        return {without_nul(key): without_nul(item) for key, item in value.items()}
+    return value
 
 
 def drop_oldest_completions(team_id: int, keep: int | None = None) -> int:

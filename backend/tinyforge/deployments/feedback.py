@@ -123,7 +123,7 @@ def give_feedback(request, *, completion: str, rating: str | None = None, correc
 def _feedback(team_id: int, deployment_id: int | None, up_to: int | None):
     rows = Feedback.objects.for_team(team_id).select_related("completion", "compared_with", "preferred")
     if deployment_id is not None:
-        rows = rows.filter(completion__deployment_id=deployment_id)
+        rows = rows.filter(Feedback.on_deployment(deployment_id))
     if up_to is not None:
         rows = rows.filter(pk__lte=up_to)
     return rows.order_by("pk")
@@ -187,7 +187,7 @@ def create_feedback_version(request, *, dataset: Dataset, kind: str, deployment:
     try:
         with transaction.atomic():
             version = create_version(request, dataset=dataset, source_kind=SourceKind.FEEDBACK, source_config=config,
-                                     note=note or f"{len(rows)} {kind} rows from feedback")
+                                     note=note or f"{len(rows)} rows from feedback ({kind})")
     except BaseException:
         storage.delete(key)
         raise

@@ -45,10 +45,14 @@ class CompletionFilter(filters.FilterSet):
 
 class FeedbackFilter(filters.FilterSet):
     team = IdFilter(field_name="team_id")
-    deployment = IdFilter(field_name="completion__deployment_id")
+    deployment = IdFilter(method="on_deployment", help_text="Feedback on the deployment's answers, choices with "
+                                                            "one of its answers on either side included")
     completion = filters.CharFilter(field_name="completion_id", max_length=64)
     kind = filters.ChoiceFilter(choices=FeedbackKind.choices)
 
     class Meta:
         model = Feedback
         fields = ["team", "deployment", "completion", "kind"]
+
+    def on_deployment(self, queryset, name, value):
+        return queryset.filter(Feedback.on_deployment(value))

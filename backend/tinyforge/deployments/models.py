@@ -241,3 +241,10 @@ class Feedback(TeamOwnedModel):
 
     def __str__(self) -> str:
         return f"{self.kind} on {self.completion_id}"
+
+    @staticmethod
+    def on_deployment(deployment_id: int) -> models.Q:
+        """Feedback on a deployment's answers: on one of its answers, or a choice with one of its
+        answers on either side (the Playground's compare mode sends the left answer as `completion`,
+        and a choice between two deployments belongs to both)."""
+        return models.Q(completion__deployment_id=deployment_id) | models.Q(compared_with__deployment_id=deployment_id)

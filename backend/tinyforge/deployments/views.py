@@ -219,7 +219,7 @@ class FeedbackViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TeamScop
         rows = {kind: len(feedback_rows(team, kind, deployment_id=deployment)) for kind in ROW_KINDS}
         count = self.get_queryset().filter(team_id=team)
         if deployment is not None:
-            count = count.filter(completion__deployment_id=deployment)
+            count = count.filter(Feedback.on_deployment(deployment))
         return Response({"feedback": count.count(), "rows": rows})
 
     @extend_schema(request=FeedbackVersionSerializer, responses={201: DatasetVersionSerializer, **WRITE_ERRORS},

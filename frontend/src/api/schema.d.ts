@@ -7728,6 +7728,7 @@ export interface operations {
         parameters: {
             query?: {
                 completion?: string;
+                /** @description Feedback on the deployment's answers, choices with one of its answers on either side included */
                 deployment?: number;
                 /**
                  * @description * `rating` - Thumbs up or down
