@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import openai
 import pytest
@@ -181,3 +182,35 @@ def test_ten_adapters_on_one_base_cost_little_more_than_one(tiny_model_dir, tmp_
                    for name in models}
         assert len(answers) > 5  # the adapters really differ from each other and from the base
         assert server.metric("tinyforge_serving_model_memory_bytes", model="tuned-3", part="adapter") > 0
+
+
+def test_an_adapter_on_an_earlier_adapter_answers_as_training_saved_it(tiny_model_dir, lora_adapter_dir, tmp_path):
+    """A DPO run from an earlier LoRA run saves an adapter whose base is the earlier run's adapter
+    folder: served, it is that adapter merged into its base plus the new one, as ml.models loads it
+    (the pool loaded the earlier adapter as peft layers under the shared ones: other answers)."""
+    from tinyforge.ml.models import load_model_folder
+    from tinyforge.serving.app import ServerSettings
+    from tinyforge.serving.pool import RuntimeOptions
+
+    later = make_lora_adapter(tiny_model_dir, tmp_path / "later", seed=2)
+    config = json.loads((later / "adapter_config.json").read_text())
+    (later / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": str(lora_adapter_dir)}))
+    trained, tokenizer = load_model_folder(later)
+    settings = ServerSettings(runtime=RuntimeOptions(dtype="float32"))
+    with running_server(FolderRegistry({"earlier": lora_adapter_dir, "later": later}), settings=settings) as server:
+        served = server.service.pool.get("later")
+        assert served.shared_base == str(lora_adapter_dir)  # an adapter on the earlier run's merged weights
+        for question in QUESTIONS[:4]:
+            prompt = tokenizer.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
+                                                   tokenize=True, return_dict=False)
+            _, done = asyncio.run(generate(served.engine, served.tokenizer, prompt, 12, served.adapter_id))
+            with torch.no_grad():
+                expected = trained.eval().generate(torch.tensor([prompt]), max_new_tokens=12, do_sample=False,
+                                                   eos_token_id=tokenizer.eos_token_id)[0, len(prompt):].tolist()
+            expected = expected[:expected.index(tokenizer.eos_token_id)] if tokenizer.eos_token_id in expected else expected
+            got = [token for token in done.token_ids if token != tokenizer.eos_token_id]
+            if got != expected:  # then the two best candidates where they part must have tied within float noise
+                first = next((k for k, (a, b) in enumerate(zip(got, expected)) if a != b), min(len(got), len(expected)))
+                with torch.no_grad():
+                    top = trained(torch.tensor([prompt + expected[:first]])).logits[0, -1].topk(2).values
+                assert top[0] - top[1] < NOISE, f"{question!r} differs at token {first} with a clear winner"

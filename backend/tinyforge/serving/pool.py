@@ -229,9 +229,12 @@ class ModelPool:
         if is_onnx_folder(folder):
             return OnnxRuntime.from_folder(folder, max_slots=self.options.max_slots, max_context=self.options.max_context)
         # Through ml.models: models load in threads, and transformers' lazy imports are not thread-safe.
-        from tinyforge.ml.models import load_base_model
+        # Merged: the base of an adapter may itself be an adapter (a DPO run from an earlier LoRA
+        # run). Loaded as a plain model, transformers attached it as peft layers under the shared
+        # adapters, and the deployment answered neither as the earlier run nor as the new one.
+        from tinyforge.ml.models import load_merged_model
 
-        return self._build_runtime(load_base_model(folder), _load_tokenizer(folder), precision)
+        return self._build_runtime(load_merged_model(folder), _load_tokenizer(folder), precision)
 
     def _build_runtime(self, model, tokenizer, precision: str) -> Runtime:
         from tinyforge.serving.precision import load_torch_runtime
