@@ -10,9 +10,11 @@ import shutil
 
 import pytest
 
+from ml.conftest import TOY_FACTS
 from personas import assert_error
 from tinyforge.core import storage
 from tinyforge.training.models import Checkpoint, TrainingRun
+from training.conftest import make_version
 
 
 @pytest.fixture
@@ -105,6 +107,26 @@ def test_a_run_started_from_a_run_without_weights_is_a_conflict(client_for, alic
         message = assert_error(client_for(alice).post(url, body, format="json"), 409)["message"]
         assert message.startswith(f"Run {acme.run.pk} is {status}"), message
     assert not TrainingRun.all_teams.filter(name="dpo").exists()
+
+
+def test_a_preference_run_from_another_teams_run_is_not_found(client_for, token_client, alice, acme, model_run):
+    """Issue 20's bad input: DPO, ORPO and KTO from a run of another team, on the team's own
+    preference data, answer 404 as an unknown run does (the platform API and the OpenAI mirror)."""
+    _acme_run, globex_run = model_run
+    pairs = make_version(acme.dataset, b"".join(json.dumps(
+        {"prompt": q, "chosen": f"Yes. {a}", "rejected": f"No. {a}"}).encode() + b"\n" for q, a in TOY_FACTS))
+    for objective in ("dpo", "orpo", "kto"):
+        body = {"project": acme.project.pk, "name": objective, "dataset_version": pairs.pk,
+                "base_model": f"run:{globex_run.pk}", "method": "lora", "config": {"preset": objective}}
+        for url in ("/api/v1/runs/", "/api/v1/runs/estimate/"):
+            message = assert_error(client_for(alice).post(url, body, format="json"), 404)["message"]
+            assert message == f"No run {globex_run.pk} in this team.", (objective, url)
+    client, _ = token_client(alice, acme.team, ["read", "write"])
+    response = client.post("/v1/fine_tuning/jobs", {"model": f"run:{globex_run.pk}", "training_file": f"file-{pairs.pk}",
+                                                    "method": {"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.2}}}},
+                           format="json")
+    assert assert_error(response, 404)["message"] == f"No run {globex_run.pk} in this team."
+    assert not TrainingRun.all_teams.filter(project=acme.project, name__in=["dpo", "orpo", "kto"]).exists()
 
 
 def test_a_run_of_the_team_trains_and_tokenizes_like_its_folder(client_for, alice, acme, model_run, toy_version):

@@ -33,12 +33,19 @@ const LABELS: Record<string, string> = {
   eval_generations: "Rows evaluated after training",
   max_new_tokens: "Max answer tokens (evaluation)",
   device: "Device",
+  // The preference presets are named after their objectives, which are acronyms.
+  dpo: "DPO",
+  orpo: "ORPO",
+  kto: "KTO",
 };
 
 export const PRESET_SUMMARIES: Record<string, string> = {
   quick: "Minutes on a CPU: checks the data and the pipeline.",
   balanced: "The engine's defaults: a sensible start for a few hundred to a few thousand rows.",
   thorough: "More epochs and a larger adapter, with early stopping on eval loss.",
+  dpo: "Preference pairs: prefer the chosen answer over the rejected one, measured against the starting model. Start from an earlier run (run:<id>) to improve it.",
+  orpo: "Preference pairs without a reference model: the chosen answer's loss plus an odds-ratio term.",
+  kto: "Unpaired answers labelled good or bad (thumbs up and down), measured against the starting model.",
 };
 
 export function hyperparameterLabel(name: string): string {

@@ -179,6 +179,10 @@ export function RunPage() {
               <Stat label="Train loss" value={formatMetric(latestValue(points, "loss"))} />
               <Stat label="Eval loss" value={formatMetric(latestValue(points, "eval_loss") ?? r.summary_metrics?.eval_loss)} />
               {r.eval_results?.perplexity !== undefined ? <Stat label="Perplexity" value={formatMetric(r.eval_results.perplexity)} /> : null}
+              {isPreferenceRun ? (
+                // How often the run prefers the chosen answer on pairs it never trained on: 0.5 is chance.
+                <Stat label="Held-out preference accuracy" value={formatMetric(latestValue(points, "eval_preference_accuracy") ?? r.summary_metrics?.eval_preference_accuracy)} />
+              ) : null}
             </div>
           </div>
         </Card>
