@@ -49,7 +49,7 @@ def add_server_arguments(parser) -> None:
                         help="positions per request (prompt + completion); default: the model's own context, "
                              "at most 4096 (each position costs KV cache memory for every batch slot)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds a request may take, queued or running")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: all cores)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch, and for each llama-server of the llama.cpp runtime (default: all cores)")
     parser.add_argument("--metrics-address", metavar="HOST:PORT", default=os.environ.get(METRICS_ADDRESS_VARIABLE) or None,
                         help="also serve the Prometheus metrics, without a token, on this internal address "
                              f"(default: ${METRICS_ADDRESS_VARIABLE}); on the service's own port, /metrics answers "

@@ -193,9 +193,13 @@ class ModelPool:
         o = self.options
         entry = self._runtimes.get(key)
         if entry is None:
+            import torch
+
+            # --threads (torch's count) holds for llama-server too: one setting for the CPU a runtime may use.
             engine = LlamaCppEngine(folder.model, name=key, metrics=self.metrics, gguf_type=folder.gguf_type,
                                     max_slots=o.max_slots, max_context=o.max_context, max_waiting=o.max_waiting,
-                                    request_timeout=o.request_timeout, first_adapter=folder.lora)
+                                    request_timeout=o.request_timeout, first_adapter=folder.lora,
+                                    threads=torch.get_num_threads())
             entry = self._runtimes[key] = _RuntimeEntry(engine.runtime, engine)
             served.adapter_id = engine.first_adapter_id
         elif folder.lora is not None:
