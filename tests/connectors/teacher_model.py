@@ -4,7 +4,8 @@
 It answers the recipe's four requests (told apart by their default system prompts) from the passage:
 each sentence is a fact; questions name the fact's key term; the answer is the sentence that holds
 the question's words. Words in a passage make it misbehave: GARBLE (prose instead of JSON), NOFACTS,
-INVENT (a fact the passage does not state), FRENCH (answers in French), SLOW (answers after 2 s),
+INVENT (a fact the passage does not state), FRENCH (answers in French), ASTRAY (answers with the
+neighbouring sentence), RAMBLE (the facts reply cut off at the token limit), SLOW (answers after 2 s),
 BUSY (a 429 with Retry-After first), FLAKY (a 503 first), REPEAT (the held-out question nearly
 repeats a training one).
 """
@@ -123,6 +124,8 @@ class TeacherHandler(BaseHTTPRequestHandler):
             facts = [{"fact": s, "key_terms": [_key(s)]} for s in sentences]
             if "INVENT" in passage:
                 facts.append({"fact": "The warranty lasts 99 years.", "key_terms": ["99 years"]})
+            if "RAMBLE" in passage:  # as SmolLM2-135M does: the last fact loops until the token limit cuts it
+                return json.dumps(facts)[:-1] + ', {"fact": "' + "and the day is a day for the day, " * 40
             return "```json\n" + json.dumps(facts) + "\n```"
         if step == "questions":
             count = int(re.search(r"write (\d+) questions", system).group(1))
@@ -139,8 +142,12 @@ class TeacherHandler(BaseHTTPRequestHandler):
             out = []
             for n, question in enumerate(questions, 1):
                 words = set(_WORD.findall(question))
-                best = max(sentences, key=lambda s: len(words & set(_WORD.findall(s))))
-                answer = "La réponse se trouve dans le manuel de l'entreprise." if "FRENCH" in passage else best
+                # The sentence whose key term the question names, else the one sharing most words with it.
+                best = max(range(len(sentences)), key=lambda i: (_key(sentences[i]) in words,
+                                                                 len(words & set(_WORD.findall(sentences[i])))))
+                if "ASTRAY" in passage:  # a neighbouring sentence: in the chunk, but not this fact
+                    best = (best + 1) % len(sentences)
+                answer = "La réponse se trouve dans le manuel de l'entreprise." if "FRENCH" in passage else sentences[best]
                 out.append({"question": n, "answer": answer})
             return json.dumps(out)
         count = int(re.search(r"Rewrite the passage (\d+) times", system).group(1))

@@ -20,7 +20,7 @@ from tinyforge.connectors.chunking import Chunk
 from tinyforge.connectors.files import FileSource
 from tinyforge.connectors.knowledge import KnowledgeGenerator, KnowledgeOptions, dry_run, estimate, ungrounded, ChunkWords
 from tinyforge.connectors.pipeline import IngestOptions, ingest
-from tinyforge.connectors.teacher import TeacherOptions
+from tinyforge.connectors.teacher import TeacherOptions, json_array
 from tinyforge.errors import TinyforgeError
 from tinyforge.evaluation.sets import read_eval_file
 from tinyforge.ml.schema import validate_file
@@ -130,6 +130,51 @@ def test_answers_in_another_language_and_invented_facts_are_dropped_and_counted(
     assert not [r for r in rows if "Bergen" in r["metadata"]["fact"]]
     assert not [r for r in rows if "99" in r["metadata"]["fact"]]
     assert [r for r in rows if "Acme" in r["metadata"]["fact"]]
+
+
+def test_an_answer_that_misses_its_facts_key_terms_is_dropped_though_its_words_are_in_the_chunk(tmp_path, teacher):
+    text = HANDBOOK + "\n# Parking\nASTRAY visitors park at Gate 4. The Bergen garage closes at 22:00.\n"
+    report = ingest(write(tmp_path, text), options(teacher, questions_per_fact=2), tmp_path / "out.jsonl")
+    k = report.knowledge
+    # Each of the chunk's four answers is the other fact's sentence: grounded, but not the answer.
+    assert k["dropped_by_reason"] == {"answer does not state its fact": 4} and k["rows_dropped"] == 4
+    assert {d["reason"] for d in k["dropped"]} == {"answer does not state its fact (Gate missing)",
+                                                 "answer does not state its fact (Bergen missing)"}
+    assert not [r for r in rows_of(tmp_path / "out.jsonl") if "ASTRAY" in r["output"] + r["metadata"]["fact"]]
+    assert report.examples_written == 8  # the handbook's four facts, two questions each
+
+
+# What SmolLM2-135M-Instruct, the platform's offline teacher, replied to the facts request for the Leave
+# section of bench/knowledge.py's handbook (2026-12-06, 512 tokens at most): two facts, then a third that
+# loops until the limit cuts it.
+SMOLLM2_FACTS = (
+    '[{"fact": "Every employee gets 27 days of paid leave a year, plus the town\'s founding day on 12 June.", '
+    '"key_terms": ["20:00"]}, {"fact": "The office manager, Odile Varga, is requested to leave the town of Odilab to '
+    'the town of Odilab, by the town\'s founding day on 12 June.", "key_terms": ["12:00"]}, {"fact": "The town\'s '
+    'founding day on 12 June is a day for the town to decide on the town\'s founding day, and the town\'s founding '
+    'day is a day for the town to decide on the town\'s founding')
+
+
+def test_a_reply_cut_off_inside_its_array_keeps_the_items_complete_before_the_cut():
+    reply = json_array(SMOLLM2_FACTS)
+    assert [item["fact"][:30] for item in reply.items] == ["Every employee gets 27 days of", "The office manager, Odile Varg"]
+    assert reply.unread.startswith('{"fact": "The town\'s founding day on 12 June is')
+    for whole in ('```json\n[{"a": 1}]\n```', 'Here: [1, 2]. See [the note', '[{"a": "]"}] and then ]'):
+        assert json_array(whole).unread == "", whole
+    assert json_array('Here: [1, 2]. See [the note').items == [1, 2]
+    assert json_array('[{"a": 1}, ').items == [{"a": 1}] and json_array('[{"a": 1}, ').unread == "(the reply ends)"
+    for nothing in ("Sorry, I cannot do that.", '[{"a": ', "[" * 5000, '[1e999, 2]'):
+        assert json_array(nothing).items is None, nothing[:20]
+
+
+def test_a_facts_reply_cut_off_at_the_token_limit_keeps_its_complete_facts_and_counts_the_cut(tmp_path, teacher):
+    text = "# Gym\nRAMBLE: the gym opens at 7:00. Towels cost 2 euros.\n"
+    report = ingest(write(tmp_path, text), options(teacher, questions_per_fact=1), tmp_path / "out.jsonl")
+    k = report.knowledge
+    assert k["facts"] == 2 and k["chunks_failed"] == 0 and report.examples_written == 2
+    assert k["dropped_by_reason"] == {"the teacher's facts broke off": 1}
+    assert k["dropped"][0]["reason"] == "the teacher's facts broke off (not JSON after item 2)"
+    assert k["dropped"][0]["text"].startswith('{"fact": "and the day is a day')
 
 
 class ExampleFollower(ChatCompletions):
@@ -242,6 +287,34 @@ def test_concurrency_is_bounded_and_5000_chunks_hold_bounded_memory(teacher):
     assert done == 5000 and generator.stats.chunks_without_facts == 5000
     assert most_ahead <= 2 * 3 + 1 and teacher.most_in_flight <= 3
     assert peak < 8 << 20, f"{peak} bytes at the peak after the first 100 chunks"
+
+
+def test_a_document_of_5000_chunks_stopped_halfway_resumes_from_its_journal_in_bounded_memory(tmp_path, teacher):
+    from itertools import islice
+
+    def chunks():
+        for n in range(5000):
+            yield Chunk(f"NOFACTS in part {n}. " + "Filler text. " * 40, "big.md", f"line {n}", ("Part",))
+
+    teacher.record = False
+    knobs = KnowledgeOptions(TeacherOptions(teacher.url, "teacher"), concurrency=3)
+    journal = tmp_path / "big.jsonl.journal"
+    rows = KnowledgeGenerator(knobs, journal).rows(chunks())
+    for _ in islice(rows, 2500):
+        pass
+    rows.close()  # the import stopped here: what a killed worker leaves is the same journal
+    assert journal.read_bytes().count(b"\n") == 2500
+
+    again = KnowledgeGenerator(knobs, journal)
+    tracemalloc.start()
+    done = sum(1 for _ in again.rows(chunks()))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    stats = again.stats
+    assert done == stats.chunks_done == 5000 and stats.chunks_resumed == 2500
+    assert again.teacher.calls == 2500  # only the chunks after the journal's were asked for
+    # The journal is indexed, not loaded: its 2,500 chunks and the 2,500 new ones in a few MiB.
+    assert peak < 8 << 20, f"{peak} bytes at the peak"
 
 
 KILLED_RUN = """

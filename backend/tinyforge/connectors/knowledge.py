@@ -41,6 +41,7 @@ from tinyforge.connectors.chunking import Chunk
 from tinyforge.connectors.cleaning import Deduplicator
 from tinyforge.connectors.teacher import Teacher, TeacherFailed, TeacherOptions, json_array
 from tinyforge.errors import TinyforgeError
+from tinyforge.evaluation.scorers import included
 
 # Each prompt ends with an example reply: without one a 135M teacher (SmolLM2, the platform's offline
 # deployment) answers in prose or in JSON of its own shape, and every chunk fails; with it, it replies
@@ -361,10 +362,13 @@ class KnowledgeGenerator:
             raise BudgetExhausted
         content, tokens = self.teacher.chat(self.options.prompt(name), chunk_user, temperature)
         result.tokens += tokens
-        items = json_array(content)
-        if items is None:
+        reply = json_array(content)
+        if reply.items is None:
             result.failed = f"the teacher's {name} are not a JSON array: {content[:200]!r}"
-        return items
+        elif reply.unread:
+            result.dropped.append({"what": name, "text": reply.unread[:300],
+                                   "reason": f"the teacher's {name} broke off (not JSON after item {len(reply.items)})"})
+        return reply.items
 
     def _work(self, index: int, sha: str, chunk: Chunk) -> ChunkResult:
         result = ChunkResult(index, sha)
@@ -438,7 +442,15 @@ class KnowledgeGenerator:
             if reason:
                 result.dropped.append({"what": "answer", "text": answer[:300], "reason": f"answer not in the chunk: {reason}"})
                 continue
-            fact, _ = facts[number - 1]
+            fact, terms = facts[number - 1]
+            # What the fact check asks of the trained model (must_include), asked of its training answers
+            # first: a grounded sentence that misses them answers another question (a small teacher's
+            # rambling, a neighbouring fact).
+            missing = [term for term in terms if term not in included(terms, answer)]
+            if missing:
+                result.dropped.append({"what": "answer", "text": answer[:300],
+                                       "reason": f"answer does not state its fact ({', '.join(missing)} missing)"})
+                continue
             result.rows.append({"instruction": question, "output": answer,
                                 "metadata": base | {"kind": "question", "fact": fact,
                                                     "fact_id": f"{sha_short(result.sha)}-{number}"}})

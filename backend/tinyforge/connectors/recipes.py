@@ -61,7 +61,7 @@ class QAGenerator:
             raise TinyforgeError(f"question generation: {exc}") from None
         except TeacherFailed as exc:
             return self._failed(chunk, str(exc))
-        items = json_array(content)
+        items = json_array(content).items  # a reply cut off at its token limit keeps the pairs before the cut
         if items is None:
             return self._failed(chunk, f"the reply is not a JSON array: {content[:200]!r}")
         pairs = [(str(i["question"]).strip(), str(i["answer"]).strip()) for i in items

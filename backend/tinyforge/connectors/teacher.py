@@ -90,11 +90,48 @@ class Teacher:
         return ((reply.choices[0].message.content or "") if reply.choices else ""), tokens
 
 
-def json_array(content: str) -> list | None:
-    """The first JSON array in a model's reply (models wrap it in prose or code fences), or None."""
+@dataclass
+class ArrayReply:
+    """The JSON array a teacher replied with."""
+
+    items: list | None  # None: the reply holds no JSON array
+    # When the reply broke off inside the array (cut at its token limit, or not JSON from some item
+    # on): what came after the last complete item. Callers count it as dropped.
+    unread: str = ""
+
+
+def json_array(content: str) -> ArrayReply:
+    """The first JSON array in a model's reply (models wrap it in prose or code fences).
+
+    A reply that breaks off inside the array keeps the items complete before the break: a small
+    teacher often writes two good items and then repeats itself until its token limit, and losing
+    the good ones with the loop would lose the chunk. Each item is still checked by the caller."""
     match = _JSON_ARRAY.search(content)
     try:
         items = bounded_json.loads(match.group(0)) if match else None
     except (json.JSONDecodeError, ValueError):
-        return None
-    return items if isinstance(items, list) else None
+        items = None
+    if isinstance(items, list):
+        return ArrayReply(items)
+    start = content.find("[")
+    try:
+        bounded_json.check_depth(content)  # before the decoder recurses into it
+    except ValueError:
+        start = -1
+    items, position = [], start + 1
+    while start >= 0:
+        position = _SEPARATORS.match(content, position).end()
+        if content[position:position + 1] == "]":  # complete: prose after it spoiled the greedy match
+            return ArrayReply(items)
+        try:
+            _, end = _DECODER.raw_decode(content, position)
+            item = bounded_json.loads(content[position:end])  # its bounds on numbers and strings too
+        except (json.JSONDecodeError, ValueError):
+            break
+        items.append(item)
+        position = end
+    return ArrayReply(items, unread=content[position:] or "(the reply ends)") if items else ArrayReply(None)
+
+
+_SEPARATORS = re.compile(r"[\s,]*")
+_DECODER = json.JSONDecoder()

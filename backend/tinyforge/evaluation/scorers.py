@@ -30,6 +30,13 @@ def fold(text: str) -> str:
     return " ".join(text.casefold().split())
 
 
+def included(terms: list[str], answer: str) -> list[str]:
+    """The terms that `answer` contains as whole words, case and whitespace folded: what must_include
+    counts (and what the knowledge recipe asks of a training answer about a fact)."""
+    folded = fold(answer)
+    return [term for term in terms if re.search(rf"(?<!\w){re.escape(fold(term))}(?!\w)", folded)]
+
+
 def _tokens(text: str) -> list[str]:
     # SQuAD's answer normalisation: lower case, no punctuation, no articles.
     return _ARTICLES.sub(" ", text.lower().translate(_PUNCTUATION)).split()
@@ -108,10 +115,7 @@ class Scorer:
         if self.name == "must_include":
             if not row.must_include:
                 return None
-            folded = fold(answer)
-            found = sum(1 for fact in row.must_include
-                        if re.search(rf"(?<!\w){re.escape(fold(fact))}(?!\w)", folded))
-            return found / len(row.must_include)
+            return len(included(row.must_include, answer)) / len(row.must_include)
         if self.name == "rouge_l":
             return None if row.reference is None else self._rouge.score(row.reference, answer)["rougeL"].fmeasure
         if self.name == "token_f1":

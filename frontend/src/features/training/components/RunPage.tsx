@@ -12,7 +12,7 @@ import { formatDateTime, formatDuration, formatMetric, formatNumber, formatTime 
 import { useProjectId } from "../../../lib/use-project-id";
 import { useCurrentTeam } from "../../../lib/current-team";
 import { useRun } from "../api/get-run";
-import { useRunEvaluations } from "../../../api/list-run-evaluations";
+import { EVALUATIONS_AFTER_RUN_MS, runEvaluationsKey, useRunEvaluations } from "../../../api/list-run-evaluations";
 import { GateStatusNote } from "../../../components/GateStatusNote";
 import { useTrackedRuns } from "../api/list-tracked-runs";
 import { checkpointsKey, useCheckpoints } from "../../../api/list-checkpoints";
@@ -103,7 +103,7 @@ export function RunPage() {
     // The last checkpoint, metric points and log lines are written just before the run ends, and
     // these queries stop polling when it does: read them once more when it ends under our eyes.
     if (wasLive.current && !live) {
-      for (const queryKey of [checkpointsKey(runId), runMetricsKey(runId), runEventsKey(runId)]) {
+      for (const queryKey of [checkpointsKey(runId), runMetricsKey(runId), runEventsKey(runId), runEvaluationsKey(runId)]) {
         void queryClient.invalidateQueries({ queryKey });
       }
     }
@@ -112,7 +112,8 @@ export function RunPage() {
   const cancel = useCancelRun();
   const resume = useResumeRun();
   const { canWrite } = useCurrentTeam();
-  const evaluations = useRunEvaluations(runId);
+  const finishedAt = run.data?.finished_at ? new Date(run.data.finished_at).getTime() : 0;
+  const evaluations = useRunEvaluations(runId, live ? 0 : finishedAt + EVALUATIONS_AFTER_RUN_MS);
 
   if (run.isPending) return <LoadingState label="Loading run…" />;
   if (run.isError) return <ErrorState error={run.error} onRetry={() => void run.refetch()} />;
