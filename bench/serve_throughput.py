@@ -298,7 +298,7 @@ def find_llama_server(explicit: str | None) -> Path | None:
 
 
 def bench_llama_server(binary: Path, gguf: Path, args, prompts: list[str]) -> tuple[dict[int, LevelResult], float]:
-    from tinyforge.llama_cpp import link_shared_libraries, tool_env
+    from tinyforge.llama_cpp import cpu_args, link_shared_libraries, tool_env
 
     link_shared_libraries(binary.parent)
     port = free_port()
@@ -306,7 +306,7 @@ def bench_llama_server(binary: Path, gguf: Path, args, prompts: list[str]) -> tu
     command = [str(binary), "-m", str(gguf), "--port", str(port), "--host", "127.0.0.1", "--parallel", str(slots),
                "-c", str(1024 * slots), "-t", str(args.threads), "--no-webui",
                # One HTTP thread per open stream: with fewer, 16 clients got dropped connections.
-               "--threads-http", "32"]
+               "--threads-http", "32", *cpu_args()]
     env = tool_env(binary)
     log = tempfile.NamedTemporaryFile("w+", prefix="llama-server-", suffix=".log", delete=False)
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)

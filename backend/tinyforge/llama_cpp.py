@@ -162,6 +162,19 @@ def register(subparsers) -> None:
 # --- llama-server -----------------------------------------------------------------------------
 
 
+def cpu_args() -> list[str]:
+    """Flags every llama.cpp program that computes needs on this CPU.
+
+    On a CPU with AMX, llama.cpp moves weights of the types its AMX kernels take (q4_0, q4_1, q4_K,
+    q8_0, ...) into an AMX buffer, and that matrix product crashes on some shapes: llama-server
+    died with a segfault in ggml_backend_amx_mul_mat on every q4_k_m of our tiny test models, on a
+    Sapphire Rapids Xeon (open upstream: ggml-org/llama.cpp#20824). `--no-repack` keeps the weights
+    in llama.cpp's plain CPU layout, which computes the same thing."""
+    from tinyforge.hardware import cpu
+
+    return ["--no-repack"] if "amx_int8" in cpu().flags else []
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -190,7 +203,7 @@ class LlamaServer:
     def command(self, binary: Path) -> list[str]:
         command = [str(binary), "-m", str(self.model), "--host", "127.0.0.1", "--port", str(self.port),
                    "--ctx-size", str(self.context * self.parallel), "--parallel", str(self.parallel),
-                   "--no-webui", "--threads", str(self.threads or os.cpu_count() or 1)]
+                   "--no-webui", "--threads", str(self.threads or os.cpu_count() or 1), *cpu_args()]
         for adapter in self.lora:
             command += ["--lora", str(adapter)]
         return command + self.extra_args
