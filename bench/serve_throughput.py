@@ -2,7 +2,9 @@
 
 Same model (SmolLM2-135M-Instruct, and a LoRA fine-tune of it on the shared base), same chat
 prompts, same machine, one run. Our service runs once per weight precision this CPU can run
-(float32; bfloat16 where native; int8 where the kernels exist) and once with `auto`. Prints the CPU
+(float32; bfloat16 where native; int8 where the kernels exist) and once with `auto` on its PyTorch
+runtime, and once on its llama.cpp runtime with the very GGUF file bare llama-server gets (so the
+difference between those two is what our service adds: tokenizing, the proxy, the metrics). Prints the CPU
 (model, flags, caps), single-stream decode tokens/s, time to first token p50/p99 and for one
 40-token prompt, aggregate tokens/s at 1, 4, 8 and 16 concurrent streaming clients, memory per
 deployment, and the ratios against the peers. An AVX2-only CPU is emulated on a bigger one with
@@ -27,6 +29,7 @@ import asyncio
 import importlib.util
 import json
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -186,6 +189,15 @@ def make_lora(base: Path, out: Path) -> Path:
     return out
 
 
+_LORA_DIR = tempfile.TemporaryDirectory(prefix="bench-lora-")
+
+
+def lora_for_gguf(base: Path) -> Path:
+    """The bench's LoRA adapter, made once per run (both our runtimes serve the same one)."""
+    folder = Path(_LORA_DIR.name) / "lora"
+    return folder if (folder / "adapter_config.json").is_file() else make_lora(base, folder)
+
+
 def bench_transformers(base: Path, args) -> dict:
     """transformers generate, one request at a time, greedy, float32 (what training evaluates in)."""
     import torch
@@ -264,26 +276,54 @@ def precisions_here() -> list[str]:
     return ["float32"] + (["bfloat16"] if here.native_bf16 else []) + (["int8"] if here.int8_missing is None else [])
 
 
-def bench_ours(base: Path, lora: Path, args, dtype: str, prompts: list[str]):
+def run_our_service(base: Path, lora: Path, options: list[str], args, prompts: list[str]):
+    """`tinyforge serve` with the model folders `base` (as smollm2) and `lora` (as smollm2-lora) and
+    `options`, measured: (base results, LoRA results, the /v1/models objects, 40-token TTFT)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "TINYFORGE_API_KEY"}  # local, no key
     command = [sys.executable, "-m", "tinyforge.cli", "serve", "--model", f"smollm2={base}",
-               "--model", f"smollm2-lora={lora}", "--port", str(port), "--threads", str(args.threads),
-               "--max-batch", "16", "--max-context", "1024", "--dtype", dtype]
+               "--model", f"smollm2-lora={lora}", "--port", str(port), *options]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_ready(f"http://127.0.0.1:{port}/readyz", process)
         models = httpx.get(f"http://127.0.0.1:{port}/v1/models").json()["data"]
-        memory = {m["id"]: m["tinyforge"]["memory_bytes_by_part"] for m in models}
-        memory["dtype"] = models[0]["tinyforge"]["dtype"]
-        memory["precision"] = models[0]["tinyforge"]["precision"]
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
         ttft = measure_ttft(f"http://127.0.0.1:{port}/v1/completions", "smollm2", prompts)
         base_results = measure_server(url, "smollm2", args, extra={}, levels=LEVELS)
         lora_results = measure_server(url, "smollm2-lora", args, extra={}, levels=(1, 8))
     finally:
         stop(process)
+    return base_results, lora_results, models, ttft
+
+
+def bench_ours(base: Path, lora: Path, args, dtype: str, prompts: list[str]):
+    base_results, lora_results, models, ttft = run_our_service(
+        base, lora, ["--threads", str(args.threads), "--max-batch", "16", "--max-context", "1024", "--dtype", dtype],
+        args, prompts)
+    memory = {m["id"]: m["tinyforge"]["memory_bytes_by_part"] for m in models}
+    memory["dtype"] = models[0]["tinyforge"]["dtype"]
+    memory["precision"] = models[0]["tinyforge"]["precision"]
     return base_results, lora_results, memory, ttft
+
+
+def bench_ours_llama_cpp(base: Path, lora: Path, gguf: Path, args, prompts: list[str]):
+    """Our service on its llama.cpp runtime: the GGUF bare llama-server serves, and the bench's LoRA as a
+    GGUF LoRA on it, with as many slots (8) and positions per slot (1024) as bare llama-server has."""
+    from tinyforge.ml.gguf_export import convert_lora
+    from tinyforge.serving.llama_cpp_runtime import link_llama_cpp_folder
+
+    with tempfile.TemporaryDirectory() as tmp:
+        adapter = Path(tmp) / "adapter.gguf"
+        convert_lora(lora, base, adapter)
+        found = re.search(r"(?i)(q\d_[a-z0-9_]+|f16|bf16|f32)(?=\.gguf$)", gguf.name)
+        kind = found.group(1).lower() if found else "gguf"
+        plain = link_llama_cpp_folder(Path(tmp) / "smollm2-gguf", model=gguf, lora=None, gguf_type=kind,
+                                      tokenizer_from=base, generation_config_from=[base])
+        tuned = link_llama_cpp_folder(Path(tmp) / "smollm2-gguf-lora", model=gguf, lora=adapter, gguf_type=kind,
+                                      tokenizer_from=lora, generation_config_from=[base])
+        base_results, lora_results, models, ttft = run_our_service(
+            plain, tuned, ["--threads", str(args.threads), "--max-batch", "8", "--max-context", "1024"], args, prompts)
+    return base_results, lora_results, {m["id"]: m["tinyforge"]["memory_bytes_by_part"] for m in models}, ttft
 
 
 def find_llama_server(explicit: str | None) -> Path | None:
@@ -353,12 +393,15 @@ def main() -> int:
     parser.add_argument("--ttft-repeats", type=int, default=None, help="40-token prompts timed (default 10, quick 3)")
     parser.add_argument("--hf-requests", type=int, default=4, help="requests timed for transformers generate")
     parser.add_argument("--llama-server", default=None, help="path to llama.cpp's llama-server binary")
-    parser.add_argument("--skip", action="append", default=[], choices=["transformers", "llama-server"])
+    parser.add_argument("--skip", action="append", default=[],
+                        choices=["transformers", "llama-server", "pytorch", "llama.cpp-runtime"],
+                        help="leave a contender out: transformers, bare llama-server, our service's PyTorch "
+                             "runtime, our service's llama.cpp runtime")
     args = parser.parse_args()
     args.max_tokens = args.max_tokens or (32 if args.quick else 128)
     args.rounds = args.rounds or (1 if args.quick else 2)
     args.ttft_repeats = args.ttft_repeats or (3 if args.quick else 10)
-    args.dtype = args.dtype or precisions_here() + ["auto"]
+    args.dtype = [] if "pytorch" in args.skip else (args.dtype or precisions_here() + ["auto"])
 
     from tinyforge.hardware import machine_summary
     from tinyforge.ml.models import PRESETS, resolve_base_model
@@ -375,22 +418,21 @@ def main() -> int:
     print(f"precisions run here: {', '.join(args.dtype)}")
     prompts = ttft_prompts(base, 1 + args.ttft_repeats)
     runs = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        lora = make_lora(base, Path(tmp) / "lora")
-        for dtype in args.dtype:
-            ours, ours_lora, memory, ttft = bench_ours(base, lora, args, dtype, prompts)
-            runs[dtype] = (ours, ours_lora, ttft)
-            ours_single = single_stream(ours)
-            served, choice = memory.pop("dtype"), memory.pop("precision")
-            print(f"\nour service, --dtype {dtype}: {served} weights, continuous batching"
-                  + (f" ({choice['reason']})" if choice else ""))
-            print_table("smollm2", ours)
-            print_table("smollm2-lora (shared base)", ours_lora)
-            print(f"  single stream: decode {ours_single['decode']:.1f} tok/s, TTFT p50 {ours_single['ttft_p50'] * 1000:.0f} ms "
-                  f"p99 {ours_single['ttft_p99'] * 1000:.0f} ms; TTFT of a {TTFT_PROMPT_TOKENS}-token prompt "
-                  f"{ttft * 1000:.0f} ms (median)")
-            for name, parts in memory.items():
-                print(f"  memory {name}: " + ", ".join(f"{part} {value / 2**20:.1f} MiB" for part, value in parts.items()))
+    lora = lora_for_gguf(base)
+    for dtype in args.dtype:
+        ours, ours_lora, memory, ttft = bench_ours(base, lora, args, dtype, prompts)
+        runs[dtype] = (ours, ours_lora, ttft)
+        ours_single = single_stream(ours)
+        served, choice = memory.pop("dtype"), memory.pop("precision")
+        print(f"\nour service, --dtype {dtype}: {served} weights, continuous batching"
+              + (f" ({choice['reason']})" if choice else ""))
+        print_table("smollm2", ours)
+        print_table("smollm2-lora (shared base)", ours_lora)
+        print(f"  single stream: decode {ours_single['decode']:.1f} tok/s, TTFT p50 {ours_single['ttft_p50'] * 1000:.0f} ms "
+              f"p99 {ours_single['ttft_p99'] * 1000:.0f} ms; TTFT of a {TTFT_PROMPT_TOKENS}-token prompt "
+              f"{ttft * 1000:.0f} ms (median)")
+        for name, parts in memory.items():
+            print(f"  memory {name}: " + ", ".join(f"{part} {value / 2**20:.1f} MiB" for part, value in parts.items()))
 
     hf = None
     if "transformers" not in args.skip:
@@ -415,6 +457,33 @@ def main() -> int:
         print(f"  single stream: decode {llama_single['decode']:.1f} tok/s, TTFT p50 "
               f"{llama_single['ttft_p50'] * 1000:.0f} ms p99 {llama_single['ttft_p99'] * 1000:.0f} ms; TTFT of a "
               f"{TTFT_PROMPT_TOKENS}-token prompt {llama_ttft * 1000:.0f} ms (median)")
+
+    ours_llama = None
+    if binary is not None and "llama.cpp-runtime" not in args.skip:
+        ours_llama, ours_llama_lora, llama_memory, ours_llama_ttft = bench_ours_llama_cpp(base, lora_for_gguf(base),
+                                                                                          gguf, args, prompts)
+        print(f"\nour service, llama.cpp runtime (the same {gguf.name}, 8 slots, proxied with our tokenizer):")
+        print_table("smollm2", ours_llama)
+        print_table("smollm2-lora (shared base)", ours_llama_lora)
+        ours_llama_single = single_stream(ours_llama)
+        print(f"  single stream: decode {ours_llama_single['decode']:.1f} tok/s, TTFT p50 "
+              f"{ours_llama_single['ttft_p50'] * 1000:.0f} ms p99 {ours_llama_single['ttft_p99'] * 1000:.0f} ms; TTFT "
+              f"of a {TTFT_PROMPT_TOKENS}-token prompt {ours_llama_ttft * 1000:.0f} ms (median)")
+        for name, parts in llama_memory.items():
+            print(f"  memory {name}: " + ", ".join(f"{part} {value / 2**20:.1f} MiB" for part, value in parts.items()))
+        if llama:
+            bare = single_stream(llama)
+            print("\nratios, our llama.cpp runtime / bare llama-server (same file, same slots):")
+            print(f"  single-stream decode:                                        "
+                  f"{ours_llama_single['decode'] / bare['decode']:5.2f}x  (floor 0.9x)")
+            print(f"  single-stream TTFT p50, ours - bare:                          "
+                  f"{(ours_llama_single['ttft_p50'] - bare['ttft_p50']) * 1000:+5.1f} ms  (ceiling +10 ms)")
+            print(f"  TTFT of a {TTFT_PROMPT_TOKENS}-token prompt, ours - bare:                    "
+                  f"{(ours_llama_ttft - llama_ttft) * 1000:+5.1f} ms  (ceiling +10 ms)")
+            print(f"  aggregate at 8 clients:                                      "
+                  f"{ours_llama[8].aggregate / llama[8].aggregate:5.2f}x  (floor 1.0x)")
+            print(f"  LoRA on the shared base / base model, aggregate at 8:        "
+                  f"{ours_llama_lora[8].aggregate / ours_llama[8].aggregate:5.2f}x")
 
     for dtype, (ours, ours_lora, ttft) in runs.items():
         ours_single = single_stream(ours)
