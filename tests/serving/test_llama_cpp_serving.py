@@ -216,3 +216,21 @@ def test_a_broken_adapter_fails_its_deployment_and_the_base_keeps_serving(
             assert len(lora_arguments(pid)) == 1
     finally:
         shutil.rmtree(broken)
+
+
+def test_a_quantized_gguf_serves_and_says_its_type(smol_tiny_model_dir, gguf_caches, tmp_path):
+    """The tiny random model's answers are noise, so q8_0's quality budget is waived here (the GGUF
+    export's tests hold trained models to it)."""
+    from tinyforge.ml.quality_budget import QualityBudget
+
+    folder = llama_cpp_folder(smol_tiny_model_dir, tmp_path / "q8", gguf_caches, gguf_type="q8_0",
+                              budget=QualityBudget(max_loss_increase=100.0, min_token_agreement=0.0))
+    manifest = json.loads((folder / "llama_cpp.json").read_text())
+    assert manifest["gguf_type"] == "q8_0" and manifest["lora"] is None
+    assert json.loads((folder / "verification.json").read_text())["gguf_type"] == "q8_0"
+    with running_server(RecordingRegistry({"q8": folder}), settings=SMALL) as server:
+        client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="none", max_retries=0)
+        served = client.models.retrieve("q8").model_extra["tinyforge"]
+        assert served["runtime"] == "llama.cpp" and served["dtype"] == "q8_0"
+        assert served["precision"]["precision"] == "q8_0" and not served["adapter_on_shared_base"]
+        assert ask(client, "q8") is not None

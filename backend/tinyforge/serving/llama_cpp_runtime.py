@@ -117,6 +117,10 @@ def write_llama_cpp_folder(source: Path, target: Path, *, cache: Path, base_cach
     if adapter:
         base_ref = json.loads((source / "adapter_config.json").read_text()).get("base_model_name_or_path") or ""
         base_folder = resolve_base_model(base_ref)
+        if not merge and gguf_type == "f16" and is_adapter_folder(base_folder):
+            say("the adapter's base is itself a LoRA adapter (a run fine-tuned from an earlier run); a GGUF LoRA "
+                "needs a base of full weights, so this one is served merged, as one GGUF")
+            merge = True
     if adapter and not merge and gguf_type == "f16":
         base_gguf = Path(base_cache) / base_fingerprint(base_folder) / "model.gguf"
         if base_gguf.is_file():
