@@ -80,7 +80,8 @@ export function CompareAnswers({ deployments, system, temperature, maxTokens }: 
   return (
     <div className="stack">
       <form className="stack-sm" onSubmit={ask} aria-label="Compare two answers">
-        <div className="row">
+        {/* The same two columns as the answers below, so each select stands over its answer. */}
+        <div style={{ display: "grid", gridTemplateColumns: "1fr 1fr", gap: 12, alignItems: "start" }}>
           <Field label="Left">
             <select className="select" value={leftId ?? ""} onChange={(e) => setLeftId(Number(e.target.value))}>
               {deployments.map((d) => <option key={d.id} value={d.id}>{d.name}</option>)}
