@@ -26,7 +26,11 @@ import pytest
 
 from e2e.browser import PASSWORD, REPO, Screenshots
 from e2e.knowledge_teacher import TEACHER_MODEL, build_teacher_model
+from serving.conftest import smol_tiny_model_dir  # noqa: F401  (a fixture: the llama.cpp journey's base)
 from tinymodel import TINY_MODEL
+
+# The tiny model with SmolLM2's tokenizer, offered by name: llama.cpp's converter takes it.
+SMOL_TINY_MODEL = "tiny-smol"
 
 BACKEND = REPO / "backend"
 FRONTEND_DIST = REPO / "frontend" / "dist"
@@ -115,7 +119,7 @@ def teacher_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def platform(tmp_path_factory, tiny_model_dir, teacher_model_dir) -> Platform:
+def platform(tmp_path_factory, tiny_model_dir, teacher_model_dir, smol_tiny_model_dir) -> Platform:  # noqa: F811
     if not (FRONTEND_DIST / "index.html").is_file():
         pytest.fail("The dashboard is not built: run `make frontend` (make test does) before the browser journeys.")
     data_dir = tmp_path_factory.mktemp("platform") / "data"
@@ -124,7 +128,8 @@ def platform(tmp_path_factory, tiny_model_dir, teacher_model_dir) -> Platform:
     env.update(
         TINYFORGE_DATA_DIR=str(data_dir),
         TINYFORGE_FRONTEND_DIR=str(FRONTEND_DIST),
-        TINYFORGE_MODEL_FOLDERS=f"{TINY_MODEL}={tiny_model_dir},{TEACHER_MODEL}={teacher_model_dir}",
+        TINYFORGE_MODEL_FOLDERS=f"{TINY_MODEL}={tiny_model_dir},{TEACHER_MODEL}={teacher_model_dir},"
+                                f"{SMOL_TINY_MODEL}={smol_tiny_model_dir}",
         TINYFORGE_MODEL_CACHE=os.environ.get("TINYFORGE_MODEL_CACHE", str(Path.home() / ".cache" / "tinyforge" / "models")),
         DJANGO_SETTINGS_MODULE="tinyforge.settings",
         PYTHONUNBUFFERED="1",
