@@ -143,9 +143,13 @@ def platform(tmp_path_factory, tiny_model_dir, teacher_model_dir, smol_tiny_mode
         env.pop("DATABASE_URL", None)  # SQLite in the data directory
     embedded = None
     if os.environ.get("REDIS_URL"):
-        # A database number of our own on the shared server, so no other test run's worker
-        # picks up this journey's jobs.
-        env["REDIS_URL"] = re.sub(r"/\d+$", "", os.environ["REDIS_URL"].split("?")[0]) + "/13"
+        # A database number of our own on the shared server (8 above the suite's), so no other
+        # test run's worker picks up this journey's jobs, and two runs given different
+        # REDIS_URL databases do not flush each other's journeys.
+        url = os.environ["REDIS_URL"].split("?")[0]
+        match = re.search(r"/(\d+)$", url)
+        own = (int(match.group(1)) if match else 0) + 8
+        env["REDIS_URL"] = f"{url[:match.start()] if match else url.rstrip('/')}/{own % 16}"
     else:
         from tinyforge.core.embedded_redis import EmbeddedRedis
 
