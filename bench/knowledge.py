@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT / "backend"))
 
 BASE = "smollm2-135m-instruct"
 RECIPES = ("text", "sections", "qa", "knowledge")
+TEACHER_TIMEOUT_S = 900  # per teacher request: a 135M teacher on a busy CPU can take minutes for a long reply
 
 HANDBOOK = """# Staff handbook of Brindlewood Ceramics
 
@@ -173,8 +174,11 @@ def start_teacher(base: str) -> tuple[subprocess.Popen | None, str, str]:
     from tinyforge.ml.models import resolve_base_model
 
     port = free_port()
+    # The server's own request limit as long as the client's (--teacher-timeout below): its default
+    # 300 s answered a 135M teacher's long replies on a busy CPU with a 504.
     server = subprocess.Popen([sys.executable, "-m", "tinyforge.cli", "serve", "--model",
-                               f"teacher={resolve_base_model(base)}", "--port", str(port)],
+                               f"teacher={resolve_base_model(base)}", "--port", str(port),
+                               "--timeout", str(TEACHER_TIMEOUT_S)],
                               env={k: v for k, v in os.environ.items() if k != "TINYFORGE_API_KEY"},
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(240):
@@ -226,8 +230,7 @@ def main() -> None:
     colleague = work / "colleague.jsonl"
     colleague.write_text("".join(json.dumps(q) + "\n" for q in colleague_questions(handbook)))
     teacher, url, model = start_teacher(BASE)
-    # A 135M teacher on a busy CPU can take minutes for its longest replies (2,048 tokens).
-    teacher_args = ["--teacher-url", url, "--teacher-model", model, "--teacher-timeout", "900"]
+    teacher_args = ["--teacher-url", url, "--teacher-model", model, "--teacher-timeout", str(TEACHER_TIMEOUT_S)]
     key_env = {"OPENAI_API_KEY": os.environ.get("TINYFORGE_BENCH_TEACHER_KEY", "none")}
     report: dict = {"machine": machine_summary(), "teacher": {"url": url, "model": model}, "base_model": BASE,
                     "handbook_sections": args.sections, "max_steps": args.max_steps, "recipes": {}}

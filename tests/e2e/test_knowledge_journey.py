@@ -18,6 +18,7 @@ from playwright.sync_api import expect
 from e2e.browser import sign_in
 from e2e.knowledge_teacher import FACTS, HANDBOOK, TEACHER_MODEL, write_teacher_rows
 from e2e.test_evals_journey import TOKEN, wait_json
+from tinymodel import TINY_MODEL
 
 pytestmark = pytest.mark.e2e
 
@@ -96,7 +97,46 @@ def test_a_handbook_becomes_questions_per_fact_and_a_fact_check_with_the_platfor
     trained = {r["row"]["instruction"] for r in preview_rows["results"]}
     assert trained == {q for _, _, asked, _ in FACTS for q in asked[:2]}
 
+    # Train on the version in the browser; when the run succeeds the platform scores it, and its base
+    # model, on the fact check's held-out questions (the evaluator answers them, must_include scores).
+    page.get_by_role("link", name="Train on this version").click()
+    page.get_by_label("Run name").fill("handbook-student")
+    page.get_by_label("Base model").select_option(TINY_MODEL)
+    expect(page.get_by_label("Dataset version")).to_contain_text("Handbook v1 (4 rows)")
+    page.get_by_role("radiogroup", name="Method").get_by_text("Full fine-tune").click()  # the radio sits under its label
+    expect(page.get_by_label("Full fine-tune")).to_be_checked()
+    page.get_by_text("Advanced hyperparameters").click()
+    # The tiny model learns the four rows by heart in a few dozen steps at a high constant rate.
+    for label, value in (("Max steps", "60"), ("Learning rate", "0.003"), ("Batch size", "4"), ("Validation split", "0")):
+        page.get_by_label(label, exact=True).fill(value)
+    page.get_by_label("Schedule").select_option("constant")
+    page.get_by_label("Packing").select_option("off")
+    shots("train-on-the-handbook")
+    page.get_by_role("button", name="Start training").click()
+    expect(page.get_by_role("heading", name=re.compile("handbook-student"))).to_be_visible()
+    expect(page.get_by_text("succeeded", exact=True).first).to_be_visible(timeout=300_000)
+    scored = page.get_by_role("region", name="Sample answers: handbook-student: fact check")
+    expect(scored.locator(".badge")).to_have_text("succeeded", timeout=300_000)
+    expect(scored).to_contain_text(re.compile(rf"base: {TINY_MODEL}: must_include [\d.]+ · handbook-student: must_include [\d.]+"))
+    for _, _, asked, _ in FACTS:
+        expect(scored.get_by_role("row").filter(has_text=asked[-1])).to_be_visible()  # only held-out questions
+    expect(scored.get_by_role("row")).to_have_count(1 + len(FACTS))
+    shots("run-scored-on-the-fact-check")
+
+    run_id = int(re.search(r"/runs/(\d+)", page.url).group(1))
+    (check,) = [e for e in http.get("/api/v1/evaluations/", params={"run": run_id}).json()["results"]
+                if e["name"] == "handbook-student: fact check"]
+    assert check["eval_set_version"] == version_stats(http, version_id)["fact_check"]["eval_set_version"]
+    means = {label: target["scores"]["must_include"]["mean"] for label, target in check["summary"]["targets"].items()}
+    assert set(means) == {f"base: {TINY_MODEL}", "handbook-student"}, means
+    # The facts went in: the trained model names more of them on questions it never saw than its base.
+    assert means["handbook-student"] > means[f"base: {TINY_MODEL}"], means
+
     page.get_by_role("link", name="Evaluate").first.click()
     expect(page.get_by_role("form", name="Gate").get_by_label("Eval set")).to_contain_text("Handbook fact check")
     shots("fact-check-eval-set")
+
+
+def version_stats(http: httpx.Client, version_id: str) -> dict:
+    return http.get(f"/api/v1/dataset-versions/{version_id}/").json()["stats"]
 
