@@ -138,10 +138,12 @@ class _Layer:
 
 @dataclass
 class _LowRank:
-    """A fused LoRA delta: out += (x @ a.T) @ b.T, the scale already folded into b."""
+    """A fused LoRA delta: out += (x @ a_t) @ b_t, the scale already folded into b_t. Kept
+    transposed ([in, r] and [r, out], contiguous): both products are then plain row-major GEMMs,
+    and the second one adds into the output in place (addmm_)."""
 
-    a: torch.Tensor
-    b: torch.Tensor
+    a_t: torch.Tensor
+    b_t: torch.Tensor
 
 
 @dataclass
@@ -149,7 +151,7 @@ class _Adapter:
     layers: list[dict[str, _LowRank]] = field(default_factory=list)  # per layer: qkv/out/gate_up/down
 
     def nbytes(self) -> int:
-        return sum(t.a.nbytes + t.b.nbytes for layer in self.layers for t in layer.values())
+        return sum(t.a_t.nbytes + t.b_t.nbytes for layer in self.layers for t in layer.values())
 
 
 class TorchRuntime(Runtime):
@@ -389,15 +391,31 @@ class TorchRuntime(Runtime):
 
     def _linear(self, x, weight, bias, groups, layer_index: int, kind: str):
         out = self._matmul(x, weight, bias)
-        for adapter, rows in groups:
-            delta = adapter.layers[layer_index].get(kind)
-            if delta is None:
-                continue
-            if rows is None:
-                out += F.linear(F.linear(x, delta.a), delta.b)
-            else:
-                out.index_add_(0, rows, F.linear(F.linear(x.index_select(0, rows), delta.a), delta.b))
+        if groups:
+            self._add_low_rank(out, x, groups, layer_index, kind)
         return out
+
+    def _add_low_rank(self, out, x, groups, layer_index: int, kind: str) -> None:
+        # Products of rank 16 or so are too small to share between threads: with two, every one
+        # waited for the second thread to wake (about 40 us instead of 10 us alone, and up to a
+        # millisecond when another process held the other core), so a LoRA decode step cost far
+        # more than its arithmetic. They run on one thread; the base matrices keep all of them.
+        # (The setting is the process's: another engine's thread multiplying meanwhile runs on
+        # one thread for these microseconds, slower but correct.)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            for adapter, rows in groups:
+                delta = adapter.layers[layer_index].get(kind)
+                if delta is None:
+                    continue
+                if rows is None:
+                    flat = x.reshape(-1, x.shape[-1])
+                    out.view(-1, out.shape[-1]).addmm_(flat @ delta.a_t, delta.b_t)
+                else:  # rows of dimension 0: batch rows in decode, whole prompts in prefill
+                    out.index_add_(0, rows, (x.index_select(0, rows) @ delta.a_t) @ delta.b_t)
+        finally:
+            torch.set_num_threads(threads)
 
     def move_slot(self, source: int, target: int, length: int) -> None:
         self.k_cache[:, target, :, :length] = self.k_cache[:, source, :, :length]
@@ -468,7 +486,7 @@ class TorchRuntime(Runtime):
                 b[row:row + sizes[name], col:col + block.shape[1]] = block
                 col += block.shape[1]
             row += sizes[name]
-        return _LowRank(a.to(self.device, self.act_dtype).contiguous(), b.to(self.device, self.act_dtype).contiguous())
+        return _LowRank(a.t().to(self.device, self.act_dtype).contiguous(), b.t().to(self.device, self.act_dtype).contiguous())
 
     def remove_adapter(self, adapter_id: int) -> None:
         self.adapters.pop(adapter_id, None)
