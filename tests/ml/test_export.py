@@ -252,6 +252,12 @@ def test_an_unsupported_architecture_is_named(tmp_path):
     (dict(format="hf", quantize="int8"), "applies to ONNX exports"),
     (dict(format="onnx", quantize="q4_k_m"), "applies to GGUF exports"),
     (dict(format="bundle", runtime="torch", quantize="int8"), "needs --runtime onnxruntime"),
+    (dict(format="bundle", runtime="llama.cpp", quantize="int8"),
+     r"--quantize int8 needs --runtime onnxruntime .*a llama.cpp bundle's GGUF is f16 \(no --quantize\), q8_0 or q4_k_m"),
+    (dict(format="bundle", runtime="torch", quantize="q8_0"), "--quantize q8_0 is a GGUF type: it needs --runtime llama.cpp"),
+    (dict(format="bundle", runtime="onnxruntime", quantize="q4_k_m"), "--quantize q4_k_m is a GGUF type"),
+    (dict(format="bundle", runtime="llamacpp"), "--runtime: unknown runtime 'llamacpp'"),
+    (dict(format="onnx", quantize="q8_0"), "applies to GGUF exports .* and llama.cpp bundles"),
     (dict(format="hf", runtime="torch"), "applies to bundles only"),
     (dict(format="onnx", keep_anyway=True), "--keep-anyway applies to quantized exports"),
 ])

@@ -11,8 +11,8 @@ verification or a full disk never leaves something that looks like a finished ex
 - onnx: tinyforge.ml.export.write_onnx_folder (verified against PyTorch, optionally int8).
 - gguf: tinyforge.ml.export.write_gguf_folder (f16, or q8_0 / q4_k_m within a quality budget).
 - gguf_lora: tinyforge.ml.export.write_gguf_lora_folder (a LoRA adapter for llama.cpp's --lora).
-- bundle: the model (HF or ONNX) plus the serving code, pinned requirements, a Dockerfile and a
-  compose file: it runs without the platform (tinyforge.exports.bundle).
+- bundle: the model (HF, ONNX, or a GGUF for llama.cpp) plus the serving code, pinned requirements, a
+  Dockerfile and a compose file: it runs without the platform (tinyforge.exports.bundle).
 
 This package sits above the engine (tinyforge.ml) and the inference server (tinyforge.serving):
 a bundle carries both, so neither of them knows about bundles. Pure Python, no Django.
@@ -38,7 +38,9 @@ FORMATS = ("hf", "onnx", "gguf", "gguf_lora", "bundle")
 ONNX_QUANTIZATIONS = ("int8",)
 GGUF_QUANTIZATIONS = ("q8_0", "q4_k_m")  # without one, a GGUF is f16
 QUANTIZATIONS = ONNX_QUANTIZATIONS + GGUF_QUANTIZATIONS
-BUNDLE_RUNTIMES = ("torch", "onnxruntime")
+BUNDLE_RUNTIMES = ("torch", "onnxruntime", "llama.cpp")
+# What --quantize means inside a bundle, by runtime: its model's precision, or None where none applies.
+BUNDLE_QUANTIZATIONS = {"torch": (), "onnxruntime": ONNX_QUANTIZATIONS, "llama.cpp": GGUF_QUANTIZATIONS}
 
 # Weights are incompressible; deflating them only burns CPU.
 STORED_SUFFIXES = (".safetensors", ".onnx", ".bin", ".gguf", ".data")
@@ -54,7 +56,7 @@ class ExportResult:
     merged: bool
     quantize: str | None = None
     runtime: str | None = None  # bundles only
-    verification: dict[str, Any] | None = None  # onnx, gguf (and ONNX bundles) only
+    verification: dict[str, Any] | None = None  # onnx, gguf (and ONNX and llama.cpp bundles) only
     files: list[str] = field(default_factory=list)
 
     @property
@@ -88,8 +90,9 @@ def export_model(model_dir: str | os.PathLike, format: str, out: str | os.PathLi
     if quantize and format == "gguf_lora":
         raise TinyforgeError("--quantize does not apply to --format gguf_lora: the adapter is f16, and it runs "
                              "on a base GGUF of any precision")
-    if quantize in GGUF_QUANTIZATIONS and format != "gguf":
-        raise TinyforgeError(f"--quantize {quantize} applies to GGUF exports (--format gguf)")
+    if quantize in GGUF_QUANTIZATIONS and format not in ("gguf", "bundle"):
+        raise TinyforgeError(f"--quantize {quantize} applies to GGUF exports (--format gguf) and llama.cpp bundles "
+                             "(--format bundle --runtime llama.cpp)")
     if quantize in ONNX_QUANTIZATIONS and format == "gguf":
         raise TinyforgeError(f"--quantize {quantize} applies to ONNX exports; a GGUF takes "
                              f"{' or '.join(GGUF_QUANTIZATIONS)} (or nothing, for f16)")
@@ -97,11 +100,17 @@ def export_model(model_dir: str | os.PathLike, format: str, out: str | os.PathLi
         raise TinyforgeError("--keep-anyway applies to quantized exports (--quantize): an fp32 ONNX or f16 GGUF "
                              "export that does not reproduce PyTorch is never kept")
     if format == "bundle":
-        runtime = runtime or ("onnxruntime" if quantize else "torch")
+        # Without --runtime, the quantization says which: int8 is an ONNX model, q8_0 and q4_k_m a GGUF.
+        runtime = runtime or next((r for r, types in BUNDLE_QUANTIZATIONS.items() if quantize in types), "torch")
         if runtime not in BUNDLE_RUNTIMES:
             raise TinyforgeError(f"--runtime: unknown runtime {runtime!r} (choose from {', '.join(BUNDLE_RUNTIMES)})")
-        if quantize and runtime != "onnxruntime":
-            raise TinyforgeError("--quantize int8 needs --runtime onnxruntime (int8 is an ONNX model)")
+        if quantize in ONNX_QUANTIZATIONS and runtime != "onnxruntime":
+            also = (f"; a llama.cpp bundle's GGUF is f16 (no --quantize), {' or '.join(GGUF_QUANTIZATIONS)}"
+                    if runtime == "llama.cpp" else "")
+            raise TinyforgeError(f"--quantize {quantize} needs --runtime onnxruntime (int8 is an ONNX model){also}")
+        if quantize in GGUF_QUANTIZATIONS and runtime != "llama.cpp":
+            raise TinyforgeError(f"--quantize {quantize} is a GGUF type: it needs --runtime llama.cpp (a {runtime} "
+                                 "bundle does not run a GGUF)")
     elif runtime is not None:
         raise TinyforgeError("--runtime applies to bundles only (--format bundle)")
     if not model_dir.is_dir() or not ((model_dir / "config.json").is_file() or is_adapter_folder(model_dir)):

@@ -25,9 +25,11 @@ def register(subparsers) -> None:
                         help="hf: merge a LoRA adapter into its base weights (ONNX, GGUF and bundles always merge; "
                              "gguf_lora writes the adapter alone)")
     parser.add_argument("--quantize", default=None, metavar="int8|" + "|".join(GGUF_QUANTIZATIONS),
-                        help="ONNX: int8 (dynamic quantization); GGUF: q8_0 or q4_k_m (default: f16)")
+                        help="ONNX (and bundles on onnxruntime): int8 (dynamic quantization); GGUF (and bundles on "
+                             "llama.cpp): q8_0 or q4_k_m (default: f16)")
     parser.add_argument("--runtime", default=None, metavar="|".join(BUNDLE_RUNTIMES),
-                        help="bundle only: the runtime inside (default: torch, or onnxruntime with --quantize)")
+                        help="bundle only: the runtime inside (default: torch; onnxruntime with --quantize int8, "
+                             "llama.cpp with --quantize q8_0 or q4_k_m; an f16 GGUF needs --runtime llama.cpp)")
     parser.add_argument("--heldout", type=Path, default=None,
                         help="JSONL rows for the held-out loss of ONNX and GGUF exports (default: built-in texts)")
     parser.add_argument("--max-loss-increase", type=float, default=None,

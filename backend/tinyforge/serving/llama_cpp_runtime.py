@@ -94,7 +94,7 @@ class LlamaCppFolder:
 
 def write_llama_cpp_folder(source: Path, target: Path, *, cache: Path, base_cache: Path, gguf_type: str = "f16",
                            merge: bool = False, heldout_data: str | os.PathLike | None = None, budget=None,
-                           progress=None) -> dict:
+                           keep_anyway: bool = False, progress=None) -> dict:
     """Write `target` (empty or missing), the served folder of the model folder `source` for this runtime,
     and return the GGUF's verification report.
 
@@ -103,7 +103,8 @@ def write_llama_cpp_folder(source: Path, target: Path, *, cache: Path, base_cach
     deployment of that base shares one file and one llama-server. Anything else (full weights, a
     merged adapter, q8_0 and q4_k_m) is one merged GGUF of `gguf_type` in `cache`. Conversions are
     verified in llama.cpp against PyTorch by the GGUF export (tinyforge.ml.gguf_export) and reused
-    when `cache` already holds them."""
+    when `cache` already holds them. `keep_anyway` keeps a quantized GGUF that misses `budget` (a
+    standalone bundle's choice, with the report's warning; deployments never pass it)."""
     from tinyforge.ml.artifacts import write_atomically
     from tinyforge.ml.export import is_adapter_folder, write_gguf_folder, write_gguf_lora_folder
     from tinyforge.ml.models import resolve_base_model
@@ -148,7 +149,8 @@ def write_llama_cpp_folder(source: Path, target: Path, *, cache: Path, base_cach
             if adapter:
                 say(f"merging the LoRA adapter into its base for a {gguf_type} GGUF")
             write_atomically(converted, lambda folder: write_gguf_folder(
-                source, folder, gguf_type=gguf_type, heldout_data=heldout_data, budget=budget, progress=say),
+                source, folder, gguf_type=gguf_type, heldout_data=heldout_data, budget=budget,
+                keep_anyway=keep_anyway, progress=say),
                 f"the {gguf_type} GGUF")
         model, lora = converted / "model.gguf", None
     verification = json.loads((converted / "verification.json").read_text())
