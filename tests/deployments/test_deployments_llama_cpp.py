@@ -62,9 +62,10 @@ def test_a_gguf_type_applies_to_the_llama_cpp_runtime_only(acme, alice, client_f
     response = client_for(alice).post("/api/v1/deployments/", {"name": "q", "run": run.pk, "runtime": "pytorch",
                                                                 "gguf_type": "q4_k_m"}, format="json")
     assert "llama.cpp runtime" in assert_error(response, 400)["fields"]["gguf_type"][0]
-    response = client_for(alice).post("/api/v1/exports/", {"run": run.pk, "format": "bundle",
-                                                            "runtime": "llama.cpp"}, format="json")
-    assert "export the model as GGUF" in assert_error(response, 400)["fields"]["runtime"][0]
+    # An export names its GGUF type as quantize, as a GGUF export does; a GGUF type needs llama.cpp.
+    response = client_for(alice).post("/api/v1/exports/", {"run": run.pk, "format": "bundle", "runtime": "pytorch",
+                                                            "quantize": "q4_k_m"}, format="json")
+    assert "runs on llama.cpp (GGUF): use runtime llama.cpp" in assert_error(response, 400)["fields"]["runtime"][0]
 
 
 @needs_llama_cpp

@@ -178,6 +178,25 @@ def test_a_real_worker_exports_a_q4_k_m_gguf_verified_in_llama_cpp_with_its_numb
     assert export.progress == 1.0
 
 
+@needs_llama_cpp
+def test_a_real_worker_exports_a_llama_cpp_bundle_with_its_gguf_verified(
+        acme, alice, client_for, queues, smol_tokenizer_run_dir, settings):
+    settings.EXPORT_MIN_TOKEN_AGREEMENT = 0.0  # a 4-step tiny model: its agreement is not the point here
+    client = client_for(alice)
+    body = verified_export(acme, client, queues, smol_tokenizer_run_dir, "bundle", "q8_0")
+    assert body["runtime"] == "llama.cpp" and body["filename"].endswith("-bundle-llama-cpp-q8_0.zip")
+    report = body["verification"]
+    assert report["gguf_type"] == "q8_0" and report["f16"]["identical_generations"] == report["f16"]["generations"] > 0
+    export = Export.all_teams.get(pk=body["id"])
+    archive = download(client, export)
+    top = body["filename"].removesuffix(".zip")
+    assert {f"{top}/model/model.gguf", f"{top}/model/llama_cpp.json", f"{top}/model/verification.json",
+            f"{top}/serve.py", f"{top}/Dockerfile", f"{top}/app/tinyforge/llama_cpp.py"} <= set(archive.namelist())
+    assert json.loads(archive.read(f"{top}/model/llama_cpp.json")) == {"model": "model.gguf", "lora": None,
+                                                                        "gguf_type": "q8_0"}
+    assert "quantizing to q8_0" in messages(export) and export.progress == 1.0
+
+
 def test_a_failed_verification_keeps_the_numbers_and_offers_nothing(acme, alice, client_for, queues, trained_model_dir,
                                                                     monkeypatch):
     # Float arithmetic in another order always moves some logit: a zero tolerance must fail.
@@ -250,6 +269,10 @@ def test_missing_model_files_fail_the_export_with_the_reason(acme, alice, client
     ({"format": "hf", "quantize": "int8", "runtime": "onnx"}, {"quantize", "runtime"}),
     ({"format": "hf_merged", "quantize": "int4"}, {"quantize"}),
     ({"format": "bundle", "quantize": "int8", "runtime": "pytorch"}, {"runtime"}),
+    ({"format": "bundle", "quantize": "int8", "runtime": "llama.cpp"}, {"runtime"}),
+    ({"format": "bundle", "quantize": "q8_0", "runtime": "onnx"}, {"runtime"}),
+    ({"format": "bundle", "quantize": "q4_k_m", "runtime": "pytorch"}, {"runtime"}),
+    ({"format": "bundle", "quantize": "q8_0", "runtime": "pytorch", "keep_anyway": True}, {"runtime"}),
     ({"format": "onnx", "runtime": "onnx"}, {"runtime"}),
     ({"format": "onnx", "keep_anyway": True}, {"keep_anyway"}),
     ({}, {"format"}),
@@ -273,6 +296,17 @@ def test_a_checkpoint_of_another_run_is_refused(acme, alice, client_for, queues)
 def test_a_bundle_with_int8_runs_on_onnx_runtime(acme, alice, client_for, queues):
     assert create(client_for(alice), acme.run, format="bundle", quantize="int8").runtime == "onnx"
     assert create(client_for(alice), acme.run, format="bundle").runtime == "pytorch"
+
+
+def test_a_bundle_of_a_gguf_type_runs_on_llama_cpp(acme, alice, client_for, queues):
+    client = client_for(alice)
+    assert create(client, acme.run, format="bundle", quantize="q4_k_m").runtime == "llama.cpp"
+    f16 = create(client, acme.run, format="bundle", runtime="llama.cpp")
+    assert (f16.runtime, f16.quantize) == ("llama.cpp", "none")
+    assert jobs.export_filename(f16).endswith("-bundle-llama-cpp-f16.zip")
+    error = assert_error(client.post("/api/v1/exports/", {"run": acme.run.pk, "format": "bundle", "quantize": "int8",
+                                                          "runtime": "llama.cpp"}, format="json"), 400)
+    assert error["fields"]["runtime"] == ["A int8 bundle runs on ONNX Runtime: use runtime onnx, or leave it out."]
 
 
 def test_a_run_that_failed_or_has_no_checkpoint_is_a_conflict(acme, alice, client_for, queues):

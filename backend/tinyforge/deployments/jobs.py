@@ -173,7 +173,7 @@ def _say(deployment: Deployment):
 
 EXPORT_SOURCE = "export"
 # A bundle's runtime as the export code names it.
-BUNDLE_RUNTIMES = {Runtime.PYTORCH: "torch", Runtime.ONNX: "onnxruntime"}
+BUNDLE_RUNTIMES = {Runtime.PYTORCH: "torch", Runtime.ONNX: "onnxruntime", Runtime.LLAMA_CPP: "llama.cpp"}
 
 
 class ExportAbandoned(Exception):
@@ -225,7 +225,8 @@ def write_export(record: Export, progress) -> tuple[str, ExportResult]:
 
     source = source_folder(record)
     key = storage.export_key(record.project_id, record.pk, export_filename(record))
-    verified = record.format in (ExportFormat.ONNX, ExportFormat.GGUF, ExportFormat.GGUF_LORA) or record.runtime == Runtime.ONNX
+    verified = (record.format in (ExportFormat.ONNX, ExportFormat.GGUF, ExportFormat.GGUF_LORA)
+                or record.runtime in (Runtime.ONNX, Runtime.LLAMA_CPP))
     heldout, heldout_name = _heldout(record) if verified else (None, "")
     progress.expect(record, source)
     result = export_model(
@@ -250,14 +251,16 @@ def write_export(record: Export, progress) -> tuple[str, ExportResult]:
 
 
 def export_filename(record: Export) -> str:
-    """`<run>-step-<n>-<format>[-onnx][-int8|-f16|-q8_0|-q4_k_m].zip`: says what is inside once downloaded."""
+    """`<run>-step-<n>-<format>[-onnx|-llama-cpp][-int8|-f16|-q8_0|-q4_k_m].zip`: says what is inside once
+    downloaded."""
     parts = [slugify(record.run.name) or f"run-{record.run_id}",
              f"step-{record.checkpoint.step}" if record.checkpoint else "final", record.format.replace("_", "-")]
-    if record.format == ExportFormat.BUNDLE and record.runtime == Runtime.ONNX:
-        parts.append("onnx")
+    # runtime is empty unless the export is a bundle (the serializer sees to it).
+    if record.runtime in (Runtime.ONNX, Runtime.LLAMA_CPP):
+        parts.append({Runtime.ONNX: "onnx", Runtime.LLAMA_CPP: "llama-cpp"}[record.runtime])
     if record.quantize != Quantize.NONE:
         parts.append(record.quantize)
-    elif record.format == ExportFormat.GGUF:
+    elif record.format == ExportFormat.GGUF or record.runtime == Runtime.LLAMA_CPP:
         parts.append("f16")
     return "-".join(parts) + ".zip"
 
@@ -285,7 +288,8 @@ class ExportProgress:
         progress is the share seen, so it only approximates the time spent."""
         from tinyforge.ml.export import is_adapter_folder
 
-        if record.format in (ExportFormat.ONNX, ExportFormat.GGUF) or record.runtime == Runtime.ONNX:
+        if record.format in (ExportFormat.ONNX, ExportFormat.GGUF) or record.runtime in (Runtime.ONNX,
+                                                                                          Runtime.LLAMA_CPP):
             model_steps = 5 + (2 if record.quantize != Quantize.NONE else 0)
         elif record.format == ExportFormat.GGUF_LORA:
             model_steps = 6

@@ -86,8 +86,9 @@ class ExportSerializer(StrictModelSerializer):
                                        "or f16 GGUF export that does not reproduce PyTorch is never kept."]
         if run is not None and checkpoint is not None and checkpoint.run_id != run.pk:
             problems["checkpoint"] = ["Must be a checkpoint of the chosen run."]
-        if quantize in GGUF_QUANTIZE and format != ExportFormat.GGUF:
-            problems["quantize"] = [f"{quantize} applies to GGUF exports (format gguf)."]
+        if quantize in GGUF_QUANTIZE and format not in (ExportFormat.GGUF, ExportFormat.BUNDLE):
+            problems["quantize"] = [f"{quantize} applies to GGUF exports (format gguf) and llama.cpp bundles "
+                                    "(format bundle, runtime llama.cpp)."]
         elif format == ExportFormat.GGUF and quantize not in (Quantize.NONE, *GGUF_QUANTIZE):
             problems["quantize"] = [f"A GGUF is f16 (none), q8_0 or q4_k_m, not {quantize}."]
         elif quantize != Quantize.NONE and format == ExportFormat.GGUF_LORA:
@@ -95,14 +96,15 @@ class ExportSerializer(StrictModelSerializer):
         elif quantize != Quantize.NONE and format not in (ExportFormat.ONNX, ExportFormat.BUNDLE, ExportFormat.GGUF):
             problems["quantize"] = [f"{quantize} applies to ONNX exports and bundles (format onnx or bundle); "
                                     "a Hugging Face export keeps the trained weights."]
-        if format == ExportFormat.BUNDLE and runtime == Runtime.LLAMA_CPP:
-            problems["runtime"] = ["A bundle runs on PyTorch or ONNX Runtime (pytorch or onnx); for llama.cpp, "
-                                   "export the model as GGUF (format gguf)."]
-        elif format == ExportFormat.BUNDLE:
+        if format == ExportFormat.BUNDLE:
+            # Without a runtime, the quantization says which: int8 is ONNX, q8_0 and q4_k_m a GGUF.
+            wanted = (Runtime.ONNX if quantize == Quantize.INT8 else Runtime.LLAMA_CPP if quantize in GGUF_QUANTIZE
+                      else None)
             if not runtime:
-                runtime = Runtime.ONNX if quantize != Quantize.NONE else Runtime.PYTORCH
-            elif quantize != Quantize.NONE and runtime != Runtime.ONNX:
-                problems["runtime"] = [f"A {quantize} bundle runs on ONNX Runtime: use runtime onnx, or leave it out."]
+                runtime = wanted or Runtime.PYTORCH
+            elif wanted is not None and runtime != wanted:
+                problems["runtime"] = [f"A {quantize} bundle runs on {wanted.label}: use runtime {wanted.value}, "
+                                       "or leave it out."]
         elif runtime:
             problems["runtime"] = ["Applies to bundles only (format bundle)."]
         if problems:
