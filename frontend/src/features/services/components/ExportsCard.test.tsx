@@ -78,4 +78,27 @@ describe("ExportsCard", () => {
     await user.click(within(form).getByRole("button", { name: "Export" }));
     await vi.waitFor(() => expect(posted).toEqual([{ run: 42, checkpoint: null, format: "gguf", quantize: "q4_k_m", keep_anyway: false }]));
   });
+
+  it("offers a bundle's runtimes, each with its own quantizations, and sends the runtime", async () => {
+    const posted: unknown[] = [];
+    renderCard(posted);
+    const user = userEvent.setup();
+    const form = await screen.findByRole("form", { name: "New export" });
+    expect(within(form).queryByLabelText("Runtime")).not.toBeInTheDocument();
+    await user.selectOptions(within(form).getByLabelText("Format"), "bundle");
+    const runtime = within(form).getByLabelText("Runtime");
+    expect(within(runtime).getAllByRole("option").map((o) => o.getAttribute("value"))).toEqual(["pytorch", "onnx", "llama.cpp"]);
+    expect(within(form).queryByLabelText("Quantization")).not.toBeInTheDocument(); // PyTorch keeps the trained weights
+    await user.selectOptions(runtime, "onnx");
+    await user.selectOptions(within(form).getByLabelText("Quantization"), "int8");
+    await user.selectOptions(runtime, "llama.cpp");
+    const quantization = within(form).getByLabelText("Quantization");
+    expect(within(quantization).getAllByRole("option").map((o) => o.getAttribute("value"))).toEqual(["none", "q8_0", "q4_k_m"]);
+    expect(quantization).toHaveValue("none"); // int8 is not a GGUF type: forgotten
+    await user.selectOptions(quantization, "q8_0");
+    await user.click(within(form).getByRole("button", { name: "Export" }));
+    await vi.waitFor(() =>
+      expect(posted).toEqual([{ run: 42, checkpoint: null, format: "bundle", quantize: "q8_0", runtime: "llama.cpp", keep_anyway: false }]),
+    );
+  });
 });

@@ -1,6 +1,6 @@
 import { useState, type FormEvent } from "react";
 import { errorBesideButton, fieldError, resultsOf } from "../../../api/client";
-import type { Export, ExportFormat, ExportQuantization } from "../../../api/types";
+import type { Export, ExportFormat, ExportQuantization, Runtime } from "../../../api/types";
 import { StatusBadge } from "../../../components/Badge";
 import { Button } from "../../../components/Button";
 import { Card } from "../../../components/Card";
@@ -40,6 +40,13 @@ const QUANTIZATION_HELP: Partial<Record<ExportFormat, string>> = {
   gguf: "q8_0 and q4_k_m are smaller and faster in llama.cpp; they fail if they miss the quality budget against PyTorch.",
 };
 
+// What runs the model inside a bundle; each takes its own model format's quantizations.
+const BUNDLE_RUNTIMES: { value: Runtime; label: string; quantizations: ExportFormat | null }[] = [
+  { value: "pytorch", label: "PyTorch (merged safetensors)", quantizations: null },
+  { value: "onnx", label: "ONNX Runtime (ONNX verified against PyTorch)", quantizations: "onnx" },
+  { value: "llama.cpp", label: "llama.cpp (GGUF verified in llama.cpp, llama-server built from source)", quantizations: "gguf" },
+];
+
 function verificationSummary(verification: Record<string, unknown>): string {
   const parts: string[] = [];
   for (const [key, value] of Object.entries(verification ?? {})) {
@@ -54,14 +61,26 @@ function NewExportForm({ projectId }: { projectId: number }) {
   const [run, setRun] = useState<string>("");
   const [format, setFormat] = useState<ExportFormat>("hf");
   const [quantize, setQuantize] = useState<ExportQuantization>("none");
+  const [runtime, setRuntime] = useState<Runtime>("pytorch");
   const [keepAnyway, setKeepAnyway] = useState(false);
   const create = useCreateExport();
   const runId = run ? Number(run) : succeeded[0]?.id;
-  const choices = QUANTIZATIONS[format];
+  // A bundle's quantizations are its runtime's model format's (int8 ONNX, q8_0/q4_k_m GGUF).
+  const bundle = format === "bundle";
+  const quantizationsOf = bundle ? BUNDLE_RUNTIMES.find((r) => r.value === runtime)?.quantizations : format;
+  const choices = quantizationsOf ? QUANTIZATIONS[quantizationsOf] : undefined;
   const quantized = choices !== undefined && quantize !== "none";
   const submit = (event: FormEvent) => {
     event.preventDefault();
-    if (runId) create.mutate({ run: runId, checkpoint: null, format, quantize: quantized ? quantize : "none", keep_anyway: quantized && keepAnyway });
+    if (runId)
+      create.mutate({
+        run: runId,
+        checkpoint: null,
+        format,
+        quantize: quantized ? quantize : "none",
+        ...(bundle ? { runtime } : {}),
+        keep_anyway: quantized && keepAnyway,
+      });
   };
   if (!succeeded.length) return <p className="muted small">Exports need a succeeded run.</p>;
   return (
@@ -92,8 +111,26 @@ function NewExportForm({ projectId }: { projectId: number }) {
             ))}
           </select>
         </Field>
-        {choices ? (
-          <Field label="Quantization" errors={fieldError(create.error, "quantize")} help={QUANTIZATION_HELP[format]}>
+        {bundle ? (
+          <Field label="Runtime" errors={fieldError(create.error, "runtime")}>
+            <select
+              className="select"
+              value={runtime}
+              onChange={(e) => {
+                setRuntime(e.target.value as Runtime);
+                setQuantize("none");
+              }}
+            >
+              {BUNDLE_RUNTIMES.map((r) => (
+                <option key={r.value} value={r.value}>
+                  {r.label}
+                </option>
+              ))}
+            </select>
+          </Field>
+        ) : null}
+        {choices && quantizationsOf ? (
+          <Field label="Quantization" errors={fieldError(create.error, "quantize")} help={QUANTIZATION_HELP[quantizationsOf]}>
             <select className="select" value={quantize} onChange={(e) => setQuantize(e.target.value as ExportQuantization)}>
               {choices.map((q) => (
                 <option key={q.value} value={q.value}>
@@ -110,7 +147,7 @@ function NewExportForm({ projectId }: { projectId: number }) {
           Keep it even if it misses the quality budget (marked with a warning; its answers will be worse)
         </label>
       ) : null}
-      <InlineError error={errorBesideButton(create.error, ["run", "format", "quantize", "keep_anyway"])} />
+      <InlineError error={errorBesideButton(create.error, ["run", "format", "quantize", "runtime", "keep_anyway"])} />
       <div className="form-actions">
         <Button type="submit" busy={create.isPending}>
           Export
@@ -128,7 +165,7 @@ export function ExportsCard({ projectId }: { projectId: number }) {
   const runName = (id: number) => resultsOf(runs.data).find((r) => r.id === id)?.name ?? `run ${id}`;
   const columns: Column<Export>[] = [
     { header: "Run", cell: (e) => runName(e.run) },
-    { header: "Format", cell: (e) => `${e.format}${e.quantize !== "none" ? ` · ${e.quantize}` : ""}` },
+    { header: "Format", cell: (e) => `${e.format}${e.runtime ? ` · ${e.runtime}` : ""}${e.quantize !== "none" ? ` · ${e.quantize}` : ""}` },
     {
       header: "Status",
       cell: (e) => (
