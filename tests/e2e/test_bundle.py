@@ -227,10 +227,9 @@ def test_a_bundle_without_its_model_files_exits_with_a_clear_message(bundle_zip,
     assert "Traceback" not in process.stderr
 
 
+@pytest.mark.parametrize("bundle", ["llama.cpp"], indirect=True)
 def test_a_llama_cpp_bundle_without_llama_server_exits_naming_it(bundle_zip, tmp_path):
     folder = unpack(bundle_zip, tmp_path / "unpacked")
-    if json.loads((folder / "bundle.json").read_text())["runtime"] != "llama.cpp":
-        pytest.skip("only a llama.cpp bundle needs llama-server")
     # Neither where the platform builds it nor on PATH: only Python's own folder and the system's.
     path = os.pathsep.join([str(Path(sys.executable).parent), "/usr/bin", "/bin"])
     assert shutil.which("llama-server", path=path) is None
