@@ -49,6 +49,31 @@ def second_lora_adapter_dir(tiny_model_dir, tmp_path_factory):
     return make_lora_adapter(tiny_model_dir, tmp_path_factory.mktemp("lora-b"), seed=2, targets=["q_proj", "v_proj"])
 
 
+@pytest.fixture(scope="module")
+def reference(tiny_model_dir):
+    """The tiny model in transformers: what the serving runtimes must compute."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)).eval()
+
+
+@pytest.fixture(scope="module")
+def peft_reference(tiny_model_dir, lora_adapter_dir):
+    """The tiny model with lora_adapter_dir in PEFT."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
+    return PeftModel.from_pretrained(base, str(lora_adapter_dir)).eval()
+
+
+def last_logits(model, ids):
+    import torch
+
+    with torch.no_grad():
+        return model(torch.tensor([ids])).logits[0, -1]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

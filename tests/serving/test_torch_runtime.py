@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from peft import PeftModel
-from transformers import AutoModelForCausalLM
 
 from capabilities import needs_native_bf16, without_native_bf16
+from serving.conftest import last_logits
 from tinyforge.errors import TinyforgeError
 from tinyforge.hardware import cpu
 from tinyforge.serving.runtime import BASE_ADAPTER, AdapterNotShareable
@@ -15,22 +14,6 @@ from tinyforge.serving.torch_runtime import TorchRuntime
 
 ATOL = 1e-5
 PROMPTS = [[5, 17, 40, 9, 3, 11], [8, 2], [30, 31, 32, 33, 34, 35, 36, 37, 38]]
-
-
-@pytest.fixture(scope="module")
-def reference(tiny_model_dir):
-    return AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)).eval()
-
-
-@pytest.fixture(scope="module")
-def peft_reference(tiny_model_dir, lora_adapter_dir):
-    base = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
-    return PeftModel.from_pretrained(base, str(lora_adapter_dir)).eval()
-
-
-def last_logits(model, ids):
-    with torch.no_grad():
-        return model(torch.tensor([ids])).logits[0, -1]
 
 
 def test_it_matches_transformers_for_rows_at_different_positions(tiny_model_dir, reference):

@@ -8,6 +8,11 @@ always works on the first B rows and never gathers the cache.
 PyTorch (tinyforge.serving.torch_runtime) is the first implementation; ONNX Runtime plugs in
 beside it by implementing the same methods over an exported model with its KV cache as inputs
 and outputs.
+
+A runtime with `reuses_prefix` also lets the engine keep what a finished request left in its
+slot and start a later prompt after the part of it already there (prefill's `cached`, and
+swap_slots to move a cached prefix without losing the slot it lands on); the others compute
+every prompt whole.
 """
 
 from __future__ import annotations
@@ -37,11 +42,17 @@ class Runtime(ABC):
     # Which precision serves and why (tinyforge.serving.precision.PrecisionChoice), where the
     # runtime chose one; the pool reports it on the deployment.
     precision_choice = None
+    # Whether prefill takes `cached` and swap_slots works (the engine's prefix cache).
+    reuses_prefix = False
 
     @abstractmethod
     def prefill(self, first_slot: int, prompts: list[list[int]], adapters: list[int]):
         """Run whole prompts into slots first_slot, first_slot+1, ...; return float32 logits of
-        each prompt's last position, shape [len(prompts), vocab]."""
+        each prompt's last position, shape [len(prompts), vocab].
+
+        A runtime with `reuses_prefix` takes a keyword `cached` too: prompt i's slot already holds
+        the KV of its first cached[i] tokens (cached[i] < len(prompts[i])), which are not computed
+        again."""
 
     @abstractmethod
     def decode(self, tokens: list[int], positions: list[int], adapters: list[int]):
@@ -51,6 +62,10 @@ class Runtime(ABC):
     @abstractmethod
     def move_slot(self, source: int, target: int, length: int) -> None:
         """Copy the first `length` cached positions of slot `source` into slot `target`."""
+
+    def swap_slots(self, first: int, second: int, length: int) -> None:
+        """Exchange the first `length` cached positions of two slots (runtimes with `reuses_prefix`)."""
+        raise NotImplementedError(f"the {self.info.name} runtime does not reuse cached prefixes")
 
     @abstractmethod
     def add_adapter(self, folder) -> int:

@@ -157,6 +157,8 @@ class _Adapter:
 class TorchRuntime(Runtime):
     """Serve a Hugging Face causal LM of a supported architecture with PyTorch."""
 
+    reuses_prefix = True
+
     def __init__(self, model, *, max_slots: int = 16, max_context: int | None = None,
                  device: str = "auto", dtype: str = "float32") -> None:
         config = model.config
@@ -308,9 +310,10 @@ class TorchRuntime(Runtime):
         return self._logits(x)
 
     @torch.inference_mode()
-    def prefill(self, first_slot: int, prompts: list[list[int]], adapters: list[int]):
-        x = self._prefill_hidden(first_slot, prompts, adapters)
-        last = torch.tensor([len(p) - 1 for p in prompts], device=self.device)
+    def prefill(self, first_slot: int, prompts: list[list[int]], adapters: list[int], cached: list[int] | None = None):
+        cached = cached or [0] * len(prompts)
+        x = self._prefill_hidden(first_slot, prompts, adapters, cached)
+        last = torch.tensor([len(p) - 1 - start for p, start in zip(prompts, cached)], device=self.device)
         return self._logits(x[torch.arange(len(prompts), device=self.device), last])
 
     @torch.inference_mode()
@@ -319,37 +322,70 @@ class TorchRuntime(Runtime):
         computed through slot 0 as a prefill does."""
         return self._logits(self._prefill_hidden(0, [ids], [BASE_ADAPTER])[0])
 
-    def _prefill_hidden(self, first_slot: int, prompts: list[list[int]], adapters: list[int]):
+    def _prefill_hidden(self, first_slot: int, prompts: list[list[int]], adapters: list[int],
+                        cached: list[int] | None = None):
+        """Hidden states of the positions computed, [rows, new positions (padded), hidden]: row r's
+        tokens from cached[r] on, its slot holding the KV of the tokens before."""
         rows, length = len(prompts), max(len(p) for p in prompts)
+        cached = cached or [0] * rows
         if first_slot + rows > self.max_slots or length > self.max_context:
             raise ValueError("prefill outside the cache")
-        # Right padding: a causal mask already keeps real tokens from seeing the pad after them,
-        # and the pad's cache entries lie beyond the row's length, where decode masks them.
-        padded = torch.zeros(rows, length, dtype=torch.long)
-        for row, prompt in enumerate(prompts):
-            padded[row, : len(prompt)] = torch.tensor(prompt)
+        if any(not 0 <= start < len(p) for p, start in zip(prompts, cached)):
+            raise ValueError("a cached prefix must leave at least one prompt token to compute")
+        new = max(len(p) - start for p, start in zip(prompts, cached))
+        # Right padding: a causal mask already keeps real tokens from seeing the pad after them.
+        padded = torch.zeros(rows, new, dtype=torch.long)
+        for row, (prompt, start) in enumerate(zip(prompts, cached)):
+            padded[row, : len(prompt) - start] = torch.tensor(prompt[start:])
         token_ids = padded.to(self.device)
-        cos = self.cos[:length][None, None]
-        sin = self.sin[:length][None, None]
-        groups = self._adapter_groups(adapters)
         slots = slice(first_slot, first_slot + rows)
+        if any(cached):
+            attend = self._after_prefix(first_slot, prompts, cached, new)
+            cos, sin = attend.cos, attend.sin
+        else:
+            # The pad's cache entries lie beyond the row's length, where decode masks them.
+            attend = None
+            cos = self.cos[:length][None, None]
+            sin = self.sin[:length][None, None]
+        groups = self._adapter_groups(adapters)
         x = self.embed[token_ids].to(self.act_dtype)
         for index, layer in enumerate(self.layers):
             h = F.rms_norm(x, (self.hidden,), layer.input_norm, self.eps)
             qkv = self._linear(h, layer.qkv, layer.qkv_bias, groups, index, "qkv")
             q, k, v = qkv.split(self.split, dim=-1)
-            q = _rotate(q.view(rows, length, self.heads, self.head_dim).transpose(1, 2), cos, sin)
-            k = _rotate(k.view(rows, length, self.kv_heads, self.head_dim).transpose(1, 2), cos, sin)
-            v = v.view(rows, length, self.kv_heads, self.head_dim).transpose(1, 2)
-            self.k_cache[index, slots, :, :length] = k
-            self.v_cache[index, slots, :, :length] = v
-            attended = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
-            attended = attended.transpose(1, 2).reshape(rows, length, self.heads * self.head_dim)
+            q = _rotate(q.view(rows, new, self.heads, self.head_dim).transpose(1, 2), cos, sin)
+            k = _rotate(k.view(rows, new, self.kv_heads, self.head_dim).transpose(1, 2), cos, sin)
+            v = v.view(rows, new, self.kv_heads, self.head_dim).transpose(1, 2)
+            if attend is None:
+                self.k_cache[index, slots, :, :length] = k
+                self.v_cache[index, slots, :, :length] = v
+                attended = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+            else:
+                attended = attend(index, q, k, v)
+            attended = attended.transpose(1, 2).reshape(rows, new, self.heads * self.head_dim)
             x = x + self._linear(attended, layer.out, None, groups, index, "out")
             h = F.rms_norm(x, (self.hidden,), layer.post_norm, self.eps)
             gate, up = self._linear(h, layer.gate_up, None, groups, index, "gate_up").chunk(2, dim=-1)
             x = x + self._linear(self.act(gate) * up, layer.down, None, groups, index, "down")
         return x
+
+    def _after_prefix(self, first_slot: int, prompts: list[list[int]], cached: list[int], new: int) -> "_PrefixAttention":
+        """The attention of a prefill whose rows start after cached prefixes of different lengths:
+        each row's new keys and values go into its slot at their positions, and its queries attend
+        to the slot's positions up to their own (the cached prefix and the new tokens before them)."""
+        rows = len(prompts)
+        starts = torch.tensor(cached, device=self.device)
+        steps = torch.arange(new, device=self.device)
+        keys = max(len(p) for p in prompts)
+        # A pad query (past its row's prompt) gets a position inside the keys read, so it sees at
+        # least key 0 and stays finite; its key and value are never written to the cache.
+        positions = (starts[:, None] + steps[None, :]).clamp_(max=keys - 1)
+        real = steps[None, :] < torch.tensor([len(p) for p in prompts], device=self.device)[:, None] - starts[:, None]
+        slot_ids = torch.arange(first_slot, first_slot + rows, device=self.device)[:, None].expand(rows, new)
+        visible = self.positions[:keys][None, None, :] <= positions[:, :, None]  # [rows, new, keys]
+        return _PrefixAttention(
+            self, slice(first_slot, first_slot + rows), keys, slot_ids[real], positions[real], real,
+            visible[:, None], self.cos[positions][:, None], self.sin[positions][:, None])
 
     def _logits(self, x):
         x = F.rms_norm(x, (self.hidden,), self.final_norm, self.eps)
@@ -420,6 +456,12 @@ class TorchRuntime(Runtime):
     def move_slot(self, source: int, target: int, length: int) -> None:
         self.k_cache[:, target, :, :length] = self.k_cache[:, source, :, :length]
         self.v_cache[:, target, :, :length] = self.v_cache[:, source, :, :length]
+
+    def swap_slots(self, first: int, second: int, length: int) -> None:
+        pair, swapped = [first, second], [second, first]
+        for cache in (self.k_cache, self.v_cache):
+            # The right-hand side is gathered into a new tensor before anything is written.
+            cache[:, pair, :, :length] = cache[:, swapped, :, :length]
 
     # --- adapters --------------------------------------------------------------------------
 
@@ -499,6 +541,31 @@ class TorchRuntime(Runtime):
         self.adapters.clear()
         self.layers = []
         self.k_cache = self.v_cache = self.embed = self.lm_head = self.lm_head_matrix = None
+
+
+@dataclass
+class _PrefixAttention:
+    """One prefill's attention over its rows' slots, for rows that start after a cached prefix."""
+
+    runtime: TorchRuntime
+    slots: slice
+    keys: int  # slot positions read: the longest prompt's
+    write_slots: torch.Tensor  # slot and position of every real (not pad) new token, row-major
+    write_positions: torch.Tensor
+    real: torch.Tensor  # [rows, new] bool
+    visible: torch.Tensor  # [rows, 1, new, keys] bool: key position <= the query's position
+    cos: torch.Tensor  # [rows, 1, new, head_dim] at each new token's position
+    sin: torch.Tensor
+
+    def __call__(self, index: int, q, k, v):
+        runtime = self.runtime
+        k_cache, v_cache = runtime.k_cache[index], runtime.v_cache[index]
+        # [rows, kv_heads, new, head_dim] -> the real tokens' [count, kv_heads, head_dim]
+        k_cache[self.write_slots, :, self.write_positions] = k.transpose(1, 2)[self.real]
+        v_cache[self.write_slots, :, self.write_positions] = v.transpose(1, 2)[self.real]
+        keys = k_cache[self.slots, :, : self.keys]
+        values = v_cache[self.slots, :, : self.keys]
+        return F.scaled_dot_product_attention(q, keys, values, attn_mask=self.visible, enable_gqa=True)
 
 
 def _rotate(x, cos, sin_signed):
