@@ -412,8 +412,7 @@ class InferenceService:
         self._count(model, endpoint, 200, started)
         if kind == "predict":
             return JSONResponse({"output": text, "model": model_id})
-        usage = {"prompt_tokens": event.prompt_tokens, "completion_tokens": event.completion_tokens,
-                 "total_tokens": event.prompt_tokens + event.completion_tokens}
+        usage = _usage(event)
         if kind == "chat":
             choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": event.reason,
                       "logprobs": None}
@@ -455,8 +454,7 @@ class InferenceService:
                         await keep("".join(parts), event)
                     yield chunk(None, event.reason)
                     if include_usage:
-                        usage = {"prompt_tokens": event.prompt_tokens, "completion_tokens": event.completion_tokens,
-                                 "total_tokens": event.prompt_tokens + event.completion_tokens}
+                        usage = _usage(event)
                         yield f"data: {json.dumps({'id': request_id, 'object': obj, 'created': created, 'model': model_id, 'choices': [], 'usage': usage})}\n\n"
                     yield "data: [DONE]\n\n"
                     status = 200
@@ -477,3 +475,11 @@ async def _wait_for_disconnect(request: Request) -> None:
         message = await request.receive()
         if message["type"] == "http.disconnect":
             return
+
+
+def _usage(event: Finished) -> dict:
+    """OpenAI's usage object; prompt_tokens_details.cached_tokens, as OpenAI's own prompt caching
+    reports it, counts the prompt tokens the prefix cache spared (they are in prompt_tokens too)."""
+    return {"prompt_tokens": event.prompt_tokens, "completion_tokens": event.completion_tokens,
+            "total_tokens": event.prompt_tokens + event.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": event.cached_tokens}}

@@ -4,7 +4,15 @@ The thread loops: admit waiting requests into free cache slots (one batched pref
 one decode step for every running request, sample each row with that request's own settings,
 turn new tokens into text, and hand the text to the request's asyncio queue. A request leaves
 the batch when it stops, runs out of tokens, times out, or its client goes away; the last row
-moves into its slot so the running rows stay packed in slots 0..B-1.
+takes its slot so the running rows stay packed in slots 0..B-1.
+
+Prefix cache: a slot a request leaves keeps its KV cache (the finished row is swapped with the
+last running one rather than overwritten by it), and the engine remembers which tokens that
+cache holds and under which adapter. An admitted prompt that starts with at least
+PREFIX_MIN_TOKENS of the tokens some slot holds (a free one, or a running one's) under the same
+adapter gets that prefix brought into its slot and prefills only the rest, at least its last
+token, whose logits are needed. A judge's rubric or a chat app's system prompt is then computed
+once, not once per request; the reused tokens count in prompt_tokens_cached and in the usage.
 
 The waiting queue is bounded: past `max_waiting`, submit() raises QueueFull and the API answers
 429 with Retry-After, so a burst costs a fixed amount of memory instead of growing without end.
@@ -27,7 +35,7 @@ import math
 import random
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import torch
@@ -39,6 +47,9 @@ log = logging.getLogger(__name__)
 # Prompt tokens prefilled together at most in one step, so a burst of long prompts does not
 # stall the running requests for seconds.
 PREFILL_TOKEN_BUDGET = 2048
+# A shared prefix shorter than this is computed again: every chat prompt shares a few tokens of
+# its template, and bringing a slot's cache over for them would cost more than computing them.
+PREFIX_MIN_TOKENS = 16
 
 
 @dataclass(frozen=True)
@@ -62,6 +73,7 @@ class Finished:
     prompt_tokens: int
     completion_tokens: int
     token_ids: tuple[int, ...] = ()  # what was generated, the end token excluded
+    cached_tokens: int = 0  # prompt tokens whose KV came from the prefix cache (included in prompt_tokens)
 
 
 @dataclass(frozen=True)
@@ -102,6 +114,16 @@ class Generation:
                 return
 
 
+@dataclass(frozen=True)
+class _SlotContent:
+    """What a slot's KV cache holds: positions 0..len(tokens)-1 are the KV of `tokens` under the
+    adapter; anything after them is garbage."""
+
+    adapter_id: int
+    tokens: tuple[int, ...]
+    left_at: int = 0  # when its request left the batch (a count of rows that left): older goes first
+
+
 @dataclass(eq=False)
 class _Sequence:
     handle: Generation
@@ -116,6 +138,7 @@ class _Sequence:
     generator: torch.Generator | None = None
     output_ids: list[int] = field(default_factory=list)
     position: int = 0  # cached positions of this sequence's slot
+    cached_tokens: int = 0  # prompt tokens reused from the prefix cache, not computed
     next_token: int = 0  # sampled, not yet fed to the model
     text: str = ""
     sent: int = 0  # characters of text already handed to the client
@@ -141,6 +164,10 @@ class Engine:
         self._cond = threading.Condition()
         self._stopping = False
         self._recent_seconds = collections.deque(maxlen=32)
+        # What each free slot's cache holds (None: nothing known); None for the running rows,
+        # whose content their _Sequence tells. Only the scheduler thread reads or writes it.
+        self._slots: list[_SlotContent | None] = []
+        self._rows_left = 0
         built: concurrent.futures.Future = concurrent.futures.Future()
         self._thread = threading.Thread(target=self._run, args=(build, built), name=f"engine:{name}", daemon=True)
         self._thread.start()
@@ -199,6 +226,8 @@ class Engine:
                               Failed("model_unloaded", message))
             if then is not None:
                 then()
+            # The free slots may hold the KV of the adapter just removed.
+            self._forget_free_slots()
 
         self._call_between_steps(remove)
 
@@ -209,8 +238,9 @@ class Engine:
         self._thread.join(timeout=30)
 
     def call(self, function: Callable[[Runtime], object], timeout: float = 600.0):
-        """Run `function(runtime)` on the scheduler thread between two steps (adding or removing an
-        adapter, for instance) and return its result or raise its exception."""
+        """Run `function(runtime)` on the scheduler thread between two steps (adding an adapter,
+        for instance) and return its result or raise its exception. It must not write the KV
+        cache: the prefix cache would take what it left for a finished request's."""
         result: concurrent.futures.Future = concurrent.futures.Future()
 
         def action():
@@ -235,6 +265,7 @@ class Engine:
         except BaseException as exc:
             built.set_exception(exc)
             return
+        self._slots = [None] * self.runtime.info.max_slots
         built.set_result(None)
         while True:
             with self._cond:
@@ -256,6 +287,8 @@ class Engine:
                 log.exception("engine %s: step failed", self.name)
                 self._finish_rows(list(range(len(self._active))),
                                   Failed("engine_error", f"generation failed: {type(exc).__name__}: {exc}"))
+                # A step that failed half-way leaves caches half-written.
+                self._forget_free_slots()
         self._finish_rows(list(range(len(self._active))), Failed("model_unloaded", "the server is shutting down"))
         with self._cond:
             for sequence in self._waiting:
@@ -277,11 +310,16 @@ class Engine:
                     if not sequence.handle.cancelled:
                         self._time_out(sequence)
                     continue
-                if admitted and len(sequence.prompt_ids) > budget:
+                # What is cached now is a good guess of what this prompt will not compute.
+                reused = self._best_prefix(sequence, range(len(self._slots)))[1]
+                cost = len(sequence.prompt_ids) - reused
+                if admitted and cost > budget:
                     break
+                if admitted and self._shares_more_with(admitted, sequence, reused):
+                    break  # next step, after the prefix that one of these computes now
                 self._waiting.popleft()
                 self.metrics.waiting.labels(sequence.model).dec()
-                budget -= len(sequence.prompt_ids)
+                budget -= cost
                 admitted.append(sequence)
         return admitted
 
@@ -290,13 +328,114 @@ class Engine:
         for sequence in admitted:
             self.metrics.running.labels(sequence.model).inc()
             self._active.append(sequence)
-        logits = self.runtime.prefill(first_slot, [s.prompt_ids for s in admitted], [s.adapter_id for s in admitted])
+        cached = self._bring_prefixes(first_slot, admitted)
+        prompts, adapters = [s.prompt_ids for s in admitted], [s.adapter_id for s in admitted]
+        if any(cached):
+            logits = self.runtime.prefill(first_slot, prompts, adapters, cached=cached)
+        else:
+            logits = self.runtime.prefill(first_slot, prompts, adapters)
         now = time.monotonic()
-        for sequence in admitted:
+        for sequence, reused in zip(admitted, cached):
             sequence.position = len(sequence.prompt_ids)
+            sequence.cached_tokens = reused
             self.metrics.ttft.labels(sequence.model).observe(now - sequence.submitted_at)
             self.metrics.prompt_tokens.labels(sequence.model).inc(len(sequence.prompt_ids))
+            if reused:
+                self.metrics.prompt_tokens_cached.labels(sequence.model).inc(reused)
         self._after_sampling(first_slot, self._sample(logits, admitted))
+
+    # --- the prefix cache -------------------------------------------------------------------
+
+    def _content(self, slot: int) -> _SlotContent | None:
+        """What slot `slot` holds: a running row's tokens so far, or a free slot's record."""
+        if slot < len(self._active) and self._slots[slot] is None:
+            sequence = self._active[slot]
+            if sequence.position == 0:  # admitted this step, not prefilled yet
+                return None
+            return _SlotContent(sequence.adapter_id, tuple((sequence.prompt_ids + sequence.output_ids)[:sequence.position]))
+        return self._slots[slot]
+
+    def _best_prefix(self, sequence: _Sequence, slots) -> tuple[int | None, int]:
+        """(slot, length) of the longest cached prefix of the sequence's prompt among `slots`
+        ((None, 0) when none reaches PREFIX_MIN_TOKENS). At least the last prompt token is left to
+        compute: its logits give the first answer token."""
+        if not self.runtime.reuses_prefix:
+            return None, 0
+        prompt, limit = sequence.prompt_ids, len(sequence.prompt_ids) - 1
+        best_slot, best = None, PREFIX_MIN_TOKENS - 1
+        for slot in slots:
+            content = self._content(slot)
+            if content is None or content.adapter_id != sequence.adapter_id:
+                continue
+            length = _shared_prefix(content.tokens, prompt, limit)
+            if length > best:
+                best_slot, best = slot, length
+        return (best_slot, best) if best_slot is not None else (None, 0)
+
+    def _shares_more_with(self, admitted: list[_Sequence], sequence: _Sequence, reused: int) -> bool:
+        """Whether `sequence` shares a longer prefix with one of `admitted` than the cache gives it
+        now (by PREFIX_MIN_TOKENS at least): admitted next step, it copies that prefix from the
+        running row. A burst of requests with one new system prompt computes it once, not once
+        per request."""
+        if not self.runtime.reuses_prefix:
+            return False
+        limit = len(sequence.prompt_ids) - 1
+        return any(other.adapter_id == sequence.adapter_id and
+                   _shared_prefix(other.prompt_ids, sequence.prompt_ids, limit) >= reused + PREFIX_MIN_TOKENS
+                   for other in admitted)
+
+    def _bring_prefixes(self, first_slot: int, admitted: list[_Sequence]) -> list[int]:
+        """Bring each admitted sequence's longest cached prefix into its slot (first_slot + i);
+        return the prefix lengths.
+
+        Sources are the running rows (copied from) and the free slots. A free slot after the
+        target is swapped with it, so what the target held moves on to that slot instead of being
+        lost; a target of an earlier admitted sequence (it holds what was swapped into it until
+        the prefill) is copied from, as is a running row. What a target holds and does not reuse
+        is copied to a later slot holding nothing or something older (_keep), so the free slots
+        keep the most recent prompts, not only the one in the first free slot."""
+        if not self.runtime.reuses_prefix:
+            return [0] * len(admitted)
+        # Running rows are read through their sequences; the admitted ones (position 0 until the
+        # prefill) through self._slots, which tells what their slots hold until then.
+        cached = []
+        for i, sequence in enumerate(admitted):
+            target = first_slot + i
+            source, length = self._best_prefix(sequence, range(len(self._slots)))
+            here = self._slots[target]
+            if source is not None and here is not None and here.adapter_id == sequence.adapter_id and \
+                    _shared_prefix(here.tokens, sequence.prompt_ids, length) == length:
+                source = target  # as good, and nothing to move
+            if source is not None and source > target:
+                moved = self._slots[source]
+                self.runtime.swap_slots(source, target, max(len(moved.tokens), len(here.tokens) if here else 0))
+                self._slots[source], self._slots[target] = here, moved
+            elif source != target:
+                if here is not None:
+                    self._keep(target)
+                if source is not None:
+                    content = self._content(source)
+                    self.runtime.move_slot(source, target, length)
+                    self._slots[target] = _SlotContent(content.adapter_id, content.tokens[:length])
+            cached.append(length)
+        # The prefill writes the admitted slots, which are running rows from now on.
+        for i in range(len(admitted)):
+            self._slots[first_slot + i] = None
+        return cached
+
+    def _keep(self, slot: int) -> None:
+        """Copy what `slot` holds to the later slot holding nothing or the oldest content, unless
+        everything there is more recent."""
+        later = range(slot + 1, len(self._slots))
+        victim = min(later, key=lambda s: -1 if self._slots[s] is None else self._slots[s].left_at, default=None)
+        content = self._slots[slot]
+        if victim is None or (self._slots[victim] is not None and self._slots[victim].left_at >= content.left_at):
+            return
+        self.runtime.move_slot(slot, victim, len(content.tokens))
+        self._slots[victim] = content
+
+    def _forget_free_slots(self) -> None:
+        self._slots = [None] * len(self._slots)
 
     def _decode(self) -> None:
         rows = self._active
@@ -314,7 +453,7 @@ class Engine:
             if reason:
                 sequence = self._active[row]
                 finished.append((row, Finished(reason, len(sequence.prompt_ids), len(sequence.output_ids),
-                                                tuple(sequence.output_ids))))
+                                                tuple(sequence.output_ids), sequence.cached_tokens)))
         for row, event in reversed(finished):
             self._finish_rows([row], event)
 
@@ -333,13 +472,25 @@ class Engine:
         sequence.handle._emit(Failed("timeout", f"the request did not finish within {self.request_timeout:g} s"))
 
     def _finish_rows(self, rows: list[int], event) -> None:
-        """Take rows out of the batch (highest first, so moving the last row keeps indices valid)."""
+        """Take rows out of the batch (highest first, so moving the last row keeps indices valid).
+
+        With the prefix cache, the leaving row's cache stays: it is swapped with the last row's
+        and recorded as the last slot's content once that slot is free."""
+        reuses = self.runtime.reuses_prefix
         for row in sorted(rows, reverse=True):
             sequence = self._active[row]
             last = len(self._active) - 1
+            left = self._content(row) if reuses else None
             if row != last:
-                self.runtime.move_slot(last, row, self._active[last].position)
-                self._active[row] = self._active[last]
+                mover = self._active[last]
+                if left is not None and len(left.tokens) >= PREFIX_MIN_TOKENS:
+                    self.runtime.swap_slots(last, row, max(sequence.position, mover.position))
+                else:  # nothing worth keeping: the last slot keeps a copy of the mover's tokens
+                    self.runtime.move_slot(last, row, mover.position)
+                    left = self._content(last) if reuses else None
+                self._active[row] = mover
+            self._rows_left += 1
+            self._slots[last] = replace(left, left_at=self._rows_left) if left is not None else None
             self._active.pop()
             self.metrics.running.labels(sequence.model).dec()
             self.metrics.completion_tokens.labels(sequence.model).inc(len(sequence.output_ids))
@@ -416,6 +567,15 @@ class Engine:
         if len(sequence.text) > sequence.sent:
             sequence.handle._emit(TextDelta(sequence.text[sequence.sent:]))
             sequence.sent = len(sequence.text)
+
+
+def _shared_prefix(cached: tuple[int, ...], prompt: list[int], limit: int) -> int:
+    """How many first tokens of `prompt` (at most `limit`) equal those of `cached`."""
+    limit = min(limit, len(cached))
+    count = 0
+    while count < limit and cached[count] == prompt[count]:
+        count += 1
+    return count
 
 
 def _held_back(text: str, stops: tuple[str, ...]) -> int:

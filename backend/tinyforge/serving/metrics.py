@@ -34,6 +34,9 @@ class ServingMetrics:
         self.requests = Counter("tinyforge_serving_requests", "Requests answered, by model, endpoint and HTTP status "
                                 "(499: the client went away first).", ["model", "endpoint", "status"], registry=r)
         self.prompt_tokens = Counter("tinyforge_serving_prompt_tokens", "Prompt tokens processed.", ["model"], registry=r)
+        self.prompt_tokens_cached = Counter("tinyforge_serving_prompt_tokens_cached", "Prompt tokens whose KV came from "
+                                            "the prefix cache instead of being computed (counted in prompt_tokens too).",
+                                            ["model"], registry=r)
         self.completion_tokens = Counter("tinyforge_serving_completion_tokens", "Tokens generated.", ["model"], registry=r)
         self.ttft = Histogram("tinyforge_serving_time_to_first_token_seconds", "From arrival to the first generated token.",
                               ["model"], buckets=TTFT_BUCKETS, registry=r)
