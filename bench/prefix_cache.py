@@ -1,13 +1,14 @@
 """Time to first token with and without the serving engine's prefix cache.
 
-SmolLM2-135M-Instruct on the PyTorch runtime, one request at a time: a chat prompt whose system
-prompt is about --prefix tokens (the same for every request) and whose question differs. The first
-request computes the whole prompt; the next ones find the system prompt in the cache the previous
-one left and compute only the question. The same requests on a runtime without reuse give the
-baseline. Prints the median time from submit to the first token (max_tokens=1) of each.
+SmolLM2-135M-Instruct on the PyTorch runtime, one request at a time, in pairs: a "cold" request
+whose system prompt of about --prefix tokens starts with a number never sent before (nothing to
+reuse: the whole prompt is computed) and a "warm" one with the shared system prompt (after the
+first pair, found in the cache the earlier warm request left). Pairs of requests on one engine
+see the same load, which matters on a shared machine. Prints the median time from submit to the
+first token (max_tokens=1) of each kind and the prompt tokens reused.
 
     .venv/bin/python bench/prefix_cache.py
-    .venv/bin/python bench/prefix_cache.py --prefix 300 --requests 8 --dtype float32
+    .venv/bin/python bench/prefix_cache.py --prefix 300 --pairs 8 --dtype float32
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ RUBRIC = ("You grade answers for a quiz. A correct answer names the right fact p
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--prefix", type=int, default=300, help="system prompt tokens, about")
-    parser.add_argument("--requests", type=int, default=8)
+    parser.add_argument("--pairs", type=int, default=6)
     parser.add_argument("--dtype", default="auto")
     args = parser.parse_args()
 
@@ -44,45 +45,44 @@ def main() -> None:
     system = RUBRIC
     while len(tokenizer(system)["input_ids"]) < args.prefix:
         system += RUBRIC
-    prompts = [tokenizer.apply_chat_template([{"role": "system", "content": system}, {"role": "user", "content": q}],
+
+    def prompt(system_prompt: str, question: str) -> list[int]:
+        return tokenizer.apply_chat_template([{"role": "system", "content": system_prompt},
+                                              {"role": "user", "content": question}],
                                              add_generation_prompt=True, tokenize=True, return_dict=False)
-               for q in (QUESTIONS * args.requests)[: args.requests]]
 
-    def measure(reuse: bool) -> list[tuple[float, int]]:
-        def build():
-            runtime = TorchRuntime.from_folder(base, max_slots=8, max_context=1024, dtype=args.dtype)
-            runtime.reuses_prefix = reuse
-            return runtime
+    engine = Engine(lambda: TorchRuntime.from_folder(base, max_slots=8, max_context=1024, dtype=args.dtype),
+                    name="bench", metrics=ServingMetrics())
 
-        engine = Engine(build, name="bench", metrics=ServingMetrics())
+    async def one(ids) -> tuple[float, int]:
+        started = time.perf_counter()
+        handle = engine.submit(model="m", adapter_id=BASE_ADAPTER, tokenizer=tokenizer, prompt_ids=ids,
+                               params=SamplingParams(max_tokens=1, temperature=0.0),
+                               stop_token_ids=frozenset(), loop=asyncio.get_running_loop())
+        async for event in handle:
+            if isinstance(event, Finished):
+                return time.perf_counter() - started, event.cached_tokens
+        raise RuntimeError("the request failed")
 
-        async def one(prompt):
-            started = time.perf_counter()
-            handle = engine.submit(model="m", adapter_id=BASE_ADAPTER, tokenizer=tokenizer, prompt_ids=prompt,
-                                   params=SamplingParams(max_tokens=1, temperature=0.0),
-                                   stop_token_ids=frozenset(), loop=asyncio.get_running_loop())
-            async for event in handle:
-                if isinstance(event, Finished):
-                    return time.perf_counter() - started, event.cached_tokens
-            raise RuntimeError("the request failed")
+    async def go():
+        await one(prompt(system, "Warm-up."))  # kernels' first use; it leaves the shared prompt cached
+        pairs = []
+        for i in range(args.pairs):
+            question = QUESTIONS[i % len(QUESTIONS)]
+            pairs.append((await one(prompt(f"{1000 + i}. {system}", question)), await one(prompt(system, question))))
+        return pairs
 
-        async def go():
-            return [await one(p) for p in prompts]
-
-        try:
-            return asyncio.run(go())
-        finally:
-            engine.stop()
-
-    print(f"prompts of {min(map(len, prompts))}-{max(map(len, prompts))} tokens, the first "
-          f"{len(tokenizer.apply_chat_template([{'role': 'system', 'content': system}], tokenize=True, return_dict=False))} "
-          f"the same; dtype {args.dtype}", flush=True)
-    for reuse in (False, True):
-        timings = measure(reuse)
-        first, rest = timings[0], timings[1:]
-        print(f"prefix cache {'on ' if reuse else 'off'}: first request {first[0] * 1000:7.1f} ms; later ones median "
-              f"{statistics.median(t for t, _ in rest) * 1000:7.1f} ms, {min(c for _, c in rest)}-"
-              f"{max(c for _, c in rest)} prompt tokens reused", flush=True)
+    try:
+        pairs = asyncio.run(go())
+    finally:
+        engine.stop()
+    length = len(prompt(system, QUESTIONS[0]))
+    for name, index in (("cold (computed whole)", 0), ("warm (prefix reused)", 1)):
+        seconds = [pair[index][0] for pair in pairs]
+        reused = sorted({pair[index][1] for pair in pairs})
+        print(f"{name:22s} median {statistics.median(seconds) * 1000:7.1f} ms  (min {min(seconds) * 1000:.1f}, "
+              f"max {max(seconds) * 1000:.1f}); prompt tokens reused {reused} of about {length}", flush=True)
+    print(f"dtype {args.dtype}, {args.pairs} pairs", flush=True)
 
 
 if __name__ == "__main__":
