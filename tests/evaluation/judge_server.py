@@ -34,10 +34,10 @@ def judge_reply(model: str, prompt: str) -> str:
     reference = _between(prompt, "Reference answer:", "\n\n")
     if pairwise:
         a = _overlap(_between(prompt, "Answer A:", "\n\n"), reference)
-        b = _overlap(_between(prompt, "Answer B:", "\n\nExplain"), reference)
+        b = _overlap(prompt.split("Answer B:", 1)[1], reference)
         winner = "A" if a > b else "B" if b > a else "tie"
         return f"A shares {a} words with the reference, B {b}.\nWinner: {winner}"
-    answer = _between(prompt, "Answer to grade:", "\n\nRubric")
+    answer = prompt.split("Answer to grade:", 1)[1].strip()
     score = 5 if fold(reference) in fold(answer) else 3 if _overlap(answer, reference) else 1
     if model == "json-judge":
         return json.dumps({"reasoning": "compared with the reference", "score": score})

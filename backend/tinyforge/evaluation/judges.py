@@ -24,7 +24,15 @@ from tinyforge.evaluation.sets import EvalRow
 DEFAULT_RUBRIC = ("5: correct and complete, agrees with the reference; 4: correct with a small omission or "
                   "extra; 3: partly correct; 2: mostly wrong; 1: wrong, empty or off topic.")
 
+# The fixed text (instructions, rubric, verdict format) comes first and what changes per row last:
+# every call of an evaluation then starts with the same tokens, which the serving engine's prefix
+# cache (and llama-server's) computes once. With the rows' text first, consecutive SmolLM2 judge
+# prompts shared 43 of about 170 tokens; this way about 125.
 POINTWISE_PROMPT = """You grade an answer to a question against a reference answer.
+
+Rubric: {rubric}
+
+Explain your reasoning in one to three sentences. Then write, on the last line, "Score: N" with N a whole number from 1 to 5.
 
 Question:
 {question}
@@ -33,13 +41,11 @@ Reference answer:
 {reference}
 
 Answer to grade:
-{answer}
-
-Rubric: {rubric}
-
-Explain your reasoning in one to three sentences. Then write, on the last line, "Score: N" with N a whole number from 1 to 5."""
+{answer}"""
 
 PAIRWISE_PROMPT = """Two assistants answered the same question. Decide which answer is better: more correct, more complete, closer to the reference answer.
+
+Explain your reasoning in one to three sentences. Then write, on the last line, "Winner: A", "Winner: B" or "Winner: tie".
 
 Question:
 {question}
@@ -51,9 +57,7 @@ Answer A:
 {answer_a}
 
 Answer B:
-{answer_b}
-
-Explain your reasoning in one to three sentences. Then write, on the last line, "Winner: A", "Winner: B" or "Winner: tie"."""
+{answer_b}"""
 
 JUDGE_MODES = ("pointwise", "pairwise")
 PASS_SCORE = 4  # a pointwise score from which a row passes
