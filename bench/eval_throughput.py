@@ -166,7 +166,8 @@ def main() -> int:
     parser.add_argument("--peer-rows", type=int, default=20, help="rows per target the generate loop answers")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--judge-prompts", type=int, default=48)
-    parser.add_argument("--judge-concurrency", type=int, default=8)
+    parser.add_argument("--judge-concurrency", type=int, default=None,
+                        help="judge requests in flight (default: the product's, as evaluations use it)")
     parser.add_argument("--judge-max-tokens", type=int, default=32)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "tinyforge-eval-bench")
@@ -208,6 +209,10 @@ def main() -> int:
     print(f"answering ratio: {answer_ratio:.2f}x (floor {ANSWER_FLOOR}x); identical answers {same}/{2 * len(peer_rows)}",
           flush=True)
 
+    from tinyforge.evaluation.endpoints import DEFAULT_CONCURRENCY
+
+    if args.judge_concurrency is None:
+        args.judge_concurrency = DEFAULT_CONCURRENCY
     process, url = start_judge(base, args.threads)
     try:
         prompts = rows[: args.judge_prompts]

@@ -174,7 +174,7 @@ RQ = {"COMMIT_MODE": "on_db_commit", "WORKER_CLASS": "tinyforge.core.worker.Work
 EVAL_TARGET_CONCURRENCY = env_int("TINYFORGE_EVAL_TARGET_CONCURRENCY", 16, minimum=1, maximum=256)
 # Rows an evaluation answers, scores and writes at a time: its memory, and how often it shows progress.
 EVAL_CHUNK_ROWS = env_int("TINYFORGE_EVAL_CHUNK_ROWS", 256, minimum=1, maximum=10_000)
-EVAL_JUDGE_CONCURRENCY = env_int("TINYFORGE_EVAL_JUDGE_CONCURRENCY", 8, minimum=1, maximum=256)
+EVAL_JUDGE_CONCURRENCY = env_int("TINYFORGE_EVAL_JUDGE_CONCURRENCY", 16, minimum=1, maximum=256)
 RUN_HEARTBEAT_SECONDS = env_int("TINYFORGE_RUN_HEARTBEAT_SECONDS", 10, minimum=1)
 RUN_STALE_SECONDS = env_int("TINYFORGE_RUN_STALE_SECONDS", 120, minimum=2)
 RUN_MAX_RETRIES = env_int("TINYFORGE_RUN_MAX_RETRIES", 0, minimum=0, maximum=100)

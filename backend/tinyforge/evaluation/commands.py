@@ -40,7 +40,8 @@ def register(subparsers) -> None:
     parser.add_argument("--judge-key-env", default="TINYFORGE_JUDGE_API_KEY", metavar="VARIABLE",
                         help="environment variable with the judge's API key (unset: no key)")
     parser.add_argument("--judge-prompt", type=Path, default=None, help="a file with the judge prompt template")
-    parser.add_argument("--judge-concurrency", type=int, default=8, help="judge requests in flight at most")
+    parser.add_argument("--judge-concurrency", type=int, default=None,
+                        help="judge requests in flight at most (default: 16, the inference service's batch)")
     parser.add_argument("--max-new-tokens", type=int, default=128, help="longest answer")
     parser.add_argument("--limit", type=int, default=None, help="only the first N rows")
     parser.add_argument("--output", type=Path, default=None, help="write the results (every row) to this JSON file")
@@ -57,7 +58,7 @@ def _folder(value: str) -> Path:
 
 
 def config_from_args(args):
-    from tinyforge.evaluation.endpoints import Endpoint
+    from tinyforge.evaluation.endpoints import DEFAULT_CONCURRENCY, Endpoint
     from tinyforge.evaluation.judges import JudgeConfig
     from tinyforge.evaluation.runner import EvalConfig
     from tinyforge.evaluation.scorers import parse_scorer
@@ -72,7 +73,7 @@ def config_from_args(args):
         prompt = args.judge_prompt.read_text() if args.judge_prompt else ""
         judge = JudgeConfig(mode=mode, prompt=prompt)
         endpoint = Endpoint(args.judge_url, args.judge_model, api_key=os.environ.get(args.judge_key_env) or "none",
-                            concurrency=args.judge_concurrency)
+                            concurrency=DEFAULT_CONCURRENCY if args.judge_concurrency is None else args.judge_concurrency)
     elif args.judge_mode:
         raise TinyforgeError("--judge-mode needs --judge-url and --judge-model")
     names = args.scorer if args.scorer is not None else ([] if judge else list(DEFAULT_SCORERS))

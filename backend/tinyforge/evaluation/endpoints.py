@@ -21,12 +21,18 @@ class EndpointUnavailable(TinyforgeError):
     went away): nothing later would work either, so the evaluation stops and says why."""
 
 
+# Requests in flight per endpoint: the inference service batches 16 rows per model by default
+# (`tinyforge serve --max-batch`), and a judge pool of 8 left half of each batch empty (SmolLM2
+# judge, bench/eval_throughput.py: 2.9x a sequential loop with 8, 3.4x with 16).
+DEFAULT_CONCURRENCY = 16
+
+
 @dataclass(frozen=True)
 class Endpoint:
     base_url: str  # e.g. http://127.0.0.1:8000/v1
     model: str
     api_key: str = "none"  # keyless servers ignore it; the client needs a value
-    concurrency: int = 16
+    concurrency: int = DEFAULT_CONCURRENCY
     timeout_s: float = 300.0
     max_retries: int = 2
     # Short-lived keys (the platform's key for one deployment): a fresh one for every request.
