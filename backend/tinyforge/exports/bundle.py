@@ -118,9 +118,9 @@ def _model_description(runtime: str, verification: dict[str, Any] | None) -> str
     return f"ONNX {precision}, verified against PyTorch, run by ONNX Runtime"
 
 
-def _gguf_verification_section(verification: dict[str, Any]) -> str:
+def _gguf_checks(verification: dict[str, Any]) -> str:
     gguf_type, f16 = verification.get("gguf_type", "f16"), verification["f16"]
-    text = (f"\n## Verification\n\nThe GGUF was checked in llama.cpp against PyTorch when it was exported: the f16 "
+    text = (f"The GGUF was checked in llama.cpp against PyTorch when it was exported: the f16 "
             f"conversion generated {f16['identical_generations']}/{f16['generations']} greedy answers token for token "
             f"as PyTorch does (held-out loss {f16['heldout_loss']:.4f} against PyTorch's "
             f"{f16['heldout_loss_pytorch']:.4f}).")
@@ -129,28 +129,29 @@ def _gguf_verification_section(verification: dict[str, Any]) -> str:
         text += (f" The {gguf_type} file served here: held-out loss {100 * quantized['heldout_loss_change']:+.2f}% "
                  f"against PyTorch fp32, {quantized['identical_generations']}/{quantized['generations']} identical "
                  f"greedy generations, {100 * quantized['token_agreement']:.1f}% of generated tokens agree.")
-    if verification.get("warning"):
-        text = (f"\n## WARNING\n\n**{verification['warning']}.** Its answers are measurably worse than the "
-                f"trained model's; use it only if you accept that.\n{text}")
-    return text + " `model/verification.json` has every number.\n"
+    return text
+
+
+def _onnx_checks(verification: dict[str, Any]) -> str:
+    fp32 = verification["fp32"]
+    text = (f"The ONNX model was checked against PyTorch when it was exported: "
+            f"{fp32['identical_generations']}/{fp32['generations']} greedy generations identical, max |logit "
+            f"difference| {fp32['max_abs_logit_diff']:.2e}.")
+    int8 = verification.get("int8")
+    if int8:
+        text += (f" int8: held-out loss {100 * int8['heldout_loss_change_vs_onnx_fp32']:+.2f}% against fp32, "
+                 f"{100 * int8['token_agreement']:.1f}% of generated tokens agree with PyTorch.")
+    return text
 
 
 def _verification_section(verification: dict[str, Any] | None) -> str:
     if not verification:
         return ""
-    if "gguf_type" in verification:
-        return _gguf_verification_section(verification)
-    fp32 = verification["fp32"]
-    text = (f"\n## Verification\n\nThe ONNX model was checked against PyTorch when it was exported: "
-            f"{fp32['identical_generations']}/{fp32['generations']} greedy generations identical, max |logit "
-            f"difference| {fp32['max_abs_logit_diff']:.2e}.")
+    checks = _gguf_checks(verification) if "gguf_type" in verification else _onnx_checks(verification)
+    text = f"\n## Verification\n\n{checks}"
     if verification.get("warning"):
         text = (f"\n## WARNING\n\n**{verification['warning']}.** Its answers are measurably worse than the "
                 f"trained model's; use it only if you accept that.\n{text}")
-    int8 = verification.get("int8")
-    if int8:
-        text += (f" int8: held-out loss {100 * int8['heldout_loss_change_vs_onnx_fp32']:+.2f}% against fp32, "
-                 f"{100 * int8['token_agreement']:.1f}% of generated tokens agree with PyTorch.")
     return text + " `model/verification.json` has every number.\n"
 
 
