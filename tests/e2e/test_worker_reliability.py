@@ -223,14 +223,16 @@ def test_redis_restarted_without_its_data_while_runs_are_queued(fresh, tiny_mode
     assert platform.run(queued[0]["id"])["queue_position"] == 1
 
     platform.redis_server.stop()
-    # The web server answers without Redis: no queue position, and a new run is accepted.
-    assert platform.run(queued[0]["id"])["queue_position"] is None
-    queued.append(platform.create_run(TINY_MODEL, max_steps=2, save_steps=0, eval_steps=0))
-    assert platform.wait_for_run(training["id"], ("succeeded", "failed"))["status"] == "succeeded"
-    platform.wait_for(lambda: platform.work_horse(worker) is None, 30, "the work horse to exit")
-    time.sleep(2)  # the worker's bookkeeping of the ended job, and a maintenance turn, meet the outage
-    assert worker.poll() is None and scheduler.poll() is None, platform.logs()
-    platform.redis_server.start()  # the same port, no data: every queue is empty
+    try:
+        # The web server answers without Redis: no queue position, and a new run is accepted.
+        assert platform.run(queued[0]["id"])["queue_position"] is None
+        queued.append(platform.create_run(TINY_MODEL, max_steps=2, save_steps=0, eval_steps=0))
+        assert platform.wait_for_run(training["id"], ("succeeded", "failed"))["status"] == "succeeded"
+        platform.wait_for(lambda: platform.work_horse(worker) is None, 30, "the work horse to exit")
+        time.sleep(2)  # the worker's bookkeeping of the ended job, and a maintenance turn, meet the outage
+        assert worker.poll() is None and scheduler.poll() is None, platform.logs()
+    finally:  # the same port, no data: every queue is empty (and a failure here leaves Redis up for the next test)
+        platform.redis_server.start()
 
     for run in queued:
         done = platform.wait_for_run(run["id"], ("succeeded", "failed"), timeout=90)

@@ -101,7 +101,16 @@ def test_a_cpu_without_the_int8_kernels_gets_float_and_says_why(tiny_model_dir, 
     assert auto.precision == "float32" and "no int8 kernels (this CPU (Old CPU) has no AVX2" in auto.reason
     with pytest.raises(TinyforgeError, match=r"--dtype int8: this CPU \(Old CPU\) has no AVX2"):
         TorchRuntime.from_folder(tiny_model_dir, max_slots=2, max_context=32, device="cpu", dtype="int8")
-    capped = replace(old, flags=("avx2", "fma"), usable=(), onednn_max_isa="AVX", torch_capability="AVX2")
+    # AVX2 without VNNI: torch._int_mm is a plain loop there (measured 3-20x slower than float32),
+    # so auto serves float32 and an explicit int8 falls back, saying why.
+    avx2 = replace(old, model="AVX2 CPU", flags=("avx2", "fma"), usable=("avx2", "fma"), torch_capability="AVX2")
+    monkeypatch.setattr(hardware, "cpu", lambda: avx2)
+    assert avx2.int8_missing.startswith("this CPU (AVX2 CPU) has no VNNI or AMX-INT8")
+    assert choose_precision("auto", "cpu").precision == "float32"
+    assert choose_precision("int8", "cpu").fell_back
+    vnni = replace(avx2, flags=("avx2", "fma", "avx_vnni"), usable=("avx2", "fma", "avx_vnni"))
+    assert vnni.int8_missing is None and vnni.int8_full_range
+    capped = replace(old, flags=("avx2", "fma", "avx512_vnni"), usable=(), onednn_max_isa="AVX", torch_capability="AVX2")
     assert capped.int8_missing == "oneDNN is capped below AVX2 (ONEDNN_MAX_CPU_ISA=AVX)"
     with pytest.raises(TinyforgeError, match="precision 'int4': choose auto, float32, bfloat16, float16, int8"):
         choose_precision("int4", "cpu")
