@@ -152,7 +152,7 @@ def test_the_reconciler_enqueues_a_lost_deploy_job_again(acme, alice, client_for
 
 
 @pytest.mark.skipif(__import__("tinyforge.hardware").hardware.cpu().int8_missing is not None,
-                    reason="needs the int8 kernels (AVX2); the fallback without them: tests/serving/test_precision.py")
+                    reason="needs the int8 kernels (VNNI or AMX-INT8); the fallback without them: tests/serving/test_precision.py")
 @pytest.mark.parametrize("inference_service", [QualityBudget(max_loss_increase=-0.5)], indirect=True)
 def test_an_int8_deployment_that_misses_the_quality_budget_falls_back_to_float_and_says_so(
         acme, alice, client_for, queues, inference_service, live_server, trained_model_dir):
