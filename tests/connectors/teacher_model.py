@@ -7,7 +7,8 @@ the question's words. Words in a passage make it misbehave: GARBLE (prose instea
 INVENT (a fact the passage does not state), FRENCH (answers in French), ASTRAY (answers with the
 neighbouring sentence), RAMBLE (the facts reply cut off at the token limit), SLOW (answers after 2 s),
 BUSY (a 429 with Retry-After first), FLAKY (a 503 first), REPEAT (the held-out question nearly
-repeats a training one).
+repeats a training one). It reads no `response_format` (as a server without structured output
+does), or refuses it with a 400 when `refuse_formats` is set.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ class TeacherServer(ThreadingHTTPServer):
         self.tokens_per_reply = 0  # 0: about a token per four characters
         self.slow_s = 2.0  # how long SLOW passages take
         self.record = True  # keep (step, passage) of every request; off for long documents
+        self.formats: list[tuple[str, dict | None]] = []  # (step, response_format) of each request, when recording
+        self.refuse_formats = False  # answer a request holding response_format with a 400, as some servers do
 
     @property
     def url(self) -> str:
@@ -83,6 +86,7 @@ class TeacherHandler(BaseHTTPRequestHandler):
             self.server.max_tokens.add(request.get("max_tokens"))
             if self.server.record:
                 self.server.requests.append((step, passage))
+                self.server.formats.append((step, request.get("response_format")))
             first = False
             if "BUSY" in passage or "FLAKY" in passage:
                 first = (step, passage) not in self.server.refused_once
@@ -91,6 +95,9 @@ class TeacherHandler(BaseHTTPRequestHandler):
             self.server.most_in_flight = max(self.server.most_in_flight, self.server.in_flight)
             self.counted = True
         try:
+            if self.server.refuse_formats and "response_format" in request:
+                return self.reply(400, {"error": {"message": "Unrecognized request argument supplied: response_format",
+                                                  "type": "invalid_request_error", "param": None, "code": None}})
             if "BUSY" in passage and first:
                 return self.reply(429, {"error": {"message": "slow down", "type": "rate_limit"}}, {"Retry-After": "0"})
             if "FLAKY" in passage and first:

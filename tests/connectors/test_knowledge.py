@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from connectors.chat_model import ChatCompletions
+from serving.conftest import running_server
 from connectors.teacher_model import TeacherServer
 from tinyforge.cli import main as tinyforge
 from tinyforge.connectors.chunking import Chunk
@@ -24,6 +25,8 @@ from tinyforge.connectors.teacher import TeacherOptions, json_array
 from tinyforge.errors import TinyforgeError
 from tinyforge.evaluation.sets import read_eval_file
 from tinyforge.ml.schema import validate_file
+from tinyforge.serving.registry import FolderRegistry
+from tinymodel import build_tiny_model
 
 HANDBOOK = """# Leave
 Staff get 28 days of paid leave a year. Requests go to Maria Lopez two weeks ahead.
@@ -77,6 +80,48 @@ def test_each_fact_gets_grounded_questions_with_provenance_and_a_held_out_check(
     assert not (tmp_path / "out.jsonl.journal").exists()
     assert teacher.max_tokens == {2048}  # a small teacher does not ramble to its context limit
     assert "4 facts" in report.summary() and "4 held-out" in report.summary()
+
+
+def test_each_reply_is_asked_for_in_its_shape_and_a_server_refusing_that_is_asked_in_words(tmp_path, teacher):
+    report = ingest(write(tmp_path, HANDBOOK), options(teacher, questions_per_fact=3), tmp_path / "out.jsonl")
+    shapes = {step: f["json_schema"]["schema"] for step, f in teacher.formats if f and step != "facts"}
+    facts = [f["json_schema"]["schema"] for step, f in teacher.formats if step == "facts"]
+    assert all(f["type"] == "json_schema" for _, f in teacher.formats) and len(teacher.formats) == 6
+    assert facts[0]["type"] == "array" and facts[0]["maxItems"] == 8
+    assert set(facts[0]["items"]["required"]) == {"fact", "key_terms"}
+    # The numbered replies fix each number and how many there are: the teacher fills in the text.
+    questions = shapes["questions"]
+    assert [item["properties"]["fact"] for item in questions["prefixItems"]] == [{"const": 1}, {"const": 2}]
+    assert questions["minItems"] == questions["maxItems"] == 2
+    assert questions["prefixItems"][0]["properties"]["questions"]["minItems"] == 4  # 3 to train on, 1 held out
+    answers = shapes["answers"]
+    assert [item["properties"]["answer"]["maxLength"] for item in answers["prefixItems"]] == [400] * 6
+    assert [item["properties"]["question"] for item in answers["prefixItems"]] == [{"const": n} for n in range(1, 7)]
+
+    # A server without structured output that refuses the field: asked once with it, then in words only.
+    refusing = TeacherServer()
+    refusing.refuse_formats = True
+    with refusing:
+        again = ingest(write(tmp_path, HANDBOOK), options(refusing, questions_per_fact=3, concurrency=1),
+                       tmp_path / "again.jsonl")
+    assert [f is not None for _, f in refusing.formats] == [True] + [False] * 6
+    assert rows_of(tmp_path / "again.jsonl") == rows_of(tmp_path / "out.jsonl")
+    assert again.knowledge["chunks_failed"] == report.knowledge["chunks_failed"] == 0
+
+
+def test_served_by_tinyforge_even_an_untrained_teacher_replies_in_the_shape_asked_for(tmp_path):
+    """The platform's server holds the teacher to each reply's JSON Schema (structured output). An
+    untrained model writes no JSON by itself, so asked in words every chunk failed as "not a JSON
+    array"; held to the schema, every reply parses, no chunk fails, and what it made up is dropped
+    by the grounding check, counted with its reason."""
+    teacher_dir = build_tiny_model(tmp_path / "untrained", context=4096)
+    with running_server(FolderRegistry({"untrained": teacher_dir})) as server:
+        teacher = TeacherOptions(f"{server.base_url}/v1", "untrained", max_retries=0, max_tokens=1500)
+        ingest_options = IngestOptions(recipe="knowledge", knowledge=KnowledgeOptions(teacher, facts_per_chunk=2))
+        with pytest.raises(TinyforgeError, match=r"the grounding check dropped all \d+ rows; first: fact not in the chunk"):
+            ingest(write(tmp_path, HANDBOOK), ingest_options, tmp_path / "out.jsonl")
+        assert server.metric("tinyforge_serving_requests_total", model="untrained", endpoint="/v1/chat/completions",
+                             status="200") == 2  # one facts request per chunk, each answered with facts
 
 
 def test_restatements_are_rows_too_and_checked(tmp_path, teacher):

@@ -99,6 +99,28 @@ def test_out_of_range_settings_are_400s(server, field, value, param):
     assert_openai_error(response, 400, param=param)
 
 
+@pytest.mark.parametrize("response_format, param, says", [
+    ({"type": "xml"}, "response_format.type", "json_schema"),
+    ({"type": "json_schema"}, "response_format", 'needs a "json_schema" object'),
+    ({"type": "json_object", "json_schema": {"name": "x"}}, "response_format", 'goes with type "json_schema"'),
+    ({"type": "json_schema", "json_schema": {"name": "has spaces", "schema": {}}}, "response_format.json_schema.name",
+     "pattern"),
+    ({"type": "json_schema", "json_schema": {"name": "x", "schema": ["a list"]}},
+     "response_format.json_schema.schema", "dictionary"),
+    ({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "strin"}}}, "response_format",
+     "strin"),
+    ({"type": "json_schema", "json_schema": {"name": "x", "schema": {"$ref": "#/definitions/nowhere"}}},
+     "response_format", "/definitions/nowhere"),
+    ({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "string", "pattern": "(("}}},
+     "response_format", "unclosed group"),
+])
+def test_a_response_format_that_cannot_constrain_is_a_400_naming_it(server, response_format, param, says):
+    response = post(server, "/v1/chat/completions", {"model": "tiny", "messages": USER,
+                                                     "response_format": response_format})
+    assert_openai_error(response, 400, param=param, says=says)
+    assert post(server, "/v1/chat/completions", {"model": "tiny", "messages": USER, "max_tokens": 2}).status_code == 200
+
+
 def test_max_tokens_far_over_the_context_is_a_400_with_the_numbers(client):
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(model="tiny", messages=USER, max_tokens=100_000)

@@ -39,7 +39,8 @@ from typing import Any
 
 from tinyforge.connectors.chunking import Chunk
 from tinyforge.connectors.cleaning import Deduplicator
-from tinyforge.connectors.teacher import Teacher, TeacherFailed, TeacherOptions, json_array
+from tinyforge.connectors.teacher import (Teacher, TeacherFailed, TeacherOptions, json_array, list_schema,
+                                         text_schema)
 from tinyforge.errors import TinyforgeError
 from tinyforge.evaluation.scorers import included
 
@@ -239,6 +240,25 @@ def _numbered(items: Iterable[str]) -> str:
     return "\n".join(f"{n}. {text}" for n, text in enumerate(items, 1))
 
 
+# The shape of each reply, asked for as structured output (Teacher.chat). Lengths are bounded so a
+# small teacher looping inside a string is cut short, not at its token limit. The numbered replies fix
+# their numbers and count: the teacher fills in the text of every fact's questions and every
+# question's answer, and cannot skip or renumber one.
+_FACT, _TERM, _QUESTION, _ANSWER, _RESTATEMENT = (text_schema(n) for n in (300, 80, 200, 400, 2000))
+
+
+def facts_schema(most: int) -> dict:
+    return list_schema({"type": "object", "properties": {"fact": _FACT, "key_terms": list_schema(_TERM, 5, fewer=True)},
+                     "required": ["fact", "key_terms"], "additionalProperties": False}, most, fewer=True)
+
+
+def numbered_schema(key: str, count: int, name: str, value: dict) -> dict:
+    """`count` objects, the n-th {key: n, name: value}: the teacher writes only the values."""
+    items = [{"type": "object", "properties": {key: {"const": n}, name: value}, "required": [key, name],
+              "additionalProperties": False} for n in range(1, count + 1)]
+    return {"type": "array", "prefixItems": items, "minItems": count, "maxItems": count}
+
+
 def _by_number(items: list, key: str, count: int) -> dict[int, Any]:
     """{1-based number: item} for the reply's objects that name a number in range."""
     found = {}
@@ -356,11 +376,12 @@ class KnowledgeGenerator:
         if self.on_chunk:
             self.on_chunk(stats)
 
-    def _ask(self, name: str, chunk_user: str, result: ChunkResult, temperature: float | None = None) -> list | None:
+    def _ask(self, name: str, chunk_user: str, result: ChunkResult, schema: dict,
+             temperature: float | None = None) -> list | None:
         budget = self.options.token_budget
         if budget is not None and self._tokens() >= budget:
             raise BudgetExhausted
-        content, tokens = self.teacher.chat(self.options.prompt(name), chunk_user, temperature)
+        content, tokens = self.teacher.chat(self.options.prompt(name), chunk_user, temperature, (name, schema))
         result.tokens += tokens
         reply = json_array(content)
         if reply.items is None:
@@ -386,7 +407,7 @@ class KnowledgeGenerator:
         base = chunk.metadata() | {"recipe": "knowledge", "chunk_sha256": sha_short(result.sha),
                                    "teacher_model": options.teacher.model}
 
-        items = self._ask("facts", passage, result)
+        items = self._ask("facts", passage, result, facts_schema(options.facts_per_chunk))
         if items is None:
             return
         facts: list[tuple[str, list[str]]] = []
@@ -407,8 +428,9 @@ class KnowledgeGenerator:
             result.no_facts = True
             return
 
+        questions = list_schema(_QUESTION, options.questions_per_fact + 1)
         items = self._ask("questions", f"{passage}\n\nFacts:\n{_numbered(f for f, _ in facts)}", result,
-                          options.temperature)
+                          numbered_schema("fact", len(facts), "questions", questions), options.temperature)
         if items is None:
             return
         asked: list[tuple[int, str]] = []  # (fact number, training question)
@@ -427,7 +449,8 @@ class KnowledgeGenerator:
             result.failed = "the teacher wrote no questions for the chunk's facts"
             return
 
-        items = self._ask("answers", f"{passage}\n\nQuestions:\n{_numbered(q for _, q in asked)}", result)
+        items = self._ask("answers", f"{passage}\n\nQuestions:\n{_numbered(q for _, q in asked)}", result,
+                          numbered_schema("question", len(asked), "answer", _ANSWER))
         if items is None:
             result.heldout = []
             return
@@ -456,7 +479,8 @@ class KnowledgeGenerator:
                                                     "fact_id": f"{sha_short(result.sha)}-{number}"}})
 
         if options.restatements_per_chunk:
-            items = self._ask("restatements", passage, result, options.temperature)
+            items = self._ask("restatements", passage, result,
+                              list_schema(_RESTATEMENT, options.restatements_per_chunk, fewer=True), options.temperature)
             if items is None:
                 result.failed = None  # the questions stand; only the restatements are lost
                 result.dropped.append({"what": "restatement", "text": "", "reason": "restatements not a JSON array"})

@@ -19,7 +19,8 @@ from typing import Any
 
 from tinyforge.connectors.chunking import Chunk
 from tinyforge.connectors.knowledge import KnowledgeGenerator, KnowledgeOptions
-from tinyforge.connectors.teacher import Teacher, TeacherFailed, TeacherOptions, TeacherUnusable, json_array
+from tinyforge.connectors.teacher import (Teacher, TeacherFailed, TeacherOptions, TeacherUnusable, json_array,
+                                         list_schema, text_schema)
 from tinyforge.errors import TinyforgeError
 
 RECIPES = ("text", "sections", "qa", "knowledge")
@@ -40,6 +41,9 @@ class QAOptions(TeacherOptions):
 _QA_SYSTEM = ("You write training data. Given a passage, write question and answer pairs that the passage "
               "alone answers. Reply with only a JSON array of objects with the keys \"question\" and \"answer\".")
 
+_PAIR = {"type": "object", "properties": {"question": text_schema(200), "answer": text_schema(400)},
+         "required": ["question", "answer"], "additionalProperties": False}
+
 
 @dataclass
 class QAGenerator:
@@ -55,7 +59,8 @@ class QAGenerator:
         prompt = (f"Write {self.options.questions_per_chunk} question and answer pairs about this passage"
                   + (f" from the section \"{where}\"" if where else "") + f":\n\n{chunk.text}")
         try:
-            content, _ = self.teacher.chat(_QA_SYSTEM, prompt)
+            content, _ = self.teacher.chat(_QA_SYSTEM, prompt, schema=("pairs", list_schema(
+                _PAIR, self.options.questions_per_chunk, fewer=True)))
         except TeacherUnusable as exc:
             # Nothing will work for the next chunk either: stop the import and say why.
             raise TinyforgeError(f"question generation: {exc}") from None

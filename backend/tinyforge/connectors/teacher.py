@@ -9,6 +9,7 @@ times. The client is thread-safe, so one teacher serves concurrent chunks.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from typing import Any
 
 from tinyforge import bounded_json
 from tinyforge.errors import TinyforgeError
+
+log = logging.getLogger(__name__)
 
 _JSON_ARRAY = re.compile(r"\[.*\]", re.DOTALL)
 
@@ -59,20 +62,37 @@ class Teacher:
         self.calls = 0
         self._lock = threading.Lock()
         self._client: Any = None
+        self.structured = True  # asks for its replies' shape with response_format until the server refuses it
 
-    def chat(self, system: str, user: str, temperature: float | None = None) -> tuple[str, int]:
-        """The teacher's reply to one exchange and the tokens it cost. Raises TeacherUnusable or TeacherFailed."""
+    def chat(self, system: str, user: str, temperature: float | None = None,
+             schema: tuple[str, dict] | None = None) -> tuple[str, int]:
+        """The teacher's reply to one exchange and the tokens it cost. Raises TeacherUnusable or TeacherFailed.
+
+        `schema` (name, JSON Schema): the reply's shape, asked for as structured output
+        (`response_format`), which TinyForge, vLLM, llama.cpp and Ollama enforce while the teacher
+        writes: a small teacher then always replies in the shape asked for. A server that refuses
+        the field gets every later request without it, and the reply is read as free text."""
         import openai
 
         with self._lock:
             if self._client is None:
                 self._client = openai.OpenAI(base_url=self.options.base_url, api_key=self.options.api_key,
                                              timeout=self.options.timeout_s, max_retries=self.options.max_retries)
+        extra = {}
+        if schema is not None and self.structured:
+            extra["response_format"] = {"type": "json_schema", "json_schema": {"name": schema[0], "schema": schema[1]}}
         try:
             reply = self._client.chat.completions.create(
                 model=self.options.model, max_tokens=self.options.max_tokens,
                 temperature=self.options.temperature if temperature is None else temperature,
-                messages=[{"role": "system", "content": system}, {"role": "user", "content": user}])
+                messages=[{"role": "system", "content": system}, {"role": "user", "content": user}], **extra)
+        except openai.BadRequestError as exc:
+            if extra and _about_response_format(exc):
+                log.warning("the teacher %r refused structured output (%s); asking in words only", self.options.model,
+                            exc)
+                self.structured = False
+                return self.chat(system, user, temperature, schema)
+            raise TeacherFailed(f"the teacher answered with an error: {exc}") from None
         except openai.APITimeoutError:
             # A subclass of APIConnectionError, but the server is there: only this request is lost.
             raise TeacherFailed(f"the teacher did not answer within {self.options.timeout_s:g} s "
@@ -88,6 +108,23 @@ class Teacher:
             self.calls += 1
             self.tokens += tokens
         return ((reply.choices[0].message.content or "") if reply.choices else ""), tokens
+
+
+def text_schema(max_length: int) -> dict:
+    return {"type": "string", "minLength": 1, "maxLength": max_length}
+
+
+def list_schema(item: dict, count: int, fewer: bool = False) -> dict:
+    """A JSON Schema array of `count` items (at most `count` when `fewer`)."""
+    return {"type": "array", "items": item, "minItems": 0 if fewer else count, "maxItems": count}
+
+
+def _about_response_format(exc) -> bool:
+    """Whether a 400 refuses the structured-output request rather than something else in it."""
+    if getattr(exc, "param", None) == "response_format":
+        return True
+    text = str(exc).lower()
+    return any(word in text for word in ("response_format", "json_schema", "schema", "grammar", "guided"))
 
 
 @dataclass

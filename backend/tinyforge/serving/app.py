@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from tinyforge import bounded_json
+from tinyforge.serving import structured
 from tinyforge.serving.answers import Answer, AnswerLog
 from tinyforge.serving.api import (
     APIError, ChatCompletionRequest, CompletionRequest, PredictRequest, parse,
@@ -254,6 +255,9 @@ class InferenceService:
                     model=served.spec.name, adapter_id=served.adapter_id, tokenizer=served.tokenizer,
                     prompt_ids=prompt_ids, params=sampling, stop_token_ids=served.stop_token_ids,
                     loop=asyncio.get_running_loop())
+            except structured.SchemaError as exc:
+                raise APIError(400, f"response_format: model {model_label!r} cannot follow this schema: {exc}",
+                               param="response_format", code="invalid_schema") from None
             except QueueFull as exc:
                 self.metrics.rejected.labels(model_label, "queue_full").inc()
                 raise APIError(429, f"model {model_label!r} is at capacity ({served.engine.max_waiting} requests "
@@ -365,11 +369,22 @@ class InferenceService:
             raise APIError(400, f"This model's maximum context length is {context} tokens. However, you requested "
                            f"{prompt_tokens + limit} tokens ({prompt_tokens} in the {where}, {limit} in the completion). "
                            f"Reduce the {where} or max_tokens.", param="max_tokens", code="context_length_exceeded")
+        response_format = getattr(params, "response_format", None)
+        schema = response_format.answer_schema() if response_format is not None else None
+        grammar = None
+        if schema is not None:
+            try:
+                grammar = structured.grammar(schema)
+            except structured.SchemaError as exc:
+                where_schema = "response_format.json_schema.schema" if response_format.type == "json_schema" else "response_format"
+                raise APIError(400, f"{where_schema}: this schema cannot constrain an answer: {exc}",
+                               param="response_format", code="invalid_schema") from None
         return SamplingParams(
             max_tokens=limit if limit is not None else context - prompt_tokens,
             temperature=params.temperature, top_p=getattr(params, "top_p", 1.0),
             seed=getattr(params, "seed", None), stop=tuple(getattr(params, "stop", None) or ()),
             ignore_eos=getattr(params, "ignore_eos", False),
+            grammar=grammar, json_schema=json.dumps(schema) if schema is not None else None,
         )
 
     def _count(self, model: str, endpoint: str, status: int, started: float) -> None:

@@ -40,6 +40,7 @@ from typing import Callable
 
 import torch
 
+from tinyforge.serving import structured
 from tinyforge.serving.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,9 @@ class SamplingParams:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     ignore_eos: bool = False  # generate max_tokens whatever the model says (benchmarks)
+    # The llguidance grammar of a JSON Schema the answer must follow (structured.grammar), or None.
+    grammar: str | None = None
+    json_schema: str | None = None  # that schema as JSON text, for runtimes that take the schema itself
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,7 @@ class _Sequence:
     deadline: float
     submitted_at: float = field(default_factory=time.monotonic)
     generator: torch.Generator | None = None
+    constraint: structured.Constraint | None = None
     output_ids: list[int] = field(default_factory=list)
     position: int = 0  # cached positions of this sequence's slot
     cached_tokens: int = 0  # prompt tokens reused from the prefix cache, not computed
@@ -187,6 +192,8 @@ class Engine:
         seed = params.seed if params.seed is not None else random.getrandbits(63)
         if params.temperature > 0:
             sequence.generator = torch.Generator().manual_seed(seed)
+        if params.grammar is not None:
+            sequence.constraint = structured.Constraint(tokenizer, stop_token_ids, params.grammar)
         with self._cond:
             if self._stopping:
                 raise QueueFull(self.retry_after())
@@ -503,6 +510,9 @@ class Engine:
     # --- sampling and text ------------------------------------------------------------------
 
     def _sample(self, logits: torch.Tensor, sequences: list[_Sequence]) -> list[int]:
+        constrained = [(i, s.constraint) for i, s in enumerate(sequences) if s.constraint is not None]
+        if constrained:
+            logits = structured.mask(logits, constrained)
         tokens = logits.argmax(dim=-1).tolist()
         sampled = [i for i, s in enumerate(sequences) if s.params.temperature > 0]
         if not sampled:
@@ -535,6 +545,8 @@ class Engine:
         params = sequence.params
         if params.stop and self._cut_at_stop(sequence):
             return "stop"
+        if sequence.constraint is not None and sequence.constraint.consume(token):
+            return "stop"  # the document is complete: only an end token could follow
         if len(sequence.output_ids) >= params.max_tokens:
             return "length"
         visible = len(sequence.text) - _held_back(sequence.text, params.stop)

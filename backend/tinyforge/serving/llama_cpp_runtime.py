@@ -622,6 +622,8 @@ class LlamaCppEngine:
         }
         if params.seed is not None:
             body["seed"] = params.seed
+        if params.json_schema is not None:
+            body["json_schema"] = json.loads(params.json_schema)  # llama-server turns it into its own grammar
         return body
 
 
