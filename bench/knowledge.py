@@ -19,7 +19,7 @@ free port, the offline default, or (b) any OpenAI-compatible model named by TINY
 and TINYFORGE_BENCH_TEACHER_MODEL (key in TINYFORGE_BENCH_TEACHER_KEY).
 
 Reported per recipe: rows made, teacher tokens, training seconds, fact-check pass rate of the base
-model and of the tuned one, and a few example questions with both answers (JSON with --output).
+model and of the tuned one, and every question with both answers (JSON with --output).
 
     .venv/bin/python bench/knowledge.py --output knowledge.json          # an hour or more on 2 CPU cores
     .venv/bin/python bench/knowledge.py --sections 1 --recipes sections knowledge --max-steps 2   # smoke run
@@ -210,7 +210,7 @@ def score(base: str, tuned: Path, questions: Path, results: Path) -> dict:
     base_rate, tuned_rate = list(rates.values())
     return {"questions": len(rows), "base_pass_rate": round(base_rate, 3), "tuned_pass_rate": round(tuned_rate, 3),
             "examples": [{"question": r["input"], "must_include": r["must_include"],
-                          **{name: a["answer"] for name, a in r["answers"].items()}} for r in rows[:5]]}
+                          **{name: a["answer"] for name, a in r["answers"].items()}} for r in rows]}
 
 
 def main() -> None:
@@ -254,6 +254,8 @@ def main() -> None:
             entry.update(rows=ingest["examples_written"], ingest_seconds=round(time.monotonic() - started, 1),
                          teacher_tokens=knowledge.get("teacher_tokens"),
                          **({"facts": knowledge.get("facts"), "rows_dropped": knowledge.get("rows_dropped"),
+                             "dropped_by_reason": knowledge.get("dropped_by_reason"),
+                             "heldout_questions": knowledge.get("heldout_questions"),
                              "chunks_failed": knowledge.get("chunks_failed")} if knowledge else {}))
         # The knowledge recipe's fact check, when it made one, scores every recipe's model too.
         question_sets = {"colleague": colleague, **({"fact_check": facts} if facts.exists() else {})}

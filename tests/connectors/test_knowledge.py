@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,9 +18,10 @@ from connectors.chat_model import ChatCompletions
 from serving.conftest import running_server
 from connectors.teacher_model import TeacherServer
 from tinyforge.cli import main as tinyforge
-from tinyforge.connectors.chunking import Chunk
+from tinyforge.connectors.chunking import Chunk, chunk_blocks
 from tinyforge.connectors.files import FileSource
-from tinyforge.connectors.knowledge import KnowledgeGenerator, KnowledgeOptions, dry_run, estimate, ungrounded, ChunkWords
+from tinyforge.connectors.knowledge import (ChunkWords, KnowledgeGenerator, KnowledgeOptions, dry_run, estimate,
+                                            first_saying, ungrounded)
 from tinyforge.connectors.pipeline import IngestOptions, ingest
 from tinyforge.connectors.teacher import TeacherOptions, json_array
 from tinyforge.errors import TinyforgeError
@@ -95,7 +97,7 @@ def test_each_reply_is_asked_for_in_its_shape_and_a_server_refusing_that_is_aske
     assert questions["minItems"] == questions["maxItems"] == 2
     assert questions["prefixItems"][0]["properties"]["questions"]["minItems"] == 4  # 3 to train on, 1 held out
     answers = shapes["answers"]
-    assert [item["properties"]["answer"]["maxLength"] for item in answers["prefixItems"]] == [400] * 6
+    assert [item["properties"]["answer"]["maxLength"] for item in answers["prefixItems"]] == [250] * 6
     assert [item["properties"]["question"] for item in answers["prefixItems"]] == [{"const": n} for n in range(1, 7)]
 
     # A server without structured output that refuses the field: asked once with it, then in words only.
@@ -111,17 +113,19 @@ def test_each_reply_is_asked_for_in_its_shape_and_a_server_refusing_that_is_aske
 
 def test_served_by_tinyforge_even_an_untrained_teacher_replies_in_the_shape_asked_for(tmp_path):
     """The platform's server holds the teacher to each reply's JSON Schema (structured output). An
-    untrained model writes no JSON by itself, so asked in words every chunk failed as "not a JSON
-    array"; held to the schema, every reply parses, no chunk fails, and what it made up is dropped
-    by the grounding check, counted with its reason."""
+    untrained model writes no JSON by itself: asked in words, every chunk fails as "not a JSON
+    array". Held to the schema, every reply parses and no chunk fails; what it made up is dropped by
+    the grounding check, counted with its reason (or it listed no facts)."""
     teacher_dir = build_tiny_model(tmp_path / "untrained", context=4096)
+    chunks = list(chunk_blocks(write(tmp_path, HANDBOOK).records(), 2000, 0))
     with running_server(FolderRegistry({"untrained": teacher_dir})) as server:
         teacher = TeacherOptions(f"{server.base_url}/v1", "untrained", max_retries=0, max_tokens=1500)
-        ingest_options = IngestOptions(recipe="knowledge", knowledge=KnowledgeOptions(teacher, facts_per_chunk=2))
-        with pytest.raises(TinyforgeError, match=r"the grounding check dropped all \d+ rows; first: fact not in the chunk"):
-            ingest(write(tmp_path, HANDBOOK), ingest_options, tmp_path / "out.jsonl")
+        for temperature in (0.0, 1.0):
+            stats = dry_run(chunks, KnowledgeOptions(replace(teacher, temperature=temperature), facts_per_chunk=2))["stats"]
+            assert stats["chunks_failed"] == 0 and stats["failures"] == [], stats
+            assert stats["chunks_done"] == 2 and stats["teacher_calls"] >= 2
         assert server.metric("tinyforge_serving_requests_total", model="untrained", endpoint="/v1/chat/completions",
-                             status="200") == 2  # one facts request per chunk, each answered with facts
+                             status="200") >= 4
 
 
 def test_restatements_are_rows_too_and_checked(tmp_path, teacher):
@@ -256,6 +260,19 @@ def test_each_default_prompt_ends_with_an_example_reply_the_recipe_takes_whole()
         ("What does Parking say?", "The car park behind the office, where staff park, closes at 20:00."),
         ("What does Parking say?", "At 20:00 the staff car park behind the office closes.")]
     assert [(h["input"], h["must_include"]) for h in result["heldout"]] == [("Car park closing time?", ["20:00"])]
+
+
+@pytest.mark.parametrize("answer, kept", [
+    # SmolLM2-135M's answers on the benchmark's handbook
+    ("The town's founding day is 12 June. The town's founding day is 12 June. The town's founding day is 12 J",
+     "The town's founding day is 12 June."),
+    ("The workshop opens at 7:30. The end of the week is 16:45. The workshop opens at 7:30. The end",
+     "The workshop opens at 7:30. The end of the week is 16:45."),
+    ("Until 20:00, when\nthe car park closes.", "Until 20:00, when the car park closes."),
+    ("A reply cut off mid-sentence by its limit, with nothing bef", "A reply cut off mid-sentence by its limit, with nothing bef"),
+])
+def test_an_answer_is_kept_up_to_its_first_repeated_sentence(answer, kept):
+    assert first_saying(answer) == kept
 
 
 def test_the_grounding_check_names_what_is_not_in_the_chunk():

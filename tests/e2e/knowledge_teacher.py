@@ -49,7 +49,7 @@ def teacher_rows(handbook_path: Path) -> list[dict]:
     """Chat rows: the recipe's three requests for the handbook's chunk and the teacher's replies."""
     from tinyforge.connectors.chunking import chunk_blocks
     from tinyforge.connectors.files import FileSource
-    from tinyforge.connectors.knowledge import KnowledgeOptions, _numbered, _passage
+    from tinyforge.connectors.knowledge import KnowledgeOptions, _numbered, _passage, answers_request
     from tinyforge.connectors.pipeline import IngestOptions
     from tinyforge.connectors.teacher import TeacherOptions
 
@@ -59,12 +59,12 @@ def teacher_rows(handbook_path: Path) -> list[dict]:
     passage = _passage(chunk)
     facts = [{"fact": fact, "key_terms": terms} for fact, terms, _, _ in FACTS]
     questions = [{"fact": n, "questions": asked} for n, (_, _, asked, _) in enumerate(FACTS, 1)]
-    trained = [(q, a) for _, _, asked, answers in FACTS for q, a in zip(asked[:QUESTIONS_PER_FACT], answers)]
-    answers = [{"question": n, "answer": a} for n, (_, a) in enumerate(trained, 1)]
+    trained = [(q, a, fact) for fact, _, asked, answers in FACTS for q, a in zip(asked[:QUESTIONS_PER_FACT], answers)]
+    answers = [{"question": n, "answer": a} for n, (_, a, _) in enumerate(trained, 1)]
     exchanges = [
         ("facts", passage, facts),
         ("questions", f"{passage}\n\nFacts:\n{_numbered(f['fact'] for f in facts)}", questions),
-        ("answers", f"{passage}\n\nQuestions:\n{_numbered(q for q, _ in trained)}", answers),
+        ("answers", answers_request(passage, [(q, fact) for q, _, fact in trained]), answers),
     ]
     return [{"messages": [{"role": "system", "content": options.prompt(name)}, {"role": "user", "content": user},
                           {"role": "assistant", "content": json.dumps(reply)}]}

@@ -67,11 +67,13 @@ QUESTIONS_PROMPT = (
     "[{\"fact\": 1, \"questions\": [\"When does the car park close?\", \"Until what time can I leave my car "
     "there?\", \"Car park closing time?\"]}]")
 ANSWERS_PROMPT = (
-    "You answer questions for training data from the passage alone. Answer each numbered question in one or "
-    "two sentences, in the passage's language, with the passage's exact names and numbers. Reply with only a "
-    "JSON array of objects with the keys \"question\" (its number) and \"answer\"."
+    "You answer questions for training data. Each numbered question comes with the fact it asks about. "
+    "Answer it in one or two sentences from that fact and the passage alone, in the passage's language, with "
+    "the passage's exact names and numbers. Reply with only a JSON array of objects with the keys "
+    "\"question\" (its number) and \"answer\"."
     "\n\nExample request:\n" + _EXAMPLE_PASSAGE + "\n\nQuestions:\n1. When does the car park close?\n"
-    "2. Until what time can I leave my car there?\nExample reply:\n"
+    "   Fact: The car park closes at 20:00.\n2. Until what time can I leave my car there?\n"
+    "   Fact: The car park closes at 20:00.\nExample reply:\n"
     "[{\"question\": 1, \"answer\": \"The car park closes at 20:00.\"}, "
     "{\"question\": 2, \"answer\": \"Until 20:00, when the car park closes.\"}]")
 RESTATEMENTS_PROMPT = (
@@ -206,6 +208,26 @@ def key_terms(fact: str, proposed: Iterable[Any], chunk: ChunkWords, most: int =
 
 # --- the work on one chunk -------------------------------------------------------------------------
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def first_saying(text: str) -> str:
+    """The text up to its first repeated sentence, without a last sentence cut off unfinished.
+
+    A small teacher loops: SmolLM2-135M answered "The town's founding day is 12 June. The town's
+    founding day is 12 June. The town's ..." until the answer's length limit cut it. A row like that
+    teaches the student to loop; the first sentence is the answer."""
+    sentences = _SENTENCE_END.split(" ".join(text.split()))
+    kept: list[str] = []
+    for sentence in sentences:
+        if sentence.casefold() in {k.casefold() for k in kept}:
+            break
+        kept.append(sentence)
+    if len(kept) > 1 and not kept[-1].endswith((".", "!", "?")):
+        kept.pop()  # cut off mid-sentence by the length limit
+    return " ".join(kept)
+
+
 def chunk_hash(chunk: Chunk) -> str:
     return hashlib.sha256(f"{chunk.source}\0{chunk.location}\0{chunk.text}".encode()).hexdigest()
 
@@ -240,11 +262,21 @@ def _numbered(items: Iterable[str]) -> str:
     return "\n".join(f"{n}. {text}" for n, text in enumerate(items, 1))
 
 
+def answers_request(passage: str, asked: Iterable[tuple[str, str]]) -> str:
+    """The answers call's message: each question with the fact it asks about. Given only the
+    questions, SmolLM2-135M answered every one of 43 on the benchmark's handbook without its fact's
+    names and numbers (all dropped); a teacher that sees the fact answers about that fact."""
+    lines = (f"{n}. {question}\n   Fact: {fact}" for n, (question, fact) in enumerate(asked, 1))
+    return f"{passage}\n\nQuestions:\n" + "\n".join(lines)
+
+
 # The shape of each reply, asked for as structured output (Teacher.chat). Lengths are bounded so a
 # small teacher looping inside a string is cut short, not at its token limit. The numbered replies fix
 # their numbers and count: the teacher fills in the text of every fact's questions and every
 # question's answer, and cannot skip or renumber one.
-_FACT, _TERM, _QUESTION, _ANSWER, _RESTATEMENT = (text_schema(n) for n in (300, 80, 200, 400, 2000))
+# One or two sentences are about 250 characters: SmolLM2 looping in an answer ("The deadline is 14:00,
+# and the workshop is closed on weekends. The deadline is ...") stops there, not 400 characters later.
+_FACT, _TERM, _QUESTION, _ANSWER, _RESTATEMENT = (text_schema(n) for n in (200, 60, 150, 250, 2000))
 
 
 def facts_schema(most: int) -> dict:
@@ -449,8 +481,8 @@ class KnowledgeGenerator:
             result.failed = "the teacher wrote no questions for the chunk's facts"
             return
 
-        items = self._ask("answers", f"{passage}\n\nQuestions:\n{_numbered(q for _, q in asked)}", result,
-                          numbered_schema("question", len(asked), "answer", _ANSWER))
+        request = answers_request(passage, [(question, facts[number - 1][0]) for number, question in asked])
+        items = self._ask("answers", request, result, numbered_schema("question", len(asked), "answer", _ANSWER))
         if items is None:
             result.heldout = []
             return
@@ -460,7 +492,7 @@ class KnowledgeGenerator:
             if not isinstance(answer, str) or not answer.strip():
                 result.dropped.append({"what": "answer", "text": question[:300], "reason": "the teacher gave no answer"})
                 continue
-            answer = answer.strip()
+            answer = first_saying(answer)
             reason = ungrounded(answer, words)
             if reason:
                 result.dropped.append({"what": "answer", "text": answer[:300], "reason": f"answer not in the chunk: {reason}"})
