@@ -2475,7 +2475,7 @@ export interface components {
              */
             questions?: string;
             /**
-             * @description Default: You answer questions for training data from the passage alone. Answer each numbered question in one or two sentences, in the passage's language, with the passage's exact names and numbers. Reply with only a JSON array of objects with the keys "question" (its number) and "answer".
+             * @description Default: You answer questions for training data. Each numbered question comes with the fact it asks about. Answer it in one or two sentences from that fact and the passage alone, in the passage's language, with the passage's exact names and numbers. Reply with only a JSON array of objects with the keys "question" (its number) and "answer".
              *
              *     Example request:
              *     Section: Parking
@@ -2486,7 +2486,9 @@ export interface components {
              *
              *     Questions:
              *     1. When does the car park close?
+             *        Fact: The car park closes at 20:00.
              *     2. Until what time can I leave my car there?
+             *        Fact: The car park closes at 20:00.
              *     Example reply:
              *     [{"question": 1, "answer": "The car park closes at 20:00."}, {"question": 2, "answer": "Until 20:00, when the car park closes."}]
              */
