@@ -32,7 +32,7 @@ from tinyforge.serving.api import (
 )
 from tinyforge.serving.auth import APIKeyAuthenticator, Authenticator, Caller
 from tinyforge.serving.batch import chat_prompt_ids
-from tinyforge.serving.engine import Failed, Finished, QueueFull, SamplingParams, TextDelta
+from tinyforge.serving.engine import Engine, Failed, Finished, QueueFull, SamplingParams, TextDelta
 from tinyforge.serving.metrics import ServingMetrics, split_memory
 from tinyforge.serving.pool import ModelPool, RuntimeOptions, ServedModel
 from tinyforge.serving.registry import ModelRegistry
@@ -250,6 +250,8 @@ class InferenceService:
             model_label = served.spec.name
             prompt_ids = await anyio.to_thread.run_sync(self._prompt_ids, served, params, kind)
             sampling = self._sampling(served, params, len(prompt_ids))
+            if sampling.grammar is not None and isinstance(served.engine, Engine):
+                await anyio.to_thread.run_sync(structured.prepare, served.tokenizer, served.stop_token_ids)
             try:
                 generation = served.engine.submit(
                     model=served.spec.name, adapter_id=served.adapter_id, tokenizer=served.tokenizer,
