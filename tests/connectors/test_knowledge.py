@@ -23,7 +23,7 @@ from tinyforge.connectors.files import FileSource
 from tinyforge.connectors.knowledge import (ChunkWords, KnowledgeGenerator, KnowledgeOptions, dry_run, estimate,
                                             first_saying, ungrounded)
 from tinyforge.connectors.pipeline import IngestOptions, ingest
-from tinyforge.connectors.teacher import TeacherOptions, json_array
+from tinyforge.connectors.teacher import Teacher, TeacherOptions, json_array
 from tinyforge.errors import TinyforgeError
 from tinyforge.evaluation.sets import read_eval_file
 from tinyforge.ml.schema import validate_file
@@ -124,8 +124,13 @@ def test_served_by_tinyforge_even_an_untrained_teacher_replies_in_the_shape_aske
             stats = dry_run(chunks, KnowledgeOptions(replace(teacher, temperature=temperature), facts_per_chunk=2))["stats"]
             assert stats["chunks_failed"] == 0 and stats["failures"] == [], stats
             assert stats["chunks_done"] == 2 and stats["teacher_calls"] >= 2
+        # Sampled, yet seeded from the request's text: the same request gets the same reply again
+        # (a re-run or a resumed import makes the same rows), another seed another reply.
+        sampled = replace(teacher, temperature=1.0, max_tokens=40)
+        replies = [Teacher(replace(sampled, seed=seed)).chat("Write facts.", HANDBOOK)[0] for seed in (0, 0, 1)]
+        assert replies[0] == replies[1] != replies[2], replies
         assert server.metric("tinyforge_serving_requests_total", model="untrained", endpoint="/v1/chat/completions",
-                             status="200") >= 4
+                             status="200") >= 7
 
 
 def test_restatements_are_rows_too_and_checked(tmp_path, teacher):

@@ -12,6 +12,7 @@ import json
 import logging
 import re
 import threading
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,10 @@ class TeacherOptions:
     max_retries: int = 2
     # Longest reply: without it a small model may ramble to its context limit on every call.
     max_tokens: int = 2048
+    # Sampling seed: each request's own is drawn from it and the request's text, so the same
+    # document, prompts and teacher give the same rows again (a re-run, a resumed import, a
+    # benchmark), where the server honours `seed` (TinyForge, vLLM, llama.cpp; OpenAI best-effort).
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.temperature <= 2.0:
@@ -85,7 +90,8 @@ class Teacher:
             reply = self._client.chat.completions.create(
                 model=self.options.model, max_tokens=self.options.max_tokens,
                 temperature=self.options.temperature if temperature is None else temperature,
-                messages=[{"role": "system", "content": system}, {"role": "user", "content": user}], **extra)
+                messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
+                seed=zlib.crc32(f"{self.options.seed}\0{system}\0{user}".encode()) & 0x7FFFFFFF, **extra)
         except openai.BadRequestError as exc:
             if extra and _about_response_format(exc):
                 log.warning("the teacher %r refused structured output (%s); asking in words only", self.options.model,
