@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.util
 import json
 import os
@@ -276,9 +277,10 @@ def precisions_here() -> list[str]:
     return ["float32"] + (["bfloat16"] if here.native_bf16 else []) + (["int8"] if here.int8_missing is None else [])
 
 
-def run_our_service(base: Path, lora: Path, options: list[str], args, prompts: list[str]):
+@contextlib.contextmanager
+def our_service(base: Path, lora: Path, options: list[str]):
     """`tinyforge serve` with the model folders `base` (as smollm2) and `lora` (as smollm2-lora) and
-    `options`, measured: (base results, LoRA results, the /v1/models objects, 40-token TTFT)."""
+    `options`, ready: yields (its root URL, its process)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "TINYFORGE_API_KEY"}  # local, no key
     command = [sys.executable, "-m", "tinyforge.cli", "serve", "--model", f"smollm2={base}",
@@ -286,14 +288,25 @@ def run_our_service(base: Path, lora: Path, options: list[str], args, prompts: l
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_ready(f"http://127.0.0.1:{port}/readyz", process)
-        models = httpx.get(f"http://127.0.0.1:{port}/v1/models").json()["data"]
-        url = f"http://127.0.0.1:{port}/v1/chat/completions"
-        ttft = measure_ttft(f"http://127.0.0.1:{port}/v1/completions", "smollm2", prompts)
-        base_results = measure_server(url, "smollm2", args, extra={}, levels=LEVELS)
-        lora_results = measure_server(url, "smollm2-lora", args, extra={}, levels=(1, 8))
+        yield f"http://127.0.0.1:{port}", process
     finally:
         stop(process)
-    return base_results, lora_results, models, ttft
+
+
+def run_our_service(base: Path, lora: Path, options: list[str], args, prompts: list[str]):
+    """Our service (`our_service`) measured: (base results, (LoRA results, base/LoRA 8-client pairs
+    measured in turn), the /v1/models objects, 40-token TTFT)."""
+    with our_service(base, lora, options) as (root, _):
+        models = httpx.get(f"{root}/v1/models").json()["data"]
+        url = f"{root}/v1/chat/completions"
+        ttft = measure_ttft(f"{root}/v1/completions", "smollm2", prompts)
+        base_results = measure_server(url, "smollm2", args, extra={}, levels=LEVELS)
+        lora_results = measure_server(url, "smollm2-lora", args, extra={}, levels=(1, 8))
+        lora_pairs = []
+        if args.pairs:
+            print(f"  8 clients, the base then the LoRA on it, in turn ({args.pairs} pairs):", flush=True)
+            lora_pairs = in_turn((url, "smollm2"), (url, "smollm2-lora"), args)
+    return base_results, (lora_results, lora_pairs), models, ttft
 
 
 def bench_ours(base: Path, lora: Path, args, dtype: str, prompts: list[str]):
@@ -306,9 +319,10 @@ def bench_ours(base: Path, lora: Path, args, dtype: str, prompts: list[str]):
     return base_results, lora_results, memory, ttft
 
 
-def bench_ours_llama_cpp(base: Path, lora: Path, gguf: Path, args, prompts: list[str]):
-    """Our service on its llama.cpp runtime: the GGUF bare llama-server serves, and the bench's LoRA as a
-    GGUF LoRA on it, with as many slots (8) and positions per slot (1024) as bare llama-server has."""
+@contextlib.contextmanager
+def llama_cpp_folders(base: Path, lora: Path, gguf: Path):
+    """The model folders our llama.cpp runtime serves: the GGUF bare llama-server serves, and the
+    bench's LoRA as a GGUF LoRA on it. Yields (plain, tuned)."""
     from tinyforge.ml.gguf_export import convert_lora
     from tinyforge.serving.llama_cpp_runtime import link_llama_cpp_folder
 
@@ -321,9 +335,75 @@ def bench_ours_llama_cpp(base: Path, lora: Path, gguf: Path, args, prompts: list
                                       tokenizer_from=base, generation_config_from=[base])
         tuned = link_llama_cpp_folder(Path(tmp) / "smollm2-gguf-lora", model=gguf, lora=adapter, gguf_type=kind,
                                       tokenizer_from=lora, generation_config_from=[base])
-        base_results, lora_results, models, ttft = run_our_service(
-            plain, tuned, ["--threads", str(args.threads), "--max-batch", "8", "--max-context", "1024"], args, prompts)
+        yield plain, tuned
+
+
+def llama_cpp_runtime_options(args) -> list[str]:
+    """As many slots (8) and positions per slot (1024) as bare llama-server has."""
+    return ["--threads", str(args.threads), "--max-batch", "8", "--max-context", "1024"]
+
+
+def bench_ours_llama_cpp(base: Path, lora: Path, gguf: Path, args, prompts: list[str]):
+    """Our service on its llama.cpp runtime, measured like the others."""
+    with llama_cpp_folders(base, lora, gguf) as (plain, tuned):
+        base_results, lora_results, models, ttft = run_our_service(plain, tuned, llama_cpp_runtime_options(args),
+                                                                   args, prompts)
     return base_results, lora_results, {m["id"]: m["tinyforge"]["memory_bytes_by_part"] for m in models}, ttft
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def in_turn(first: tuple[str, str], second: tuple[str, str], args, pid: int | None = None) -> list[tuple]:
+    """8-client levels on two (chat URL, model) targets in turn, `args.pairs` pairs, after a warm-up
+    of each: a pair is measured within half a minute, so a slow minute of the shared machine weighs
+    on both sides alike (one level each, minutes apart, moved by 8-10%: docs/benchmarks.md), and
+    every other pair runs the second target first, so neither always follows the other. Returns per
+    pair (first tok/s, second tok/s, and where `pid` is given, the CPU milliseconds that process
+    spent per token of the second's level)."""
+    def level(target):
+        return asyncio.run(run_level(*target, 8, args.rounds, args.max_tokens, {}))
+
+    def second_level():
+        before = cpu_seconds(pid) if pid else 0.0
+        result = level(second)
+        return result, ((cpu_seconds(pid) - before) * 1000 / max(1, result.tokens) if pid else None)
+
+    for url, model in (first, second):
+        asyncio.run(run_level(url, model, 8, 1, 8, {}))
+    pairs = []
+    for index in range(args.pairs):
+        if index % 2 == 0:
+            one = level(first)
+            two, cpu_ms = second_level()
+        else:
+            two, cpu_ms = second_level()
+            one = level(first)
+        pairs.append((one.aggregate, two.aggregate, cpu_ms))
+        print(f"  pair {len(pairs)}: {one.aggregate:6.1f} and {two.aggregate:6.1f} tok/s "
+              f"({two.aggregate / one.aggregate:.2f}x)" + (f"; {cpu_ms:.2f} CPU ms per token" if pid else ""),
+              flush=True)
+    return pairs
+
+
+def print_pairs(pairs: list[tuple], first: str, second: str, floor: str) -> float:
+    ratios = [two / one for one, two, _ in pairs]
+    print(f"  median: {first} {statistics.median(p[0] for p in pairs):.1f} tok/s, {second} "
+          f"{statistics.median(p[1] for p in pairs):.1f} tok/s; ratio median {statistics.median(ratios):.2f}x "
+          f"(min {min(ratios):.2f}x, max {max(ratios):.2f}x; floor {floor})")
+    return statistics.median(ratios)
+
+
+def bare_and_ours_in_turn(binary: Path, base: Path, lora: Path, gguf: Path, args) -> list[tuple]:
+    """Bare llama-server and our llama.cpp runtime, both started, at 8 clients in turn; the CPU our
+    service's own process spends per token (llama-server's apart) is the proxy's cost."""
+    with llama_server(binary, gguf, args) as bare_root, llama_cpp_folders(base, lora, gguf) as (plain, tuned), \
+            our_service(plain, tuned, llama_cpp_runtime_options(args)) as (ours_root, ours_process):
+        return in_turn((f"{bare_root}/v1/chat/completions", "smollm2"),
+                       (f"{ours_root}/v1/chat/completions", "smollm2"), args, pid=ours_process.pid)
 
 
 def find_llama_server(explicit: str | None) -> Path | None:
@@ -337,7 +417,9 @@ def find_llama_server(explicit: str | None) -> Path | None:
         return None
 
 
-def bench_llama_server(binary: Path, gguf: Path, args, prompts: list[str]) -> tuple[dict[int, LevelResult], float]:
+@contextlib.contextmanager
+def llama_server(binary: Path, gguf: Path, args):
+    """Bare llama-server on the GGUF with 8 slots of 1024 positions, ready: yields its root URL."""
     from tinyforge.llama_cpp import cpu_args, link_shared_libraries, tool_env
 
     link_shared_libraries(binary.parent)
@@ -352,8 +434,7 @@ def bench_llama_server(binary: Path, gguf: Path, args, prompts: list[str]) -> tu
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_ready(f"http://127.0.0.1:{port}/health", process)
-        ttft = measure_ttft(f"http://127.0.0.1:{port}/v1/completions", "smollm2", prompts)
-        return measure_server(f"http://127.0.0.1:{port}/v1/chat/completions", "smollm2", args), ttft
+        yield f"http://127.0.0.1:{port}"
     except httpx.HTTPError as exc:
         log.seek(0)
         tail = log.read()[-2000:]
@@ -361,6 +442,12 @@ def bench_llama_server(binary: Path, gguf: Path, args, prompts: list[str]) -> tu
     finally:
         stop(process)
         log.close()
+
+
+def bench_llama_server(binary: Path, gguf: Path, args, prompts: list[str]) -> tuple[dict[int, LevelResult], float]:
+    with llama_server(binary, gguf, args) as root:
+        ttft = measure_ttft(f"{root}/v1/completions", "smollm2", prompts)
+        return measure_server(f"{root}/v1/chat/completions", "smollm2", args), ttft
 
 
 # --- report --------------------------------------------------------------------------------
@@ -393,6 +480,9 @@ def main() -> int:
     parser.add_argument("--ttft-repeats", type=int, default=None, help="40-token prompts timed (default 10, quick 3)")
     parser.add_argument("--hf-requests", type=int, default=4, help="requests timed for transformers generate")
     parser.add_argument("--llama-server", default=None, help="path to llama.cpp's llama-server binary")
+    parser.add_argument("--pairs", type=int, default=None,
+                        help="8-client levels measured in turn, both sides started: bare llama-server and our "
+                             "llama.cpp runtime, the base and its LoRA (default 6, quick 1; 0 leaves them out)")
     parser.add_argument("--skip", action="append", default=[],
                         choices=["transformers", "llama-server", "pytorch", "llama.cpp-runtime"],
                         help="leave a contender out: transformers, bare llama-server, our service's PyTorch "
@@ -401,6 +491,7 @@ def main() -> int:
     args.max_tokens = args.max_tokens or (32 if args.quick else 128)
     args.rounds = args.rounds or (1 if args.quick else 2)
     args.ttft_repeats = args.ttft_repeats or (3 if args.quick else 10)
+    args.pairs = args.pairs if args.pairs is not None else (1 if args.quick else 6)
     args.dtype = [] if "pytorch" in args.skip else (args.dtype or precisions_here() + ["auto"])
 
     from tinyforge.hardware import machine_summary
@@ -420,8 +511,8 @@ def main() -> int:
     runs = {}
     lora = lora_for_gguf(base)
     for dtype in args.dtype:
-        ours, ours_lora, memory, ttft = bench_ours(base, lora, args, dtype, prompts)
-        runs[dtype] = (ours, ours_lora, ttft)
+        ours, (ours_lora, lora_pairs), memory, ttft = bench_ours(base, lora, args, dtype, prompts)
+        runs[dtype] = (ours, ours_lora, ttft, lora_pairs)
         ours_single = single_stream(ours)
         served, choice = memory.pop("dtype"), memory.pop("precision")
         print(f"\nour service, --dtype {dtype}: {served} weights, continuous batching"
@@ -460,7 +551,7 @@ def main() -> int:
 
     ours_llama = None
     if binary is not None and "llama.cpp-runtime" not in args.skip:
-        ours_llama, ours_llama_lora, llama_memory, ours_llama_ttft = bench_ours_llama_cpp(base, lora_for_gguf(base),
+        ours_llama, (ours_llama_lora, llama_lora_pairs), llama_memory, ours_llama_ttft = bench_ours_llama_cpp(base, lora_for_gguf(base),
                                                                                           gguf, args, prompts)
         print(f"\nour service, llama.cpp runtime (the same {gguf.name}, 8 slots, proxied with our tokenizer):")
         print_table("smollm2", ours_llama)
@@ -484,8 +575,16 @@ def main() -> int:
                   f"{ours_llama[8].aggregate / llama[8].aggregate:5.2f}x  (floor 1.0x)")
             print(f"  LoRA on the shared base / base model, aggregate at 8:        "
                   f"{ours_llama_lora[8].aggregate / ours_llama[8].aggregate:5.2f}x")
+            if llama_lora_pairs:
+                print("  LoRA on the shared base / base model at 8, in turn:")
+                print_pairs(llama_lora_pairs, "base", "LoRA", "none")
 
-    for dtype, (ours, ours_lora, ttft) in runs.items():
+    if binary is not None and args.pairs and not {"llama-server", "llama.cpp-runtime"} & set(args.skip):
+        print(f"\n8 clients, bare llama-server then our llama.cpp runtime, in turn ({args.pairs} pairs, "
+              f"{args.rounds} round(s) each; CPU of our service's process, llama-server's apart):", flush=True)
+        print_pairs(bare_and_ours_in_turn(binary, base, lora_for_gguf(base), gguf, args), "bare", "ours", "1.0x")
+
+    for dtype, (ours, ours_lora, ttft, lora_pairs) in runs.items():
         ours_single = single_stream(ours)
         print(f"\nratios, --dtype {dtype}:")
         if hf:
@@ -502,6 +601,9 @@ def main() -> int:
                   "  (ceiling 2x)")
         print(f"  LoRA on the shared base / base model, aggregate at 8:        {ours_lora[8].aggregate / ours[8].aggregate:5.2f}x"
               "  (floor 0.85x)")
+        if lora_pairs:
+            print("  LoRA on the shared base / base model at 8, in turn:")
+            print_pairs(lora_pairs, "base", "LoRA", "0.85x")
     print(f"load average at end {os.getloadavg()[0]:.1f} (other processes share these cores)")
     return 0
 
