@@ -93,21 +93,30 @@ def test_the_model_folder_is_uploaded_when_asked(mlflow_server, make_run, acme):
 
 
 class StopServerAtStep:
-    """Registered like the tracking app's own factory: shuts the gate once the run exists there."""
+    """Registered like the tracking app's own factory: shuts the gate once the run exists on the
+    MLflow server. (Not once its TrackedRun row exists: notices become rows on the training thread,
+    in a later callback, so waiting for the row inside on_step waited for nothing until its deadline.)"""
 
-    def __init__(self, gate, step):
-        self.gate, self.step = gate, step
+    def __init__(self, gate, step, server):
+        self.gate, self.step, self.server = gate, step, server
 
     def __call__(self, run, attempt, recorder):
         from tinyforge.ml.train import TrainerCallback
 
-        gate, step = self.gate, self.step
+        gate, step, server = self.gate, self.step, self.server
+
+        def run_exists() -> bool:
+            client = server.client()
+            experiments = [e.experiment_id for e in client.search_experiments()]
+            return bool(experiments) and bool(client.search_runs(
+                experiments, filter_string=f"tags.`tinyforge.run_id` = '{run.pk}'"))
 
         class Stop(TrainerCallback):
             def on_step(self, progress):
                 if progress.step == step:
                     deadline = time.monotonic() + 60
-                    while not TrackedRun.all_teams.filter(run_id=run.pk).exists() and time.monotonic() < deadline:
+                    while not run_exists():
+                        assert time.monotonic() < deadline, "the run never appeared on the MLflow server"
                         time.sleep(0.05)
                     gate.shut()
 
@@ -121,7 +130,7 @@ def test_a_server_stopped_mid_run_costs_the_run_one_warning_event_and_nothing_el
         mlflow_server, port_gate, make_run, acme, monkeypatch):
     use_mlflow(acme.team, port_gate.url, mlflow_server.username, mlflow_server.password)
     monkeypatch.setattr(training_jobs, "RUN_CALLBACK_FACTORIES",
-                        [*training_jobs.RUN_CALLBACK_FACTORIES, StopServerAtStep(port_gate, 2)])
+                        [*training_jobs.RUN_CALLBACK_FACTORIES, StopServerAtStep(port_gate, 2, mlflow_server)])
     run = make_run(max_steps=8)
     assert train_run(run.pk, 1) == "succeeded"
     run.refresh_from_db()
