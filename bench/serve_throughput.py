@@ -7,7 +7,10 @@ runtime, and once on its llama.cpp runtime with the very GGUF file bare llama-se
 difference between those two is what our service adds: tokenizing, the proxy, the metrics). Prints the CPU
 (model, flags, caps), single-stream decode tokens/s, time to first token p50/p99 and for one
 40-token prompt, aggregate tokens/s at 1, 4, 8 and 16 concurrent streaming clients, memory per
-deployment, and the ratios against the peers. An AVX2-only CPU is emulated on a bigger one with
+deployment, and the ratios against the peers. The floors that compare two servers at 8 clients (our
+llama.cpp runtime against bare llama-server, a LoRA against its base) are also measured with both
+sides up and their levels run in turn (`--pairs`), since one level each, minutes apart, moves by
+8-10% on a small shared machine. An AVX2-only CPU is emulated on a bigger one with
 `ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2` (figures so measured must say so).
 
     .venv/bin/python bench/serve_throughput.py            # full run (a few minutes on 2 idle cores)
