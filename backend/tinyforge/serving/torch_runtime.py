@@ -138,12 +138,19 @@ class _Layer:
 
 @dataclass
 class _LowRank:
-    """A fused LoRA delta: out += (x @ a_t) @ b_t, the scale already folded into b_t. Kept
-    transposed ([in, r] and [r, out], contiguous): both products are then plain row-major GEMMs,
-    and the second one adds into the output in place (addmm_)."""
+    """The LoRA deltas of one fused projection (qkv, gate_up, out or down): the adapted modules' A
+    stacked into one product, x @ a_t, then each module's own B into its own output columns,
+    out[:, columns] += (x @ a_t)[:, ranks] @ b_t, the scale folded into b_t. One B per module, not
+    one block-diagonal B for the fused projection, whose zero blocks tripled the qkv B and doubled
+    the gate_up one: a rank-16 adapter of SmolLM2-135M on every projection holds 18.6 MiB instead
+    of 27.8 (a decode step's time did not change measurably). Kept transposed and contiguous:
+    every product is a plain row-major GEMM that adds into its columns of the output in place."""
 
-    a_t: torch.Tensor
-    b_t: torch.Tensor
+    a_t: torch.Tensor  # [in, sum of the adapted modules' ranks]
+    blocks: list[tuple[slice, slice, torch.Tensor]]  # per adapted module: output columns, its ranks, B^T [r, out]
+
+    def nbytes(self) -> int:
+        return self.a_t.nbytes + sum(b_t.nbytes for _, _, b_t in self.blocks)
 
 
 @dataclass
@@ -151,7 +158,7 @@ class _Adapter:
     layers: list[dict[str, _LowRank]] = field(default_factory=list)  # per layer: qkv/out/gate_up/down
 
     def nbytes(self) -> int:
-        return sum(t.a_t.nbytes + t.b_t.nbytes for layer in self.layers for t in layer.values())
+        return sum(delta.nbytes() for layer in self.layers for delta in layer.values())
 
 
 class TorchRuntime(Runtime):
@@ -446,10 +453,14 @@ class TorchRuntime(Runtime):
                 if delta is None:
                     continue
                 if rows is None:
-                    flat = x.reshape(-1, x.shape[-1])
-                    out.view(-1, out.shape[-1]).addmm_(flat @ delta.a_t, delta.b_t)
+                    low = x.reshape(-1, x.shape[-1]) @ delta.a_t
+                    flat = out.view(-1, out.shape[-1])
+                    for columns, ranks, b_t in delta.blocks:
+                        flat[:, columns].addmm_(low[:, ranks], b_t)
                 else:  # rows of dimension 0: batch rows in decode, whole prompts in prefill
-                    out.index_add_(0, rows, (x.index_select(0, rows) @ delta.a_t) @ delta.b_t)
+                    low = x.index_select(0, rows) @ delta.a_t
+                    for columns, ranks, b_t in delta.blocks:
+                        out[..., columns].index_add_(0, rows, low[..., ranks] @ b_t)
         finally:
             torch.set_num_threads(threads)
 
@@ -512,23 +523,22 @@ class TorchRuntime(Runtime):
         return adapter_id
 
     def _fuse(self, modules, names, sizes, scale) -> _LowRank | None:
-        """One low-rank pair for modules whose base matrices were concatenated: A stacked, B
-        block-diagonal (zero blocks where a module is not adapted)."""
+        """The low-rank deltas of modules whose base matrices were concatenated (in `names` order,
+        `sizes` their output sizes); None when none of them is adapted."""
         present = [n for n in names if n in modules]
         if not present:
             return None
-        a = torch.cat([modules[n]["A"] for n in present])
-        b = torch.zeros(sum(sizes[n] for n in names), a.shape[0])
-        row, col = 0, 0
+        put = lambda t: t.to(self.device, self.act_dtype).contiguous()  # noqa: E731
+        blocks, column, rank = [], 0, 0
         for name in names:
             if name in modules:
-                block = modules[name]["B"] * scale
-                if block.shape[0] != sizes[name]:
-                    raise TinyforgeError(f"adapter {name} has output size {block.shape[0]}, the base model {sizes[name]}")
-                b[row:row + sizes[name], col:col + block.shape[1]] = block
-                col += block.shape[1]
-            row += sizes[name]
-        return _LowRank(a.t().to(self.device, self.act_dtype).contiguous(), b.t().to(self.device, self.act_dtype).contiguous())
+                b, r = modules[name]["B"], modules[name]["A"].shape[0]
+                if b.shape[0] != sizes[name]:
+                    raise TinyforgeError(f"adapter {name} has output size {b.shape[0]}, the base model {sizes[name]}")
+                blocks.append((slice(column, column + sizes[name]), slice(rank, rank + r), put((b * scale).t())))
+                rank += r
+            column += sizes[name]
+        return _LowRank(put(torch.cat([modules[n]["A"] for n in present]).t()), blocks)
 
     def remove_adapter(self, adapter_id: int) -> None:
         self.adapters.pop(adapter_id, None)
