@@ -14,10 +14,15 @@ does), or refuses it with a 400 when `refuse_formats` is set.
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 _WORD = re.compile(r"[A-Za-z0-9]+")
@@ -70,6 +75,12 @@ class TeacherHandler(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+    def do_GET(self):
+        if self.path != "/stats":
+            return self.reply(404, {"error": {"message": f"no {self.path}", "type": "invalid_request_error"}})
+        with self.server.lock:
+            self.reply(200, {"most_in_flight": self.server.most_in_flight})
 
     def do_POST(self):
         request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -171,3 +182,37 @@ class TeacherHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.leave()
         self.wfile.write(data)
+
+
+class TeacherProcess:
+    """The same teacher in a child process, not recording requests, for documents of thousands of
+    chunks: in the test's own process every answer was written while holding the GIL that the
+    client under test needs, and tracemalloc (which the bounded-memory tests turn on) traced the
+    server's allocations as well as the client's. `stats()` reads what the tests check."""
+
+    def __enter__(self):
+        tests = str(Path(__file__).resolve().parents[1])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])}
+        child = ("from connectors.teacher_model import TeacherServer\n"
+                 "server = TeacherServer()\nserver.record = False\n"
+                 "print(server.server_address[1], flush=True)\nserver.serve_forever()\n")
+        self.process = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, env=env, text=True)
+        line = self.process.stdout.readline()
+        if not line.strip().isdigit():
+            self.process.kill()
+            raise RuntimeError(f"the teacher process did not start (exit code {self.process.wait()})")
+        self.port = int(line)
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def stats(self) -> dict:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/stats", timeout=10) as response:
+            return json.load(response)
+
+    def __exit__(self, *exc):
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        self.process.stdout.close()
