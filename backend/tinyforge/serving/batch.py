@@ -13,12 +13,12 @@ import asyncio
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tinyforge.errors import TinyforgeError
-from tinyforge.serving.engine import Failed, Finished, QueueFull, SamplingParams, TextDelta
-from tinyforge.serving.metrics import ServingMetrics
-from tinyforge.serving.pool import ModelPool, RuntimeOptions
-from tinyforge.serving.registry import FolderRegistry
+
+if TYPE_CHECKING:
+    from tinyforge.serving.pool import RuntimeOptions
 
 
 @dataclass(frozen=True)
@@ -44,8 +44,14 @@ class LocalModels:
     Use it as a context manager, or call close(): the engines own threads and memory.
     """
 
-    def __init__(self, models: dict[str, Path], options: RuntimeOptions = RuntimeOptions()):
-        self.options = options
+    def __init__(self, models: dict[str, Path], options: RuntimeOptions | None = None):
+        # The engine (PyTorch, llguidance) is imported here, not with the module: Answer is what the
+        # evaluation's judges and endpoints import from this one, in every Django process.
+        from tinyforge.serving.metrics import ServingMetrics
+        from tinyforge.serving.pool import ModelPool, RuntimeOptions
+        from tinyforge.serving.registry import FolderRegistry
+
+        self.options = options = options or RuntimeOptions()
         self.pool = ModelPool(FolderRegistry(models), options, ServingMetrics())
         try:
             self.pool.sync(self.pool.registry.list_models())
@@ -71,6 +77,8 @@ class LocalModels:
 
     async def answer(self, name: str, messages: list[dict[str, str]], *, max_tokens: int) -> Answer:
         """Greedy answer of model `name`, submitted to its engine as soon as the waiting queue has room."""
+        from tinyforge.serving.engine import Failed, Finished, QueueFull, SamplingParams, TextDelta
+
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.options.max_waiting)
         served = self.pool.get(name)
