@@ -126,10 +126,10 @@ class Worker(rq.Worker):
 
     def bootstrap(self, *args, **kwargs):
         super().bootstrap(*args, **kwargs)
-        if set(self.queue_names()) & set(WORK_QUEUES):
+        if set(self.queue_names()) - {CONTROL_QUEUE}:
             # A work horse is forked per job: PyTorch and transformers imported here once are in
-            # every horse at no cost, instead of seconds at the start of every training, ingest or
-            # deploy job. The web app and the scheduler never import them.
+            # every horse at no cost, instead of seconds at the start of every training, ingest,
+            # deploy or evaluation job. The web app and the scheduler never import them.
             import torch  # noqa: F401
             import transformers  # noqa: F401
         warn_unless_noeviction(self.connection)
