@@ -34,6 +34,19 @@ def tinyforge_data_dir(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, tmp_path_factory):
+    """On SQLite, the test database is a file in WAL mode, as the product's is, not Django's default
+    in-memory database. That one is shared between threads through SQLite's shared cache, whose
+    table locks fail at once ("database table is locked") instead of waiting out the busy timeout:
+    a test whose training thread wrote while the test thread read failed now and then."""
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        database.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("sqlite") / "test.sqlite3")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def redis_url(tinyforge_data_dir):
     """The Redis the RQ queues use: REDIS_URL when set (CI), else an embedded redis-server
