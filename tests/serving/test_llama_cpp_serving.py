@@ -171,7 +171,7 @@ def test_a_llama_server_that_cannot_start_again_answers_503s_saying_why_until_it
 
 
 @pytest.mark.parametrize("damage, says", [
-    (lambda data: data[: len(data) // 2], "model.gguf"),  # truncated: a copy cut short
+    (lambda data: data[: len(data) // 2], "and the file has"),  # truncated: a copy cut short
     (lambda data: b"GGUF" + b"\x00" * 64, "model.gguf"),  # the magic, then nothing that makes a model
     (lambda data: b"not a gguf at all" * 10, "not a readable GGUF"),
 ])
@@ -195,6 +195,23 @@ def test_a_corrupt_or_truncated_gguf_fails_its_model_clearly_while_the_others_se
             assert len(engines(server)) == 2
     finally:
         shutil.rmtree(broken)
+
+
+def test_the_gguf_header_reads_as_the_gguf_package_reads_it(llama_cpp_lora_dir):
+    """The runtime's own pass over a GGUF's header (the package's reader takes seconds on a real
+    tokenizer) gives the package's values: scalars and strings as they are, arrays as their length."""
+    from gguf import GGUFReader
+
+    from tinyforge.serving.llama_cpp_runtime import _gguf_header
+
+    manifest = json.loads((llama_cpp_lora_dir / "llama_cpp.json").read_text())
+    for name in ("model", "lora"):
+        path = (llama_cpp_lora_dir / manifest[name]).resolve()
+        expected = {key: field.contents() for key, field in GGUFReader(path).fields.items()
+                    if not key.startswith("GGUF.")}
+        expected = {key: len(value) if isinstance(value, list) else value for key, value in expected.items()}
+        assert _gguf_header(path) == pytest.approx(expected), name
+    assert expected["general.type"] == "adapter" and len(expected) > 5
 
 
 def test_a_broken_adapter_fails_its_deployment_and_the_base_keeps_serving(
