@@ -53,8 +53,10 @@ api-types: venv $(FRONTEND_STAMP)
 demo: venv frontend
 	$(BIN)/tinyforge demo
 
+# One pytest-xdist worker per core (at most 4), a test module to a worker: the suite waits on
+# processes, servers and the browser much of the time, and one worker alone used about 1.1 cores.
 test: venv frontend frontend-test browser
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --maxprocesses=4 --dist loadfile
 
 # Follows docs/getting-started.md literally in a fresh clone of HEAD and a fresh virtualenv: make demo,
 # the dashboard, a token, a quick training on the demo dataset, a deployment, a chat (minutes).

@@ -7,6 +7,21 @@ import pytest
 from tinymodel import TINY_MODEL, build_tiny_model
 
 
+def pytest_configure(config):
+    """A pytest-xdist worker takes its share of the cores, for PyTorch here and in the processes its
+    tests start: two workers of two threads each on two cores would make every two-thread product
+    wait for a thread that the other worker holds."""
+    import os
+
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A two-layer Llama with its own tokenizer and chat template, as a Hugging Face folder.
@@ -57,14 +72,56 @@ def redis_url(tinyforge_data_dir):
 
     configured = os.environ.get("REDIS_URL")
     if configured:
-        yield configured
+        url = _worker_database(configured)
+        if url != configured:  # a pytest-xdist worker: the queues of a database number of its own
+            _use_redis(settings, url)
+            os.environ["REDIS_URL"] = url  # the worker processes tests start inherit it
+        yield url
         return
     from tinyforge.core.embedded_redis import EmbeddedRedis
     from tinyforge.core.env import embedded_redis_socket
 
     server = EmbeddedRedis(embedded_redis_socket(tinyforge_data_dir), tinyforge_data_dir).start()
-    for queue in settings.RQ_QUEUES.values():
-        queue["URL"] = server.url
-    settings.RQ_REDIS_URL = server.url
+    _use_redis(settings, server.url)
     yield server.url
     server.stop()
+
+
+def _use_redis(settings, url: str) -> None:
+    for queue in settings.RQ_QUEUES.values():
+        queue["URL"] = url
+    settings.RQ_REDIS_URL = url
+    if settings.REDIS_URL:
+        settings.REDIS_URL = url
+
+
+def _worker_database(url: str) -> str:
+    """REDIS_URL with the database number moved up by the pytest-xdist worker's index (gw1 -> +1),
+    so that two workers sharing one server never take or flush each other's jobs. The browser
+    journeys add 8 to it for their own platforms (e2e/conftest.py)."""
+    import os
+    import re
+
+    worker = re.fullmatch(r"gw(\d+)", os.environ.get("PYTEST_XDIST_WORKER", ""))
+    if not worker or int(worker[1]) == 0:
+        return url
+    base, _, query = url.partition("?")
+    match = re.search(r"/(\d+)$", base)
+    number = (int(match[1]) if match else 0) + int(worker[1])
+    if number >= 8:
+        raise pytest.UsageError(f"REDIS_URL {url}: pytest-xdist worker {worker[0]} would need database {number}")
+    return f"{base[:match.start()] if match else base.rstrip('/')}/{number}" + (f"?{query}" if query else "")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The modules that take longest (SmolLM2, then real processes) run first. Under pytest-xdist
+    (`make test` runs two workers, one module on one worker) a long module started last would leave
+    the other worker idle for its whole length."""
+    def rank(item) -> int:  # markers set on a test, its class or its module's pytestmark
+        return 0 if item.get_closest_marker("slow") else 1 if item.get_closest_marker("e2e") else 2
+
+    modules: dict[str, int] = {}
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        modules[module] = min(modules.get(module, 2), rank(item))
+    items.sort(key=lambda item: modules[item.nodeid.split("::")[0]])  # stable: each module's order kept
