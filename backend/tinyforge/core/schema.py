@@ -17,6 +17,17 @@ ErrorBody = inline_serializer(
     },
 )
 
+# A text/event-stream answer is described one event at a time: OpenAPI 3.0 and 3.1 tools (and
+# schemathesis, which checks each event of a stream) read a sequential media type's `schema` as
+# the schema of one item (3.2 names it itemSchema). `data` holds the event's JSON, as text.
+ServerSentEvent = inline_serializer(
+    "ServerSentEvent",
+    {
+        "event": serializers.CharField(required=False, help_text="the kind of event; `message` when absent"),
+        "id": serializers.CharField(required=False, help_text="where a reconnecting client resumes (Last-Event-ID)"),
+        "data": serializers.CharField(help_text="the event's JSON document"),
+    },
+)
 
 ERROR_TEXT = {
     400: "Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given "

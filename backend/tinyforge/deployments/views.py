@@ -12,7 +12,7 @@ from tinyforge.core.api import TeamScopedViewSet, parse_id
 from tinyforge.core.parsers import JSONParser
 from tinyforge.core.permissions import TeamRolePermission
 from tinyforge.core.roles import Role, Scope
-from tinyforge.core.schema import OBJECT_ERRORS, READ_ERRORS, WRITE_ERRORS, errors
+from tinyforge.core.schema import OBJECT_ERRORS, READ_ERRORS, WRITE_ERRORS, ServerSentEvent, errors
 from tinyforge.datasets.serializers import DatasetVersionSerializer
 from tinyforge.deployments import proxy, services
 from tinyforge.deployments.feedback import ROW_KINDS, create_feedback_version, feedback_rows, give_feedback
@@ -78,7 +78,7 @@ class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins
         return Scope.INFERENCE if getattr(self, "action", None) == "chat" else None
 
     @extend_schema(request=PlaygroundChatSerializer,
-                   responses={(200, "text/event-stream"): OpenApiTypes.STR, (200, "application/json"): OpenApiTypes.OBJECT,
+                   responses={(200, "text/event-stream"): ServerSentEvent, (200, "application/json"): OpenApiTypes.OBJECT,
                               **errors(400, 401, 403, 404, 409)},
                    summary="Playground: chat with the deployment, streamed token by token (OpenAI chunks over SSE)")
     @action(detail=True, methods=["post"], parser_classes=[JSONParser],

@@ -13,7 +13,7 @@ from tinyforge.core.api import AFTER_PARAMETERS, MAX_ID, TeamScopedViewSet, pars
 from tinyforge.core.events import in_log_of
 from tinyforge.core.query import bounded_int, single_query_value
 from tinyforge.core.roles import Role
-from tinyforge.core.schema import OBJECT_ERRORS, READ_ERRORS, WRITE_ERRORS, errors
+from tinyforge.core.schema import OBJECT_ERRORS, READ_ERRORS, WRITE_ERRORS, ServerSentEvent, errors
 from tinyforge.core.serializers import EventPageSerializer, EventSerializer
 from tinyforge.training import services
 from tinyforge.training.filters import CheckpointFilter, TrainingRunFilter
@@ -226,7 +226,7 @@ class TrainingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixin
         return Response(services.compare_runs([runs[i] for i in ids]))
 
     @extend_schema(parameters=[OpenApiParameter("after_event", OpenApiTypes.INT), OpenApiParameter("after_metric", OpenApiTypes.INT)],
-                   responses={(200, "text/event-stream"): OpenApiTypes.STR, **OBJECT_ERRORS},
+                   responses={(200, "text/event-stream"): ServerSentEvent, **OBJECT_ERRORS},
                    summary="Server-Sent Events: log lines, metric points and progress as they happen (curl -N)")
     @action(detail=True, methods=["get"], renderer_classes=[renderers.JSONRenderer, EventStreamRenderer])
     def stream(self, request, pk=None):

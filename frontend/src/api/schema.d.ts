@@ -3215,6 +3215,14 @@ export interface components {
              */
             threshold?: number;
         };
+        ServerSentEvent: {
+            /** @description the kind of event; `message` when absent */
+            event?: string;
+            /** @description where a reconnecting client resumes (Last-Event-ID) */
+            id?: string;
+            /** @description the event's JSON document */
+            data: string;
+        };
         /**
          * @description * `api` - The OpenAI-compatible API (an API token)
          *     * `playground` - The Playground
@@ -6018,7 +6026,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "text/event-stream": string;
+                    "text/event-stream": components["schemas"]["ServerSentEvent"];
                     "application/json": {
                         [key: string]: unknown;
                     };
@@ -10050,7 +10058,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "text/event-stream": string;
+                    "text/event-stream": components["schemas"]["ServerSentEvent"];
                 };
             };
             /** @description Invalid input (a bad id, an unknown or invalid field, filter or query parameter, a parameter given twice, malformed JSON); `fields` names each bad one */
