@@ -60,6 +60,63 @@ def test_adapters_apply_per_row_in_one_batch(tiny_model_dir, lora_adapter_dir, r
     assert runtime.adapter_bytes(adapter) == 4 * lora_values < runtime.info.weights_bytes
 
 
+@pytest.mark.parametrize("dtype", ["float32", pytest.param("bfloat16", marks=needs_native_bf16)])
+def test_fused_adapters_change_no_base_row_and_the_ones_past_the_limit_still_apply(
+        tiny_model_dir, lora_adapter_dir, second_lora_adapter_dir, monkeypatch, dtype):
+    """Adapters' A matrices become rows of the base matrices (up to FUSED_ADAPTERS of them): a base
+    row's logits stay bit for bit what the base alone gives, whatever shares its step; an adapter
+    past the limit is multiplied on its own and takes a fused one's place when that one goes."""
+    import tinyforge.serving.torch_runtime as torch_runtime
+
+    monkeypatch.setattr(torch_runtime, "FUSED_ADAPTERS", 1)
+    alone = TorchRuntime.from_folder(tiny_model_dir, max_slots=4, max_context=64, dtype=dtype)
+    shared = TorchRuntime.from_folder(tiny_model_dir, max_slots=4, max_context=64, dtype=dtype)
+    unfused = TorchRuntime.from_folder(tiny_model_dir, max_slots=4, max_context=64, dtype=dtype)
+    monkeypatch.setattr(torch_runtime, "FUSED_ADAPTERS", 0)
+    expected = {path: unfused.add_adapter(path) for path in (lora_adapter_dir, second_lora_adapter_dir)}
+    monkeypatch.setattr(torch_runtime, "FUSED_ADAPTERS", 1)
+    first, second = shared.add_adapter(lora_adapter_dir), shared.add_adapter(second_lora_adapter_dir)
+    sizes = {kind: getattr(alone.layers[0], kind).shape[0] for kind in ("qkv", "out", "gate_up", "down")}
+    rank = 4  # make_lora_adapter's r, on every projection: qkv holds 3 of them, gate_up 2
+    assert {kind: getattr(shared.layers[0], kind).shape[0] - sizes[kind] for kind in sizes} == {
+        "qkv": 3 * rank, "out": rank, "gate_up": 2 * rank, "down": rank}
+    assert shared.adapters[first].fused and not shared.adapters[second].fused
+    # A fused adapter's bytes: its A in the base matrices' dtype, its B in float32.
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(lora_adapter_dir / "adapter_model.safetensors"))
+    values = {part: sum(t.numel() for key, t in tensors.items() if f"lora_{part}" in key) for part in "AB"}
+    assert shared.adapter_bytes(first) == values["A"] * alone.layers[0].qkv.element_size() + 4 * values["B"]
+    tolerance = {"float32": 1e-5, "bfloat16": 0.05}[dtype]
+
+    def check(runtime, rows, adapters_expected):
+        logits = runtime.prefill(0, PROMPTS, rows)
+        base = alone.prefill(0, PROMPTS, [BASE_ADAPTER] * 3)
+        decoded = runtime.decode([3, 4, 5], [len(p) for p in PROMPTS], rows)
+        base_decoded = alone.decode([3, 4, 5], [len(p) for p in PROMPTS], [BASE_ADAPTER] * 3)
+        reference = unfused.prefill(0, PROMPTS, adapters_expected)
+        reference_decoded = unfused.decode([3, 4, 5], [len(p) for p in PROMPTS], adapters_expected)
+        for row, adapter in enumerate(rows):
+            if adapter == BASE_ADAPTER:
+                assert torch.equal(logits[row], base[row]) and torch.equal(decoded[row], base_decoded[row])
+            else:
+                torch.testing.assert_close(logits[row], reference[row], rtol=0, atol=tolerance)
+                torch.testing.assert_close(decoded[row], reference_decoded[row], rtol=0, atol=tolerance)
+                assert (logits[row] - base[row]).abs().max() > 0.1  # the adapter does change the answer
+
+    check(shared, [first, BASE_ADAPTER, second],
+          [expected[lora_adapter_dir], BASE_ADAPTER, expected[second_lora_adapter_dir]])
+    check(shared, [BASE_ADAPTER, first, BASE_ADAPTER], [BASE_ADAPTER, expected[lora_adapter_dir], BASE_ADAPTER])
+    shared.remove_adapter(first)
+    assert shared.adapters[second].fused
+    assert {kind: getattr(shared.layers[0], kind).shape[0] - sizes[kind] for kind in sizes} == {
+        "qkv": 2 * rank, "out": 0, "gate_up": 0, "down": 0}  # the second adapts q_proj and v_proj only
+    check(shared, [second, BASE_ADAPTER, second],
+          [expected[second_lora_adapter_dir], BASE_ADAPTER, expected[second_lora_adapter_dir]])
+    shared.remove_adapter(second)
+    assert {kind: getattr(shared.layers[0], kind).shape[0] for kind in sizes} == sizes
+
+
 def test_it_refuses_adapters_it_cannot_share_and_architectures_it_does_not_know(tiny_model_dir, tmp_path):
     import json
     import shutil

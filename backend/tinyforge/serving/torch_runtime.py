@@ -84,6 +84,11 @@ def _can_prepack(device: torch.device, dtype: torch.dtype) -> bool:
     return dtype == torch.float32 or (dtype == torch.bfloat16 and cpu().onednn_bf16)
 
 
+# How many adapters have their A matrices appended as rows to the base matrices (see
+# TorchRuntime._fuse_adapters); later ones multiply A on their own until a fused one goes. Every
+# fused adapter adds its ranks to every row's product, adapted or not.
+FUSED_ADAPTERS = 4
+
 # With bfloat16 weights the output layer's logits are rounded to bfloat16 (about 0.4%); the best
 # candidates are recomputed in float32 so greedy choices and the head of the distribution are exact.
 REFINED_CANDIDATES = 64
@@ -144,18 +149,25 @@ class _LowRank:
     one block-diagonal B for the fused projection, whose zero blocks tripled the qkv B and doubled
     the gate_up one: a rank-16 adapter of SmolLM2-135M on every projection holds 18.6 MiB instead
     of 27.8 (a decode step's time did not change measurably). Kept transposed and contiguous:
-    every product is a plain row-major GEMM that adds into its columns of the output in place."""
+    every product is a plain row-major GEMM that adds into its columns of the output in place.
 
-    a_t: torch.Tensor  # [in, sum of the adapted modules' ranks]
+    Once fused (TorchRuntime._fuse_adapters), A lives only as extra rows of the base matrix and
+    x @ a_t is read from the base product's output columns `fused`."""
+
+    a_t: torch.Tensor | None  # [in, sum of the adapted modules' ranks]; None once fused
     blocks: list[tuple[slice, slice, torch.Tensor]]  # per adapted module: output columns, its ranks, B^T [r, out]
+    fused: slice | None = None  # x @ a_t's columns in the output of the base matrix that holds A
+    fused_bytes: int = 0  # A's bytes in that matrix
 
     def nbytes(self) -> int:
-        return self.a_t.nbytes + sum(b_t.nbytes for _, _, b_t in self.blocks)
+        own = self.a_t.nbytes if self.a_t is not None else self.fused_bytes
+        return own + sum(b_t.nbytes for _, _, b_t in self.blocks)
 
 
 @dataclass
 class _Adapter:
     layers: list[dict[str, _LowRank]] = field(default_factory=list)  # per layer: qkv/out/gate_up/down
+    fused: bool = False  # its A matrices are rows of the base matrices (TorchRuntime._fuse_adapters)
 
     def nbytes(self) -> int:
         return sum(delta.nbytes() for layer in self.layers for delta in layer.values())
@@ -208,7 +220,7 @@ class TorchRuntime(Runtime):
         put = lambda t: t.detach().to(self.device, self.dtype).contiguous()  # noqa: E731
         small = lambda t: t.detach().to(self.device, self.act_dtype).contiguous()  # noqa: E731
         # A matrix only ever multiplied: in oneDNN's blocked layout on the CPU (see _can_prepack).
-        matrix = (lambda t: torch.ops.mkldnn._reorder_linear_weight(put(t))) if self.prepacked else put  # noqa: E731
+        matrix = lambda t: self._pack(put(t))  # noqa: E731
         float_matrix = matrix
         if self.int8:
             matrix = lambda t: _Int8Matrix.quantize(t, levels)  # noqa: E731
@@ -219,7 +231,7 @@ class TorchRuntime(Runtime):
         head = model.get_output_embeddings().weight
         # The row-major head is kept for the embedding lookup (when tied) and the float32 refinement.
         self.lm_head = self.embed if head.data_ptr() == inner.embed_tokens.weight.data_ptr() else put(head)
-        self.lm_head_matrix = torch.ops.mkldnn._reorder_linear_weight(self.lm_head) if self.prepacked else self.lm_head
+        self.lm_head_matrix = self._pack(self.lm_head)
         self.final_norm = small(inner.norm.weight)
         self.layers: list[_Layer] = []
         for block in inner.layers:
@@ -433,12 +445,14 @@ class TorchRuntime(Runtime):
         return out.to(x.dtype)
 
     def _linear(self, x, weight, bias, groups, layer_index: int, kind: str):
-        out = self._matmul(x, weight, bias)
+        full = self._matmul(x, weight, bias)
+        # Past the base's columns: x @ A of the fused adapters (_fuse_adapters), for every row.
+        out = full[..., : self.out_sizes[kind]] if full.shape[-1] != self.out_sizes[kind] else full
         if groups:
-            self._add_low_rank(out, x, groups, layer_index, kind)
+            self._add_low_rank(out, full, x, groups, layer_index, kind)
         return out
 
-    def _add_low_rank(self, out, x, groups, layer_index: int, kind: str) -> None:
+    def _add_low_rank(self, out, full, x, groups, layer_index: int, kind: str) -> None:
         # Products of rank 16 or so are too small to share between threads: with two, every one
         # waited for the second thread to wake (about 40 us instead of 10 us alone, and up to a
         # millisecond when another process held the other core), so a LoRA decode step cost far
@@ -453,12 +467,14 @@ class TorchRuntime(Runtime):
                 if delta is None:
                     continue
                 if rows is None:
-                    low = x.reshape(-1, x.shape[-1]) @ delta.a_t
+                    low = (full.reshape(-1, full.shape[-1])[:, delta.fused] if delta.fused is not None
+                           else x.reshape(-1, x.shape[-1]) @ delta.a_t)
                     flat = out.view(-1, out.shape[-1])
                     for columns, ranks, b_t in delta.blocks:
                         flat[:, columns].addmm_(low[:, ranks], b_t)
                 else:  # rows of dimension 0: batch rows in decode, whole prompts in prefill
-                    low = x.index_select(0, rows) @ delta.a_t
+                    low = (full[..., delta.fused].index_select(0, rows) if delta.fused is not None
+                           else x.index_select(0, rows) @ delta.a_t)
                     for columns, ranks, b_t in delta.blocks:
                         out[..., columns].index_add_(0, rows, low[..., ranks] @ b_t)
         finally:
@@ -520,6 +536,7 @@ class TorchRuntime(Runtime):
         adapter_id = self._next_adapter
         self._next_adapter += 1
         self.adapters[adapter_id] = adapter
+        self._fuse_adapters()
         return adapter_id
 
     def _fuse(self, modules, names, sizes, scale) -> _LowRank | None:
@@ -540,8 +557,62 @@ class TorchRuntime(Runtime):
             column += sizes[name]
         return _LowRank(put(torch.cat([modules[n]["A"] for n in present]).t()), blocks)
 
+    def _fuse_adapters(self) -> None:
+        """Keep the A matrices of the first FUSED_ADAPTERS adapters as extra rows of the base
+        matrices, so that the base product, on every thread, also gives each row's x @ A; only the
+        small B products are left to _add_low_rank.
+
+        Why: multiplied on their own, the adapter's matrices were read from memory on one thread
+        after the base matrices had pushed them out of the caches, and a LoRA decode step of
+        SmolLM2-135M in bfloat16 took 0.78-0.83x the base's (docs/benchmarks.md). The base's own
+        columns come out bit for bit as from the base matrix alone (oneDNN computes each output
+        column from its own weights), so fusing changes no base row's answer. A takes the base
+        matrix's dtype: in bfloat16 that rounds the adapter's A and x @ A as the base's own
+        products are rounded, finer than an adapter merged into bfloat16 weights would be.
+
+        The base matrices' row-major values are read back from oneDNN's layout as I @ W^T, which is
+        exact (one product per output, the rest zeros); a rebuild (an adapter fused or removed)
+        took 0.7 s on SmolLM2-135M in bfloat16 (2 cores), between two decode steps."""
+        wanted = list(self.adapters.values())[:FUSED_ADAPTERS]
+        for index, layer in enumerate(self.layers):
+            for kind in MATRIX_KINDS:
+                matrix = getattr(layer, kind)
+                if isinstance(matrix, _Int8Matrix):  # int8 kinds keep x @ A in float32
+                    continue
+                size = self.out_sizes[kind]
+                deltas = [d for d in (a.layers[index].get(kind) for a in wanted) if d is not None]
+                layout, column = [], size
+                for delta in deltas:
+                    width = delta.a_t.shape[1] if delta.a_t is not None else delta.fused.stop - delta.fused.start
+                    layout.append(slice(column, column + width))
+                    column += width
+                if column == matrix.shape[0] and all(d.fused == c for d, c in zip(deltas, layout)):
+                    continue  # unchanged (an adapter that does not adapt this kind came or went)
+                current = self._row_major(matrix)
+                rows = [current[:size]] + [current[d.fused] if d.fused is not None else d.a_t.t().to(self.dtype)
+                                           for d in deltas]
+                setattr(layer, kind, self._pack(torch.cat(rows)))
+                if kind == "qkv" and layer.qkv_bias is not None:
+                    layer.qkv_bias = F.pad(layer.qkv_bias[:size], (0, column - size))
+                for delta, columns, a in zip(deltas, layout, rows[1:]):
+                    delta.fused, delta.a_t, delta.fused_bytes = columns, None, a.nbytes
+        for adapter in wanted:
+            adapter.fused = True
+
+    def _pack(self, matrix: torch.Tensor) -> torch.Tensor:
+        matrix = matrix.contiguous()
+        return torch.ops.mkldnn._reorder_linear_weight(matrix) if self.prepacked else matrix
+
+    def _row_major(self, matrix: torch.Tensor) -> torch.Tensor:
+        if not self.prepacked:
+            return matrix
+        identity = torch.eye(matrix.shape[1], device=self.device, dtype=self.dtype)
+        return torch.ops.mkldnn._linear_pointwise(identity, matrix, None, "none", [], "").t()
+
     def remove_adapter(self, adapter_id: int) -> None:
-        self.adapters.pop(adapter_id, None)
+        adapter = self.adapters.pop(adapter_id, None)
+        if adapter is not None and adapter.fused:
+            self._fuse_adapters()
 
     def adapter_bytes(self, adapter_id: int) -> int:
         adapter = self.adapters.get(adapter_id)
