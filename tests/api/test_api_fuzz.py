@@ -47,12 +47,16 @@ def callers(acme, globex, alice, charlie, token_client):
 
 
 @pytest.fixture
-def api_schema():
+def api_schema(monkeypatch):
+    import django.db
+
     schema = schemathesis.openapi.from_dict(SchemaGenerator().get_schema(request=None, public=True))
     schema.app = get_wsgi_application()
     # As Django's test client does: schemathesis calls the WSGI handler itself, whose request
     # signals would close the test's database connection inside its transaction (PostgreSQL's
-    # closes for real, and every later request answered 500; SQLite's in-memory one never closes).
+    # closes for real, and every later request answered 500).
+    # A run's event stream makes the same call when it ends (training.views.run_stream).
+    monkeypatch.setattr(django.db, "close_old_connections", lambda **kwargs: None)
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
     yield schema
