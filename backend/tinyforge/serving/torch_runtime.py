@@ -217,6 +217,7 @@ class TorchRuntime(Runtime):
 
         inner = model.model
         self.prepacked = _can_prepack(self.device, self.dtype)
+        self.fuses_adapters = self.prepacked and self.dtype == torch.bfloat16  # see _fuse_adapters
         put = lambda t: t.detach().to(self.device, self.dtype).contiguous()  # noqa: E731
         small = lambda t: t.detach().to(self.device, self.act_dtype).contiguous()  # noqa: E731
         # A matrix only ever multiplied: in oneDNN's blocked layout on the CPU (see _can_prepack).
@@ -569,10 +570,15 @@ class TorchRuntime(Runtime):
         column from its own weights), so fusing changes no base row's answer. A takes the base
         matrix's dtype: in bfloat16 that rounds the adapter's A and x @ A as the base's own
         products are rounded, finer than an adapter merged into bfloat16 weights would be.
+        Only for prepacked bfloat16 matrices: in float32 (oneDNN capped at AVX2, the float32 an
+        AVX2-only CPU serves) the LoRA step was no faster fused (69.4 against 67.4 ms, medians of
+        six rounds in turn, within noise), and the rebuild took 1.3 s.
 
         The base matrices' row-major values are read back from oneDNN's layout as I @ W^T, which is
         exact (one product per output, the rest zeros); a rebuild (an adapter fused or removed)
         took 0.7 s on SmolLM2-135M in bfloat16 (2 cores), between two decode steps."""
+        if not self.fuses_adapters:
+            return
         wanted = list(self.adapters.values())[:FUSED_ADAPTERS]
         for index, layer in enumerate(self.layers):
             for kind in MATRIX_KINDS:
