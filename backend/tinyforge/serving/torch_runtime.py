@@ -565,9 +565,10 @@ class TorchRuntime(Runtime):
 
         Why: multiplied on their own, the adapter's matrices were read from memory on one thread
         after the base matrices had pushed them out of the caches, and a LoRA decode step of
-        SmolLM2-135M in bfloat16 took 0.78-0.83x the base's (docs/benchmarks.md). The base's own
-        columns come out bit for bit as from the base matrix alone (oneDNN computes each output
-        column from its own weights), so fusing changes no base row's answer. A takes the base
+        SmolLM2-135M in bfloat16 took 0.78-0.85x the base's (docs/benchmarks.md). The base's own
+        columns came out bit for bit as from the base matrix alone (SmolLM2-135M's four shapes with
+        4 to 64 extra rows, 1 to 200 rows of input, and the tests), so fusing changes no base row's
+        answer. A takes the base
         matrix's dtype: in bfloat16 that rounds the adapter's A and x @ A as the base's own
         products are rounded, finer than an adapter merged into bfloat16 weights would be.
         Only for prepacked bfloat16 matrices: in float32 (oneDNN capped at AVX2, the float32 an
@@ -610,8 +611,7 @@ class TorchRuntime(Runtime):
         return torch.ops.mkldnn._reorder_linear_weight(matrix) if self.prepacked else matrix
 
     def _row_major(self, matrix: torch.Tensor) -> torch.Tensor:
-        if not self.prepacked:
-            return matrix
+        """A prepacked matrix's [out, in] values, read back as I @ W^T (see _fuse_adapters)."""
         identity = torch.eye(matrix.shape[1], device=self.device, dtype=self.dtype)
         return torch.ops.mkldnn._linear_pointwise(identity, matrix, None, "none", [], "").t()
 
