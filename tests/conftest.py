@@ -96,21 +96,16 @@ def _use_redis(settings, url: str) -> None:
 
 
 def _worker_database(url: str) -> str:
-    """REDIS_URL with the database number moved up by the pytest-xdist worker's index (gw1 -> +1),
-    so that two workers sharing one server never take or flush each other's jobs. The browser
-    journeys add 8 to it for their own platforms (e2e/conftest.py)."""
+    """REDIS_URL for this pytest-xdist worker: gw1 one database up, so that two workers sharing
+    one server never take or flush each other's jobs (the browser journeys add 8 more, at most 4
+    workers: `make test`'s --maxprocesses)."""
     import os
     import re
 
+    from redis_database import moved_up
+
     worker = re.fullmatch(r"gw(\d+)", os.environ.get("PYTEST_XDIST_WORKER", ""))
-    if not worker or int(worker[1]) == 0:
-        return url
-    base, _, query = url.partition("?")
-    match = re.search(r"/(\d+)$", base)
-    number = (int(match[1]) if match else 0) + int(worker[1])
-    if number >= 8:
-        raise pytest.UsageError(f"REDIS_URL {url}: pytest-xdist worker {worker[0]} would need database {number}")
-    return f"{base[:match.start()] if match else base.rstrip('/')}/{number}" + (f"?{query}" if query else "")
+    return moved_up(url, int(worker[1])) if worker else url
 
 
 def pytest_collection_modifyitems(config, items):

@@ -11,7 +11,6 @@ test-artifacts/e2e/<journey>/ (the path is printed).
 from __future__ import annotations
 
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import pytest
 
 from e2e.browser import PASSWORD, REPO, Screenshots
 from e2e.knowledge_teacher import TEACHER_MODEL, build_teacher_model
+from redis_database import moved_up
 from serving.conftest import smol_tiny_model_dir  # noqa: F401  (a fixture: the llama.cpp journey's base)
 from tinymodel import TINY_MODEL
 
@@ -146,10 +146,7 @@ def platform(tmp_path_factory, tiny_model_dir, teacher_model_dir, smol_tiny_mode
         # A database number of our own on the shared server (8 above the suite's), so no other
         # test run's worker picks up this journey's jobs, and two runs given different
         # REDIS_URL databases do not flush each other's journeys.
-        url = os.environ["REDIS_URL"].split("?")[0]
-        match = re.search(r"/(\d+)$", url)
-        own = (int(match.group(1)) if match else 0) + 8
-        env["REDIS_URL"] = f"{url[:match.start()] if match else url.rstrip('/')}/{own % 16}"
+        env["REDIS_URL"] = moved_up(os.environ["REDIS_URL"], 8)
     else:
         from tinyforge.core.embedded_redis import EmbeddedRedis
 
