@@ -2,7 +2,7 @@
 
 Same model (SmolLM2-135M-Instruct, and a LoRA fine-tune of it on the shared base), same chat
 prompts, same machine, one run. Our service runs once per weight precision this CPU can run
-(float32; bfloat16 where native; int8 where the kernels exist) and once with `auto` on its PyTorch
+(float32; bfloat16 where native; int8 where the kernels exist; float16 where F16C and AVX2 are) and once with `auto` on its PyTorch
 runtime, and once on its llama.cpp runtime with the very GGUF file bare llama-server gets (so the
 difference between those two is what our service adds: tokenizing, the proxy, the metrics). Prints the CPU
 (model, flags, caps), single-stream decode tokens/s, time to first token p50/p99 and for one
@@ -273,11 +273,13 @@ def measure_ttft(url: str, model: str, prompts: list[str]) -> float:
 
 def precisions_here() -> list[str]:
     """Every weight precision our engine can run on this CPU: float32 always, bfloat16 where native,
-    int8 where the kernels exist (quality is checked at load; a miss serves float and says so)."""
+    int8 where the kernels exist, float16 where F16C and AVX2 are (quality is checked at load; a miss
+    serves float and says so)."""
     from tinyforge.hardware import cpu
 
     here = cpu()
-    return ["float32"] + (["bfloat16"] if here.native_bf16 else []) + (["int8"] if here.int8_missing is None else [])
+    return (["float32"] + (["bfloat16"] if here.native_bf16 else []) + (["int8"] if here.int8_missing is None else [])
+            + (["float16"] if here.fp16_missing is None else []))
 
 
 @contextlib.contextmanager

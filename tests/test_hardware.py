@@ -45,6 +45,9 @@ FALLBACK_TESTS = {
     "test_int8_matrices_follow_float32_and_a_rows_answer_does_not_depend_on_its_batch",
     "test_a_batch_whose_rows_use_different_adapters_and_precisions",
     "test_a_cpu_without_the_int8_kernels_gets_float_and_says_why",
+    # float16 weights: what auto serves on an AVX2-only CPU (serving.torch_runtime._HalfMatrix).
+    "test_float16_weights_one_row_and_batches_compute_the_same_product",
+    "test_auto_on_an_avx2_cpu_serves_float16_when_the_model_keeps_the_budget",
 }
 
 
@@ -62,6 +65,14 @@ def test_native_bf16_needs_the_instructions_and_no_cap_below_them():
     capped = probe(avx512 + ["avx512_bf16"], usable=["avx2", "fma"], cap="AVX2", capability="AVX2")
     assert capped.bf16_missing == "oneDNN is capped below AVX512-BF16 (ONEDNN_MAX_CPU_ISA=AVX2)"
     assert "ATEN_CPU_CAPABILITY" in probe(avx512 + ["avx512_bf16"], capability="AVX2").bf16_missing
+
+
+def test_float16_weights_need_f16c_and_avx2_not_avx512_fp16():
+    assert probe(["f16c", "avx2", "fma"], capability="AVX2").fp16_missing is None
+    assert "has no F16C and AVX2" in probe(["avx2", "fma"]).fp16_missing
+    assert "has no F16C and AVX2" in probe(["f16c"], capability="DEFAULT").fp16_missing
+    assert probe(["f16c", "avx2"], capability="DEFAULT").fp16_missing == (
+        "PyTorch's kernels are capped below AVX2 (ATEN_CPU_CAPABILITY=default)")
 
 
 def test_int8_dot_products_are_named_by_the_best_instructions_present():

@@ -25,7 +25,7 @@ from tinyforge.errors import TinyforgeError
 
 # The flags (Linux /proc/cpuinfo names) that decide which kernels run.
 RELEVANT_FLAGS = (
-    "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni", "avx512_bf16",
+    "f16c", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni", "avx512_bf16",
     "avx512_fp16", "avx_vnni", "avx_ne_convert", "amx_tile", "amx_int8", "amx_bf16", "amx_fp16",
 )
 
@@ -47,7 +47,6 @@ ONEDNN_ISA_LEVELS = (
 _ONEDNN_ALIASES = {"AVX512_CORE_FP16": "AVX10_1_512", "AVX512_CORE_AMX": "AVX10_1_512_AMX",
                    "AVX512_CORE_AMX_FP16": "AVX10_1_512_AMX_FP16"}
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-NATIVE_FP16_FLAGS = ("avx512_fp16", "amx_fp16")
 # One fused int8 dot product: what torch._int_mm needs to reach oneDNN (CpuCapabilities.int8_missing).
 INT8_DOT_PRODUCT_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 DEVICES = ("auto", "cpu", "cuda")
@@ -82,11 +81,16 @@ class CpuCapabilities:
 
     @property
     def fp16_missing(self) -> str | None:
-        """Why float16 matrices are not native here (None if they are): oneDNN needs AVX512-FP16 or AMX-FP16."""
-        if not any(flag in self.flags for flag in NATIVE_FP16_FLAGS):
-            return f"this CPU ({self.model}) has no float16 matrix instructions (AVX512-FP16 or AMX-FP16)"
-        if not any(flag in self.usable for flag in NATIVE_FP16_FLAGS):
-            return f"oneDNN is capped below AVX512-FP16 (ONEDNN_MAX_CPU_ISA={self.onednn_max_isa})"
+        """Why float16 weights cannot serve fast here, naming the missing feature; None when they can.
+        The serving engine reads them for one-row steps through ATen's float16 matrix-vector kernel,
+        which converts with F16C and adds in float32 in its AVX2 and AVX-512 versions, and multiplies
+        batches by float32 copies of the same values (serving.torch_runtime._HalfMatrix); no oneDNN
+        float16 kernel is needed, so AVX512-FP16 is not. Without AVX2 ATen's kernel is scalar."""
+        if "f16c" not in self.flags or "avx2" not in self.flags:
+            return (f"this CPU ({self.model}) has no F16C and AVX2, which PyTorch's vectorised float16 "
+                    "matrix-vector kernel needs")
+        if self.torch_capability == "DEFAULT":
+            return "PyTorch's kernels are capped below AVX2 (ATEN_CPU_CAPABILITY=default)"
         return None
 
     @property
@@ -229,8 +233,8 @@ def pick_device(requested: str = "auto", option: str = "device") -> str:
 
 
 def half_missing(device: str, dtype: str = "bfloat16") -> str | None:
-    """Why `dtype` (bfloat16 or float16) is not native on `device`, naming the missing feature;
-    None when it is."""
+    """Why `dtype` (bfloat16 or float16) cannot run at full speed on `device`, naming the missing
+    feature; None when it can (bfloat16 natively; float16 see CpuCapabilities.fp16_missing)."""
     if device.startswith("cuda"):
         import torch
 

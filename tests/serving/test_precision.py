@@ -1,4 +1,4 @@
-"""int8 weight matrices in the torch runtime, the `auto` precision choice, and their bad inputs."""
+"""int8 and float16 weight matrices in the torch runtime, the `auto` precision choice, and their bad inputs."""
 
 from __future__ import annotations
 
@@ -20,11 +20,15 @@ from tinyforge.serving.pool import RuntimeOptions
 from tinyforge.serving.precision import choose_precision, load_torch_runtime
 from tinyforge.serving.registry import ModelRegistry, ModelSpec
 from tinyforge.serving.runtime import BASE_ADAPTER
-from tinyforge.serving.torch_runtime import TorchRuntime, _Int8Matrix
+from tinyforge.serving.torch_runtime import TorchRuntime, _HalfMatrix, _Int8Matrix
 
 PROMPTS = [[5, 17, 40, 9, 3, 11], [8, 2], [30, 31, 32, 33, 34, 35, 36, 37, 38]]
 needs_int8 = pytest.mark.skipif(hardware.cpu().int8_missing is not None,
                                 reason=f"needs int8 kernels: {hardware.cpu().int8_missing}")
+needs_fp16 = pytest.mark.skipif(hardware.cpu().fp16_missing is not None,
+                                reason=f"needs float16 kernels: {hardware.cpu().fp16_missing}")
+AVX2_CPU = hardware.CpuCapabilities(model="AVX2 CPU", flags=("f16c", "avx2", "fma"), usable=("f16c", "avx2", "fma"),
+                                    onednn_max_isa=None, torch_capability="AVX2", onednn_bf16=False)
 
 
 def greedy(runtime, rows: list[int], adapters: list[int], steps: int = 6):
@@ -64,6 +68,49 @@ def test_int8_matrices_follow_float32_and_a_rows_answer_does_not_depend_on_its_b
     torch.testing.assert_close(int8._matmul(x[2:3], matrix, None), int8._matmul(x, matrix, None)[2:3], rtol=0, atol=0)
 
 
+@needs_fp16
+def test_float16_weights_one_row_and_batches_compute_the_same_product(tiny_model_dir, lora_adapter_dir):
+    half = TorchRuntime.from_folder(tiny_model_dir, max_slots=4, max_context=64, dtype="float16")
+    plain = TorchRuntime.from_folder(tiny_model_dir, max_slots=4, max_context=64, dtype="float32")
+    assert half.info.dtype == "float16"
+    matrix = half.layers[1].qkv
+    assert isinstance(matrix, _HalfMatrix) and matrix.half.dtype == torch.float16
+    # Two copies: float16 for one row, float32 of the same values for batches.
+    assert plain.info.weights_bytes < half.info.weights_bytes < 1.6 * plain.info.weights_bytes
+    got, want = half.prefill(0, PROMPTS, [BASE_ADAPTER] * 3), plain.prefill(0, PROMPTS, [BASE_ADAPTER] * 3)
+    assert ((got - want).abs().max() / want.abs().max()) < 0.01
+    # Decoding alone is the one-row path, in a batch the float32 copies': the same greedy tokens.
+    adapter = half.add_adapter(lora_adapter_dir)
+    adapters = [adapter, BASE_ADAPTER, adapter]
+    together = greedy(half, [0, 1, 2], adapters)
+    for row in range(3):
+        assert greedy(half, [row], [adapters[row]]) == [together[row]], row
+    x = torch.randn(5, half.hidden)
+    one, many = half._matmul(x[2:3], matrix, None), half._matmul(x, matrix, None)
+    # The same float16 weights; one row's input and sums are rounded to float16 too (about 5e-4).
+    torch.testing.assert_close(one, many[2:3], rtol=2e-3, atol=2e-3)
+    # And one row really reads the float16 copy, a batch the float32 one.
+    blank = _HalfMatrix(matrix.half, half._pack(torch.zeros(matrix.shape)))
+    assert torch.equal(half._matmul(x[2:3], blank, None), one) and not half._matmul(x, blank, None).any()
+
+
+def test_auto_on_an_avx2_cpu_serves_float16_when_the_model_keeps_the_budget(tiny_model_dir, monkeypatch):
+    monkeypatch.setattr(hardware, "cpu", lambda: AVX2_CPU)
+    choice = choose_precision("auto", "cpu")
+    assert choice.precision == "float16" and "no int8 kernels (this CPU (AVX2 CPU) has no VNNI" in choice.reason
+    model, tokenizer = load_base_model(tiny_model_dir), AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    runtime = load_torch_runtime(model, tokenizer, precision="auto", max_slots=2, max_context=128, device="cpu")
+    choice = runtime.precision_choice
+    assert runtime.info.dtype == "float16" and not choice.fell_back and "quality within budget" in choice.reason
+    assert choice.quality["token_agreement"] > 0.9 and abs(choice.quality["heldout_loss_change"]) < 0.01
+    # A budget no rounded model meets: float32, saying why.
+    runtime = load_torch_runtime(model, tokenizer, precision="float16", budget=QualityBudget(max_loss_increase=-0.5),
+                                 max_slots=2, max_context=128, device="cpu")
+    choice = runtime.precision_choice
+    assert runtime.info.dtype == choice.precision == "float32" and choice.fell_back
+    assert choice.reason.startswith("float16 missed the quality budget (held-out loss")
+
+
 @needs_int8
 def test_auto_on_a_cpu_without_bfloat16_takes_int8_when_the_model_keeps_the_budget(tiny_model_dir, monkeypatch):
     monkeypatch.setattr(hardware, "native_bf16", lambda device: False)
@@ -101,12 +148,16 @@ def test_a_cpu_without_the_int8_kernels_gets_float_and_says_why(tiny_model_dir, 
     assert auto.precision == "float32" and "no int8 kernels (this CPU (Old CPU) has no AVX2" in auto.reason
     with pytest.raises(TinyforgeError, match=r"--dtype int8: this CPU \(Old CPU\) has no AVX2"):
         TorchRuntime.from_folder(tiny_model_dir, max_slots=2, max_context=32, device="cpu", dtype="int8")
+    with pytest.raises(TinyforgeError, match=r"--dtype float16: .* this CPU \(Old CPU\) has no F16C and AVX2"):
+        TorchRuntime.from_folder(tiny_model_dir, max_slots=2, max_context=32, device="cpu", dtype="float16")
     # AVX2 without VNNI: torch._int_mm is a plain loop there (measured 3-20x slower than float32),
-    # so auto serves float32 and an explicit int8 falls back, saying why.
-    avx2 = replace(old, model="AVX2 CPU", flags=("avx2", "fma"), usable=("avx2", "fma"), torch_capability="AVX2")
+    # so auto serves float16 (tested above) and an explicit int8 falls back, saying why; without
+    # F16C too, float32.
+    avx2 = replace(AVX2_CPU, flags=("avx2", "fma"), usable=("avx2", "fma"))
     monkeypatch.setattr(hardware, "cpu", lambda: avx2)
     assert avx2.int8_missing.startswith("this CPU (AVX2 CPU) has no VNNI or AMX-INT8")
-    assert choose_precision("auto", "cpu").precision == "float32"
+    auto = choose_precision("auto", "cpu")
+    assert auto.precision == "float32" and "no float16 kernels (this CPU (AVX2 CPU) has no F16C" in auto.reason
     assert choose_precision("int8", "cpu").fell_back
     vnni = replace(avx2, flags=("avx2", "fma", "avx_vnni"), usable=("avx2", "fma", "avx_vnni"))
     assert vnni.int8_missing is None and vnni.int8_full_range

@@ -58,7 +58,8 @@ class Deployment(TeamOwnedModel, TrackedJob):
     precision = models.CharField(
         max_length=16, choices=[(p, p) for p in PRECISIONS], default="auto",
         help_text="Weight precision the user asked for (PyTorch runtime): auto picks from the inference service's "
-                  "CPU or GPU (bfloat16 where native, int8 where it keeps the quality budget, else float32)")
+                  "CPU or GPU (bfloat16 where native, else int8 where the CPU has its kernels, else float16 where it has "
+                  "F16C, each only if it keeps the quality budget, else float32)")
     serving_precision = models.CharField(max_length=16, blank=True,
                                          help_text="What the inference service serves it in, once loaded")
     precision_reason = models.CharField(max_length=1000, blank=True,

@@ -41,8 +41,9 @@ def add_server_arguments(parser) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16", "int8"],
                         help="weight precision. auto: bfloat16 on CUDA and on CPUs with AVX512-BF16 or AMX; "
-                             "elsewhere int8 weight matrices where the CPU has the kernels (VNNI or AMX-INT8) and the model "
-                             "keeps the quality budget (checked at load), else float32")
+                             "elsewhere int8 weight matrices where the CPU has the kernels (VNNI or AMX-INT8), else float16 "
+                             "(F16C and AVX2: one-row steps read float16, batches float32 copies), either only "
+                             "when the model keeps the quality budget (checked at load), else float32")
     parser.add_argument("--max-batch", type=int, default=16, help="requests generated together per model")
     parser.add_argument("--max-waiting", type=int, default=64, help="requests queued per model before answering 429")
     parser.add_argument("--max-context", type=int, default=None,

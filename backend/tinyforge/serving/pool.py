@@ -244,7 +244,7 @@ class ModelPool:
         from tinyforge.serving.precision import load_torch_runtime
 
         o = self.options
-        # The tokenizer renders int8's quality-check prompts (serving.precision.int8_quality).
+        # The tokenizer renders the int8 and float16 quality-check prompts (serving.precision.quality_against_float32).
         return load_torch_runtime(model, tokenizer, precision=precision, budget=o.budget,
                                   max_slots=o.max_slots, max_context=o.max_context, device=o.device)
 

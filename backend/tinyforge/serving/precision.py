@@ -2,11 +2,13 @@
 
 `auto` takes what is fastest here and keeps the answers: bfloat16 weights where the CPU (or GPU)
 multiplies them natively; on a CPU without, int8 weight matrices (tinyforge.serving.torch_runtime
-._Int8Matrix) when the int8 kernels exist and the model keeps the quality budget; float32 otherwise.
-A user's explicit choice is kept where the hardware can run it. int8 is checked when the model
-loads, against float32 on the same inputs (greedy agreement on the export's verification prompts,
-held-out loss on its built-in texts, the same budget as int8 exports: tinyforge.ml.quality_budget);
-a model that misses the budget is served in float and the choice says so, with the numbers.
+._Int8Matrix) when the int8 kernels exist, else float16 weights (torch_runtime._HalfMatrix: F16C
+and AVX2, every x86-64 CPU of the last decade), each only when the model keeps the quality budget;
+float32 otherwise. A user's explicit choice is kept where the hardware can run it. int8 and float16
+on the CPU are checked when the model loads, against float32 on the same inputs (greedy agreement
+on the export's verification prompts, held-out loss on its built-in texts, the same budget as int8
+exports: tinyforge.ml.quality_budget); a model that misses the budget is served in float32 (or the
+native bfloat16) and the choice says so, with the numbers.
 
 Other runtimes (ONNX Runtime, llama.cpp for GGUF models) report their own choice through the same
 PrecisionChoice: the pool asks `runtime.precision_choice` whatever the runtime.
@@ -29,7 +31,7 @@ class PrecisionChoice:
     precision: str  # what serves: float32, bfloat16, float16, int8
     reason: str  # why, in words a user reads on the deployment
     fell_back: bool = False  # the wanted precision could not be used (missing kernels, quality budget)
-    quality: dict | None = None  # int8's measured numbers against float32
+    quality: dict | None = None  # int8's or float16's measured numbers against float32
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,8 +71,14 @@ def choose_precision(requested: str, device: str) -> PrecisionChoice:
             return PrecisionChoice(requested, "int8", f"no native bfloat16 here ({here.bf16_missing}); int8 weight "
                                                       f"matrices ({here.int8_dot_product}) read a quarter of "
                                                       "float32's bytes per step")
-        return PrecisionChoice(requested, "float32", f"no native bfloat16 ({here.bf16_missing}) and no int8 "
-                                                     f"kernels ({here.int8_missing}) here")
+        if here.fp16_missing is None:
+            return PrecisionChoice(requested, "float16", f"no native bfloat16 ({here.bf16_missing}) and no int8 "
+                                                         f"kernels ({here.int8_missing}) here; float16 weights: a "
+                                                         "one-row step reads half of float32's bytes (F16C), "
+                                                         "batches multiply float32 copies of the same values")
+        return PrecisionChoice(requested, "float32", f"no native bfloat16 ({here.bf16_missing}), no int8 "
+                                                     f"kernels ({here.int8_missing}) and no float16 kernels "
+                                                     f"({here.fp16_missing}) here")
     if requested == "int8" and here.int8_missing:
         return PrecisionChoice(requested, "float32", f"int8 was asked for, but {here.int8_missing}; serving float32",
                                fell_back=True)
@@ -79,17 +87,18 @@ def choose_precision(requested: str, device: str) -> PrecisionChoice:
 
 def load_torch_runtime(model, tokenizer, *, precision: str = "auto", budget: QualityBudget | None = None,
                        device: str = "auto", **options):
-    """A TorchRuntime in the precision choose_precision picks, int8 checked against the budget
-    (float on a miss); the choice is on runtime.precision_choice."""
+    """A TorchRuntime in the precision choose_precision picks, int8 and the CPU's float16 checked
+    against the budget (float on a miss); the choice is on runtime.precision_choice."""
     from tinyforge.hardware import pick_device
     from tinyforge.serving.torch_runtime import TorchRuntime
 
     device = pick_device(device, "--device")
     choice = choose_precision(precision, device)
     runtime = TorchRuntime(model, device=device, dtype=choice.precision, **options)
-    if choice.precision == "int8":
+    # Rounded weights are checked; float16 on a GPU is that GPU's native precision, as bfloat16 is.
+    if choice.precision == "int8" or (choice.precision == "float16" and device == "cpu"):
         budget = budget or QualityBudget()
-        numbers = int8_quality(model, tokenizer, runtime)
+        numbers = quality_against_float32(model, tokenizer, runtime)
         summary = (f"greedy agreement with float32 {100 * numbers['token_agreement']:.1f}%, held-out loss "
                    f"{100 * numbers['heldout_loss_change']:+.2f}%")
         misses = budget.misses(numbers)
@@ -97,8 +106,8 @@ def load_torch_runtime(model, tokenizer, *, precision: str = "auto", budget: Qua
             runtime.close()
             floating = float_precision(device)
             runtime = TorchRuntime(model, device=device, dtype=floating, **options)
-            choice = PrecisionChoice(choice.requested, floating,
-                                     f"int8 missed the quality budget ({'; '.join(misses)}); serving {floating}",
+            choice = PrecisionChoice(choice.requested, floating, f"{choice.precision} missed the quality budget "
+                                                                 f"({'; '.join(misses)}); serving {floating}",
                                      fell_back=True, quality=numbers)
         else:
             choice = replace(choice, reason=f"{choice.reason}; quality within budget: {summary}", quality=numbers)
@@ -106,8 +115,8 @@ def load_torch_runtime(model, tokenizer, *, precision: str = "auto", budget: Qua
     return runtime
 
 
-def int8_quality(model, tokenizer, runtime) -> dict:
-    """Greedy agreement with float32 and the held-out loss change of `runtime` (int8), measured
+def quality_against_float32(model, tokenizer, runtime) -> dict:
+    """Greedy agreement with float32 and the held-out loss change of `runtime` (int8, float16), measured
     against a float32 TorchRuntime of the same model on the same inputs: the verification prompts
     and built-in held-out texts of the ONNX export's check (tinyforge.ml.onnx_export)."""
     import torch
@@ -121,7 +130,8 @@ def int8_quality(model, tokenizer, runtime) -> dict:
     eos = set(eos_token_ids(model))
     context = max([len(p) + QUALITY_NEW_TOKENS for p in prompts] + [len(e.input_ids) for e in heldout])
     if context > runtime.max_context:
-        raise TinyforgeError(f"the int8 quality check needs {context} positions, the runtime has {runtime.max_context}")
+        raise TinyforgeError(f"the {runtime.info.dtype} quality check needs {context} positions, "
+                             f"the runtime has {runtime.max_context}")
     reference = TorchRuntime(model, device=str(runtime.device), dtype="float32", max_slots=1, max_context=context)
 
     def measure(candidate):

@@ -54,9 +54,11 @@ SEVEN_BIT_FLOAT_KINDS = ("gate_up",)
 def pick_dtype(requested: str, device: torch.device) -> torch.dtype:
     """The dtype of the weight matrices. auto: bfloat16 where it is native (CUDA, and CPUs with
     AVX512-BF16 or AMX, where it is about three times as fast as float32 on a batch), float32
-    elsewhere. Activations, norms, attention and the KV cache stay in float32 on the CPU either way.
-    An explicit half-precision choice on a CPU without the instructions for it is refused: it would
-    be emulated (slower than float32) or, for bfloat16 without AVX-512, not run at all."""
+    elsewhere (serving.precision adds the checked choices: int8, and float16 on the CPU, whose
+    one-row steps read half of float32's bytes; see _HalfMatrix). Activations, norms, attention and
+    the KV cache stay in float32 on the CPU either way. An explicit half-precision choice on a CPU
+    without the instructions for it is refused: it would be emulated (slower than float32) or, for
+    bfloat16 without AVX-512, not run at all."""
     from tinyforge.hardware import native_bf16, require_native
 
     if requested in ("auto", INT8):  # int8 keeps its output head and norms in the float auto picks
@@ -131,14 +133,46 @@ class _Int8Matrix:
 
 
 @dataclass
+class _HalfMatrix:
+    """A float16 weight matrix on a CPU whose oneDNN has no float16 kernels (AVX2-only CPUs, and
+    AVX-512 ones without AVX512-FP16; issue 23).
+
+    A decode step of one row is bound by the bytes of weights it reads. Here a one-row product reads
+    `half` through ATen's float16 matrix-vector kernel (F16C conversion, float32 sums): on a real
+    AVX2-only AMD EPYC, SmolLM2-135M's 30 layers of projections took 15.1 ms a step against 27.9 ms
+    prepacked in float32 (docs/benchmarks.md). The same kernel on 8 rows took 86.9 ms against 38.3
+    (ATen's float16 GEMM is not blocked for such CPUs) and oneDNN refuses float16 prepacking
+    without AVX-NE-CONVERT or AVX512-FP16, so batches multiply `packed`, float32 copies of the same
+    rounded values in oneDNN's layout: half as much memory again as float32 alone.
+
+    Both paths multiply the same float16 values and add in float32; the one-row kernel also takes its
+    row in float16 and returns float16 sums, a rounding of about 5e-4 of a value. Rounding the batch
+    path's rows and sums the same way made a decode step of 8 rows about 8% slower (four more small
+    operations a product, under an AVX2 cap), so it is not done: a row's logits alone and in a batch
+    differ by that rounding, and greedy answers were the same both ways in the tests and over 60
+    tokens of SmolLM2-135M, where they also matched float32's."""
+
+    half: torch.Tensor  # float16 [out, in], row-major
+    packed: torch.Tensor  # float32 [out, in] of the same values, prepacked where oneDNN can
+
+    @property
+    def nbytes(self) -> int:
+        return self.half.nbytes + self.packed.nbytes
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.half.shape
+
+
+@dataclass
 class _Layer:
     input_norm: torch.Tensor
-    qkv: torch.Tensor | _Int8Matrix
+    qkv: torch.Tensor | _Int8Matrix | _HalfMatrix
     qkv_bias: torch.Tensor | None
-    out: torch.Tensor | _Int8Matrix
+    out: torch.Tensor | _Int8Matrix | _HalfMatrix
     post_norm: torch.Tensor
-    gate_up: torch.Tensor | _Int8Matrix
-    down: torch.Tensor | _Int8Matrix
+    gate_up: torch.Tensor | _Int8Matrix | _HalfMatrix
+    down: torch.Tensor | _Int8Matrix | _HalfMatrix
 
 
 @dataclass
@@ -216,12 +250,16 @@ class TorchRuntime(Runtime):
         self.max_slots = max_slots
 
         inner = model.model
-        self.prepacked = _can_prepack(self.device, self.dtype)
+        # float16 on the CPU: one-row products in float16, batches in float32 (see _HalfMatrix).
+        self.half_rows = self.device.type == "cpu" and self.dtype == torch.float16
+        self.prepacked = _can_prepack(self.device, torch.float32 if self.half_rows else self.dtype)
         self.fuses_adapters = self.prepacked and self.dtype == torch.bfloat16  # see _fuse_adapters
         put = lambda t: t.detach().to(self.device, self.dtype).contiguous()  # noqa: E731
         small = lambda t: t.detach().to(self.device, self.act_dtype).contiguous()  # noqa: E731
         # A matrix only ever multiplied: in oneDNN's blocked layout on the CPU (see _can_prepack).
         matrix = lambda t: self._pack(put(t))  # noqa: E731
+        if self.half_rows:
+            matrix = lambda t: self._half(put(t))  # noqa: E731
         float_matrix = matrix
         if self.int8:
             matrix = lambda t: _Int8Matrix.quantize(t, levels)  # noqa: E731
@@ -232,7 +270,7 @@ class TorchRuntime(Runtime):
         head = model.get_output_embeddings().weight
         # The row-major head is kept for the embedding lookup (when tied) and the float32 refinement.
         self.lm_head = self.embed if head.data_ptr() == inner.embed_tokens.weight.data_ptr() else put(head)
-        self.lm_head_matrix = self._pack(self.lm_head)
+        self.lm_head_matrix = self._half(self.lm_head) if self.half_rows else self._pack(self.lm_head)
         self.final_norm = small(inner.norm.weight)
         self.layers: list[_Layer] = []
         for block in inner.layers:
@@ -285,9 +323,14 @@ class TorchRuntime(Runtime):
         return cls(load_base_model(folder), **options)
 
     def _weight_tensors(self):
-        yield from (self.embed, self.lm_head, self.lm_head_matrix, self.final_norm)
-        for layer in self.layers:
-            yield from (t for t in vars(layer).values() if t is not None)
+        """Every weight tensor once a part (a float16 matrix's two copies apart: its half may be the
+        tied embedding itself)."""
+        for t in (self.embed, self.lm_head, self.lm_head_matrix, self.final_norm,
+                  *(t for layer in self.layers for t in vars(layer).values())):
+            if isinstance(t, _HalfMatrix):
+                yield from (t.half, t.packed)
+            elif t is not None:
+                yield t
 
     # --- forward passes -------------------------------------------------------------------
 
@@ -438,6 +481,15 @@ class TorchRuntime(Runtime):
             out = torch._int_mm(quantized, weight.weight_t).to(x.dtype).mul_(step).mul_(weight.scale)
             if bias is not None:
                 out += bias
+            return out.view(*x.shape[:-1], -1)
+        if isinstance(weight, _HalfMatrix):
+            rows = x.reshape(-1, x.shape[-1])
+            if rows.shape[0] == 1:
+                out = F.linear(rows.to(torch.float16), weight.half, bias).to(x.dtype)
+            else:
+                bias = None if bias is None else bias.float()
+                out = (torch.ops.mkldnn._linear_pointwise(rows, weight.packed, bias, "none", [], "") if self.prepacked
+                       else F.linear(rows, weight.packed, bias))
             return out.view(*x.shape[:-1], -1)
         if self.prepacked:
             out = torch.ops.mkldnn._linear_pointwise(x.to(weight.dtype), weight, bias, "none", [], "")
@@ -609,6 +661,9 @@ class TorchRuntime(Runtime):
     def _pack(self, matrix: torch.Tensor) -> torch.Tensor:
         matrix = matrix.contiguous()
         return torch.ops.mkldnn._reorder_linear_weight(matrix) if self.prepacked else matrix
+
+    def _half(self, matrix: torch.Tensor) -> _HalfMatrix:
+        return _HalfMatrix(matrix, self._pack(matrix.float()))
 
     def _row_major(self, matrix: torch.Tensor) -> torch.Tensor:
         """A prepacked matrix's [out, in] values, read back as I @ W^T (see _fuse_adapters)."""

@@ -1722,7 +1722,7 @@ export interface components {
              */
             gguf_type?: components["schemas"]["GgufTypeEnum"];
             /**
-             * @description Weight precision the user asked for (PyTorch runtime): auto picks from the inference service's CPU or GPU (bfloat16 where native, int8 where it keeps the quality budget, else float32)
+             * @description Weight precision the user asked for (PyTorch runtime): auto picks from the inference service's CPU or GPU (bfloat16 where native, else int8 where the CPU has its kernels, else float16 where it has F16C, each only if it keeps the quality budget, else float32)
              *
              *     * `auto` - auto
              *     * `float32` - float32
@@ -1784,7 +1784,7 @@ export interface components {
              */
             gguf_type?: components["schemas"]["GgufTypeEnum"];
             /**
-             * @description Weight precision the user asked for (PyTorch runtime): auto picks from the inference service's CPU or GPU (bfloat16 where native, int8 where it keeps the quality budget, else float32)
+             * @description Weight precision the user asked for (PyTorch runtime): auto picks from the inference service's CPU or GPU (bfloat16 where native, else int8 where the CPU has its kernels, else float16 where it has F16C, each only if it keeps the quality budget, else float32)
              *
              *     * `auto` - auto
              *     * `float32` - float32
@@ -2952,7 +2952,7 @@ export interface components {
              */
             gguf_type?: components["schemas"]["GgufTypeEnum"];
             /**
-             * @description Weight precision the user asked for (PyTorch runtime): auto picks from the inference service's CPU or GPU (bfloat16 where native, int8 where it keeps the quality budget, else float32)
+             * @description Weight precision the user asked for (PyTorch runtime): auto picks from the inference service's CPU or GPU (bfloat16 where native, else int8 where the CPU has its kernels, else float16 where it has F16C, each only if it keeps the quality budget, else float32)
              *
              *     * `auto` - auto
              *     * `float32` - float32

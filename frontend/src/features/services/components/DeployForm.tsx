@@ -113,7 +113,7 @@ export function DeployForm({ projectId, initialRun, onDone }: { projectId: numbe
         ) : null}
         {runtime === "pytorch" ? (
           <Field label="Precision" errors={fieldError(create.error, "precision")}
-                 help="auto: bfloat16 where the CPU has it natively, else int8 if the model keeps its quality budget (checked at load), else float32.">
+                 help="auto: bfloat16 where the CPU has it natively, else int8 where it has the kernels (VNNI), else float16 (any AVX2 CPU), each only if the model keeps its quality budget (checked at load), else float32.">
             <select className="select" value={precision} onChange={(e) => setPrecision(e.target.value as Precision)}>
               {PRECISIONS.map((p) => (
                 <option key={p.value} value={p.value}>

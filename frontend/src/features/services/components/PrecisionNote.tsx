@@ -7,7 +7,7 @@ export const PRECISIONS: { value: Precision; label: string }[] = [
   { value: "auto", label: "auto (fastest that keeps quality)" },
   { value: "float32", label: "float32" },
   { value: "bfloat16", label: "bfloat16 (native CPUs/GPUs only)" },
-  { value: "float16", label: "float16 (GPUs, AVX512-FP16 CPUs)" },
+  { value: "float16", label: "float16 (GPUs; CPUs with F16C, checked against float32 at load)" },
   { value: "int8", label: "int8 (CPU, checked against float32 at load)" },
 ];
 
