@@ -453,7 +453,8 @@ class TorchRuntime(Runtime):
     def _logits(self, x):
         x = F.rms_norm(x, (self.hidden,), self.final_norm, self.eps)
         logits = self._matmul(x, self.lm_head_matrix, None).float()
-        if self.lm_head.dtype != torch.float32:
+        # float16 batches already added float32 products of the head's values (_HalfMatrix.packed).
+        if self.lm_head.dtype != torch.float32 and not (self.half_rows and x.shape[0] > 1):
             best = logits.topk(min(REFINED_CANDIDATES, self.vocab_size), dim=-1).indices
             rows = self.lm_head[best].float()  # [rows, candidates, hidden]
             logits.scatter_(1, best, torch.bmm(rows, x.float()[:, :, None]).squeeze(-1))
