@@ -181,9 +181,14 @@ def test_answers_in_another_language_and_invented_facts_are_dropped_and_counted(
                                       "fact not in the chunk: the number 99 is not in the chunk": 1}
     assert {d["location"] for d in k["dropped"]} == {"line 8", "line 11"}
     rows = rows_of(tmp_path / "out.jsonl")
-    assert not [r for r in rows if "Bergen" in r["metadata"]["fact"]]
+    # The French answers are dropped; their checked fact answers the two questions instead.
+    lunch = [r for r in rows if "Bergen" in r["metadata"]["fact"]]
+    assert [(r["output"], r["metadata"]["answer_from"]) for r in lunch] == [
+        ("FRENCH lunch is served at noon in the Bergen canteen.", "fact")] * 2
+    assert k["answers_from_fact"] == 2 and "2 answered by their fact" in report.summary()
     assert not [r for r in rows if "99" in r["metadata"]["fact"]]
     assert [r for r in rows if "Acme" in r["metadata"]["fact"]]
+    assert {r["metadata"]["answer_from"] for r in rows if "Bergen" not in r["metadata"]["fact"]} == {"teacher"}
 
 
 def test_an_answer_that_misses_its_facts_key_terms_is_dropped_though_its_words_are_in_the_chunk(tmp_path, teacher):
@@ -194,8 +199,13 @@ def test_an_answer_that_misses_its_facts_key_terms_is_dropped_though_its_words_a
     assert k["dropped_by_reason"] == {"answer does not state its fact": 4} and k["rows_dropped"] == 4
     assert {d["reason"] for d in k["dropped"]} == {"answer does not state its fact (Gate missing)",
                                                  "answer does not state its fact (Bergen missing)"}
-    assert not [r for r in rows_of(tmp_path / "out.jsonl") if "ASTRAY" in r["output"] + r["metadata"]["fact"]]
-    assert report.examples_written == 8  # the handbook's four facts, two questions each
+    # Each question is answered by its own fact instead, and says so.
+    parking = [r for r in rows_of(tmp_path / "out.jsonl") if r["metadata"]["location"] == "line 8"]
+    assert sorted(r["output"] for r in parking) == ["ASTRAY visitors park at Gate 4."] * 2 + [
+        "The Bergen garage closes at 22:00."] * 2
+    assert all(r["output"] == r["metadata"]["fact"] and r["metadata"]["answer_from"] == "fact" for r in parking)
+    assert k["answers_from_fact"] == 4
+    assert report.examples_written == 12  # six facts, two questions each
 
 
 # What SmolLM2-135M-Instruct, the platform's offline teacher, replied to the facts request for the Leave

@@ -50,7 +50,7 @@ def test_an_upload_with_the_knowledge_recipe_makes_grounded_rows_and_a_fact_chec
     assert check["questions"] == len(questions) == 3 and eval_version.source["dataset_version"] == version.pk
     assert {tuple(q.must_include) for q in questions} == {("28",), ("Maria",), ("day",)}
     assert not {q.input for q in questions} & {r["instruction"] for r in rows}
-    assert any("2 chunks done, 0 rows dropped by the grounding check" in m and "teacher tokens" in m for m in messages)
+    assert any("2 chunks done, 0 teacher replies dropped by the grounding check" in m and "teacher tokens" in m for m in messages)
     events = Event.all_teams.filter(dataset_version=version).values_list("message", flat=True)
     assert any("3 facts" in m and "teacher tokens" in m for m in events)
     assert any("held-out fact check: 3 questions saved as eval set" in m for m in events)

@@ -78,7 +78,7 @@ class ProgressWriter:
         overall = READING_SHARE * (self.index + min(max(within, 0.0), 1.0)) / self.total
         message = f"{update.stage}: {update.records_read} records read, {update.examples_written} examples"
         if update.teacher_tokens:
-            message += (f", {update.chunks} chunks done, {update.rows_dropped} rows dropped by the grounding check, "
+            message += (f", {update.chunks} chunks done, {update.rows_dropped} teacher replies dropped by the grounding check, "
                         f"{update.teacher_tokens} teacher tokens")
         if self.total > 1:
             message = f"source {self.index + 1} of {self.total}, {message}"

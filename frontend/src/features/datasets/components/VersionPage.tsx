@@ -113,6 +113,7 @@ interface KnowledgeStats {
   facts: number;
   rows_kept: number;
   rows_dropped: number;
+  answers_from_fact?: number;
   chunks_failed: number;
   teacher_tokens: number;
   dropped_by_reason: Record<string, number>;
@@ -138,11 +139,17 @@ export function KnowledgeCard({ stats, projectId }: { stats: Record<string, unkn
       <div className="grid-cards" style={{ gridTemplateColumns: "repeat(auto-fill, minmax(130px, 1fr))" }}>
         <Stat label="Facts" value={formatNumber(total("facts"))} />
         <Stat label="Rows kept" value={formatNumber(total("rows_kept"))} />
-        <Stat label="Rows dropped" value={formatNumber(total("rows_dropped"))} />
+        <Stat label="Teacher replies dropped" value={formatNumber(total("rows_dropped"))} />
+        <Stat label="Answered by their fact" value={formatNumber(total("answers_from_fact"))} />
         <Stat label="Chunks failed" value={formatNumber(total("chunks_failed"))} />
         <Stat label="Teacher tokens" value={formatNumber(total("teacher_tokens"))} />
       </div>
-      {reasons.length ? <p className="small muted">Dropped: {reasons.map(([reason, n]) => `${n} × ${reason}`).join("; ")}</p> : null}
+      {reasons.length ? (
+        <p className="small muted">
+          Dropped: {reasons.map(([reason, n]) => `${n} × ${reason}`).join("; ")}. A question whose answer was dropped is answered by its fact, which passed the
+          same check.
+        </p>
+      ) : null}
       {check ? (
         <div className="stack-sm" aria-label="Fact check">
           <p style={{ marginBottom: 0 }}>
