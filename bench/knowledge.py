@@ -218,6 +218,10 @@ def main() -> None:
     parser.add_argument("--recipes", nargs="+", choices=RECIPES, default=list(RECIPES))
     parser.add_argument("--max-steps", type=int, default=None, help="cap each training run (default: the preset's)")
     parser.add_argument("--sections", type=int, default=None, help="only the handbook's first N sections (a smoke run)")
+    parser.add_argument("--teacher-concurrency", type=int, default=1,
+                        help="knowledge recipe: chunks in flight (default 1, so that a run is repeatable: a server "
+                             "that batches concurrent requests in floating point moves each one's logits with "
+                             "what shares its step, and a seeded sample with them)")
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
 
@@ -239,7 +243,7 @@ def main() -> None:
         for recipe in args.recipes:
             rows, info = work / f"{recipe}.jsonl", work / f"{recipe}.report.json"
             extra = teacher_args if recipe in ("qa", "knowledge") else []
-            extra += ["--eval-out", str(facts)] if recipe == "knowledge" else []
+            extra += ["--eval-out", str(facts), "--concurrency", str(args.teacher_concurrency)] if recipe == "knowledge" else []
             entry: dict = report["recipes"].setdefault(recipe, {})
             started = time.monotonic()
             try:

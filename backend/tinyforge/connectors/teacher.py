@@ -38,7 +38,9 @@ class TeacherOptions:
     max_tokens: int = 2048
     # Sampling seed: each request's own is drawn from it and the request's text, so the same
     # document, prompts and teacher give the same rows again (a re-run, a resumed import, a
-    # benchmark), where the server honours `seed` (TinyForge, vLLM, llama.cpp; OpenAI best-effort).
+    # benchmark), where the server honours `seed` (TinyForge, vLLM, llama.cpp; OpenAI best-effort) and
+    # computes a request as it would alone: concurrent requests batched in floating point move one
+    # another's logits a little, and now and then a sampled token (docs/connectors.md, Seeded).
     seed: int = 0
 
     def __post_init__(self) -> None:
