@@ -129,9 +129,16 @@ def quality_against_float32(model, tokenizer, runtime) -> dict:
     heldout = default_heldout(tokenizer)
     eos = set(eos_token_ids(model))
     context = max([len(p) + QUALITY_NEW_TOKENS for p in prompts] + [len(e.input_ids) for e in heldout])
+    candidate = runtime
     if context > runtime.max_context:
-        raise TinyforgeError(f"the {runtime.info.dtype} quality check needs {context} positions, "
-                             f"the runtime has {runtime.max_context}")
+        # The served runtime keeps the context the user set (a deployment with --max-context 64 failed
+        # to load here before); the check runs on the same weights and precision, sized for it.
+        candidate = TorchRuntime(model, device=str(runtime.device), dtype=runtime.info.dtype, max_slots=1,
+                                 max_context=context)
+        if context > candidate.max_context:
+            candidate.close()
+            raise TinyforgeError(f"the {runtime.info.dtype} quality check needs {context} positions, "
+                                 f"the model has {candidate.max_context}")
     reference = TorchRuntime(model, device=str(runtime.device), dtype="float32", max_slots=1, max_context=context)
 
     def measure(candidate):
@@ -143,7 +150,11 @@ def quality_against_float32(model, tokenizer, runtime) -> dict:
         want, want_loss = measure(reference)
     finally:
         reference.close()
-    got, loss = measure(runtime)
+    try:
+        got, loss = measure(candidate)
+    finally:
+        if candidate is not runtime:
+            candidate.close()
     return {**generation_agreement(want, got), "heldout_loss": round(loss, 6), "heldout_loss_float32": round(want_loss, 6),
             "heldout_loss_change": round((loss - want_loss) / want_loss, 6) if want_loss else 0.0}
 
