@@ -133,6 +133,49 @@ def test_served_by_tinyforge_even_an_untrained_teacher_replies_in_the_shape_aske
                              status="200") >= 7
 
 
+def test_sentences_the_teachers_facts_leave_out_become_facts_with_questions_and_a_check(tmp_path, teacher):
+    # The teacher lists only the first sentence's fact (FEW); the two others are the chunk's own.
+    text = ("# Kilns\nFEW firings start at 6:00. The kiln Ember fires at 1240 degrees,\nand Slate at 1280 degrees.\n\n"
+            "Gloves are stored in locker 14 beside Ember.\n")
+    report = ingest(write(tmp_path, text), options(teacher, questions_per_fact=2), tmp_path / "out.jsonl")
+    rows, k = rows_of(tmp_path / "out.jsonl"), report.knowledge
+    by_fact = {}
+    for row in rows:
+        by_fact.setdefault((row["metadata"]["fact"], row["metadata"]["fact_from"]), []).append(row)
+    assert sorted(by_fact) == [
+        ("FEW firings start at 6:00.", "teacher"),
+        ("Gloves are stored in locker 14 beside Ember.", "chunk"),  # across a paragraph break
+        ("The kiln Ember fires at 1240 degrees, and Slate at 1280 degrees.", "chunk"),  # across a line break
+    ]
+    assert all(len(found) == 2 for found in by_fact.values())
+    assert k["facts"] == 3 and k["facts_from_chunk"] == 2 and k["rows_dropped"] == 0
+    assert "3 facts (2 of them sentences the teacher's facts left out)" in report.summary()
+    check = read_eval_file(tmp_path / "out.facts.jsonl")
+    assert {tuple(c.must_include) for c in check} == {("6",), ("1240", "1280", "Ember"), ("14", "Ember")}
+
+    # At most facts_per_chunk facts in all, the teacher's first.
+    ingest(write(tmp_path, text), options(teacher, questions_per_fact=2, facts_per_chunk=2), tmp_path / "two.jsonl")
+    assert [f for f, _ in {(r["metadata"]["fact"], 0): 0 for r in rows_of(tmp_path / "two.jsonl")}] == [
+        "FEW firings start at 6:00.", "The kiln Ember fires at 1240 degrees, and Slate at 1280 degrees."]
+
+
+@pytest.mark.parametrize("facts, left_out", [
+    # A sentence the facts state in other words and order is covered; one with a number or a name
+    # no fact holds is not, nor one most of whose words none holds.
+    (["Slate fires at 1280 degrees; Ember at 1240."], []),
+    (["Ember fires at 1240 degrees."], ["Ember fires at 1240 degrees and Slate at 1280 degrees."]),
+    (["Ember and Slate fire at 1240 and 1280 degrees."], []),
+    (["Ember fires at 1240 degrees and Slate at 1280 degrees."], []),
+])
+def test_which_sentences_the_facts_leave_out(facts, left_out):
+    from tinyforge.connectors.knowledge import uncovered_sentences
+
+    text = "Ember fires at 1240 degrees and Slate at 1280 degrees.\n\nSee you. | a | b | c |"
+    assert uncovered_sentences(text, facts) == left_out
+    assert uncovered_sentences("Staff park behind the office. The car park closes at 20:00.",
+                               ["The car park closes at 20:00."]) == ["Staff park behind the office."]
+
+
 def test_restatements_are_rows_too_and_checked(tmp_path, teacher):
     report = ingest(write(tmp_path, HANDBOOK), options(teacher, questions_per_fact=1, restatements_per_chunk=2),
                     tmp_path / "out.jsonl")

@@ -4,7 +4,8 @@ A small model learns a fact from many differently phrased questions about it and
 of it, written by a stronger teacher (synthetic continued pre-training, Kiln, Easy Dataset). Per
 chunk a teacher behind any OpenAI-compatible API (teacher.py) is asked, in turn:
 
-1. for the atomic facts the chunk states, each with its key terms;
+1. for the atomic facts the chunk states, each with its key terms (a sentence of the chunk that the
+   teacher's facts leave out becomes a fact of its own: `uncovered_sentences`);
 2. for `questions_per_fact` + 1 questions per fact, phrased differently (the last one is held out);
 3. for the answer to each training question, from the chunk alone;
 4. optionally, for `restatements_per_chunk` rewrites of the chunk (continued pre-training rows).
@@ -229,6 +230,28 @@ def first_saying(text: str) -> str:
     return " ".join(kept)
 
 
+_PARAGRAPH = re.compile(r"\n\s*\n")
+_LONGEST_SENTENCE = 300  # characters: longer "sentences" are tables or lists run together, not one statement
+
+
+def uncovered_sentences(text: str, facts: Iterable[str]) -> list[str]:
+    """The sentences of `text` that `facts` leave out: those whose numbers, names and most words the
+    facts do not state (the grounding check, with the facts standing in for the chunk).
+
+    A small teacher lists a few of a chunk's facts and skips the rest: SmolLM2-135M found 10-14 of
+    the benchmark handbook's 30, so a colleague asking about any of the others found no row that
+    taught it. The chunk's own sentences are grounded by construction."""
+    told = ChunkWords(" ".join(facts))
+    found = []
+    for paragraph in _PARAGRAPH.split(text):
+        for sentence in _SENTENCE_END.split(" ".join(paragraph.split())):
+            content = [w for w in _WORD.findall(sentence) if len(w) >= 4 and w.lower() not in STOPWORDS]
+            if len(content) < 2 or len(sentence) > _LONGEST_SENTENCE or not ungrounded(sentence, told):
+                continue
+            found.append(sentence)
+    return found
+
+
 def chunk_hash(chunk: Chunk) -> str:
     return hashlib.sha256(f"{chunk.source}\0{chunk.location}\0{chunk.text}".encode()).hexdigest()
 
@@ -313,6 +336,7 @@ class KnowledgeStats:
     chunks_failed: int = 0
     chunks_without_facts: int = 0
     facts: int = 0
+    facts_from_chunk: int = 0  # sentences the teacher's facts left out, made facts (uncovered_sentences)
     rows_kept: int = 0
     rows_dropped: int = 0  # the teacher's facts, answers and restatements the checks dropped
     answers_from_fact: int = 0  # questions whose teacher answer was dropped, answered by their fact (_answer)
@@ -393,6 +417,8 @@ class KnowledgeGenerator:
         stats.chunks_failed += bool(result.failed)
         stats.chunks_without_facts += result.no_facts
         stats.facts += len({row["metadata"]["fact"] for row in result.rows} - {None})  # restatements have none
+        stats.facts_from_chunk += len({row["metadata"]["fact"] for row in result.rows
+                                       if row["metadata"].get("fact_from") == "chunk"})
         stats.rows_kept += len(result.rows)
         stats.rows_dropped += len(result.dropped)
         stats.answers_from_fact += sum(row["metadata"].get("answer_from") == "fact" for row in result.rows)
@@ -446,6 +472,7 @@ class KnowledgeGenerator:
         if items is None:
             return
         facts: list[tuple[str, list[str]]] = []
+        from_chunk: set[str] = set()  # facts that are sentences the teacher's facts left out
         for item in items:
             text = (item.get("fact") if isinstance(item, dict) else item)
             if not isinstance(text, str) or not text.strip():
@@ -459,9 +486,14 @@ class KnowledgeGenerator:
             facts.append((text, key_terms(text, proposed if isinstance(proposed, list) else [], words)))
             if len(facts) == options.facts_per_chunk:
                 break
-        if not facts:
+        if not facts:  # the teacher says the passage states none (a contents page, a greeting): trusted
             result.no_facts = True
             return
+        for sentence in uncovered_sentences(chunk.text, [f for f, _ in facts]):
+            if len(facts) == options.facts_per_chunk:
+                break
+            facts.append((sentence, key_terms(sentence, [], words)))
+            from_chunk.add(sentence)
 
         questions = list_schema(_QUESTION, options.questions_per_fact + 1)
         items = self._ask("questions", f"{passage}\n\nFacts:\n{_numbered(f for f, _ in facts)}", result,
@@ -498,6 +530,7 @@ class KnowledgeGenerator:
             result.rows.append({"instruction": question, "output": answer,
                                 "metadata": base | {"kind": "question", "fact": fact,
                                                     "fact_id": f"{sha_short(result.sha)}-{number}",
+                                                    "fact_from": "chunk" if fact in from_chunk else "teacher",
                                                     "answer_from": "fact" if dropped else "teacher"}})
 
         if options.restatements_per_chunk:

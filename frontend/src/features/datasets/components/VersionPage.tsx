@@ -114,6 +114,7 @@ interface KnowledgeStats {
   rows_kept: number;
   rows_dropped: number;
   answers_from_fact?: number;
+  facts_from_chunk?: number;
   chunks_failed: number;
   teacher_tokens: number;
   dropped_by_reason: Record<string, number>;
@@ -138,6 +139,7 @@ export function KnowledgeCard({ stats, projectId }: { stats: Record<string, unkn
     <Card title="Knowledge recipe" actions={check ? <Link className="btn" to={`/projects/${projectId}/evals`}>Evaluate</Link> : null}>
       <div className="grid-cards" style={{ gridTemplateColumns: "repeat(auto-fill, minmax(130px, 1fr))" }}>
         <Stat label="Facts" value={formatNumber(total("facts"))} />
+        <Stat label="Facts from left-out sentences" value={formatNumber(total("facts_from_chunk"))} />
         <Stat label="Rows kept" value={formatNumber(total("rows_kept"))} />
         <Stat label="Teacher replies dropped" value={formatNumber(total("rows_dropped"))} />
         <Stat label="Answered by their fact" value={formatNumber(total("answers_from_fact"))} />
