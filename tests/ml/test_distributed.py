@@ -115,6 +115,10 @@ def test_a_cancel_on_the_main_process_stops_every_process_and_the_run_resumes(ti
     # Only the main process's callback asked; both stopped after the same step.
     assert ranks == [{"status": "cancelled", "steps": 5, "polled": True},
                      {"status": "cancelled", "steps": 5, "polled": False}]
+    # Each process destroyed its process group before the interpreter's teardown: left to that,
+    # gloo's threads crashed a rank with SIGABRT now and then (train._destroy_process_group_at_exit).
+    assert [json.loads((tmp_path / "ranks" / f"{rank}.at-exit").read_text()) for rank in (0, 1)] == [
+        {"process_group": False}] * 2
     assert not (out / "tinyforge.json").exists()
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["checkpoint-000004", "checkpoint-000005"]
 
@@ -129,6 +133,10 @@ def test_a_cancel_on_the_main_process_stops_every_process_and_the_run_resumes(ti
 
 def _main(config: str, data: str, out: str, stop_at: str, report_dir: str) -> None:
     """One torchrun process: train, with a callback that stops at step `stop_at` (0: never)."""
+    import atexit
+
+    import torch
+
     from tinyforge.ml.config import TrainConfig
     from tinyforge.ml.train import TrainerCallback, train
 
@@ -144,8 +152,11 @@ def _main(config: str, data: str, out: str, stop_at: str, report_dir: str) -> No
             return 0 < int(stop_at) <= self.step
 
     stopper = StopAt()
-    result = train(TrainConfig(**json.loads(config)), data, out, [stopper])
     Path(report_dir).mkdir(exist_ok=True)
+    # Registered before train() registers its own: atexit runs this one after it.
+    atexit.register(lambda: (Path(report_dir) / f"{os.environ['RANK']}.at-exit").write_text(
+        json.dumps({"process_group": torch.distributed.is_initialized()})))
+    result = train(TrainConfig(**json.loads(config)), data, out, [stopper])
     report = {"status": result.status, "steps": result.steps, "polled": stopper.polled}
     (Path(report_dir) / f"{os.environ['RANK']}.json").write_text(json.dumps(report))
 

@@ -22,6 +22,7 @@ so they always run the same number of steps.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import shutil
@@ -141,6 +142,21 @@ def _sigterm_requests_stop():
 # model
 
 
+@functools.cache
+def _destroy_process_group_at_exit() -> None:
+    # A torchrun process that exits without destroy_process_group() leaves gloo's threads holding
+    # work objects whose tensors are freed during interpreter finalisation, taking the GIL of an
+    # interpreter being torn down: SIGABRT, a rank "failed" after a run that had finished or been
+    # cancelled cleanly (seen once in the suite; pytorch/pytorch#179291). atexit runs while the
+    # interpreter is whole, after the caller's last collective; the group outlives train() because a
+    # launched script may train again in the same process.
+    import atexit
+
+    from accelerate import PartialState
+
+    atexit.register(lambda: PartialState().destroy_process_group())
+
+
 def _pick_device(config: TrainConfig) -> str:
     from tinyforge.hardware import pick_device
 
@@ -234,6 +250,8 @@ class _Run:
         self.accelerator = Accelerator(cpu=device == "cpu", mixed_precision="bf16" if self.precision == "bf16" else "no")
         self.device = self.accelerator.device
         self.world, self.rank = self.accelerator.num_processes, self.accelerator.process_index
+        if self.world > 1:
+            _destroy_process_group_at_exit()
         if not self.accelerator.is_main_process:
             # Under a multi-process launch the main process alone reports (one progress bar, one
             # set of database rows) and alone polls should_stop(); fit() shares its decision.
