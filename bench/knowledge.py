@@ -257,7 +257,9 @@ def main() -> None:
             knowledge = ingest.get("knowledge") or {}
             entry.update(rows=ingest["examples_written"], ingest_seconds=round(time.monotonic() - started, 1),
                          teacher_tokens=knowledge.get("teacher_tokens"),
-                         **({"facts": knowledge.get("facts"), "rows_dropped": knowledge.get("rows_dropped"),
+                         **({"facts": knowledge.get("facts"), "facts_from_chunk": knowledge.get("facts_from_chunk"),
+                             "answers_from_fact": knowledge.get("answers_from_fact"),
+                             "rows_dropped": knowledge.get("rows_dropped"),
                              "dropped_by_reason": knowledge.get("dropped_by_reason"),
                              "heldout_questions": knowledge.get("heldout_questions"),
                              "chunks_failed": knowledge.get("chunks_failed")} if knowledge else {}))
