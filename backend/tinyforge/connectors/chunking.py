@@ -36,6 +36,11 @@ class Chunk:
         return data
 
 
+def sentences(text: str) -> list[str]:
+    """`text`'s sentences, its whitespace folded to single spaces (line breaks inside a sentence too)."""
+    return _SENTENCE_END.split(" ".join(text.split()))
+
+
 def _pieces(text: str, max_chars: int) -> Iterator[str]:
     """`text` cut into pieces of at most max_chars, at sentence ends where possible."""
     if len(text) <= max_chars:

@@ -39,7 +39,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from tinyforge.connectors.chunking import Chunk
+from tinyforge.connectors.chunking import Chunk, sentences
 from tinyforge.connectors.cleaning import Deduplicator
 from tinyforge.connectors.teacher import (Teacher, TeacherFailed, TeacherOptions, json_array, list_schema,
                                          text_schema)
@@ -172,6 +172,11 @@ def _stem(word: str) -> str:
     return word[:5]
 
 
+def _content_words(text: str) -> list[str]:
+    # Four letters or more, stop words aside: the words that carry what a sentence says.
+    return [w for w in _WORD.findall(text) if len(w) >= 4 and w.lower() not in STOPWORDS]
+
+
 def ungrounded(text: str, chunk: ChunkWords) -> str | None:
     """Why `text` is not supported by the chunk, or None when its numbers, names and most words are in it."""
     for number in _NUMBER.findall(text):
@@ -202,15 +207,12 @@ def key_terms(fact: str, proposed: Iterable[Any], chunk: ChunkWords, most: int =
         terms += [w for m in _WORD.finditer(fact) if (w := m.group(0))[0].isupper()
                   and w.lower() not in STOPWORDS and not _SENTENCE_START.search(fact[:m.start()])]
     if not terms:
-        words = sorted({w for w in _WORD.findall(fact) if len(w) >= 4 and w.lower() not in STOPWORDS},
-                       key=lambda w: (-len(w), w))
+        words = sorted(set(_content_words(fact)), key=lambda w: (-len(w), w))
         terms = words[:1]
     return list(dict.fromkeys(terms))[:most]
 
 
 # --- the work on one chunk -------------------------------------------------------------------------
-
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
 def first_saying(text: str) -> str:
@@ -219,13 +221,12 @@ def first_saying(text: str) -> str:
     A small teacher loops: SmolLM2-135M answered "The town's founding day is 12 June. The town's
     founding day is 12 June. The town's ..." until the answer's length limit cut it. A row like that
     teaches the student to loop; the first sentence is the answer."""
-    sentences = _SENTENCE_END.split(" ".join(text.split()))
     kept: list[str] = []
-    for sentence in sentences:
+    for sentence in sentences(text):
         if sentence.casefold() in {k.casefold() for k in kept}:
             break
         kept.append(sentence)
-    if len(kept) > 1 and not kept[-1].endswith((".", "!", "?")):
+    if len(kept) > 1 and not kept[-1].endswith((".", "!", "?", "。")):
         kept.pop()  # cut off mid-sentence by the length limit
     return " ".join(kept)
 
@@ -244,9 +245,8 @@ def uncovered_sentences(text: str, facts: Iterable[str]) -> list[str]:
     told = ChunkWords(" ".join(facts))
     found = []
     for paragraph in _PARAGRAPH.split(text):
-        for sentence in _SENTENCE_END.split(" ".join(paragraph.split())):
-            content = [w for w in _WORD.findall(sentence) if len(w) >= 4 and w.lower() not in STOPWORDS]
-            if len(content) < 2 or len(sentence) > _LONGEST_SENTENCE or not ungrounded(sentence, told):
+        for sentence in sentences(paragraph):
+            if len(_content_words(sentence)) < 2 or len(sentence) > _LONGEST_SENTENCE or not ungrounded(sentence, told):
                 continue
             found.append(sentence)
     return found
