@@ -20,8 +20,8 @@ from connectors.teacher_model import TeacherProcess, TeacherServer
 from tinyforge.cli import main as tinyforge
 from tinyforge.connectors.chunking import Chunk, chunk_blocks
 from tinyforge.connectors.files import FileSource
-from tinyforge.connectors.knowledge import (ChunkWords, KnowledgeGenerator, KnowledgeOptions, dry_run, estimate,
-                                            first_saying, ungrounded)
+from tinyforge.connectors.knowledge import (PROMPTS, ChunkWords, KnowledgeGenerator, KnowledgeOptions, dry_run,
+                                            estimate, first_saying, prompt_stems, ungrounded)
 from tinyforge.connectors.pipeline import IngestOptions, ingest
 from tinyforge.connectors.teacher import Teacher, TeacherOptions, json_array
 from tinyforge.errors import TinyforgeError
@@ -45,6 +45,7 @@ def teacher():
 
 
 def options(server, **knobs):
+    knobs.setdefault("gap_fills", False)  # rows the teacher wrote; the first test counts the gap fills
     teacher = TeacherOptions(server.url, knobs.pop("model", "teacher"), timeout_s=knobs.pop("timeout_s", 30),
                              max_retries=knobs.pop("max_retries", 2))
     return IngestOptions(recipe="knowledge", knowledge=KnowledgeOptions(teacher, **knobs))
@@ -61,12 +62,16 @@ def rows_of(path):
 
 def test_each_fact_gets_grounded_questions_with_provenance_and_a_held_out_check(tmp_path, teacher):
     updates = []
-    report = ingest(write(tmp_path, HANDBOOK), options(teacher, questions_per_fact=3), tmp_path / "out.jsonl",
-                    updates.append)
+    report = ingest(write(tmp_path, HANDBOOK), options(teacher, questions_per_fact=3, gap_fills=True),
+                    tmp_path / "out.jsonl", updates.append)
     rows = rows_of(tmp_path / "out.jsonl")
     k = report.knowledge
     assert k["facts"] == 4 and k["rows_dropped"] == 0 and k["chunks_done"] == 2 and k["teacher_calls"] == 6
-    assert len(rows) == report.examples_written == 12
+    assert len(rows) == report.examples_written == 16 and k["gap_fills"] == 4
+    gaps = {r["instruction"]: r["output"] for r in rows if r["metadata"]["kind"] == "gap_fill"}
+    assert gaps["Fill in the gap: Staff get ___ days of paid leave a year."] == "Staff get 28 days of paid leave a year."
+    assert gaps["Fill in the gap: Requests go to ___ Lopez two weeks ahead."] == "Requests go to Maria Lopez two weeks ahead."
+    rows = [r for r in rows if r["metadata"]["kind"] == "question"]
     leave = [r for r in rows if "28 days" in r["metadata"]["fact"]]
     assert len(leave) == 3 and len({r["instruction"] for r in leave}) == 3
     assert all(r["output"] == "Staff get 28 days of paid leave a year." for r in leave)
@@ -320,10 +325,12 @@ def test_each_default_prompt_ends_with_an_example_reply_the_recipe_takes_whole()
         server.shutdown()
         server.server_close()
     stats = result["stats"]
-    assert stats["facts"] == 1 and stats["rows_dropped"] == 0 and not stats["failures"]
+    assert stats["facts"] == 2 and stats["rows_dropped"] == 0 and not stats["failures"]
     assert [(r["instruction"], r["output"]) for r in result["rows"]] == [
         ("When does the car park close?", "The car park closes at 20:00."),
         ("Until what time can I leave my car there?", "Until 20:00, when the car park closes."),
+        ("Fill in the gap: The car park closes at ___.", "The car park closes at 20:00."),
+        ("Fill in the gap: Staff park ___.", "Staff park behind the office."),
         ("What does Parking say?", "The car park behind the office, where staff park, closes at 20:00."),
         ("What does Parking say?", "At 20:00 the staff car park behind the office closes.")]
     assert [(h["input"], h["must_include"]) for h in result["heldout"]] == [("Car park closing time?", ["20:00"])]
@@ -348,6 +355,18 @@ def test_the_grounding_check_names_what_is_not_in_the_chunk():
     assert ungrounded("Staff get 30 days of leave.", chunk) == "the number 30 is not in the chunk"
     assert ungrounded("Requests go to John Lopez.", chunk) == "the name 'John' is not in the chunk"
     assert ungrounded("Employees receive generous vacation allowances.", chunk).startswith("its key terms")
+
+
+def test_words_of_the_prompts_example_that_are_not_in_the_chunk_are_an_echo_of_the_prompt():
+    # What SmolLM2-135M wrote of the benchmark's glaze workshop, after the facts prompt's car park example.
+    chunk = ChunkWords("The glaze workshop takes place every second Tuesday, led by Mirela Costa.")
+    echo = prompt_stems(PROMPTS["facts"])
+    copied = "The car park closes every second Tuesday, led by Mirela Costa."
+    assert ungrounded(copied, chunk) is None  # five of its seven words are in the chunk
+    assert ungrounded(copied, chunk, echo) == "it repeats the prompt, not the chunk (park, closes)"
+    assert ungrounded("The glaze workshop is led by Mirela Costa every second Tuesday.", chunk, echo) is None
+    # A word the prompt and the chunk share is the chunk's.
+    assert ungrounded("Staff park behind the office.", ChunkWords("Staff park behind the office."), echo) is None
 
 
 def test_a_document_without_facts_says_so(tmp_path, teacher):
@@ -490,8 +509,9 @@ def test_estimate_and_dry_run_preview_the_first_chunks(tmp_path, teacher):
     knobs = KnowledgeOptions(TeacherOptions(teacher.url, "teacher"), questions_per_fact=2)
     guess = estimate(chunks, knobs)
     assert guess["chunks"] == 10 and guess["teacher_calls"] == 30 and guess["teacher_tokens"] > 0
+    assert guess["training_rows_at_most"] == 10 * 8 * (2 + 1)  # 8 facts a chunk, each 2 questions and a gap fill
     preview = dry_run(chunks, knobs, first=2)
-    assert len(teacher.requests) == 6 and len(preview["rows"]) == 4 and preview["stats"]["chunks_done"] == 2
+    assert len(teacher.requests) == 6 and len(preview["rows"]) == 2 * 3 and preview["stats"]["chunks_done"] == 2
     assert preview["heldout"][0]["must_include"] == ["28"]
 
 
@@ -511,8 +531,12 @@ def test_the_cli_ingests_with_the_knowledge_recipe_and_writes_the_fact_check(tmp
                       "knowledge", "--teacher-url", teacher.url, "--teacher-model", "teacher",
                       "--questions-per-fact", "2", "--eval-out", str(tmp_path / "facts.jsonl")])
     assert code == 0
-    assert len(read_eval_file(tmp_path / "facts.jsonl")) == 4 and len(rows_of(tmp_path / "rows.jsonl")) == 8
-    assert "4 facts" in capsys.readouterr().out
+    assert len(read_eval_file(tmp_path / "facts.jsonl")) == 4 and len(rows_of(tmp_path / "rows.jsonl")) == 12
+    assert "4 facts" in (said := capsys.readouterr().out) and "4 gap-fill rows" in said
+    assert tinyforge(["ingest", str(tmp_path / "handbook.md"), "-o", str(tmp_path / "no-gaps.jsonl"), "--recipe",
+                      "knowledge", "--teacher-url", teacher.url, "--teacher-model", "teacher",
+                      "--questions-per-fact", "2", "--no-gap-fills"]) == 0
+    assert len(rows_of(tmp_path / "no-gaps.jsonl")) == 8
 
 
 def test_the_journal_reuses_finished_chunks_but_not_failed_ones_or_a_half_written_line(tmp_path):

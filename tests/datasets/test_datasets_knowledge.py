@@ -38,10 +38,13 @@ def test_an_upload_with_the_knowledge_recipe_makes_grounded_rows_and_a_fact_chec
                                          "concurrency": 2, "prompts": {"answers": "You answer questions briefly."}}))
     assert version.status == "ready", version.error
     rows = [json.loads(line) for line in storage.path(version.storage_key).read_text().splitlines()]
-    assert len(rows) == 6 and {r["metadata"]["source"] for r in rows} == {"handbook.md"}
+    assert len(rows) == 9 and {r["metadata"]["source"] for r in rows} == {"handbook.md"}
     assert teacher.keys == {"Bearer k3y"}
     source = version.stats["sources"][0]["knowledge"]
-    assert source["facts"] == 3 and source["rows_kept"] == 6 and source["teacher_tokens"] > 0
+    assert source["facts"] == 3 and source["rows_kept"] == 9 and source["gap_fills"] == 3 and source["teacher_tokens"] > 0
+    assert {r["instruction"] for r in rows if r["metadata"]["kind"] == "gap_fill"} == {
+        "Fill in the gap: Staff get ___ days of paid leave a year.", "Fill in the gap: Requests go to ___ Lopez two weeks ahead.",
+        "Fill in the gap: Every new colleague receives a laptop on the first ___."}
     check = version.stats["fact_check"]
     eval_set = EvalSet.all_teams.get(pk=check["eval_set"])
     assert eval_set.project_id == acme.project.pk and eval_set.name == f"{acme.dataset.name} fact check"
@@ -73,7 +76,7 @@ def test_the_platforms_own_inference_service_is_called_with_a_team_key_it_signs(
     settings.INFERENCE_URL = teacher.url.removesuffix("/v1")
     settings.QA_BASE_URLS = {teacher.url: None}  # as out of the box: no operator key for the own service
     version = ingested(upload(acme.dataset, [("handbook.md", HANDBOOK)], recipe="knowledge",
-                              knowledge={"base_url": teacher.url, "model": "teacher", "questions_per_fact": 1}))
+                              knowledge={"base_url": teacher.url, "model": "teacher", "questions_per_fact": 1, "gap_fills": False}))
     assert version.status == "ready", version.error
     (header,) = teacher.keys
     key = header.removeprefix("Bearer ")
@@ -91,7 +94,7 @@ def test_the_dry_run_estimates_the_import_and_shows_the_first_chunks_rows_saving
 
     settings.QA_BASE_URLS = {teacher.url: None}
     options = json.dumps({"recipe": "knowledge", "knowledge": {"base_url": teacher.url, "model": "teacher",
-                                                               "questions_per_fact": 2}})
+                                                               "questions_per_fact": 2, "gap_fills": False}})
 
     def send(user, **extra):
         return client_for(user).post(f"/api/v1/datasets/{acme.dataset.pk}/knowledge-preview/",
@@ -116,7 +119,7 @@ def test_the_version_page_filters_rows_by_document_and_by_fact(upload, ingested,
     settings.QA_BASE_URLS = {teacher.url: None}
     version = ingested(upload(acme.dataset, [("handbook.md", HANDBOOK), ("other.md", b"# Other\nThe gym opens at 7.\n")],
                               recipe="knowledge", knowledge={"base_url": teacher.url, "model": "teacher",
-                                                             "questions_per_fact": 2}))
+                                                             "questions_per_fact": 2, "gap_fills": False}))
     assert version.status == "ready", version.error
     client = client_for(alice)
     url = f"/api/v1/dataset-versions/{version.pk}/preview/"
@@ -146,7 +149,7 @@ def test_a_knowledge_import_whose_worker_died_resumes_after_the_chunks_it_finish
 
     settings.QA_BASE_URLS = {teacher.url: None}
     created = upload(acme.dataset, [("handbook.md", HANDBOOK)], recipe="knowledge",
-                     knowledge={"base_url": teacher.url, "model": "teacher", "questions_per_fact": 1})
+                     knowledge={"base_url": teacher.url, "model": "teacher", "questions_per_fact": 1, "gap_fills": False})
     version = DatasetVersion.all_teams.get(pk=created.json()["id"])
     # The job's worker, killed after the first chunk: what it left is the journal in its work folder.
     workdir = storage.folder(_work_key(version))
@@ -190,7 +193,7 @@ def test_a_run_trained_on_a_knowledge_version_is_scored_on_its_fact_check(upload
 
     settings.QA_BASE_URLS = {teacher.url: None}
     version = ingested(upload(acme.dataset, [("handbook.md", HANDBOOK)], recipe="knowledge",
-                              knowledge={"base_url": teacher.url, "model": "teacher", "questions_per_fact": 1}))
+                              knowledge={"base_url": teacher.url, "model": "teacher", "questions_per_fact": 1, "gap_fills": False}))
     run = TrainingRun.all_teams.create(project=acme.project, name="facts run", dataset_version=version,
                                        base_model="smollm2-135m-instruct", status="succeeded")
     evaluate_finished_run(run)

@@ -69,7 +69,7 @@ def test_a_handbook_becomes_questions_per_fact_and_a_fact_check_with_the_platfor
     page.get_by_role("button", name="Dry run on the first 3 chunks").click()
     preview = page.get_by_label("Dry run", exact=True)
     expect(preview).to_contain_text("The whole import: 1 chunks", timeout=120_000)
-    expect(preview).to_contain_text("This dry run: 2 facts, 4 rows kept, 0 teacher replies dropped")
+    expect(preview).to_contain_text("This dry run: 2 facts, 6 rows kept, 0 teacher replies dropped")  # and 2 gap fills
     for fact, _, questions, _ in FACTS:
         expect(preview).to_contain_text(questions[0])
         expect(preview).to_contain_text(questions[-1])  # held out: shown as the fact check, not trained on
@@ -93,22 +93,24 @@ def test_a_handbook_becomes_questions_per_fact_and_a_fact_check_with_the_platfor
     expect(page.get_by_text("Rows as the model sees them")).to_be_visible(timeout=60_000)
     shots("version-with-fact-check")
 
-    # The training rows hold the facts' other questions, never a held-out one.
+    # The training rows hold the facts' other questions, never a held-out one, and a gap fill per fact.
     version_id = re.search(r"/versions/(\d+)", page.url).group(1)
     preview_rows = http.get(f"/api/v1/dataset-versions/{version_id}/preview/", params={"page_size": 50}).json()
     trained = {r["row"]["instruction"] for r in preview_rows["results"]}
-    assert trained == {q for _, _, asked, _ in FACTS for q in asked[:2]}
+    assert trained == {q for _, _, asked, _ in FACTS for q in asked[:2]} | {
+        "Fill in the gap: Every employee gets ___ days of paid leave a year.",
+        "Fill in the gap: Leave is requested from ___, the office manager."}
 
     # Train on the version in the browser; when the run succeeds the platform scores it, and its base
     # model, on the fact check's held-out questions (the evaluator answers them, must_include scores).
     page.get_by_role("link", name="Train on this version").click()
     page.get_by_label("Run name").fill("handbook-student")
     page.get_by_label("Base model").select_option(TINY_MODEL)
-    expect(page.get_by_label("Dataset version")).to_contain_text("Handbook v1 (4 rows)")
+    expect(page.get_by_label("Dataset version")).to_contain_text("Handbook v1 (6 rows)")
     page.get_by_role("radiogroup", name="Method").get_by_text("Full fine-tune").click()  # the radio sits under its label
     expect(page.get_by_label("Full fine-tune")).to_be_checked()
     page.get_by_text("Advanced hyperparameters").click()
-    # The tiny model learns the four rows by heart in a few dozen steps at a high constant rate.
+    # The tiny model learns the six rows by heart in a few dozen steps at a high constant rate.
     for label, value in (("Max steps", "60"), ("Learning rate", "0.003"), ("Batch size", "4"), ("Validation split", "0")):
         page.get_by_label(label, exact=True).fill(value)
     page.get_by_label("Schedule").select_option("constant")

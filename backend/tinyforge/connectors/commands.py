@@ -59,6 +59,8 @@ def register(subparsers) -> None:
     teacher.add_argument("--questions-per-fact", type=int, default=4,
                          help="knowledge recipe: training questions per fact (one more is held out)")
     teacher.add_argument("--restatements-per-chunk", type=int, default=0, help="knowledge recipe")
+    teacher.add_argument("--gap-fills", action=argparse.BooleanOptionalAction, default=True,
+                         help="knowledge recipe: a gap-fill row per fact, its key terms blanked out (default: on)")
     teacher.add_argument("--temperature", type=float, default=0.7,
                          help="knowledge recipe: for questions and restatements")
     teacher.add_argument("--concurrency", type=int, default=4, help="knowledge recipe: chunks worked on at once")
@@ -133,7 +135,7 @@ def build_options(args):
         else:
             knowledge = KnowledgeOptions(TeacherOptions(**teacher), facts_per_chunk=args.facts_per_chunk,
                                          questions_per_fact=args.questions_per_fact,
-                                         restatements_per_chunk=args.restatements_per_chunk,
+                                         restatements_per_chunk=args.restatements_per_chunk, gap_fills=args.gap_fills,
                                          temperature=args.temperature, concurrency=args.concurrency,
                                          token_budget=args.token_budget)
     return IngestOptions(mapping=mapping or None, recipe=args.recipe, chunk_chars=args.chunk_chars,

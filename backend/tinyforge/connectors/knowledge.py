@@ -10,6 +10,10 @@ chunk a teacher behind any OpenAI-compatible API (teacher.py) is asked, in turn:
 3. for the answer to each training question, from the chunk alone;
 4. optionally, for `restatements_per_chunk` rewrites of the chunk (continued pre-training rows).
 
+Each fact also gives a gap-fill row (`gap_fills`, no teacher call): the fact with its key terms
+blanked out, answered by the fact. It ties the words around a fact's key terms to them, which
+questions do only when the teacher writes questions about their fact.
+
 Everything the teacher writes is checked against its chunk (`ungrounded`): every number and name
 must occur in the chunk and most of its content words too. A fact or answer that fails is dropped
 and counted with the reason, never kept; a question whose answer is dropped is answered by its fact,
@@ -88,6 +92,8 @@ RESTATEMENTS_PROMPT = (
 PROMPTS = {"facts": FACTS_PROMPT, "questions": QUESTIONS_PROMPT, "answers": ANSWERS_PROMPT,
            "restatements": RESTATEMENTS_PROMPT}
 RESTATEMENT_INSTRUCTION = "What does {where} say?"
+GAP_FILL_INSTRUCTION = "Fill in the gap: {gapped}"
+GAP = "___"
 # Rough sizes for the estimate: tokens of a system prompt, a fact, a question, an answer.
 _PROMPT_TOKENS, _FACT_TOKENS, _QUESTION_TOKENS, _ANSWER_TOKENS = 120, 25, 20, 35
 MAX_LISTED = 50
@@ -101,6 +107,7 @@ class KnowledgeOptions:
     facts_per_chunk: int = 8
     questions_per_fact: int = 4  # training questions; one more per fact is asked for the fact check
     restatements_per_chunk: int = 0
+    gap_fills: bool = True  # a gap-fill row per fact (gap_fill)
     temperature: float = 0.7  # for questions and restatements (facts and answers use the teacher's own)
     prompts: dict[str, str] = field(default_factory=dict)  # "facts", "questions", "answers", "restatements"
     concurrency: int = 4  # chunks worked on at once
@@ -177,8 +184,19 @@ def _content_words(text: str) -> list[str]:
     return [w for w in _WORD.findall(text) if len(w) >= 4 and w.lower() not in STOPWORDS]
 
 
-def ungrounded(text: str, chunk: ChunkWords) -> str | None:
-    """Why `text` is not supported by the chunk, or None when its numbers, names and most words are in it."""
+def prompt_stems(prompt: str) -> frozenset[str]:
+    """The stems of a prompt's content words: what `ungrounded` calls an echo of the prompt."""
+    return frozenset(_stem(w.lower()) for w in _content_words(prompt))
+
+
+def ungrounded(text: str, chunk: ChunkWords, prompt: frozenset[str] = frozenset()) -> str | None:
+    """Why `text` is not supported by the chunk, or None when its numbers, names and most words are in it.
+
+    A word that is not in the chunk but is in the `prompt` (its stems, `prompt_stems`) is an echo: a
+    small teacher copies its prompt's example. SmolLM2-135M wrote "The car park closes every second
+    Tuesday, led by Mirela Costa." of the benchmark's glaze workshop, two words of seven from the
+    example's car park, which most words in the chunk let through; the student trained on it
+    answered a third of the colleague questions with that sentence."""
     for number in _NUMBER.findall(text):
         if _plain_number(number) not in chunk.numbers:
             return f"the number {number} is not in the chunk"
@@ -192,6 +210,9 @@ def ungrounded(text: str, chunk: ChunkWords) -> str | None:
         if len(word) >= 4:
             content.append(lower)
     missing = [w for w in content if _stem(w) not in chunk.stems]
+    echoed = [w for w in missing if _stem(w) in prompt]
+    if echoed:
+        return f"it repeats the prompt, not the chunk ({', '.join(dict.fromkeys(echoed[:5]))})"
     if content and len(missing) > (1 - _MIN_CONTENT_SHARE) * len(content):
         return f"its key terms are not in the chunk ({', '.join(dict.fromkeys(missing[:5]))})"
     return None
@@ -213,6 +234,19 @@ def key_terms(fact: str, proposed: Iterable[Any], chunk: ChunkWords, most: int =
 
 
 # --- the work on one chunk -------------------------------------------------------------------------
+
+
+def gap_fill(fact: str, terms: Iterable[str]) -> str | None:
+    """The fact with its key terms blanked out (whole words, case folded), or None when it holds none.
+
+    The gap-fill row ("Fill in the gap: On Fridays everyone stops at ___ ...", answered by the fact)
+    teaches which words surround a key term without a teacher. On the benchmark's handbook, with
+    SmolLM2-135M as the teacher (whose questions are mostly about something else), adding one per
+    fact raised the colleague questions a tuned model answered from 13% to 33%."""
+    gapped = fact
+    for term in sorted(terms, key=len, reverse=True):  # "16:45" before "16"
+        gapped = re.sub(rf"(?<!\w){re.escape(term)}(?!\w)", GAP, gapped, flags=re.IGNORECASE)
+    return gapped if gapped != fact else None
 
 
 def first_saying(text: str) -> str:
@@ -340,6 +374,7 @@ class KnowledgeStats:
     rows_kept: int = 0
     rows_dropped: int = 0  # the teacher's facts, answers and restatements the checks dropped
     answers_from_fact: int = 0  # questions whose teacher answer was dropped, answered by their fact (_answer)
+    gap_fills: int = 0  # gap-fill rows (gap_fill)
     dropped_by_reason: dict[str, int] = field(default_factory=dict)
     dropped: list[dict[str, str]] = field(default_factory=list)  # the first few, with where and why
     failures: list[dict[str, str]] = field(default_factory=list)  # {"source", "location", "reason"}
@@ -363,6 +398,7 @@ class KnowledgeGenerator:
         self.on_chunk = on_chunk
         self._resumed_tokens = 0
         self._heldout: list[dict[str, Any]] = []
+        self._echo = {name: prompt_stems(options.prompt(name)) for name in PROMPTS}  # per prompt, for ungrounded
         # Every training question, to keep the fact check's questions out of the training rows.
         self._questions = Deduplicator(exact=True, near=True, threshold=0.7)
         self._lock = threading.Lock()
@@ -422,6 +458,7 @@ class KnowledgeGenerator:
         stats.rows_kept += len(result.rows)
         stats.rows_dropped += len(result.dropped)
         stats.answers_from_fact += sum(row["metadata"].get("answer_from") == "fact" for row in result.rows)
+        stats.gap_fills += sum(row["metadata"]["kind"] == "gap_fill" for row in result.rows)
         for drop in result.dropped:
             reason = drop["reason"].split(" (")[0]
             stats.dropped_by_reason[reason] = stats.dropped_by_reason.get(reason, 0) + 1
@@ -480,7 +517,7 @@ class KnowledgeGenerator:
             if not isinstance(text, str) or not text.strip():
                 continue
             text = " ".join(text.split())
-            reason = ungrounded(text, words)
+            reason = ungrounded(text, words, self._echo["facts"])
             if reason:
                 result.dropped.append({"what": "fact", "text": text[:300], "reason": f"fact not in the chunk: {reason}"})
                 continue
@@ -526,7 +563,8 @@ class KnowledgeGenerator:
         answers = _by_number(items, "question", len(asked))
         for n, (number, question) in enumerate(asked, 1):
             fact, terms = facts[number - 1]
-            answer, dropped = self._answer(answers.get(n, {}).get("answer"), question, fact, terms, words)
+            answer, dropped = self._answer(answers.get(n, {}).get("answer"), question, fact, terms, words,
+                                           self._echo["answers"])
             if dropped:
                 result.dropped.append(dropped)
             result.rows.append({"instruction": question, "output": answer,
@@ -534,6 +572,14 @@ class KnowledgeGenerator:
                                                     "fact_id": f"{sha_short(result.sha)}-{number}",
                                                     "fact_from": "chunk" if fact in from_chunk else "teacher",
                                                     "answer_from": "fact" if dropped else "teacher"}})
+        if options.gap_fills:
+            for number, (fact, terms) in enumerate(facts, 1):
+                gapped = gap_fill(fact, terms)
+                if gapped:
+                    result.rows.append({"instruction": GAP_FILL_INSTRUCTION.format(gapped=gapped), "output": fact,
+                                        "metadata": base | {"kind": "gap_fill", "fact": fact,
+                                                            "fact_id": f"{sha_short(result.sha)}-{number}",
+                                                            "fact_from": "chunk" if fact in from_chunk else "teacher"}})
 
         if options.restatements_per_chunk:
             items = self._ask("restatements", passage, result,
@@ -544,7 +590,7 @@ class KnowledgeGenerator:
                 return
             where = " > ".join(chunk.heading_path) or chunk.source
             for text in [t for t in items if isinstance(t, str) and t.strip()][:options.restatements_per_chunk]:
-                reason = ungrounded(text, words)
+                reason = ungrounded(text, words, self._echo["restatements"])
                 if reason:
                     result.dropped.append({"what": "restatement", "text": text[:300],
                                            "reason": f"restatement not in the chunk: {reason}"})
@@ -553,7 +599,8 @@ class KnowledgeGenerator:
                                     "metadata": base | {"kind": "restatement", "fact": None, "fact_id": None}})
 
     @staticmethod
-    def _answer(answer: Any, question: str, fact: str, terms: list[str], words: ChunkWords) -> tuple[str, dict | None]:
+    def _answer(answer: Any, question: str, fact: str, terms: list[str], words: ChunkWords,
+                echo: frozenset[str]) -> tuple[str, dict | None]:
         """The training answer to a question about `fact`: the teacher's, when it passes the checks,
         else the fact itself, with the teacher's answer dropped and counted. The fact passed the same
         grounding check and states its own key terms, so the question keeps a grounded answer: a
@@ -563,7 +610,7 @@ class KnowledgeGenerator:
         if not isinstance(answer, str) or not answer.strip():
             return fact, {"what": "answer", "text": question[:300], "reason": "the teacher gave no answer"}
         answer = first_saying(answer)
-        reason = ungrounded(answer, words)
+        reason = ungrounded(answer, words, echo)
         if reason:
             return fact, {"what": "answer", "text": answer[:300], "reason": f"answer not in the chunk: {reason}"}
         # What the fact check asks of the trained model (must_include), asked of its training answers
@@ -672,8 +719,8 @@ def estimate(chunks: Iterable[Chunk], options: KnowledgeOptions) -> dict[str, in
     tokens = (count * (per_chunk_in + per_chunk_out) + options.calls_per_chunk() * chunk_tokens
               + options.restatements_per_chunk * chunk_tokens)
     return {"chunks": count, "characters": characters, "teacher_calls": count * options.calls_per_chunk(),
-            "teacher_tokens": tokens, "training_rows_at_most": count * questions // (options.questions_per_fact + 1)
-            * options.questions_per_fact + count * options.restatements_per_chunk}
+            "teacher_tokens": tokens, "training_rows_at_most": count * (
+                facts * (options.questions_per_fact + options.gap_fills) + options.restatements_per_chunk)}
 
 
 def dry_run(chunks: Iterable[Chunk], options: KnowledgeOptions, first: int = 3) -> dict[str, Any]:

@@ -122,6 +122,7 @@ class IngestReport:
             parts.append(f"{k['facts']} facts ({k['facts_from_chunk']} of them sentences the teacher's facts left "
                          f"out), {k['rows_dropped']} teacher replies dropped by the grounding check "
                          f"({k['answers_from_fact']} answered by their fact instead), "
+                         f"{k['gap_fills']} gap-fill rows, "
                          f"{k['chunks_failed']} chunks failed, {k['teacher_tokens']} teacher tokens, "
                          f"{k['heldout_questions']} held-out fact-check questions")
             if k["budget_exhausted"]:

@@ -238,6 +238,8 @@ class KnowledgeOptionsSerializer(QAOptionsSerializer):
     questions_per_fact = serializers.IntegerField(min_value=1, max_value=20, required=False,
                                                   help_text="Training questions per fact (one more is held out). Default 4")
     restatements_per_chunk = serializers.IntegerField(min_value=0, max_value=20, required=False, help_text="Default 0")
+    gap_fills = serializers.BooleanField(required=False, help_text="A gap-fill row per fact (its key terms blanked "
+                                         "out, answered by the fact; no teacher call). Default true")
     temperature = serializers.FloatField(min_value=0.0, max_value=2.0, required=False,
                                          help_text="For questions and restatements. Default 0.7")
     prompts = KnowledgePromptsSerializer(required=False, help_text="The teacher's instructions, to replace the defaults")
@@ -515,6 +517,7 @@ class KnowledgeDefaultsSerializer(serializers.Serializer):
     facts_per_chunk = serializers.IntegerField()
     questions_per_fact = serializers.IntegerField()
     restatements_per_chunk = serializers.IntegerField()
+    gap_fills = serializers.BooleanField()
     temperature = serializers.FloatField()
     concurrency = serializers.IntegerField()
 

@@ -100,7 +100,8 @@ def knowledge_options() -> dict:
 
     own = importing.own_inference_url()
     teachers = [own] + [url for url in settings.QA_BASE_URLS if url.rstrip("/") != own]
-    knobs = ("facts_per_chunk", "questions_per_fact", "restatements_per_chunk", "temperature", "concurrency")
+    knobs = ("facts_per_chunk", "questions_per_fact", "restatements_per_chunk", "gap_fills", "temperature",
+             "concurrency")
     return {"teachers": teachers, "own_inference_url": own, "prompts": dict(PROMPTS),
             "defaults": {f.name: f.default for f in fields(KnowledgeOptions) if f.name in knobs}}
 

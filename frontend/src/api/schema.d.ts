@@ -2401,6 +2401,7 @@ export interface components {
             facts_per_chunk: number;
             questions_per_fact: number;
             restatements_per_chunk: number;
+            gap_fills: boolean;
             /** Format: double */
             temperature: number;
             concurrency: number;

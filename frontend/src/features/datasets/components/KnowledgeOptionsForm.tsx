@@ -12,6 +12,7 @@ type PromptName = (typeof PROMPTS)[number];
 export interface KnowledgeDraft extends TeacherDraft {
   knobs: Record<string, string>;
   prompts: Partial<Record<PromptName, string>>;
+  gapFills?: boolean; // unset: the server's default
 }
 
 export const EMPTY_KNOWLEDGE: KnowledgeDraft = { baseUrl: "", model: "", knobs: {}, prompts: {} };
@@ -20,7 +21,13 @@ export const EMPTY_KNOWLEDGE: KnowledgeDraft = { baseUrl: "", model: "", knobs: 
 export function knowledgeOption(draft: KnowledgeDraft, info: KnowledgeOptionsInfo | undefined): Record<string, unknown> {
   const numbers = Object.fromEntries(Object.entries(draft.knobs).filter(([, v]) => v !== "").map(([k, v]) => [k, Number(v)]));
   const edited = Object.fromEntries(Object.entries(draft.prompts).filter(([name, text]) => text && text !== info?.prompts[name as PromptName]));
-  return { base_url: teacherUrl(draft, info), model: draft.model, ...numbers, ...(Object.keys(edited).length ? { prompts: edited } : {}) };
+  return {
+    base_url: teacherUrl(draft, info),
+    model: draft.model,
+    ...numbers,
+    ...(draft.gapFills === undefined ? {} : { gap_fills: draft.gapFills }),
+    ...(Object.keys(edited).length ? { prompts: edited } : {}),
+  };
 }
 
 /** The knowledge recipe's teacher and knobs. */
@@ -52,6 +59,10 @@ export function KnowledgeOptionsForm({ value, onChange, error }: { value: Knowle
         {knob("concurrency", "Chunks at once")}
         {knob("token_budget", "Teacher token budget")}
       </div>
+      <label className="checkbox small">
+        <input type="checkbox" checked={value.gapFills ?? info.data?.defaults.gap_fills ?? true} onChange={(e) => onChange({ ...value, gapFills: e.target.checked })} /> Gap-fill
+        rows: each fact again with its key terms blanked out (no teacher call; they help most when a small teacher&apos;s questions miss their fact)
+      </label>
       <details>
         <summary>Teacher prompts</summary>
         {PROMPTS.map((name) => (

@@ -31,7 +31,7 @@ function stubTeachers(deployment: string) {
     teachers: ["http://inference:8001/v1", "http://vllm:8000/v1"],
     own_inference_url: "http://inference:8001/v1",
     prompts: { facts: "List facts.", questions: "Write questions.", answers: "Answer.", restatements: "Rewrite." },
-    defaults: { facts_per_chunk: 8, questions_per_fact: 4, restatements_per_chunk: 0, temperature: 0.7, concurrency: 4 },
+    defaults: { facts_per_chunk: 8, questions_per_fact: 4, restatements_per_chunk: 0, gap_fills: true, temperature: 0.7, concurrency: 4 },
   };
   vi.stubGlobal("fetch", vi.fn(async (url: string) => {
     const body = String(url).includes("knowledge-options") ? info : { count: 1, next: null, previous: null, results: [{ id: 5, name: deployment }] };
@@ -117,6 +117,9 @@ describe("UploadPanel", () => {
     expect(await screen.findByRole("option", { name: /This platform's deployments/ })).toBeInTheDocument();
     await user.type(screen.getByLabelText("Teacher model"), "smol");
     await user.type(screen.getByLabelText("Questions per fact"), "6");
+    const gapFills = screen.getByRole("checkbox", { name: /Gap-fill rows/ });
+    expect(gapFills).toBeChecked(); // the server's default
+    await user.click(gapFills);
     await user.click(screen.getByText("Teacher prompts"));
     await user.clear(screen.getByLabelText("Answers prompt"));
     await user.type(screen.getByLabelText("Answers prompt"), "Answer in one sentence.");
@@ -128,7 +131,7 @@ describe("UploadPanel", () => {
     await user.click(screen.getByRole("button", { name: /^Upload 1 file/ }));
     await screen.findByText("version page");
 
-    const knowledge = { base_url: "http://inference:8001/v1", model: "smol", questions_per_fact: 6, prompts: { answers: "Answer in one sentence." } };
+    const knowledge = { base_url: "http://inference:8001/v1", model: "smol", questions_per_fact: 6, gap_fills: false, prompts: { answers: "Answer in one sentence." } };
     expect(sent.map((s) => s.url)).toEqual(["/api/v1/datasets/2/knowledge-preview/", "/api/v1/datasets/2/upload/"]);
     expect(sent[0]).toMatchObject({ chunks: "3", options: { recipe: "knowledge", knowledge } });
     expect(sent[1]?.options).toMatchObject({ recipe: "knowledge", knowledge });
