@@ -69,7 +69,7 @@ def test_a_handbook_becomes_questions_per_fact_and_a_fact_check_with_the_platfor
     page.get_by_role("button", name="Dry run on the first 3 chunks").click()
     preview = page.get_by_label("Dry run", exact=True)
     expect(preview).to_contain_text("The whole import: 1 chunks", timeout=120_000)
-    expect(preview).to_contain_text("This dry run: 2 facts, 6 rows kept, 0 teacher replies dropped")  # and 2 gap fills
+    expect(preview).to_contain_text("This dry run: 2 facts, 6 rows kept, 2 of them gap fills, 0 teacher replies dropped")
     for fact, _, questions, _ in FACTS:
         expect(preview).to_contain_text(questions[0])
         expect(preview).to_contain_text(questions[-1])  # held out: shown as the fact check, not trained on

@@ -77,14 +77,15 @@ export function KnowledgeOptionsForm({ value, onChange, error }: { value: Knowle
 
 /** What a dry run made: the estimate for the whole import, the rows kept and dropped, the fact-check questions. */
 export function KnowledgePreview({ preview }: { preview: KnowledgePreviewResult }) {
-  const stats = preview.stats as { facts?: number; rows_dropped?: number; answers_from_fact?: number; teacher_tokens?: number; dropped?: { reason: string; text: string }[]; failures?: { reason: string }[] };
+  const stats = preview.stats as { facts?: number; rows_dropped?: number; answers_from_fact?: number; gap_fills?: number; teacher_tokens?: number; dropped?: { reason: string; text: string }[]; failures?: { reason: string }[] };
   const { estimate } = preview;
   return (
     <div className="stack-sm card" aria-label="Dry run">
       <p className="small">
         The whole import: {estimate.chunks} chunks, about {estimate.teacher_calls} teacher calls and {estimate.teacher_tokens.toLocaleString()} tokens, at
         most {estimate.training_rows_at_most} rows. This dry run: {stats.facts ?? 0} facts, {preview.rows.length} rows kept
-        {stats.answers_from_fact ? ` (${stats.answers_from_fact} answered by their fact)` : ""}, {stats.rows_dropped ?? 0} teacher replies dropped,{" "}
+        {stats.answers_from_fact ? ` (${stats.answers_from_fact} answered by their fact)` : ""}
+        {stats.gap_fills ? `, ${stats.gap_fills} of them gap fills` : ""}, {stats.rows_dropped ?? 0} teacher replies dropped,{" "}
         {stats.teacher_tokens ?? 0} teacher tokens.
       </p>
       <table className="table">

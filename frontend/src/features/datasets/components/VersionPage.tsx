@@ -115,6 +115,7 @@ interface KnowledgeStats {
   rows_dropped: number;
   answers_from_fact?: number;
   facts_from_chunk?: number;
+  gap_fills?: number;
   chunks_failed: number;
   teacher_tokens: number;
   dropped_by_reason: Record<string, number>;
@@ -143,6 +144,7 @@ export function KnowledgeCard({ stats, projectId }: { stats: Record<string, unkn
         <Stat label="Rows kept" value={formatNumber(total("rows_kept"))} />
         <Stat label="Teacher replies dropped" value={formatNumber(total("rows_dropped"))} />
         <Stat label="Answered by their fact" value={formatNumber(total("answers_from_fact"))} />
+        <Stat label="Gap-fill rows" value={formatNumber(total("gap_fills"))} />
         <Stat label="Chunks failed" value={formatNumber(total("chunks_failed"))} />
         <Stat label="Teacher tokens" value={formatNumber(total("teacher_tokens"))} />
       </div>
