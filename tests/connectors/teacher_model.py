@@ -5,7 +5,7 @@ It answers the recipe's four requests (told apart by their default system prompt
 each sentence is a fact; questions name the fact's key term; the answer is the sentence that holds
 the question's words. Words in a passage make it misbehave: GARBLE (prose instead of JSON), NOFACTS,
 INVENT (a fact the passage does not state), FRENCH (answers in French), ASTRAY (answers with the
-neighbouring sentence), FEW (lists only the passage's first fact, as a small teacher does), TITLED (names the document's title in each fact), RAMBLE (the facts reply cut off at the token limit), SLOW (answers after 2 s),
+neighbouring sentence), FEW (lists only the passage's first fact, as a small teacher does), RAMBLE (the facts reply cut off at the token limit), SLOW (answers after 2 s),
 BUSY (a 429 with Retry-After first), FLAKY (a 503 first), REPEAT (the held-out question nearly
 repeats a training one). It reads no `response_format` (as a server without structured output
 does), or refuses it with a 400 when `refuse_formats` is set.
@@ -142,9 +142,6 @@ class TeacherHandler(BaseHTTPRequestHandler):
             facts = [{"fact": s, "key_terms": [_key(s)]} for s in sentences]
             if "FEW" in passage:
                 facts = facts[:1]
-            if "TITLED" in passage:  # each fact names the document's title it was shown with the passage
-                title = re.search(r"^Section: ([^>\n]*?)(?: > |$)", user, re.MULTILINE).group(1)
-                facts = [{**f, "fact": f"{f['fact'].rstrip('.')} at {title}."} for f in facts]
             if "INVENT" in passage:
                 facts.append({"fact": "The warranty lasts 99 years.", "key_terms": ["99 years"]})
             if "RAMBLE" in passage:  # as SmolLM2-135M does: the last fact loops until the token limit cuts it

@@ -164,15 +164,6 @@ def test_sentences_the_teachers_facts_leave_out_become_facts_with_questions_and_
         "FEW firings start at 6:00.", "The kiln Ember fires at 1240 degrees, and Slate at 1280 degrees."]
 
 
-def test_a_fact_naming_the_heading_it_was_shown_with_its_passage_is_grounded(tmp_path, teacher):
-    # The teacher sees "Section: Brindlewood Ceramics > Leave" above the passage (TITLED: it names the title).
-    report = ingest(write(tmp_path, "# Brindlewood Ceramics\n\n## Leave\nTITLED staff get 28 days of paid leave.\n"),
-                    options(teacher, questions_per_fact=2), tmp_path / "out.jsonl")
-    assert report.knowledge["rows_dropped"] == 0 and report.knowledge["facts_from_chunk"] == 0
-    assert {r["metadata"]["fact"] for r in rows_of(tmp_path / "out.jsonl")} == {
-        "TITLED staff get 28 days of paid leave at Brindlewood Ceramics."}
-
-
 @pytest.mark.parametrize("facts, left_out", [
     # A sentence the facts state in other words and order is covered; one with a number or a name
     # no fact holds is not, nor one most of whose words none holds.

@@ -500,9 +500,7 @@ class KnowledgeGenerator:
 
     def _make(self, chunk: Chunk, result: ChunkResult) -> None:
         options = self.options
-        # The headings too: the teacher is shown them with the passage, and a fact that names the
-        # document's title ("Brindlewood Ceramics' workshop opens at 7:30") states what it was shown.
-        words = ChunkWords("\n".join((*chunk.heading_path, chunk.text)))
+        words = ChunkWords(chunk.text)
         passage = _passage(chunk)
         base = chunk.metadata() | {"recipe": "knowledge", "chunk_sha256": sha_short(result.sha),
                                    "teacher_model": options.teacher.model}
