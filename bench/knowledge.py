@@ -118,7 +118,7 @@ COLLEAGUE_QUESTIONS = {  # by section
         ("Which supplier do small clay orders go to?", ["Haldor"]),
     ],
     "Pay and expenses": [
-        ("On which day of the month is the salary paid?", ["25"]),
+        ("On which day of the month is the salary paid?", ["25th"]),  # the handbook's word: "25" missed "the 25th"
         ("How much do I get back per kilometre when I drive to a fair?", ["31"]),
         ("What is the daily limit for meals on a fair trip?", ["18"]),
         ("Which app do I use for my expense claims?", ["Tally"]),
