@@ -195,8 +195,8 @@ def ungrounded(text: str, chunk: ChunkWords, prompt: frozenset[str] = frozenset(
     A word that is not in the chunk but is in the `prompt` (its stems, `prompt_stems`) is an echo: a
     small teacher copies its prompt's example. SmolLM2-135M wrote "The car park closes every second
     Tuesday, led by Mirela Costa." of the benchmark's glaze workshop, two words of seven from the
-    example's car park, which most words in the chunk let through; the student trained on it
-    answered a third of the colleague questions with that sentence."""
+    example's car park, which most words in the chunk let through; a student trained on those rows
+    (with gap fills) answered 8 of the 30 colleague questions with that sentence."""
     for number in _NUMBER.findall(text):
         if _plain_number(number) not in chunk.numbers:
             return f"the number {number} is not in the chunk"
