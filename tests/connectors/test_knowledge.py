@@ -487,11 +487,12 @@ def test_an_import_killed_midway_resumes_from_the_last_finished_chunk(tmp_path, 
     finished = journal.read_bytes().count(b"\n")
     assert 1 <= finished < 4 and not out.exists()
     asked_before = len(teacher.steps("facts"))
-    report = ingest(source, options(teacher, questions_per_fact=1, concurrency=1), out)
+    # The killed run's options (KILLED_RUN), gap fills on as by default.
+    report = ingest(source, options(teacher, questions_per_fact=1, concurrency=1, gap_fills=True), out)
     assert report.knowledge["chunks_resumed"] == finished and report.knowledge["chunks_done"] == 4
     assert len(teacher.steps("facts")) - asked_before == 4 - finished
-    assert sorted(r["metadata"]["fact"] for r in rows_of(out)) == sorted(
-        f"SLOW room {n} is on floor {n}." for n in range(1, 5))
+    assert sorted((r["metadata"]["fact"], r["metadata"]["kind"]) for r in rows_of(out)) == sorted(
+        (f"SLOW room {n} is on floor {n}.", kind) for n in range(1, 5) for kind in ("question", "gap_fill"))
     assert not journal.exists()
 
 
